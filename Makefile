@@ -1,0 +1,33 @@
+# make demo : create .venv, install, meta-train Oja's rule on built-in data
+# make test : create .venv if needed, install, run the fast test suite
+# make test-slow : the full reproduction tests (minutes)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/metaplastic run oja
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_oja.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

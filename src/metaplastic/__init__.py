@@ -1,0 +1,41 @@
+"""metaplastic: meta-learn biologically plausible learning rules in JAX.
+
+Compose a task, a network, a rule and an outer loop::
+
+    import jax
+    import metaplastic as mp
+
+    task = mp.tasks.make("pca", n_in=10, n_steps=1000)
+    net = mp.Network(sizes=(10, 1))
+    rule = mp.rules.make("polynomial", eta=0.01)
+    objective = mp.Objective(task, net, rule, tasks_per_step=8, l1=1e-3)
+    theta0 = rule.init(jax.random.key(0))
+    result = mp.MetaGradient(steps=600, lr=1e-2).run(objective, theta0, key=jax.random.key(1))
+    print(rule.formula(result.theta))
+"""
+
+from metaplastic import neurons, rules, tasks
+from metaplastic.errors import ConfigError, MetaplasticError, NonFiniteError, ShapeError
+from metaplastic.inner import unroll
+from metaplastic.meta import MetaGradient, MetaResult, Objective
+from metaplastic.network import Network
+from metaplastic.signals import LocalSignals, per_synapse
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "LocalSignals",
+    "MetaGradient",
+    "MetaResult",
+    "MetaplasticError",
+    "Network",
+    "NonFiniteError",
+    "Objective",
+    "ShapeError",
+    "neurons",
+    "per_synapse",
+    "rules",
+    "tasks",
+    "unroll",
+]

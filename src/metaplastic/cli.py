@@ -1,0 +1,214 @@
+"""The ``metaplastic`` command line: run, eval, report, list.
+
+Errors a user can cause (bad config keys or values, unknown names, NaN during inner
+learning) are printed as one readable message with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Do not grab the whole GPU when a run starts (JAX's default); must precede importing jax.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from metaplastic.errors import MetaplasticError, NonFiniteError  # noqa: E402
+
+console = Console(highlight=False)
+EXIT_ERROR, EXIT_NONFINITE = 2, 3
+
+
+def _enable_compile_cache() -> None:
+    """Persist compiled programs across CLI runs (JAX's persistent compilation cache)."""
+    import jax
+
+    default = Path.home() / ".cache" / "metaplastic" / "jax"
+    cache = os.environ.get("METAPLASTIC_CACHE_DIR", str(default))
+    if cache.lower() in ("", "0", "off", "none"):
+        return
+    try:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    except OSError as e:  # a read-only home must not stop a run
+        console.print(f"[yellow]compilation cache disabled: {e}[/]")
+
+
+def resolve_config(spec: str, sets: list[str], seed: int | None):
+    """A preset name or a TOML file, with ``--set`` overrides and ``--seed`` applied."""
+    from metaplastic.experiments import config, presets
+
+    if spec.endswith(".toml") or Path(spec).is_file():
+        cfg = config.load(spec)
+    else:
+        cfg = presets.get(spec)
+    if seed is not None:
+        sets = [*sets, f"seed={seed}"]
+    return config.override(cfg, sets) if sets else cfg
+
+
+def cmd_run(args) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.rundir import RunDir, new_run_dir
+    from metaplastic.experiments.runner import train
+
+    cfg = resolve_config(args.config, args.set, args.seed)
+    build(cfg)  # validate every piece before creating anything on disk
+    _enable_compile_cache()
+    run = RunDir(new_run_dir(args.out, cfg.name))
+    console.print(f"run directory: [bold]{run.path}[/]")
+    columns = [TextColumn("meta-training"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+               TextColumn("{task.fields[info]}")]
+    with Progress(*columns, console=console, transient=False) as bar:
+        tid = bar.add_task("meta", total=cfg.meta.steps, info="compiling...")
+
+        def progress(records):
+            last = records[-1]
+            tail = records[-10:]
+            loss = sum(r["task_loss"] for r in tail) / len(tail)
+            info = f"meta-loss {loss:.4f}"
+            skipped = sum(r["skipped"] for r in records)
+            if skipped:
+                info += f"  [yellow]{skipped} NaN steps skipped[/]"
+            bar.update(tid, completed=last["step"], info=info)
+
+        try:
+            summary = train(cfg, run, progress)
+        except NonFiniteError as e:
+            console.print(f"[red]error:[/] {e}")
+            console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
+            return EXIT_NONFINITE
+    console.print(f"meta-training: {summary['meta_steps']} steps in {summary['seconds']:.1f} s")
+    console.print(f"learned rule:  [bold]{summary['formula']}[/]")
+    if "reference_cosine" in summary:
+        console.print(f"cosine with {summary['reference']}'s coefficients: "
+                      f"[bold]{summary['reference_cosine']:.3f}[/]")
+    if not args.no_eval and cfg.eval.tasks > 0:
+        _print_eval(run)
+    console.print(f"results in {run.path}  (metaplastic eval {run.path} · "
+                  f"metaplastic report {run.path})")
+    return 0
+
+
+def _print_eval(run, n_tasks=None) -> None:
+    from metaplastic.experiments.runner import evaluate_run
+
+    t0 = time.perf_counter()
+    rows = evaluate_run(run, n_tasks=n_tasks)
+    score = rows[0]["score"]
+    table = Table(title=f"held-out evaluation ({rows[0]['tasks']} fresh tasks per row, "
+                        f"mean ± 95% CI)")
+    for col in ("rule", "tasks", score, "loss", "diverged"):
+        table.add_column(col, justify="left" if col in ("rule", "tasks") else "right")
+    for r in rows:
+        def fmt(m):
+            return f"{m['mean']:.4g} ± {m['ci95']:.2g}"
+        table.add_row(r["rule"], r["variant"], fmt(r[score]), fmt(r["loss"]), str(r["diverged"]))
+    console.print(table)
+    console.print(f"evaluation took {time.perf_counter() - t0:.1f} s; saved to "
+                  f"{run.path / 'eval.json'}")
+
+
+def cmd_eval(args) -> int:
+    from metaplastic.experiments.rundir import RunDir
+
+    run = RunDir.open(args.run)
+    _enable_compile_cache()
+    _print_eval(run, n_tasks=args.tasks)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from metaplastic.experiments.rundir import RunDir
+    from metaplastic.report import make_report
+
+    run = RunDir.open(args.run)
+    paths = make_report(run)
+    if not paths:
+        raise MetaplasticError(f"{run.path} has no metrics to plot")
+    summary = run.read_json("summary.json")
+    if summary.get("formula"):
+        console.print(f"learned rule: {summary['formula']}")
+    for p in paths:
+        console.print(f"wrote {p}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from metaplastic import rules, tasks
+    from metaplastic.experiments.presets import PRESETS
+    from metaplastic.meta.gradient import OPTIMIZERS
+    from metaplastic.network import FEEDBACK
+    from metaplastic.neurons import ACTIVATIONS
+
+    table = Table(title="presets (metaplastic run NAME)")
+    table.add_column("preset")
+    table.add_column("what it does")
+    for name, fn in PRESETS.items():
+        table.add_row(name, (fn.__doc__ or "").strip().splitlines()[0])
+    console.print(table)
+    console.print("rules:       " + ", ".join(f"{n} ({', '.join(rules.options(n))})"
+                                              for n in rules.REGISTRY))
+    console.print("tasks:       " + ", ".join(f"{n} ({', '.join(tasks.options(n))})"
+                                              for n in tasks.REGISTRY))
+    console.print("activations: " + ", ".join(ACTIVATIONS))
+    console.print("feedback:    " + ", ".join(FEEDBACK))
+    console.print("optimizers:  " + ", ".join(OPTIMIZERS))
+    console.print("outer loops: gradient")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metaplastic", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="meta-train a preset or a TOML config")
+    r.add_argument("config", help="preset name (see 'metaplastic list') or path to a .toml file")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set meta.steps=300 (repeatable)")
+    r.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    r.add_argument("--out", default="runs", help="where run directories go (default: runs)")
+    r.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("eval", help="evaluate a finished run on held-out tasks")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--tasks", type=int, default=None, help="tasks per row (default: config)")
+    e.set_defaults(func=cmd_eval)
+
+    rp = sub.add_parser("report", help="redraw a run's plots from its saved metrics")
+    rp.add_argument("run", help="run directory")
+    rp.set_defaults(func=cmd_report)
+
+    ls = sub.add_parser("list", help="list presets, rules, tasks and options")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "tasks", None) is not None and args.tasks < 1:
+        console.print("[red]error:[/] --tasks must be >= 1")
+        return EXIT_ERROR
+    try:
+        return args.func(args)
+    except MetaplasticError as e:
+        console.print(f"[red]error:[/] {e}")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""Experiments: configs, presets, building the pieces, run directories, evaluation."""
+
+from metaplastic.experiments.build import Pieces, build
+from metaplastic.experiments.config import RunConfig, from_dict, load, override
+from metaplastic.experiments.presets import PRESETS
+from metaplastic.experiments.rundir import RunDir, load_theta, save_theta
+
+__all__ = ["PRESETS", "Pieces", "RunConfig", "RunDir", "build", "from_dict", "load",
+           "load_theta", "override", "save_theta"]

@@ -1,0 +1,64 @@
+"""Turn a :class:`RunConfig` into the library's pieces: task, network, rule, objective, outer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from metaplastic import rules, tasks
+from metaplastic.errors import ConfigError
+from metaplastic.experiments.config import RunConfig
+from metaplastic.meta import MetaGradient, Objective
+from metaplastic.network import Network
+from metaplastic.rules.base import Rule
+from metaplastic.tasks.base import Task
+
+
+@dataclass(frozen=True)
+class Pieces:
+    task: Task
+    network: Network
+    rule: Rule
+    objective: Objective
+    outer: MetaGradient
+
+
+def build_task(cfg: RunConfig, **overrides: Any) -> Task:
+    opts = {k: v for k, v in cfg.task.items() if k != "name"} | overrides
+    return tasks.make(cfg.task["name"], **opts)
+
+
+def build_rule(cfg: RunConfig, name: str | None = None) -> Rule:
+    """The configured rule, or the registered rule ``name`` with the same shared options."""
+    opts = {k: v for k, v in cfg.rule.items() if k != "name"}
+    if name is not None:
+        opts = {k: v for k, v in opts.items() if k in rules.options(name)}
+    return rules.make(name or cfg.rule["name"], **opts)
+
+
+def build_network(cfg: RunConfig, task: Task) -> Network:
+    n = cfg.network
+    return Network(
+        sizes=(task.n_in, *n.hidden, task.n_out),
+        activation=n.activation,
+        output_activation=n.output_activation,
+        feedback=n.feedback,
+        init_scale=n.init_scale,
+        feedback_scale=n.feedback_scale,
+    )
+
+
+def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
+    """Every piece of a run; ``task_overrides`` change task options (e.g. ``n_in=25``)."""
+    task = build_task(cfg, **task_overrides)
+    network = build_network(cfg, task)
+    rule = build_rule(cfg)
+    m = cfg.meta
+    if m.outer != "gradient":
+        raise ConfigError(f"unknown meta.outer {m.outer!r}; valid: gradient")
+    objective = Objective(task, network, rule, tasks_per_step=m.tasks_per_step, l1=m.l1,
+                          checkpoint=m.checkpoint)
+    outer = MetaGradient(steps=m.steps, lr=m.lr, schedule=m.schedule, optimizer=m.optimizer,
+                         clip=m.clip or None, on_nan=m.on_nan, max_nan_skips=m.max_nan_skips,
+                         chunk=m.chunk)
+    return Pieces(task, network, rule, objective, outer)

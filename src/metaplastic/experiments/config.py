@@ -1,0 +1,158 @@
+"""Run configuration: frozen dataclasses, TOML files that map onto them, overrides.
+
+A run is described by :class:`RunConfig`. ``task`` and ``rule`` are tables holding a
+registry ``name`` and that entry's options (checked when the pieces are built); the other
+sections are dataclasses whose keys and types are checked here, so a typo such as
+``meta.stepz`` stops the run with a message listing the valid keys.
+
+``--set key=value`` overrides use dotted keys (``meta.steps=300``, ``task.n_in=25``);
+values are read as TOML (``300``, ``3e-3``, ``true``, ``[10, 25]``, ``"tanh"``); a bare
+word that is not TOML is taken as a string (``network.activation=tanh``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import tomllib
+
+from metaplastic._fields import coerce_kwargs
+from metaplastic.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The network between the task's inputs and outputs (sizes come from the task)."""
+
+    hidden: tuple[int, ...] = ()
+    activation: str = "linear"
+    output_activation: str | None = None
+    feedback: str = "none"
+    init_scale: float = 1.0
+    feedback_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class MetaConfig:
+    """The outer loop and the meta-objective."""
+
+    outer: str = "gradient"
+    steps: int = 600
+    tasks_per_step: int = 8
+    lr: float = 3e-3
+    schedule: str = "constant"
+    optimizer: str = "adam"
+    clip: float = 1.0  # 0 disables clipping
+    l1: float = 0.0
+    checkpoint: bool = False
+    on_nan: str = "skip"
+    max_nan_skips: int = 20
+    chunk: int = 25
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation: ``tasks`` fresh tasks for every value in ``vary``.
+
+    ``vary`` maps a task option to the values to test, e.g. ``{n_in = [10, 25]}``; each
+    value gives one row. ``baselines`` are registered rules evaluated alongside.
+    """
+
+    tasks: int = 100
+    vary: dict = field(default_factory=dict)
+    baselines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    seed: int = 0
+    reference: str | None = None  # a hand-designed rule the learned one is compared with
+    task: dict = field(default_factory=lambda: {"name": "pca"})
+    rule: dict = field(default_factory=lambda: {"name": "polynomial"})
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+_SECTIONS = {"network": NetworkConfig, "meta": MetaConfig, "eval": EvalConfig}
+_OUTERS = ("gradient",)
+
+
+def from_dict(d: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict (e.g. a parsed TOML file) and build a RunConfig."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a config must be a table, got {type(d).__name__}")
+    top = {k: v for k, v in d.items() if k not in _SECTIONS}
+    kw = coerce_kwargs(RunConfig, top, "config")
+    for key in ("task", "rule"):
+        if key in kw:
+            if "name" not in kw[key]:
+                raise ConfigError(f"[{key}] needs a 'name'")
+            kw[key] = dict(kw[key])
+    for name, cls in _SECTIONS.items():
+        if name in d:
+            if not isinstance(d[name], dict):
+                raise ConfigError(f"[{name}] must be a table, got {d[name]!r}")
+            kw[name] = cls(**coerce_kwargs(cls, d[name], name))
+    cfg = RunConfig(**kw)
+    if cfg.meta.outer not in _OUTERS:
+        raise ConfigError(f"unknown meta.outer {cfg.meta.outer!r}; valid: {', '.join(_OUTERS)}")
+    return cfg
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    """A plain nested dict (TOML-writable: no None values)."""
+
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items() if v is not None}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        return x
+
+    return clean(dataclasses.asdict(cfg))
+
+
+def load(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return from_dict(data)
+
+
+def save(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(tomli_w.dumps(to_dict(cfg)))
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value, or the text itself if it is not one."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
+    """Apply ``key=value`` overrides (dotted keys) and re-validate."""
+    d = to_dict(cfg)
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set needs key=value, got {item!r}")
+        parts = key.strip().split(".")
+        node = d
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a section of the config")
+            node = node[p]
+        node[parts[-1]] = parse_value(text.strip())
+    return from_dict(d)

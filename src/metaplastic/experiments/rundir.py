@@ -1,0 +1,124 @@
+"""The run directory: everything a run leaves behind, in safe formats.
+
+::
+
+    runs/oja-20261128-142501/
+      config.toml      the resolved configuration (re-runnable: metaplastic run config.toml)
+      metrics.jsonl    one JSON object per meta-step
+      theta.npz        the learned parameters (plain arrays; no pickle)
+      summary.json     final numbers: learned formula, time, cosine to the reference rule
+      eval.json        held-out evaluation (metaplastic eval)
+      *.png            plots made from metrics.jsonl (metaplastic report)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metaplastic.errors import ConfigError
+from metaplastic.experiments import config as config_mod
+
+SEP = "/"
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    """A fresh directory ``root/name-YYYYmmdd-HHMMSS[-k]``."""
+    root = Path(root)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = root / f"{name}-{stamp}"
+    path, k = base, 1
+    while path.exists():
+        path, k = Path(f"{base}-{k}"), k + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            if SEP in str(k):
+                raise ConfigError(f"parameter names may not contain {SEP!r}: {k!r}")
+            out |= _flatten(v, f"{prefix}{k}{SEP}")
+        return out
+    return {prefix.rstrip(SEP): np.asarray(tree)}
+
+
+def save_theta(path: str | Path, theta: dict) -> None:
+    """Save a (nested dict) θ as .npz of plain arrays, keys joined by '/'."""
+    np.savez(path, **_flatten(theta))
+
+
+def load_theta(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no parameters file at {str(path)!r}")
+    out: dict = {}
+    with np.load(path, allow_pickle=False) as data:
+        for key in data.files:
+            node = out
+            *parents, leaf = key.split(SEP)
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = data[key]
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+class RunDir:
+    """Reading and writing the files of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        run = cls(path)
+        if not (run.path / "config.toml").is_file():
+            raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
+        return run
+
+    def config(self) -> config_mod.RunConfig:
+        return config_mod.load(self.path / "config.toml")
+
+    def save_config(self, cfg: config_mod.RunConfig) -> None:
+        config_mod.save(cfg, self.path / "config.toml")
+
+    def append_metrics(self, records: list[dict]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            for r in records:
+                f.write(json.dumps(_jsonable(r)) + "\n")
+
+    def metrics(self) -> list[dict]:
+        p = self.path / "metrics.jsonl"
+        if not p.is_file():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+    def save_theta(self, theta: dict) -> None:
+        save_theta(self.path / "theta.npz", theta)
+
+    def theta(self) -> dict:
+        return load_theta(self.path / "theta.npz")
+
+    def write_json(self, name: str, data: dict) -> None:
+        (self.path / name).write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+
+    def read_json(self, name: str) -> dict:
+        p = self.path / name
+        return json.loads(p.read_text()) if p.is_file() else {}

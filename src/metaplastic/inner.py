@@ -1,0 +1,83 @@
+"""The inner loop: a network learning online under a local rule, as one ``lax.scan``.
+
+Each step: the task gives an input (and target), the network runs forward, feedback
+errors reach each layer through the feedback pathway, every layer's synapses are updated
+by ``rule.update(theta, signals, state)``. Only the current weights and rule state are
+carried — no activation history — so memory is constant in the number of steps (the
+backward pass of a meta-gradient stores one carry per step unless ``checkpoint=True``
+recomputes them). Metrics are recorded every ``record_every`` steps through a nested scan,
+so recording does not grow with the unroll either beyond ``n_steps / record_every`` rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from metaplastic.network import NetState, Network
+from metaplastic.rules.base import Rule
+from metaplastic.tasks.base import Task
+
+Array = jax.Array
+
+
+class Unrolled(NamedTuple):
+    state: NetState  # the network after learning
+    rule_state: Any
+    records: dict[str, Array]  # task metrics every `record_every` steps, (n_records,)
+
+
+def make_step(network: Network, rule: Rule, theta: Any, task: Task, instance: Any):
+    """The scan body ``(state, rule_state), t -> (state, rule_state)`` of one inner step."""
+
+    def step(carry, t):
+        state, rule_state = carry
+        x, target = task.input(instance, t)
+        act = network.forward(state.weights, x)
+        e_out = task.output_error(act.rates[-1], target)
+        weights, new_rule_state = [], []
+        for s, rs in zip(network.signals(state, act, e_out), rule_state, strict=True):
+            dw, rs = rule.update(theta, s, rs)
+            weights.append(s.w + dw)
+            new_rule_state.append(rs)
+        return (state._replace(weights=tuple(weights)), tuple(new_rule_state)), None
+
+    return step
+
+
+def unroll(
+    network: Network,
+    rule: Rule,
+    theta: Any,
+    task: Task,
+    instance: Any,
+    *,
+    key: Array,
+    record_every: int | None = None,
+    checkpoint: bool = False,
+) -> Unrolled:
+    """Run ``task.n_steps`` steps of online learning from weights drawn with ``key``."""
+    state = network.init(key)
+    rule_state = tuple(rule.init_state(w.shape) for w in state.weights)
+    step = make_step(network, rule, theta, task, instance)
+    if checkpoint:
+        step = jax.checkpoint(step)
+    n = task.n_steps
+    carry = (state, rule_state)
+    records: dict[str, Array] = {}
+    done = 0
+    if record_every:
+        chunks = n // record_every
+
+        def chunk(carry, c):
+            ts = c * record_every + jnp.arange(record_every)
+            carry, _ = jax.lax.scan(step, carry, ts)
+            return carry, task.metrics(instance, carry[0])
+
+        carry, records = jax.lax.scan(chunk, carry, jnp.arange(chunks))
+        done = chunks * record_every
+    if done < n:
+        carry, _ = jax.lax.scan(step, carry, jnp.arange(done, n))
+    return Unrolled(carry[0], carry[1], records)

@@ -1,0 +1,188 @@
+"""Meta-gradient outer loop: backpropagation through the unrolled inner learning.
+
+``MetaGradient(...).run(objective, theta0, key=...)`` minimises ``objective(theta, key)``
+with an optax optimiser (optional global-norm gradient clipping). Steps run in jitted
+chunks of ``chunk`` steps (one ``lax.scan``) between progress callbacks, so the Python
+loop costs nothing per step and nothing is recompiled between chunks.
+
+Non-finite values: if the meta-loss or its gradient is NaN or inf (inner learning blew
+up), the step is skipped — θ and the optimiser state keep their last finite values — and
+counted. With ``on_nan="stop"``, or after ``max_nan_skips`` skips in a row, the run stops
+with a :class:`~metaplastic.errors.NonFiniteError` that carries the partial result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from metaplastic.errors import ConfigError, NonFiniteError
+
+Array = jax.Array
+OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "adamw": optax.adamw, "rmsprop": optax.rmsprop}
+
+
+class MetaState(NamedTuple):
+    theta: Any
+    opt_state: Any
+    step: Array  # meta-steps taken (including skipped ones)
+    nan_streak: Array  # non-finite steps in a row
+    stopped: Array  # set by a non-finite step when on_nan == "stop"
+
+
+@dataclass
+class MetaResult:
+    theta: Any
+    history: list[dict[str, Any]] = field(default_factory=list)
+    state: MetaState | None = None
+
+
+@dataclass(frozen=True)
+class MetaGradient:
+    """Gradient descent on θ through the unrolled inner loop."""
+
+    steps: int = 600
+    lr: float = 3e-3
+    schedule: str = "constant"  # or "cosine": decays lr to lr/10 over `steps`
+    optimizer: str = "adam"
+    clip: float | None = 1.0  # global gradient-norm clip; None or 0 disables
+    on_nan: str = "skip"  # "skip" the step, or "stop" the run
+    max_nan_skips: int = 20
+    chunk: int = 25
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
+            )
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.on_nan not in ("skip", "stop"):
+            raise ConfigError(f"on_nan must be 'skip' or 'stop', got {self.on_nan!r}")
+        for name in ("steps", "chunk", "max_nan_skips"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+
+    def transform(self) -> optax.GradientTransformation:
+        lr = self.lr
+        if self.schedule == "cosine":
+            lr = optax.cosine_decay_schedule(self.lr, self.steps, alpha=0.1)
+        opt = OPTIMIZERS[self.optimizer](lr)
+        return optax.chain(optax.clip_by_global_norm(self.clip), opt) if self.clip else opt
+
+    def init(self, theta: Any) -> MetaState:
+        zero = jnp.zeros((), jnp.int32)
+        return MetaState(theta, self.transform().init(theta), zero, zero, jnp.zeros((), bool))
+
+    def step_fn(self, objective: Callable) -> Callable:
+        """``(state, key, total_steps) -> (state, metrics)``: one meta-step (not jitted)."""
+        tx = self.transform()
+        stop_on_nan = self.on_nan == "stop"
+
+        def step(state: MetaState, key: Array, total: Array):
+            (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(
+                state.theta, jax.random.fold_in(key, state.step)
+            )
+            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(ravel_pytree(grads)[0]))
+            active = (state.step < total) & ~state.stopped
+            updates, opt_state = tx.update(grads, state.opt_state, state.theta)
+            theta = optax.apply_updates(state.theta, updates)
+            keep = active & finite
+            def pick(new, old):
+                return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
+            new = MetaState(
+                pick(theta, state.theta),
+                pick(opt_state, state.opt_state),
+                state.step + active,
+                jnp.where(active, jnp.where(finite, 0, state.nan_streak + 1), state.nan_streak),
+                state.stopped | (active & ~finite & stop_on_nan),
+            )
+            metrics = {
+                "step": state.step + 1,
+                "active": active,
+                "loss": loss,
+                "grad_norm": optax.global_norm(grads),
+                "skipped": active & ~finite,
+                "theta": ravel_pytree(new.theta)[0],
+                **aux,
+            }
+            return new, metrics
+
+        return step
+
+    def chunk_fn(self, objective: Callable) -> Callable:
+        """Jitted ``(state, key, total_steps) -> (state, stacked metrics)`` of ``chunk`` steps."""
+        step = self.step_fn(objective)
+
+        def run_chunk(state, key, total):
+            return jax.lax.scan(lambda s, _: step(s, key, total), state, None, length=self.chunk)
+
+        return jax.jit(run_chunk)
+
+    def run(
+        self,
+        objective: Callable,
+        theta: Any,
+        *,
+        key: Array,
+        progress: Callable[[list[dict[str, Any]]], None] | None = None,
+        state: MetaState | None = None,
+    ) -> MetaResult:
+        """Meta-train from ``theta`` (or resume from ``state``) for ``steps`` steps in total.
+
+        ``progress(records)`` is called after every chunk with one dict per meta-step.
+        """
+        state = self.init(theta) if state is None else state
+        run_chunk = self.chunk_fn(objective)
+        result = MetaResult(state.theta, [], state)
+        total = jnp.asarray(self.steps, jnp.int32)
+        while int(state.step) < self.steps and not bool(state.stopped):
+            state, metrics = run_chunk(state, key, total)
+            records = _records(metrics)
+            result.theta, result.state = state.theta, state
+            result.history.extend(records)
+            if progress is not None:
+                progress(records)
+            self._check_finite(state, records, result)
+        return result
+
+    def _check_finite(self, state: MetaState, records, result: MetaResult) -> None:
+        bad = [r for r in records if r["skipped"]]
+        if not bad:
+            return
+        if bool(state.stopped) or int(state.nan_streak) >= self.max_nan_skips:
+            first = bad[0]
+            why = "on_nan = 'stop'" if bool(state.stopped) else (
+                f"{int(state.nan_streak)} non-finite meta-steps in a row")
+            err = NonFiniteError(
+                f"inner learning produced NaN/inf at meta-step {first['step']} "
+                f"({100 * first['nonfinite']:.0f}% of its tasks; {why}). θ was kept at its "
+                f"last finite value. Try a smaller rule learning rate (eta), a smaller "
+                f"meta learning rate (lr), gradient clipping (clip), or fewer inner steps."
+            )
+            err.result = result
+            raise err
+
+
+def _records(metrics: dict[str, Array]) -> list[dict[str, Any]]:
+    """Stacked chunk metrics -> one plain-Python dict per active meta-step."""
+    m = jax.device_get(metrics)
+    out = []
+    for i in np.flatnonzero(m["active"]):
+        rec = {}
+        for k, v in m.items():
+            if k == "active":
+                continue
+            x = v[i]
+            rec[k] = x.tolist() if np.ndim(x) else x.item()
+        out.append(rec)
+    return out

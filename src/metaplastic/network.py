@@ -1,0 +1,137 @@
+"""Layered rate networks with a feedback pathway kept apart from the forward weights.
+
+The forward pass is ``v_l = W_l r_{l-1}``, ``r_l = f(v_l)`` with ``r_0 = x`` (no biases).
+The task supplies the error at the output neurons, ``e_L`` (e.g. ``y - target``). Errors
+reach the hidden layers only through the feedback pathway:
+
+* ``symmetric``: ``e_l = (W_{l+1}^T e_{l+1}) * f'(v_l)`` — exact backprop, needs weight
+  transport; the reference, not a plausible model.
+* ``random``: ``e_l = (B_{l+1} e_{l+1}) * f'(v_l)`` with fixed random ``B`` — feedback
+  alignment (Lillicrap et al., Nat. Commun. 2016).
+* ``direct``: ``e_l = (D_l e_L) * f'(v_l)`` with fixed random ``D`` — direct feedback
+  alignment (Nøkland, NeurIPS 2016).
+* ``none``: no feedback; hidden errors are zero.
+
+Weights and feedback matrices live in :class:`NetState`, the state that learning changes;
+rule parameters θ live elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from metaplastic.errors import ConfigError, ShapeError, unknown_name
+from metaplastic.neurons import RateNeuron
+from metaplastic.signals import LocalSignals, layer_signals
+
+Array = jax.Array
+FEEDBACK = ("none", "symmetric", "random", "direct")
+
+
+class NetState(NamedTuple):
+    weights: tuple[Array, ...]  # W_l, shape (n_l, n_{l-1})
+    feedback: tuple[Array, ...]  # B_{l+1} (n_l, n_{l+1}) or D_l (n_l, n_L); () without
+
+
+class Activity(NamedTuple):
+    rates: tuple[Array, ...]  # r_0 = x, r_1, ..., r_L
+    currents: tuple[Array, ...]  # v_1, ..., v_L
+
+
+@dataclass(frozen=True)
+class Network:
+    """A feed-forward network of rate neurons; static configuration only (hashable)."""
+
+    sizes: tuple[int, ...]
+    activation: str = "linear"
+    output_activation: str | None = None  # defaults to `activation`
+    feedback: str = "none"
+    init_scale: float = 1.0  # W_l ~ N(0, init_scale^2 / n_{l-1})
+    feedback_scale: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
+        if len(self.sizes) < 2 or min(self.sizes) < 1:
+            raise ConfigError(f"network sizes must be >= 2 positive layer sizes, got {self.sizes}")
+        if self.feedback not in FEEDBACK:
+            raise unknown_name("feedback pathway", self.feedback, FEEDBACK)
+        RateNeuron(self.activation)
+        RateNeuron(self.output_activation or self.activation)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def neuron(self, layer: int) -> RateNeuron:
+        """The neurons of layer ``layer`` (1-based; layer n_layers is the output)."""
+        last = layer == self.n_layers
+        return RateNeuron(self.output_activation or self.activation if last else self.activation)
+
+    def init(self, key: Array) -> NetState:
+        """Draw forward weights and (fixed) feedback matrices."""
+        kw, kb = jax.random.split(key)
+        weights = tuple(
+            self.init_scale * jax.random.normal(k, (n, m)) / jnp.sqrt(m)
+            for k, m, n in zip(
+                jax.random.split(kw, self.n_layers), self.sizes[:-1], self.sizes[1:], strict=True
+            )
+        )
+        return NetState(weights, self._init_feedback(kb))
+
+    def _init_feedback(self, key: Array) -> tuple[Array, ...]:
+        hidden = self.sizes[1:-1]
+        keys = jax.random.split(key, max(len(hidden), 1))
+        if self.feedback == "random":
+            src = self.sizes[2:]
+        elif self.feedback == "direct":
+            src = (self.sizes[-1],) * len(hidden)
+        else:
+            return ()
+        return tuple(
+            self.feedback_scale * jax.random.normal(k, (n, m)) / jnp.sqrt(m)
+            for k, n, m in zip(keys, hidden, src, strict=False)
+        )
+
+    def check_input(self, x: Array) -> None:
+        if x.shape[-1] != self.sizes[0]:
+            raise ShapeError(f"network expects inputs of size {self.sizes[0]}, got {x.shape}")
+
+    def forward(self, weights: tuple[Array, ...], x: Array) -> Activity:
+        rates, currents = [x], []
+        for layer, w in enumerate(weights, start=1):
+            v = w @ rates[-1]
+            rates.append(self.neuron(layer).f(v))
+            currents.append(v)
+        return Activity(tuple(rates), tuple(currents))
+
+    def errors(self, state: NetState, act: Activity, e_out: Array | None) -> tuple[Array, ...]:
+        """Errors at the neurons of every layer 0..L (layer 0, the input, gets zeros)."""
+        errs = [None] * (self.n_layers + 1)
+        errs[0] = jnp.zeros_like(act.rates[0])
+        errs[-1] = jnp.zeros_like(act.rates[-1]) if e_out is None else e_out
+        for l in range(self.n_layers - 1, 0, -1):
+            gain = self.neuron(l).derivative(act.currents[l - 1])
+            if self.feedback == "symmetric":
+                arriving = state.weights[l].T @ errs[l + 1]
+            elif self.feedback == "random":
+                arriving = state.feedback[l - 1] @ errs[l + 1]
+            elif self.feedback == "direct":
+                arriving = state.feedback[l - 1] @ errs[-1]
+            else:
+                arriving = jnp.zeros_like(act.rates[l])
+            errs[l] = arriving * gain
+        return tuple(errs)
+
+    def signals(
+        self, state: NetState, act: Activity, e_out: Array | None, modulator=0.0
+    ) -> tuple[LocalSignals, ...]:
+        """The local signals of every layer's synapses after a forward pass."""
+        errs = self.errors(state, act, e_out)
+        return tuple(
+            layer_signals(act.rates[l], act.rates[l + 1], w, errs[l], errs[l + 1], modulator)
+            for l, w in enumerate(state.weights)
+        )

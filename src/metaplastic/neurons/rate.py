@@ -1,0 +1,71 @@
+"""Rate neurons: the firing rate is a pointwise function of the input current.
+
+A rate neuron with time constant ``tau`` integrates its current,
+``tau dv/dt = -v + I``, and fires at ``r = f(v)``; with ``tau=None`` (the default) it is
+instantaneous, ``r = f(I)``, which is the usual artificial neuron.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from metaplastic.errors import unknown_name
+
+Array = jax.Array
+
+
+def _softplus10(v: Array) -> Array:
+    # Softplus with beta = 10, as in Shervani-Tabar & Rosenbaum (2023).
+    return jax.nn.softplus(10.0 * v) / 10.0
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "linear": lambda v: v,
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "softplus": _softplus10,
+}
+
+
+@dataclass(frozen=True)
+class RateNeuron:
+    """A population of rate neurons with activation ``f`` (a name in ``ACTIVATIONS``).
+
+    ``step(state, current, dt)`` returns ``(rate, new_state)``; the state is the membrane
+    variable ``v`` (kept even when ``tau is None`` so that every neuron has one shape).
+    """
+
+    activation: str = "linear"
+    tau: float | None = None
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise unknown_name("activation", self.activation, ACTIVATIONS)
+
+    @property
+    def f(self) -> Callable[[Array], Array]:
+        return ACTIVATIONS[self.activation]
+
+    def init_state(self, n: int) -> Array:
+        return jnp.zeros((n,))
+
+    def step(self, state: Array, current: Array, dt: float = 1.0) -> tuple[Array, Array]:
+        if self.tau is None:
+            v = current
+        else:
+            v = state + (dt / self.tau) * (current - state)
+        return self.f(v), v
+
+    def derivative(self, v: Array) -> Array:
+        """f'(v), the local gain a feedback error is multiplied by."""
+        return jax.vmap(jax.grad(self.f))(v.reshape(-1)).reshape(v.shape)
+
+
+def make(name: str, **kw) -> RateNeuron:
+    """A rate neuron by activation name."""
+    return RateNeuron(activation=name, **kw)

@@ -1,0 +1,83 @@
+"""PNG plots of a run, drawn from ``metrics.jsonl`` (so they can be redrawn any time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _smooth(y: np.ndarray, k: int = 25) -> np.ndarray:
+    if y.size < k:
+        return y
+    kernel = np.ones(k) / k
+    return np.convolve(np.pad(y, (k - 1, 0), mode="edge"), kernel, mode="valid")
+
+
+def _col(history: list[dict], key: str) -> np.ndarray:
+    return np.array([np.nan if r.get(key) is None else r[key] for r in history], dtype=float)
+
+
+def plot_meta_loss(history: list[dict], path: str | Path, score: str | None = None) -> Path:
+    """Meta-loss (raw and smoothed) and, if given, the task score over meta-training."""
+    steps = _col(history, "step")
+    panels = 2 if score and score in history[0] else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.8), squeeze=False)
+    ax = axes[0, 0]
+    loss = _col(history, "task_loss")
+    ax.plot(steps, loss, alpha=0.3, lw=0.8, label="meta-loss")
+    ax.plot(steps, _smooth(loss), lw=1.8, label="running mean (25)")
+    ax.set(xlabel="meta-step", ylabel="task loss", yscale="log", title="Meta-loss")
+    ax.legend()
+    if panels == 2:
+        ax = axes[0, 1]
+        s = _col(history, score)
+        ax.plot(steps, s, alpha=0.3, lw=0.8)
+        ax.plot(steps, _smooth(s), lw=1.8)
+        ax.set(xlabel="meta-step", ylabel=score, title=f"{score} after inner learning")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_coefficients(
+    history: list[dict], names: list[str], path: str | Path, label_top: int = 6
+) -> Path:
+    """Every rule coefficient over meta-training; the largest at the end are labelled."""
+    steps = _col(history, "step")
+    theta = np.array([r["theta"] for r in history], dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    top = set(np.argsort(-np.abs(theta[-1]))[:label_top].tolist())
+    for k in range(theta.shape[1]):
+        name = names[k] if k < len(names) else f"theta[{k}]"
+        if k in top:
+            ax.plot(steps, theta[:, k], lw=1.8, label=name)
+        else:
+            ax.plot(steps, theta[:, k], lw=0.6, color="0.7")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="meta-step", ylabel="coefficient", title="Rule coefficients")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def make_report(run) -> list[Path]:
+    """(Re)draw a run's plots from its saved files; returns the PNG paths."""
+    from metaplastic.experiments.build import build_rule, build_task
+
+    history = run.metrics()
+    if not history:
+        return []
+    cfg = run.config()
+    task, rule = build_task(cfg), build_rule(cfg)
+    out = [plot_meta_loss(history, run.path / "meta_loss.png", score=task.score)]
+    names = getattr(rule, "term_names", [])
+    out.append(plot_coefficients(history, names, run.path / "coefficients.png"))
+    return out

@@ -1,0 +1,43 @@
+"""Plasticity rules and their registry: ``make(name, **kw)``.
+
+Registered names:
+
+* ``polynomial`` — the trainable Volterra family over (pre, post, w);
+* ``hebb``, ``anti-hebb``, ``oja`` — hand-designed rules, fixed settings of that family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from metaplastic._fields import coerce_kwargs
+from metaplastic.errors import check_kwargs, unknown_name
+from metaplastic.rules.base import Rule
+from metaplastic.rules.polynomial import NAMED, PolynomialRule, term_name
+
+REGISTRY: dict[str, Callable[..., Rule]] = {
+    "polynomial": PolynomialRule,
+    "hebb": lambda **kw: PolynomialRule(start="hebb", **kw),
+    "anti-hebb": lambda **kw: PolynomialRule(start="anti-hebb", **kw),
+    "oja": lambda **kw: PolynomialRule(start="oja", **kw),
+}
+_OPTIONS = {name: PolynomialRule for name in REGISTRY}
+_FIXED = {"hebb", "anti-hebb", "oja"}
+
+
+def options(name: str) -> list[str]:
+    """The keyword options rule ``name`` accepts."""
+    if name not in REGISTRY:
+        raise unknown_name("rule", name, REGISTRY)
+    fields = [f.name for f in dataclasses.fields(_OPTIONS[name]) if f.init]
+    return [f for f in fields if not (name in _FIXED and f == "start")]
+
+
+def make(name: str, **kw) -> Rule:
+    """Build a registered rule; unknown names or options raise a ConfigError listing valid ones."""
+    check_kwargs("rule", name, kw, options(name))
+    return REGISTRY[name](**coerce_kwargs(_OPTIONS[name], kw, f"rule {name!r}"))
+
+
+__all__ = ["NAMED", "REGISTRY", "PolynomialRule", "Rule", "make", "options", "term_name"]

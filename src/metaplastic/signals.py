@@ -1,0 +1,63 @@
+"""What a synapse may see: :class:`LocalSignals`.
+
+A layer's signals hold, for the synapse from presynaptic neuron ``i`` to postsynaptic
+neuron ``j``: the presynaptic rate ``pre[i]``, the postsynaptic rate ``post[j]``, the
+synapse's own weight ``w[j, i]``, the feedback error arriving at each end (``e_pre[i]``,
+``e_post[j]``) and a broadcast modulator (reward, surprise) shared by every synapse.
+
+Rules are written for *one* synapse — a function of a ``LocalSignals`` whose fields are
+scalars — and :func:`per_synapse` maps it over the layer's grid, so a rule written this
+way cannot read what its synapse cannot (locality by construction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from metaplastic.errors import ShapeError
+
+Array = jax.Array
+
+
+class LocalSignals(NamedTuple):
+    """Signals of one layer (arrays) or of one synapse (scalars)."""
+
+    pre: Array  # (n_in,)
+    post: Array  # (n_out,)
+    w: Array  # (n_out, n_in)
+    e_pre: Array  # (n_in,)  feedback arriving at the presynaptic neuron
+    e_post: Array  # (n_out,) feedback arriving at the postsynaptic neuron
+    modulator: Array  # ()     broadcast to every synapse
+
+
+def layer_signals(pre, post, w, e_pre=None, e_post=None, modulator=0.0) -> LocalSignals:
+    """Build a layer's signals, checking shapes; missing feedback is zero."""
+    pre, post, w = jnp.asarray(pre), jnp.asarray(post), jnp.asarray(w)
+    if w.shape != (post.shape[-1], pre.shape[-1]) or pre.ndim != 1 or post.ndim != 1:
+        raise ShapeError(
+            f"layer signals need pre (n_in,), post (n_out,) and w (n_out, n_in); "
+            f"got pre {pre.shape}, post {post.shape}, w {w.shape}"
+        )
+    e_pre = jnp.zeros_like(pre) if e_pre is None else jnp.asarray(e_pre)
+    e_post = jnp.zeros_like(post) if e_post is None else jnp.asarray(e_post)
+    if e_pre.shape != pre.shape or e_post.shape != post.shape:
+        raise ShapeError(
+            f"feedback errors must match the neurons: e_pre {e_pre.shape} vs pre {pre.shape}, "
+            f"e_post {e_post.shape} vs post {post.shape}"
+        )
+    return LocalSignals(pre, post, w, e_pre, e_post, jnp.asarray(modulator, pre.dtype))
+
+
+# vmap axes: the inner map runs over presynaptic neurons i, the outer over postsynaptic j.
+_OVER_PRE = LocalSignals(pre=0, post=None, w=0, e_pre=0, e_post=None, modulator=None)
+_OVER_POST = LocalSignals(pre=None, post=0, w=0, e_pre=None, e_post=0, modulator=None)
+
+
+def per_synapse(fn: Callable[[LocalSignals], Array], signals: LocalSignals) -> Array:
+    """Apply a one-synapse function to every synapse of a layer; returns (n_out, n_in)."""
+    over_pre = jax.vmap(fn, in_axes=(_OVER_PRE,))
+    return jax.vmap(over_pre, in_axes=(_OVER_POST,))(signals)
