@@ -30,10 +30,14 @@ class Unrolled(NamedTuple):
 
 
 def make_step(network: Network, rule: Rule, theta: Any, task: Task, instance: Any):
-    """The scan body ``(state, rule_state), t -> (state, rule_state)`` of one inner step."""
+    """The scan body ``(state, rule_state, t) -> (state, rule_state, t + 1)`` of one step.
 
-    def step(carry, t):
-        state, rule_state = carry
+    The step counter lives in the carry (not in scanned-over inputs), so nothing in the
+    compiled unroll grows with its length.
+    """
+
+    def step(carry, _):
+        state, rule_state, t = carry
         x, target = task.input(instance, t)
         act = network.forward(state.weights, x)
         e_out = task.output_error(act.rates[-1], target)
@@ -42,7 +46,7 @@ def make_step(network: Network, rule: Rule, theta: Any, task: Task, instance: An
             dw, rs = rule.update(theta, s, rs)
             weights.append(s.w + dw)
             new_rule_state.append(rs)
-        return (state._replace(weights=tuple(weights)), tuple(new_rule_state)), None
+        return (state._replace(weights=tuple(weights)), tuple(new_rule_state), t + 1), None
 
     return step
 
@@ -65,19 +69,18 @@ def unroll(
     if checkpoint:
         step = jax.checkpoint(step)
     n = task.n_steps
-    carry = (state, rule_state)
+    carry = (state, rule_state, jnp.zeros((), jnp.int32))
     records: dict[str, Array] = {}
     done = 0
     if record_every:
         chunks = n // record_every
 
-        def chunk(carry, c):
-            ts = c * record_every + jnp.arange(record_every)
-            carry, _ = jax.lax.scan(step, carry, ts)
+        def chunk(carry, _):
+            carry, _ = jax.lax.scan(step, carry, None, length=record_every)
             return carry, task.metrics(instance, carry[0])
 
-        carry, records = jax.lax.scan(chunk, carry, jnp.arange(chunks))
+        carry, records = jax.lax.scan(chunk, carry, None, length=chunks)
         done = chunks * record_every
     if done < n:
-        carry, _ = jax.lax.scan(step, carry, jnp.arange(done, n))
+        carry, _ = jax.lax.scan(step, carry, None, length=n - done)
     return Unrolled(carry[0], carry[1], records)

@@ -101,6 +101,7 @@ class Network:
             raise ShapeError(f"network expects inputs of size {self.sizes[0]}, got {x.shape}")
 
     def forward(self, weights: tuple[Array, ...], x: Array) -> Activity:
+        self.check_input(x)
         rates, currents = [x], []
         for layer, w in enumerate(weights, start=1):
             v = w @ rates[-1]

@@ -23,7 +23,7 @@ def oja() -> RunConfig:
         task={"name": "pca", "n_in": 10, "n_steps": 1000, "decay": 0.5,
               "scale_range": [0.5, 2.0]},
         rule={"name": "polynomial", "eta": 0.01},
-        meta=MetaConfig(steps=600, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
+        meta=MetaConfig(steps=1000, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
                         l1=1e-3),
         eval=EvalConfig(tasks=100, vary={"n_in": [10, 25]}, baselines=("oja", "hebb")),
     )

@@ -5,10 +5,12 @@ with an optax optimiser (optional global-norm gradient clipping). Steps run in j
 chunks of ``chunk`` steps (one ``lax.scan``) between progress callbacks, so the Python
 loop costs nothing per step and nothing is recompiled between chunks.
 
-Non-finite values: if the meta-loss or its gradient is NaN or inf (inner learning blew
-up), the step is skipped — θ and the optimiser state keep their last finite values — and
-counted. With ``on_nan="stop"``, or after ``max_nan_skips`` skips in a row, the run stops
-with a :class:`~metaplastic.errors.NonFiniteError` that carries the partial result.
+Non-finite values: a task whose inner learning blew up (NaN or inf loss or gradient) is
+dropped from that step's meta-gradient and counted (``nonfinite``, ``diverged`` in the
+metrics); if every task blew up, the step is skipped — θ and the optimiser state keep
+their last finite values. θ never becomes NaN. With ``on_nan="stop"``, or after
+``max_nan_skips`` meta-steps in a row with diverging tasks, the run stops with a
+:class:`~metaplastic.errors.NonFiniteError` that carries the partial result.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class MetaGradient:
     schedule: str = "constant"  # or "cosine": decays lr to lr/10 over `steps`
     optimizer: str = "adam"
     clip: float | None = 1.0  # global gradient-norm clip; None or 0 disables
-    on_nan: str = "skip"  # "skip" the step, or "stop" the run
+    on_nan: str = "skip"  # "skip" diverged tasks (and all-diverged steps), or "stop" the run
     max_nan_skips: int = 20
     chunk: int = 25
 
@@ -89,10 +91,11 @@ class MetaGradient:
         stop_on_nan = self.on_nan == "stop"
 
         def step(state: MetaState, key: Array, total: Array):
-            (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(
+            loss, aux, grads = objective.value_and_grad(
                 state.theta, jax.random.fold_in(key, state.step)
             )
             finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(ravel_pytree(grads)[0]))
+            any_bad = aux["nonfinite"] > 0
             active = (state.step < total) & ~state.stopped
             updates, opt_state = tx.update(grads, state.opt_state, state.theta)
             theta = optax.apply_updates(state.theta, updates)
@@ -103,15 +106,16 @@ class MetaGradient:
                 pick(theta, state.theta),
                 pick(opt_state, state.opt_state),
                 state.step + active,
-                jnp.where(active, jnp.where(finite, 0, state.nan_streak + 1), state.nan_streak),
-                state.stopped | (active & ~finite & stop_on_nan),
+                jnp.where(active, jnp.where(any_bad, state.nan_streak + 1, 0), state.nan_streak),
+                state.stopped | (active & any_bad & stop_on_nan),
             )
             metrics = {
                 "step": state.step + 1,
                 "active": active,
                 "loss": loss,
-                "grad_norm": optax.global_norm(grads),
+                "grad_norm": optax.tree.norm(grads),
                 "skipped": active & ~finite,
+                "diverged": active & any_bad,
                 "theta": ravel_pytree(new.theta)[0],
                 **aux,
             }
@@ -156,13 +160,13 @@ class MetaGradient:
         return result
 
     def _check_finite(self, state: MetaState, records, result: MetaResult) -> None:
-        bad = [r for r in records if r["skipped"]]
+        bad = [r for r in records if r["diverged"]]
         if not bad:
             return
         if bool(state.stopped) or int(state.nan_streak) >= self.max_nan_skips:
             first = bad[0]
             why = "on_nan = 'stop'" if bool(state.stopped) else (
-                f"{int(state.nan_streak)} non-finite meta-steps in a row")
+                f"{int(state.nan_streak)} meta-steps in a row with diverging tasks")
             err = NonFiniteError(
                 f"inner learning produced NaN/inf at meta-step {first['step']} "
                 f"({100 * first['nonfinite']:.0f}% of its tasks; {why}). θ was kept at its "

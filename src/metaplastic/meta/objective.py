@@ -59,16 +59,70 @@ class Objective:
             out.records,
         )
 
-    def __call__(self, theta: Any, key: Array) -> tuple[Array, dict[str, Array]]:
+    def _episodes(self, theta: Any, key: Array):
         keys = jax.random.split(key, self.tasks_per_step)
         losses, metrics, _ = jax.vmap(self.episode, in_axes=(None, 0))(theta, keys)
-        finite = jnp.isfinite(losses)
-        task_loss = jnp.mean(losses)
-        penalty = self.l1 * l1_norm(theta)
-        aux = {
-            "task_loss": task_loss,
-            "l1": penalty,
+        return losses, metrics
+
+    def _aux(self, theta, losses, metrics, finite) -> dict[str, Array]:
+        return {
+            "task_loss": _masked_mean(losses, finite),
+            "l1": self.l1 * l1_norm(theta),
             "nonfinite": 1.0 - jnp.mean(finite),
-            **{k: jnp.mean(jnp.where(finite, v, jnp.nan)) for k, v in metrics.items()},
+            **{k: _masked_mean(v, finite) for k, v in metrics.items()},
         }
-        return task_loss + penalty, aux
+
+    def __call__(self, theta: Any, key: Array) -> tuple[Array, dict[str, Array]]:
+        """(mean task loss + L1 penalty, metrics). NaN if any task's learning blew up."""
+        losses, metrics = self._episodes(theta, key)
+        aux = self._aux(theta, losses, metrics, jnp.isfinite(losses))
+        return jnp.mean(losses) + aux["l1"], aux
+
+    def value_and_grad(self, theta: Any, key: Array):
+        """(loss, metrics, dloss/dθ) over the tasks whose inner learning stayed finite.
+
+        Gradients are taken per task, so a task whose weights overflowed is dropped from
+        the mean (and counted in ``metrics["nonfinite"]``) instead of turning the whole
+        meta-gradient into NaN. If every task blew up, loss and gradient are NaN.
+        """
+
+        keys = jax.random.split(key, self.tasks_per_step)
+        (losses, grads), metrics = _value_grad_metrics(self, theta, keys)
+        finite = jnp.isfinite(losses) & _all_finite_per_task(grads)
+        aux = self._aux(theta, losses, metrics, finite)
+        n_ok = jnp.sum(finite)
+        mean_grad = jax.tree.map(
+            lambda g: jnp.sum(jnp.where(_expand(finite, g), g, 0.0), axis=0) / n_ok, grads)
+        l1_grad = jax.grad(lambda t: self.l1 * l1_norm(t))(theta)
+        total = aux["task_loss"] + aux["l1"]
+        return total, aux, jax.tree.map(jnp.add, mean_grad, l1_grad)
+
+
+def _value_grad_metrics(objective: Objective, theta, keys):
+    """Per-task (loss, dloss/dθ) and metrics in one vmapped pass."""
+
+    def one(k):
+        def f(t):
+            loss, metrics, _ = objective.episode(t, k)
+            return loss, metrics
+
+        (loss, metrics), g = jax.value_and_grad(f, has_aux=True)(theta)
+        return loss, g, metrics
+
+    losses, grads, metrics = jax.vmap(one)(keys)
+    return (losses, grads), metrics
+
+
+def _expand(mask: Array, like: Array) -> Array:
+    return mask.reshape(mask.shape + (1,) * (like.ndim - 1))
+
+
+def _all_finite_per_task(grads) -> Array:
+    leaves = [jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1)
+              for g in jax.tree.leaves(grads)]
+    return jnp.all(jnp.stack(leaves), axis=0)
+
+
+def _masked_mean(x: Array, mask: Array) -> Array:
+    """Mean of x where mask holds; NaN when nothing does."""
+    return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.sum(mask)

@@ -126,8 +126,11 @@ class PolynomialRule(Rule):
     def formula(self, theta, max_terms: int = 6, rel_tol: float = 0.05) -> str:
         """``dw = eta * (+0.98 pre*post - 1.01 post^2*w + ...)`` with the largest terms."""
         coef = np.asarray(theta["coef"]).reshape(-1)
-        order = np.argsort(-np.abs(coef), kind="stable")
-        top = np.abs(coef[order[0]]) if coef.size else 0.0
+        # largest first; ties (e.g. Oja's +1/-1) in order of total degree
+        terms = self.terms
+        order = sorted(range(coef.size),
+                       key=lambda k: (-round(float(abs(coef[k])), 6), sum(terms[k]), k))
+        top = abs(coef[order[0]]) if coef.size else 0.0
         if top == 0:
             return "dw = 0"
         shown = [k for k in order[:max_terms] if abs(coef[k]) >= rel_tol * top]

@@ -69,7 +69,7 @@ class PCATask(Task):
         return 1
 
     def spectrum(self) -> Array:
-        return self.decay ** jnp.arange(self.n_in, dtype=jnp.float32)
+        return self.decay ** jnp.arange(self.n_in, dtype=float)
 
     def sample(self, key: Array) -> PCAInstance:
         k_rot, k_scale, k_stream = jax.random.split(key, 3)

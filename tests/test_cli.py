@@ -1,0 +1,114 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from metaplastic.cli import main
+
+SMALL = ["--set", "task.n_steps=200", "--set", "task.n_in=6", "--set", "meta.steps=30",
+         "--set", "meta.chunk=10", "--set", "eval.tasks=20", "--set", "eval.vary={n_in = [6, 8]}"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory):
+    old = os.environ.get("METAPLASTIC_CACHE_DIR")
+    os.environ["METAPLASTIC_CACHE_DIR"] = str(tmp_path_factory.mktemp("jaxcache"))
+    yield
+    if old is None:
+        del os.environ["METAPLASTIC_CACHE_DIR"]
+    else:
+        os.environ["METAPLASTIC_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["run", "oja", *SMALL, "--out", str(out)]) == 0
+    (run,) = list(out.iterdir())
+    return run
+
+
+def test_run_writes_every_artifact(finished_run):
+    names = {p.name for p in finished_run.iterdir()}
+    assert {"config.toml", "metrics.jsonl", "theta.npz", "summary.json", "eval.json",
+            "meta_loss.png", "coefficients.png"} <= names
+    lines = (finished_run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 30 and len(json.loads(lines[-1])["theta"]) == 27
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["meta_steps"] == 30
+    assert summary["formula"].startswith("dw = eta * (")
+    assert -1.0 <= summary["reference_cosine"] <= 1.0
+    with np.load(finished_run / "theta.npz", allow_pickle=False) as f:
+        assert f["coef"].shape == (3, 3, 3)
+
+
+def test_run_prints_formula_eval_table_and_path(finished_run, capsys, tmp_path):
+    assert main(["run", "oja", *SMALL, "--set", "meta.steps=10", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "learned rule:" in out and "dw = eta * (" in out
+    assert "cosine with oja's coefficients" in out
+    assert "held-out evaluation" in out and "n_in=8" in out
+    assert str(tmp_path) in out
+
+
+def test_eval_table_has_rules_and_variants(finished_run, capsys):
+    assert main(["eval", str(finished_run), "--tasks", "12"]) == 0
+    out = capsys.readouterr().out
+    for word in ("learned", "oja", "hebb", "n_in=6", "n_in=8", "abs_cos"):
+        assert word in out
+    rows = json.loads((finished_run / "eval.json").read_text())["rows"]
+    assert len(rows) == 6 and all(r["tasks"] == 12 for r in rows)
+    oja = [r for r in rows if r["rule"] == "oja"]
+    assert all(0.0 <= r["abs_cos"]["mean"] <= 1.0 for r in oja)
+
+
+def test_report_redraws_plots(finished_run):
+    (finished_run / "meta_loss.png").unlink()
+    assert main(["report", str(finished_run)]) == 0
+    assert (finished_run / "meta_loss.png").stat().st_size > 1000
+
+
+def test_rerun_from_saved_config(finished_run, tmp_path):
+    cfg = str(finished_run / "config.toml")
+    assert main(["run", cfg, "--no-eval", "--set", "meta.steps=10", "--out", str(tmp_path)]) == 0
+
+
+def test_nan_run_exits_nonzero_and_keeps_results(tmp_path, capsys):
+    code = main(["run", "oja", *SMALL, "--set", "rule.eta=5.0", "--set", "rule.start=hebb",
+                 "--set", "meta.on_nan=stop", "--out", str(tmp_path)])
+    assert code == 3
+    out = capsys.readouterr().out
+    assert "NaN/inf" in out and "partial results" in out
+    (run,) = list(tmp_path.iterdir())
+    assert (run / "theta.npz").is_file() and (run / "metrics.jsonl").is_file()
+    assert json.loads((run / "summary.json").read_text())["status"].startswith("stopped")
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["run", "oja", "--set", "meta.stepz=3"], "unknown option(s) 'stepz'"),
+    (["run", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
+    (["run", "missing.toml"], "does not exist"),
+    (["eval", "/nonexistent/run"], "not a run directory"),
+    (["run", "oja", "--set", "rule.name=ojaa"], "unknown rule 'ojaa'"),
+])
+def test_bad_input_is_one_clear_message(args, msg, capsys, tmp_path):
+    assert main([*args, "--out", str(tmp_path)] if args[0] == "run" else args) == 2
+    out = capsys.readouterr().out
+    assert msg in out and "Traceback" not in out
+    assert not any(tmp_path.iterdir())  # nothing half-created
+
+
+def test_console_script_exit_status():
+    r = subprocess.run([sys.executable, "-m", "metaplastic.cli", "run", "ojaa"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown preset" in r.stdout
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("oja", "polynomial", "pca", "symmetric", "adam"):
+        assert word in out

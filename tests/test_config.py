@@ -1,0 +1,72 @@
+import pytest
+
+from metaplastic import ConfigError
+from metaplastic.experiments import PRESETS, build, config, presets
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds_and_round_trips_through_toml(name, tmp_path):
+    cfg = presets.get(name)
+    build(cfg)
+    config.save(cfg, tmp_path / "c.toml")
+    assert config.load(tmp_path / "c.toml") == cfg
+
+
+def test_overrides_are_typed_and_validated():
+    cfg = config.override(presets.get("oja"), [
+        "meta.steps=12", "meta.lr=3e-3", "task.n_in=6", "network.activation=tanh",
+        "eval.vary={n_in = [6, 9]}", "meta.checkpoint=true", "reference=hebb"])
+    assert cfg.meta.steps == 12 and cfg.meta.lr == 3e-3 and cfg.meta.checkpoint is True
+    assert cfg.task["n_in"] == 6 and cfg.network.activation == "tanh"
+    assert cfg.eval.vary == {"n_in": [6, 9]} and cfg.reference == "hebb"
+
+
+def test_int_is_accepted_for_float():
+    assert config.override(presets.get("oja"), ["meta.lr=1"]).meta.lr == 1.0
+
+
+@pytest.mark.parametrize("assignment, msg", [
+    ("meta.stepz=3", r"meta: unknown option\(s\) 'stepz'; valid options: .*steps"),
+    ("meta.steps=1.5", "meta.steps must be an integer"),
+    ("meta.checkpoint=maybe", "meta.checkpoint must be true or false"),
+    ("network.hidden=3", "network.hidden must be a list"),
+    ("colour=red", r"config: unknown option\(s\) 'colour'"),
+    ("nosection.x=1", "'nosection' is not a section"),
+    ("meta.steps", "needs key=value"),
+    ("meta.outer=evolution", "unknown meta.outer 'evolution'"),
+])
+def test_bad_overrides_name_the_problem(assignment, msg):
+    with pytest.raises(ConfigError, match=msg):
+        config.override(presets.get("oja"), [assignment])
+
+
+@pytest.mark.parametrize("assignment, msg", [
+    ("task.n_stepz=3", "task 'pca': unknown option"),
+    ("rule.name=ojaa", "unknown rule 'ojaa'; valid rules"),
+    ("task.name=mnist", "unknown task 'mnist'"),
+    ("network.feedback=magic", "valid feedback pathways"),
+    ("network.hidden=[4]", "single layer"),
+])
+def test_bad_pieces_fail_when_built(assignment, msg):
+    cfg = config.override(presets.get("oja"), [assignment])
+    with pytest.raises(ConfigError, match=msg):
+        build(cfg)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="valid presets: oja"):
+        presets.get("ojaa")
+
+
+def test_bad_toml_file(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[meta\nsteps = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "missing.toml")
+
+
+def test_task_table_needs_a_name():
+    with pytest.raises(ConfigError, match=r"\[task\] needs a 'name'"):
+        config.from_dict({"task": {"n_in": 3}})

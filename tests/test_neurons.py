@@ -1,0 +1,55 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metaplastic import ConfigError, neurons
+
+
+def test_activation_values():
+    v = jnp.array([-1.0, 0.0, 2.0])
+    expected = {
+        "linear": [-1.0, 0.0, 2.0],
+        "tanh": np.tanh([-1.0, 0.0, 2.0]),
+        "relu": [0.0, 0.0, 2.0],
+        "sigmoid": 1 / (1 + np.exp([1.0, 0.0, -2.0])),
+        "softplus": np.log1p(np.exp(10 * np.array([-1.0, 0.0, 2.0]))) / 10,
+    }
+    assert set(expected) == set(neurons.ACTIVATIONS)
+    for name, want in expected.items():
+        r, _ = neurons.make(name).step(jnp.zeros(3), v)
+        np.testing.assert_allclose(r, want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("name", sorted(neurons.ACTIVATIONS))
+def test_derivative_matches_finite_difference(name):
+    n = neurons.make(name)
+    v = jnp.array([-0.7, 0.3, 1.1])
+    h = 1e-3
+    fd = (n.f(v + h) - n.f(v - h)) / (2 * h)
+    np.testing.assert_allclose(n.derivative(v), fd, rtol=1e-2, atol=1e-3)
+
+
+def test_leaky_rate_neuron_integrates():
+    n = neurons.RateNeuron("linear", tau=10.0)
+    r, v = n.step(jnp.zeros(1), jnp.ones(1), dt=1.0)
+    assert float(v[0]) == pytest.approx(0.1)
+    r, v = n.step(v, jnp.ones(1), dt=1.0)
+    assert float(v[0]) == pytest.approx(0.1 + 0.1 * 0.9)
+
+
+def test_unknown_activation_lists_valid_names():
+    with pytest.raises(ConfigError, match="tanh"):
+        neurons.make("tanhh")
+
+
+def test_no_device_arrays_at_import():
+    # importing the library must not allocate (users ask that no GPU memory is grabbed)
+    import subprocess
+    import sys
+
+    code = ("import jax, metaplastic; "
+            "print(len(jax.live_arrays()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
+    assert jax is not None

@@ -1,0 +1,126 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metaplastic as mp
+from metaplastic import ConfigError, rules
+from metaplastic.signals import layer_signals
+
+
+def test_oja_step_by_hand():
+    # one neuron, 2 inputs: y = w.x = 0.5*1 - 0.2*2 = 0.1
+    # dw = eta (y x - y^2 w) = 0.1 * ([0.1, 0.2] - 0.01 * [0.5, -0.2]) = [0.0095, 0.0202]
+    net = mp.Network(sizes=(2, 1))
+    rule = rules.make("oja", eta=0.1)
+    theta = rule.init(jax.random.key(0))
+    w = jnp.array([[0.5, -0.2]])
+    state = mp.network.NetState((w,), ())
+    act = net.forward(state.weights, jnp.array([1.0, 2.0]))
+    assert float(act.rates[-1][0]) == pytest.approx(0.1)
+    (sig,) = net.signals(state, act, None)
+    for fast in (True, False):
+        r = rules.make("oja", eta=0.1, fast=fast)
+        dw, _ = r.update(theta, sig, ())
+        np.testing.assert_allclose(dw, [[0.0095, 0.0202]], rtol=1e-5)
+
+
+def test_hebb_step_by_hand():
+    rule = rules.make("hebb", eta=0.5)
+    s = layer_signals(jnp.array([2.0, -1.0]), jnp.array([3.0]), jnp.zeros((1, 2)))
+    dw, _ = rule.update(rule.init(jax.random.key(0)), s, ())
+    np.testing.assert_allclose(dw, [[3.0, -1.5]])
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(1, 5), (4, 3), (7, 7)])
+def test_fast_path_equals_per_synapse_definition(degree, shape):
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(degree * 100 + shape[0]), 4)
+    n_out, n_in = shape
+    fast = rules.make("polynomial", degree=degree, eta=0.3)
+    slow = rules.make("polynomial", degree=degree, eta=0.3, fast=False)
+    theta = {"coef": jax.random.normal(k1, (degree + 1,) * 3)}
+    s = layer_signals(jax.random.normal(k2, (n_in,)), jax.random.normal(k3, (n_out,)),
+                      jax.random.normal(k4, (n_out, n_in)))
+    a, _ = fast.update(theta, s, ())
+    b, _ = slow.update(theta, s, ())
+    assert a.shape == (n_out, n_in)
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_term_names():
+    rule = rules.make("polynomial")
+    names = rule.term_names
+    assert len(names) == 27 and len(set(names)) == 27
+    assert names[0] == "1"
+    assert names[rule.terms.index((1, 1, 0))] == "pre*post"
+    assert names[rule.terms.index((0, 2, 1))] == "post^2*w"
+
+
+def test_formula_of_oja():
+    rule = rules.make("oja")
+    assert rule.formula(rule.init(jax.random.key(0))) == (
+        "dw = eta * (+1 pre*post -1 post^2*w),  eta = 0.01")
+
+
+def test_formula_lists_largest_terms_first_and_counts_the_rest():
+    rule = rules.make("polynomial", eta=0.05)
+    coef = np.zeros((3, 3, 3), np.float32)
+    coef[1, 1, 0], coef[0, 2, 1], coef[2, 0, 1], coef[0, 0, 1] = 0.9, -1.2, 0.3, 0.001
+    text = rule.formula({"coef": coef})
+    assert text.startswith("dw = eta * (-1.2 post^2*w +0.9 pre*post +0.3 pre^2*w")
+    assert "1 smaller terms" in text and "eta = 0.05" in text
+
+
+def test_formula_matches_the_code():
+    # the printed equation, evaluated by hand, gives the same dw as the rule
+    rule = rules.make("polynomial", eta=0.1)
+    coef = np.zeros((3, 3, 3), np.float32)
+    coef[1, 1, 0], coef[0, 2, 1] = 0.5, -2.0
+    pre, post, w = 0.7, -1.3, 0.4
+    s = layer_signals(jnp.array([pre]), jnp.array([post]), jnp.array([[w]]))
+    dw, _ = rule.update({"coef": coef}, s, ())
+    assert rule.formula({"coef": coef}).startswith("dw = eta * (-2 post^2*w +0.5 pre*post)")
+    assert float(dw[0, 0]) == pytest.approx(0.1 * (-2 * post**2 * w + 0.5 * pre * post), rel=1e-5)
+
+
+def test_init_noise_is_seeded():
+    rule = rules.make("polynomial", init_noise=0.1)
+    a = rule.init(jax.random.key(3))["coef"]
+    b = rule.init(jax.random.key(3))["coef"]
+    c = rule.init(jax.random.key(4))["coef"]
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("name", sorted(rules.REGISTRY))
+def test_every_registered_rule_updates_a_layer(name):
+    rule = rules.make(name)
+    theta = rule.init(jax.random.key(0))
+    s = layer_signals(jnp.ones(3), jnp.ones(2), 0.1 * jnp.ones((2, 3)))
+    dw, state = jax.jit(rule.update)(theta, s, rule.init_state((2, 3)))
+    assert dw.shape == (2, 3) and bool(jnp.all(jnp.isfinite(dw)))
+
+
+def test_unknown_rule_name_lists_valid_names():
+    with pytest.raises(ConfigError, match="valid rules: anti-hebb, hebb, oja, polynomial"):
+        rules.make("ojaa")
+
+
+def test_unknown_rule_option():
+    with pytest.raises(ConfigError, match="'etaa'.*valid options"):
+        rules.make("polynomial", etaa=0.1)
+
+
+def test_fixed_rule_has_no_start_option():
+    with pytest.raises(ConfigError, match="'start'"):
+        rules.make("oja", start="hebb")
+
+
+@pytest.mark.parametrize("kw, msg", [({"eta": "fast"}, "must be a number"),
+                                     ({"eta": -1.0}, "positive"),
+                                     ({"degree": 7}, "degree"),
+                                     ({"start": "bcm"}, "unknown polynomial start")])
+def test_bad_rule_values(kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        rules.make("polynomial", **kw)
