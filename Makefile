@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_oja.py
+	$(PY) benchmarks/bench_oja.py --cli
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -93,6 +93,9 @@ def test_nan_run_exits_nonzero_and_keeps_results(tmp_path, capsys):
     (["run", "missing.toml"], "does not exist"),
     (["eval", "/nonexistent/run"], "not a run directory"),
     (["run", "oja", "--set", "rule.name=ojaa"], "unknown rule 'ojaa'"),
+    (["run", "oja", "--set", "reference=bcm"], "unknown rule 'bcm'"),
+    (["run", "oja", "--set", "eval.baselines=['hebb', 'stdp']"], "unknown rule 'stdp'"),
+    (["run", "oja", "--set", "eval.vary={n_inputs = [3]}"], "unknown option(s) 'n_inputs'"),
 ])
 def test_bad_input_is_one_clear_message(args, msg, capsys, tmp_path):
     assert main([*args, "--out", str(tmp_path)] if args[0] == "run" else args) == 2

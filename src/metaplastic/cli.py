@@ -57,12 +57,12 @@ def resolve_config(spec: str, sets: list[str], seed: int | None):
 def cmd_run(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from metaplastic.experiments.build import build
+    from metaplastic.experiments.build import validate
     from metaplastic.experiments.rundir import RunDir, new_run_dir
     from metaplastic.experiments.runner import train
 
     cfg = resolve_config(args.config, args.set, args.seed)
-    build(cfg)  # validate every piece before creating anything on disk
+    validate(cfg)  # every piece, before anything is created on disk
     _enable_compile_cache()
     run = RunDir(new_run_dir(args.out, cfg.name))
     console.print(f"run directory: [bold]{run.path}[/]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,3 +63,25 @@ def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
                          clip=m.clip or None, on_nan=m.on_nan, max_nan_skips=m.max_nan_skips,
                          chunk=m.chunk)
     return Pieces(task, network, rule, objective, outer)
+
+
+def validate(cfg: RunConfig) -> Pieces:
+    """Build everything a run will need — pieces, reference and baseline rules, the
+    evaluation variants — so that a bad name or value fails before any training."""
+    pieces = build(cfg)
+    for name in ([cfg.reference] if cfg.reference else []) + list(cfg.eval.baselines):
+        build_rule(cfg, name)
+    if cfg.eval.tasks < 0:
+        raise ConfigError(f"eval.tasks must be >= 0, got {cfg.eval.tasks}")
+    for var in variants(cfg.eval.vary):
+        build(cfg, **var)
+    return pieces
+
+
+def variants(vary: dict) -> list[dict]:
+    """Every combination of the values in ``vary`` ({option: [values]})."""
+    if not vary:
+        return [{}]
+    keys = list(vary)
+    values = [v if isinstance(v, list | tuple) else [v] for v in vary.values()]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]

@@ -13,12 +13,12 @@ word that is not TOML is taken as a string (``network.activation=tanh``).
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
-import tomllib
 
 from metaplastic._fields import coerce_kwargs
 from metaplastic.errors import ConfigError

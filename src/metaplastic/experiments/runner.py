@@ -6,7 +6,6 @@ an optional ``progress(records)`` callback (the CLI draws a progress bar with it
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import jax
 
 from metaplastic.errors import NonFiniteError
-from metaplastic.experiments.build import build, build_rule
+from metaplastic.experiments.build import build, build_rule, variants
 from metaplastic.experiments.config import RunConfig
 from metaplastic.experiments.evaluate import (
     cosine_to_reference,
@@ -79,15 +78,6 @@ def _summary(cfg, rule, theta, result, status, seconds) -> dict[str, Any]:
         out["reference"] = cfg.reference
         out["reference_cosine"] = cosine_to_reference(theta, ref.init(jax.random.key(0)))
     return out
-
-
-def variants(vary: dict) -> list[dict]:
-    """Every combination of the values in ``vary`` ({option: [values]})."""
-    if not vary:
-        return [{}]
-    keys = list(vary)
-    values = [v if isinstance(v, list | tuple) else [v] for v in vary.values()]
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
 def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> list[dict]:
