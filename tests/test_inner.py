@@ -42,7 +42,7 @@ def test_checkpointing_changes_nothing_but_memory(small_pca, oja_theta):
 
     def loss(theta, checkpoint):
         out = unroll(net, rule, theta, task, inst, key=jax.random.key(1), checkpoint=checkpoint)
-        return task.loss(inst, out.state)
+        return task.loss(inst, out.state, out.env)
 
     g0 = jax.grad(loss)(oja_theta, False)["coef"]
     g1 = jax.grad(loss)(oja_theta, True)["coef"]

@@ -31,7 +31,7 @@ def test_scale_range_scales_the_covariance():
 def test_inputs_have_the_task_covariance():
     task = tasks.make("pca", n_in=3, decay=0.4)
     inst = task.sample(jax.random.key(1))
-    xs = jax.vmap(lambda t: task.input(inst, t)[0])(jnp.arange(20000))
+    xs = jax.vmap(lambda t: task.observe(inst, t)[0])(jnp.arange(20000))
     emp = np.cov(np.asarray(xs).T)
     np.testing.assert_allclose(emp, inst.mixing @ inst.mixing.T, atol=0.03)
 

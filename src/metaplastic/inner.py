@@ -2,7 +2,8 @@
 
 Each step: the task gives an input (and target), the network runs forward, feedback
 errors reach each layer through the feedback pathway, every layer's synapses are updated
-by ``rule.update(theta, signals, state)``. Only the current weights and rule state are
+by ``rule.update(theta, signals, state)`` (while the task is active), and the task reacts
+to the network's output (an environment step). Only the current weights and rule state are
 carried — no activation history — so memory is constant in the number of steps (the
 backward pass of a meta-gradient stores one carry per step unless ``checkpoint=True``
 recomputes them). Metrics are recorded every ``record_every`` steps through a nested scan,
@@ -21,32 +22,36 @@ from metaplastic.rules.base import Rule
 from metaplastic.tasks.base import Task
 
 Array = jax.Array
+_ENV_STREAM = 0x5EED  # the task's key is folded from the episode key; weights use the key itself
 
 
 class Unrolled(NamedTuple):
     state: NetState  # the network after learning
     rule_state: Any
+    env: Any  # the task's final state (e.g. accumulated return)
     records: dict[str, Array]  # task metrics every `record_every` steps, (n_records,)
 
 
 def make_step(network: Network, rule: Rule, theta: Any, task: Task, instance: Any):
-    """The scan body ``(state, rule_state, t) -> (state, rule_state, t + 1)`` of one step.
+    """The scan body ``(state, rule_state, env) -> (state, rule_state, env)`` of one step.
 
-    The step counter lives in the carry (not in scanned-over inputs), so nothing in the
-    compiled unroll grows with its length.
+    The task's state ``env`` (a step counter, an environment) lives in the carry, so
+    nothing in the compiled unroll grows with its length.
     """
 
     def step(carry, _):
-        state, rule_state, t = carry
-        x, target = task.input(instance, t)
+        state, rule_state, env = carry
+        x, target = task.observe(instance, env)
         act = network.forward(state.weights, x)
         e_out = task.output_error(act.rates[-1], target)
+        live = task.active(instance, env)
         weights, new_rule_state = [], []
         for s, rs in zip(network.signals(state, act, e_out), rule_state, strict=True):
             dw, rs = rule.update(theta, s, rs)
-            weights.append(s.w + dw)
+            weights.append(jnp.where(live, s.w + dw, s.w))
             new_rule_state.append(rs)
-        return (state._replace(weights=tuple(weights)), tuple(new_rule_state), t + 1), None
+        env = task.transition(instance, env, act.rates[-1])
+        return (state._replace(weights=tuple(weights)), tuple(new_rule_state), env), None
 
     return step
 
@@ -69,7 +74,7 @@ def unroll(
     if checkpoint:
         step = jax.checkpoint(step)
     n = task.n_steps
-    carry = (state, rule_state, jnp.zeros((), jnp.int32))
+    carry = (state, rule_state, task.reset(instance, jax.random.fold_in(key, _ENV_STREAM)))
     records: dict[str, Array] = {}
     done = 0
     if record_every:
@@ -77,10 +82,10 @@ def unroll(
 
         def chunk(carry, _):
             carry, _ = jax.lax.scan(step, carry, None, length=record_every)
-            return carry, task.metrics(instance, carry[0])
+            return carry, task.metrics(instance, carry[0], carry[2])
 
         carry, records = jax.lax.scan(chunk, carry, None, length=chunks)
         done = chunks * record_every
     if done < n:
         carry, _ = jax.lax.scan(step, carry, None, length=n - done)
-    return Unrolled(carry[0], carry[1], records)
+    return Unrolled(carry[0], carry[1], carry[2], records)

@@ -54,8 +54,8 @@ class Objective:
             key=k_net, record_every=record_every, checkpoint=self.checkpoint,
         )
         return (
-            self.task.loss(instance, out.state),
-            self.task.metrics(instance, out.state),
+            self.task.loss(instance, out.state, out.env),
+            self.task.metrics(instance, out.state, out.env),
             out.records,
         )
 

@@ -1,15 +1,23 @@
 """The task interface.
 
 A task is a frozen dataclass (static configuration) describing a *distribution* of
-learning problems:
+learning problems. The inner loop talks to it like to an environment:
 
-* ``sample(key) -> instance``: one problem (a pytree of arrays), e.g. a covariance;
-* ``input(instance, t) -> (x, target)``: what the network receives at inner step ``t``
-  (generated on the fly, so an unroll's memory does not grow with its length);
-* ``output_error(y, target)``: the error at the output neurons, or ``None`` (unsupervised);
-* ``loss(instance, state)``: the meta-objective of the network state after learning;
-* ``metrics(instance, state)``: named scalars for curves and evaluation; ``score`` names
-  the headline one (higher is better).
+* ``sample(key) -> instance``: one problem (a pytree of arrays), e.g. a covariance or a
+  set of physics parameters;
+* ``reset(instance, key) -> env``: the task's own state at step 0 (a step counter, an
+  environment state, accumulated reward, ...);
+* ``observe(instance, env) -> (x, target)``: what the network receives now (``target`` is
+  ``None`` for unsupervised and reinforcement tasks);
+* ``output_error(y, target)``: the error at the output neurons, or ``None``;
+* ``transition(instance, env, y) -> env``: the world's response to the network output;
+* ``active(instance, env)``: False once an episode has ended (plasticity then stops);
+* ``loss(instance, state, env)``: the meta-objective (always minimised; a reinforcement
+  task returns minus the return);
+* ``metrics(instance, state, env)``: named scalars; ``score`` names the headline one and
+  ``maximise_score`` says which way is better.
+
+Inputs are produced step by step, so an unroll's memory does not grow with its length.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from metaplastic.network import NetState, Network
 
@@ -27,22 +36,32 @@ class Task:
     n_in: int
     n_out: int
     n_steps: int
-    #: the metric that evaluation reports first (higher is better)
+    #: the metric that evaluation reports first
     score: str = "score"
+    maximise_score: bool = True
 
     def sample(self, key: Array) -> Any:
         raise NotImplementedError
 
-    def input(self, instance: Any, t: Array) -> tuple[Array, Array | None]:
+    def reset(self, instance: Any, key: Array) -> Any:
+        return jnp.zeros((), jnp.int32)
+
+    def observe(self, instance: Any, env: Any) -> tuple[Array, Array | None]:
         raise NotImplementedError
 
     def output_error(self, y: Array, target: Array | None) -> Array | None:
         return None
 
-    def loss(self, instance: Any, state: NetState) -> Array:
+    def transition(self, instance: Any, env: Any, y: Array) -> Any:
+        return env + 1
+
+    def active(self, instance: Any, env: Any) -> Array:
+        return jnp.asarray(True)
+
+    def loss(self, instance: Any, state: NetState, env: Any) -> Array:
         raise NotImplementedError
 
-    def metrics(self, instance: Any, state: NetState) -> dict[str, Array]:
+    def metrics(self, instance: Any, state: NetState, env: Any) -> dict[str, Array]:
         return {}
 
     def check_network(self, network: Network) -> None:

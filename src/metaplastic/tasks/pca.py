@@ -78,20 +78,20 @@ class PCATask(Task):
         scale = jnp.exp(jax.random.uniform(k_scale, minval=jnp.log(lo), maxval=jnp.log(hi)))
         return PCAInstance(q * jnp.sqrt(scale * self.spectrum()), q[:, 0], k_stream)
 
-    def input(self, instance: PCAInstance, t):
+    def observe(self, instance: PCAInstance, t):
         z = jax.random.normal(jax.random.fold_in(instance.key, t), (self.n_in,))
         return instance.mixing.astype(z.dtype) @ z, None
 
     def _weights(self, state: NetState) -> Array:
         return state.weights[-1][0]
 
-    def metrics(self, instance: PCAInstance, state: NetState) -> dict[str, Array]:
+    def metrics(self, instance: PCAInstance, state: NetState, env=None) -> dict[str, Array]:
         w = self._weights(state)
         norm = jnp.linalg.norm(w)
         abs_cos = jnp.abs(w @ instance.pc1.astype(w.dtype)) / jnp.maximum(norm, 1e-12)
         return {"abs_cos": abs_cos, "norm": norm}
 
-    def loss(self, instance: PCAInstance, state: NetState) -> Array:
+    def loss(self, instance: PCAInstance, state: NetState, env=None) -> Array:
         m = self.metrics(instance, state)
         return (1.0 - m["abs_cos"]) + self.norm_weight * (m["norm"] - 1.0) ** 2
 
