@@ -164,7 +164,11 @@ def cmd_list(args) -> int:
     console.print("activations: " + ", ".join(ACTIVATIONS))
     console.print("feedback:    " + ", ".join(FEEDBACK))
     console.print("optimizers:  " + ", ".join(OPTIMIZERS))
-    console.print("outer loops: gradient")
+    from metaplastic.meta.es import ALIASES
+
+    console.print("outer loops: gradient, es")
+    console.print("ES strategies (meta.strategy): " + ", ".join(sorted(ALIASES))
+                  + ", or any evosax algorithm name")
     return 0
 
 

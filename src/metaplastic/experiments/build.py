@@ -9,7 +9,7 @@ from typing import Any
 from metaplastic import rules, tasks
 from metaplastic.errors import ConfigError
 from metaplastic.experiments.config import RunConfig
-from metaplastic.meta import MetaGradient, Objective
+from metaplastic.meta import EvolutionStrategy, MetaGradient, Objective
 from metaplastic.network import Network
 from metaplastic.rules.base import Rule
 from metaplastic.tasks.base import Task
@@ -21,7 +21,7 @@ class Pieces:
     network: Network
     rule: Rule
     objective: Objective
-    outer: MetaGradient
+    outer: MetaGradient | EvolutionStrategy
 
 
 def build_task(cfg: RunConfig, **overrides: Any) -> Task:
@@ -55,14 +55,26 @@ def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
     network = build_network(cfg, task)
     rule = build_rule(cfg)
     m = cfg.meta
-    if m.outer != "gradient":
-        raise ConfigError(f"unknown meta.outer {m.outer!r}; valid: gradient")
     objective = Objective(task, network, rule, tasks_per_step=m.tasks_per_step, l1=m.l1,
                           checkpoint=m.checkpoint)
-    outer = MetaGradient(steps=m.steps, lr=m.lr, schedule=m.schedule, optimizer=m.optimizer,
-                         clip=m.clip or None, on_nan=m.on_nan, max_nan_skips=m.max_nan_skips,
-                         chunk=m.chunk)
-    return Pieces(task, network, rule, objective, outer)
+    return Pieces(task, network, rule, objective, build_outer(cfg))
+
+
+def build_outer(cfg: RunConfig) -> MetaGradient | EvolutionStrategy:
+    """The outer loop; switching is one key, ``meta.outer``."""
+    m = cfg.meta
+    if m.outer == "gradient":
+        return MetaGradient(steps=m.steps, lr=m.lr, schedule=m.schedule, optimizer=m.optimizer,
+                            clip=m.clip or None, on_nan=m.on_nan,
+                            max_nan_skips=m.max_nan_skips, chunk=m.chunk)
+    if m.outer == "es":
+        # the Objective is a loss (a reinforcement task's is minus its return): minimise it
+        return EvolutionStrategy(strategy=m.strategy, population=m.population, steps=m.steps,
+                                 sigma=m.sigma, lr=m.lr, optimizer=m.optimizer,
+                                 antithetic=m.antithetic, fitness_shaping=m.fitness_shaping,
+                                 direction="minimize", max_nan_skips=m.max_nan_skips,
+                                 chunk=m.chunk)
+    raise ConfigError(f"unknown meta.outer {m.outer!r}; valid: gradient, es")
 
 
 def validate(cfg: RunConfig) -> Pieces:

@@ -40,8 +40,8 @@ class NetworkConfig:
 class MetaConfig:
     """The outer loop and the meta-objective."""
 
-    outer: str = "gradient"
-    steps: int = 600
+    outer: str = "gradient"  # "gradient" (backprop through the unroll) or "es" (evosax)
+    steps: int = 600  # meta-steps, or ES generations
     tasks_per_step: int = 8
     lr: float = 3e-3
     schedule: str = "constant"
@@ -52,6 +52,12 @@ class MetaConfig:
     on_nan: str = "skip"
     max_nan_skips: int = 20
     chunk: int = 25
+    # evolution strategies (outer = "es"); lr and optimizer serve OpenAI-ES / PGPE / SNES
+    strategy: str = "open_es"
+    population: int = 64
+    sigma: float = 0.1
+    antithetic: bool = True
+    fitness_shaping: str = "default"
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ class RunConfig:
 
 
 _SECTIONS = {"network": NetworkConfig, "meta": MetaConfig, "eval": EvalConfig}
-_OUTERS = ("gradient",)
+_OUTERS = ("gradient", "es")
 
 
 def from_dict(d: dict[str, Any]) -> RunConfig:

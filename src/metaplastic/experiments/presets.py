@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from metaplastic.errors import unknown_name
@@ -29,7 +30,21 @@ def oja() -> RunConfig:
     )
 
 
-PRESETS: dict[str, Callable[[], RunConfig]] = {"oja": oja}
+def oja_es() -> RunConfig:
+    """Rediscover Oja's rule with CMA-ES (no backprop): the oja task, evolved.
+
+    Same task, rule and L1 penalty as ``oja``; the outer loop is evosax's CMA-ES with a
+    population of 16, each member evaluated on the same 4 fresh tasks per generation.
+    """
+    base = oja()
+    return dataclasses.replace(
+        base, name="oja-es",
+        meta=MetaConfig(outer="es", strategy="cma_es", population=16, sigma=0.1, steps=300,
+                        tasks_per_step=4, l1=1e-3, chunk=10),
+    )
+
+
+PRESETS: dict[str, Callable[[], RunConfig]] = {"oja": oja, "oja-es": oja_es}
 
 
 def get(name: str) -> RunConfig:

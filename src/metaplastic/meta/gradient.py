@@ -151,7 +151,7 @@ class MetaGradient:
         total = jnp.asarray(self.steps, jnp.int32)
         while int(state.step) < self.steps and not bool(state.stopped):
             state, metrics = run_chunk(state, key, total)
-            records = _records(metrics)
+            records = records_of(metrics)
             result.theta, result.state = state.theta, state
             result.history.extend(records)
             if progress is not None:
@@ -160,24 +160,30 @@ class MetaGradient:
         return result
 
     def _check_finite(self, state: MetaState, records, result: MetaResult) -> None:
-        bad = [r for r in records if r["diverged"]]
-        if not bad:
-            return
-        if bool(state.stopped) or int(state.nan_streak) >= self.max_nan_skips:
-            first = bad[0]
-            why = "on_nan = 'stop'" if bool(state.stopped) else (
-                f"{int(state.nan_streak)} meta-steps in a row with diverging tasks")
-            err = NonFiniteError(
-                f"inner learning produced NaN/inf at meta-step {first['step']} "
-                f"({100 * first['nonfinite']:.0f}% of its tasks; {why}). θ was kept at its "
-                f"last finite value. Try a smaller rule learning rate (eta), a smaller "
-                f"meta learning rate (lr), gradient clipping (clip), or fewer inner steps."
-            )
-            err.result = result
-            raise err
+        check_divergence(records, int(state.nan_streak), self.max_nan_skips,
+                         bool(state.stopped), result)
 
 
-def _records(metrics: dict[str, Array]) -> list[dict[str, Any]]:
+def check_divergence(records, streak: int, max_streak: int, stopped: bool,
+                     result: MetaResult) -> None:
+    """Raise NonFiniteError (carrying ``result``) if the run must stop on NaN/inf."""
+    bad = [r for r in records if r["diverged"]]
+    if not bad or not (stopped or streak >= max_streak):
+        return
+    first = bad[0]
+    why = "on_nan = 'stop'" if stopped else (
+        f"{streak} meta-steps in a row with diverging tasks")
+    err = NonFiniteError(
+        f"inner learning produced NaN/inf at meta-step {first['step']} "
+        f"({100 * first['nonfinite']:.0f}% of its tasks; {why}). θ was kept at its "
+        f"last finite value. Try a smaller rule learning rate (eta), a smaller "
+        f"meta learning rate (lr), gradient clipping (clip), or fewer inner steps."
+    )
+    err.result = result
+    raise err
+
+
+def records_of(metrics: dict[str, Array]) -> list[dict[str, Any]]:
     """Stacked chunk metrics -> one plain-Python dict per active meta-step."""
     m = jax.device_get(metrics)
     out = []

@@ -1,0 +1,87 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metaplastic as mp
+from metaplastic import ConfigError
+from metaplastic.experiments import build, config, presets
+
+TARGET = jnp.array([3.0, -1.0, 0.5])
+
+
+def _sq(theta, key):
+    return jnp.sum((theta["x"] - TARGET) ** 2)
+
+
+@pytest.mark.parametrize("strategy", ["open_es", "cma_es", "pgpe", "snes"])
+def test_es_converges_on_a_quadratic(strategy):
+    es = mp.meta.EvolutionStrategy(strategy=strategy, population=16, steps=150, sigma=0.5,
+                                   lr=0.1, chunk=50)
+    res = es.run(_sq, {"x": jnp.zeros(3)}, key=jax.random.key(0))
+    np.testing.assert_allclose(res.theta["x"], TARGET, atol=0.05)
+    assert len(res.history) == 150 and res.history[-1]["loss"] < 1e-2
+
+
+def test_direction_is_honoured():
+    # maximising -(x - t)^2 finds t; minimising it runs away: the sign is applied once
+    neg = lambda th, k: -_sq(th, k)  # noqa: E731
+    kw = dict(strategy="open_es", population=16, steps=100, sigma=0.5, lr=0.1, chunk=50)
+    up = mp.meta.EvolutionStrategy(direction="maximize", **kw).run(
+        neg, {"x": jnp.zeros(3)}, key=jax.random.key(1))
+    down = mp.meta.EvolutionStrategy(direction="minimize", **kw).run(
+        neg, {"x": jnp.zeros(3)}, key=jax.random.key(1))
+    assert float(jnp.linalg.norm(up.theta["x"] - TARGET)) < 0.1
+    assert float(jnp.linalg.norm(down.theta["x"] - TARGET)) > 5.0
+    # recorded values are in the user's units (a return stays positive when maximised)
+    assert up.history[-1]["pop_best"] <= 0 and -0.05 < up.history[-1]["loss"] <= 0
+
+
+def test_diverging_members_get_the_worst_fitness():
+    def f(theta, key):
+        x = theta["x"]
+        return jnp.where(x[0] < -1.0, jnp.nan, jnp.sum((x - TARGET) ** 2))
+
+    es = mp.meta.EvolutionStrategy(strategy="open_es", population=16, steps=120, sigma=1.0,
+                                   lr=0.1, chunk=40, max_nan_skips=1000)
+    res = es.run(f, {"x": jnp.zeros(3)}, key=jax.random.key(2))
+    assert any(r["diverged"] for r in res.history)
+    assert all(r["nonfinite"] < 1 for r in res.history)  # never the whole generation
+    np.testing.assert_allclose(res.theta["x"], TARGET, atol=0.2)
+
+
+def test_es_improves_a_rule_through_the_same_objective(small_pca):
+    _, _, rule, objective = small_pca
+    es = mp.meta.EvolutionStrategy(strategy="cma_es", population=8, steps=40, sigma=0.1,
+                                   chunk=20)
+    res = es.run(objective, rule.init(jax.random.key(0)), key=jax.random.key(3))
+    first = np.mean([r["task_loss"] for r in res.history[:5]])
+    last = np.mean([r["task_loss"] for r in res.history[-5:]])
+    assert last < 0.5 * first
+    assert len(res.history[-1]["theta"]) == 27
+
+
+def test_switching_outer_loop_is_one_config_key():
+    cfg = config.override(presets.get("oja"), ["meta.outer=es", "meta.strategy=pgpe"])
+    p = build(cfg)
+    assert isinstance(p.outer, mp.meta.EvolutionStrategy) and p.outer.strategy == "pgpe"
+    assert isinstance(build(presets.get("oja")).outer, mp.MetaGradient)
+    assert p.objective == build(presets.get("oja")).objective
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"strategy": "cmaes"}, "valid ES strategys: .*cma_es"),
+    ({"population": 1}, "at least 2"),
+    ({"direction": "up"}, "direction"),
+    ({"fitness_shaping": "rank"}, "fitness_shaping"),
+    ({"sigma": 0.0}, "sigma"),
+])
+def test_bad_es_config(kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        mp.meta.EvolutionStrategy(**kw)
+
+
+def test_antithetic_needs_an_even_population():
+    es = mp.meta.EvolutionStrategy(strategy="open_es", population=7)
+    with pytest.raises(ConfigError, match="even population"):
+        es.make({"x": jnp.zeros(2)})
