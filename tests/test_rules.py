@@ -96,14 +96,14 @@ def test_init_noise_is_seeded():
 @pytest.mark.parametrize("name", sorted(rules.REGISTRY))
 def test_every_registered_rule_updates_a_layer(name):
     rule = rules.make(name)
-    theta = rule.init(jax.random.key(0))
+    theta = rule.layer_theta(rule.init(jax.random.key(0), [(2, 3)]), 0)
     s = layer_signals(jnp.ones(3), jnp.ones(2), 0.1 * jnp.ones((2, 3)))
     dw, state = jax.jit(rule.update)(theta, s, rule.init_state((2, 3)))
     assert dw.shape == (2, 3) and bool(jnp.all(jnp.isfinite(dw)))
 
 
 def test_unknown_rule_name_lists_valid_names():
-    with pytest.raises(ConfigError, match="valid rules: anti-hebb, hebb, oja, polynomial"):
+    with pytest.raises(ConfigError, match="valid rules: abcd, anti-hebb, hebb, oja, polynomial"):
         rules.make("ojaa")
 
 
@@ -124,3 +124,44 @@ def test_fixed_rule_has_no_start_option():
 def test_bad_rule_values(kw, msg):
     with pytest.raises(ConfigError, match=msg):
         rules.make("polynomial", **kw)
+
+
+def test_abcd_step_by_hand():
+    # dw = eta (A pre post + B pre + C post + D) with pre = 2, post = -1
+    rule = rules.make("abcd", shared=True)
+    theta = {"A": 0.5, "B": 0.25, "C": -1.0, "D": 0.1, "eta": 0.2}
+    s = layer_signals(jnp.array([2.0]), jnp.array([-1.0]), jnp.zeros((1, 1)))
+    dw, _ = rule.update(jax.tree.map(jnp.asarray, theta), s, ())
+    assert float(dw[0, 0]) == pytest.approx(0.2 * (0.5 * -2.0 + 0.25 * 2.0 + 1.0 + 0.1))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_abcd_fast_path_equals_per_synapse_definition(shared):
+    shapes = [(4, 3), (2, 4)]
+    fast = rules.make("abcd", shared=shared, init_noise=1.0)
+    slow = rules.make("abcd", shared=shared, fast=False)
+    theta = fast.init(jax.random.key(0), shapes)
+    assert fast == rules.make("abcd", shared=shared)  # init options do not change the update
+    for l, (n_out, n_in) in enumerate(shapes):
+        k = jax.random.split(jax.random.key(l + 1), 3)
+        s = layer_signals(jax.random.normal(k[0], (n_in,)), jax.random.normal(k[1], (n_out,)),
+                          jax.random.normal(k[2], (n_out, n_in)))
+        a, _ = fast.update(fast.layer_theta(theta, l), s, ())
+        b, _ = slow.update(slow.layer_theta(theta, l), s, ())
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    coef = theta[0]["A"]
+    assert coef.shape == (() if shared else (4, 3))
+
+
+def test_abcd_needs_shapes():
+    with pytest.raises(ConfigError, match="weight shapes"):
+        rules.make("abcd").init(jax.random.key(0))
+
+
+def test_static_rule_runs_the_network_from_its_theta():
+    task = mp.tasks.make("pca", n_in=3, n_steps=5)
+    net = mp.Network(sizes=(3, 1))
+    rule = rules.make("static")
+    theta = rule.init(jax.random.key(0), net.shapes)
+    out = mp.unroll(net, rule, theta, task, task.sample(jax.random.key(1)), key=jax.random.key(2))
+    np.testing.assert_array_equal(out.state.weights[0], theta["w"][0])

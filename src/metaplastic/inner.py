@@ -46,8 +46,9 @@ def make_step(network: Network, rule: Rule, theta: Any, task: Task, instance: An
         e_out = task.output_error(act.rates[-1], target)
         live = task.active(instance, env)
         weights, new_rule_state = [], []
-        for s, rs in zip(network.signals(state, act, e_out), rule_state, strict=True):
-            dw, rs = rule.update(theta, s, rs)
+        signals = network.signals(state, act, e_out)
+        for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
+            dw, rs = rule.update(rule.layer_theta(theta, l), s, rs)
             weights.append(jnp.where(live, s.w + dw, s.w))
             new_rule_state.append(rs)
         env = task.transition(instance, env, act.rates[-1])
@@ -68,7 +69,7 @@ def unroll(
     checkpoint: bool = False,
 ) -> Unrolled:
     """Run ``task.n_steps`` steps of online learning from weights drawn with ``key``."""
-    state = network.init(key)
+    state = network.init(key, rule.initial_weights(theta))
     rule_state = tuple(rule.init_state(w.shape) for w in state.weights)
     step = make_step(network, rule, theta, task, instance)
     if checkpoint:

@@ -50,7 +50,8 @@ class Network:
     activation: str = "linear"
     output_activation: str | None = None  # defaults to `activation`
     feedback: str = "none"
-    init_scale: float = 1.0  # W_l ~ N(0, init_scale^2 / n_{l-1})
+    init_scale: float = 1.0  # W_l ~ N(0, init_scale^2 / n_{l-1}), or U[-init_scale, init_scale]
+    init_dist: str = "normal"  # "normal" (scaled by fan-in) or "uniform"
     feedback_scale: float = 1.0
 
     def __post_init__(self):
@@ -59,6 +60,8 @@ class Network:
             raise ConfigError(f"network sizes must be >= 2 positive layer sizes, got {self.sizes}")
         if self.feedback not in FEEDBACK:
             raise unknown_name("feedback pathway", self.feedback, FEEDBACK)
+        if self.init_dist not in ("normal", "uniform"):
+            raise ConfigError(f"init_dist must be 'normal' or 'uniform', got {self.init_dist!r}")
         RateNeuron(self.activation)
         RateNeuron(self.output_activation or self.activation)
 
@@ -71,16 +74,26 @@ class Network:
         last = layer == self.n_layers
         return RateNeuron(self.output_activation or self.activation if last else self.activation)
 
-    def init(self, key: Array) -> NetState:
-        """Draw forward weights and (fixed) feedback matrices."""
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """Weight shapes (n_out, n_in) of every layer."""
+        return list(zip(self.sizes[1:], self.sizes[:-1], strict=True))
+
+    def init(self, key: Array, weights: tuple[Array, ...] | None = None) -> NetState:
+        """Draw forward weights (unless given) and the fixed feedback matrices."""
         kw, kb = jax.random.split(key)
-        weights = tuple(
-            self.init_scale * jax.random.normal(k, (n, m)) / jnp.sqrt(m)
-            for k, m, n in zip(
-                jax.random.split(kw, self.n_layers), self.sizes[:-1], self.sizes[1:], strict=True
-            )
-        )
-        return NetState(weights, self._init_feedback(kb))
+        if weights is None:
+            weights = tuple(self._draw(k, shape) for k, shape in
+                            zip(jax.random.split(kw, self.n_layers), self.shapes, strict=True))
+        elif [tuple(w.shape) for w in weights] != self.shapes:
+            raise ShapeError(f"initial weights have shapes {[tuple(w.shape) for w in weights]}, "
+                             f"the network needs {self.shapes}")
+        return NetState(tuple(weights), self._init_feedback(kb))
+
+    def _draw(self, key: Array, shape: tuple[int, int]) -> Array:
+        if self.init_dist == "uniform":
+            return jax.random.uniform(key, shape, minval=-self.init_scale, maxval=self.init_scale)
+        return self.init_scale * jax.random.normal(key, shape) / jnp.sqrt(shape[1])
 
     def _init_feedback(self, key: Array) -> tuple[Array, ...]:
         hidden = self.sizes[1:-1]

@@ -13,7 +13,7 @@ way cannot read what its synapse cannot (locality by construction).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +57,17 @@ _OVER_PRE = LocalSignals(pre=0, post=None, w=0, e_pre=0, e_post=None, modulator=
 _OVER_POST = LocalSignals(pre=None, post=0, w=0, e_pre=None, e_post=0, modulator=None)
 
 
-def per_synapse(fn: Callable[[LocalSignals], Array], signals: LocalSignals) -> Array:
-    """Apply a one-synapse function to every synapse of a layer; returns (n_out, n_in)."""
-    over_pre = jax.vmap(fn, in_axes=(_OVER_PRE,))
-    return jax.vmap(over_pre, in_axes=(_OVER_POST,))(signals)
+def per_synapse(
+    fn: Callable[..., Array], signals: LocalSignals, own: Any = None
+) -> Array:
+    """Apply a one-synapse function to every synapse of a layer; returns (n_out, n_in).
+
+    ``own`` is an optional pytree of (n_out, n_in) arrays — parameters that belong to each
+    synapse, like its weight (e.g. per-synapse Hebbian coefficients); ``fn`` then receives
+    ``(signals, own)`` sliced to one synapse.
+    """
+    if own is None:
+        over_pre = jax.vmap(fn, in_axes=(_OVER_PRE,))
+        return jax.vmap(over_pre, in_axes=(_OVER_POST,))(signals)
+    over_pre = jax.vmap(fn, in_axes=(_OVER_PRE, 0))
+    return jax.vmap(over_pre, in_axes=(_OVER_POST, 0))(signals, own)

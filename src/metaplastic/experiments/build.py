@@ -45,6 +45,7 @@ def build_network(cfg: RunConfig, task: Task) -> Network:
         output_activation=n.output_activation,
         feedback=n.feedback,
         init_scale=n.init_scale,
+        init_dist=n.init_dist,
         feedback_scale=n.feedback_scale,
     )
 

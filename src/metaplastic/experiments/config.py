@@ -33,6 +33,7 @@ class NetworkConfig:
     output_activation: str | None = None
     feedback: str = "none"
     init_scale: float = 1.0
+    init_dist: str = "normal"
     feedback_scale: float = 1.0
 
 

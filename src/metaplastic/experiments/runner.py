@@ -33,7 +33,7 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
     pieces = build(cfg)
     run.save_config(cfg)
     k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
-    theta0 = pieces.rule.init(k_init)
+    theta0 = pieces.rule.init(k_init, pieces.network.shapes)
     start = time.perf_counter()
 
     def on_chunk(records):
@@ -53,7 +53,7 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
     finally:
         theta = result.theta if result is not None else theta0
         run.save_theta(theta)
-        summary = _summary(cfg, pieces.rule, theta, result, status, time.perf_counter() - start)
+        summary = _summary(cfg, pieces, theta, result, status, time.perf_counter() - start)
         run.write_json("summary.json", summary)
         from metaplastic.report import make_report
 
@@ -61,7 +61,8 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
     return summary
 
 
-def _summary(cfg, rule, theta, result, status, seconds) -> dict[str, Any]:
+def _summary(cfg, pieces, theta, result, status, seconds) -> dict[str, Any]:
+    rule = pieces.rule
     hist = result.history if result is not None else []
     out: dict[str, Any] = {
         "status": status,
@@ -76,7 +77,8 @@ def _summary(cfg, rule, theta, result, status, seconds) -> dict[str, Any]:
     if cfg.reference:
         ref = build_rule(cfg, cfg.reference)
         out["reference"] = cfg.reference
-        out["reference_cosine"] = cosine_to_reference(theta, ref.init(jax.random.key(0)))
+        ref_theta = ref.init(jax.random.key(0), pieces.network.shapes)
+        out["reference_cosine"] = cosine_to_reference(theta, ref_theta)
     return out
 
 
@@ -94,7 +96,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
         candidates = [("learned", pieces.rule, theta)]
         for name in names:
             rule = build_rule(cfg, name)
-            candidates.append((name, rule, rule.init(jax.random.key(0))))
+            candidates.append((name, rule, rule.init(jax.random.key(0), pieces.network.shapes)))
         for name, rule, th in candidates:
             objective = Objective(pieces.task, pieces.network, rule)
             stats = summarise(evaluate(objective, th, key=key, n_tasks=n))

@@ -3,7 +3,9 @@
 Registered names:
 
 * ``polynomial`` — the trainable Volterra family over (pre, post, w);
-* ``hebb``, ``anti-hebb``, ``oja`` — hand-designed rules, fixed settings of that family.
+* ``hebb``, ``anti-hebb``, ``oja`` — hand-designed rules, fixed settings of that family;
+* ``abcd`` — Hebbian ABCD rule, per synapse (Najarro & Risi 2020) or shared per layer;
+* ``static`` — no plasticity; θ is the initial weights (the evolved-weights baseline).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from metaplastic._fields import coerce_kwargs
 from metaplastic.errors import check_kwargs, unknown_name
 from metaplastic.rules.base import Rule
+from metaplastic.rules.hebbian import HebbianABCD, StaticWeights
 from metaplastic.rules.polynomial import NAMED, PolynomialRule, term_name
 
 REGISTRY: dict[str, Callable[..., Rule]] = {
@@ -21,8 +24,11 @@ REGISTRY: dict[str, Callable[..., Rule]] = {
     "hebb": lambda **kw: PolynomialRule(start="hebb", **kw),
     "anti-hebb": lambda **kw: PolynomialRule(start="anti-hebb", **kw),
     "oja": lambda **kw: PolynomialRule(start="oja", **kw),
+    "abcd": HebbianABCD,
+    "static": StaticWeights,
 }
-_OPTIONS = {name: PolynomialRule for name in REGISTRY}
+_OPTIONS = {name: PolynomialRule for name in ("polynomial", "hebb", "anti-hebb", "oja")} | {
+    "abcd": HebbianABCD, "static": StaticWeights}
 _FIXED = {"hebb", "anti-hebb", "oja"}
 
 
@@ -40,4 +46,5 @@ def make(name: str, **kw) -> Rule:
     return REGISTRY[name](**coerce_kwargs(_OPTIONS[name], kw, f"rule {name!r}"))
 
 
-__all__ = ["NAMED", "REGISTRY", "PolynomialRule", "Rule", "make", "options", "term_name"]
+__all__ = ["NAMED", "REGISTRY", "HebbianABCD", "PolynomialRule", "Rule", "StaticWeights",
+           "make", "options", "term_name"]

@@ -2,10 +2,15 @@
 
 A rule is a frozen dataclass (static configuration) with
 
-* ``init(key) -> theta``: its trainable parameters, a pytree of arrays;
+* ``init(key, shapes) -> theta``: its trainable parameters, a pytree of arrays; ``shapes``
+  are the network's weight shapes ``[(n_out, n_in), ...]`` (rules with per-synapse or
+  per-layer parameters need them; shared rules ignore them);
+* ``layer_theta(theta, l)``: the part of θ that layer ``l`` uses (all of it when shared);
 * ``init_state(shape) -> state``: per-layer state for stateful rules (``()`` otherwise);
-* ``synapse(theta, s) -> dw``: the definition, for ONE synapse, from its scalar signals;
-* ``update(theta, signals, state) -> (dw, state)``: the whole layer at once.
+* ``synapse(theta_l, s) -> dw``: the definition, for ONE synapse, from its scalar signals
+  (and, for per-synapse parameters, its own slice of them);
+* ``update(theta_l, signals, state) -> (dw, state)``: the whole layer at once;
+* ``initial_weights(theta)``: meta-learned initial weights, or ``None`` (drawn afresh).
 
 The default ``update`` maps ``synapse`` over the layer with
 :func:`metaplastic.signals.per_synapse`; rules may override it with a fast path that must be
@@ -14,6 +19,7 @@ tested equal to the per-synapse definition.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -28,9 +34,17 @@ class Rule:
 
     #: the name of the rule family, as in the registry
     family: str = "rule"
+    #: True when θ holds one entry per layer (``layer_theta`` indexes it)
+    per_layer: bool = False
 
-    def init(self, key: Array) -> Any:
+    def init(self, key: Array, shapes: Sequence[tuple[int, int]] | None = None) -> Any:
         raise NotImplementedError
+
+    def layer_theta(self, theta: Any, layer: int) -> Any:
+        return theta[layer] if self.per_layer else theta
+
+    def initial_weights(self, theta: Any) -> tuple[Array, ...] | None:
+        return None
 
     def init_state(self, shape: tuple[int, int]) -> Any:
         return ()

@@ -96,7 +96,7 @@ class PolynomialRule(Rule):
             coef[a, b, c] = v
         return coef
 
-    def init(self, key: Array) -> dict[str, Array]:
+    def init(self, key: Array, shapes=None) -> dict[str, Array]:
         coef = jnp.asarray(self.coefficients(self.start))
         if self.init_noise:
             coef = coef + self.init_noise * jax.random.normal(key, coef.shape)
