@@ -16,6 +16,22 @@ def test_theta_round_trip_without_pickle(tmp_path):
     np.testing.assert_array_equal(back["layers"]["b"], theta["layers"]["b"])
 
 
+def test_per_layer_theta_round_trip(tmp_path):
+    theta = ({"A": np.ones((2, 3)), "eta": np.zeros((2, 3))}, {"A": np.ones((1, 2)),
+                                                              "eta": np.ones((1, 2))})
+    save_theta(tmp_path / "t.npz", {"w": theta})
+    back = load_theta(tmp_path / "t.npz")
+    assert isinstance(back["w"], tuple) and len(back["w"]) == 2
+    np.testing.assert_array_equal(back["w"][1]["eta"], np.ones((1, 2)))
+    save_theta(tmp_path / "u.npz", theta)
+    assert isinstance(load_theta(tmp_path / "u.npz"), tuple)
+
+
+def test_object_arrays_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="not a numeric array"):
+        save_theta(tmp_path / "t.npz", {"x": np.array([{"a": 1}], dtype=object)})
+
+
 def test_run_dirs_never_collide(tmp_path):
     a, b = new_run_dir(tmp_path, "x"), new_run_dir(tmp_path, "x")
     assert a != b and a.is_dir() and b.is_dir()
@@ -33,4 +49,10 @@ def test_not_a_run_dir(tmp_path):
     with pytest.raises(ConfigError, match="not a run directory"):
         RunDir.open(tmp_path)
     with pytest.raises(ConfigError, match="no parameters file"):
+        load_theta(tmp_path / "theta.npz")
+
+
+def test_unreadable_theta_file_is_a_clear_error(tmp_path):
+    (tmp_path / "theta.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ConfigError, match="cannot read parameters file"):
         load_theta(tmp_path / "theta.npz")

@@ -57,7 +57,7 @@ def resolve_config(spec: str, sets: list[str], seed: int | None):
 def cmd_run(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from metaplastic.experiments.build import validate
+    from metaplastic.experiments.build import build, validate
     from metaplastic.experiments.rundir import RunDir, new_run_dir
     from metaplastic.experiments.runner import train
 
@@ -69,6 +69,7 @@ def cmd_run(args) -> int:
     columns = [TextColumn("meta-training"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}")]
+    score = build(cfg).task.score
     with Progress(*columns, console=console, transient=False) as bar:
         tid = bar.add_task("meta", total=cfg.meta.steps, info="compiling...")
 
@@ -76,7 +77,9 @@ def cmd_run(args) -> int:
             last = records[-1]
             tail = records[-10:]
             loss = sum(r["task_loss"] for r in tail) / len(tail)
-            info = f"meta-loss {loss:.4f}"
+            info = f"meta-loss {loss:.4g}"
+            if score in last and last[score] is not None:
+                info += f"  {score} {last[score]:.4g}"
             skipped = sum(r["skipped"] for r in records)
             if skipped:
                 info += f"  [yellow]{skipped} NaN steps skipped[/]"
@@ -187,7 +190,8 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a finished run on held-out tasks")
     e.add_argument("run", help="run directory")
-    e.add_argument("--tasks", type=int, default=None, help="tasks per row (default: config)")
+    e.add_argument("--tasks", "--episodes", type=int, default=None, dest="tasks",
+                   help="tasks (episodes) per row (default: from the config)")
     e.set_defaults(func=cmd_eval)
 
     rp = sub.add_parser("report", help="redraw a run's plots from its saved metrics")

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from metaplastic.errors import unknown_name
-from metaplastic.experiments.config import EvalConfig, MetaConfig, RunConfig
+from metaplastic.experiments.config import EvalConfig, MetaConfig, NetworkConfig, RunConfig
 
 
 def oja() -> RunConfig:
@@ -44,7 +44,43 @@ def oja_es() -> RunConfig:
     )
 
 
-PRESETS: dict[str, Callable[[], RunConfig]] = {"oja": oja, "oja-es": oja_es}
+def cartpole_hebbian() -> RunConfig:
+    """CartPole from random weights: a per-synapse Hebbian ABCD rule evolved by OpenAI-ES.
+
+    After Najarro & Risi (NeurIPS 2020): network 4-32-32-2, tanh, no biases, weights drawn
+    afresh each episode from U[-0.1, 0.1] and changed at every step by
+    dw = eta (A pre post + B pre + C post + D), five evolved numbers per synapse. OpenAI-ES
+    with antithetic sampling and centred ranks, population 64, sigma 0.1, lr 0.2, 100
+    generations. Evaluated on 100 fresh episodes with the training physics and with a
+    pole twice as long (never seen).
+    """
+    return RunConfig(
+        name="cartpole-hebbian",
+        seed=0,
+        task={"name": "cartpole"},
+        rule={"name": "abcd"},
+        network=NetworkConfig(hidden=(32, 32), activation="tanh", init_dist="uniform",
+                              init_scale=0.1),
+        meta=MetaConfig(outer="es", strategy="open_es", population=64, sigma=0.1, lr=0.2,
+                        optimizer="adam", steps=100, tasks_per_step=1, chunk=10,
+                        fitness_shaping="centered_rank"),
+        eval=EvalConfig(tasks=100, vary={"params": [{}, {"length": 1.0}]}),
+    )
+
+
+def cartpole_static() -> RunConfig:
+    """Baseline for cartpole-hebbian: the same network's weights evolved directly.
+
+    Same ES, population, sigma, learning rate and generations; no plasticity.
+    """
+    base = cartpole_hebbian()
+    return dataclasses.replace(base, name="cartpole-static", rule={"name": "static"})
+
+
+PRESETS: dict[str, Callable[[], RunConfig]] = {
+    "oja": oja, "oja-es": oja_es, "cartpole-hebbian": cartpole_hebbian,
+    "cartpole-static": cartpole_static,
+}
 
 
 def get(name: str) -> RunConfig:

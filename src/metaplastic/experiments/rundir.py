@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,34 +41,59 @@ def new_run_dir(root: str | Path, name: str) -> Path:
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """Nested dicts / tuples of arrays -> {"a/[0]/b": array}; sequences get "[i]" keys."""
     if isinstance(tree, dict):
         out = {}
         for k, v in tree.items():
-            if SEP in str(k):
-                raise ConfigError(f"parameter names may not contain {SEP!r}: {k!r}")
+            if SEP in str(k) or str(k).startswith("["):
+                raise ConfigError(f"parameter names may not contain {SEP!r} or start with "
+                                  f"'[': {k!r}")
             out |= _flatten(v, f"{prefix}{k}{SEP}")
         return out
-    return {prefix.rstrip(SEP): np.asarray(tree)}
+    if isinstance(tree, list | tuple):
+        out = {}
+        for i, v in enumerate(tree):
+            out |= _flatten(v, f"{prefix}[{i}]{SEP}")
+        return out
+    arr = np.asarray(tree)
+    if arr.dtype == object:
+        raise ConfigError(f"cannot save parameter {prefix.rstrip(SEP)!r}: not a numeric array")
+    return {prefix.rstrip(SEP): arr}
 
 
-def save_theta(path: str | Path, theta: dict) -> None:
-    """Save a (nested dict) θ as .npz of plain arrays, keys joined by '/'."""
+def _unflatten(flat: dict[str, np.ndarray]) -> Any:
+    root: dict = {}
+    for key, value in flat.items():
+        node = root
+        *parents, leaf = key.split(SEP)
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+
+    def build(node):
+        if not isinstance(node, dict):
+            return node
+        if node and all(k.startswith("[") for k in node):
+            return tuple(build(node[k]) for k in sorted(node, key=lambda k: int(k[1:-1])))
+        return {k: build(v) for k, v in node.items()}
+
+    return build(root)
+
+
+def save_theta(path: str | Path, theta: Any) -> None:
+    """Save θ (nested dicts and tuples of arrays) as .npz of plain arrays; no pickle."""
     np.savez(path, **_flatten(theta))
 
 
-def load_theta(path: str | Path) -> dict:
+def load_theta(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no parameters file at {str(path)!r}")
-    out: dict = {}
-    with np.load(path, allow_pickle=False) as data:
-        for key in data.files:
-            node = out
-            *parents, leaf = key.split(SEP)
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = data[key]
-    return out
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return _unflatten({key: data[key] for key in data.files})
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"cannot read parameters file {str(path)!r}: {e}") from None
 
 
 def _jsonable(x: Any) -> Any:

@@ -29,10 +29,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jax.flatten_util import ravel_pytree
 
 from metaplastic.errors import ConfigError, unknown_name
-from metaplastic.meta.gradient import OPTIMIZERS, MetaResult, records_of
+from metaplastic.meta.gradient import OPTIMIZERS, MetaResult, _theta_record, records_of
 
 Array = jax.Array
 
@@ -186,7 +185,7 @@ class EvolutionStrategy:
                 "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
                 "diverged": active & any_bad, "skipped": active & ~jnp.any(ok),
                 "nonfinite": 1.0 - jnp.mean(ok), "grad_norm": jnp.nan,
-                "theta": ravel_pytree(mean)[0], **aux,
+                **_theta_record(mean), **aux,
             }
             return new, metrics
 

@@ -116,7 +116,7 @@ class MetaGradient:
                 "grad_norm": optax.tree.norm(grads),
                 "skipped": active & ~finite,
                 "diverged": active & any_bad,
-                "theta": ravel_pytree(new.theta)[0],
+                **_theta_record(new.theta),
                 **aux,
             }
             return new, metrics
@@ -181,6 +181,15 @@ def check_divergence(records, streak: int, max_streak: int, stopped: bool,
     )
     err.result = result
     raise err
+
+
+#: θ is logged at every meta-step (for the coefficient plot) only when it is this small
+THETA_LOG_MAX = 256
+
+
+def _theta_record(theta) -> dict[str, Array]:
+    flat = ravel_pytree(theta)[0]
+    return {"theta": flat} if flat.size <= THETA_LOG_MAX else {}
 
 
 def records_of(metrics: dict[str, Array]) -> list[dict[str, Any]]:

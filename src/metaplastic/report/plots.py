@@ -31,7 +31,9 @@ def plot_meta_loss(history: list[dict], path: str | Path, score: str | None = No
     loss = _col(history, "task_loss")
     ax.plot(steps, loss, alpha=0.3, lw=0.8, label="meta-loss")
     ax.plot(steps, _smooth(loss), lw=1.8, label="running mean (25)")
-    ax.set(xlabel="meta-step", ylabel="task loss", yscale="log", title="Meta-loss")
+    positive = bool(np.nanmin(loss) > 0) if np.isfinite(loss).any() else False
+    ax.set(xlabel="meta-step", ylabel="task loss", yscale="log" if positive else "linear",
+           title="Meta-loss")
     ax.legend()
     if panels == 2:
         ax = axes[0, 1]
@@ -78,6 +80,7 @@ def make_report(run) -> list[Path]:
     cfg = run.config()
     task, rule = build_task(cfg), build_rule(cfg)
     out = [plot_meta_loss(history, run.path / "meta_loss.png", score=task.score)]
-    names = getattr(rule, "term_names", [])
-    out.append(plot_coefficients(history, names, run.path / "coefficients.png"))
+    if "theta" in history[0]:
+        names = getattr(rule, "term_names", [])
+        out.append(plot_coefficients(history, names, run.path / "coefficients.png"))
     return out
