@@ -54,7 +54,7 @@ def test_bad_pieces_fail_when_built(assignment, msg):
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match="valid presets: oja"):
+    with pytest.raises(ConfigError, match="valid presets: cartpole-hebbian, .*oja"):
         presets.get("ojaa")
 
 
