@@ -127,6 +127,10 @@ class Network:
         errs = [None] * (self.n_layers + 1)
         errs[0] = jnp.zeros_like(act.rates[0])
         errs[-1] = jnp.zeros_like(act.rates[-1]) if e_out is None else e_out
+        if self.feedback == "none":  # nothing reaches the hidden layers: skip the gains
+            for l in range(1, self.n_layers):
+                errs[l] = jnp.zeros_like(act.rates[l])
+            return tuple(errs)
         for l in range(self.n_layers - 1, 0, -1):
             gain = self.neuron(l).derivative(act.currents[l - 1])
             if self.feedback == "symmetric":
