@@ -115,3 +115,29 @@ def test_list(capsys):
     out = capsys.readouterr().out
     for word in ("oja", "polynomial", "pca", "symmetric", "adam"):
         assert word in out
+
+
+def test_es_run_from_the_cli(tmp_path):
+    assert main(["run", "oja-es", *SMALL, "--set", "meta.steps=6", "--set", "meta.population=4",
+                 "--set", "meta.chunk=3", "--no-eval", "--out", str(tmp_path)]) == 0
+    (run,) = list(tmp_path.iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["meta_steps"] == 6 and "reference_cosine" in summary
+    rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"pop_best", "pop_mean", "task_loss", "theta"} <= set(rec)
+
+
+def test_rl_run_with_labelled_heldout_rows(tmp_path, capsys):
+    args = ["run", "cartpole-hebbian", "--set", "meta.steps=2", "--set", "meta.population=4",
+            "--set", "meta.chunk=2", "--set", "task.n_steps=30", "--set", "eval.tasks=5",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "train physics" in out and "pole length 1.0 (2x)" in out and "return" in out
+    (run,) = list(tmp_path.iterdir())
+    theta = np.load(run / "theta.npz", allow_pickle=False)
+    assert "[0]/A" in theta.files and theta["[0]/A"].shape == (32, 4)
+    assert main(["eval", str(run), "--episodes", "4"]) == 0
+    rows = json.loads((run / "eval.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["train physics", "pole length 1.0 (2x)"]
+    assert all(r["tasks"] == 4 and 0 < r["return"]["mean"] <= 30 for r in rows)

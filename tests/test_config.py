@@ -54,7 +54,7 @@ def test_bad_pieces_fail_when_built(assignment, msg):
 
 
 def test_unknown_preset():
-    with pytest.raises(ConfigError, match="valid presets: cartpole-hebbian, .*oja"):
+    with pytest.raises(ConfigError, match="valid presets: acrobot-hebbian, .*oja"):
         presets.get("ojaa")
 
 
@@ -70,3 +70,21 @@ def test_bad_toml_file(tmp_path):
 def test_task_table_needs_a_name():
     with pytest.raises(ConfigError, match=r"\[task\] needs a 'name'"):
         config.from_dict({"task": {"n_in": 3}})
+
+
+def test_eval_variants_are_labelled_rows():
+    from metaplastic.experiments.build import variants
+
+    cfg = presets.get("acrobot-hebbian")
+    rows = variants(cfg)
+    assert [label for label, _ in rows] == ["train range", "link 2 mass 1.6",
+                                            "both masses 1.5"]
+    task = build(cfg, **rows[2][1]).task
+    assert dict(task.params) == {"link_mass_1": 1.5, "link_mass_2": 1.5} and not task.ranges
+    assert [label for label, _ in variants(presets.get("oja"))] == ["n_in=10", "n_in=25"]
+
+
+def test_physics_both_fixed_and_ranged_is_an_error():
+    cfg = config.override(presets.get("acrobot-hebbian"), ["task.params={link_mass_1 = 1.0}"])
+    with pytest.raises(ConfigError, match="both params and ranges"):
+        build(cfg)

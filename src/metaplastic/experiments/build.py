@@ -86,15 +86,27 @@ def validate(cfg: RunConfig) -> Pieces:
         build_rule(cfg, name)
     if cfg.eval.tasks < 0:
         raise ConfigError(f"eval.tasks must be >= 0, got {cfg.eval.tasks}")
-    for var in variants(cfg.eval.vary):
+    for _, var in variants(cfg):
         build(cfg, **var)
     return pieces
 
 
-def variants(vary: dict) -> list[dict]:
-    """Every combination of the values in ``vary`` ({option: [values]})."""
+def variants(cfg: RunConfig) -> list[tuple[str, dict]]:
+    """The evaluation rows as (label, task-option overrides)."""
+    if cfg.eval.variants:
+        rows = []
+        for v in cfg.eval.variants:
+            opts = {k: x for k, x in v.items() if k != "label"}
+            rows.append((str(v.get("label", _label(opts))), opts))
+        return rows
+    vary = cfg.eval.vary
     if not vary:
-        return [{}]
+        return [("default", {})]
     keys = list(vary)
     values = [v if isinstance(v, list | tuple) else [v] for v in vary.values()]
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+    combos = [dict(zip(keys, c, strict=True)) for c in itertools.product(*values)]
+    return [(_label(c), c) for c in combos]
+
+
+def _label(opts: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in opts.items()) or "default"

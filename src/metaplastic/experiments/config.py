@@ -63,14 +63,18 @@ class MetaConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Held-out evaluation: ``tasks`` fresh tasks for every value in ``vary``.
+    """Held-out evaluation: ``tasks`` fresh tasks per row.
 
-    ``vary`` maps a task option to the values to test, e.g. ``{n_in = [10, 25]}``; each
-    value gives one row. ``baselines`` are registered rules evaluated alongside.
+    Rows come from ``variants`` — a list of task-option overrides, each one row, with an
+    optional ``label`` (e.g. ``{label = "heavy", ranges = {}, params = {masspole = 0.3}}``)
+    — or else from ``vary``, which maps task options to values and makes one row per
+    combination (e.g. ``{n_in = [10, 25]}``). ``baselines`` are registered rules evaluated
+    alongside the learned one.
     """
 
     tasks: int = 100
     vary: dict = field(default_factory=dict)
+    variants: tuple[dict, ...] = ()
     baselines: tuple[str, ...] = ()
 
 

@@ -64,7 +64,9 @@ def cartpole_hebbian() -> RunConfig:
         meta=MetaConfig(outer="es", strategy="open_es", population=64, sigma=0.1, lr=0.2,
                         optimizer="adam", steps=100, tasks_per_step=1, chunk=10,
                         fitness_shaping="centered_rank"),
-        eval=EvalConfig(tasks=100, vary={"params": [{}, {"length": 1.0}]}),
+        eval=EvalConfig(tasks=100, variants=({"label": "train physics"},
+                                              {"label": "pole length 1.0 (2x)",
+                                               "params": {"length": 1.0}})),
     )
 
 
@@ -77,7 +79,46 @@ def cartpole_static() -> RunConfig:
     return dataclasses.replace(base, name="cartpole-static", rule={"name": "static"})
 
 
+ACROBOT_TRAIN = {"link_mass_1": [0.8, 1.2], "link_mass_2": [0.8, 1.2]}
+ACROBOT_EVAL = (
+    {"label": "train range"},
+    {"label": "link 2 mass 1.6", "ranges": {"link_mass_1": [0.8, 1.2]},
+     "params": {"link_mass_2": 1.6}},
+    {"label": "both masses 1.5", "ranges": {}, "params": {"link_mass_1": 1.5,
+                                                          "link_mass_2": 1.5}},
+)
+
+
+def acrobot_hebbian() -> RunConfig:
+    """Acrobot with plastic weights: Hebbian ABCD per synapse, trained on link masses in
+    [0.8, 1.2] and evaluated on heavier links outside that range.
+
+    Network 6-32-32-3, tanh, weights U[-0.1, 0.1] afresh each episode; OpenAI-ES,
+    population 64, sigma 0.1, lr 0.1, 2 episodes per member and generation, 150 generations.
+    """
+    return RunConfig(
+        name="acrobot-hebbian",
+        seed=0,
+        task={"name": "acrobot", "ranges": ACROBOT_TRAIN},
+        rule={"name": "abcd"},
+        network=NetworkConfig(hidden=(32, 32), activation="tanh", init_dist="uniform",
+                              init_scale=0.1),
+        meta=MetaConfig(outer="es", strategy="open_es", population=64, sigma=0.1, lr=0.1,
+                        optimizer="adam", steps=150, tasks_per_step=2, chunk=10,
+                        fitness_shaping="centered_rank"),
+        eval=EvalConfig(tasks=100, variants=ACROBOT_EVAL),
+    )
+
+
+def acrobot_static() -> RunConfig:
+    """Baseline for acrobot-hebbian: the same network's weights evolved directly with the
+    same ES and budget (no plasticity)."""
+    return dataclasses.replace(acrobot_hebbian(), name="acrobot-static",
+                               rule={"name": "static"})
+
+
 PRESETS: dict[str, Callable[[], RunConfig]] = {
+    "acrobot-hebbian": acrobot_hebbian, "acrobot-static": acrobot_static,
     "oja": oja, "oja-es": oja_es, "cartpole-hebbian": cartpole_hebbian,
     "cartpole-static": cartpole_static,
 }

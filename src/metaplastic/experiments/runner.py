@@ -89,10 +89,9 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
     n = n_tasks or cfg.eval.tasks
     names = cfg.eval.baselines if baselines is None else baselines
     rows = []
-    for i, var in enumerate(variants(cfg.eval.vary)):
+    for i, (label, var) in enumerate(variants(cfg)):
         pieces = build(cfg, **var)
         key = jax.random.fold_in(eval_key(cfg.seed), i)
-        label = ", ".join(f"{k}={v}" for k, v in var.items()) or "default"
         candidates = [("learned", pieces.rule, theta)]
         for name in names:
             rule = build_rule(cfg, name)

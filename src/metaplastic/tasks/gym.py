@@ -86,6 +86,9 @@ class GymTask(Task):
             if bad:
                 raise ConfigError(f"{self.env} has no physics parameter(s) {bad} in {what}; "
                                   f"valid: {', '.join(sorted(valid))}")
+        both = sorted({k for k, _ in self.params} & {k for k, _ in self.ranges})
+        if both:
+            raise ConfigError(f"physics parameter(s) {both} set in both params and ranges")
         for k, v in self.ranges:
             if not (isinstance(v, tuple) and len(v) == 2 and v[0] <= v[1]):
                 raise ConfigError(f"range of {k!r} must be [low, high] with low <= high, "
