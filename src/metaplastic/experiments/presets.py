@@ -44,6 +44,24 @@ def oja_es() -> RunConfig:
     )
 
 
+def _hebbian_es(name: str, task: dict, *, lr: float, steps: int, episodes: int,
+                variants: tuple[dict, ...]) -> RunConfig:
+    """A per-synapse ABCD rule in a 32-32 tanh network from U[-0.1, 0.1] weights, evolved
+    by OpenAI-ES (population 64, sigma 0.1, antithetic, centred ranks)."""
+    return RunConfig(
+        name=name,
+        seed=0,
+        task=task,
+        rule={"name": "abcd"},
+        network=NetworkConfig(hidden=(32, 32), activation="tanh", init_dist="uniform",
+                              init_scale=0.1),
+        meta=MetaConfig(outer="es", strategy="open_es", population=64, sigma=0.1, lr=lr,
+                        optimizer="adam", steps=steps, tasks_per_step=episodes, chunk=10,
+                        fitness_shaping="centered_rank"),
+        eval=EvalConfig(tasks=100, variants=variants),
+    )
+
+
 def cartpole_hebbian() -> RunConfig:
     """CartPole from random weights: a per-synapse Hebbian ABCD rule evolved by OpenAI-ES.
 
@@ -54,20 +72,10 @@ def cartpole_hebbian() -> RunConfig:
     generations. Evaluated on 100 fresh episodes with the training physics and with a
     pole twice as long (never seen).
     """
-    return RunConfig(
-        name="cartpole-hebbian",
-        seed=0,
-        task={"name": "cartpole"},
-        rule={"name": "abcd"},
-        network=NetworkConfig(hidden=(32, 32), activation="tanh", init_dist="uniform",
-                              init_scale=0.1),
-        meta=MetaConfig(outer="es", strategy="open_es", population=64, sigma=0.1, lr=0.2,
-                        optimizer="adam", steps=100, tasks_per_step=1, chunk=10,
-                        fitness_shaping="centered_rank"),
-        eval=EvalConfig(tasks=100, variants=({"label": "train physics"},
-                                              {"label": "pole length 1.0 (2x)",
-                                               "params": {"length": 1.0}})),
-    )
+    return _hebbian_es("cartpole-hebbian", {"name": "cartpole"}, lr=0.2, steps=100,
+                       episodes=1, variants=({"label": "train physics"},
+                                             {"label": "pole length 1.0 (2x)",
+                                              "params": {"length": 1.0}}))
 
 
 def cartpole_static() -> RunConfig:
@@ -96,18 +104,8 @@ def acrobot_hebbian() -> RunConfig:
     Network 6-32-32-3, tanh, weights U[-0.1, 0.1] afresh each episode; OpenAI-ES,
     population 64, sigma 0.1, lr 0.1, 2 episodes per member and generation, 150 generations.
     """
-    return RunConfig(
-        name="acrobot-hebbian",
-        seed=0,
-        task={"name": "acrobot", "ranges": ACROBOT_TRAIN},
-        rule={"name": "abcd"},
-        network=NetworkConfig(hidden=(32, 32), activation="tanh", init_dist="uniform",
-                              init_scale=0.1),
-        meta=MetaConfig(outer="es", strategy="open_es", population=64, sigma=0.1, lr=0.1,
-                        optimizer="adam", steps=150, tasks_per_step=2, chunk=10,
-                        fitness_shaping="centered_rank"),
-        eval=EvalConfig(tasks=100, variants=ACROBOT_EVAL),
-    )
+    return _hebbian_es("acrobot-hebbian", {"name": "acrobot", "ranges": ACROBOT_TRAIN},
+                       lr=0.1, steps=150, episodes=2, variants=ACROBOT_EVAL)
 
 
 def acrobot_static() -> RunConfig:
