@@ -83,7 +83,7 @@ def unroll(
 
         def chunk(carry, _):
             carry, _ = jax.lax.scan(step, carry, None, length=record_every)
-            return carry, task.metrics(instance, carry[0], carry[2])
+            return carry, task.metrics(instance, carry[0], carry[2], network)
 
         carry, records = jax.lax.scan(chunk, carry, None, length=chunks)
         done = chunks * record_every

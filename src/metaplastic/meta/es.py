@@ -184,7 +184,7 @@ class EvolutionStrategy:
                 "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
                 "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
                 "diverged": active & any_bad, "skipped": active & ~jnp.any(ok),
-                "nonfinite": 1.0 - jnp.mean(ok), "grad_norm": jnp.nan,
+                "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
                 **_theta_record(mean), **aux,
             }
             return new, metrics

@@ -54,8 +54,8 @@ class Objective:
             key=k_net, record_every=record_every, checkpoint=self.checkpoint,
         )
         return (
-            self.task.loss(instance, out.state, out.env),
-            self.task.metrics(instance, out.state, out.env),
+            self.task.loss(instance, out.state, out.env, self.network),
+            self.task.metrics(instance, out.state, out.env, self.network),
             out.records,
         )
 
@@ -68,7 +68,7 @@ class Objective:
         return {
             "task_loss": _masked_mean(losses, finite),
             "l1": self.l1 * l1_norm(theta),
-            "nonfinite": 1.0 - jnp.mean(finite),
+            "nonfinite": jnp.mean(~finite),
             **{k: _masked_mean(v, finite) for k, v in metrics.items()},
         }
 

@@ -5,7 +5,11 @@ Registered names:
 * ``polynomial`` — the trainable Volterra family over (pre, post, w);
 * ``hebb``, ``anti-hebb``, ``oja`` — hand-designed rules, fixed settings of that family;
 * ``abcd`` — Hebbian ABCD rule, per synapse (Najarro & Risi 2020) or shared per layer;
-* ``static`` — no plasticity; θ is the initial weights (the evolved-weights baseline).
+* ``static`` — no plasticity; θ is the initial weights (the evolved-weights baseline);
+* ``termpool`` — learned coefficients over named local terms with feedback errors
+  (pseudo-gradient, error-Hebbian, Hebb, Oja, Oja on errors, decay);
+* ``sgd`` — the pseudo-gradient term alone: backprop's SGD with symmetric feedback,
+  feedback alignment with random feedback, DFA with direct feedback.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from metaplastic.errors import check_kwargs, unknown_name
 from metaplastic.rules.base import Rule
 from metaplastic.rules.hebbian import HebbianABCD, StaticWeights
 from metaplastic.rules.polynomial import NAMED, PolynomialRule, term_name
+from metaplastic.rules.termpool import TermPool
 
 REGISTRY: dict[str, Callable[..., Rule]] = {
     "polynomial": PolynomialRule,
@@ -26,10 +31,12 @@ REGISTRY: dict[str, Callable[..., Rule]] = {
     "oja": lambda **kw: PolynomialRule(start="oja", **kw),
     "abcd": HebbianABCD,
     "static": StaticWeights,
+    "termpool": TermPool,
+    "sgd": lambda **kw: TermPool(terms=("pseudo_grad",), start="pseudo_grad", **kw),
 }
 _OPTIONS = {name: PolynomialRule for name in ("polynomial", "hebb", "anti-hebb", "oja")} | {
-    "abcd": HebbianABCD, "static": StaticWeights}
-_FIXED = {"hebb", "anti-hebb", "oja"}
+    "abcd": HebbianABCD, "static": StaticWeights, "termpool": TermPool, "sgd": TermPool}
+_FIXED = {"hebb", "anti-hebb", "oja", "sgd"}
 
 
 def options(name: str) -> list[str]:
@@ -37,7 +44,8 @@ def options(name: str) -> list[str]:
     if name not in REGISTRY:
         raise unknown_name("rule", name, REGISTRY)
     fields = [f.name for f in dataclasses.fields(_OPTIONS[name]) if f.init]
-    return [f for f in fields if not (name in _FIXED and f == "start")]
+    fixed = {"start", "terms"} if name == "sgd" else {"start"}
+    return [f for f in fields if not (name in _FIXED and f in fixed)]
 
 
 def make(name: str, **kw) -> Rule:
@@ -47,4 +55,5 @@ def make(name: str, **kw) -> Rule:
 
 
 __all__ = ["NAMED", "REGISTRY", "HebbianABCD", "PolynomialRule", "Rule", "StaticWeights",
+           "TermPool",
            "make", "options", "term_name"]

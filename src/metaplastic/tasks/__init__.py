@@ -2,7 +2,8 @@
 
 * ``pca`` — online principal component analysis with random covariances;
 * ``gym`` — an episode of any gymnax environment (``env`` option), with the aliases
-  ``cartpole``, ``acrobot``, ``pendulum`` and ``mountaincar`` (continuous).
+  ``cartpole``, ``acrobot``, ``pendulum`` and ``mountaincar`` (continuous);
+* ``fewshot`` — online N-way K-shot classification with meta-training / held-out classes.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from collections.abc import Callable
 from metaplastic._fields import coerce_kwargs
 from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.tasks.base import Task
+from metaplastic.tasks.fewshot import FewShotTask
 from metaplastic.tasks.gym import GymTask
 from metaplastic.tasks.pca import PCAInstance, PCATask
 
 _GYM_ALIASES = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1", "pendulum": "Pendulum-v1",
                 "mountaincar": "MountainCarContinuous-v0"}
-REGISTRY: dict[str, Callable[..., Task]] = {"pca": PCATask, "gym": GymTask} | {
+REGISTRY: dict[str, Callable[..., Task]] = {"pca": PCATask, "gym": GymTask,
+                                            "fewshot": FewShotTask} | {
     alias: functools.partial(GymTask, env=env) for alias, env in _GYM_ALIASES.items()}
-_CLASS = {"pca": PCATask, "gym": GymTask} | {alias: GymTask for alias in _GYM_ALIASES}
+_CLASS = {"pca": PCATask, "gym": GymTask, "fewshot": FewShotTask} | {
+    alias: GymTask for alias in _GYM_ALIASES}
 
 
 def options(name: str) -> list[str]:
@@ -40,4 +44,5 @@ def make(name: str, **kw) -> Task:
     return REGISTRY[name](**kw)
 
 
-__all__ = ["REGISTRY", "GymTask", "PCAInstance", "PCATask", "Task", "make", "options"]
+__all__ = ["REGISTRY", "FewShotTask", "GymTask", "PCAInstance", "PCATask", "Task", "make",
+           "options"]

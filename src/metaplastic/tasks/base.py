@@ -12,9 +12,10 @@ learning problems. The inner loop talks to it like to an environment:
 * ``output_error(y, target)``: the error at the output neurons, or ``None``;
 * ``transition(instance, env, y) -> env``: the world's response to the network output;
 * ``active(instance, env)``: False once an episode has ended (plasticity then stops);
-* ``loss(instance, state, env)``: the meta-objective (always minimised; a reinforcement
-  task returns minus the return);
-* ``metrics(instance, state, env)``: named scalars; ``score`` names the headline one and
+* ``loss(instance, state, env, network)``: the meta-objective (always minimised; a
+  reinforcement task returns minus the return; ``network`` lets a task test the learned
+  network on held-back data);
+* ``metrics(instance, state, env, network)``: named scalars; ``score`` names the headline one and
   ``maximise_score`` says which way is better.
 
 Inputs are produced step by step, so an unroll's memory does not grow with its length.
@@ -58,10 +59,12 @@ class Task:
     def active(self, instance: Any, env: Any) -> Array:
         return jnp.asarray(True)
 
-    def loss(self, instance: Any, state: NetState, env: Any) -> Array:
+    def loss(self, instance: Any, state: NetState, env: Any,
+             network: Network | None = None) -> Array:
         raise NotImplementedError
 
-    def metrics(self, instance: Any, state: NetState, env: Any) -> dict[str, Array]:
+    def metrics(self, instance: Any, state: NetState, env: Any,
+                network: Network | None = None) -> dict[str, Array]:
         return {}
 
     def check_network(self, network: Network) -> None:

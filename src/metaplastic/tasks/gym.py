@@ -169,10 +169,11 @@ class GymTask(Task):
     def active(self, instance, env: GymState) -> Array:
         return ~env.done
 
-    def loss(self, instance, state: NetState, env: GymState) -> Array:
+    def loss(self, instance, state: NetState, env: GymState, network=None) -> Array:
         return -env.ret
 
-    def metrics(self, instance, state: NetState, env: GymState) -> dict[str, Array]:
+    def metrics(self, instance, state: NetState, env: GymState,
+                network=None) -> dict[str, Array]:
         return {"return": env.ret, "length": env.steps.astype(jnp.float32)}
 
     def check_network(self, network: Network) -> None:

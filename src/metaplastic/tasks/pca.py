@@ -85,13 +85,14 @@ class PCATask(Task):
     def _weights(self, state: NetState) -> Array:
         return state.weights[-1][0]
 
-    def metrics(self, instance: PCAInstance, state: NetState, env=None) -> dict[str, Array]:
+    def metrics(self, instance: PCAInstance, state: NetState, env=None,
+                network=None) -> dict[str, Array]:
         w = self._weights(state)
         norm = jnp.linalg.norm(w)
         abs_cos = jnp.abs(w @ instance.pc1.astype(w.dtype)) / jnp.maximum(norm, 1e-12)
         return {"abs_cos": abs_cos, "norm": norm}
 
-    def loss(self, instance: PCAInstance, state: NetState, env=None) -> Array:
+    def loss(self, instance: PCAInstance, state: NetState, env=None, network=None) -> Array:
         m = self.metrics(instance, state)
         return (1.0 - m["abs_cos"]) + self.norm_weight * (m["norm"] - 1.0) ** 2
 

@@ -1,0 +1,99 @@
+"""A pool of named local terms with learned coefficients (Shervani-Tabar & Rosenbaum 2023).
+
+    dw = eta * sum_k theta_k * term_k(pre, post, w, e_pre, e_post)
+
+Terms, for the synapse pre -> post (``e`` is the feedback error at a neuron, arriving
+through the network's feedback pathway, never read from the forward weights):
+
+| name | term | |
+|---|---|---|
+| ``pseudo_grad`` | ``-e_post * pre`` | backprop's SGD with symmetric feedback; FA with random |
+| ``error_hebb`` | ``-e_post * e_pre`` | error-Hebbian |
+| ``hebb`` | ``post * pre`` | Hebb |
+| ``oja`` | ``post * pre - post^2 * w`` | Oja on activities |
+| ``error_oja`` | ``e_post * e_pre - e_post^2 * w`` | Oja on errors |
+| ``decay`` | ``-w`` | weight decay |
+
+One coefficient vector is shared by every layer. The fast path adds rank-1 outer products
+and ``w``-scaled rows; it is tested equal to the per-synapse definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metaplastic.errors import ConfigError
+from metaplastic.rules.base import Rule
+from metaplastic.signals import LocalSignals
+
+Array = jax.Array
+TERMS = ("pseudo_grad", "error_hebb", "hebb", "oja", "error_oja", "decay")
+
+
+def _term(name: str, s: LocalSignals) -> Array:
+    return {
+        "pseudo_grad": lambda: -s.e_post * s.pre,
+        "error_hebb": lambda: -s.e_post * s.e_pre,
+        "hebb": lambda: s.post * s.pre,
+        "oja": lambda: s.post * s.pre - s.post**2 * s.w,
+        "error_oja": lambda: s.e_post * s.e_pre - s.e_post**2 * s.w,
+        "decay": lambda: -s.w,
+    }[name]()
+
+
+@dataclass(frozen=True)
+class TermPool(Rule):
+    """dw = eta * sum_k theta_k term_k; ``start`` names a term set to 1 (or ``zeros``)."""
+
+    eta: float = 0.01
+    terms: tuple[str, ...] = TERMS
+    start: str = field(default="zeros", compare=False)
+    fast: bool = True
+    family = "termpool"
+
+    def __post_init__(self):
+        object.__setattr__(self, "terms", tuple(self.terms))
+        bad = [t for t in self.terms if t not in TERMS]
+        if bad or not self.terms:
+            raise ConfigError(f"unknown term(s) {bad}; valid terms: {', '.join(TERMS)}")
+        if self.start != "zeros" and self.start not in self.terms:
+            raise ConfigError(f"start must be 'zeros' or one of the terms, got {self.start!r}")
+        if not self.eta > 0:
+            raise ConfigError(f"eta must be positive, got {self.eta}")
+
+    def init(self, key, shapes=None):
+        coef = np.zeros(len(self.terms), np.float32)
+        if self.start != "zeros":
+            coef[self.terms.index(self.start)] = 1.0
+        return {"coef": jnp.asarray(coef)}
+
+    def synapse(self, theta, s: LocalSignals) -> Array:
+        vals = jnp.stack([_term(t, s) for t in self.terms])
+        return self.eta * jnp.dot(theta["coef"], vals)
+
+    def update(self, theta, signals: LocalSignals, state):
+        if not self.fast:
+            return self.update_per_synapse(theta, signals, state)
+        c = dict(zip(self.terms, theta["coef"], strict=True))
+        get = lambda name: c.get(name, 0.0)  # noqa: E731
+        s = signals
+        # rank-1 parts: a_post (x) pre + b_post (x) e_pre; w-scaled part: g_post * w
+        a = -get("pseudo_grad") * s.e_post + (get("hebb") + get("oja")) * s.post
+        b = -get("error_hebb") * s.e_post + get("error_oja") * s.e_post
+        g = -get("oja") * s.post**2 - get("error_oja") * s.e_post**2 - get("decay")
+        dw = jnp.outer(a, s.pre) + jnp.outer(b, s.e_pre) + g[:, None] * s.w
+        return self.eta * dw, state
+
+    def formula(self, theta, rel_tol: float = 0.05) -> str:
+        coef = np.asarray(theta["coef"])
+        top = np.abs(coef).max() if coef.size else 0.0
+        if top == 0:
+            return "dw = 0"
+        order = np.argsort(-np.abs(coef), kind="stable")
+        body = " ".join(f"{'+' if coef[k] >= 0 else '-'}{abs(coef[k]):.3g} {self.terms[k]}"
+                        for k in order if abs(coef[k]) >= rel_tol * top)
+        return f"dw = eta * ({body}),  eta = {self.eta:g}"
