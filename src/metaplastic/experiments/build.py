@@ -81,9 +81,12 @@ def build_outer(cfg: RunConfig) -> MetaGradient | EvolutionStrategy:
 def validate(cfg: RunConfig) -> Pieces:
     """Build everything a run will need — pieces, reference and baseline rules, the
     evaluation variants — so that a bad name or value fails before any training."""
+    from metaplastic.experiments.runner import validate_baselines
+
     pieces = build(cfg)
-    for name in ([cfg.reference] if cfg.reference else []) + list(cfg.eval.baselines):
-        build_rule(cfg, name)
+    if cfg.reference:
+        build_rule(cfg, cfg.reference)
+    validate_baselines(cfg)
     if cfg.eval.tasks < 0:
         raise ConfigError(f"eval.tasks must be >= 0, got {cfg.eval.tasks}")
     for _, var in variants(cfg):

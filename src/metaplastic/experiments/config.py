@@ -75,7 +75,7 @@ class EvalConfig:
     tasks: int = 100
     vary: dict = field(default_factory=dict)
     variants: tuple[dict, ...] = ()
-    baselines: tuple[str, ...] = ()
+    baselines: tuple[Any, ...] = ()  # rule names, or tables {label, rule, network, tune}
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,21 @@ an optional ``progress(records)`` callback (the CLI draws a progress bar with it
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 
-from metaplastic.errors import NonFiniteError
+from metaplastic import rules
+from metaplastic._fields import coerce_kwargs
+from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.experiments.build import build, build_rule, variants
-from metaplastic.experiments.config import RunConfig
+from metaplastic.experiments.config import NetworkConfig, RunConfig
 from metaplastic.experiments.evaluate import (
     cosine_to_reference,
     eval_key,
@@ -82,23 +88,124 @@ def _summary(cfg, pieces, theta, result, status, seconds) -> dict[str, Any]:
     return out
 
 
+TUNE_STREAM = 2_000_003  # keys for tuning baselines: neither training nor evaluation
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A comparison rule: a registered rule, its options, network changes, a tuning grid."""
+
+    label: str
+    rule: dict  # {"name": ..., options}
+    network: dict  # NetworkConfig overrides, e.g. {"feedback": "symmetric"}
+    tune: dict  # {rule option: [values]} searched on the meta-training tasks
+
+    @classmethod
+    def parse(cls, spec: Any) -> Baseline:
+        if isinstance(spec, str):
+            return cls(spec, {"name": spec}, {}, {})
+        if not isinstance(spec, dict) or "rule" not in spec:
+            raise ConfigError(f"a baseline is a rule name or a table with 'rule' (and "
+                              f"optionally 'label', 'network', 'tune'); got {spec!r}")
+        bad = sorted(set(spec) - {"label", "rule", "network", "tune"})
+        if bad:
+            raise ConfigError(f"baseline {spec!r}: unknown key(s) {bad}")
+        rule = spec["rule"] if isinstance(spec["rule"], dict) else {"name": spec["rule"]}
+        return cls(str(spec.get("label", rule["name"])), dict(rule),
+                   dict(spec.get("network", {})), dict(spec.get("tune", {})))
+
+    def config(self, cfg: RunConfig, **rule_opts: Any) -> RunConfig:
+        """``cfg`` with this baseline's rule and network (for building its pieces)."""
+        shared = {k: v for k, v in cfg.rule.items() if k != "name"}
+        shared = {k: v for k, v in shared.items() if k in rules.options(self.rule["name"])}
+        rule = {"name": self.rule["name"], **shared,
+                **{k: v for k, v in self.rule.items() if k != "name"}, **rule_opts}
+        network = dataclasses.replace(
+            cfg.network, **coerce_kwargs(NetworkConfig, self.network, "baseline network"))
+        return dataclasses.replace(cfg, rule=rule, network=network, reference=None)
+
+
+def _scaled(theta: Any, factor: float) -> Any:
+    return jax.tree.map(lambda x: x * factor, theta)
+
+
+def _eta_by_scaling(p, base: Baseline) -> bool:
+    """Tuning only ``eta`` of a rule linear in θ: scale θ instead of recompiling."""
+    return list(base.tune) == ["eta"] and getattr(p.rule, "linear_in_theta", False)
+
+
+def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int) -> dict[str, Any]:
+    """The grid point of ``base.tune`` with the best score on meta-training tasks."""
+    if not base.tune:
+        return {}
+    keys = list(base.tune)
+    grid = [dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(base.tune[k] for k in keys))]
+    best, best_score = {}, None
+    key = jax.random.fold_in(jax.random.key(cfg.seed), TUNE_STREAM)
+    p0 = build(base.config(cfg))
+    for point in grid:
+        if _eta_by_scaling(p0, base):  # one compiled program for the whole grid
+            p = p0
+            theta = _scaled(p.rule.init(jax.random.key(0), p.network.shapes),
+                            point["eta"] / p.rule.eta)
+        else:
+            p = build(base.config(cfg, **point))
+            theta = p.rule.init(jax.random.key(0), p.network.shapes)
+        stats = summarise(evaluate(Objective(p.task, p.network, p.rule), theta, key=key,
+                                   n_tasks=n_tasks))
+        score = stats[p.task.score]["mean"]
+        score = score if p.task.maximise_score else -score
+        if math.isfinite(score) and (best_score is None or score > best_score):
+            best, best_score = point, score
+    return best
+
+
+def baseline_pieces(cfg: RunConfig, base: Baseline, tuned: dict, **task_overrides):
+    """(pieces, θ) of a baseline with its tuned options (by θ scaling where possible)."""
+    p = build(base.config(cfg), **task_overrides)
+    theta = p.rule.init(jax.random.key(0), p.network.shapes)
+    if tuned and _eta_by_scaling(p, base):
+        return p, _scaled(theta, tuned["eta"] / p.rule.eta)
+    if tuned:
+        p = build(base.config(cfg, **tuned), **task_overrides)
+        theta = p.rule.init(jax.random.key(0), p.network.shapes)
+    return p, theta
+
+
+def validate_baselines(cfg: RunConfig) -> None:
+    for spec in cfg.eval.baselines:
+        base = Baseline.parse(spec)
+        for point in [{}] + [{k: v[0]} for k, v in base.tune.items() if v]:
+            build(base.config(cfg, **point))
+
+
 def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> list[dict]:
-    """Evaluate a run's θ (and baseline rules) on held-out tasks; writes eval.json."""
+    """Evaluate a run's θ and the baselines on held-out tasks; writes eval.json.
+
+    Baselines with a ``tune`` grid are tuned first on meta-training tasks (the run's own
+    task configuration, with keys used neither by training nor by evaluation).
+    """
     cfg = run.config()
     theta = run.theta()
     n = n_tasks or cfg.eval.tasks
-    names = cfg.eval.baselines if baselines is None else baselines
+    specs = [Baseline.parse(b) for b in (cfg.eval.baselines if baselines is None
+                                         else baselines)]
+    tuned = {b.label: tune_baseline(cfg, b, n) for b in specs}
     rows = []
     for i, (label, var) in enumerate(variants(cfg)):
-        pieces = build(cfg, **var)
         key = jax.random.fold_in(eval_key(cfg.seed), i)
-        candidates = [("learned", pieces.rule, theta)]
-        for name in names:
-            rule = build_rule(cfg, name)
-            candidates.append((name, rule, rule.init(jax.random.key(0), pieces.network.shapes)))
-        for name, rule, th in candidates:
-            objective = Objective(pieces.task, pieces.network, rule)
+        pieces = build(cfg, **var)
+        candidates = [("learned", pieces, theta, {})]
+        for b in specs:
+            p, th = baseline_pieces(cfg, b, tuned[b.label], **var)
+            candidates.append((b.label, p, th, tuned[b.label]))
+        for name, p, th, chosen in candidates:
+            objective = Objective(p.task, p.network, p.rule)
             stats = summarise(evaluate(objective, th, key=key, n_tasks=n))
-            rows.append({"rule": name, "variant": label, "score": pieces.task.score, **stats})
+            row = {"rule": name, "variant": label, "score": p.task.score, **stats}
+            if chosen:
+                row["tuned"] = chosen
+            rows.append(row)
     run.write_json("eval.json", {"tasks_per_row": n, "rows": rows})
     return rows

@@ -65,6 +65,7 @@ class PolynomialRule(Rule):
     start: str = field(default="zeros", compare=False)
     init_noise: float = field(default=0.0, compare=False)
     fast: bool = True
+    linear_in_theta = True  # dw(c * theta) = c * dw(theta): eta can be tuned by scaling θ
     family = "polynomial"
 
     def __post_init__(self):

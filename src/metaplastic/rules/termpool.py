@@ -53,6 +53,7 @@ class TermPool(Rule):
     terms: tuple[str, ...] = TERMS
     start: str = field(default="zeros", compare=False)
     fast: bool = True
+    linear_in_theta = True  # dw(c * theta) = c * dw(theta): eta can be tuned by scaling θ
     family = "termpool"
 
     def __post_init__(self):
