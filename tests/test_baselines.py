@@ -1,0 +1,64 @@
+import jax
+import numpy as np
+import pytest
+
+from metaplastic import ConfigError
+from metaplastic.experiments import build, config, presets
+from metaplastic.experiments.evaluate import evaluate
+from metaplastic.experiments.runner import Baseline, baseline_pieces, tune_baseline
+from metaplastic.meta import Objective
+
+
+@pytest.fixture(scope="module")
+def small_fa():
+    return config.override(presets.get("fa-digits"), [
+        "task.shots=3", "task.queries=3", "network.hidden=[8]", "eval.tasks=16"])
+
+
+def test_baseline_specs():
+    b = Baseline.parse("oja")
+    assert (b.label, b.rule, b.network, b.tune) == ("oja", {"name": "oja"}, {}, {})
+    b = Baseline.parse({"label": "BP", "rule": {"name": "sgd"},
+                        "network": {"feedback": "symmetric"}, "tune": {"eta": [0.1, 1.0]}})
+    assert b.label == "BP" and b.network == {"feedback": "symmetric"}
+    with pytest.raises(ConfigError, match="unknown key"):
+        Baseline.parse({"rule": "sgd", "colour": 1})
+    with pytest.raises(ConfigError, match="a rule name or a table"):
+        Baseline.parse({"label": "x"})
+
+
+def test_baseline_network_and_rule_are_applied(small_fa):
+    b = Baseline.parse(small_fa.eval.baselines[0])  # backprop
+    p = build(b.config(small_fa))
+    assert p.network.feedback == "symmetric" and p.rule.terms == ("pseudo_grad",)
+    assert build(small_fa).network.feedback == "random"  # the run's own network untouched
+
+
+def test_eta_tuning_by_scaling_theta_equals_rebuilding(small_fa):
+    b = Baseline.parse(small_fa.eval.baselines[1])  # FA
+    key = jax.random.key(3)
+    p_scaled, th_scaled = baseline_pieces(small_fa, b, {"eta": 0.1})
+    p_rebuilt = build(b.config(small_fa, eta=0.1))
+    th_rebuilt = p_rebuilt.rule.init(key, p_rebuilt.network.shapes)
+    a = evaluate(Objective(p_scaled.task, p_scaled.network, p_scaled.rule), th_scaled,
+                 key=key, n_tasks=8)
+    c = evaluate(Objective(p_rebuilt.task, p_rebuilt.network, p_rebuilt.rule), th_rebuilt,
+                 key=key, n_tasks=8)
+    np.testing.assert_allclose(a["loss"], c["loss"], rtol=1e-4)
+
+
+def test_tuning_picks_the_best_grid_point(small_fa):
+    # a grid with a useless, a good and an exploding learning rate for backprop
+    b = Baseline.parse({"label": "BP", "rule": {"name": "sgd"},
+                        "network": {"feedback": "symmetric"},
+                        "tune": {"eta": [1e-6, 0.1, 1e4]}})
+    assert tune_baseline(small_fa, b, n_tasks=16) == {"eta": 0.1}
+
+
+def test_bad_baseline_fails_before_training(small_fa):
+    from metaplastic.experiments.build import validate
+
+    bad = "eval.baselines=[{rule = 'sgd', network = {feedback = 'magic'}}]"
+    cfg = config.override(small_fa, [bad])
+    with pytest.raises(ConfigError, match="feedback"):
+        validate(cfg)
