@@ -111,12 +111,13 @@ def _print_eval(run, n_tasks=None) -> None:
     score = rows[0]["score"]
     table = Table(title=f"held-out evaluation ({rows[0]['tasks']} fresh tasks per row, "
                         f"mean ± 95% CI)")
-    for col in ("rule", "tasks", score, "loss", "diverged"):
-        table.add_column(col, justify="left" if col in ("rule", "tasks") else "right")
+    for col in ("rule", "evaluated on", score, "loss", "diverged"):
+        table.add_column(col, justify="left" if col in ("rule", "evaluated on") else "right")
     for r in rows:
         def fmt(m):
             return f"{m['mean']:.4g} ± {m['ci95']:.2g}"
-        table.add_row(r["rule"], r["variant"], fmt(r[score]), fmt(r["loss"]), str(r["diverged"]))
+        name = r["rule"] + (f" (eta {r['tuned']['eta']:g})" if "eta" in r.get("tuned", {}) else "")
+        table.add_row(name, r["variant"], fmt(r[score]), fmt(r["loss"]), str(r["diverged"]))
     console.print(table)
     console.print(f"evaluation took {time.perf_counter() - t0:.1f} s; saved to "
                   f"{run.path / 'eval.json'}")
