@@ -165,3 +165,46 @@ def test_static_rule_runs_the_network_from_its_theta():
     theta = rule.init(jax.random.key(0), net.shapes)
     out = mp.unroll(net, rule, theta, task, task.sample(jax.random.key(1)), key=jax.random.key(2))
     np.testing.assert_array_equal(out.state.weights[0], theta["w"][0])
+
+
+ERR_VARS = ["pre", "post", "w", "e_pre", "e_post"]
+
+
+@pytest.mark.parametrize("variables", [ERR_VARS, ["e_post", "w", "pre"], ["post", "e_pre"]])
+def test_polynomial_with_error_variables_fast_equals_per_synapse(variables):
+    fast = rules.make("polynomial", variables=variables, eta=0.2)
+    slow = rules.make("polynomial", variables=variables, eta=0.2, fast=False)
+    theta = {"coef": jax.random.normal(jax.random.key(0), (3,) * len(variables))}
+    k = jax.random.split(jax.random.key(1), 5)
+    s = layer_signals(jax.random.normal(k[0], (5,)), jax.random.normal(k[1], (3,)),
+                      jax.random.normal(k[2], (3, 5)), jax.random.normal(k[3], (5,)),
+                      jax.random.normal(k[4], (3,)))
+    np.testing.assert_allclose(fast.update(theta, s, ())[0], slow.update(theta, s, ())[0],
+                               rtol=1e-4, atol=1e-5)
+    assert len(fast.term_names) == 3 ** len(variables)
+
+
+def test_extended_polynomial_contains_the_pseudo_gradient():
+    poly = rules.make("polynomial", variables=ERR_VARS, eta=0.1)
+    coef = np.zeros((3,) * 5, np.float32)
+    idx = tuple(1 if v in ("pre", "e_post") else 0 for v in ERR_VARS)
+    coef[idx] = -1.0
+    assert poly.term_names[int(np.ravel_multi_index(idx, coef.shape))] == "pre*e_post"
+    sgd = rules.make("sgd", eta=0.1)
+    k = jax.random.split(jax.random.key(2), 5)
+    s = layer_signals(jax.random.normal(k[0], (4,)), jax.random.normal(k[1], (2,)),
+                      jax.random.normal(k[2], (2, 4)), jax.random.normal(k[3], (4,)),
+                      jax.random.normal(k[4], (2,)))
+    np.testing.assert_allclose(poly.update({"coef": coef}, s, ())[0],
+                               sgd.update(sgd.init(None), s, ())[0], rtol=1e-5, atol=1e-7)
+    oja = rules.make("polynomial", variables=ERR_VARS, start="oja")
+    assert "+1 pre*post -1 post^2*w" in oja.formula(oja.init(None))
+
+
+def test_bad_polynomial_variables():
+    with pytest.raises(ConfigError, match="distinct names"):
+        rules.make("polynomial", variables=["pre", "pre"])
+    with pytest.raises(ConfigError, match="distinct names"):
+        rules.make("polynomial", variables=["pre", "reward"])
+    with pytest.raises(ConfigError, match="needs variables pre, post and w"):
+        rules.make("polynomial", variables=["pre", "e_post"], start="oja")

@@ -7,9 +7,14 @@ Confavreux et al. (NeurIPS 2020) and Mehta et al. (NeurIPS 2024) search over
 with d = 2 (27 terms). Oja's rule is theta_110 = +1, theta_021 = -1 (Oja, 1982):
 dw = eta * (pre*post - post^2*w); Hebb's is theta_110 = +1.
 
-Fast path: for each power c of w, ``M_c[j, i] = sum_ab theta_abc post_j^b pre_i^a`` is a sum
-of (d+1)^2 rank-1 outer products, computed as ``P_post^T (Theta_c P_pre)``; then
-``dw = eta * sum_c w^c * M_c``. Nothing of size (pre x post x terms) is ever formed.
+The family extends to the feedback errors: ``variables = ["pre", "post", "w", "e_pre",
+"e_post"]`` gives all (d+1)^5 monomials, e.g. ``-e_post*pre`` (the pseudo-gradient) or
+``e_post*e_pre`` (error-Hebbian), as in Shervani-Tabar & Rosenbaum (2023).
+
+Fast path: the variables of the presynaptic neuron (pre, e_pre) form feature rows
+``F_pre`` (all products of their powers), those of the postsynaptic neuron form ``F_post``;
+for each power c of w, ``M_c = F_post^T (Theta_c F_pre)`` is a sum of rank-1 outer products,
+and ``dw = eta * sum_c w^c * M_c``. Nothing of size (pre x post x terms) is ever formed.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from metaplastic.signals import LocalSignals
 
 Array = jax.Array
 
-#: hand-designed members of the family: {(a, b, c): coefficient}
+VARIABLES = ("pre", "post", "w", "e_pre", "e_post")
+_PRE_SIDE, _POST_SIDE = ("pre", "e_pre"), ("post", "e_post")
+
+#: hand-designed members of the family: {(pre, post, w exponents): coefficient}
 NAMED = {
     "zeros": {},
     "hebb": {(1, 1, 0): 1.0},
@@ -41,18 +49,28 @@ def _powers(x: Array, degree: int) -> Array:
     return jnp.stack([jnp.ones_like(x)] + [x**k for k in range(1, degree + 1)])
 
 
-def term_name(a: int, b: int, c: int) -> str:
+def term_name(*powers: int, variables=("pre", "post", "w")) -> str:
     parts = [
         name if p == 1 else f"{name}^{p}"
-        for name, p in (("pre", a), ("post", b), ("w", c))
+        for name, p in zip(variables, powers, strict=True)
         if p > 0
     ]
     return "*".join(parts) or "1"
 
 
+def _features(signals: LocalSignals, names: list[str], degree: int, size: int) -> Array:
+    """(prod over names of (degree+1), n) rows: every product of the names' powers."""
+    rows = jnp.ones((1, size))
+    for name in names:
+        p = _powers(getattr(signals, name), degree)  # (d+1, n)
+        rows = (rows[:, None, :] * p[None, :, :]).reshape(-1, size)
+    return rows
+
+
 @dataclass(frozen=True)
 class PolynomialRule(Rule):
-    """dw = eta * sum theta_abc pre^a post^b w^c, a, b, c in 0..degree.
+    """dw = eta * sum theta_abc pre^a post^b w^c, a, b, c in 0..degree (or over the
+    ``variables`` given, which may add the feedback errors e_pre and e_post).
 
     ``start`` names the starting coefficients (``zeros``, ``hebb``, ``anti-hebb``, ``oja``);
     ``init_noise`` adds N(0, init_noise^2) to every coefficient. ``fast=False`` uses the
@@ -61,6 +79,7 @@ class PolynomialRule(Rule):
 
     eta: float = 0.01
     degree: int = 2
+    variables: tuple[str, ...] = ("pre", "post", "w")
     # only the starting point: rules with the same update compare (and compile) equal
     start: str = field(default="zeros", compare=False)
     init_noise: float = field(default=0.0, compare=False)
@@ -75,26 +94,34 @@ class PolynomialRule(Rule):
             )
         if not 1 <= self.degree <= 4:
             raise ConfigError(f"polynomial degree must be 1..4, got {self.degree}")
+        object.__setattr__(self, "variables", tuple(self.variables))
+        bad = [v for v in self.variables if v not in VARIABLES]
+        if bad or len(set(self.variables)) != len(self.variables):
+            raise ConfigError(f"polynomial variables must be distinct names from "
+                              f"{', '.join(VARIABLES)}; got {list(self.variables)}")
+        missing = {"pre", "post", "w"} - set(self.variables)
+        if missing and self.start != "zeros":
+            raise ConfigError(f"start {self.start!r} needs variables pre, post and w")
         if self.eta <= 0:
             raise ConfigError(f"eta must be positive, got {self.eta}")
 
     @property
-    def terms(self) -> list[tuple[int, int, int]]:
-        """(a, b, c) exponents, in the order of the flattened coefficient vector."""
-        return list(itertools.product(range(self.degree + 1), repeat=3))
+    def terms(self) -> list[tuple[int, ...]]:
+        """Exponents of ``variables``, in the order of the flattened coefficient vector."""
+        return list(itertools.product(range(self.degree + 1), repeat=len(self.variables)))
 
     @property
     def term_names(self) -> list[str]:
-        return [term_name(*t) for t in self.terms]
+        return [term_name(*t, variables=self.variables) for t in self.terms]
 
     def coefficients(self, named: str) -> np.ndarray:
         """The coefficient array of a named rule ('oja', 'hebb', ...)."""
-        d = self.degree + 1
-        coef = np.zeros((d, d, d), np.float32)
-        for (a, b, c), v in NAMED[named].items():
-            if max(a, b, c) > self.degree:
-                raise ConfigError(f"rule {named!r} needs degree >= {max(a, b, c)}")
-            coef[a, b, c] = v
+        coef = np.zeros((self.degree + 1,) * len(self.variables), np.float32)
+        for powers, v in NAMED[named].items():
+            if max(powers) > self.degree:
+                raise ConfigError(f"rule {named!r} needs degree >= {max(powers)}")
+            exps = dict(zip(("pre", "post", "w"), powers, strict=True))
+            coef[tuple(exps.get(name, 0) for name in self.variables)] = v
         return coef
 
     def init(self, key: Array, shapes=None) -> dict[str, Array]:
@@ -104,22 +131,32 @@ class PolynomialRule(Rule):
         return {"coef": coef}
 
     def synapse(self, theta, s: LocalSignals) -> Array:
-        d = self.degree
-        pa, pb, pc = _powers(s.pre, d), _powers(s.post, d), _powers(s.w, d)
-        return self.eta * jnp.einsum("abc,a,b,c->", theta["coef"], pa, pb, pc)
+        d, k = self.degree, len(self.variables)
+        letters = "abcdefgh"[:k]
+        powers = [_powers(getattr(s, name), d) for name in self.variables]
+        spec = f"{letters}," + ",".join(letters) + "->"
+        return self.eta * jnp.einsum(spec, theta["coef"], *powers)
 
     def update(self, theta, signals: LocalSignals, state):
         if not self.fast:
             return self.update_per_synapse(theta, signals, state)
-        d = self.degree
-        p_pre = _powers(signals.pre, d)  # (d+1, n_in)
-        p_post = _powers(signals.post, d)  # (d+1, n_out)
-        a_pre = jnp.einsum("abc,ai->bci", theta["coef"], p_pre)  # (d+1, d+1, n_in)
-        m = jnp.einsum("bj,bci->cji", p_post, a_pre)  # (d+1, n_out, n_in)
+        d, names = self.degree, self.variables
+        pre_side = [v for v in names if v in _PRE_SIDE]
+        post_side = [v for v in names if v in _POST_SIDE]
+        # coefficient tensor ordered (pre-side..., post-side..., w) and flattened per side
+        order = [names.index(v) for v in pre_side + post_side] + (
+            [names.index("w")] if "w" in names else [])
+        coef = jnp.transpose(theta["coef"], order)
+        n_pre, n_post = (d + 1) ** len(pre_side), (d + 1) ** len(post_side)
+        coef = coef.reshape(n_pre, n_post, -1)  # last axis: powers of w (or 1)
+        n_out, n_in = signals.w.shape
+        f_pre = _features(signals, pre_side, d, n_in)  # (n_pre, n_in)
+        f_post = _features(signals, post_side, d, n_out)  # (n_post, n_out)
+        a_pre = jnp.einsum("pqc,pi->qci", coef, f_pre)
+        m = jnp.einsum("qj,qci->cji", f_post, a_pre)  # (powers of w, n_out, n_in)
         w = signals.w
-        dw = m[0]
-        wc = jnp.ones_like(w)
-        for c in range(1, d + 1):
+        dw, wc = m[0], jnp.ones_like(w)
+        for c in range(1, m.shape[0]):
             wc = wc * w
             dw = dw + wc * m[c]
         return self.eta * dw, state
