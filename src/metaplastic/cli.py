@@ -159,7 +159,8 @@ def cmd_list(args) -> int:
     table.add_column("preset")
     table.add_column("what it does")
     for name, fn in PRESETS.items():
-        table.add_row(name, (fn.__doc__ or "").strip().splitlines()[0])
+        first_paragraph = (fn.__doc__ or "").strip().split("\n\n")[0]
+        table.add_row(name, " ".join(first_paragraph.split()))
     console.print(table)
     console.print("rules:       " + ", ".join(f"{n} ({', '.join(rules.options(n))})"
                                               for n in rules.REGISTRY))

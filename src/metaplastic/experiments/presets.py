@@ -154,10 +154,9 @@ def fa_digits() -> RunConfig:
 
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {
-    "fa-digits": fa_digits,
-    "acrobot-hebbian": acrobot_hebbian, "acrobot-static": acrobot_static,
     "oja": oja, "oja-es": oja_es, "cartpole-hebbian": cartpole_hebbian,
-    "cartpole-static": cartpole_static,
+    "cartpole-static": cartpole_static, "acrobot-hebbian": acrobot_hebbian,
+    "acrobot-static": acrobot_static, "fa-digits": fa_digits,
 }
 
 
