@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
+from helpers import random_signals
 from metaplastic import ConfigError
-from metaplastic.signals import layer_signals
 from metaplastic.tasks import datasets
 
 
@@ -76,10 +76,7 @@ def test_termpool_fast_path_equals_per_synapse_definition():
     fast = mp.rules.make("termpool", eta=0.3)
     slow = mp.rules.make("termpool", eta=0.3, fast=False)
     theta = {"coef": jax.random.normal(jax.random.key(0), (6,))}
-    k = jax.random.split(jax.random.key(1), 5)
-    s = layer_signals(jax.random.normal(k[0], (7,)), jax.random.normal(k[1], (4,)),
-                      jax.random.normal(k[2], (4, 7)), jax.random.normal(k[3], (7,)),
-                      jax.random.normal(k[4], (4,)))
+    s = random_signals(jax.random.key(1), 7, 4)
     np.testing.assert_allclose(fast.update(theta, s, ())[0], slow.update(theta, s, ())[0],
                                rtol=1e-5, atol=1e-6)
 

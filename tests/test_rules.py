@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
+from helpers import random_signals
 from metaplastic import ConfigError, rules
 from metaplastic.signals import layer_signals
 
@@ -175,10 +176,7 @@ def test_polynomial_with_error_variables_fast_equals_per_synapse(variables):
     fast = rules.make("polynomial", variables=variables, eta=0.2)
     slow = rules.make("polynomial", variables=variables, eta=0.2, fast=False)
     theta = {"coef": jax.random.normal(jax.random.key(0), (3,) * len(variables))}
-    k = jax.random.split(jax.random.key(1), 5)
-    s = layer_signals(jax.random.normal(k[0], (5,)), jax.random.normal(k[1], (3,)),
-                      jax.random.normal(k[2], (3, 5)), jax.random.normal(k[3], (5,)),
-                      jax.random.normal(k[4], (3,)))
+    s = random_signals(jax.random.key(1), 5, 3)
     np.testing.assert_allclose(fast.update(theta, s, ())[0], slow.update(theta, s, ())[0],
                                rtol=1e-4, atol=1e-5)
     assert len(fast.term_names) == 3 ** len(variables)
@@ -191,10 +189,7 @@ def test_extended_polynomial_contains_the_pseudo_gradient():
     coef[idx] = -1.0
     assert poly.term_names[int(np.ravel_multi_index(idx, coef.shape))] == "pre*e_post"
     sgd = rules.make("sgd", eta=0.1)
-    k = jax.random.split(jax.random.key(2), 5)
-    s = layer_signals(jax.random.normal(k[0], (4,)), jax.random.normal(k[1], (2,)),
-                      jax.random.normal(k[2], (2, 4)), jax.random.normal(k[3], (4,)),
-                      jax.random.normal(k[4], (2,)))
+    s = random_signals(jax.random.key(2), 4, 2)
     np.testing.assert_allclose(poly.update({"coef": coef}, s, ())[0],
                                sgd.update(sgd.init(None), s, ())[0], rtol=1e-5, atol=1e-7)
     oja = rules.make("polynomial", variables=ERR_VARS, start="oja")
