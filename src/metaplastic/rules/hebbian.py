@@ -69,7 +69,9 @@ class HebbianABCD(Rule):
             return per_synapse(lambda s, own: self.synapse(None, s, own), signals, theta), state
         pre, post = signals.pre[None, :], signals.post[:, None]
         t = theta
-        dw = t["eta"] * (t["A"] * post * pre + t["B"] * pre + t["C"] * post + t["D"])
+        eta = t["eta"]
+        # factored: (ηA post + ηB) pre + (ηC post + ηD); the ηX products are loop-invariant
+        dw = (eta * t["A"] * post + eta * t["B"]) * pre + (eta * t["C"] * post + eta * t["D"])
         return jnp.broadcast_to(dw, signals.w.shape), state
 
     def formula(self, theta) -> str:
