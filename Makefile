@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_oja.py --cli
+	$(PY) benchmarks/bench_bandwidth.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -9,7 +9,10 @@ Registered names:
 * ``termpool`` — learned coefficients over named local terms with feedback errors
   (pseudo-gradient, error-Hebbian, Hebb, Oja, Oja on errors, decay);
 * ``sgd`` — the pseudo-gradient term alone: backprop's SGD with symmetric feedback,
-  feedback alignment with random feedback, DFA with direct feedback.
+  feedback alignment with random feedback, DFA with direct feedback;
+* ``mlp`` — a small MLP shared by every synapse maps its local signals to dw;
+* ``neuron-mlp`` — per-neuron MLPs set each neuron's plasticity factors (BLUR-like);
+* ``recurrent`` — a GRU cell shared by every synapse, with a hidden state per synapse.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from metaplastic._fields import coerce_kwargs
 from metaplastic.errors import check_kwargs, unknown_name
 from metaplastic.rules.base import Rule
 from metaplastic.rules.hebbian import HebbianABCD, StaticWeights
+from metaplastic.rules.mlp import MLPRule, NeuronMLP, RecurrentRule
 from metaplastic.rules.polynomial import NAMED, PolynomialRule, term_name
 from metaplastic.rules.termpool import TermPool
 
@@ -33,9 +37,13 @@ REGISTRY: dict[str, Callable[..., Rule]] = {
     "static": StaticWeights,
     "termpool": TermPool,
     "sgd": lambda **kw: TermPool(terms=("pseudo_grad",), start="pseudo_grad", **kw),
+    "mlp": MLPRule,
+    "neuron-mlp": NeuronMLP,
+    "recurrent": RecurrentRule,
 }
 _OPTIONS = {name: PolynomialRule for name in ("polynomial", "hebb", "anti-hebb", "oja")} | {
-    "abcd": HebbianABCD, "static": StaticWeights, "termpool": TermPool, "sgd": TermPool}
+    "abcd": HebbianABCD, "static": StaticWeights, "termpool": TermPool, "sgd": TermPool,
+    "mlp": MLPRule, "neuron-mlp": NeuronMLP, "recurrent": RecurrentRule}
 _FIXED = {"hebb", "anti-hebb", "oja", "sgd"}
 
 
@@ -54,6 +62,6 @@ def make(name: str, **kw) -> Rule:
     return REGISTRY[name](**coerce_kwargs(_OPTIONS[name], kw, f"rule {name!r}"))
 
 
-__all__ = ["NAMED", "REGISTRY", "HebbianABCD", "PolynomialRule", "Rule", "StaticWeights",
-           "TermPool",
+__all__ = ["NAMED", "REGISTRY", "HebbianABCD", "MLPRule", "NeuronMLP", "PolynomialRule",
+           "RecurrentRule", "Rule", "StaticWeights", "TermPool",
            "make", "options", "term_name"]
