@@ -96,6 +96,8 @@ def cmd_run(args) -> int:
     if "reference_cosine" in summary:
         console.print(f"cosine with {summary['reference']}'s coefficients: "
                       f"[bold]{summary['reference_cosine']:.3f}[/]")
+    elif "reference_note" in summary:
+        console.print(f"reference: {summary['reference_note']}")
     if not args.no_eval and cfg.eval.tasks > 0:
         _print_eval(run)
     console.print(f"results in {run.path}  (metaplastic eval {run.path} · "
@@ -145,6 +147,44 @@ def cmd_report(args) -> int:
         console.print(f"learned rule: {summary['formula']}")
     for p in paths:
         console.print(f"wrote {p}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    import jax
+
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.rundir import RunDir
+    from metaplastic.explain import EXPLAIN_STREAM, collect, distil, heatmaps
+
+    run = RunDir.open(args.run)
+    _enable_compile_cache()
+    cfg = run.config()
+    pieces = build(cfg)
+    theta = run.theta()
+    key = jax.random.fold_in(jax.random.key(cfg.seed), EXPLAIN_STREAM)
+    with console.status("re-running inner learning to sample the rule's inputs..."):
+        data = collect(pieces.task, pieces.network, pieces.rule, theta, key=key,
+                       tasks=args.tasks, synapses=args.synapses, every=args.every)
+    fit = distil(data, args.inputs, degree=args.degree, threshold=args.threshold,
+                 scale=float(getattr(pieces.rule, "eta", 1.0)))
+    console.print(f"{data['dw'].size} samples of (signals, dw) from {args.tasks} tasks")
+    console.print(f"learned rule:    {pieces.rule.formula(theta)}")
+    console.print(f"distilled:       [bold]{fit.formula()}[/]")
+    console.print(f"R² on held-out samples: [bold]{fit.r2_heldout:.4f}[/] "
+                  f"(fit {fit.r2_train:.4f}; degree {args.degree}, threshold {args.threshold})")
+    table = Table(title="terms, largest contribution first")
+    for col in ("term", "coefficient", "contribution (|c| x RMS)"):
+        table.add_column(col, justify="right" if col != "term" else "left")
+    labels = fit.labels()
+    for k in fit.active():
+        table.add_row(labels[k], f"{fit.coef[k] / fit.scale:+.4g}", f"{fit.importance[k]:.3g}")
+    console.print(table)
+    png = heatmaps(pieces.rule, theta, data, fit, run.path / "explain.png")
+    run.write_json("explain.json", {**fit.to_json(), "samples": int(data["dw"].size),
+                                    "tasks": args.tasks, "degree": args.degree,
+                                    "threshold": args.threshold})
+    console.print(f"wrote {run.path / 'explain.json'} and {png}")
     return 0
 
 
@@ -199,6 +239,19 @@ def parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="redraw a run's plots from its saved metrics")
     rp.add_argument("run", help="run directory")
     rp.set_defaults(func=cmd_report)
+
+    x = sub.add_parser("explain", help="distil a run's learned rule into a sparse polynomial")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--degree", type=int, default=3, help="highest total degree (default 3)")
+    x.add_argument("--threshold", type=float, default=0.05,
+                   help="drop terms contributing less than this fraction of the largest")
+    x.add_argument("--tasks", type=int, default=8, help="fresh tasks to sample (default 8)")
+    x.add_argument("--synapses", type=int, default=64,
+                   help="synapses followed per layer and task (default 64)")
+    x.add_argument("--every", type=int, default=1, help="sample every N steps (default 1)")
+    x.add_argument("--inputs", nargs="+", default=None,
+                   help="signals to fit over (default: every signal that varies)")
+    x.set_defaults(func=cmd_explain)
 
     ls = sub.add_parser("list", help="list presets, rules, tasks and options")
     ls.set_defaults(func=cmd_list)

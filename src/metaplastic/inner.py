@@ -32,29 +32,50 @@ class Unrolled(NamedTuple):
     records: dict[str, Array]  # task metrics every `record_every` steps, (n_records,)
 
 
+def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, instance: Any):
+    """``carry -> (carry, signals, dws, live)``: one step, also returning every layer's
+    :class:`LocalSignals` and weight change (what ``metaplastic explain`` samples)."""
+
+    def step(carry):
+        state, rule_state, env = carry
+        x, target = task.observe(instance, env)
+        act = network.forward(state.weights, x)
+        e_out = task.output_error(act.rates[-1], target)
+        live = task.active(instance, env)
+        weights, new_rule_state, dws = [], [], []
+        signals = network.signals(state, act, e_out)
+        for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
+            dw, rs = rule.update(rule.layer_theta(theta, l), s, rs)
+            weights.append(jnp.where(live, s.w + dw, s.w))
+            new_rule_state.append(rs)
+            dws.append(dw)
+        env = task.transition(instance, env, act.rates[-1])
+        carry = (state._replace(weights=tuple(weights)), tuple(new_rule_state), env)
+        return carry, tuple(signals), tuple(dws), live
+
+    return step
+
+
 def make_step(network: Network, rule: Rule, theta: Any, task: Task, instance: Any):
     """The scan body ``(state, rule_state, env) -> (state, rule_state, env)`` of one step.
 
     The task's state ``env`` (a step counter, an environment) lives in the carry, so
     nothing in the compiled unroll grows with its length.
     """
+    detail = make_step_detail(network, rule, theta, task, instance)
 
     def step(carry, _):
-        state, rule_state, env = carry
-        x, target = task.observe(instance, env)
-        act = network.forward(state.weights, x)
-        e_out = task.output_error(act.rates[-1], target)
-        live = task.active(instance, env)
-        weights, new_rule_state = [], []
-        signals = network.signals(state, act, e_out)
-        for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
-            dw, rs = rule.update(rule.layer_theta(theta, l), s, rs)
-            weights.append(jnp.where(live, s.w + dw, s.w))
-            new_rule_state.append(rs)
-        env = task.transition(instance, env, act.rates[-1])
-        return (state._replace(weights=tuple(weights)), tuple(new_rule_state), env), None
+        return detail(carry)[0], None
 
     return step
+
+
+def initial_carry(network: Network, rule: Rule, theta: Any, task: Task, instance: Any,
+                  key: Array):
+    """``(state, rule_state, env)`` before the first step: weights drawn with ``key``."""
+    state = network.init(key, rule.initial_weights(theta))
+    rule_state = tuple(rule.init_state(w.shape) for w in state.weights)
+    return state, rule_state, task.reset(instance, jax.random.fold_in(key, _ENV_STREAM))
 
 
 def unroll(
@@ -69,13 +90,11 @@ def unroll(
     checkpoint: bool = False,
 ) -> Unrolled:
     """Run ``task.n_steps`` steps of online learning from weights drawn with ``key``."""
-    state = network.init(key, rule.initial_weights(theta))
-    rule_state = tuple(rule.init_state(w.shape) for w in state.weights)
     step = make_step(network, rule, theta, task, instance)
     if checkpoint:
         step = jax.checkpoint(step)
     n = task.n_steps
-    carry = (state, rule_state, task.reset(instance, jax.random.fold_in(key, _ENV_STREAM)))
+    carry = initial_carry(network, rule, theta, task, instance, key)
     records: dict[str, Array] = {}
     done = 0
     if record_every:

@@ -44,6 +44,23 @@ def oja_es() -> RunConfig:
     )
 
 
+def mlp_oja() -> RunConfig:
+    """The oja task with a rule that is a network: an MLP shared by every synapse.
+
+    dw = 0.01 * MLP(pre, post, w), MLP 3-16-1 tanh starting at dw = 0, meta-trained by
+    gradients (Adam, cosine-decayed lr 3e-3, no L1). ``metaplastic explain RUN`` then
+    distils the network into a sparse polynomial over (pre, post, w) — Oja's rule is
+    pre*post - post^2*w.
+    """
+    base = oja()
+    return dataclasses.replace(
+        base, name="mlp-oja",
+        rule={"name": "mlp", "inputs": ["pre", "post", "w"], "hidden": [16], "eta": 0.01},
+        meta=MetaConfig(steps=1000, tasks_per_step=8, lr=3e-3, schedule="cosine", clip=1.0,
+                        l1=0.0),
+    )
+
+
 def _hebbian_es(name: str, task: dict, *, lr: float, steps: int, episodes: int,
                 variants: tuple[dict, ...]) -> RunConfig:
     """A per-synapse ABCD rule in a 32-32 tanh network from U[-0.1, 0.1] weights, evolved
@@ -154,7 +171,7 @@ def fa_digits() -> RunConfig:
 
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {
-    "oja": oja, "oja-es": oja_es, "cartpole-hebbian": cartpole_hebbian,
+    "oja": oja, "oja-es": oja_es, "mlp-oja": mlp_oja, "cartpole-hebbian": cartpole_hebbian,
     "cartpole-static": cartpole_static, "acrobot-hebbian": acrobot_hebbian,
     "acrobot-static": acrobot_static, "fa-digits": fa_digits,
 }

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from metaplastic import rules
 from metaplastic._fields import coerce_kwargs
@@ -84,7 +85,16 @@ def _summary(cfg, pieces, theta, result, status, seconds) -> dict[str, Any]:
         ref = build_rule(cfg, cfg.reference)
         out["reference"] = cfg.reference
         ref_theta = ref.init(jax.random.key(0), pieces.network.shapes)
-        out["reference_cosine"] = cosine_to_reference(theta, ref_theta)
+        same = (type(ref) is type(rule)
+                and jax.tree.structure(ref_theta) == jax.tree.structure(theta)
+                and all(jnp.shape(a) == jnp.shape(b) for a, b in
+                        zip(jax.tree.leaves(ref_theta), jax.tree.leaves(theta), strict=True)))
+        if same:
+            out["reference_cosine"] = cosine_to_reference(theta, ref_theta)
+        else:
+            out["reference_note"] = (
+                f"θ of rule {rule.family!r} is not comparable with {cfg.reference!r}'s "
+                f"coefficients; `metaplastic explain RUN` distils it into a formula")
     return out
 
 
