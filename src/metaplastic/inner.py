@@ -78,6 +78,15 @@ def initial_carry(network: Network, rule: Rule, theta: Any, task: Task, instance
     return state, rule_state, task.reset(instance, jax.random.fold_in(key, _ENV_STREAM))
 
 
+def advance(network: Network, rule: Rule, theta: Any, task: Task, instance: Any, carry,
+            length: int, *, checkpoint: bool = False):
+    """Run ``length`` steps from ``carry`` (a truncated unroll's segment); returns the carry."""
+    step = make_step(network, rule, theta, task, instance)
+    if checkpoint:
+        step = jax.checkpoint(step)
+    return jax.lax.scan(step, carry, None, length=length)[0]
+
+
 def unroll(
     network: Network,
     rule: Rule,

@@ -37,6 +37,8 @@ class MetaState(NamedTuple):
     step: Array  # meta-steps taken (including skipped ones)
     nan_streak: Array  # non-finite steps in a row
     stopped: Array  # set by a non-finite step when on_nan == "stop"
+    inner: Any = None  # truncated unrolls: the inner problems in progress
+    inner_step: Any = 0  # truncated unrolls: steps of the current inner problems done
 
 
 @dataclass
@@ -58,6 +60,10 @@ class MetaGradient:
     on_nan: str = "skip"  # "skip" diverged tasks (and all-diverged steps), or "stop" the run
     max_nan_skips: int = 20
     chunk: int = 25
+    #: truncated unrolls: meta-update every ``truncation`` inner steps (0: whole episodes)
+    truncation: int = 0
+    #: ``((from_step, length), ...)``: the truncation length from meta-step ``from_step`` on
+    truncation_schedule: tuple = ()
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -73,6 +79,40 @@ class MetaGradient:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.truncation < 0:
+            raise ConfigError(f"truncation must be >= 0 (0: whole episodes), "
+                              f"got {self.truncation}")
+        sched = []
+        for entry in self.truncation_schedule:
+            try:
+                start, length = (int(v) for v in entry)
+            except (TypeError, ValueError):
+                raise ConfigError(f"truncation_schedule entries are [from_step, length] "
+                                  f"pairs, got {entry!r}") from None
+            if start % self.chunk or length < 1:
+                raise ConfigError(f"truncation_schedule entry {[start, length]}: from_step "
+                                  f"must be a multiple of chunk ({self.chunk}) and length >= 1")
+            sched.append((start, length))
+        object.__setattr__(self, "truncation_schedule", tuple(sorted(sched)))
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.truncation or self.truncation_schedule)
+
+    def truncation_at(self, step: int) -> int:
+        """The truncation length in force at meta-step ``step`` (0: whole episodes)."""
+        length = self.truncation
+        for start, value in self.truncation_schedule:
+            if step >= start:
+                length = value
+        return length
+
+    def check_truncation(self, n_steps: int) -> None:
+        lengths = {self.truncation} | {v for _, v in self.truncation_schedule}
+        bad = sorted(v for v in lengths if v and n_steps % v)
+        if bad:
+            raise ConfigError(f"truncation lengths {bad} must divide the inner problem's "
+                              f"{n_steps} steps")
 
     def transform(self) -> optax.GradientTransformation:
         lr = self.lr
@@ -123,9 +163,57 @@ class MetaGradient:
 
         return step
 
-    def chunk_fn(self, objective: Callable) -> Callable:
-        """Jitted ``(state, key, total_steps) -> (state, stacked metrics)`` of ``chunk`` steps."""
-        step = self.step_fn(objective)
+    def truncated_step_fn(self, objective: Any, length: int) -> Callable:
+        """One meta-step on a segment of ``length`` inner steps (truncated backprop).
+
+        The inner problems persist across meta-steps; fresh ones start (from the key of the
+        meta-step) when the previous ones finished, or when a segment was not finite.
+        """
+        tx = self.transform()
+        stop_on_nan = self.on_nan == "stop"
+        n = objective.n_steps
+
+        def step(state: MetaState, key: Array, total: Array):
+            first = state.inner_step == 0
+            fresh = objective.start(state.theta, jax.random.fold_in(key, state.step))
+            inner = jax.tree.map(lambda a, b: jnp.where(first, a, b), fresh, state.inner)
+
+            def f(t):
+                loss, aux, new_inner = objective.segment(t, inner, length, first)
+                return loss, (aux, new_inner)
+
+            (loss, (aux, new_inner)), grads = jax.value_and_grad(f, has_aux=True)(state.theta)
+            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(ravel_pytree(grads)[0]))
+            any_bad = aux["nonfinite"] > 0
+            active = (state.step < total) & ~state.stopped
+            updates, opt_state = tx.update(grads, state.opt_state, state.theta)
+            theta = optax.apply_updates(state.theta, updates)
+            keep = active & finite
+
+            def pick(new, old, cond=keep):
+                return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
+
+            done = jnp.where(finite, (state.inner_step + length) % n, 0)
+            new = MetaState(
+                pick(theta, state.theta), pick(opt_state, state.opt_state),
+                state.step + active,
+                jnp.where(active, jnp.where(any_bad, state.nan_streak + 1, 0), state.nan_streak),
+                state.stopped | (active & any_bad & stop_on_nan),
+                pick(new_inner, state.inner, active),
+                jnp.where(active, done, state.inner_step),
+            )
+            metrics = {"step": state.step + 1, "active": active, "loss": loss,
+                       "grad_norm": optax.tree.norm(grads), "skipped": active & ~finite,
+                       "diverged": active & any_bad, "truncation": jnp.asarray(length),
+                       **_theta_record(new.theta), **aux}
+            return new, metrics
+
+        return step
+
+    def chunk_fn(self, objective: Callable, length: int = 0) -> Callable:
+        """Jitted ``(state, key, total_steps) -> (state, stacked metrics)`` of ``chunk`` steps
+        (segments of ``length`` inner steps when truncated)."""
+        step = self.truncated_step_fn(objective, length) if length else self.step_fn(objective)
 
         def run_chunk(state, key, total):
             return jax.lax.scan(lambda s, _: step(s, key, total), state, None, length=self.chunk)
@@ -146,11 +234,22 @@ class MetaGradient:
         ``progress(records)`` is called after every chunk with one dict per meta-step.
         """
         state = self.init(theta) if state is None else state
-        run_chunk = self.chunk_fn(objective)
+        if self.truncated:
+            self.check_truncation(objective.n_steps)
+        chunks: dict[int, Callable] = {}
         result = MetaResult(state.theta, [], state)
         total = jnp.asarray(self.steps, jnp.int32)
+        length = None
         while int(state.step) < self.steps and not bool(state.stopped):
-            state, metrics = run_chunk(state, key, total)
+            now = self.truncation_at(int(state.step)) if self.truncated else 0
+            if now and (now != length or state.inner is None):
+                # a new truncation length starts fresh inner problems
+                inner = objective.start(state.theta, jax.random.fold_in(key, int(state.step)))
+                state = state._replace(inner=inner, inner_step=jnp.zeros((), jnp.int32))
+            length = now
+            if now not in chunks:
+                chunks[now] = self.chunk_fn(objective, now)
+            state, metrics = chunks[now](state, key, total)
             records = records_of(metrics)
             result.theta, result.state = state.theta, state
             result.history.extend(records)

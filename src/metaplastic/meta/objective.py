@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from metaplastic.errors import ConfigError
-from metaplastic.inner import unroll
+from metaplastic.inner import advance, initial_carry, unroll
 from metaplastic.network import Network
 from metaplastic.rules.base import Rule
 from metaplastic.tasks.base import Task
@@ -58,6 +58,51 @@ class Objective:
             self.task.metrics(instance, out.state, out.env, self.network),
             out.records,
         )
+
+    # --- truncated unrolls: the inner problem in segments ----------------------------------
+    @property
+    def n_steps(self) -> int:
+        """Length of the inner problem (steps of online learning)."""
+        return self.task.n_steps
+
+    def start(self, theta: Any, key: Array):
+        """The state of ``tasks_per_step`` fresh inner problems before their first step:
+        ``(instances, keys, carries)``, batched over tasks (``keys`` draw the initial
+        weights). Same keys as :meth:`episode`."""
+
+        def one(k):
+            k_task, k_net = jax.random.split(k)
+            instance = self.task.sample(k_task)
+            carry = initial_carry(self.network, self.rule, theta, self.task, instance, k_net)
+            return instance, k_net, carry
+
+        return jax.vmap(one)(jax.random.split(key, self.tasks_per_step))
+
+    def segment(self, theta: Any, inner, length: int, first: Array | bool = False):
+        """``length`` more steps of every inner problem in ``inner`` (from :meth:`start`).
+
+        Returns ``(loss, metrics, inner)``: the mean task loss at the segment's end (+ L1),
+        metrics (``nonfinite``: the fraction of tasks whose loss is not finite) and the
+        advanced state. Gradients do not flow into the incoming state (truncation), except
+        where ``first``: there the initial weights are rebuilt from ``theta``, so that one
+        segment of the full length is exactly the whole episode.
+        """
+        instances, keys, carries = inner
+        carries = jax.lax.stop_gradient(carries)
+
+        def one(instance, carry, k):
+            fresh = initial_carry(self.network, self.rule, theta, self.task, instance, k)
+            carry = jax.tree.map(lambda a, b: jnp.where(first, a, b), fresh, carry)
+            carry = advance(self.network, self.rule, theta, self.task, instance, carry,
+                            length, checkpoint=self.checkpoint)
+            state, _, env = carry
+            return (self.task.loss(instance, state, env, self.network),
+                    self.task.metrics(instance, state, env, self.network), carry)
+
+        losses, metrics, carries = jax.vmap(one)(instances, carries, keys)
+        finite = jnp.isfinite(losses)
+        aux = self._aux(theta, losses, metrics, finite)
+        return jnp.mean(losses) + aux["l1"], aux, (instances, keys, carries)
 
     def _episodes(self, theta: Any, key: Array):
         keys = jax.random.split(key, self.tasks_per_step)
