@@ -67,14 +67,19 @@ def build_outer(cfg: RunConfig) -> MetaGradient | EvolutionStrategy:
     if m.outer == "gradient":
         return MetaGradient(steps=m.steps, lr=m.lr, schedule=m.schedule, optimizer=m.optimizer,
                             clip=m.clip or None, on_nan=m.on_nan,
-                            max_nan_skips=m.max_nan_skips, chunk=m.chunk)
+                            max_nan_skips=m.max_nan_skips, chunk=m.chunk,
+                            truncation=m.truncation,
+                            truncation_schedule=m.truncation_schedule)
     if m.outer == "es":
+        if m.truncation_schedule:
+            raise ConfigError("meta.truncation_schedule is for the gradient outer loop; "
+                              "ES takes one meta.truncation")
         # the Objective is a loss (a reinforcement task's is minus its return): minimise it
         return EvolutionStrategy(strategy=m.strategy, population=m.population, steps=m.steps,
                                  sigma=m.sigma, lr=m.lr, optimizer=m.optimizer,
                                  antithetic=m.antithetic, fitness_shaping=m.fitness_shaping,
                                  direction="minimize", max_nan_skips=m.max_nan_skips,
-                                 chunk=m.chunk)
+                                 chunk=m.chunk, truncation=m.truncation)
     raise ConfigError(f"unknown meta.outer {m.outer!r}; valid: gradient, es")
 
 

@@ -53,6 +53,10 @@ class MetaConfig:
     on_nan: str = "skip"
     max_nan_skips: int = 20
     chunk: int = 25
+    # truncated unrolls: a meta-update every `truncation` inner steps (0: whole episodes);
+    # gradient: schedule [[from_step, length], ...]; es: strategy "pes" is unbiased
+    truncation: int = 0
+    truncation_schedule: tuple[tuple[int, ...], ...] = ()
     # evolution strategies (outer = "es"); lr and optimizer serve OpenAI-ES / PGPE / SNES
     strategy: str = "open_es"
     population: int = 64

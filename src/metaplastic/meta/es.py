@@ -37,7 +37,8 @@ Array = jax.Array
 
 #: short names for the strategies the issue tracker asks for; any evosax name also works
 ALIASES = {"open_es": "Open_ES", "openai_es": "Open_ES", "cma_es": "CMA_ES", "pgpe": "PGPE",
-           "snes": "SNES", "sep_cma_es": "Sep_CMA_ES", "xnes": "xNES", "simple_es": "SimpleES"}
+           "snes": "SNES", "sep_cma_es": "Sep_CMA_ES", "xnes": "xNES", "simple_es": "SimpleES",
+           "pes": "PersistentES", "persistent_es": "PersistentES"}
 SHAPING = ("default", "centered_rank", "standardize", "normalize", "none")
 DIRECTIONS = ("minimize", "maximize")
 
@@ -84,6 +85,8 @@ class ESState(NamedTuple):
     es_state: Any
     step: Array  # generations done
     nan_streak: Array
+    inner: Any = None  # truncated unrolls: every member's inner problems in progress
+    inner_step: Any = 0  # truncated unrolls: steps of the current inner problems done
 
 
 @dataclass(frozen=True)
@@ -101,9 +104,20 @@ class EvolutionStrategy:
     direction: str = "minimize"
     max_nan_skips: int = 20
     chunk: int = 10
+    #: truncated unrolls: one generation per ``truncation`` inner steps, each member keeping
+    #: its own inner problems (0: whole episodes). With ``strategy="pes"`` (Persistent ES,
+    #: Vicol et al. 2021) the estimate is unbiased across truncations; with any other
+    #: strategy it is truncated ES (biased towards short horizons).
+    truncation: int = 0
 
     def __post_init__(self):
         strategy_class(self.strategy)
+        if self.truncation < 0:
+            raise ConfigError(f"truncation must be >= 0 (0: whole episodes), "
+                              f"got {self.truncation}")
+        if self.persistent and not self.truncation:
+            raise ConfigError("strategy 'pes' (Persistent ES) needs truncation > 0: it "
+                              "estimates gradients across truncated unrolls")
         if self.fitness_shaping not in SHAPING:
             raise ConfigError(f"unknown fitness_shaping {self.fitness_shaping!r}; "
                               f"valid: {', '.join(SHAPING)}")
@@ -122,12 +136,17 @@ class EvolutionStrategy:
             raise ConfigError(f"sigma must be positive, got {self.sigma}")
 
     @property
+    def persistent(self) -> bool:
+        return strategy_class(self.strategy).__name__ == "PersistentES"
+
+    @property
     def sign(self) -> float:
         """Multiplies the user's function into evosax's (minimised) fitness."""
         return 1.0 if self.direction == "minimize" else -1.0
 
-    def make(self, theta0: Any):
-        """The evosax algorithm and its params for solutions shaped like ``theta0``."""
+    def make(self, theta0: Any, n_steps: int | None = None):
+        """The evosax algorithm and its params for solutions shaped like ``theta0``
+        (``n_steps``: the inner problem's length, for Persistent ES)."""
         cls = strategy_class(self.strategy)
         accepted = inspect.signature(cls.__init__).parameters
         kw: dict[str, Any] = {}
@@ -146,20 +165,40 @@ class EvolutionStrategy:
         params = es.default_params
         if hasattr(params, "std_init"):
             params = params.replace(std_init=self.sigma)
+        if self.persistent:
+            params = params.replace(T=n_steps, K=self.truncation)
         return es, params
+
+    def check_truncation(self, n_steps: int) -> None:
+        if self.truncation and n_steps % self.truncation:
+            raise ConfigError(f"truncation {self.truncation} must divide the inner "
+                              f"problem's {n_steps} steps")
 
     def chunk_fn(self, fitness: Callable, theta0: Any) -> tuple[Callable, Callable]:
         """``(init(key) -> ESState, run_chunk(state, key, total) -> (state, metrics))``.
 
         ``fitness(theta, key) -> (value, metrics)`` is what ``direction`` refers to.
         """
-        es, params = self.make(theta0)
+        fitness_obj = fitness
+        n_steps = None
+        if self.truncation:
+            if not hasattr(fitness, "segment"):
+                raise ConfigError("truncated ES needs an Objective (start/segment), not a "
+                                  "plain function")
+            n_steps = fitness.n_steps
+            self.check_truncation(n_steps)
+        es, params = self.make(theta0, n_steps)
         sign = self.sign
         fitness = _with_metrics(fitness)
 
         def init(key):
             zero = jnp.zeros((), jnp.int32)
-            return ESState(es.init(key, theta0, params), zero, zero)
+            if not self.truncation:
+                return ESState(es.init(key, theta0, params), zero, zero)
+            pop = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.population, *jnp.shape(x))),
+                               theta0)
+            inner = jax.vmap(lambda th: fitness_obj.start(th, key))(pop)
+            return ESState(es.init(key, theta0, params), zero, zero, inner, zero)
 
         def generation(state: ESState, key, total):
             k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(key, state.step), 3)
@@ -189,11 +228,64 @@ class EvolutionStrategy:
             }
             return new, metrics
 
+        step = generation
+        if self.truncation:
+            step = self._truncated_generation(fitness_obj, theta0, es, params)
+
         def run_chunk(state, key, total):
-            return jax.lax.scan(lambda s, _: generation(s, key, total), state, None,
+            return jax.lax.scan(lambda s, _: step(s, key, total), state, None,
                                 length=self.chunk)
 
         return init, jax.jit(run_chunk)
+
+    def _truncated_generation(self, objective: Any, theta0: Any, es, params):
+        """A generation on one segment of ``truncation`` inner steps per member.
+
+        Every member keeps its own inner problems between generations (the same tasks for
+        all members: common random numbers); fresh tasks start when they finish.
+        """
+        sign, length, n = self.sign, self.truncation, objective.n_steps
+
+        def generation(state: ESState, key, total):
+            k_ask, k_eval = jax.random.split(jax.random.fold_in(key, state.step))
+            k_tell = jax.random.fold_in(k_eval, 1)
+            pop, es_state = es.ask(k_ask, state.es_state, params)
+            first = state.inner_step == 0
+            fresh = jax.vmap(lambda th: objective.start(th, k_eval))(pop)
+            inner = jax.tree.map(lambda a, b: jnp.where(first, a, b), fresh, state.inner)
+            values, _, new_inner = jax.vmap(
+                lambda th, inn: objective.segment(th, inn, length, first))(pop, inner)
+            fit = sign * values
+            ok = jnp.isfinite(fit)
+            worst = jnp.max(jnp.where(ok, fit, -jnp.inf))
+            fit = jnp.where(ok, fit, worst)
+            told, _ = es.tell(k_tell, pop, fit, es_state, params)
+            active = state.step < total
+            keep = active & jnp.any(ok)
+
+            def pick(new, old):
+                return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
+
+            es_state = pick(told, state.es_state)
+            mean = es.get_mean(es_state)
+            value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
+            any_bad = ~jnp.all(ok)
+            new = ESState(es_state, state.step + active,
+                          jnp.where(active, jnp.where(any_bad, state.nan_streak + 1, 0),
+                                    state.nan_streak),
+                          pick(new_inner, state.inner),
+                          jnp.where(keep, (state.inner_step + length) % n, state.inner_step))
+            metrics = {
+                "step": state.step + 1, "active": active, "loss": value,
+                "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
+                "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
+                "diverged": active & any_bad, "skipped": active & ~jnp.any(ok),
+                "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
+                "truncation": jnp.asarray(length), **_theta_record(mean), **aux,
+            }
+            return new, metrics
+
+        return generation
 
     def run(self, fitness: Callable, theta0: Any, *, key: Array,
             progress: Callable[[list[dict]], None] | None = None) -> MetaResult:
@@ -201,7 +293,7 @@ class EvolutionStrategy:
         from metaplastic.meta.gradient import check_divergence
 
         init, run_chunk = self.chunk_fn(fitness, theta0)
-        es, _ = self.make(theta0)
+        es, _ = self.make(theta0, getattr(fitness, "n_steps", None) if self.truncation else None)
         k_init, k_run = jax.random.split(key)
         state = init(k_init)
         total = jnp.asarray(self.steps, jnp.int32)
