@@ -170,10 +170,32 @@ def fa_digits() -> RunConfig:
     )
 
 
+def mlp_digits() -> RunConfig:
+    """fa-digits with a rule that is a network: an MLP shared by every synapse, reading
+    pre, post, w and the feedback errors at both ends, meta-learned from dw = 0.
+
+    Same task, network (random feedback) and meta-training budget as ``fa-digits``; the
+    evaluation table has the term-pool rule meta-trained with the same budget, backprop,
+    FA and DFA (learning rates tuned on meta-training classes).
+    """
+    base = fa_digits()
+    termpool = {"label": "term-pool (meta-trained)", "meta_train": True,
+                "rule": {"name": "termpool", "eta": 0.03, "start": "pseudo_grad"}}
+    return dataclasses.replace(
+        base, name="mlp-digits",
+        rule={"name": "mlp", "inputs": ["pre", "post", "w", "e_pre", "e_post"],
+              "hidden": [16], "activation": "gelu", "eta": 0.03},
+        meta=dataclasses.replace(base.meta, l1=0.0),
+        eval=dataclasses.replace(base.eval, variants=base.eval.variants[:2],
+                                 baselines=(termpool, *base.eval.baselines)),
+    )
+
+
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "oja": oja, "oja-es": oja_es, "mlp-oja": mlp_oja, "cartpole-hebbian": cartpole_hebbian,
     "cartpole-static": cartpole_static, "acrobot-hebbian": acrobot_hebbian,
     "acrobot-static": acrobot_static, "fa-digits": fa_digits,
+    "mlp-digits": mlp_digits,
 }
 
 

@@ -103,12 +103,15 @@ TUNE_STREAM = 2_000_003  # keys for tuning baselines: neither training nor evalu
 
 @dataclass(frozen=True)
 class Baseline:
-    """A comparison rule: a registered rule, its options, network changes, a tuning grid."""
+    """A comparison rule: a registered rule, its options, network changes, a tuning grid,
+    or ``meta_train = true``: meta-trained like the run's own rule (same outer loop,
+    budget and seed) — another learned rule family in the same table."""
 
     label: str
     rule: dict  # {"name": ..., options}
     network: dict  # NetworkConfig overrides, e.g. {"feedback": "symmetric"}
     tune: dict  # {rule option: [values]} searched on the meta-training tasks
+    meta_train: bool = False
 
     @classmethod
     def parse(cls, spec: Any) -> Baseline:
@@ -116,13 +119,19 @@ class Baseline:
             return cls(spec, {"name": spec}, {}, {})
         if not isinstance(spec, dict) or "rule" not in spec:
             raise ConfigError(f"a baseline is a rule name or a table with 'rule' (and "
-                              f"optionally 'label', 'network', 'tune'); got {spec!r}")
-        bad = sorted(set(spec) - {"label", "rule", "network", "tune"})
+                              f"optionally 'label', 'network', 'tune', 'meta_train'); "
+                              f"got {spec!r}")
+        bad = sorted(set(spec) - {"label", "rule", "network", "tune", "meta_train"})
         if bad:
             raise ConfigError(f"baseline {spec!r}: unknown key(s) {bad}")
         rule = spec["rule"] if isinstance(spec["rule"], dict) else {"name": spec["rule"]}
+        meta_train = spec.get("meta_train", False)
+        if not isinstance(meta_train, bool):
+            raise ConfigError(f"baseline {spec!r}: meta_train must be true or false")
+        if meta_train and spec.get("tune"):
+            raise ConfigError(f"baseline {spec!r}: choose 'tune' or 'meta_train', not both")
         return cls(str(spec.get("label", rule["name"])), dict(rule),
-                   dict(spec.get("network", {})), dict(spec.get("tune", {})))
+                   dict(spec.get("network", {})), dict(spec.get("tune", {})), meta_train)
 
     def config(self, cfg: RunConfig, **rule_opts: Any) -> RunConfig:
         """``cfg`` with this baseline's rule and network (for building its pieces)."""
@@ -183,6 +192,25 @@ def baseline_pieces(cfg: RunConfig, base: Baseline, tuned: dict, **task_override
     return p, theta
 
 
+def meta_trained_baseline(cfg: RunConfig, base: Baseline, run: RunDir | None) -> Any:
+    """θ of a ``meta_train`` baseline: trained with the run's outer loop, budget and seed,
+    and kept in the run directory (``baseline-<label>.npz``) so evaluation reuses it."""
+    from metaplastic.experiments.rundir import load_theta, save_theta
+
+    path = None
+    if run is not None:
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in base.label)
+        path = run.path / f"baseline-{safe}.npz"
+        if path.exists():
+            return load_theta(path)
+    p = build(base.config(cfg))
+    k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
+    theta = p.outer.run(p.objective, p.rule.init(k_init, p.network.shapes), key=k_meta).theta
+    if path is not None:
+        save_theta(path, theta)
+    return theta
+
+
 def validate_baselines(cfg: RunConfig) -> None:
     for spec in cfg.eval.baselines:
         base = Baseline.parse(spec)
@@ -202,6 +230,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
     specs = [Baseline.parse(b) for b in (cfg.eval.baselines if baselines is None
                                          else baselines)]
     tuned = {b.label: tune_baseline(cfg, b, n) for b in specs}
+    trained = {b.label: meta_trained_baseline(cfg, b, run) for b in specs if b.meta_train}
     rows = []
     for i, (label, var) in enumerate(variants(cfg)):
         key = jax.random.fold_in(eval_key(cfg.seed), i)
@@ -209,6 +238,8 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
         candidates = [("learned", pieces, theta, {})]
         for b in specs:
             p, th = baseline_pieces(cfg, b, tuned[b.label], **var)
+            if b.meta_train:
+                th = trained[b.label]
             candidates.append((b.label, p, th, tuned[b.label]))
         for name, p, th, chosen in candidates:
             objective = Objective(p.task, p.network, p.rule)
