@@ -62,3 +62,31 @@ def test_bad_baseline_fails_before_training(small_fa):
     cfg = config.override(small_fa, [bad])
     with pytest.raises(ConfigError, match="feedback"):
         validate(cfg)
+
+
+def test_meta_trained_baseline_is_trained_once_and_kept(small_fa, tmp_path):
+    from metaplastic.experiments.rundir import RunDir
+    from metaplastic.experiments.runner import meta_trained_baseline
+
+    cfg = config.override(small_fa, ["meta.steps=4", "meta.chunk=2"])
+    b = Baseline.parse({"label": "term pool", "meta_train": True,
+                        "rule": {"name": "termpool", "start": "pseudo_grad"}})
+    run = RunDir(tmp_path)
+    theta = meta_trained_baseline(cfg, b, run)
+    saved = tmp_path / "baseline-term-pool.npz"
+    assert saved.exists()
+    start = build(b.config(cfg)).rule.init(jax.random.key(0))
+    assert not np.allclose(theta["coef"], start["coef"])  # it was meta-trained
+    # the second call loads the kept θ instead of training again
+    from metaplastic.experiments.rundir import save_theta
+
+    save_theta(saved, {"coef": theta["coef"] + 1.0})
+    again = meta_trained_baseline(cfg, b, run)
+    np.testing.assert_array_equal(again["coef"], theta["coef"] + 1.0)
+
+
+def test_meta_train_spec_errors():
+    with pytest.raises(ConfigError, match="meta_train must be true or false"):
+        Baseline.parse({"rule": "termpool", "meta_train": "yes"})
+    with pytest.raises(ConfigError, match="not both"):
+        Baseline.parse({"rule": "termpool", "meta_train": True, "tune": {"eta": [1.0]}})

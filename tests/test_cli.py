@@ -141,3 +141,17 @@ def test_rl_run_with_labelled_heldout_rows(tmp_path, capsys):
     rows = json.loads((run / "eval.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["train physics", "pole length 1.0 (2x)"]
     assert all(r["tasks"] == 4 and 0 < r["return"]["mean"] <= 30 for r in rows)
+
+
+def test_explain_a_finished_run(finished_run, capsys):
+    # the learned rule is a polynomial of degree <= 6 (pre^2 post^2 w^2): all monomials up
+    # to degree 6 and no thresholding fit it exactly
+    assert main(["explain", str(finished_run), "--tasks", "2", "--synapses", "4",
+                 "--every", "5", "--degree", "6", "--threshold", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "distilled:" in out and "R² on held-out samples" in out
+    data = json.loads((finished_run / "explain.json").read_text())
+    assert data["inputs"] == ["pre", "post", "w"] and data["samples"] == 2 * 4 * 40
+    assert 0.999 < data["r2_heldout"] <= 1.0
+    assert (finished_run / "explain.png").stat().st_size > 10_000
+    assert main(["explain", str(finished_run), "--tasks", "1", "--degree", "9"]) == 2

@@ -155,8 +155,12 @@ def cmd_explain(args) -> int:
 
     from metaplastic.experiments.build import build
     from metaplastic.experiments.rundir import RunDir
-    from metaplastic.explain import EXPLAIN_STREAM, collect, distil, heatmaps
+    from metaplastic.explain import EXPLAIN_STREAM, check_options, collect, distil, heatmaps
 
+    check_options(args.degree, args.threshold)
+    for name in ("tasks", "synapses", "every"):
+        if getattr(args, name) < 1:
+            raise MetaplasticError(f"--{name} must be >= 1")
     run = RunDir.open(args.run)
     _enable_compile_cache()
     cfg = run.config()

@@ -160,6 +160,13 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - float(np.sum((y - pred) ** 2)) / ss if ss > 0 else float("nan")
 
 
+def check_options(degree: int, threshold: float) -> None:
+    if not 1 <= degree <= 6:
+        raise ConfigError(f"explain: degree must be 1..6, got {degree}")
+    if not 0 <= threshold < 1:
+        raise ConfigError(f"explain: threshold must be in [0, 1), got {threshold}")
+
+
 def distil(data: dict[str, np.ndarray], names: list[str] | None = None, *, degree: int = 3,
            threshold: float = 0.05, heldout: float = 0.2, seed: int = 0,
            scale: float = 1.0, iterations: int = 10) -> Distilled:
@@ -170,10 +177,7 @@ def distil(data: dict[str, np.ndarray], names: list[str] | None = None, *, degre
     unknown = [n for n in names if n not in SIGNALS]
     if unknown:
         raise ConfigError(f"explain: unknown inputs {unknown}; valid: {', '.join(SIGNALS)}")
-    if not 1 <= degree <= 5:
-        raise ConfigError(f"explain: degree must be 1..5, got {degree}")
-    if not 0 <= threshold < 1:
-        raise ConfigError(f"explain: threshold must be in [0, 1), got {threshold}")
+    check_options(degree, threshold)
     terms = monomials(names, degree)
     x, y = design(data, names, terms), data["dw"].astype(np.float64)
     n = y.size
