@@ -45,18 +45,24 @@ def oja_es() -> RunConfig:
 
 
 def mlp_oja() -> RunConfig:
-    """The oja task with a rule that is a network: an MLP shared by every synapse.
+    """The PCA task with a rule that is a network: an MLP shared by every synapse.
 
-    dw = 0.01 * MLP(pre, post, w), MLP 3-16-1 tanh starting at dw = 0, meta-trained by
-    gradients (Adam, cosine-decayed lr 3e-3, no L1). ``metaplastic explain RUN`` then
-    distils the network into a sparse polynomial over (pre, post, w) — Oja's rule is
-    pre*post - post^2*w.
+    dw = 0.1 * MLP(pre, post, w), MLP 3-16-1 GELU starting at dw = 0, meta-trained by
+    gradients (Adam, cosine-decayed lr 1e-2, 16 tasks per step, no L1); inputs of overall
+    variance in [0.1, 0.3]. ``metaplastic explain RUN`` distils the network into a sparse
+    polynomial over (pre, post, w) — Oja's rule is pre*post - post^2*w.
+
+    Why small inputs and GELU: the task is solved just as well with the ``oja`` preset's
+    inputs and tanh (held-out |cos| 0.96-0.99), but the network then saturates at large
+    |post| and no cubic polynomial describes it (held-out R² 0.37-0.44).
     """
     base = oja()
     return dataclasses.replace(
         base, name="mlp-oja",
-        rule={"name": "mlp", "inputs": ["pre", "post", "w"], "hidden": [16], "eta": 0.01},
-        meta=MetaConfig(steps=1000, tasks_per_step=8, lr=3e-3, schedule="cosine", clip=1.0,
+        task={**base.task, "scale_range": [0.1, 0.3]},
+        rule={"name": "mlp", "inputs": ["pre", "post", "w"], "hidden": [16],
+              "activation": "gelu", "eta": 0.1},
+        meta=MetaConfig(steps=1000, tasks_per_step=16, lr=1e-2, schedule="cosine", clip=1.0,
                         l1=0.0),
     )
 
