@@ -155,3 +155,36 @@ def test_explain_a_finished_run(finished_run, capsys):
     assert 0.999 < data["r2_heldout"] <= 1.0
     assert (finished_run / "explain.png").stat().st_size > 10_000
     assert main(["explain", str(finished_run), "--tasks", "1", "--degree", "9"]) == 2
+
+
+def test_check_exit_status_and_table(capsys):
+    assert main(["check", "fa-digits", "--set", "task.shots=2"]) == 0
+    out = capsys.readouterr().out
+    assert "all declared constraints hold" in out
+    for name in ("locality", "no_weight_transport", "online", "dale", "spikes_only"):
+        assert name in out
+    assert main(["check", "fa-digits", "--set", "task.shots=2",
+                 "--set", "network.feedback=symmetric"]) == 4
+    out = capsys.readouterr().out
+    assert "FAILS" in out and "no_weight_transport" in out and "W2" in out.replace("\n", "")
+    assert main(["check", "fa-digits", "--set", "task.shots=2", "--require", "dale"]) == 4
+
+
+def test_check_a_run_and_records_in_the_run(finished_run, capsys):
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["constraints"] == {"locality": "holds", "online": "holds"}
+    data = json.loads((finished_run / "plausibility.json").read_text())
+    assert data["declared"] == ["locality", "online"]
+    assert main(["check", str(finished_run)]) == 0
+    assert "learned θ" in capsys.readouterr().out
+
+
+def test_run_stops_before_training_when_a_declared_constraint_fails(tmp_path, capsys):
+    assert main(["run", "oja", *SMALL, "--set", 'constraints=["locality", "spikes_only"]',
+                 "--out", str(tmp_path)]) == 4
+    assert "spikes_only" in capsys.readouterr().out
+    (run,) = list(tmp_path.iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["constraints"]["locality"] == "holds"
+    assert summary["constraints"]["spikes_only"].startswith("fails: no hidden layer")
+    assert not (run / "theta.npz").exists()  # nothing was trained

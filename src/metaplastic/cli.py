@@ -22,7 +22,7 @@ from rich.table import Table  # noqa: E402
 from metaplastic.errors import MetaplasticError, NonFiniteError  # noqa: E402
 
 console = Console(highlight=False)
-EXIT_ERROR, EXIT_NONFINITE = 2, 3
+EXIT_ERROR, EXIT_NONFINITE, EXIT_CONSTRAINT = 2, 3, 4
 
 
 def _enable_compile_cache() -> None:
@@ -93,6 +93,9 @@ def cmd_run(args) -> int:
             return EXIT_NONFINITE
     console.print(f"meta-training: {summary['meta_steps']} steps in {summary['seconds']:.1f} s")
     console.print(f"learned rule:  [bold]{summary['formula']}[/]")
+    if summary.get("constraints"):
+        console.print("constraints:   " + ", ".join(
+            f"{k} {v}" for k, v in summary["constraints"].items()))
     if "reference_cosine" in summary:
         console.print(f"cosine with {summary['reference']}'s coefficients: "
                       f"[bold]{summary['reference_cosine']:.3f}[/]")
@@ -192,6 +195,52 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    import jax
+
+    from metaplastic.experiments.build import build, validate
+    from metaplastic.experiments.rundir import RunDir
+    from metaplastic.experiments.runner import plausibility
+    from metaplastic.plausibility import CONSTRAINTS, check_names
+
+    path = Path(args.config)
+    if path.is_dir():
+        run = RunDir.open(path)
+        cfg = run.config()
+        pieces, theta = build(cfg), run.theta()
+        what = f"run {path} (its learned θ)"
+    else:
+        cfg = resolve_config(args.config, args.set, None)
+        validate(cfg)
+        pieces = build(cfg)
+        k_init, _ = jax.random.split(jax.random.key(cfg.seed))
+        theta = pieces.rule.init(k_init, pieces.network.shapes)
+        what = f"config {args.config} (θ at initialisation)"
+    declared = check_names(args.require) if args.require else cfg.constraints
+    _enable_compile_cache()
+    with console.status("measuring the computation..."):
+        results = plausibility(cfg, pieces, theta, CONSTRAINTS)
+    table = Table(title=f"plausibility of {what}: rule {pieces.rule.family!r}, feedback "
+                        f"{pieces.network.feedback!r}")
+    for col in ("constraint", "declared", "result", "how / where"):
+        table.add_column(col)
+    failed = []
+    for r in results:
+        is_declared = r.constraint in declared
+        if is_declared and not r.holds:
+            failed.append(r.constraint)
+        mark = "[green]holds[/]" if r.holds else (
+            "[red]FAILS[/]" if is_declared else "[yellow]fails[/]")
+        table.add_row(r.constraint, "yes" if is_declared else "", mark, r.detail)
+    console.print(table)
+    if failed:
+        console.print(f"[red]declared constraint(s) fail:[/] {', '.join(failed)}")
+        return EXIT_CONSTRAINT
+    console.print("all declared constraints hold" if declared else
+                  "no constraints declared (config key `constraints`, or --require)")
+    return 0
+
+
 def cmd_list(args) -> int:
     from metaplastic import rules, tasks
     from metaplastic.experiments.presets import PRESETS
@@ -257,6 +306,15 @@ def parser() -> argparse.ArgumentParser:
                    help="signals to fit over (default: every signal that varies)")
     x.set_defaults(func=cmd_explain)
 
+    c = sub.add_parser("check", help="measure which plausibility constraints a config or a "
+                                     "finished run keeps")
+    c.add_argument("config", help="run directory, preset name or .toml file")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable)")
+    c.add_argument("--require", nargs="+", default=None, metavar="CONSTRAINT",
+                   help="constraints that must hold (default: the config's `constraints`)")
+    c.set_defaults(func=cmd_check)
+
     ls = sub.add_parser("list", help="list presets, rules, tasks and options")
     ls.set_defaults(func=cmd_list)
     return p
@@ -267,8 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "tasks", None) is not None and args.tasks < 1:
         console.print("[red]error:[/] --tasks must be >= 1")
         return EXIT_ERROR
+    from metaplastic.plausibility import ConstraintError
+
     try:
         return args.func(args)
+    except ConstraintError as e:
+        console.print(f"[red]error:[/] {e}")
+        return EXIT_CONSTRAINT
     except MetaplasticError as e:
         console.print(f"[red]error:[/] {e}")
         return EXIT_ERROR

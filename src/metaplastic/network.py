@@ -53,6 +53,11 @@ class Network:
     init_scale: float = 1.0  # W_l ~ N(0, init_scale^2 / n_{l-1}), or U[-init_scale, init_scale]
     init_dist: str = "normal"  # "normal" (scaled by fan-in) or "uniform"
     feedback_scale: float = 1.0
+    #: Dale's law: each presynaptic neuron is excitatory (the first ``excitatory`` fraction
+    #: of a layer) or inhibitory; its outgoing weights start with its sign and learning
+    #: cannot flip them (a weight that would cross zero stays at zero)
+    dale: bool = False
+    excitatory: float = 0.8
 
     def __post_init__(self):
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
@@ -64,6 +69,8 @@ class Network:
             raise ConfigError(f"init_dist must be 'normal' or 'uniform', got {self.init_dist!r}")
         RateNeuron(self.activation)
         RateNeuron(self.output_activation or self.activation)
+        if not 0.0 <= self.excitatory <= 1.0:
+            raise ConfigError(f"excitatory must be a fraction in [0, 1], got {self.excitatory}")
 
     @property
     def n_layers(self) -> int:
@@ -88,7 +95,23 @@ class Network:
         elif [tuple(w.shape) for w in weights] != self.shapes:
             raise ShapeError(f"initial weights have shapes {[tuple(w.shape) for w in weights]}, "
                              f"the network needs {self.shapes}")
+        if self.dale:
+            weights = tuple(self.sign(l) * jnp.abs(w) for l, w in enumerate(weights))
         return NetState(tuple(weights), self._init_feedback(kb))
+
+    def sign(self, layer: int) -> Array:
+        """(n_in,) +1 for excitatory, -1 for inhibitory presynaptic neurons of weight
+        matrix ``layer`` (0-based); all +1 without Dale's law."""
+        n_in = self.sizes[layer]
+        n_exc = round(self.excitatory * n_in) if self.dale else n_in
+        return jnp.where(jnp.arange(n_in) < n_exc, 1.0, -1.0)
+
+    def constrain(self, layer: int, w: Array) -> Array:
+        """Weights after a plastic update: with Dale's law, no weight changes sign."""
+        if not self.dale:
+            return w
+        sign = self.sign(layer)
+        return sign * jnp.maximum(sign * w, 0.0)
 
     def _draw(self, key: Array, shape: tuple[int, int]) -> Array:
         if self.init_dist == "uniform":

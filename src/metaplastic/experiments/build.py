@@ -47,6 +47,8 @@ def build_network(cfg: RunConfig, task: Task) -> Network:
         init_scale=n.init_scale,
         init_dist=n.init_dist,
         feedback_scale=n.feedback_scale,
+        dale=n.dale,
+        excitatory=n.excitatory,
     )
 
 
@@ -89,6 +91,9 @@ def validate(cfg: RunConfig) -> Pieces:
     from metaplastic.experiments.runner import validate_baselines
 
     pieces = build(cfg)
+    from metaplastic.plausibility import check_names
+
+    check_names(cfg.constraints)
     if cfg.reference:
         build_rule(cfg, cfg.reference)
     validate_baselines(cfg)

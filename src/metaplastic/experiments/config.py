@@ -35,6 +35,8 @@ class NetworkConfig:
     init_scale: float = 1.0
     init_dist: str = "normal"
     feedback_scale: float = 1.0
+    dale: bool = False  # excitatory/inhibitory neurons whose weights keep their sign
+    excitatory: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class RunConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    #: plausibility constraints checked at the start of the run (metaplastic check):
+    #: locality, no_weight_transport, online, dale, spikes_only
+    constraints: tuple[str, ...] = ()
 
 
 _SECTIONS = {"network": NetworkConfig, "meta": MetaConfig, "eval": EvalConfig}

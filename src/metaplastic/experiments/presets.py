@@ -21,6 +21,7 @@ def oja() -> RunConfig:
         name="oja",
         seed=0,
         reference="oja",
+        constraints=("locality", "online"),
         task={"name": "pca", "n_in": 10, "n_steps": 1000, "decay": 0.5,
               "scale_range": [0.5, 2.0]},
         rule={"name": "polynomial", "eta": 0.01},
@@ -74,6 +75,7 @@ def _hebbian_es(name: str, task: dict, *, lr: float, steps: int, episodes: int,
     return RunConfig(
         name=name,
         seed=0,
+        constraints=("locality", "online"),
         task=task,
         rule={"name": "abcd"},
         network=NetworkConfig(hidden=(32, 32), activation="tanh", init_dist="uniform",
@@ -158,6 +160,7 @@ def fa_digits() -> RunConfig:
     return RunConfig(
         name="fa-digits",
         seed=0,
+        constraints=("locality", "no_weight_transport", "online"),
         task={"name": "fewshot", "dataset": "digits", "ways": 5, "shots": 10, "queries": 10},
         rule={"name": "termpool", "eta": 0.03, "start": "pseudo_grad"},
         network=NetworkConfig(hidden=(32, 32), activation="softplus",
@@ -178,7 +181,8 @@ def fa_digits() -> RunConfig:
 
 def mlp_digits() -> RunConfig:
     """fa-digits with a rule that is a network: an MLP shared by every synapse, reading
-    pre, post, w and the feedback errors at both ends, meta-learned from dw = 0.
+    pre, post, w and the feedback errors at both ends; it starts as feedback alignment (the
+    MLP fitted to the pseudo-gradient -e_post*pre) and is meta-learned from there.
 
     Same task, network (random feedback) and meta-training budget as ``fa-digits``; the
     evaluation table has the term-pool rule meta-trained with the same budget, backprop,
@@ -190,7 +194,7 @@ def mlp_digits() -> RunConfig:
     return dataclasses.replace(
         base, name="mlp-digits",
         rule={"name": "mlp", "inputs": ["pre", "post", "w", "e_pre", "e_post"],
-              "hidden": [16], "activation": "gelu", "eta": 0.03},
+              "hidden": [16], "activation": "gelu", "eta": 0.03, "start": "pseudo_grad"},
         meta=dataclasses.replace(base.meta, l1=0.0),
         eval=dataclasses.replace(base.eval, variants=base.eval.variants[:2],
                                  baselines=(termpool, *base.eval.baselines)),

@@ -41,6 +41,7 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
     run.save_config(cfg)
     k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
     theta0 = pieces.rule.init(k_init, pieces.network.shapes)
+    constraints = check_constraints(cfg, pieces, theta0, run)
     start = time.perf_counter()
 
     def on_chunk(records):
@@ -61,11 +62,44 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
         theta = result.theta if result is not None else theta0
         run.save_theta(theta)
         summary = _summary(cfg, pieces, theta, result, status, time.perf_counter() - start)
+        summary["constraints"] = constraints
         run.write_json("summary.json", summary)
         from metaplastic.report import make_report
 
         make_report(run)
     return summary
+
+
+PLAUSIBILITY_STREAM = 4_000_037  # keys for the plausibility checks
+
+
+def plausibility(cfg: RunConfig, pieces, theta, names=None) -> list:
+    """Run the plausibility checks ``names`` (default: all) on a run's pieces."""
+    from metaplastic.plausibility import check
+
+    key = jax.random.fold_in(jax.random.key(cfg.seed), PLAUSIBILITY_STREAM)
+    return check(names or (), pieces.network, pieces.rule, theta, pieces.task, key)
+
+
+def check_constraints(cfg: RunConfig, pieces, theta, run: RunDir) -> dict[str, Any]:
+    """The declared constraints, checked before training; recorded in the run directory.
+    Raises ConstraintError (after recording) when one fails."""
+    from metaplastic.plausibility import ConstraintError
+
+    if not cfg.constraints:
+        run.write_json("plausibility.json", {"declared": [], "results": []})
+        return {}
+    results = plausibility(cfg, pieces, theta, cfg.constraints)
+    run.write_json("plausibility.json", {"declared": list(cfg.constraints),
+                                         "results": [r.to_json() for r in results]})
+    states = {r.constraint: ("holds" if r.holds else f"fails: {r.detail}") for r in results}
+    failed = [r for r in results if not r.holds]
+    if failed:
+        run.write_json("summary.json", {"status": "stopped: a declared constraint fails",
+                                        "constraints": states})
+        raise ConstraintError("declared constraint(s) fail: " + "; ".join(
+            f"{r.constraint}: {r.detail}" for r in failed))
+    return states
 
 
 def _summary(cfg, pieces, theta, result, status, seconds) -> dict[str, Any]:

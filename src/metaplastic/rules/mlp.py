@@ -103,15 +103,36 @@ def _stack(s: LocalSignals, inputs: tuple[str, ...]) -> Array:
     return jnp.stack([jnp.asarray(getattr(s, n), jnp.result_type(s.w)) for n in inputs], -1)
 
 
+def _start_term(name: str):
+    from metaplastic.rules.termpool import TERMS, _term
+
+    if name not in TERMS:
+        raise ConfigError(f"rule 'mlp': unknown start {name!r}; valid: zeros, "
+                          f"{', '.join(TERMS)}")
+    return lambda s: _term(name, s)
+
+
+_START_SIGNALS = {"pseudo_grad": {"e_post", "pre"}, "error_hebb": {"e_post", "e_pre"},
+                  "hebb": {"post", "pre"}, "oja": {"post", "pre", "w"},
+                  "error_oja": {"e_post", "e_pre", "w"}, "decay": {"w"}}
+
+
 @dataclass(frozen=True)
 class MLPRule(Rule):
-    """dw = eta * MLP(local signals of the synapse); one MLP shared by every synapse."""
+    """dw = eta * MLP(local signals of the synapse); one MLP shared by every synapse.
+
+    ``start``: ``zeros`` (the last layer scaled by ``out_scale``, 0 by default: dw = 0) or
+    a term of the term pool (``pseudo_grad``, ``hebb``, ``oja``, ...): the MLP is then fitted
+    by regression to that term over random signals at ``init`` — e.g. a network rule that
+    starts as feedback alignment and is meta-learned from there.
+    """
 
     inputs: tuple[str, ...] = ("pre", "post", "w")
     hidden: tuple[int, ...] = (16,)
     activation: str = "tanh"
     eta: float = 0.01
     out_scale: float = field(default=0.0, compare=False)  # 0: start at dw = 0
+    start: str = field(default="zeros", compare=False)
     fast: bool = True
     family = "mlp"
 
@@ -119,9 +140,45 @@ class MLPRule(Rule):
         object.__setattr__(self, "inputs", _check_inputs("mlp", self.inputs))
         object.__setattr__(self, "hidden",
                            _check_common("mlp", self.eta, self.hidden, self.activation))
+        if self.start != "zeros":
+            _start_term(self.start)
+            missing = _START_SIGNALS[self.start] - set(self.inputs)
+            if missing:
+                raise ConfigError(f"rule 'mlp': start {self.start!r} needs inputs "
+                                  f"{sorted(missing)}")
 
     def init(self, key: Array, shapes=None):
-        return {"mlp": init_mlp(key, [len(self.inputs), *self.hidden, 1], self.out_scale)}
+        out_scale = self.out_scale if self.start == "zeros" else 1.0
+        theta = {"mlp": init_mlp(key, [len(self.inputs), *self.hidden, 1], out_scale)}
+        if self.start != "zeros":
+            theta = self.fit(theta, _start_term(self.start), jax.random.fold_in(key, 1))
+        return theta
+
+    def fit(self, theta, target, key: Array, *, samples: int = 4096, steps: int = 1500,
+            lr: float = 1e-2):
+        """θ fitted by regression so that MLP(signals) ≈ target(signals) (dw / eta) over
+        signals drawn N(0, 1) (w: N(0, 0.5²)); deterministic given ``key``."""
+        import optax
+
+        k = jax.random.split(key, 6)
+        s = LocalSignals(jax.random.normal(k[0], (samples,)), jax.random.normal(k[1], (samples,)),
+                         0.5 * jax.random.normal(k[2], (samples,)),
+                         jax.random.normal(k[3], (samples,)), jax.random.normal(k[4], (samples,)),
+                         jax.random.normal(k[5], (samples,)))
+        y = target(s)
+        act = ACTIVATIONS[self.activation]
+        opt = optax.adam(lr)
+
+        def loss(t):
+            return jnp.mean((apply_mlp(t["mlp"], _stack(s, self.inputs), act)[..., 0] - y) ** 2)
+
+        def step(carry, _):
+            t, o = carry
+            u, o = opt.update(jax.grad(loss)(t), o)
+            return (optax.apply_updates(t, u), o), None
+
+        return jax.jit(lambda t: jax.lax.scan(step, (t, opt.init(t)), None,
+                                              length=steps)[0][0])(theta)
 
     def synapse(self, theta, s: LocalSignals) -> Array:
         act = ACTIVATIONS[self.activation]

@@ -1,0 +1,279 @@
+"""Plausibility checks: measure which biological constraints a network and rule keep.
+
+Nothing here trusts names or comments; every check runs the real computation with JAX:
+
+* ``locality`` — the update of synapse i->j (and its rule state) depends only on that
+  synapse's signals (pre_i, post_j, w_ji, e_pre_i, e_post_j, its own rule state) and on
+  broadcast modulators: the gradient of dw[j, i] with respect to every *other* synapse's
+  signals is exactly zero, for random signals and sampled synapses of every layer.
+* ``no_weight_transport`` — the feedback errors that reach the neurons do not depend on the
+  forward weights: with the neurons' activities held fixed, the Jacobian of every layer's
+  errors with respect to every forward weight matrix is exactly zero.
+* ``online`` — the inner loop's memory does not grow with the number of steps (no stored
+  activation history): the carried state and XLA's working memory of ``length`` inner steps
+  are the same for two lengths.
+* ``dale`` — each neuron's outgoing weights keep one sign through learning: checked on the
+  weights of real inner-loop runs at several points in time.
+* ``spikes_only`` — neurons communicate only by 0/1 spikes: the values each hidden layer
+  sends to the next, over random inputs, are all 0 or 1.
+
+:func:`check` runs the constraints asked for and returns one :class:`CheckResult` each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metaplastic.errors import ConfigError, MetaplasticError
+from metaplastic.inner import advance, initial_carry
+from metaplastic.network import NetState, Network
+from metaplastic.rules.base import Rule
+from metaplastic.signals import LocalSignals
+from metaplastic.tasks.base import Task
+
+CONSTRAINTS = ("locality", "no_weight_transport", "online", "dale", "spikes_only")
+
+
+class ConstraintError(MetaplasticError):
+    """A declared plausibility constraint does not hold."""
+
+
+@dataclass
+class CheckResult:
+    constraint: str
+    holds: bool
+    detail: str  # how it was measured, or where it fails (layer, signal)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def check_names(names) -> tuple[str, ...]:
+    names = tuple(names)
+    bad = [n for n in names if n not in CONSTRAINTS]
+    if bad:
+        raise ConfigError(f"unknown constraint(s) {bad}; valid: {', '.join(CONSTRAINTS)}")
+    return names
+
+
+# ------------------------------------------------------------------------------ locality
+_FIELDS = ("pre", "post", "w", "e_pre", "e_post")
+_OWN = {"pre": lambda j, i: (i,), "post": lambda j, i: (j,), "w": lambda j, i: (j, i),
+        "e_pre": lambda j, i: (i,), "e_post": lambda j, i: (j,)}
+
+
+def _random_signals(key, n_out, n_in) -> LocalSignals:
+    k = jax.random.split(key, 6)
+    return LocalSignals(jax.random.normal(k[0], (n_in,)), jax.random.normal(k[1], (n_out,)),
+                        jax.random.normal(k[2], (n_out, n_in)),
+                        jax.random.normal(k[3], (n_in,)), jax.random.normal(k[4], (n_out,)),
+                        jax.random.normal(k[5], ()))
+
+
+def _random_state(key, state, shape):
+    """Rule state with random values where it is a float array (to exercise dependencies)."""
+    leaves, tree = jax.tree.flatten(state)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    out = [jax.random.normal(k, jnp.shape(x)) if jnp.issubdtype(jnp.result_type(x), jnp.floating)
+           and jnp.ndim(x) >= 2 and tuple(jnp.shape(x)[:2]) == tuple(shape) else x
+           for k, x in zip(keys, leaves, strict=False)]
+    return jax.tree.unflatten(tree, out)
+
+
+def _per_synapse(x, shape) -> bool:
+    return jnp.ndim(x) >= 2 and tuple(jnp.shape(x)[:2]) == tuple(shape)
+
+
+def _foreign(g: np.ndarray, own: tuple) -> np.ndarray:
+    """Indices where the gradient ``g`` is non-zero outside the entries ``own``."""
+    g = np.array(g, copy=True)
+    g[own] = 0.0
+    return np.argwhere(g != 0)
+
+
+def check_locality(network: Network, rule: Rule, theta: Any, key: jax.Array, *,
+                   draws: int = 2, synapses: int = 12) -> CheckResult:
+    """dw[j, i] (and the rule state of (j, i)) must not depend on other synapses' signals."""
+    for l, shape in enumerate(network.shapes):
+        n_out, n_in = shape
+        theta_l = rule.layer_theta(theta, l)
+        state0 = rule.init_state(shape)
+        rng = np.random.default_rng(l)
+        pairs = np.array([(j, i) for j in range(n_out) for i in range(n_in)])
+        if len(pairs) > synapses:
+            pairs = pairs[rng.choice(len(pairs), synapses, replace=False)]
+        js, is_ = jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1])
+
+        def outputs(s, st, j, i):
+            dw, new = rule.update(theta_l, s, st)
+            own = [jnp.sum(x[j, i]) for x in jax.tree.leaves(new) if _per_synapse(x, shape)]
+            return dw[j, i], sum(own, jnp.zeros(()))
+
+        grads = jax.jit(jax.vmap(
+            lambda s, st, j, i: (jax.grad(lambda a, b: outputs(a, b, j, i)[0],
+                                          argnums=(0, 1))(s, st),
+                                 jax.grad(lambda a, b: outputs(a, b, j, i)[1],
+                                          argnums=(0, 1))(s, st)),
+            in_axes=(None, None, 0, 0)))
+        for d in range(draws):
+            k_s, k_st = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, l), d))
+            s = _random_signals(k_s, n_out, n_in)
+            state = _random_state(k_st, state0, shape)
+            for which, (g_s, g_state) in zip(("dw", "rule state"), grads(s, state, js, is_),
+                                             strict=True):
+                for n, (j, i) in enumerate(pairs):
+                    for name in _FIELDS:
+                        bad = _foreign(np.asarray(getattr(g_s, name))[n], _OWN[name](j, i))
+                        if bad.size:
+                            return CheckResult(
+                                "locality", False,
+                                f"layer {l + 1}: {which} of synapse {i}->{j} depends on "
+                                f"{name}{list(map(int, bad[0]))}")
+                    for g in jax.tree.leaves(g_state):
+                        g = np.asarray(g)[n]
+                        if g.ndim >= 2 and tuple(g.shape[:2]) == tuple(shape):
+                            bad = _foreign(g, (j, i))
+                            if bad.size:
+                                return CheckResult(
+                                    "locality", False,
+                                    f"layer {l + 1}: {which} of synapse {i}->{j} depends on "
+                                    f"the rule state of synapse "
+                                    f"{int(bad[0][1])}->{int(bad[0][0])}")
+    return CheckResult("locality", True, f"d(dw_ji)/d(other synapses' pre, post, w, e_pre, "
+                       f"e_post, rule state) = 0 exactly for {synapses} sampled synapses per "
+                       f"layer x {draws} random signal draws")
+
+
+# ------------------------------------------------------------------ no weight transport
+def check_weight_transport(network: Network, key: jax.Array, *, draws: int = 2) -> CheckResult:
+    """The errors reaching each layer must not depend on the forward weights (activities
+    held fixed)."""
+    if network.n_layers < 2:
+        return CheckResult("no_weight_transport", True, "a single plastic layer: the only "
+                           "error is the task's, at the output; no feedback pathway")
+    for d in range(draws):
+        k_net, k_x, k_e = jax.random.split(jax.random.fold_in(key, d), 3)
+        state = network.init(k_net)
+        act = network.forward(state.weights, jax.random.normal(k_x, (network.sizes[0],)))
+        e_out = jax.random.normal(k_e, (network.sizes[-1],))
+
+        def errs(weights, state=state, act=act, e_out=e_out):
+            return network.errors(NetState(weights, state.feedback), act, e_out)
+
+        jac = jax.jacrev(errs)(state.weights)
+        for l in range(1, network.n_layers):  # hidden layers' errors
+            for k, jk in enumerate(jac[l]):
+                if np.any(np.asarray(jk) != 0):
+                    return CheckResult(
+                        "no_weight_transport", False,
+                        f"the error at hidden layer {l} depends on forward weights W{k + 1} "
+                        f"(feedback = {network.feedback!r} reads the forward weights)")
+    return CheckResult("no_weight_transport", True,
+                       f"d(errors)/d(forward weights) = 0 exactly with activities fixed "
+                       f"(feedback = {network.feedback!r}), {draws} random draws")
+
+
+# ------------------------------------------------------------------------------- online
+def _bytes(tree) -> int:
+    return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree)))
+
+
+def check_online(network: Network, rule: Rule, theta: Any, task: Task, key: jax.Array, *,
+                 lengths: tuple[int, int] = (8, 64)) -> CheckResult:
+    """Carried state and XLA working memory of ``length`` inner steps, for two lengths."""
+    k_inst, k_net = jax.random.split(key)
+    instance = task.sample(k_inst)
+    carry = initial_carry(network, rule, theta, task, instance, k_net)
+    sizes = []
+    for n in lengths:
+        fn = jax.jit(lambda c, n=n: advance(network, rule, theta, task, instance, c, n))
+        compiled = fn.lower(carry).compile()
+        out = jax.eval_shape(fn, carry)
+        temp = compiled.memory_analysis().temp_size_in_bytes
+        sizes.append((_bytes(out), temp))
+    (c1, t1), (c2, t2) = sizes
+    detail = (f"{lengths[0]} vs {lengths[1]} inner steps: carried state {c1} vs {c2} bytes, "
+              f"XLA working memory {t1} vs {t2} bytes")
+    return CheckResult("online", c1 == c2 and t1 == t2, detail)
+
+
+# --------------------------------------------------------------------------------- dale
+def check_dale(network: Network, rule: Rule, theta: Any, task: Task, key: jax.Array, *,
+               tasks: int = 2, points: int = 4) -> CheckResult:
+    """Each presynaptic neuron's outgoing weights have one sign, kept through learning."""
+    n = task.n_steps
+    seg = max(n // points, 1)
+    for t in range(tasks):
+        k_inst, k_net = jax.random.split(jax.random.fold_in(key, t))
+        instance = task.sample(k_inst)
+        carry = initial_carry(network, rule, theta, task, instance, k_net)
+        run = jax.jit(lambda c: advance(network, rule, theta, task, instance, c, seg))
+        signs = [None] * network.n_layers
+        for p in range(points + 1):
+            for l, w in enumerate(carry[0].weights):
+                w = np.asarray(w)
+                pos, neg = np.any(w > 0, axis=0), np.any(w < 0, axis=0)
+                both = np.flatnonzero(pos & neg)
+                if both.size:
+                    return CheckResult("dale", False, f"layer {l + 1}: presynaptic neuron "
+                                       f"{int(both[0])} has outgoing weights of both signs "
+                                       f"at step {p * seg}")
+                sign = pos.astype(int) - neg.astype(int)
+                if signs[l] is not None:
+                    flipped = np.flatnonzero(sign * signs[l] < 0)
+                    if flipped.size:
+                        return CheckResult("dale", False, f"layer {l + 1}: presynaptic "
+                                           f"neuron {int(flipped[0])} changed sign by step "
+                                           f"{p * seg}")
+                    sign = np.where(sign == 0, signs[l], sign)
+                signs[l] = sign
+            if p < points:
+                carry = run(carry)
+    return CheckResult("dale", True, f"one sign per presynaptic neuron, kept at {points + 1} "
+                       f"points over {n} steps, {tasks} tasks")
+
+
+# -------------------------------------------------------------------------- spikes only
+def check_spikes(network: Network, key: jax.Array, *, draws: int = 8) -> CheckResult:
+    """The values each layer sends to the next must be 0 or 1."""
+    if network.n_layers < 2:
+        return CheckResult("spikes_only", False, "no hidden layer sends anything; the "
+                           "network's output is read as a rate")
+    state = network.init(key)
+    for d in range(draws):
+        x = jax.random.normal(jax.random.fold_in(key, d), (network.sizes[0],))
+        act = network.forward(state.weights, x)
+        for l in range(1, network.n_layers):
+            r = np.asarray(act.rates[l])
+            bad = r[(r != 0) & (r != 1)]
+            if bad.size:
+                return CheckResult("spikes_only", False, f"layer {l} sends {float(bad[0]):.3g} "
+                                   f"to layer {l + 1} ({network.activation} rate neurons send "
+                                   f"real-valued rates, not spikes)")
+    return CheckResult("spikes_only", True, f"every value sent between layers over {draws} "
+                       f"random inputs is 0 or 1")
+
+
+def check(constraints, network: Network, rule: Rule, theta: Any, task: Task,
+          key: jax.Array) -> list[CheckResult]:
+    """Run the named constraints (all of :data:`CONSTRAINTS` if empty)."""
+    names = check_names(constraints) or CONSTRAINTS
+    out = []
+    for name in names:
+        k = jax.random.fold_in(key, CONSTRAINTS.index(name))
+        if name == "locality":
+            out.append(check_locality(network, rule, theta, k))
+        elif name == "no_weight_transport":
+            out.append(check_weight_transport(network, k))
+        elif name == "online":
+            out.append(check_online(network, rule, theta, task, k))
+        elif name == "dale":
+            out.append(check_dale(network, rule, theta, task, k))
+        else:
+            out.append(check_spikes(network, k))
+    return out

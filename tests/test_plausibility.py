@@ -1,0 +1,133 @@
+"""Plausibility checks measured on the computation: the catalogue of registered rules x
+feedback pathways, and rules/networks built to fail."""
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metaplastic as mp
+from metaplastic.errors import ConfigError
+from metaplastic.plausibility import (
+    check,
+    check_dale,
+    check_locality,
+    check_online,
+    check_spikes,
+    check_weight_transport,
+)
+from metaplastic.rules.base import Rule
+
+TASK = mp.tasks.make("pca", n_in=4, n_steps=40)
+KEY = jax.random.key(0)
+
+
+def _net(feedback, **kw):
+    return mp.Network(sizes=(4, 3, 3, 1), activation="tanh", output_activation="linear",
+                      feedback=feedback, **kw)
+
+
+@pytest.mark.parametrize("feedback", mp.network.FEEDBACK)
+@pytest.mark.parametrize("name", sorted(mp.rules.REGISTRY))
+def test_catalogue(name, feedback):
+    """Expected table: every registered rule is local and online; only symmetric feedback
+    (backprop) transports weights."""
+    net = _net(feedback)
+    rule = mp.rules.make(name)
+    theta = rule.init(jax.random.key(1), net.shapes)
+    if name == "mlp":  # a non-zero network (the default starts at dw = 0)
+        theta = mp.rules.make(name, out_scale=1.0).init(jax.random.key(1))
+    results = {r.constraint: r for r in check(
+        ["locality", "no_weight_transport", "online"], net, rule, theta, TASK, KEY)}
+    assert results["locality"].holds, results["locality"].detail
+    assert results["online"].holds, results["online"].detail
+    assert results["no_weight_transport"].holds == (feedback != "symmetric"), \
+        results["no_weight_transport"].detail
+    if feedback == "symmetric":
+        assert "depends on forward weights W" in results["no_weight_transport"].detail
+
+
+@dataclass(frozen=True)
+class NeighbourRule(Rule):
+    """Deliberately non-local: synapse i->j also reads presynaptic neuron i+1."""
+
+    family = "neighbour"
+
+    def init(self, key, shapes=None):
+        return {}
+
+    def update(self, theta, s, state):
+        neighbour = jnp.roll(s.pre, -1)
+        return 0.01 * s.post[:, None] * (s.pre + 0.5 * neighbour)[None, :], state
+
+
+@dataclass(frozen=True)
+class SharedTraceRule(Rule):
+    """Non-local through its state: each synapse's trace mixes in the layer's mean trace."""
+
+    family = "shared-trace"
+
+    def init(self, key, shapes=None):
+        return {}
+
+    def init_state(self, shape):
+        return jnp.zeros(shape)
+
+    def update(self, theta, s, state):
+        trace = 0.9 * state + s.post[:, None] * s.pre[None, :] + 0.1 * jnp.mean(state)
+        return 0.01 * trace, trace
+
+
+def test_non_local_rules_fail_locality_and_say_where():
+    r = check_locality(_net("random"), NeighbourRule(), {}, KEY)
+    assert not r.holds and "depends on pre[" in r.detail and r.detail.startswith("layer 1")
+    r = check_locality(_net("random"), SharedTraceRule(), {}, KEY)
+    assert not r.holds and "rule state of synapse" in r.detail
+
+
+def test_fa_with_a_polynomial_rule_passes_everything_but_dale_and_spikes():
+    net = _net("random")
+    rule = mp.rules.make("polynomial", variables=["pre", "post", "w", "e_pre", "e_post"],
+                         degree=1, init_noise=0.1)
+    res = {r.constraint: r.holds for r in check([], net, rule, rule.init(KEY), TASK, KEY)}
+    assert res == {"locality": True, "no_weight_transport": True, "online": True,
+                   "dale": False, "spikes_only": False}
+
+
+def test_dale_holds_only_with_sign_constrained_networks():
+    rule = mp.rules.make("hebb", eta=0.5)  # strong Hebbian updates push weights across 0
+    theta = rule.init(KEY)
+    free = mp.Network(sizes=(4, 3, 1), activation="tanh")
+    assert not check_dale(free, rule, theta, TASK, KEY).holds
+    dale = mp.Network(sizes=(4, 3, 1), activation="tanh", dale=True, excitatory=0.5)
+    r = check_dale(dale, rule, theta, TASK, KEY)
+    assert r.holds, r.detail
+    w = dale.init(KEY).weights[0]
+    assert np.all(np.asarray(w[:, :2]) >= 0) and np.all(np.asarray(w[:, 2:]) <= 0)
+    # an update that would flip every weight leaves them at zero instead
+    np.testing.assert_array_equal(dale.constrain(0, -w), jnp.zeros_like(w))
+
+
+def test_rate_neurons_are_not_spikes():
+    r = check_spikes(_net("random"), KEY)
+    assert not r.holds and "layer 1 sends" in r.detail
+    step = mp.Network(sizes=(4, 3, 1), activation="relu")
+    assert not check_spikes(step, KEY).holds
+
+
+def test_weight_transport_single_layer_and_direct():
+    assert check_weight_transport(mp.Network(sizes=(4, 1)), KEY).holds
+    assert check_weight_transport(_net("direct"), KEY).holds
+
+
+def test_online_reports_sizes():
+    rule = mp.rules.make("recurrent", out_scale=1.0)
+    r = check_online(_net("random"), rule, rule.init(KEY), TASK, KEY)
+    assert r.holds and "carried state" in r.detail
+
+
+def test_unknown_constraint():
+    with pytest.raises(ConfigError, match="unknown constraint"):
+        check(["locallity"], _net("none"), mp.rules.make("hebb"), {}, TASK, KEY)
