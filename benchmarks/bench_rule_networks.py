@@ -32,7 +32,8 @@ def main():
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" /
                                          "rule_networks.json"))
     args = ap.parse_args()
-    task = mp.tasks.make("fewshot", dataset="digits", ways=10, shots=50, queries=5)
+    task = mp.tasks.make("fewshot", dataset="digits", ways=10, shots=50, queries=5,
+                         classes="all")
     net = mp.Network(sizes=(64, 100, 10), activation="softplus", output_activation="linear",
                      feedback="random")
     signals = ["pre", "post", "w", "e_pre", "e_post"]
