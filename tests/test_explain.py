@@ -21,7 +21,7 @@ def _random_data(n=4000, seed=0):
 def test_monomials_count_and_order():
     terms = monomials(["pre", "post", "w"], 3)
     assert len(terms) == 20 and terms[0] == (0, 0, 0)  # C(6, 3) monomials, constant first
-    assert all(sum(a) <= sum(b) for a, b in zip(terms, terms[1:]))
+    assert all(sum(a) <= sum(b) for a, b in zip(terms, terms[1:], strict=False))
 
 
 def test_distil_recovers_an_exact_polynomial():

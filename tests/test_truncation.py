@@ -1,7 +1,6 @@
 """Truncated unrolls for the gradient outer loop."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -109,7 +109,7 @@ def check_locality(network: Network, rule: Rule, theta: Any, key: jax.Array, *,
             pairs = pairs[rng.choice(len(pairs), synapses, replace=False)]
         js, is_ = jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1])
 
-        def outputs(s, st, j, i):
+        def outputs(s, st, j, i, theta_l=theta_l, shape=shape):
             dw, new = rule.update(theta_l, s, st)
             own = [jnp.sum(x[j, i]) for x in jax.tree.leaves(new) if _per_synapse(x, shape)]
             return dw[j, i], sum(own, jnp.zeros(()))
@@ -212,7 +212,8 @@ def check_dale(network: Network, rule: Rule, theta: Any, task: Task, key: jax.Ar
         k_inst, k_net = jax.random.split(jax.random.fold_in(key, t))
         instance = task.sample(k_inst)
         carry = initial_carry(network, rule, theta, task, instance, k_net)
-        run = jax.jit(lambda c: advance(network, rule, theta, task, instance, c, seg))
+        run = jax.jit(lambda c, instance=instance: advance(network, rule, theta, task,
+                                                           instance, c, seg))
         signs = [None] * network.n_layers
         for p in range(points + 1):
             for l, w in enumerate(carry[0].weights):
