@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import random_signals
 
 import metaplastic as mp
+from helpers import random_signals
 from metaplastic.errors import ConfigError
 from metaplastic.rules.mlp import apply_mlp
 
