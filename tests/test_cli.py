@@ -186,5 +186,5 @@ def test_run_stops_before_training_when_a_declared_constraint_fails(tmp_path, ca
     (run,) = list(tmp_path.iterdir())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["constraints"]["locality"] == "holds"
-    assert summary["constraints"]["spikes_only"].startswith("fails: no hidden layer")
+    assert summary["constraints"]["spikes_only"].startswith("fails: the input layer sends")
     assert not (run / "theta.npz").exists()  # nothing was trained

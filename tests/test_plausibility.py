@@ -112,7 +112,7 @@ def test_dale_holds_only_with_sign_constrained_networks():
 
 def test_rate_neurons_are_not_spikes():
     r = check_spikes(_net("random"), KEY)
-    assert not r.holds and "layer 1 sends" in r.detail
+    assert not r.holds and "the input layer sends" in r.detail
     step = mp.Network(sizes=(4, 3, 1), activation="relu")
     assert not check_spikes(step, KEY).holds
 

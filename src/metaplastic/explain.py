@@ -29,7 +29,7 @@ from metaplastic.rules.base import Rule
 from metaplastic.signals import LocalSignals
 from metaplastic.tasks.base import Task
 
-SIGNALS = ("pre", "post", "w", "e_pre", "e_post", "modulator")
+SIGNALS = ("pre", "post", "w", "e_pre", "e_post", "modulator", "pre_trace", "post_trace")
 EXPLAIN_STREAM = 3_000_017  # keys for explaining: neither training, evaluation nor tuning
 
 
@@ -65,6 +65,7 @@ def collect(task: Task, network: Network, rule: Rule, theta: Any, *, key: jax.Ar
                 rows.append({"pre": s.pre[i], "post": s.post[j], "w": s.w[j, i],
                              "e_pre": s.e_pre[i], "e_post": s.e_post[j],
                              "modulator": jnp.broadcast_to(s.modulator, j.shape),
+                             "pre_trace": s.pre_trace[i], "post_trace": s.post_trace[j],
                              "dw": dw[j, i], "live": jnp.broadcast_to(live, j.shape)})
             return carry, rows
 

@@ -39,7 +39,7 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
     def step(carry):
         state, rule_state, env = carry
         x, target = task.observe(instance, env)
-        act = network.forward(state.weights, x)
+        act, state = network.run(state, x)
         e_out = task.output_error(act.rates[-1], target)
         live = task.active(instance, env)
         weights, new_rule_state, dws = [], [], []

@@ -19,7 +19,7 @@ rule parameters θ live elsewhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,7 @@ FEEDBACK = ("none", "symmetric", "random", "direct")
 class NetState(NamedTuple):
     weights: tuple[Array, ...]  # W_l, shape (n_l, n_{l-1})
     feedback: tuple[Array, ...]  # B_{l+1} (n_l, n_{l+1}) or D_l (n_l, n_L); () without
+    neurons: Any = ()  # the neurons' own state (spiking networks: voltages, traces, ...)
 
 
 class Activity(NamedTuple):
@@ -144,6 +145,10 @@ class Network:
             rates.append(self.neuron(layer).f(v))
             currents.append(v)
         return Activity(tuple(rates), tuple(currents))
+
+    def run(self, state: NetState, x: Array) -> tuple[Activity, NetState]:
+        """One time step: the activity, and the state after it (rate neurons keep none)."""
+        return self.forward(state.weights, x), state
 
     def errors(self, state: NetState, act: Activity, e_out: Array | None) -> tuple[Array, ...]:
         """Errors at the neurons of every layer 0..L (layer 0, the input, gets zeros)."""

@@ -62,17 +62,19 @@ def check_names(names) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------ locality
-_FIELDS = ("pre", "post", "w", "e_pre", "e_post")
+_FIELDS = ("pre", "post", "w", "e_pre", "e_post", "pre_trace", "post_trace")
 _OWN = {"pre": lambda j, i: (i,), "post": lambda j, i: (j,), "w": lambda j, i: (j, i),
-        "e_pre": lambda j, i: (i,), "e_post": lambda j, i: (j,)}
+        "e_pre": lambda j, i: (i,), "e_post": lambda j, i: (j,),
+        "pre_trace": lambda j, i: (i,), "post_trace": lambda j, i: (j,)}
 
 
 def _random_signals(key, n_out, n_in) -> LocalSignals:
-    k = jax.random.split(key, 6)
+    k = jax.random.split(key, 8)
     return LocalSignals(jax.random.normal(k[0], (n_in,)), jax.random.normal(k[1], (n_out,)),
                         jax.random.normal(k[2], (n_out, n_in)),
                         jax.random.normal(k[3], (n_in,)), jax.random.normal(k[4], (n_out,)),
-                        jax.random.normal(k[5], ()))
+                        jax.random.normal(k[5], ()), jax.random.normal(k[6], (n_in,)),
+                        jax.random.normal(k[7], (n_out,)))
 
 
 def _random_state(key, state, shape):
@@ -240,24 +242,25 @@ def check_dale(network: Network, rule: Rule, theta: Any, task: Task, key: jax.Ar
 
 
 # -------------------------------------------------------------------------- spikes only
-def check_spikes(network: Network, key: jax.Array, *, draws: int = 8) -> CheckResult:
-    """The values each layer sends to the next must be 0 or 1."""
-    if network.n_layers < 2:
-        return CheckResult("spikes_only", False, "no hidden layer sends anything; the "
-                           "network's output is read as a rate")
+def check_spikes(network: Network, key: jax.Array, *, steps: int = 20) -> CheckResult:
+    """What every plastic layer receives (the input layer's output included) must be 0 or 1,
+    over ``steps`` time steps of random inputs."""
     state = network.init(key)
-    for d in range(draws):
-        x = jax.random.normal(jax.random.fold_in(key, d), (network.sizes[0],))
-        act = network.forward(state.weights, x)
-        for l in range(1, network.n_layers):
+    for t in range(steps):
+        x = jax.random.normal(jax.random.fold_in(key, t), (network.sizes[0],))
+        act, state = network.run(state, x)
+        for l in range(network.n_layers):
             r = np.asarray(act.rates[l])
             bad = r[(r != 0) & (r != 1)]
             if bad.size:
-                return CheckResult("spikes_only", False, f"layer {l} sends {float(bad[0]):.3g} "
-                                   f"to layer {l + 1} ({network.activation} rate neurons send "
-                                   f"real-valued rates, not spikes)")
-    return CheckResult("spikes_only", True, f"every value sent between layers over {draws} "
-                       f"random inputs is 0 or 1")
+                sender = "the input layer" if l == 0 else f"layer {l}"
+                kind = ("real-valued inputs, not spikes" if l == 0 else
+                        f"{network.activation} rate neurons send real-valued rates")
+                return CheckResult("spikes_only", False,
+                                   f"{sender} sends {float(bad[0]):.3g} to layer {l + 1} "
+                                   f"({kind})")
+    return CheckResult("spikes_only", True, f"every value any layer receives over {steps} "
+                       f"steps of random inputs is 0 or 1")
 
 
 def check(constraints, network: Network, rule: Rule, theta: Any, task: Task,

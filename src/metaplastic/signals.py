@@ -3,7 +3,10 @@
 A layer's signals hold, for the synapse from presynaptic neuron ``i`` to postsynaptic
 neuron ``j``: the presynaptic rate ``pre[i]``, the postsynaptic rate ``post[j]``, the
 synapse's own weight ``w[j, i]``, the feedback error arriving at each end (``e_pre[i]``,
-``e_post[j]``) and a broadcast modulator (reward, surprise) shared by every synapse.
+``e_post[j]``), a broadcast modulator (reward, surprise) shared by every synapse, and the
+exponential spike traces of both neurons (``pre_trace[i]``, ``post_trace[j]``; spiking
+networks — zero in rate networks). In a spiking network ``pre`` and ``post`` are the 0/1
+spikes of this time step.
 
 Rules are written for *one* synapse — a function of a ``LocalSignals`` whose fields are
 scalars — and :func:`per_synapse` maps it over the layer's grid, so a rule written this
@@ -32,10 +35,13 @@ class LocalSignals(NamedTuple):
     e_pre: Array  # (n_in,)  feedback arriving at the presynaptic neuron
     e_post: Array  # (n_out,) feedback arriving at the postsynaptic neuron
     modulator: Array  # ()     broadcast to every synapse
+    pre_trace: Array | None = None  # (n_in,)  presynaptic spike trace
+    post_trace: Array | None = None  # (n_out,) postsynaptic spike trace
 
 
-def layer_signals(pre, post, w, e_pre=None, e_post=None, modulator=0.0) -> LocalSignals:
-    """Build a layer's signals, checking shapes; missing feedback is zero."""
+def layer_signals(pre, post, w, e_pre=None, e_post=None, modulator=0.0, pre_trace=None,
+                  post_trace=None) -> LocalSignals:
+    """Build a layer's signals, checking shapes; missing feedback and traces are zero."""
     pre, post, w = jnp.asarray(pre), jnp.asarray(post), jnp.asarray(w)
     if w.shape != (post.shape[-1], pre.shape[-1]) or pre.ndim != 1 or post.ndim != 1:
         raise ShapeError(
@@ -49,12 +55,20 @@ def layer_signals(pre, post, w, e_pre=None, e_post=None, modulator=0.0) -> Local
             f"feedback errors must match the neurons: e_pre {e_pre.shape} vs pre {pre.shape}, "
             f"e_post {e_post.shape} vs post {post.shape}"
         )
-    return LocalSignals(pre, post, w, e_pre, e_post, jnp.asarray(modulator, pre.dtype))
+    pre_trace = jnp.zeros_like(pre) if pre_trace is None else jnp.asarray(pre_trace)
+    post_trace = jnp.zeros_like(post) if post_trace is None else jnp.asarray(post_trace)
+    if pre_trace.shape != pre.shape or post_trace.shape != post.shape:
+        raise ShapeError(f"traces must match the neurons: pre_trace {pre_trace.shape} vs pre "
+                         f"{pre.shape}, post_trace {post_trace.shape} vs post {post.shape}")
+    return LocalSignals(pre, post, w, e_pre, e_post, jnp.asarray(modulator, pre.dtype),
+                        pre_trace, post_trace)
 
 
 # vmap axes: the inner map runs over presynaptic neurons i, the outer over postsynaptic j.
-_OVER_PRE = LocalSignals(pre=0, post=None, w=0, e_pre=0, e_post=None, modulator=None)
-_OVER_POST = LocalSignals(pre=None, post=0, w=0, e_pre=None, e_post=0, modulator=None)
+_OVER_PRE = LocalSignals(pre=0, post=None, w=0, e_pre=0, e_post=None, modulator=None,
+                         pre_trace=0, post_trace=None)
+_OVER_POST = LocalSignals(pre=None, post=0, w=0, e_pre=None, e_post=0, modulator=None,
+                          pre_trace=None, post_trace=0)
 
 
 def per_synapse(

@@ -37,19 +37,29 @@ def build_rule(cfg: RunConfig, name: str | None = None) -> Rule:
     return rules.make(name or cfg.rule["name"], **opts)
 
 
+NEURONS = ("rate", "lif", "alif")
+
+
 def build_network(cfg: RunConfig, task: Task) -> Network:
     n = cfg.network
-    return Network(
-        sizes=(task.n_in, *n.hidden, task.n_out),
-        activation=n.activation,
-        output_activation=n.output_activation,
-        feedback=n.feedback,
-        init_scale=n.init_scale,
-        init_dist=n.init_dist,
-        feedback_scale=n.feedback_scale,
-        dale=n.dale,
-        excitatory=n.excitatory,
-    )
+    common = dict(sizes=(task.n_in, *n.hidden, task.n_out), activation=n.activation,
+                  output_activation=n.output_activation, feedback=n.feedback,
+                  init_scale=n.init_scale, init_dist=n.init_dist,
+                  feedback_scale=n.feedback_scale, dale=n.dale, excitatory=n.excitatory)
+    if n.neuron == "rate":
+        return Network(**common)
+    if n.neuron not in NEURONS:
+        raise ConfigError(f"unknown network.neuron {n.neuron!r}; valid: {', '.join(NEURONS)}")
+    from metaplastic.neurons.lif import LIFNeuron
+    from metaplastic.spiking import SpikingNetwork
+
+    beta = n.beta if n.beta or n.neuron == "lif" else 0.5
+    if n.neuron == "lif" and n.beta:
+        raise ConfigError("network.beta (threshold adaptation) needs neuron = 'alif'")
+    lif = LIFNeuron(tau_mem=n.tau_mem, threshold=n.threshold, reset=n.reset,
+                    refractory=n.refractory, tau_adapt=n.tau_adapt, beta=beta)
+    return SpikingNetwork(**common, neuron_model=lif, encoder=n.encoder, rate=n.rate,
+                          gain=n.gain, window=n.window, tau_trace=n.tau_trace)
 
 
 def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:

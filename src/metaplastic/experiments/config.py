@@ -37,6 +37,19 @@ class NetworkConfig:
     feedback_scale: float = 1.0
     dale: bool = False  # excitatory/inhibitory neurons whose weights keep their sign
     excitatory: float = 0.8
+    # spiking networks (neuron = "lif" or "alif"): see docs/spiking.md
+    neuron: str = "rate"
+    tau_mem: float = 20.0
+    threshold: float = 1.0
+    reset: str = "subtract"
+    refractory: int = 0
+    tau_adapt: float = 200.0
+    beta: float = 0.0  # alif: threshold increase per spike (default 0.5 when neuron = alif)
+    encoder: str = "poisson"
+    rate: float = 0.1
+    gain: float = 1.0
+    window: int = 10
+    tau_trace: float = 20.0
 
 
 @dataclass(frozen=True)

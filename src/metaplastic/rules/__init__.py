@@ -4,6 +4,8 @@ Registered names:
 
 * ``polynomial`` — the trainable Volterra family over (pre, post, w);
 * ``hebb``, ``anti-hebb``, ``oja`` — hand-designed rules, fixed settings of that family;
+* ``stdp`` — pair-based STDP on spike traces, a fixed setting of the spike-trace polynomial
+  over (pre, post, pre_trace, post_trace, w) (degree 1: 32 terms);
 * ``abcd`` — Hebbian ABCD rule, per synapse (Najarro & Risi 2020) or shared per layer;
 * ``static`` — no plasticity; θ is the initial weights (the evolved-weights baseline);
 * ``termpool`` — learned coefficients over named local terms with feedback errors
@@ -33,6 +35,8 @@ REGISTRY: dict[str, Callable[..., Rule]] = {
     "hebb": lambda **kw: PolynomialRule(start="hebb", **kw),
     "anti-hebb": lambda **kw: PolynomialRule(start="anti-hebb", **kw),
     "oja": lambda **kw: PolynomialRule(start="oja", **kw),
+    "stdp": lambda **kw: PolynomialRule(**{"variables": STDP_VARIABLES, "degree": 1, **kw},
+                                        start="stdp"),
     "abcd": HebbianABCD,
     "static": StaticWeights,
     "termpool": TermPool,
@@ -41,10 +45,13 @@ REGISTRY: dict[str, Callable[..., Rule]] = {
     "neuron-mlp": NeuronMLP,
     "recurrent": RecurrentRule,
 }
-_OPTIONS = {name: PolynomialRule for name in ("polynomial", "hebb", "anti-hebb", "oja")} | {
+#: the spike-trace polynomial family that pair STDP belongs to (degree 1: 32 terms)
+STDP_VARIABLES = ("pre", "post", "pre_trace", "post_trace", "w")
+_OPTIONS = {name: PolynomialRule
+            for name in ("polynomial", "hebb", "anti-hebb", "oja", "stdp")} | {
     "abcd": HebbianABCD, "static": StaticWeights, "termpool": TermPool, "sgd": TermPool,
     "mlp": MLPRule, "neuron-mlp": NeuronMLP, "recurrent": RecurrentRule}
-_FIXED = {"hebb", "anti-hebb", "oja", "sgd"}
+_FIXED = {"hebb", "anti-hebb", "oja", "sgd", "stdp"}
 
 
 def options(name: str) -> list[str]:

@@ -33,8 +33,8 @@ from metaplastic.signals import LocalSignals, per_synapse
 
 Array = jax.Array
 
-INPUTS = ("pre", "post", "w", "e_pre", "e_post", "modulator")
-_PRE_SIDE, _POST_SIDE = ("pre", "e_pre"), ("post", "e_post")
+INPUTS = ("pre", "post", "w", "e_pre", "e_post", "modulator", "pre_trace", "post_trace")
+_PRE_SIDE, _POST_SIDE = ("pre", "e_pre", "pre_trace"), ("post", "e_post", "post_trace")
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "gelu": jax.nn.gelu,
                "softplus": jax.nn.softplus, "silu": jax.nn.silu}
 

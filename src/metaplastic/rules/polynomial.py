@@ -32,8 +32,16 @@ from metaplastic.signals import LocalSignals
 
 Array = jax.Array
 
-VARIABLES = ("pre", "post", "w", "e_pre", "e_post")
-_PRE_SIDE, _POST_SIDE = ("pre", "e_pre"), ("post", "e_post")
+VARIABLES = ("pre", "post", "w", "e_pre", "e_post", "pre_trace", "post_trace")
+_PRE_SIDE, _POST_SIDE = ("pre", "e_pre", "pre_trace"), ("post", "e_post", "post_trace")
+
+#: members of the family named by their terms (any variables): {term name: coefficient}.
+#: Pair-based STDP with exponential traces (e.g. Morrison et al. 2008): potentiation by
+#: the presynaptic trace at a postsynaptic spike, slightly stronger depression by the
+#: postsynaptic trace at a presynaptic spike.
+NAMED_TERMS = {
+    "stdp": {"post*pre_trace": 1.0, "pre*post_trace": -1.05},
+}
 
 #: hand-designed members of the family: {(pre, post, w exponents): coefficient}
 NAMED = {
@@ -47,6 +55,11 @@ NAMED = {
 def _powers(x: Array, degree: int) -> Array:
     """(degree+1, ...) stack of x^0, x^1, ..., x^degree."""
     return jnp.stack([jnp.ones_like(x)] + [x**k for k in range(1, degree + 1)])
+
+
+def _factors(term: str) -> frozenset:
+    """A term's factors, order-free: 'post*pre_trace' == 'pre_trace*post'."""
+    return frozenset(term.split("*"))
 
 
 def term_name(*powers: int, variables=("pre", "post", "w")) -> str:
@@ -88,9 +101,10 @@ class PolynomialRule(Rule):
     family = "polynomial"
 
     def __post_init__(self):
-        if self.start not in NAMED:
+        if self.start not in NAMED and self.start not in NAMED_TERMS:
             raise ConfigError(
-                f"unknown polynomial start {self.start!r}; valid: {', '.join(NAMED)}"
+                f"unknown polynomial start {self.start!r}; valid: "
+                f"{', '.join([*NAMED, *NAMED_TERMS])}"
             )
         if not 1 <= self.degree <= 4:
             raise ConfigError(f"polynomial degree must be 1..4, got {self.degree}")
@@ -100,7 +114,13 @@ class PolynomialRule(Rule):
             raise ConfigError(f"polynomial variables must be distinct names from "
                               f"{', '.join(VARIABLES)}; got {list(self.variables)}")
         missing = {"pre", "post", "w"} - set(self.variables)
-        if missing and self.start != "zeros":
+        if self.start in NAMED_TERMS:
+            names = {_factors(t) for t in self.term_names}
+            absent = [t for t in NAMED_TERMS[self.start] if _factors(t) not in names]
+            if absent:
+                raise ConfigError(f"start {self.start!r} needs the terms {absent}: add their "
+                                  f"variables")
+        elif missing and self.start != "zeros":
             raise ConfigError(f"start {self.start!r} needs variables pre, post and w")
         if self.eta <= 0:
             raise ConfigError(f"eta must be positive, got {self.eta}")
@@ -115,8 +135,14 @@ class PolynomialRule(Rule):
         return [term_name(*t, variables=self.variables) for t in self.terms]
 
     def coefficients(self, named: str) -> np.ndarray:
-        """The coefficient array of a named rule ('oja', 'hebb', ...)."""
+        """The coefficient array of a named rule ('oja', 'hebb', 'stdp', ...)."""
         coef = np.zeros((self.degree + 1,) * len(self.variables), np.float32)
+        if named in NAMED_TERMS:
+            flat = coef.reshape(-1)
+            names = [_factors(t) for t in self.term_names]
+            for term, v in NAMED_TERMS[named].items():
+                flat[names.index(_factors(term))] = v
+            return flat.reshape(coef.shape)
         for powers, v in NAMED[named].items():
             if max(powers) > self.degree:
                 raise ConfigError(f"rule {named!r} needs degree >= {max(powers)}")

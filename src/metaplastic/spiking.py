@@ -1,0 +1,121 @@
+"""Spiking networks: LIF/ALIF neurons that communicate only by 0/1 spikes.
+
+A :class:`SpikingNetwork` is a :class:`~metaplastic.network.Network` whose neurons are
+:class:`~metaplastic.neurons.lif.LIFNeuron` s with state (voltage, refractoriness,
+adaptation) carried from one time step to the next. The task's real-valued input is turned
+into spikes by an encoder:
+
+* ``poisson`` — rate coding: input ``i`` spikes with probability
+  ``clip(rate * (1 + gain * x_i), 0, 1)`` per step;
+* ``latency`` — at the start of every window of ``window`` steps the input is latched and
+  input ``i`` spikes once, ``round((window - 1) * (1 - sigmoid(gain * x_i)))`` steps into the
+  window (larger inputs spike earlier).
+
+Every neuron (inputs included) keeps an exponential spike trace
+``trace <- exp(-dt / tau_trace) * trace + spike``; the traces reach the synapses as
+``pre_trace`` / ``post_trace`` in :class:`~metaplastic.signals.LocalSignals`, the spikes as
+``pre`` / ``post``. Feedback pathways work as in rate networks, with the surrogate spike
+derivative as each neuron's local gain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metaplastic.errors import ConfigError
+from metaplastic.network import Activity, NetState, Network
+from metaplastic.neurons.lif import LIFNeuron, LIFState
+from metaplastic.signals import LocalSignals, layer_signals
+
+Array = jax.Array
+ENCODERS = ("poisson", "latency")
+
+
+class SpikingState(NamedTuple):
+    key: Array  # raw key data for the encoder's randomness
+    phase: Array  # step within the latency window
+    latched: Array  # latency: the spike step of each input in this window
+    lif: tuple[LIFState, ...]  # per layer 1..L
+    traces: tuple[Array, ...]  # per layer 0..L
+
+
+@dataclass(frozen=True)
+class SpikingNetwork(Network):
+    """A feed-forward network of (A)LIF neurons; see the module docstring."""
+
+    neuron_model: LIFNeuron = field(default_factory=LIFNeuron)
+    encoder: str = "poisson"
+    rate: float = 0.1  # poisson: spike probability per step at x = 0
+    gain: float = 1.0
+    window: int = 10  # latency: steps per latched input
+    tau_trace: float = 20.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"unknown encoder {self.encoder!r}; valid: {', '.join(ENCODERS)}")
+        if not 0 < self.rate <= 1:
+            raise ConfigError(f"encoder rate must be a probability in (0, 1], got {self.rate}")
+        if self.window < 1 or self.tau_trace <= 0:
+            raise ConfigError("window must be >= 1 and tau_trace > 0")
+
+    def neuron(self, layer: int) -> LIFNeuron:
+        return self.neuron_model
+
+    @property
+    def trace_decay(self) -> float:
+        return float(np.exp(-self.neuron_model.dt / self.tau_trace))
+
+    def init(self, key: Array, weights=None) -> NetState:
+        base = super().init(key, weights)
+        lif = tuple(self.neuron_model.init_state(n) for n in self.sizes[1:])
+        traces = tuple(jnp.zeros((n,)) for n in self.sizes)
+        k_enc = jax.random.key_data(jax.random.fold_in(key, 0x5B1CE))
+        neurons = SpikingState(k_enc, jnp.zeros((), jnp.int32),
+                               jnp.zeros((self.sizes[0],), jnp.int32), lif, traces)
+        return base._replace(neurons=neurons)
+
+    def encode(self, neurons: SpikingState, x: Array) -> tuple[Array, SpikingState]:
+        """0/1 input spikes for the real-valued input ``x``."""
+        key, sub = jax.random.split(jax.random.wrap_key_data(neurons.key))
+        neurons = neurons._replace(key=jax.random.key_data(key))
+        if self.encoder == "poisson":
+            p = jnp.clip(self.rate * (1.0 + self.gain * x), 0.0, 1.0)
+            return jax.random.bernoulli(sub, p).astype(x.dtype), neurons
+        start = neurons.phase == 0
+        when = jnp.round((self.window - 1) * (1 - jax.nn.sigmoid(self.gain * x)))
+        latched = jnp.where(start, when.astype(jnp.int32), neurons.latched)
+        s = (latched == neurons.phase).astype(x.dtype)
+        return s, neurons._replace(latched=latched, phase=(neurons.phase + 1) % self.window)
+
+    def forward(self, weights, x):
+        raise ConfigError("a spiking network has state: step it with run(state, x)")
+
+    def run(self, state: NetState, x: Array) -> tuple[Activity, NetState]:
+        self.check_input(x)
+        neurons = state.neurons
+        s, neurons = self.encode(neurons, x)
+        rates, currents, lif = [s], [], []
+        for l, w in enumerate(state.weights):
+            s, st, arg = self.neuron_model.step(neurons.lif[l], w @ rates[-1])
+            rates.append(s)
+            currents.append(arg)
+            lif.append(st)
+        decay = self.trace_decay
+        traces = tuple(decay * tr + r for tr, r in zip(neurons.traces, rates, strict=True))
+        neurons = neurons._replace(lif=tuple(lif), traces=traces)
+        return Activity(tuple(rates), tuple(currents)), state._replace(neurons=neurons)
+
+    def signals(self, state: NetState, act: Activity, e_out, modulator=0.0
+                ) -> tuple[LocalSignals, ...]:
+        errs = self.errors(state, act, e_out)
+        tr = state.neurons.traces
+        return tuple(
+            layer_signals(act.rates[l], act.rates[l + 1], w, errs[l], errs[l + 1], modulator,
+                          tr[l], tr[l + 1])
+            for l, w in enumerate(state.weights))
