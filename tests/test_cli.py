@@ -94,7 +94,7 @@ def test_nan_run_exits_nonzero_and_keeps_results(tmp_path, capsys):
     (["eval", "/nonexistent/run"], "not a run directory"),
     (["run", "oja", "--set", "rule.name=ojaa"], "unknown rule 'ojaa'"),
     (["run", "oja", "--set", "reference=bcm"], "unknown rule 'bcm'"),
-    (["run", "oja", "--set", "eval.baselines=['hebb', 'stdp']"], "unknown rule 'stdp'"),
+    (["run", "oja", "--set", "eval.baselines=['hebb', 'stpd']"], "unknown rule 'stpd'"),
     (["run", "oja", "--set", "eval.vary={n_inputs = [3]}"], "unknown option(s) 'n_inputs'"),
 ])
 def test_bad_input_is_one_clear_message(args, msg, capsys, tmp_path):

@@ -89,7 +89,8 @@ def collect(task: Task, network: Network, rule: Rule, theta: Any, *, key: jax.Ar
 
 def varying(data: dict[str, np.ndarray], names=SIGNALS) -> list[str]:
     """The signals that actually vary in the samples (e.g. no e_post without feedback)."""
-    return [n for n in names if np.std(data[n]) > 1e-8 * (1 + np.abs(np.mean(data[n])))]
+    return [n for n in names if n in data
+            and np.std(data[n]) > 1e-8 * (1 + np.abs(np.mean(data[n])))]
 
 
 def monomials(names: list[str], degree: int) -> list[tuple[int, ...]]:

@@ -86,7 +86,7 @@ class ESState(NamedTuple):
     step: Array  # generations done
     nan_streak: Array
     inner: Any = None  # truncated unrolls: every member's inner problems in progress
-    inner_step: Any = 0  # truncated unrolls: steps of the current inner problems done
+    inner_step: Any = None  # truncated unrolls: steps of the current inner problems done
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ class MetaState(NamedTuple):
     nan_streak: Array  # non-finite steps in a row
     stopped: Array  # set by a non-finite step when on_nan == "stop"
     inner: Any = None  # truncated unrolls: the inner problems in progress
-    inner_step: Any = 0  # truncated unrolls: steps of the current inner problems done
+    inner_step: Any = None  # truncated unrolls: steps of the current inner problems done
 
 
 @dataclass
