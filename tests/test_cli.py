@@ -167,7 +167,7 @@ def test_check_exit_status_and_table(capsys):
                  "--set", "network.feedback=symmetric"]) == 4
     out = capsys.readouterr().out
     assert "FAILS" in out and "no_weight_transport" in out and "W2" in out.replace("\n", "")
-    assert main(["check", "fa-digits", "--set", "task.shots=2", "--require", "dale"]) == 4
+    assert main(["check", "oja", "--require", "spikes_only"]) == 4
 
 
 def test_check_a_run_and_records_in_the_run(finished_run, capsys):
