@@ -81,6 +81,33 @@ def _with_metrics(fn: Callable) -> Callable:
     return wrapped
 
 
+def _finite(values: Array, sign: float) -> tuple[Array, Array]:
+    """evosax fitness (minimised) from the user's values; a non-finite member gets the
+    generation's worst finite fitness. Returns ``(fitness, ok)``."""
+    fit = sign * values
+    ok = jnp.isfinite(fit)
+    worst = jnp.max(jnp.where(ok, fit, -jnp.inf))
+    return jnp.where(ok, fit, worst), ok
+
+
+def _metrics(state, active, value, fit, ok, sign, mean, aux, **extra) -> dict[str, Array]:
+    any_bad = ~jnp.all(ok)
+    return {
+        "step": state.step + 1, "active": active, "loss": value,
+        "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
+        "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
+        "diverged": active & any_bad, "skipped": active & ~jnp.any(ok),
+        "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
+        **extra, **_theta_record(mean), **aux,
+    }
+
+
+def _streak(state, active, ok) -> Array:
+    """Generations in a row with a non-finite member."""
+    return jnp.where(active, jnp.where(~jnp.all(ok), state.nan_streak + 1, 0),
+                     state.nan_streak)
+
+
 class ESState(NamedTuple):
     es_state: Any
     step: Array  # generations done
@@ -204,29 +231,15 @@ class EvolutionStrategy:
             k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(key, state.step), 3)
             pop, es_state = es.ask(k_ask, state.es_state, params)
             values, _ = jax.vmap(fitness, in_axes=(0, None))(pop, k_eval)
-            fit = sign * values
-            ok = jnp.isfinite(fit)
-            worst = jnp.max(jnp.where(ok, fit, -jnp.inf))
-            fit = jnp.where(ok, fit, worst)
-            told, es_metrics = es.tell(k_tell, pop, fit, es_state, params)
+            fit, ok = _finite(values, sign)
+            told, _ = es.tell(k_tell, pop, fit, es_state, params)
             active = state.step < total
             keep = active & jnp.any(ok)
             es_state = jax.tree.map(lambda a, b: jnp.where(keep, a, b), told, state.es_state)
             mean = es.get_mean(es_state)
             value, aux = fitness(mean, k_eval)
-            any_bad = ~jnp.all(ok)
-            new = ESState(es_state, state.step + active,
-                          jnp.where(active, jnp.where(any_bad, state.nan_streak + 1, 0),
-                                    state.nan_streak))
-            metrics = {
-                "step": state.step + 1, "active": active, "loss": value,
-                "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
-                "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
-                "diverged": active & any_bad, "skipped": active & ~jnp.any(ok),
-                "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
-                **_theta_record(mean), **aux,
-            }
-            return new, metrics
+            new = ESState(es_state, state.step + active, _streak(state, active, ok))
+            return new, _metrics(state, active, value, fit, ok, sign, mean, aux)
 
         step = generation
         if self.truncation:
@@ -255,10 +268,7 @@ class EvolutionStrategy:
             inner = jax.tree.map(lambda a, b: jnp.where(first, a, b), fresh, state.inner)
             values, _, new_inner = jax.vmap(
                 lambda th, inn: objective.segment(th, inn, length, first))(pop, inner)
-            fit = sign * values
-            ok = jnp.isfinite(fit)
-            worst = jnp.max(jnp.where(ok, fit, -jnp.inf))
-            fit = jnp.where(ok, fit, worst)
+            fit, ok = _finite(values, sign)
             told, _ = es.tell(k_tell, pop, fit, es_state, params)
             active = state.step < total
             keep = active & jnp.any(ok)
@@ -269,21 +279,11 @@ class EvolutionStrategy:
             es_state = pick(told, state.es_state)
             mean = es.get_mean(es_state)
             value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
-            any_bad = ~jnp.all(ok)
-            new = ESState(es_state, state.step + active,
-                          jnp.where(active, jnp.where(any_bad, state.nan_streak + 1, 0),
-                                    state.nan_streak),
+            new = ESState(es_state, state.step + active, _streak(state, active, ok),
                           pick(new_inner, state.inner),
                           jnp.where(keep, (state.inner_step + length) % n, state.inner_step))
-            metrics = {
-                "step": state.step + 1, "active": active, "loss": value,
-                "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
-                "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
-                "diverged": active & any_bad, "skipped": active & ~jnp.any(ok),
-                "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
-                "truncation": jnp.asarray(length), **_theta_record(mean), **aux,
-            }
-            return new, metrics
+            return new, _metrics(state, active, value, fit, ok, sign, mean, aux,
+                                 truncation=jnp.asarray(length))
 
         return generation
 

@@ -125,41 +125,41 @@ class MetaGradient:
         zero = jnp.zeros((), jnp.int32)
         return MetaState(theta, self.transform().init(theta), zero, zero, jnp.zeros((), bool))
 
+    def _apply(self, tx, state: MetaState, loss, aux, grads, total):
+        """The update shared by whole-episode and truncated steps: θ moves only on an
+        active step with a finite loss and gradient. Returns (state, metrics, active,
+        finite)."""
+        finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(ravel_pytree(grads)[0]))
+        any_bad = aux["nonfinite"] > 0
+        active = (state.step < total) & ~state.stopped
+        updates, opt_state = tx.update(grads, state.opt_state, state.theta)
+        theta = optax.apply_updates(state.theta, updates)
+        keep = active & finite
+
+        def pick(new, old):
+            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
+
+        new = state._replace(
+            theta=pick(theta, state.theta), opt_state=pick(opt_state, state.opt_state),
+            step=state.step + active,
+            nan_streak=jnp.where(active, jnp.where(any_bad, state.nan_streak + 1, 0),
+                                 state.nan_streak),
+            stopped=state.stopped | (active & any_bad & (self.on_nan == "stop")),
+        )
+        metrics = {"step": state.step + 1, "active": active, "loss": loss,
+                   "grad_norm": optax.tree.norm(grads), "skipped": active & ~finite,
+                   "diverged": active & any_bad, **_theta_record(new.theta), **aux}
+        return new, metrics, active, finite
+
     def step_fn(self, objective: Callable) -> Callable:
         """``(state, key, total_steps) -> (state, metrics)``: one meta-step (not jitted)."""
         tx = self.transform()
-        stop_on_nan = self.on_nan == "stop"
 
         def step(state: MetaState, key: Array, total: Array):
             loss, aux, grads = objective.value_and_grad(
                 state.theta, jax.random.fold_in(key, state.step)
             )
-            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(ravel_pytree(grads)[0]))
-            any_bad = aux["nonfinite"] > 0
-            active = (state.step < total) & ~state.stopped
-            updates, opt_state = tx.update(grads, state.opt_state, state.theta)
-            theta = optax.apply_updates(state.theta, updates)
-            keep = active & finite
-            def pick(new, old):
-                return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
-            new = MetaState(
-                pick(theta, state.theta),
-                pick(opt_state, state.opt_state),
-                state.step + active,
-                jnp.where(active, jnp.where(any_bad, state.nan_streak + 1, 0), state.nan_streak),
-                state.stopped | (active & any_bad & stop_on_nan),
-            )
-            metrics = {
-                "step": state.step + 1,
-                "active": active,
-                "loss": loss,
-                "grad_norm": optax.tree.norm(grads),
-                "skipped": active & ~finite,
-                "diverged": active & any_bad,
-                **_theta_record(new.theta),
-                **aux,
-            }
-            return new, metrics
+            return self._apply(tx, state, loss, aux, grads, total)[:2]
 
         return step
 
@@ -170,7 +170,6 @@ class MetaGradient:
         meta-step) when the previous ones finished, or when a segment was not finite.
         """
         tx = self.transform()
-        stop_on_nan = self.on_nan == "stop"
         n = objective.n_steps
 
         def step(state: MetaState, key: Array, total: Array):
@@ -183,30 +182,13 @@ class MetaGradient:
                 return loss, (aux, new_inner)
 
             (loss, (aux, new_inner)), grads = jax.value_and_grad(f, has_aux=True)(state.theta)
-            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(ravel_pytree(grads)[0]))
-            any_bad = aux["nonfinite"] > 0
-            active = (state.step < total) & ~state.stopped
-            updates, opt_state = tx.update(grads, state.opt_state, state.theta)
-            theta = optax.apply_updates(state.theta, updates)
-            keep = active & finite
-
-            def pick(new, old, cond=keep):
-                return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
-
+            new, metrics, active, finite = self._apply(tx, state, loss, aux, grads, total)
             done = jnp.where(finite, (state.inner_step + length) % n, 0)
-            new = MetaState(
-                pick(theta, state.theta), pick(opt_state, state.opt_state),
-                state.step + active,
-                jnp.where(active, jnp.where(any_bad, state.nan_streak + 1, 0), state.nan_streak),
-                state.stopped | (active & any_bad & stop_on_nan),
-                pick(new_inner, state.inner, active),
-                jnp.where(active, done, state.inner_step),
-            )
-            metrics = {"step": state.step + 1, "active": active, "loss": loss,
-                       "grad_norm": optax.tree.norm(grads), "skipped": active & ~finite,
-                       "diverged": active & any_bad, "truncation": jnp.asarray(length),
-                       **_theta_record(new.theta), **aux}
-            return new, metrics
+            new = new._replace(
+                inner=jax.tree.map(lambda a, b: jnp.where(active, a, b), new_inner,
+                                   state.inner),
+                inner_step=jnp.where(active, done, state.inner_step))
+            return new, {**metrics, "truncation": jnp.asarray(length)}
 
         return step
 
