@@ -149,3 +149,41 @@ def test_spiking_network_from_the_config():
     assert isinstance(p.network, SpikingNetwork) and p.network.neuron_model.beta == 0.5
     with pytest.raises(ConfigError, match="unknown network.neuron"):
         build(config.override(presets.get("oja"), ["network.neuron=hh"]))
+
+
+def test_three_factor_rule_by_hand():
+    rule = mp.rules.make("three-factor", eta=0.01)
+    theta = rule.init(jax.random.key(0))
+    s = mp.signals.layer_signals(pre=jnp.array([1.0, 0.0]), post=jnp.array([1.0]),
+                                 w=jnp.zeros((1, 2)), modulator=0.5,
+                                 pre_trace=jnp.array([1.5, 0.5]), post_trace=jnp.array([2.0]))
+    e0 = rule.init_state((1, 2))
+    dw, e1 = rule.update(theta, s, e0)
+    hebb = np.array([[1.5 - 1.05 * 2.0, 0.5]])
+    np.testing.assert_allclose(e1, hebb, rtol=1e-6)
+    np.testing.assert_allclose(dw, 0.01 * 0.5 * hebb, rtol=1e-6)
+    dw2, e2 = rule.update(theta, s._replace(modulator=jnp.asarray(0.0)), e1)
+    np.testing.assert_allclose(e2, np.exp(-1 / 100) * hebb + hebb, rtol=1e-5)
+    np.testing.assert_array_equal(dw2, np.zeros((1, 2)))  # no modulator: no change
+    np.testing.assert_allclose(rule.synapse(theta, s._replace(
+        pre=s.pre[0], post=s.post[0], w=s.w[0, 0], e_pre=s.e_pre[0], e_post=s.e_post[0],
+        pre_trace=s.pre_trace[0], post_trace=s.post_trace[0])), dw[0, 0], rtol=1e-6)
+
+
+def test_the_task_modulator_reaches_every_synapse():
+    class Rewarded(type(mp.tasks.make("pca", n_in=3))):
+        def modulator(self, instance, env, y, target):
+            return jnp.where(env % 2 == 0, 1.0, -1.0)
+
+    task = Rewarded(n_in=3, n_steps=4)
+    net = _snet().__class__(sizes=(3, 1), rate=0.3)
+    rule = mp.rules.make("three-factor")
+    theta = rule.init(jax.random.key(0))
+    inst = task.sample(jax.random.key(1))
+    detail = make_step_detail(net, rule, theta, task, inst)
+    carry = initial_carry(net, rule, theta, task, inst, jax.random.key(2))
+    seen = []
+    for _ in range(4):
+        carry, signals, _, _ = detail(carry)
+        seen.append(float(signals[0].modulator))
+    assert seen == [1.0, -1.0, 1.0, -1.0]

@@ -43,7 +43,8 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
         e_out = task.output_error(act.rates[-1], target)
         live = task.active(instance, env)
         weights, new_rule_state, dws = [], [], []
-        signals = network.signals(state, act, e_out)
+        signals = network.signals(state, act, e_out,
+                                  task.modulator(instance, env, act.rates[-1], target))
         for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
             dw, rs = rule.update(rule.layer_theta(theta, l), s, rs)
             weights.append(jnp.where(live, network.constrain(l, s.w + dw), s.w))

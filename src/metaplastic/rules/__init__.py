@@ -14,7 +14,8 @@ Registered names:
   feedback alignment with random feedback, DFA with direct feedback;
 * ``mlp`` — a small MLP shared by every synapse maps its local signals to dw;
 * ``neuron-mlp`` — per-neuron MLPs set each neuron's plasticity factors (BLUR-like);
-* ``recurrent`` — a GRU cell shared by every synapse, with a hidden state per synapse.
+* ``recurrent`` — a GRU cell shared by every synapse, with a hidden state per synapse;
+* ``three-factor`` — an STDP eligibility trace per synapse times a broadcast modulator.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from metaplastic.rules.hebbian import HebbianABCD, StaticWeights
 from metaplastic.rules.mlp import MLPRule, NeuronMLP, RecurrentRule
 from metaplastic.rules.polynomial import NAMED, PolynomialRule, term_name
 from metaplastic.rules.termpool import TermPool
+from metaplastic.rules.threefactor import ThreeFactor
 
 REGISTRY: dict[str, Callable[..., Rule]] = {
     "polynomial": PolynomialRule,
@@ -44,13 +46,15 @@ REGISTRY: dict[str, Callable[..., Rule]] = {
     "mlp": MLPRule,
     "neuron-mlp": NeuronMLP,
     "recurrent": RecurrentRule,
+    "three-factor": ThreeFactor,
 }
 #: the spike-trace polynomial family that pair STDP belongs to (degree 1: 32 terms)
 STDP_VARIABLES = ("pre", "post", "pre_trace", "post_trace", "w")
 _OPTIONS = {name: PolynomialRule
             for name in ("polynomial", "hebb", "anti-hebb", "oja", "stdp")} | {
     "abcd": HebbianABCD, "static": StaticWeights, "termpool": TermPool, "sgd": TermPool,
-    "mlp": MLPRule, "neuron-mlp": NeuronMLP, "recurrent": RecurrentRule}
+    "mlp": MLPRule, "neuron-mlp": NeuronMLP, "recurrent": RecurrentRule,
+    "three-factor": ThreeFactor}
 _FIXED = {"hebb", "anti-hebb", "oja", "sgd", "stdp"}
 
 

@@ -56,6 +56,11 @@ class Task:
     def transition(self, instance: Any, env: Any, y: Array) -> Any:
         return env + 1
 
+    def modulator(self, instance: Any, env: Any, y: Array, target: Array | None) -> Array:
+        """The broadcast third factor (reward, error sign, surprise) every synapse receives
+        this step, from the task's state before its transition; 0 unless a task says."""
+        return jnp.zeros(())
+
     def active(self, instance: Any, env: Any) -> Array:
         return jnp.asarray(True)
 
