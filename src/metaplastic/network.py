@@ -177,7 +177,13 @@ class Network:
     ) -> tuple[LocalSignals, ...]:
         """The local signals of every layer's synapses after a forward pass."""
         errs = self.errors(state, act, e_out)
+        tr = self.traces(state)
         return tuple(
-            layer_signals(act.rates[l], act.rates[l + 1], w, errs[l], errs[l + 1], modulator)
+            layer_signals(act.rates[l], act.rates[l + 1], w, errs[l], errs[l + 1], modulator,
+                          tr[l], tr[l + 1])
             for l, w in enumerate(state.weights)
         )
+
+    def traces(self, state: NetState) -> tuple[Array | None, ...]:
+        """Every layer's spike traces (0..L); ``None`` (zeros) for rate neurons."""
+        return (None,) * len(self.sizes)

@@ -30,7 +30,6 @@ import numpy as np
 from metaplastic.errors import ConfigError
 from metaplastic.network import Activity, NetState, Network
 from metaplastic.neurons.lif import LIFNeuron, LIFState
-from metaplastic.signals import LocalSignals, layer_signals
 
 Array = jax.Array
 ENCODERS = ("poisson", "latency")
@@ -111,11 +110,5 @@ class SpikingNetwork(Network):
         neurons = neurons._replace(lif=tuple(lif), traces=traces)
         return Activity(tuple(rates), tuple(currents)), state._replace(neurons=neurons)
 
-    def signals(self, state: NetState, act: Activity, e_out, modulator=0.0
-                ) -> tuple[LocalSignals, ...]:
-        errs = self.errors(state, act, e_out)
-        tr = state.neurons.traces
-        return tuple(
-            layer_signals(act.rates[l], act.rates[l + 1], w, errs[l], errs[l + 1], modulator,
-                          tr[l], tr[l + 1])
-            for l, w in enumerate(state.weights))
+    def traces(self, state: NetState) -> tuple[Array, ...]:
+        return state.neurons.traces

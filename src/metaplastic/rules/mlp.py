@@ -311,8 +311,7 @@ class RecurrentRule(Rule):
         return self.synapse_step(theta, s, jnp.zeros((self.state_size,)))[0]
 
     def update_per_synapse(self, theta, signals: LocalSignals, state):
-        out = per_synapse(lambda s, h: self.synapse_step(theta, s, h), signals, state)
-        return out
+        return per_synapse(lambda s, h: self.synapse_step(theta, s, h), signals, state)
 
     def update(self, theta, signals: LocalSignals, state):
         if not self.fast:
