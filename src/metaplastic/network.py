@@ -59,6 +59,7 @@ class Network:
     #: cannot flip them (a weight that would cross zero stays at zero)
     dale: bool = False
     excitatory: float = 0.8
+    spiking = False  # class constant: neurons that talk by 0/1 spikes (SpikingNetwork)
 
     def __post_init__(self):
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
@@ -149,6 +150,12 @@ class Network:
     def run(self, state: NetState, x: Array) -> tuple[Activity, NetState]:
         """One time step: the activity, and the state after it (rate neurons keep none)."""
         return self.forward(state.weights, x), state
+
+    def respond(self, weights: tuple[Array, ...], x: Array, key: Array,
+                steps: int = 1) -> Array:
+        """The output to ``x`` presented for ``steps`` steps with the weights held fixed
+        (a test, no plasticity): the forward pass for rate neurons (``key`` unused)."""
+        return self.forward(weights, x).rates[-1]
 
     def errors(self, state: NetState, act: Activity, e_out: Array | None) -> tuple[Array, ...]:
         """Errors at the neurons of every layer 0..L (layer 0, the input, gets zeros)."""

@@ -53,6 +53,7 @@ class SpikingNetwork(Network):
     gain: float = 1.0
     window: int = 10  # latency: steps per latched input
     tau_trace: float = 20.0
+    spiking = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -109,6 +110,17 @@ class SpikingNetwork(Network):
         traces = tuple(decay * tr + r for tr, r in zip(neurons.traces, rates, strict=True))
         neurons = neurons._replace(lif=tuple(lif), traces=traces)
         return Activity(tuple(rates), tuple(currents)), state._replace(neurons=neurons)
+
+    def respond(self, weights, x: Array, key: Array, steps: int = 1) -> Array:
+        """Mean output spikes per step over ``steps`` steps of ``x``, from rest, with the
+        weights held fixed; ``key`` drives the encoder."""
+        state = self.init(key, tuple(weights))
+
+        def step(state, _):
+            act, state = self.run(state, x)
+            return state, act.rates[-1]
+
+        return jax.lax.scan(step, state, None, length=steps)[1].mean(axis=0)
 
     def traces(self, state: NetState) -> tuple[Array, ...]:
         return state.neurons.traces

@@ -201,11 +201,78 @@ def mlp_digits() -> RunConfig:
     )
 
 
+STDP_ETAS = [0.001, 0.003, 0.01, 0.03, 0.1]
+SPIKE_TRACE_VARIABLES = ["pre", "post", "pre_trace", "post_trace", "w"]
+
+
+def stdp_pca() -> RunConfig:
+    """Spiking PCA: one LIF neuron, 10 Poisson inputs whose rates carry a random Gaussian
+    with a decaying spectrum; the neuron's weights should align with the first principal
+    component. The rule is the spike-trace polynomial (pre, post, pre_trace, post_trace, w;
+    degree 1, 32 terms) meta-learned by surrogate gradients from pair STDP; the baseline is
+    pair STDP with its learning rate tuned.
+
+    Inputs spike with probability 0.2 (1 + x_i) per 1-ms step, each x held for 20 steps,
+    3000 steps per episode; LIF tau_mem 10 ms, threshold 0.5; traces tau 10 ms.
+    """
+    return RunConfig(
+        name="stdp-pca",
+        seed=0,
+        constraints=("locality", "online", "spikes_only"),
+        task={"name": "pca", "n_in": 10, "n_steps": 3000, "hold": 20, "decay": 0.5,
+              "norm_weight": 0.1},
+        rule={"name": "polynomial", "variables": SPIKE_TRACE_VARIABLES, "degree": 1,
+              "eta": 0.01, "start": "stdp"},
+        network=NetworkConfig(neuron="lif", tau_mem=10.0, threshold=0.5, rate=0.2, gain=1.0,
+                              tau_trace=10.0, init_scale=0.3),
+        meta=MetaConfig(steps=400, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
+                        checkpoint=True, chunk=10),
+        eval=EvalConfig(tasks=100, baselines=(
+            {"label": "pair STDP (eta tuned)", "rule": {"name": "stdp"},
+             "tune": {"eta": STDP_ETAS}},)),
+    )
+
+
+def spiking_homeostasis() -> RunConfig:
+    """Firing-rate homeostasis (after Confavreux et al.): 10 LIF neurons driven by 20
+    excitatory Poisson inputs must fire at 0.02 spikes per step (20 Hz at 1 ms steps)
+    through 4 phases of 500 steps whose input drive changes up to 10-fold (level
+    log-uniform in [0.25, 2.5] times the base rate 0.05, per-input spread ±50%); the rate
+    is counted over the second half of each phase.
+
+    Weights start in U[0, 0.1] and stay excitatory (Dale's law, all inputs excitatory). The
+    rule is the spike-trace polynomial (degree 1, 32 terms) meta-learned by surrogate
+    gradients from pair STDP; baselines: pair STDP with its learning rate tuned, and no
+    plasticity.
+    """
+    return RunConfig(
+        name="spiking-homeostasis",
+        seed=0,
+        constraints=("locality", "online", "spikes_only", "dale"),
+        task={"name": "homeostasis", "n_in": 20, "n_out": 10, "phases": 4,
+              "phase_steps": 500, "target": 0.02},
+        rule={"name": "polynomial", "variables": SPIKE_TRACE_VARIABLES, "degree": 1,
+              "eta": 0.01, "start": "stdp"},
+        network=NetworkConfig(neuron="lif", tau_mem=20.0, threshold=1.0, rate=0.05, gain=1.0,
+                              tau_trace=20.0, init_dist="uniform", init_scale=0.1,
+                              dale=True, excitatory=1.0),
+        meta=MetaConfig(steps=200, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
+                        checkpoint=True, chunk=10),
+        eval=EvalConfig(tasks=100, baselines=(
+            {"label": "pair STDP (eta tuned)", "rule": {"name": "stdp"},
+             "tune": {"eta": STDP_ETAS}},
+            {"label": "no plasticity", "rule": {"name": "polynomial",
+                                                "variables": SPIKE_TRACE_VARIABLES,
+                                                "degree": 1}})),
+    )
+
+
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "oja": oja, "oja-es": oja_es, "mlp-oja": mlp_oja, "cartpole-hebbian": cartpole_hebbian,
     "cartpole-static": cartpole_static, "acrobot-hebbian": acrobot_hebbian,
     "acrobot-static": acrobot_static, "fa-digits": fa_digits,
-    "mlp-digits": mlp_digits,
+    "mlp-digits": mlp_digits, "stdp-pca": stdp_pca,
+    "spiking-homeostasis": spiking_homeostasis,
 }
 
 

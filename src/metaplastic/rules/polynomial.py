@@ -32,15 +32,19 @@ from metaplastic.signals import LocalSignals
 
 Array = jax.Array
 
-VARIABLES = ("pre", "post", "w", "e_pre", "e_post", "pre_trace", "post_trace")
-_PRE_SIDE, _POST_SIDE = ("pre", "e_pre", "pre_trace"), ("post", "e_post", "post_trace")
+VARIABLES = ("pre", "post", "w", "e_pre", "e_post", "pre_trace", "post_trace", "modulator")
+# the broadcast modulator is the same at every neuron: it rides with the postsynaptic side
+_PRE_SIDE = ("pre", "e_pre", "pre_trace")
+_POST_SIDE = ("post", "e_post", "post_trace", "modulator")
 
 #: members of the family named by their terms (any variables): {term name: coefficient}.
 #: Pair-based STDP with exponential traces (e.g. Morrison et al. 2008): potentiation by
 #: the presynaptic trace at a postsynaptic spike, slightly stronger depression by the
-#: postsynaptic trace at a presynaptic spike.
+#: postsynaptic trace at a presynaptic spike. Reward-modulated STDP without an eligibility
+#: trace: that STDP pairing gated by the broadcast modulator.
 NAMED_TERMS = {
     "stdp": {"post*pre_trace": 1.0, "pre*post_trace": -1.05},
+    "rstdp": {"post*pre_trace*modulator": 1.0, "pre*post_trace*modulator": -1.05},
 }
 
 #: hand-designed members of the family: {(pre, post, w exponents): coefficient}
@@ -75,7 +79,7 @@ def _features(signals: LocalSignals, names: list[str], degree: int, size: int) -
     """(prod over names of (degree+1), n) rows: every product of the names' powers."""
     rows = jnp.ones((1, size))
     for name in names:
-        p = _powers(getattr(signals, name), degree)  # (d+1, n)
+        p = _powers(jnp.broadcast_to(getattr(signals, name), (size,)), degree)  # (d+1, n)
         rows = (rows[:, None, :] * p[None, :, :]).reshape(-1, size)
     return rows
 

@@ -2,7 +2,12 @@
 broadcast modulator (reward, error sign) — Izhikevich 2007; Frémaux & Gerstner 2016.
 
     e  <- exp(-1 / tau_e) * e + A_plus * post * pre_trace - A_minus * pre * post_trace
-    dw  = eta * modulator * e
+    dw  = eta * m * e
+
+The third factor ``m`` is the broadcast ``modulator`` (``third = "modulator"``, e.g. a
+reward; R-STDP) or the postsynaptic neuron's own error, ``m = -e_post`` (``third =
+"error"``, a neuron-specific learning signal as in e-prop; positive when the neuron should
+fire more).
 
 The eligibility's Hebbian part is pair STDP on spike traces (in a rate network the traces
 are zero, so the eligibility stays zero: use a spiking network). The modulator comes from
@@ -34,11 +39,15 @@ class ThreeFactor(Rule):
     tau_e: float = field(default=100.0, compare=False)  # initial eligibility time constant
     a_plus: float = field(default=1.0, compare=False)
     a_minus: float = field(default=1.05, compare=False)
+    third: str = "modulator"  # or "error": -e_post
     family = "three-factor"
 
     def __post_init__(self):
         if self.eta <= 0 or self.tau_e <= 0:
             raise ConfigError("rule 'three-factor': eta and tau_e must be positive")
+        if self.third not in ("modulator", "error"):
+            raise ConfigError(f"rule 'three-factor': third must be 'modulator' or 'error', "
+                              f"got {self.third!r}")
 
     def init(self, key: Array, shapes=None):
         return {"a_plus": jnp.asarray(self.a_plus), "a_minus": jnp.asarray(self.a_minus),
@@ -51,7 +60,8 @@ class ThreeFactor(Rule):
         decay = jnp.exp(-1.0 / jnp.exp(theta["log_tau_e"]))
         hebb = theta["a_plus"] * s.post * s.pre_trace - theta["a_minus"] * s.pre * s.post_trace
         e = decay * e + hebb
-        return self.eta * s.modulator * e, e
+        m = s.modulator if self.third == "modulator" else -s.e_post
+        return self.eta * m * e, e
 
     def synapse(self, theta, s: LocalSignals) -> Array:
         """dw from a zero eligibility (the first step)."""
@@ -61,11 +71,13 @@ class ThreeFactor(Rule):
         s = signals
         pre, post = s.pre[None, :], s.post[:, None]
         pre_tr, post_tr = s.pre_trace[None, :], s.post_trace[:, None]
-        return self._step(theta, LocalSignals(pre, post, s.w, s.e_pre, s.e_post, s.modulator,
-                                              pre_tr, post_tr), state)
+        return self._step(theta, LocalSignals(pre, post, s.w, s.e_pre[None, :],
+                                              s.e_post[:, None], s.modulator, pre_tr, post_tr),
+                          state)
 
     def formula(self, theta) -> str:
         tau = float(np.exp(np.asarray(theta["log_tau_e"])))
-        return (f"dw = {self.eta:g} * modulator * e,  e <- exp(-1/{tau:.3g}) e "
+        m = "modulator" if self.third == "modulator" else "(-e_post)"
+        return (f"dw = {self.eta:g} * {m} * e,  e <- exp(-1/{tau:.3g}) e "
                 f"{float(theta['a_plus']):+.3g} post*pre_trace "
                 f"{-float(theta['a_minus']):+.3g} pre*post_trace")

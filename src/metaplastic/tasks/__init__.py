@@ -3,7 +3,8 @@
 * ``pca`` — online principal component analysis with random covariances;
 * ``gym`` — an episode of any gymnax environment (``env`` option), with the aliases
   ``cartpole``, ``acrobot``, ``pendulum`` and ``mountaincar`` (continuous);
-* ``fewshot`` — online N-way K-shot classification with meta-training / held-out classes.
+* ``fewshot`` — online N-way K-shot classification with meta-training / held-out classes;
+* ``homeostasis`` — hold a target firing rate while the input statistics change.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.tasks.base import Task
 from metaplastic.tasks.fewshot import FewShotTask
 from metaplastic.tasks.gym import GymTask
+from metaplastic.tasks.homeostasis import HomeostasisTask
 from metaplastic.tasks.pca import PCAInstance, PCATask
 
 _GYM_ALIASES = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1", "pendulum": "Pendulum-v1",
                 "mountaincar": "MountainCarContinuous-v0"}
-REGISTRY: dict[str, Callable[..., Task]] = {"pca": PCATask, "gym": GymTask,
-                                            "fewshot": FewShotTask} | {
+_BASE = {"pca": PCATask, "gym": GymTask, "fewshot": FewShotTask,
+         "homeostasis": HomeostasisTask}
+REGISTRY: dict[str, Callable[..., Task]] = dict(_BASE) | {
     alias: functools.partial(GymTask, env=env) for alias, env in _GYM_ALIASES.items()}
-_CLASS = {"pca": PCATask, "gym": GymTask, "fewshot": FewShotTask} | {
+_CLASS = dict(_BASE) | {
     alias: GymTask for alias in _GYM_ALIASES}
 
 
@@ -44,5 +47,5 @@ def make(name: str, **kw) -> Task:
     return REGISTRY[name](**kw)
 
 
-__all__ = ["REGISTRY", "FewShotTask", "GymTask", "PCAInstance", "PCATask", "Task", "make",
-           "options"]
+__all__ = ["REGISTRY", "FewShotTask", "GymTask", "HomeostasisTask", "PCAInstance", "PCATask",
+           "Task", "make", "options"]

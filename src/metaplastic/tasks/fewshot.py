@@ -10,7 +10,13 @@ class: the meta-loss is their mean cross-entropy, the score their accuracy.
 Classes are split into meta-training classes and disjoint held-out classes
 (``heldout``; by default the upper half of the labels): ``classes = "train"`` samples only
 the former, ``"heldout"`` only the latter, so a rule can be evaluated on classes it never
-saw. ``project_to > 0`` passes inputs through a fixed random projection to that
+saw. ``hold > 1`` presents every example for that many steps (spiking networks see it as
+Poisson rates); queries are then answered by ``network.respond`` over ``hold`` steps with
+the weights frozen, the logits being ``readout_scale`` times the mean output (for spiking
+outputs, spike counts when ``readout_scale = hold``). ``modulation = "reward"`` broadcasts
+``r = sum_j y_j (2 onehot_j - 1)`` to every synapse each step: +1 per spike (or unit of
+rate) of the labelled output neuron, -1 per spike of any other (for three-factor rules).
+``project_to > 0`` passes inputs through a fixed random projection to that
 dimension (seeded by ``projection_seed``), so one rule serves datasets of different input
 sizes.
 
@@ -35,6 +41,7 @@ from metaplastic.tasks.base import Task
 
 Array = jax.Array
 SPLITS = ("train", "heldout", "all")
+MODULATIONS = ("none", "reward")
 
 
 class FewShotInstance(NamedTuple):
@@ -42,6 +49,7 @@ class FewShotInstance(NamedTuple):
     support_y: Array  # (ways * shots,) labels 0..ways-1
     query_x: Array  # (ways * queries, D)
     query_y: Array
+    key: Array  # the queries' spike-encoding noise
 
 
 @functools.cache
@@ -73,6 +81,9 @@ class FewShotTask(Task):
     heldout: tuple[int, ...] = ()  # held-out class labels; () = the upper half
     project_to: int = 0
     projection_seed: int = 0
+    hold: int = 1
+    readout_scale: float = 1.0
+    modulation: str = "none"  # or "reward": the broadcast modulator (see module docstring)
     score = "accuracy"
 
     def __post_init__(self):
@@ -81,6 +92,11 @@ class FewShotTask(Task):
         for name in ("ways", "shots", "queries"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.hold < 1:
+            raise ConfigError(f"hold must be >= 1 steps per example, got {self.hold}")
+        if self.modulation not in MODULATIONS:
+            raise ConfigError(f"unknown few-shot modulation {self.modulation!r}; valid: "
+                              f"{', '.join(MODULATIONS)}")
         if self.ways < 2:
             raise ConfigError("few-shot classification needs ways >= 2")
         if self.project_to < 0:
@@ -123,7 +139,7 @@ class FewShotTask(Task):
 
     @property
     def n_steps(self) -> int:
-        return self.ways * self.shots
+        return self.ways * self.shots * self.hold
 
     def sample_indices(self, key: Array) -> tuple[Array, Array, Array, Array]:
         """Dataset row indices and episode labels: (support_idx, support_y, query_idx,
@@ -144,17 +160,26 @@ class FewShotTask(Task):
     def sample(self, key: Array) -> FewShotInstance:
         x = self._data()[0]
         s_idx, s_y, q_idx, q_y = self.sample_indices(key)
-        return FewShotInstance(x[s_idx], s_y, x[q_idx], q_y)
+        return FewShotInstance(x[s_idx], s_y, x[q_idx], q_y, jax.random.fold_in(key, 0x0E))
 
     def observe(self, instance: FewShotInstance, t):
-        return instance.support_x[t], jax.nn.one_hot(instance.support_y[t], self.ways)
+        i = t if self.hold == 1 else t // self.hold
+        return instance.support_x[i], jax.nn.one_hot(instance.support_y[i], self.ways)
+
+    def modulator(self, instance, env, y: Array, target: Array | None) -> Array:
+        if self.modulation == "none" or target is None:
+            return jnp.zeros(())
+        return jnp.sum(y * (2.0 * target - 1.0))
 
     def output_error(self, y: Array, target: Array | None) -> Array:
         return jax.nn.softmax(y) - target  # dL/dv for cross-entropy on a linear output
 
     def _query_logits(self, instance: FewShotInstance, state: NetState,
                       network: Network) -> Array:
-        return jax.vmap(lambda x: network.forward(state.weights, x).rates[-1])(instance.query_x)
+        keys = jax.random.split(instance.key, instance.query_x.shape[0])
+        out = jax.vmap(lambda x, k: network.respond(state.weights, x, k, self.hold))(
+            instance.query_x, keys)
+        return self.readout_scale * out
 
     def loss(self, instance: FewShotInstance, state: NetState, env=None,
              network: Network | None = None) -> Array:
@@ -171,6 +196,6 @@ class FewShotTask(Task):
         if network.sizes[0] != self.n_in or network.sizes[-1] != self.ways:
             raise ConfigError(f"few-shot {self.dataset!r} needs a network {self.n_in} -> ... "
                               f"-> {self.ways}; got sizes {network.sizes}")
-        if (network.output_activation or network.activation) != "linear":
+        if not network.spiking and (network.output_activation or network.activation) != "linear":
             raise ConfigError("few-shot classification needs a linear output layer "
                               "(output_activation = 'linear'): softmax is applied by the task")

@@ -4,9 +4,10 @@ Each task draws a random covariance ``C = Q diag(lambda) Q^T`` with a uniformly 
 rotation ``Q`` and spectrum ``lambda_k = s * decay^k`` (k = 0..n_in-1), where the overall
 variance ``s`` is drawn log-uniformly from ``scale_range`` (so that a rule cannot rely on
 one input scale). A single linear neuron
-``y = w . x`` sees one input ``x ~ N(0, C)`` per step. The desired behaviour (Oja, 1982) is
-that ``w`` converges to the first principal component ``q_1`` with unit norm; the
-meta-loss of the final weights is
+``y = w . x`` sees one input ``x ~ N(0, C)`` per step (or, with ``hold > 1``, a new input
+every ``hold`` steps: a spiking network then sees it as Poisson rates for that long).
+The desired behaviour (Oja, 1982) is that ``w`` converges to the first principal
+component ``q_1`` with unit norm; the meta-loss of the final weights is
 
     L = (1 - |cos(w, q_1)|) + norm_weight * (||w|| - 1)^2
 
@@ -49,6 +50,7 @@ class PCATask(Task):
     decay: float = 0.5
     norm_weight: float = 1.0
     scale_range: tuple[float, ...] = (1.0, 1.0)
+    hold: int = 1  # steps each input is held (spiking networks see it as rates for a while)
     score = "abs_cos"
 
     def __post_init__(self):
@@ -56,6 +58,8 @@ class PCATask(Task):
             raise ConfigError(f"pca task needs n_in >= 2, got {self.n_in}")
         if self.n_steps < 1:
             raise ConfigError(f"pca task needs n_steps >= 1, got {self.n_steps}")
+        if self.hold < 1:
+            raise ConfigError(f"pca hold must be >= 1 steps, got {self.hold}")
         if not 0 < self.decay < 1:
             raise ConfigError(f"pca decay must be in (0, 1), got {self.decay}")
         lo_hi = tuple(self.scale_range)
@@ -79,7 +83,8 @@ class PCATask(Task):
         return PCAInstance(q * jnp.sqrt(scale * self.spectrum()), q[:, 0], k_stream)
 
     def observe(self, instance: PCAInstance, t):
-        z = jax.random.normal(jax.random.fold_in(instance.key, t), (self.n_in,))
+        sample = t if self.hold == 1 else t // self.hold
+        z = jax.random.normal(jax.random.fold_in(instance.key, sample), (self.n_in,))
         return instance.mixing.astype(z.dtype) @ z, None
 
     def _weights(self, state: NetState) -> Array:
