@@ -98,8 +98,16 @@ def unroll(
     key: Array,
     record_every: int | None = None,
     checkpoint: bool = False,
+    early_exit: int = 0,
 ) -> Unrolled:
-    """Run ``task.n_steps`` steps of online learning from weights drawn with ``key``."""
+    """Run ``task.n_steps`` steps of online learning from weights drawn with ``key``.
+
+    ``early_exit > 0`` runs the steps in chunks of that many and stops after the chunk in
+    which the task became inactive (an episode that ended): the weights and the task's
+    state no longer change after that, so losses and metrics are those of the full
+    length, at the cost of the steps actually lived (rounded up to a chunk). The loop is a
+    ``while_loop``: for evaluation, not for reverse-mode gradients; no records.
+    """
     step = make_step(network, rule, theta, task, instance)
     if checkpoint:
         step = jax.checkpoint(step)
@@ -107,6 +115,24 @@ def unroll(
     carry = initial_carry(network, rule, theta, task, instance, key)
     records: dict[str, Array] = {}
     done = 0
+    if early_exit and not record_every:
+        chunks = n // early_exit
+
+        def alive(c):
+            i, carry = c
+            return (i < chunks) & task.active(instance, carry[2])
+
+        def chunk_of_steps(c):
+            i, carry = c
+            return i + 1, jax.lax.scan(step, carry, None, length=early_exit)[0]
+
+        i, carry = jax.lax.while_loop(alive, chunk_of_steps, (jnp.zeros((), jnp.int32), carry))
+        done = chunks * early_exit
+        if done < n:  # the remainder, only while still active
+            carry = jax.lax.cond(
+                task.active(instance, carry[2]),
+                lambda c: jax.lax.scan(step, c, None, length=n - done)[0], lambda c: c, carry)
+        return Unrolled(carry[0], carry[1], carry[2], records)
     if record_every:
         chunks = n // record_every
 

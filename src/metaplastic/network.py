@@ -59,6 +59,9 @@ class Network:
     #: cannot flip them (a weight that would cross zero stays at zero)
     dale: bool = False
     excitatory: float = 0.8
+    #: after every plastic update: "max_abs" divides each layer by its largest |weight|
+    #: (Najarro & Risi 2020), "none" leaves it
+    normalize: str = "none"
     spiking = False  # class constant: neurons that talk by 0/1 spikes (SpikingNetwork)
 
     def __post_init__(self):
@@ -71,6 +74,8 @@ class Network:
             raise ConfigError(f"init_dist must be 'normal' or 'uniform', got {self.init_dist!r}")
         RateNeuron(self.activation)
         RateNeuron(self.output_activation or self.activation)
+        if self.normalize not in ("none", "max_abs"):
+            raise ConfigError(f"normalize must be 'none' or 'max_abs', got {self.normalize!r}")
         if not 0.0 <= self.excitatory <= 1.0:
             raise ConfigError(f"excitatory must be a fraction in [0, 1], got {self.excitatory}")
 
@@ -109,11 +114,14 @@ class Network:
         return jnp.where(jnp.arange(n_in) < n_exc, 1.0, -1.0)
 
     def constrain(self, layer: int, w: Array) -> Array:
-        """Weights after a plastic update: with Dale's law, no weight changes sign."""
-        if not self.dale:
-            return w
-        sign = self.sign(layer)
-        return sign * jnp.maximum(sign * w, 0.0)
+        """Weights after a plastic update: with Dale's law, no weight changes sign; with
+        ``normalize = "max_abs"`` the layer is divided by its largest |weight|."""
+        if self.dale:
+            sign = self.sign(layer)
+            w = sign * jnp.maximum(sign * w, 0.0)
+        if self.normalize == "max_abs":
+            w = w / jnp.maximum(jnp.max(jnp.abs(w)), 1e-30)
+        return w
 
     def _draw(self, key: Array, shape: tuple[int, int]) -> Array:
         if self.init_dist == "uniform":

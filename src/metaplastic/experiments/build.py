@@ -45,7 +45,8 @@ def build_network(cfg: RunConfig, task: Task) -> Network:
     common = dict(sizes=(task.n_in, *n.hidden, task.n_out), activation=n.activation,
                   output_activation=n.output_activation, feedback=n.feedback,
                   init_scale=n.init_scale, init_dist=n.init_dist,
-                  feedback_scale=n.feedback_scale, dale=n.dale, excitatory=n.excitatory)
+                  feedback_scale=n.feedback_scale, dale=n.dale, excitatory=n.excitatory,
+                  normalize=n.normalize)
     if n.neuron == "rate":
         return Network(**common)
     if n.neuron not in NEURONS:
@@ -69,13 +70,20 @@ def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
     rule = build_rule(cfg)
     m = cfg.meta
     objective = Objective(task, network, rule, tasks_per_step=m.tasks_per_step, l1=m.l1,
-                          checkpoint=m.checkpoint)
+                          checkpoint=m.checkpoint, early_exit=m.early_exit,
+                          grad_mode=m.grad_mode)
     return Pieces(task, network, rule, objective, build_outer(cfg))
 
 
 def build_outer(cfg: RunConfig) -> MetaGradient | EvolutionStrategy:
     """The outer loop; switching is one key, ``meta.outer``."""
     m = cfg.meta
+    if m.outer == "gradient" and (m.early_exit or m.population_batch):
+        raise ConfigError("meta.early_exit and meta.population_batch are for the ES outer "
+                          "loop (a meta-gradient needs every step of the unroll)")
+    if m.grad_mode == "forward" and (m.truncation or m.truncation_schedule):
+        raise ConfigError("meta.grad_mode = 'forward' is for whole episodes; truncated "
+                          "segments take reverse-mode gradients")
     if m.outer == "gradient":
         return MetaGradient(steps=m.steps, lr=m.lr, schedule=m.schedule, optimizer=m.optimizer,
                             clip=m.clip or None, on_nan=m.on_nan,
@@ -91,7 +99,8 @@ def build_outer(cfg: RunConfig) -> MetaGradient | EvolutionStrategy:
                                  sigma=m.sigma, lr=m.lr, optimizer=m.optimizer,
                                  antithetic=m.antithetic, fitness_shaping=m.fitness_shaping,
                                  direction="minimize", max_nan_skips=m.max_nan_skips,
-                                 chunk=m.chunk, truncation=m.truncation)
+                                 chunk=m.chunk, truncation=m.truncation,
+                                 population_batch=m.population_batch)
     raise ConfigError(f"unknown meta.outer {m.outer!r}; valid: gradient, es")
 
 

@@ -37,6 +37,7 @@ class NetworkConfig:
     feedback_scale: float = 1.0
     dale: bool = False  # excitatory/inhibitory neurons whose weights keep their sign
     excitatory: float = 0.8
+    normalize: str = "none"  # or "max_abs": each layer / its max |w| after every update
     # spiking networks (neuron = "lif" or "alif"): see docs/spiking.md
     neuron: str = "rate"
     tau_mem: float = 20.0
@@ -65,9 +66,15 @@ class MetaConfig:
     clip: float = 1.0  # 0 disables clipping
     l1: float = 0.0
     checkpoint: bool = False
+    grad_mode: str = "reverse"  # or "forward": forward-mode meta-gradients (small θ)
     on_nan: str = "skip"
     max_nan_skips: int = 20
     chunk: int = 25
+    # ES: run episodes in chunks of this many steps and stop once every one has ended
+    # (results unchanged; 0: always the full length); evaluate the population in
+    # sequential vmapped batches of this size (0: all at once)
+    early_exit: int = 0
+    population_batch: int = 0
     # truncated unrolls: a meta-update every `truncation` inner steps (0: whole episodes);
     # gradient: schedule [[from_step, length], ...]; es: strategy "pes" is unbiased
     truncation: int = 0

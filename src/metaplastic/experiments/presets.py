@@ -103,6 +103,26 @@ def cartpole_hebbian() -> RunConfig:
                                               "params": {"length": 1.0}}))
 
 
+def hml_cartpole() -> RunConfig:
+    """Najarro & Risi's (NeurIPS 2020) Hebbian CartPole setting, as published: network
+    4-128-64-2 tanh without biases, weights U[-0.1, 0.1] drawn afresh each episode, a
+    per-synapse ABCD rule with a per-synapse learning rate (5 numbers x 8832 synapses), each
+    layer divided by its max |w| after every update, episodes up to 500 steps; OpenAI-ES
+    with 100 antithetic pairs (population 200), sigma 0.1, lr 0.2, centred ranks.
+
+    Episodes stop in chunks of 50 steps once every member's pole has fallen (same results,
+    less work); the population is evaluated in batches of 50 members, which keeps the
+    per-synapse coefficients in cache (``python benchmarks/bench_hml_cartpole.py``).
+    """
+    base = _hebbian_es("hml-cartpole", {"name": "cartpole"}, lr=0.2, steps=100, episodes=1,
+                       variants=({"label": "train physics"},))
+    return dataclasses.replace(
+        base, network=dataclasses.replace(base.network, hidden=(128, 64),
+                                          normalize="max_abs"),
+        meta=dataclasses.replace(base.meta, population=200, early_exit=50,
+                                 population_batch=50))
+
+
 def cartpole_static() -> RunConfig:
     """Baseline for cartpole-hebbian: the same network's weights evolved directly.
 
@@ -176,6 +196,38 @@ def fa_digits() -> RunConfig:
              "dataset": "mnist5k", "project_to": 64, "classes": "heldout"},
         ), baselines=(_pseudo_gradient("backprop", "symmetric"),
                       _pseudo_gradient("FA", "random"), _pseudo_gradient("DFA", "direct"))),
+    )
+
+
+def mlpp_emnist_shape() -> RunConfig:
+    """Shervani-Tabar & Rosenbaum's (2023) meta-learning setting at its published size:
+    MLP 784-170-130-100-70-47 without biases, Softplus(beta = 10), fixed random feedback,
+    rule = pseudo-gradient + error-Hebbian + Oja terms with meta-learned coefficients
+    (starting as feedback alignment). A meta-episode: 5-way 50-shot = 250 online batch-1
+    updates, the query loss on 5 x 10 examples, the meta-gradient through the whole
+    unroll and an Adam step. With three coefficients, forward-mode meta-gradients
+    (``meta.grad_mode = "forward"``) are 2x faster than backprop through the unroll and
+    need no stored unroll (same gradient).
+
+    Data: MNIST-5k (784 inputs, bundled) with 47 output neurons — the shapes of EMNIST
+    balanced, which is not bundled (point ``task.dataset`` / ``path`` at it to use it).
+    ``python benchmarks/bench_mlpp.py`` times it against a plain-JAX version.
+    """
+    return RunConfig(
+        name="mlpp-emnist-shape",
+        seed=0,
+        constraints=("locality", "no_weight_transport", "online"),
+        task={"name": "fewshot", "dataset": "mnist5k", "ways": 5, "shots": 50,
+              "queries": 10, "outputs": 47},
+        rule={"name": "termpool", "terms": ["pseudo_grad", "error_hebb", "oja"],
+              "eta": 0.01, "start": "pseudo_grad"},
+        network=NetworkConfig(hidden=(170, 130, 100, 70), activation="softplus",
+                              output_activation="linear", feedback="random"),
+        meta=MetaConfig(steps=200, tasks_per_step=1, lr=1e-3, schedule="constant",
+                        clip=1.0, grad_mode="forward", chunk=10),
+        eval=EvalConfig(tasks=100, variants=(
+            {"label": "meta-training classes"},
+            {"label": "held-out classes", "classes": "heldout"})),
     )
 
 
@@ -269,9 +321,9 @@ def spiking_homeostasis() -> RunConfig:
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "oja": oja, "oja-es": oja_es, "mlp-oja": mlp_oja, "cartpole-hebbian": cartpole_hebbian,
-    "cartpole-static": cartpole_static, "acrobot-hebbian": acrobot_hebbian,
+    "cartpole-static": cartpole_static, "hml-cartpole": hml_cartpole, "acrobot-hebbian": acrobot_hebbian,
     "acrobot-static": acrobot_static, "fa-digits": fa_digits,
-    "mlp-digits": mlp_digits, "stdp-pca": stdp_pca,
+    "mlp-digits": mlp_digits, "mlpp-emnist-shape": mlpp_emnist_shape, "stdp-pca": stdp_pca,
     "spiking-homeostasis": spiking_homeostasis,
 }
 

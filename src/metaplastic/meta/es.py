@@ -136,9 +136,14 @@ class EvolutionStrategy:
     #: Vicol et al. 2021) the estimate is unbiased across truncations; with any other
     #: strategy it is truncated ES (biased towards short horizons).
     truncation: int = 0
+    #: evaluate the population in sequential vmapped batches of this many members (0: all
+    #: at once) — keeps the working set of per-synapse rules in cache; same results
+    population_batch: int = 0
 
     def __post_init__(self):
         strategy_class(self.strategy)
+        if self.population_batch < 0:
+            raise ConfigError(f"population_batch must be >= 0, got {self.population_batch}")
         if self.truncation < 0:
             raise ConfigError(f"truncation must be >= 0 (0: whole episodes), "
                               f"got {self.truncation}")
@@ -230,7 +235,7 @@ class EvolutionStrategy:
         def generation(state: ESState, key, total):
             k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(key, state.step), 3)
             pop, es_state = es.ask(k_ask, state.es_state, params)
-            values, _ = jax.vmap(fitness, in_axes=(0, None))(pop, k_eval)
+            values = self.evaluate(fitness, pop, k_eval)
             fit, ok = _finite(values, sign)
             told, _ = es.tell(k_tell, pop, fit, es_state, params)
             active = state.step < total
@@ -250,6 +255,13 @@ class EvolutionStrategy:
                                 length=self.chunk)
 
         return init, jax.jit(run_chunk)
+
+    def evaluate(self, fitness: Callable, pop: Any, key: Array) -> Array:
+        """Every member's fitness value on the same key (common random numbers)."""
+        if self.population_batch and self.population_batch < self.population:
+            return jax.lax.map(lambda th: fitness(th, key)[0], pop,
+                               batch_size=self.population_batch)
+        return jax.vmap(fitness, in_axes=(0, None))(pop, key)[0]
 
     def _truncated_generation(self, objective: Any, theta0: Any, es, params):
         """A generation on one segment of ``truncation`` inner steps per member.

@@ -10,7 +10,8 @@ class: the meta-loss is their mean cross-entropy, the score their accuracy.
 Classes are split into meta-training classes and disjoint held-out classes
 (``heldout``; by default the upper half of the labels): ``classes = "train"`` samples only
 the former, ``"heldout"`` only the latter, so a rule can be evaluated on classes it never
-saw. ``hold > 1`` presents every example for that many steps (spiking networks see it as
+saw. ``outputs`` sets the number of output neurons when it should exceed ``ways`` (as in
+Shervani-Tabar & Rosenbaum: 47 outputs, 5-way episodes). ``hold > 1`` presents every example for that many steps (spiking networks see it as
 Poisson rates); queries are then answered by ``network.respond`` over ``hold`` steps with
 the weights frozen, the logits being ``readout_scale`` times the mean output (for spiking
 outputs, spike counts when ``readout_scale = hold``). ``modulation = "reward"`` broadcasts
@@ -81,6 +82,7 @@ class FewShotTask(Task):
     heldout: tuple[int, ...] = ()  # held-out class labels; () = the upper half
     project_to: int = 0
     projection_seed: int = 0
+    outputs: int = 0  # output neurons (0: ways); episode labels are the first `ways` of them
     hold: int = 1
     readout_scale: float = 1.0
     modulation: str = "none"  # or "reward": the broadcast modulator (see module docstring)
@@ -92,6 +94,8 @@ class FewShotTask(Task):
         for name in ("ways", "shots", "queries"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.outputs and self.outputs < self.ways:
+            raise ConfigError(f"outputs ({self.outputs}) must be 0 or >= ways ({self.ways})")
         if self.hold < 1:
             raise ConfigError(f"hold must be >= 1 steps per example, got {self.hold}")
         if self.modulation not in MODULATIONS:
@@ -135,7 +139,7 @@ class FewShotTask(Task):
 
     @property
     def n_out(self) -> int:
-        return self.ways
+        return self.outputs or self.ways
 
     @property
     def n_steps(self) -> int:
@@ -164,7 +168,7 @@ class FewShotTask(Task):
 
     def observe(self, instance: FewShotInstance, t):
         i = t if self.hold == 1 else t // self.hold
-        return instance.support_x[i], jax.nn.one_hot(instance.support_y[i], self.ways)
+        return instance.support_x[i], jax.nn.one_hot(instance.support_y[i], self.n_out)
 
     def modulator(self, instance, env, y: Array, target: Array | None) -> Array:
         if self.modulation == "none" or target is None:
@@ -193,9 +197,9 @@ class FewShotTask(Task):
         return {"accuracy": jnp.mean(jnp.argmax(logits, axis=1) == instance.query_y)}
 
     def check_network(self, network: Network) -> None:
-        if network.sizes[0] != self.n_in or network.sizes[-1] != self.ways:
+        if network.sizes[0] != self.n_in or network.sizes[-1] != self.n_out:
             raise ConfigError(f"few-shot {self.dataset!r} needs a network {self.n_in} -> ... "
-                              f"-> {self.ways}; got sizes {network.sizes}")
+                              f"-> {self.n_out}; got sizes {network.sizes}")
         if not network.spiking and (network.output_activation or network.activation) != "linear":
             raise ConfigError("few-shot classification needs a linear output layer "
                               "(output_activation = 'linear'): softmax is applied by the task")
