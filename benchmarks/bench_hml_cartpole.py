@@ -159,7 +159,7 @@ def main():
         jax.block_until_ready(comp(state, jax.random.key(1), total))
         lib, plain = [], []
         for i in range(args.repeats):  # alternate, so that drift hits both alike
-            lib += _time(comp, lambda j, i=i: (state, jax.random.key(10 + i), total), 1)
+            lib += _time(comp, lambda j, i=i, s=state: (s, jax.random.key(10 + i), total), 1)
             plain += _time(p_comp, lambda j, i=i: (carry, jax.random.key(10 + i)), 1)
         med, pmed = statistics.median(lib), statistics.median(plain)
         rows[str(batch)] = {
@@ -181,7 +181,8 @@ def main():
             state = init(jax.random.key(0))
             comp = run_chunk.lower(state, jax.random.key(1), total).compile()
             jax.block_until_ready(comp(state, jax.random.key(1), total))
-            runs = _time(comp, lambda i: (state, jax.random.key(10 + i), total), args.repeats)
+            runs = _time(comp, lambda i, s=state: (s, jax.random.key(10 + i), total),
+                         args.repeats)
             term[f"early_exit_{early}"] = {"median_s": statistics.median(runs), "runs_s": runs}
             print(f"real episodes (untrained rule), early_exit {early}: median "
                   f"{1e3 * statistics.median(runs):.1f} ms", flush=True)

@@ -321,7 +321,8 @@ def spiking_homeostasis() -> RunConfig:
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "oja": oja, "oja-es": oja_es, "mlp-oja": mlp_oja, "cartpole-hebbian": cartpole_hebbian,
-    "cartpole-static": cartpole_static, "hml-cartpole": hml_cartpole, "acrobot-hebbian": acrobot_hebbian,
+    "cartpole-static": cartpole_static, "hml-cartpole": hml_cartpole,
+    "acrobot-hebbian": acrobot_hebbian,
     "acrobot-static": acrobot_static, "fa-digits": fa_digits,
     "mlp-digits": mlp_digits, "mlpp-emnist-shape": mlpp_emnist_shape, "stdp-pca": stdp_pca,
     "spiking-homeostasis": spiking_homeostasis,

@@ -11,10 +11,11 @@ Classes are split into meta-training classes and disjoint held-out classes
 (``heldout``; by default the upper half of the labels): ``classes = "train"`` samples only
 the former, ``"heldout"`` only the latter, so a rule can be evaluated on classes it never
 saw. ``outputs`` sets the number of output neurons when it should exceed ``ways`` (as in
-Shervani-Tabar & Rosenbaum: 47 outputs, 5-way episodes). ``hold > 1`` presents every example for that many steps (spiking networks see it as
-Poisson rates); queries are then answered by ``network.respond`` over ``hold`` steps with
-the weights frozen, the logits being ``readout_scale`` times the mean output (for spiking
-outputs, spike counts when ``readout_scale = hold``). ``modulation = "reward"`` broadcasts
+Shervani-Tabar & Rosenbaum: 47 outputs, 5-way episodes). ``hold > 1`` presents every
+example for that many steps (spiking networks see it as Poisson rates); queries are then
+answered by ``network.respond`` over ``hold`` steps with the weights frozen, the logits
+being ``readout_scale`` times the mean output (for spiking outputs, spike counts when
+``readout_scale = hold``). ``modulation = "reward"`` broadcasts
 ``r = sum_j y_j (2 onehot_j - 1)`` to every synapse each step: +1 per spike (or unit of
 rate) of the labelled output neuron, -1 per spike of any other (for three-factor rules).
 ``project_to > 0`` passes inputs through a fixed random projection to that
