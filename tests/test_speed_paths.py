@@ -1,0 +1,115 @@
+"""The speed paths of issue 8 give the straightforward computation's results: early exit,
+population batches, forward-mode meta-gradients, one task unbatched, closed-form
+derivatives; and the pieces of the published workloads (max-|w| normalisation, 47 outputs
+for 5-way episodes)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metaplastic as mp
+from metaplastic.errors import ConfigError
+from metaplastic.experiments import config, presets
+from metaplastic.experiments.build import build
+from metaplastic.meta import EvolutionStrategy
+from metaplastic.meta.objective import map_tasks
+from metaplastic.neurons.rate import ACTIVATIONS, RateNeuron
+
+
+def test_max_abs_normalisation_by_hand():
+    net = mp.Network(sizes=(2, 2), normalize="max_abs")
+    w = jnp.array([[0.5, -2.0], [1.0, 0.25]])
+    np.testing.assert_allclose(net.constrain(0, w), w / 2.0)
+    np.testing.assert_array_equal(mp.Network(sizes=(2, 2)).constrain(0, w), w)
+    with pytest.raises(ConfigError, match="normalize"):
+        mp.Network(sizes=(2, 2), normalize="l2")
+
+
+def _cartpole_objective(early_exit):
+    task = mp.tasks.make("cartpole", n_steps=200)
+    net = mp.Network(sizes=(4, 8, 2), activation="tanh", init_dist="uniform", init_scale=0.1,
+                     normalize="max_abs")
+    rule = mp.rules.make("abcd", init_noise=0.1)
+    return mp.Objective(task, net, rule, tasks_per_step=3, early_exit=early_exit), rule, net
+
+
+def test_early_exit_gives_the_full_length_results():
+    full, rule, net = _cartpole_objective(0)
+    early, _, _ = _cartpole_objective(30)  # 200 = 6 chunks of 30 + a remainder of 20
+    pop = jax.vmap(lambda k: rule.init(k, net.shapes))(jax.random.split(jax.random.key(0), 6))
+    key = jax.random.key(1)
+    a = jax.jit(jax.vmap(lambda th: full(th, key)))(pop)
+    b = jax.jit(jax.vmap(lambda th: early(th, key)))(pop)
+    np.testing.assert_allclose(b[0], a[0], rtol=1e-6)
+    for name in a[1]:
+        np.testing.assert_allclose(b[1][name], a[1][name], rtol=1e-6, err_msg=name)
+    lengths = np.asarray(a[1]["length"])
+    assert lengths.min() < 200, "some episodes must end early for this test to mean much"
+
+
+def test_population_batches_give_the_same_fitness():
+    obj, rule, net = _cartpole_objective(0)
+    pop = jax.vmap(lambda k: rule.init(k, net.shapes))(jax.random.split(jax.random.key(0), 8))
+    key = jax.random.key(2)
+    whole = EvolutionStrategy(population=8).evaluate(obj, pop, key)
+    batched = EvolutionStrategy(population=8, population_batch=3).evaluate(obj, pop, key)
+    np.testing.assert_allclose(batched, whole, rtol=1e-6)
+    with pytest.raises(ConfigError, match="population_batch"):
+        EvolutionStrategy(population_batch=-1)
+
+
+def test_forward_mode_meta_gradient_equals_reverse(small_pca, oja_theta):
+    task, net, rule, objective = small_pca
+    fwd = dataclasses.replace(objective, grad_mode="forward")
+    key = jax.random.key(3)
+    loss_r, aux_r, g_r = jax.jit(objective.value_and_grad)(oja_theta, key)
+    loss_f, aux_f, g_f = jax.jit(fwd.value_and_grad)(oja_theta, key)
+    np.testing.assert_allclose(loss_f, loss_r, rtol=1e-6)
+    np.testing.assert_allclose(g_f["coef"], g_r["coef"], rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(aux_f["abs_cos"], aux_r["abs_cos"], rtol=1e-6)
+    with pytest.raises(ConfigError, match="grad_mode"):
+        dataclasses.replace(objective, grad_mode="sideways")
+
+
+def test_one_task_runs_unbatched_with_the_same_result():
+    f = lambda k: {"x": jax.random.normal(k, (3,)), "y": jnp.sum(jax.random.normal(k, (2,)))}  # noqa: E731
+    keys = jax.random.split(jax.random.key(0), 1)
+    a, b = map_tasks(f, keys), jax.vmap(f)(keys)
+    for name in a:
+        assert a[name].shape == b[name].shape
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_closed_form_derivatives_equal_autodiff(name):
+    v = jnp.linspace(-2.0, 2.0, 41) + 0.013  # off the relu kink
+    f = ACTIVATIONS[name]
+    np.testing.assert_allclose(RateNeuron(name).derivative(v), jax.vmap(jax.grad(f))(v),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_fewshot_with_more_outputs_than_ways():
+    task = mp.tasks.make("fewshot", ways=5, shots=2, queries=2, outputs=47,
+                         dataset="digits")
+    assert task.n_out == 47
+    inst = task.sample(jax.random.key(0))
+    _, target = task.observe(inst, 0)
+    assert target.shape == (47,) and float(target[5:].sum()) == 0.0
+    with pytest.raises(ConfigError, match="outputs"):
+        mp.tasks.make("fewshot", ways=5, outputs=3)
+
+
+def test_speed_options_are_checked_in_the_config():
+    cfg = presets.get("oja")
+    for bad in (["meta.early_exit=10"], ["meta.population_batch=4"],
+                ["meta.grad_mode=forward", "meta.truncation=100"]):
+        with pytest.raises(ConfigError):
+            build(config.override(cfg, bad))
+    hml = presets.get("hml-cartpole")
+    assert hml.meta.population == 200 and hml.network.hidden == (128, 64)
+    mlpp = build(presets.get("mlpp-emnist-shape"))
+    assert mlpp.network.sizes == (784, 170, 130, 100, 70, 47)
+    assert mlpp.objective.grad_mode == "forward"
