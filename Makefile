@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/metaplastic run oja
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
@@ -29,6 +29,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_oja.py --cli
 	$(PY) benchmarks/bench_bandwidth.py
+	$(PY) benchmarks/bench_hml_cartpole.py --with-termination
+	$(PY) benchmarks/bench_mlpp.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
