@@ -158,6 +158,10 @@ def test_modulator_as_a_polynomial_variable():
     rstdp = mp.rules.make("polynomial", variables=[*vars_, "post_trace"], degree=1,
                           start="rstdp")
     assert "+1 post*pre_trace*modulator" in rstdp.formula(rstdp.init(jax.random.key(0)))
+    delta = mp.rules.make("polynomial", variables=["pre_trace", "e_post", "w"], degree=1,
+                          start="trace_delta")
+    assert delta.formula(delta.init(jax.random.key(0))).startswith(
+        "dw = eta * (-1 pre_trace*e_post)")
 
 
 def test_three_factor_with_the_error_as_third_factor():

@@ -41,10 +41,12 @@ _POST_SIDE = ("post", "e_post", "post_trace", "modulator")
 #: Pair-based STDP with exponential traces (e.g. Morrison et al. 2008): potentiation by
 #: the presynaptic trace at a postsynaptic spike, slightly stronger depression by the
 #: postsynaptic trace at a presynaptic spike. Reward-modulated STDP without an eligibility
-#: trace: that STDP pairing gated by the broadcast modulator.
+#: trace: that STDP pairing gated by the broadcast modulator. The delta rule on spike
+#: traces: the presynaptic trace times the error arriving at the postsynaptic neuron.
 NAMED_TERMS = {
     "stdp": {"post*pre_trace": 1.0, "pre*post_trace": -1.05},
     "rstdp": {"post*pre_trace*modulator": 1.0, "pre*post_trace*modulator": -1.05},
+    "trace_delta": {"e_post*pre_trace": -1.0},
 }
 
 #: hand-designed members of the family: {(pre, post, w exponents): coefficient}
