@@ -21,6 +21,7 @@ Schaul et al. 2011 (SNES); Lange 2023 (evosax).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from metaplastic.errors import ConfigError, unknown_name
@@ -139,6 +141,8 @@ class EvolutionStrategy:
     #: evaluate the population in sequential vmapped batches of this many members (0: all
     #: at once) — keeps the working set of per-synapse rules in cache; same results
     population_batch: int = 0
+    #: split the population across devices when there are several
+    shard: bool = True
 
     def __post_init__(self):
         strategy_class(self.strategy)
@@ -257,8 +261,24 @@ class EvolutionStrategy:
         return init, jax.jit(run_chunk)
 
     def evaluate(self, fitness: Callable, pop: Any, key: Array) -> Array:
-        """Every member's fitness value on the same key (common random numbers)."""
-        if self.population_batch and self.population_batch < self.population:
+        """Every member's fitness value on the same key (common random numbers).
+
+        With several devices (and a population they divide) the members are split across
+        them (``shard_map``), each device evaluating its share — in batches of
+        ``population_batch`` if set. Same values as on one device.
+        """
+        n_dev = jax.device_count()
+        if self.shard and n_dev > 1 and self.population % n_dev == 0:
+            mesh = jax.sharding.Mesh(np.array(jax.devices()), ("members",))
+            spec = jax.sharding.PartitionSpec("members")
+            local = functools.partial(self._evaluate_here, fitness,
+                                      size=self.population // n_dev)
+            return jax.shard_map(local, mesh=mesh, in_specs=(spec, jax.sharding.PartitionSpec()),
+                                 out_specs=spec, check_vma=False)(pop, key)
+        return self._evaluate_here(fitness, pop, key, size=self.population)
+
+    def _evaluate_here(self, fitness: Callable, pop: Any, key: Array, *, size: int) -> Array:
+        if self.population_batch and self.population_batch < size:
             return jax.lax.map(lambda th: fitness(th, key)[0], pop,
                                batch_size=self.population_batch)
         return jax.vmap(fitness, in_axes=(0, None))(pop, key)[0]
