@@ -113,35 +113,34 @@ def unroll(
         step = jax.checkpoint(step)
     n = task.n_steps
     carry = initial_carry(network, rule, theta, task, instance, key)
+
+    def run(carry, length: int):
+        return jax.lax.scan(step, carry, None, length=length)[0]
+
     records: dict[str, Array] = {}
-    done = 0
     if early_exit and not record_every:
-        chunks = n // early_exit
+        chunks, rest = divmod(n, early_exit)
 
         def alive(c):
             i, carry = c
             return (i < chunks) & task.active(instance, carry[2])
 
-        def chunk_of_steps(c):
-            i, carry = c
-            return i + 1, jax.lax.scan(step, carry, None, length=early_exit)[0]
-
-        i, carry = jax.lax.while_loop(alive, chunk_of_steps, (jnp.zeros((), jnp.int32), carry))
-        done = chunks * early_exit
-        if done < n:  # the remainder, only while still active
-            carry = jax.lax.cond(
-                task.active(instance, carry[2]),
-                lambda c: jax.lax.scan(step, c, None, length=n - done)[0], lambda c: c, carry)
+        _, carry = jax.lax.while_loop(alive, lambda c: (c[0] + 1, run(c[1], early_exit)),
+                                      (jnp.zeros((), jnp.int32), carry))
+        if rest:  # the remainder, only while still active
+            carry = jax.lax.cond(task.active(instance, carry[2]), lambda c: run(c, rest),
+                                 lambda c: c, carry)
         return Unrolled(carry[0], carry[1], carry[2], records)
+    done = 0
     if record_every:
         chunks = n // record_every
 
         def chunk(carry, _):
-            carry, _ = jax.lax.scan(step, carry, None, length=record_every)
+            carry = run(carry, record_every)
             return carry, task.metrics(instance, carry[0], carry[2], network)
 
         carry, records = jax.lax.scan(chunk, carry, None, length=chunks)
         done = chunks * record_every
     if done < n:
-        carry, _ = jax.lax.scan(step, carry, None, length=n - done)
+        carry = run(carry, n - done)
     return Unrolled(carry[0], carry[1], carry[2], records)

@@ -257,6 +257,12 @@ STDP_ETAS = [0.001, 0.003, 0.01, 0.03, 0.1]
 SPIKE_TRACE_VARIABLES = ["pre", "post", "pre_trace", "post_trace", "w"]
 
 
+def _trace_polynomial(*extra: str, **kw) -> dict:
+    """The spike-trace polynomial rule (degree 1) over the trace variables and ``extra``."""
+    return {"name": "polynomial", "variables": [*SPIKE_TRACE_VARIABLES, *extra], "degree": 1,
+            **kw}
+
+
 def stdp_pca() -> RunConfig:
     """Spiking PCA: one LIF neuron, 10 Poisson inputs whose rates carry a random Gaussian
     with a decaying spectrum; the neuron's weights should align with the first principal
@@ -273,8 +279,7 @@ def stdp_pca() -> RunConfig:
         constraints=("locality", "online", "spikes_only"),
         task={"name": "pca", "n_in": 10, "n_steps": 3000, "hold": 20, "decay": 0.5,
               "norm_weight": 0.1},
-        rule={"name": "polynomial", "variables": SPIKE_TRACE_VARIABLES, "degree": 1,
-              "eta": 0.01, "start": "stdp"},
+        rule=_trace_polynomial(eta=0.01, start="stdp"),
         network=NetworkConfig(neuron="lif", tau_mem=10.0, threshold=0.5, rate=0.2, gain=1.0,
                               tau_trace=10.0, init_scale=0.3),
         meta=MetaConfig(steps=400, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
@@ -303,8 +308,7 @@ def spiking_homeostasis() -> RunConfig:
         constraints=("locality", "online", "spikes_only", "dale"),
         task={"name": "homeostasis", "n_in": 20, "n_out": 10, "phases": 4,
               "phase_steps": 500, "target": 0.02},
-        rule={"name": "polynomial", "variables": SPIKE_TRACE_VARIABLES, "degree": 1,
-              "eta": 0.01, "start": "stdp"},
+        rule=_trace_polynomial(eta=0.01, start="stdp"),
         network=NetworkConfig(neuron="lif", tau_mem=20.0, threshold=1.0, rate=0.05, gain=1.0,
                               tau_trace=20.0, init_dist="uniform", init_scale=0.1,
                               dale=True, excitatory=1.0),
@@ -313,9 +317,7 @@ def spiking_homeostasis() -> RunConfig:
         eval=EvalConfig(tasks=100, baselines=(
             {"label": "pair STDP (eta tuned)", "rule": {"name": "stdp"},
              "tune": {"eta": STDP_ETAS}},
-            {"label": "no plasticity", "rule": {"name": "polynomial",
-                                                "variables": SPIKE_TRACE_VARIABLES,
-                                                "degree": 1}})),
+            {"label": "no plasticity", "rule": _trace_polynomial()})),
     )
 
 
@@ -334,15 +336,14 @@ def spiking_digits() -> RunConfig:
     end at loss ln 5). Baselines (learning rates tuned): that delta rule, reward-modulated
     STDP, and the three-factor rule (STDP eligibility trace x reward).
     """
-    variables = [*SPIKE_TRACE_VARIABLES, "e_post", "modulator"]
+    third = ("e_post", "modulator")
     return RunConfig(
         name="spiking-digits",
         seed=0,
         constraints=("locality", "online", "spikes_only"),
         task={"name": "fewshot", "dataset": "digits", "ways": 5, "shots": 10, "queries": 10,
               "hold": 40, "readout_scale": 5.0, "modulation": "reward"},
-        rule={"name": "polynomial", "variables": variables, "degree": 1, "eta": 0.0003,
-              "start": "trace_delta"},
+        rule=_trace_polynomial(*third, eta=0.0003, start="trace_delta"),
         network=NetworkConfig(neuron="lif", tau_mem=20.0, threshold=1.0, rate=0.04, gain=9.0,
                               tau_trace=20.0),
         meta=MetaConfig(steps=200, tasks_per_step=8, lr=3e-4, schedule="cosine", clip=1.0,
@@ -352,11 +353,11 @@ def spiking_digits() -> RunConfig:
             {"label": "digits, held-out classes", "classes": "heldout"}),
             baselines=(
                 {"label": "delta rule on traces (eta tuned)",
-                 "rule": {"name": "polynomial", "variables": variables, "degree": 1,
-                          "start": "trace_delta"}, "tune": {"eta": [1e-4, 3e-4, 1e-3, 3e-3]}},
+                 "rule": _trace_polynomial(*third, start="trace_delta"),
+                 "tune": {"eta": [1e-4, 3e-4, 1e-3, 3e-3]}},
                 {"label": "R-STDP (eta tuned)",
-                 "rule": {"name": "polynomial", "variables": variables, "degree": 1,
-                          "start": "rstdp"}, "tune": {"eta": [1e-4, 1e-3, 1e-2]}},
+                 "rule": _trace_polynomial(*third, start="rstdp"),
+                 "tune": {"eta": [1e-4, 1e-3, 1e-2]}},
                 {"label": "three-factor R-STDP (eta tuned)", "rule": {"name": "three-factor"},
                  "tune": {"eta": [1e-4, 1e-3, 1e-2]}})),
     )

@@ -18,9 +18,11 @@ from metaplastic.errors import unknown_name
 Array = jax.Array
 
 
+SOFTPLUS_BETA = 10.0  # Softplus(beta = 10), as in Shervani-Tabar & Rosenbaum (2023)
+
+
 def _softplus10(v: Array) -> Array:
-    # Softplus with beta = 10, as in Shervani-Tabar & Rosenbaum (2023).
-    return jax.nn.softplus(10.0 * v) / 10.0
+    return jax.nn.softplus(SOFTPLUS_BETA * v) / SOFTPLUS_BETA
 
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
@@ -39,7 +41,7 @@ DERIVATIVES: dict[str, Callable[[Array], Array]] = {
     "tanh": lambda v: 1.0 - jnp.tanh(v) ** 2,
     "relu": lambda v: (v > 0).astype(v.dtype),
     "sigmoid": lambda v: jax.nn.sigmoid(v) * (1.0 - jax.nn.sigmoid(v)),
-    "softplus": lambda v: jax.nn.sigmoid(10.0 * v),
+    "softplus": lambda v: jax.nn.sigmoid(SOFTPLUS_BETA * v),
 }
 
 

@@ -28,9 +28,25 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from metaplastic.errors import ConfigError
 from metaplastic.network import NetState, Network
 
 Array = jax.Array
+
+
+def positive_range(task: str, name: str, value) -> tuple[float, float]:
+    """``value`` as a ``(low, high)`` pair with ``0 < low <= high``, or a ConfigError."""
+    lo_hi = tuple(float(v) for v in value)
+    if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+        raise ConfigError(f"{task} {name} must be [low, high] with 0 < low <= high, "
+                          f"got {value}")
+    return lo_hi
+
+
+def log_uniform(key: Array, lo_hi: tuple[float, float], shape=()) -> Array:
+    """Draws log-uniform in ``[low, high]``."""
+    lo, hi = lo_hi
+    return jnp.exp(jax.random.uniform(key, shape, minval=jnp.log(lo), maxval=jnp.log(hi)))
 
 
 class Task:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from metaplastic.errors import ConfigError
 from metaplastic.network import NetState, Network
-from metaplastic.tasks.base import Task
+from metaplastic.tasks.base import Task, log_uniform, positive_range
 
 Array = jax.Array
 
@@ -59,11 +59,8 @@ class HomeostasisTask(Task):
     def __post_init__(self):
         if self.n_in < 1 or self.n_out < 1 or self.phases < 1 or self.phase_steps < 2:
             raise ConfigError("homeostasis needs n_in, n_out, phases >= 1 and phase_steps >= 2")
-        lo_hi = tuple(float(v) for v in self.level_range)
-        if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
-            raise ConfigError(f"homeostasis level_range must be [low, high] with "
-                              f"0 < low <= high, got {self.level_range}")
-        object.__setattr__(self, "level_range", lo_hi)
+        object.__setattr__(self, "level_range",
+                           positive_range("homeostasis", "level_range", self.level_range))
         if not 0 < self.target < 1:
             raise ConfigError(f"homeostasis target must be a rate in (0, 1) spikes per step, "
                               f"got {self.target}")
@@ -84,9 +81,7 @@ class HomeostasisTask(Task):
 
     def sample(self, key: Array) -> HomeostasisInstance:
         k_level, k_spread = jax.random.split(key)
-        lo, hi = self.level_range
-        level = jnp.exp(jax.random.uniform(k_level, (self.phases, 1), minval=jnp.log(lo),
-                                           maxval=jnp.log(hi)))
+        level = log_uniform(k_level, self.level_range, (self.phases, 1))
         u = jax.random.uniform(k_spread, (self.phases, self.n_in), minval=1 - self.spread,
                                maxval=1 + self.spread)
         return HomeostasisInstance(level * u)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from metaplastic.errors import ConfigError
 from metaplastic.network import NetState, Network
-from metaplastic.tasks.base import Task
+from metaplastic.tasks.base import Task, log_uniform, positive_range
 
 Array = jax.Array
 
@@ -62,11 +62,8 @@ class PCATask(Task):
             raise ConfigError(f"pca hold must be >= 1 steps, got {self.hold}")
         if not 0 < self.decay < 1:
             raise ConfigError(f"pca decay must be in (0, 1), got {self.decay}")
-        lo_hi = tuple(self.scale_range)
-        if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
-            raise ConfigError(f"pca scale_range must be [low, high] with 0 < low <= high, "
-                              f"got {self.scale_range}")
-        object.__setattr__(self, "scale_range", tuple(float(v) for v in lo_hi))
+        object.__setattr__(self, "scale_range",
+                           positive_range("pca", "scale_range", self.scale_range))
 
     @property
     def n_out(self) -> int:
@@ -78,8 +75,7 @@ class PCATask(Task):
     def sample(self, key: Array) -> PCAInstance:
         k_rot, k_scale, k_stream = jax.random.split(key, 3)
         q = random_rotation(k_rot, self.n_in)
-        lo, hi = self.scale_range
-        scale = jnp.exp(jax.random.uniform(k_scale, minval=jnp.log(lo), maxval=jnp.log(hi)))
+        scale = log_uniform(k_scale, self.scale_range)
         return PCAInstance(q * jnp.sqrt(scale * self.spectrum()), q[:, 0], k_stream)
 
     def observe(self, instance: PCAInstance, t):
