@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from metaplastic import xla
 from metaplastic.experiments import presets
 from metaplastic.experiments.build import build
 from metaplastic.tasks import datasets
@@ -125,9 +126,10 @@ def _temp_mb(compiled) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--programs", nargs="+", default=[f"{w}_{m}" for m in ("forward", "reverse")
-                                                       for w in ("library", "plain")],
-                    help="which of the four programs to run (peak RSS covers those run)")
+    ap.add_argument("--programs", nargs="+",
+                    default=[f"{w}_{m}" for m in ("forward", "reverse")
+                             for w in ("library", "plain", "plain_xla_options")],
+                    help="which programs to run (peak RSS covers those run)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "mlpp.json"))
     args = ap.parse_args()
 
@@ -136,14 +138,21 @@ def main():
     for mode in ("forward", "reverse"):
         cfg = presets.get("mlpp-emnist-shape")
         cfg = dataclasses.replace(cfg, meta=dataclasses.replace(
-            cfg.meta, grad_mode=mode, checkpoint=mode == "reverse"))
+            cfg.meta, chunk=1, grad_mode=mode, checkpoint=mode == "reverse"))
         p = build(cfg)
         state = p.outer.init(p.rule.init(jax.random.key(0)))
-        step = jax.jit(p.outer.step_fn(p.objective))
+        step = p.outer.chunk_fn(p.objective)  # the library's own jit, as `metaplastic run`
         fns[f"library_{mode}"] = (step, lambda k, state=state: (state, k, total))
         plain_fn, carry = plain_meta_step(mode)
         fns[f"plain_{mode}"] = (jax.jit(plain_fn), lambda k, carry=carry: (carry, k))
-    fns = {k: v for k, v in fns.items() if k in args.programs}
+        # the same plain program compiled with the XLA options the library uses, to tell
+        # the library's own overhead apart from what the options save
+        fns[f"plain_{mode}_xla_options"] = (
+            jax.jit(plain_fn, compiler_options=xla.compiler_options()),
+            lambda k, carry=carry: (carry, k))
+    wanted = {p.replace("plain_xla_options_", "plain_") + ("_xla_options" if "xla_options" in p
+                                                             else "") for p in args.programs}
+    fns = {k: v for k, v in fns.items() if k in wanted}
     compiled, rows = {}, {}
     for name, (fn, inputs) in fns.items():
         t0 = time.perf_counter()
@@ -158,10 +167,11 @@ def main():
             rows[name]["runs_s"].append(time.perf_counter() - t0)
     for name, row in rows.items():
         row["median_s"] = statistics.median(row["runs_s"])
-        print(f"{name:>17}: {1e3 * row['median_s']:6.1f} ms per meta-episode (compile "
+        print(f"{name:>29}: {1e3 * row['median_s']:6.1f} ms per meta-episode (compile "
               f"{row['compile_s']:.1f} s, XLA temp {row['temp_mb']:.0f} MB)")
-    ratio = {m: rows[f"library_{m}"]["median_s"] / rows[f"plain_{m}"]["median_s"]
-             for m in ("forward", "reverse") if f"library_{m}" in rows and f"plain_{m}" in rows}
+    ratio = {f"{m}{o}": rows[f"library_{m}"]["median_s"] / rows[f"plain_{m}{o}"]["median_s"]
+             for m in ("forward", "reverse") for o in ("", "_xla_options")
+             if f"library_{m}" in rows and f"plain_{m}{o}" in rows}
     result = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "jax": jax.__version__, "backend": jax.default_backend(),

@@ -28,6 +28,21 @@ def test_max_abs_normalisation_by_hand():
         mp.Network(sizes=(2, 2), normalize="l2")
 
 
+def test_a_step_after_the_task_ended_leaves_constrained_weights_exactly():
+    """The inner loop zeroes the update of a step that is not live and constrains anyway
+    (no select over whole matrices): that must give back the very same weights, whether
+    they were already normalised, Dale-clamped, or still the unnormalised initial ones."""
+    w0 = jnp.array([[0.05, -0.08], [0.02, 0.01]])
+    for net in (mp.Network(sizes=(2, 2), normalize="max_abs"),
+                mp.Network(sizes=(2, 2), dale=True, excitatory=0.5, normalize="max_abs"),
+                mp.Network(sizes=(2, 2), dale=True, excitatory=0.5)):
+        w = net.init(jax.random.key(0), (w0,)).weights[0]
+        np.testing.assert_array_equal(net.constrain(0, w, live=False), w)  # initial
+        w = net.constrain(0, w + 0.3)  # after a live step
+        np.testing.assert_array_equal(net.constrain(0, w + 0.0, live=False), w)
+        assert not np.array_equal(net.constrain(0, w + 0.1), w)
+
+
 def _cartpole_objective(early_exit):
     task = mp.tasks.make("cartpole", n_steps=80)
     net = mp.Network(sizes=(4, 8, 2), activation="tanh", init_dist="uniform", init_scale=0.1,

@@ -47,7 +47,7 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
                                   task.modulator(instance, env, act.rates[-1], target))
         for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
             dw, rs = rule.update(rule.layer_theta(theta, l), s, rs)
-            weights.append(jnp.where(live, network.constrain(l, s.w + dw), s.w))
+            weights.append(network.constrain(l, s.w + jnp.where(live, dw, 0.0), live))
             new_rule_state.append(rs)
             dws.append(dw)
         env = task.transition(instance, env, act.rates[-1])

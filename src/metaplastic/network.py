@@ -113,14 +113,20 @@ class Network:
         n_exc = round(self.excitatory * n_in) if self.dale else n_in
         return jnp.where(jnp.arange(n_in) < n_exc, 1.0, -1.0)
 
-    def constrain(self, layer: int, w: Array) -> Array:
+    def constrain(self, layer: int, w: Array, live: Array | bool = True) -> Array:
         """Weights after a plastic update: with Dale's law, no weight changes sign; with
-        ``normalize = "max_abs"`` the layer is divided by its largest |weight|."""
+        ``normalize = "max_abs"`` the layer is divided by its largest |weight|.
+
+        ``live = False`` (a step after the task ended, whose update was zeroed) leaves
+        constrained weights exactly as they are: Dale's clamp is idempotent and the divisor
+        becomes 1. This is what lets the inner loop mask the *update* inside the update's
+        own fused loop instead of selecting between two whole weight matrices afterwards
+        (one pass over every synapse less per step)."""
         if self.dale:
             sign = self.sign(layer)
             w = sign * jnp.maximum(sign * w, 0.0)
         if self.normalize == "max_abs":
-            w = w / jnp.maximum(jnp.max(jnp.abs(w)), 1e-30)
+            w = w / jnp.where(live, jnp.maximum(jnp.max(jnp.abs(w)), 1e-30), 1.0)
         return w
 
     def _draw(self, key: Array, shape: tuple[int, int]) -> Array:

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from metaplastic import xla
 from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.meta.gradient import OPTIMIZERS, MetaResult, _theta_record, records_of
 
@@ -258,7 +259,7 @@ class EvolutionStrategy:
             return jax.lax.scan(lambda s, _: step(s, key, total), state, None,
                                 length=self.chunk)
 
-        return init, jax.jit(run_chunk)
+        return init, xla.jit(run_chunk)
 
     def evaluate(self, fitness: Callable, pop: Any, key: Array) -> Array:
         """Every member's fitness value on the same key (common random numbers).

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from metaplastic import xla
 from metaplastic.errors import ConfigError, NonFiniteError
 
 Array = jax.Array
@@ -200,7 +201,7 @@ class MetaGradient:
         def run_chunk(state, key, total):
             return jax.lax.scan(lambda s, _: step(s, key, total), state, None, length=self.chunk)
 
-        return jax.jit(run_chunk)
+        return xla.jit(run_chunk)
 
     def run(
         self,
