@@ -12,7 +12,7 @@ physics so that every episode runs the full 500 steps (the issue's timing condit
 Reports compile time apart, the median of ``--repeats`` generations (library and baseline
 calls alternate), env-steps/s, XLA's temp memory, and the process's peak RSS, as JSON.
 
-Usage: python benchmarks/bench_hml_cartpole.py [--repeats 7] [--batches 0 50]
+Usage: python benchmarks/bench_hml_cartpole.py [--repeats 7] [--batches 0 50] [--profile]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import optax
+from kernel_profile import print_kernels, top_kernels
 
 from metaplastic.experiments import presets
 from metaplastic.experiments.build import build
@@ -39,8 +40,10 @@ SHAPES = [(128, 4), (64, 128), (2, 64)]
 NO_TERMINATION = {"theta_threshold_radians": 1e6, "x_threshold": 1e6}
 
 
-def plain_generation(terminate: bool):
-    """OpenAI-ES (antithetic, centred ranks, Adam) on the Hebbian episode, in plain JAX."""
+def plain_generation(terminate: bool, batch: int = 0):
+    """OpenAI-ES (antithetic, centred ranks, Adam) on the Hebbian episode, in plain JAX;
+    ``batch > 0`` evaluates the population in sequential vmapped batches of that many
+    (``lax.map``), as the library's ``population_batch`` does."""
     import gymnax
 
     env, params = gymnax.make("CartPole-v1")
@@ -91,7 +94,12 @@ def plain_generation(terminate: bool):
         k_eps, k_eval = jax.random.split(key)
         eps = jax.random.normal(k_eps, (POP // 2, n))
         eps = jnp.concatenate([eps, -eps])
-        returns = jax.vmap(episode, in_axes=(0, None))(mean + SIGMA * eps, k_eval)
+        members = mean + SIGMA * eps
+        if batch:
+            returns = jax.lax.map(lambda m: jax.vmap(episode, in_axes=(0, None))(m, k_eval),
+                                  members.reshape(POP // batch, batch, n)).reshape(POP)
+        else:
+            returns = jax.vmap(episode, in_axes=(0, None))(members, k_eval)
         ranks = jnp.argsort(jnp.argsort(-returns))  # minimise minus the return
         shaped = ranks / (POP - 1) - 0.5
         grad = shaped @ eps / (POP * SIGMA)
@@ -134,6 +142,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--batches", type=int, nargs="+", default=[0, 50],
                     help="population_batch values to time (0: the whole population at once)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also list the most expensive XLA kernels of the fastest batch size")
     ap.add_argument("--with-termination", action="store_true",
                     help="also time real CartPole episodes (early exit on / off)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" /
@@ -141,26 +151,26 @@ def main():
     args = ap.parse_args()
     total = jnp.asarray(10**6, jnp.int32)
 
-    # plain-JAX baseline
-    p_init, p_gen = plain_generation(terminate=False)
-    t0 = time.perf_counter()
-    carry = p_init()
-    p_comp = jax.jit(p_gen).lower(carry, jax.random.key(1)).compile()
-    plain_compile = time.perf_counter() - t0
-    jax.block_until_ready(p_comp(carry, jax.random.key(1)))
-
-    rows = {}
+    rows, plain_compile, compiled, states, plain_compiled = {}, {}, {}, {}, {}
     for batch in args.batches:
+        # the plain-JAX baseline of the same computation: same population batches
+        p_init, p_gen = plain_generation(terminate=False, batch=batch)
+        t0 = time.perf_counter()
+        carry = p_init()
+        p_comp = jax.jit(p_gen).lower(carry, jax.random.key(1)).compile()
+        plain_compile[str(batch)] = time.perf_counter() - t0
+        jax.block_until_ready(p_comp(carry, jax.random.key(1)))
         init, run_chunk = library_generation(batch, terminate=False, early_exit=0)
         state = init(jax.random.key(0))
         t0 = time.perf_counter()
         comp = run_chunk.lower(state, jax.random.key(1), total).compile()
         compile_s = time.perf_counter() - t0
         jax.block_until_ready(comp(state, jax.random.key(1), total))
+        compiled[batch], states[batch], plain_compiled[batch] = comp, state, p_comp
         lib, plain = [], []
         for i in range(args.repeats):  # alternate, so that drift hits both alike
             lib += _time(comp, lambda j, i=i, s=state: (s, jax.random.key(10 + i), total), 1)
-            plain += _time(p_comp, lambda j, i=i: (carry, jax.random.key(10 + i)), 1)
+            plain += _time(p_comp, lambda j, i=i, c=carry: (c, jax.random.key(10 + i)), 1)
         med, pmed = statistics.median(lib), statistics.median(plain)
         rows[str(batch)] = {
             "population_batch": batch, "compile_s": compile_s, "median_s": med,
@@ -172,6 +182,17 @@ def main():
               f"({POP * STEPS / med / 1e6:.2f} M env-steps/s, compile {compile_s:.1f} s, "
               f"temp {_temp_mb(comp):.0f} MB); plain JAX {1e3 * pmed:.1f} ms; "
               f"library/plain {med / pmed:.2f}", flush=True)
+
+    kernels = {}
+    if args.profile:
+        batch = min(args.batches, key=lambda b: rows[str(b)]["median_s"])
+        kernels = {"population_batch": batch,
+                   "library": top_kernels(compiled[batch], (states[batch], jax.random.key(99),
+                                                             total), calls=1),
+                   "plain": top_kernels(plain_compiled[batch], (carry, jax.random.key(99)),
+                                        calls=1)}
+        print_kernels(kernels["library"], f"library, population_batch {batch}")
+        print_kernels(kernels["plain"], f"plain JAX, batches of {batch}")
 
     term = {}
     if args.with_termination:
@@ -195,7 +216,7 @@ def main():
         "workload": {"population": POP, "episode_steps": STEPS, "network": [4, 128, 64, 2],
                      "synapses": sum(a * b for a, b in SHAPES)},
         "plain_jax_compile_s": plain_compile,
-        "by_population_batch": rows, "real_episodes": term,
+        "by_population_batch": rows, "real_episodes": term, "profile": kernels,
         "best": {k: best[k] for k in ("population_batch", "median_s", "env_steps_per_s",
                                       "library_over_plain", "plain_median_s")},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -12,7 +12,7 @@ reverse-mode with ``jax.checkpoint``) and the plain-JAX version of each. Reports
 time apart, the median of ``--repeats`` meta-episodes (calls interleaved), XLA's temp
 memory for each compiled step, and the process's peak RSS, as JSON.
 
-Usage: python benchmarks/bench_mlpp.py [--repeats 9]
+Usage: python benchmarks/bench_mlpp.py [--repeats 9] [--profile]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from kernel_profile import print_kernels, top_kernels
 
 from metaplastic import xla
 from metaplastic.experiments import presets
@@ -130,6 +131,8 @@ def main():
                     default=[f"{w}_{m}" for m in ("forward", "reverse")
                              for w in ("library", "plain", "plain_xla_options")],
                     help="which programs to run (peak RSS covers those run)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also list each program's most expensive XLA kernels")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "mlpp.json"))
     args = ap.parse_args()
 
@@ -169,6 +172,10 @@ def main():
         row["median_s"] = statistics.median(row["runs_s"])
         print(f"{name:>29}: {1e3 * row['median_s']:6.1f} ms per meta-episode (compile "
               f"{row['compile_s']:.1f} s, XLA temp {row['temp_mb']:.0f} MB)")
+    if args.profile:
+        for name, (_, a) in fns.items():
+            rows[name]["kernels"] = top_kernels(compiled[name], a(jax.random.key(99)))
+            print_kernels(rows[name]["kernels"], name)
     ratio = {f"{m}{o}": rows[f"library_{m}"]["median_s"] / rows[f"plain_{m}{o}"]["median_s"]
              for m in ("forward", "reverse") for o in ("", "_xla_options")
              if f"library_{m}" in rows and f"plain_{m}{o}" in rows}
