@@ -1,6 +1,6 @@
 """CartPole from random weights with an evolved Hebbian rule (make test-slow).
 
-`metaplastic run cartpole-hebbian`: after its 100 generations of OpenAI-ES, the rule
+`metaplastic run cartpole-hebbian`: after its 200 generations of OpenAI-ES, the rule
 reaches a mean return >= 475 over 100 evaluation episodes, each from fresh random weights.
 """
 
