@@ -128,8 +128,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--programs", nargs="+",
-                    default=[f"{w}_{m}" for m in ("forward", "reverse")
-                             for w in ("library", "plain", "plain_xla_options")],
+                    default=[f"{w}_{m}{o}" for m in ("forward", "reverse")
+                             for w, o in (("library", ""), ("plain", ""),
+                                          ("plain", "_xla_options"))],
                     help="which programs to run (peak RSS covers those run)")
     ap.add_argument("--profile", action="store_true",
                     help="also list each program's most expensive XLA kernels")
@@ -153,9 +154,7 @@ def main():
         fns[f"plain_{mode}_xla_options"] = (
             jax.jit(plain_fn, compiler_options=xla.compiler_options()),
             lambda k, carry=carry: (carry, k))
-    wanted = {p.replace("plain_xla_options_", "plain_") + ("_xla_options" if "xla_options" in p
-                                                             else "") for p in args.programs}
-    fns = {k: v for k, v in fns.items() if k in wanted}
+    fns = {k: v for k, v in fns.items() if k in args.programs}
     compiled, rows = {}, {}
     for name, (fn, inputs) in fns.items():
         t0 = time.perf_counter()

@@ -19,13 +19,12 @@ import jax
 def top_kernels(compiled, args, calls: int = 2, top: int = 15) -> list[dict]:
     """The ``top`` kernels of the compiled program ``compiled(*args)`` by time: ms per call,
     launches per call, and the kernel's output shape (from the optimised HLO)."""
-    fn = compiled
     hlo = compiled.as_text()
-    jax.block_until_ready(fn(*args))
+    jax.block_until_ready(compiled(*args))
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
             for _ in range(calls):
-                jax.block_until_ready(fn(*args))
+                jax.block_until_ready(compiled(*args))
         from jax.profiler import ProfileData
 
         data = ProfileData.from_file(glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True)[0])
