@@ -31,10 +31,10 @@ def test_derivative_matches_finite_difference(name):
 
 
 def test_leaky_rate_neuron_integrates():
-    n = neurons.RateNeuron("linear", tau=10.0)
-    r, v = n.step(jnp.zeros(1), jnp.ones(1), dt=1.0)
+    n = neurons.RateNeuron("linear", tau=10.0, dt=1.0)
+    r, v, _ = n.step(jnp.zeros(1), jnp.ones(1))
     assert float(v[0]) == pytest.approx(0.1)
-    r, v = n.step(v, jnp.ones(1), dt=1.0)
+    r, v, _ = n.step(v, jnp.ones(1))
     assert float(v[0]) == pytest.approx(0.1 + 0.1 * 0.9)
 
 

@@ -54,7 +54,7 @@ def _transport(feedback):
 
 
 @pytest.mark.parametrize("feedback", mp.network.FEEDBACK)
-@pytest.mark.parametrize("name", sorted(mp.rules.REGISTRY))
+@pytest.mark.parametrize("name", mp.registry.names("rule"))
 def test_catalogue(name, feedback):
     """Expected table: every registered rule is local and online; only symmetric feedback
     (backprop) transports weights."""

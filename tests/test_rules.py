@@ -5,7 +5,7 @@ import pytest
 
 import metaplastic as mp
 from helpers import random_signals
-from metaplastic import ConfigError, rules
+from metaplastic import ConfigError, registry, rules
 from metaplastic.signals import layer_signals
 
 
@@ -94,7 +94,7 @@ def test_init_noise_is_seeded():
     assert not np.allclose(a, c)
 
 
-@pytest.mark.parametrize("name", sorted(rules.REGISTRY))
+@pytest.mark.parametrize("name", registry.names("rule"))
 def test_every_registered_rule_updates_a_layer(name):
     rule = rules.make(name)
     theta = rule.layer_theta(rule.init(jax.random.key(0), [(2, 3)]), 0)

@@ -14,11 +14,19 @@ Compose a task, a network, a rule and an outer loop::
     print(rule.formula(result.theta))
 """
 
-from metaplastic import neurons, rules, tasks
+from metaplastic import neurons, registry, rules, tasks
 from metaplastic.errors import ConfigError, MetaplasticError, NonFiniteError, ShapeError
 from metaplastic.inner import unroll
 from metaplastic.meta import MetaGradient, MetaResult, Objective
 from metaplastic.network import Network
+from metaplastic.registry import (
+    make,
+    register,
+    register_neuron,
+    register_outer,
+    register_rule,
+    register_task,
+)
 from metaplastic.signals import LocalSignals, per_synapse
 
 __version__ = "0.1.0"
@@ -33,8 +41,15 @@ __all__ = [
     "NonFiniteError",
     "Objective",
     "ShapeError",
+    "make",
     "neurons",
     "per_synapse",
+    "register",
+    "register_neuron",
+    "register_outer",
+    "register_rule",
+    "register_task",
+    "registry",
     "rules",
     "tasks",
     "unroll",

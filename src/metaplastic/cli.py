@@ -57,21 +57,21 @@ def resolve_config(spec: str, sets: list[str], seed: int | None):
 def cmd_run(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from metaplastic.experiments.build import build, validate
+    from metaplastic.experiments.build import validate
     from metaplastic.experiments.rundir import RunDir, new_run_dir
     from metaplastic.experiments.runner import train
 
     cfg = resolve_config(args.config, args.set, args.seed)
-    validate(cfg)  # every piece, before anything is created on disk
-    _enable_compile_cache()
-    run = RunDir(new_run_dir(args.out, cfg.name))
-    console.print(f"run directory: [bold]{run.path}[/]")
     columns = [TextColumn("meta-training"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}")]
-    score = build(cfg).task.score
+    pieces = validate(cfg)  # every piece, before anything is created on disk
+    score = pieces.task.score
+    _enable_compile_cache()
+    run = RunDir(new_run_dir(args.out, cfg.name))
+    console.print(f"run directory: [bold]{run.path}[/]")
     with Progress(*columns, console=console, transient=False) as bar:
-        tid = bar.add_task("meta", total=cfg.meta.steps, info="compiling...")
+        tid = bar.add_task("meta", total=pieces.outer.steps, info="compiling...")
 
         def progress(records):
             last = records[-1]
@@ -86,7 +86,7 @@ def cmd_run(args) -> int:
             bar.update(tid, completed=last["step"], info=info)
 
         try:
-            summary = train(cfg, run, progress)
+            summary = train(cfg, run, progress, pieces=pieces)
         except NonFiniteError as e:
             console.print(f"[red]error:[/] {e}")
             console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
@@ -201,7 +201,7 @@ def cmd_check(args) -> int:
     from metaplastic.experiments.build import build, validate
     from metaplastic.experiments.rundir import RunDir
     from metaplastic.experiments.runner import plausibility
-    from metaplastic.plausibility import CONSTRAINTS, check_names
+    from metaplastic.plausibility import check_names
 
     path = Path(args.config)
     if path.is_dir():
@@ -219,7 +219,7 @@ def cmd_check(args) -> int:
     declared = check_names(args.require) if args.require else cfg.constraints
     _enable_compile_cache()
     with console.status("measuring the computation..."):
-        results = plausibility(cfg, pieces, theta, CONSTRAINTS)
+        results = plausibility(cfg, pieces, theta)
     table = Table(title=f"plausibility of {what}: rule {pieces.rule.family!r}, feedback "
                         f"{pieces.network.feedback!r}")
     for col in ("constraint", "declared", "result", "how / where"):
@@ -242,8 +242,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from metaplastic import rules, tasks
+    from metaplastic import registry
     from metaplastic.experiments.presets import PRESETS
+    from metaplastic.meta.es import ALIASES
     from metaplastic.meta.gradient import OPTIMIZERS
     from metaplastic.network import FEEDBACK
     from metaplastic.neurons import ACTIVATIONS
@@ -255,18 +256,22 @@ def cmd_list(args) -> int:
         first_paragraph = (fn.__doc__ or "").strip().split("\n\n")[0]
         table.add_row(name, " ".join(first_paragraph.split()))
     console.print(table)
-    console.print("rules:       " + ", ".join(f"{n} ({', '.join(rules.options(n))})"
-                                              for n in rules.REGISTRY))
-    console.print("tasks:       " + ", ".join(f"{n} ({', '.join(tasks.options(n))})"
-                                              for n in tasks.REGISTRY))
+    titles = {"rule": "rules", "task": "tasks", "outer": "outer loops (meta.outer)",
+              "neuron": "neurons (network.neuron)", "check": "constraints"}
+    for kind, title in titles.items():
+        items = registry.entries(kind)
+        if kind == "check":
+            console.print(f"{title}: " + ", ".join(items), markup=False)
+            continue
+        console.print(f"{title}: " + ", ".join(f"{n} ({', '.join(e.options())})"
+                                               for n, e in items.items()), markup=False)
     console.print("activations: " + ", ".join(ACTIVATIONS))
     console.print("feedback:    " + ", ".join(FEEDBACK))
     console.print("optimizers:  " + ", ".join(OPTIMIZERS))
-    from metaplastic.meta.es import ALIASES
-
-    console.print("outer loops: gradient, es")
     console.print("ES strategies (meta.strategy): " + ", ".join(sorted(ALIASES))
                   + ", or any evosax algorithm name")
+    console.print("your own piece: name = \"module:Class\" in a config (see docs/extending.md)",
+                  markup=False)
     return 0
 
 

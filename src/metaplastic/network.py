@@ -62,6 +62,11 @@ class Network:
     #: after every plastic update: "max_abs" divides each layer by its largest |weight|
     #: (Najarro & Risi 2020), "none" leaves it
     normalize: str = "none"
+    #: rate neurons' time constant (``tau dv/dt = -v + I``); None: instantaneous, r = f(I)
+    tau: float | None = None
+    #: one neuron model for every layer (any object with the neuron interface of
+    #: :mod:`metaplastic.neurons`); None: rate neurons from ``activation`` and ``tau``
+    neuron_model: Any = None
     spiking = False  # class constant: neurons that talk by 0/1 spikes (SpikingNetwork)
 
     def __post_init__(self):
@@ -72,7 +77,7 @@ class Network:
             raise unknown_name("feedback pathway", self.feedback, FEEDBACK)
         if self.init_dist not in ("normal", "uniform"):
             raise ConfigError(f"init_dist must be 'normal' or 'uniform', got {self.init_dist!r}")
-        RateNeuron(self.activation)
+        RateNeuron(self.activation, self.tau)
         RateNeuron(self.output_activation or self.activation)
         if self.normalize not in ("none", "max_abs"):
             raise ConfigError(f"normalize must be 'none' or 'max_abs', got {self.normalize!r}")
@@ -83,10 +88,19 @@ class Network:
     def n_layers(self) -> int:
         return len(self.sizes) - 1
 
-    def neuron(self, layer: int) -> RateNeuron:
+    def neuron(self, layer: int) -> Any:
         """The neurons of layer ``layer`` (1-based; layer n_layers is the output)."""
+        if self.neuron_model is not None:
+            return self.neuron_model
         last = layer == self.n_layers
-        return RateNeuron(self.output_activation or self.activation if last else self.activation)
+        return RateNeuron(self.output_activation or self.activation if last else self.activation,
+                          self.tau)
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the neurons carry state from one step to the next (``forward`` then
+        does not apply: step the network with ``run``)."""
+        return self.tau is not None or self.neuron_model is not None
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -104,7 +118,8 @@ class Network:
                              f"the network needs {self.shapes}")
         if self.dale:
             weights = tuple(self.sign(l) * jnp.abs(w) for l, w in enumerate(weights))
-        return NetState(tuple(weights), self._init_feedback(kb))
+        layers = tuple(self.neuron(l).init_state(n) for l, n in enumerate(self.sizes[1:], 1))
+        return NetState(tuple(weights), self._init_feedback(kb), layers)
 
     def sign(self, layer: int) -> Array:
         """(n_in,) +1 for excitatory, -1 for inhibitory presynaptic neurons of weight
@@ -153,23 +168,61 @@ class Network:
             raise ShapeError(f"network expects inputs of size {self.sizes[0]}, got {x.shape}")
 
     def forward(self, weights: tuple[Array, ...], x: Array) -> Activity:
+        """The activity for input ``x`` of a network whose neurons keep no state."""
+        if self.stateful:
+            raise ConfigError("this network's neurons have state: step it with "
+                              "run(state, x)")
         self.check_input(x)
         rates, currents = [x], []
         for layer, w in enumerate(weights, start=1):
-            v = w @ rates[-1]
-            rates.append(self.neuron(layer).f(v))
+            neuron = self.neuron(layer)
+            r, _, v = neuron.step(neuron.init_state(w.shape[0]), w @ rates[-1])
+            rates.append(r)
             currents.append(v)
         return Activity(tuple(rates), tuple(currents))
 
+    # --- one time step, through the neuron interface (every kind of network) -------------
+    def encode(self, neurons: Any, x: Array) -> tuple[Array, Any]:
+        """What the first plastic layer receives for the task's input ``x`` (rates: x)."""
+        return x, neurons
+
+    def layer_states(self, neurons: Any) -> tuple:
+        """The neuron state of every layer 1..L within ``NetState.neurons``."""
+        return neurons
+
+    def after_step(self, neurons: Any, layers: tuple, rates: tuple) -> Any:
+        """``NetState.neurons`` after a step, from the layers' new states."""
+        return layers
+
     def run(self, state: NetState, x: Array) -> tuple[Activity, NetState]:
-        """One time step: the activity, and the state after it (rate neurons keep none)."""
-        return self.forward(state.weights, x), state
+        """One time step: every layer's neurons step on their input current; returns the
+        activity and the state after it."""
+        self.check_input(x)
+        s, neurons = self.encode(state.neurons, x)
+        rates, currents, layers = [s], [], []
+        for layer, (w, st) in enumerate(zip(state.weights, self.layer_states(neurons),
+                                            strict=True), start=1):
+            r, st, v = self.neuron(layer).step(st, w @ rates[-1])
+            rates.append(r)
+            currents.append(v)
+            layers.append(st)
+        neurons = self.after_step(neurons, tuple(layers), tuple(rates))
+        return Activity(tuple(rates), tuple(currents)), state._replace(neurons=neurons)
 
     def respond(self, weights: tuple[Array, ...], x: Array, key: Array,
                 steps: int = 1) -> Array:
         """The output to ``x`` presented for ``steps`` steps with the weights held fixed
-        (a test, no plasticity): the forward pass for rate neurons (``key`` unused)."""
-        return self.forward(weights, x).rates[-1]
+        (a test, no plasticity): the forward pass for neurons without state (``key``
+        unused), else the mean output over ``steps`` steps from rest."""
+        if not self.stateful:
+            return self.forward(weights, x).rates[-1]
+        state = self.init(key, tuple(weights))
+
+        def step(state, _):
+            act, state = self.run(state, x)
+            return state, act.rates[-1]
+
+        return jax.lax.scan(step, state, None, length=steps)[1].mean(axis=0)
 
     def errors(self, state: NetState, act: Activity, e_out: Array | None) -> tuple[Array, ...]:
         """Errors at the neurons of every layer 0..L (layer 0, the input, gets zeros)."""

@@ -29,9 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import registry
 from metaplastic.errors import ConfigError, MetaplasticError
 from metaplastic.inner import advance, initial_carry
 from metaplastic.network import NetState, Network
+from metaplastic.registry import register
 from metaplastic.rules.base import Rule
 from metaplastic.signals import LocalSignals
 from metaplastic.tasks.base import Task
@@ -55,9 +57,10 @@ class CheckResult:
 
 def check_names(names) -> tuple[str, ...]:
     names = tuple(names)
-    bad = [n for n in names if n not in CONSTRAINTS]
+    valid = registry.names("check")
+    bad = [n for n in names if n not in valid]
     if bad:
-        raise ConfigError(f"unknown constraint(s) {bad}; valid: {', '.join(CONSTRAINTS)}")
+        raise ConfigError(f"unknown constraint(s) {bad}; valid: {', '.join(valid)}")
     return names
 
 
@@ -161,7 +164,7 @@ def check_weight_transport(network: Network, key: jax.Array, *, draws: int = 2) 
     for d in range(draws):
         k_net, k_x, k_e = jax.random.split(jax.random.fold_in(key, d), 3)
         state = network.init(k_net)
-        act = network.forward(state.weights, jax.random.normal(k_x, (network.sizes[0],)))
+        act, state = network.run(state, jax.random.normal(k_x, (network.sizes[0],)))
         e_out = jax.random.normal(k_e, (network.sizes[-1],))
 
         def errs(weights, state=state, act=act, e_out=e_out):
@@ -263,21 +266,42 @@ def check_spikes(network: Network, key: jax.Array, *, steps: int = 20) -> CheckR
                        f"steps of random inputs is 0 or 1")
 
 
+def _locality(network, rule, theta, task, key):
+    return check_locality(network, rule, theta, key)
+
+
+def _weight_transport(network, rule, theta, task, key):
+    return check_weight_transport(network, key)
+
+
+def _spikes(network, rule, theta, task, key):
+    return check_spikes(network, key)
+
+
+register("check", "locality", _locality)
+register("check", "no_weight_transport", _weight_transport)
+register("check", "online", check_online)
+register("check", "dale", check_dale)
+register("check", "spikes_only", _spikes)
+
+
 def check(constraints, network: Network, rule: Rule, theta: Any, task: Task,
           key: jax.Array) -> list[CheckResult]:
-    """Run the named constraints (all of :data:`CONSTRAINTS` if empty)."""
-    names = check_names(constraints) or CONSTRAINTS
+    """Run the named constraints (every registered one if empty).
+
+    A check is registered as ``fn(network, rule, theta, task, key) -> CheckResult``
+    (``metaplastic.register("check", name, fn)``)."""
+    names = check_names(constraints) or tuple(registry.names("check"))
     out = []
     for name in names:
-        k = jax.random.fold_in(key, CONSTRAINTS.index(name))
-        if name == "locality":
-            out.append(check_locality(network, rule, theta, k))
-        elif name == "no_weight_transport":
-            out.append(check_weight_transport(network, k))
-        elif name == "online":
-            out.append(check_online(network, rule, theta, task, k))
-        elif name == "dale":
-            out.append(check_dale(network, rule, theta, task, k))
-        else:
-            out.append(check_spikes(network, k))
+        k = jax.random.fold_in(key, _stream(name))
+        out.append(registry.entry("check", name).cls(network, rule, theta, task, k))
     return out
+
+
+def _stream(name: str) -> int:
+    """The key stream of a check: its place among the built-in ones (keys unchanged),
+    then a hash of the name."""
+    if name in CONSTRAINTS:
+        return CONSTRAINTS.index(name)
+    return int.from_bytes(name.encode()[:4].ljust(4, b"\0"), "little") & 0x7FFFFFFF

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic.errors import ConfigError
-from metaplastic.network import Activity, NetState, Network
+from metaplastic.network import NetState, Network
 from metaplastic.neurons.lif import LIFNeuron, LIFState
 
 Array = jax.Array
@@ -64,16 +64,13 @@ class SpikingNetwork(Network):
         if self.window < 1 or self.tau_trace <= 0:
             raise ConfigError("window must be >= 1 and tau_trace > 0")
 
-    def neuron(self, layer: int) -> LIFNeuron:
-        return self.neuron_model
-
     @property
     def trace_decay(self) -> float:
         return float(np.exp(-self.neuron_model.dt / self.tau_trace))
 
     def init(self, key: Array, weights=None) -> NetState:
         base = super().init(key, weights)
-        lif = tuple(self.neuron_model.init_state(n) for n in self.sizes[1:])
+        lif = base.neurons
         traces = tuple(jnp.zeros((n,)) for n in self.sizes)
         k_enc = jax.random.key_data(jax.random.fold_in(key, 0x5B1CE))
         neurons = SpikingState(k_enc, jnp.zeros((), jnp.int32),
@@ -93,34 +90,13 @@ class SpikingNetwork(Network):
         s = (latched == neurons.phase).astype(x.dtype)
         return s, neurons._replace(latched=latched, phase=(neurons.phase + 1) % self.window)
 
-    def forward(self, weights, x):
-        raise ConfigError("a spiking network has state: step it with run(state, x)")
+    def layer_states(self, neurons: SpikingState) -> tuple:
+        return neurons.lif
 
-    def run(self, state: NetState, x: Array) -> tuple[Activity, NetState]:
-        self.check_input(x)
-        neurons = state.neurons
-        s, neurons = self.encode(neurons, x)
-        rates, currents, lif = [s], [], []
-        for l, w in enumerate(state.weights):
-            s, st, arg = self.neuron_model.step(neurons.lif[l], w @ rates[-1])
-            rates.append(s)
-            currents.append(arg)
-            lif.append(st)
+    def after_step(self, neurons: SpikingState, layers: tuple, rates: tuple) -> SpikingState:
         decay = self.trace_decay
         traces = tuple(decay * tr + r for tr, r in zip(neurons.traces, rates, strict=True))
-        neurons = neurons._replace(lif=tuple(lif), traces=traces)
-        return Activity(tuple(rates), tuple(currents)), state._replace(neurons=neurons)
-
-    def respond(self, weights, x: Array, key: Array, steps: int = 1) -> Array:
-        """Mean output spikes per step over ``steps`` steps of ``x``, from rest, with the
-        weights held fixed; ``key`` drives the encoder."""
-        state = self.init(key, tuple(weights))
-
-        def step(state, _):
-            act, state = self.run(state, x)
-            return state, act.rates[-1]
-
-        return jax.lax.scan(step, state, None, length=steps)[1].mean(axis=0)
+        return neurons._replace(lif=layers, traces=traces)
 
     def traces(self, state: NetState) -> tuple[Array, ...]:
         return state.neurons.traces

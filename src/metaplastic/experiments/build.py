@@ -8,8 +8,9 @@ from typing import Any
 
 from metaplastic import rules, tasks
 from metaplastic.errors import ConfigError
+from metaplastic.experiments import sections
 from metaplastic.experiments.config import RunConfig
-from metaplastic.meta import EvolutionStrategy, MetaGradient, Objective
+from metaplastic.meta import MetaGradient, Objective, OuterLoop
 from metaplastic.network import Network
 from metaplastic.rules.base import Rule
 from metaplastic.tasks.base import Task
@@ -21,7 +22,7 @@ class Pieces:
     network: Network
     rule: Rule
     objective: Objective
-    outer: MetaGradient | EvolutionStrategy
+    outer: OuterLoop
 
 
 def build_task(cfg: RunConfig, **overrides: Any) -> Task:
@@ -37,30 +38,8 @@ def build_rule(cfg: RunConfig, name: str | None = None) -> Rule:
     return rules.make(name or cfg.rule["name"], **opts)
 
 
-NEURONS = ("rate", "lif", "alif")
-
-
 def build_network(cfg: RunConfig, task: Task) -> Network:
-    n = cfg.network
-    common = dict(sizes=(task.n_in, *n.hidden, task.n_out), activation=n.activation,
-                  output_activation=n.output_activation, feedback=n.feedback,
-                  init_scale=n.init_scale, init_dist=n.init_dist,
-                  feedback_scale=n.feedback_scale, dale=n.dale, excitatory=n.excitatory,
-                  normalize=n.normalize)
-    if n.neuron == "rate":
-        return Network(**common)
-    if n.neuron not in NEURONS:
-        raise ConfigError(f"unknown network.neuron {n.neuron!r}; valid: {', '.join(NEURONS)}")
-    from metaplastic.neurons.lif import LIFNeuron
-    from metaplastic.spiking import SpikingNetwork
-
-    beta = n.beta if n.beta or n.neuron == "lif" else 0.5
-    if n.neuron == "lif" and n.beta:
-        raise ConfigError("network.beta (threshold adaptation) needs neuron = 'alif'")
-    lif = LIFNeuron(tau_mem=n.tau_mem, threshold=n.threshold, reset=n.reset,
-                    refractory=n.refractory, tau_adapt=n.tau_adapt, beta=beta)
-    return SpikingNetwork(**common, neuron_model=lif, encoder=n.encoder, rate=n.rate,
-                          gain=n.gain, window=n.window, tau_trace=n.tau_trace)
+    return sections.build_network(cfg.network, task.n_in, task.n_out)
 
 
 def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
@@ -68,40 +47,23 @@ def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
     task = build_task(cfg, **task_overrides)
     network = build_network(cfg, task)
     rule = build_rule(cfg)
-    m = cfg.meta
-    objective = Objective(task, network, rule, tasks_per_step=m.tasks_per_step, l1=m.l1,
-                          checkpoint=m.checkpoint, early_exit=m.early_exit,
-                          grad_mode=m.grad_mode)
-    return Pieces(task, network, rule, objective, build_outer(cfg))
+    objective = Objective(task, network, rule, **sections.objective_options(cfg.meta))
+    return Pieces(task, network, rule, objective, build_outer(cfg, objective))
 
 
-def build_outer(cfg: RunConfig) -> MetaGradient | EvolutionStrategy:
+def build_outer(cfg: RunConfig, objective: Objective | None = None) -> OuterLoop:
     """The outer loop; switching is one key, ``meta.outer``."""
-    m = cfg.meta
-    if m.outer == "gradient" and (m.early_exit or m.population_batch):
-        raise ConfigError("meta.early_exit and meta.population_batch are for the ES outer "
-                          "loop (a meta-gradient needs every step of the unroll)")
-    if m.grad_mode == "forward" and (m.truncation or m.truncation_schedule):
-        raise ConfigError("meta.grad_mode = 'forward' is for whole episodes; truncated "
-                          "segments take reverse-mode gradients")
-    if m.outer == "gradient":
-        return MetaGradient(steps=m.steps, lr=m.lr, schedule=m.schedule, optimizer=m.optimizer,
-                            clip=m.clip or None, on_nan=m.on_nan,
-                            max_nan_skips=m.max_nan_skips, chunk=m.chunk,
-                            truncation=m.truncation,
-                            truncation_schedule=m.truncation_schedule)
-    if m.outer == "es":
-        if m.truncation_schedule:
-            raise ConfigError("meta.truncation_schedule is for the gradient outer loop; "
-                              "ES takes one meta.truncation")
-        # the Objective is a loss (a reinforcement task's is minus its return): minimise it
-        return EvolutionStrategy(strategy=m.strategy, population=m.population, steps=m.steps,
-                                 sigma=m.sigma, lr=m.lr, optimizer=m.optimizer,
-                                 antithetic=m.antithetic, fitness_shaping=m.fitness_shaping,
-                                 direction="minimize", max_nan_skips=m.max_nan_skips,
-                                 chunk=m.chunk, truncation=m.truncation,
-                                 population_batch=m.population_batch)
-    raise ConfigError(f"unknown meta.outer {m.outer!r}; valid: gradient, es")
+    outer = sections.build_outer(cfg.meta)
+    if objective is not None:
+        if isinstance(outer, MetaGradient) and objective.early_exit:
+            raise ConfigError("meta.early_exit is for evolution strategies (a meta-gradient "
+                              "needs every step of the unroll)")
+        truncated = outer.truncation or outer.truncation_schedule
+        if objective.grad_mode == "forward" and truncated:
+            raise ConfigError("meta.grad_mode = 'forward' is for whole episodes; truncated "
+                              "segments take reverse-mode gradients")
+        outer.check(objective)
+    return outer
 
 
 def validate(cfg: RunConfig) -> Pieces:

@@ -1,8 +1,17 @@
 """Run configuration: frozen dataclasses, TOML files that map onto them, overrides.
 
-A run is described by :class:`RunConfig`. ``task`` and ``rule`` are tables holding a
-registry ``name`` and that entry's options (checked when the pieces are built); the other
-sections are dataclasses whose keys and types are checked here, so a typo such as
+A run is described by :class:`RunConfig`. Its sections are tables whose keys are the
+fields of the real classes they build — no second list of options is kept here:
+
+* ``task``, ``rule``: a registry ``name`` (or ``"module:Class"``) and that class's options;
+* ``network``: ``hidden`` sizes, ``neuron`` (a registered neuron model: rate, lif, alif,
+  or ``"module:Class"``), and the options of the network class and of the neuron model;
+* ``meta``: ``outer`` (a registered outer loop: gradient, es, or ``"module:Class"``), the
+  options of the :class:`~metaplastic.meta.Objective` (tasks_per_step, l1, ...) and the
+  outer loop's own options;
+* ``eval``: :class:`EvalConfig`.
+
+Keys are checked against those classes when the config is read, so a typo such as
 ``meta.stepz`` stops the run with a message listing the valid keys.
 
 ``--set key=value`` overrides use dotted keys (``meta.steps=300``, ``task.n_in=25``);
@@ -22,69 +31,6 @@ import tomli_w
 
 from metaplastic._fields import coerce_kwargs
 from metaplastic.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """The network between the task's inputs and outputs (sizes come from the task)."""
-
-    hidden: tuple[int, ...] = ()
-    activation: str = "linear"
-    output_activation: str | None = None
-    feedback: str = "none"
-    init_scale: float = 1.0
-    init_dist: str = "normal"
-    feedback_scale: float = 1.0
-    dale: bool = False  # excitatory/inhibitory neurons whose weights keep their sign
-    excitatory: float = 0.8
-    normalize: str = "none"  # or "max_abs": each layer / its max |w| after every update
-    # spiking networks (neuron = "lif" or "alif"): see docs/spiking.md
-    neuron: str = "rate"
-    tau_mem: float = 20.0
-    threshold: float = 1.0
-    reset: str = "subtract"
-    refractory: int = 0
-    tau_adapt: float = 200.0
-    beta: float = 0.0  # alif: threshold increase per spike (default 0.5 when neuron = alif)
-    encoder: str = "poisson"
-    rate: float = 0.1
-    gain: float = 1.0
-    window: int = 10
-    tau_trace: float = 20.0
-
-
-@dataclass(frozen=True)
-class MetaConfig:
-    """The outer loop and the meta-objective."""
-
-    outer: str = "gradient"  # "gradient" (backprop through the unroll) or "es" (evosax)
-    steps: int = 600  # meta-steps, or ES generations
-    tasks_per_step: int = 8
-    lr: float = 3e-3
-    schedule: str = "constant"
-    optimizer: str = "adam"
-    clip: float = 1.0  # 0 disables clipping
-    l1: float = 0.0
-    checkpoint: bool = False
-    grad_mode: str = "reverse"  # or "forward": forward-mode meta-gradients (small θ)
-    on_nan: str = "skip"
-    max_nan_skips: int = 20
-    chunk: int = 25
-    # ES: run episodes in chunks of this many steps and stop once every one has ended
-    # (results unchanged; 0: always the full length); evaluate the population in
-    # sequential vmapped batches of this size (0: all at once)
-    early_exit: int = 0
-    population_batch: int = 0
-    # truncated unrolls: a meta-update every `truncation` inner steps (0: whole episodes);
-    # gradient: schedule [[from_step, length], ...]; es: strategy "pes" is unbiased
-    truncation: int = 0
-    truncation_schedule: tuple[tuple[int, ...], ...] = ()
-    # evolution strategies (outer = "es"); lr and optimizer serve OpenAI-ES / PGPE / SNES
-    strategy: str = "open_es"
-    population: int = 64
-    sigma: float = 0.1
-    antithetic: bool = True
-    fitness_shaping: str = "default"
 
 
 @dataclass(frozen=True)
@@ -111,38 +57,38 @@ class RunConfig:
     reference: str | None = None  # a hand-designed rule the learned one is compared with
     task: dict = field(default_factory=lambda: {"name": "pca"})
     rule: dict = field(default_factory=lambda: {"name": "polynomial"})
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    meta: MetaConfig = field(default_factory=MetaConfig)
+    network: dict = field(default_factory=dict)  # {hidden, neuron, network/neuron options}
+    meta: dict = field(default_factory=dict)  # {outer, objective and outer-loop options}
     eval: EvalConfig = field(default_factory=EvalConfig)
     #: plausibility constraints checked at the start of the run (metaplastic check):
     #: locality, no_weight_transport, online, dale, spikes_only
     constraints: tuple[str, ...] = ()
 
 
-_SECTIONS = {"network": NetworkConfig, "meta": MetaConfig, "eval": EvalConfig}
-_OUTERS = ("gradient", "es")
+_TABLES = ("task", "rule", "network", "meta")
 
 
 def from_dict(d: dict[str, Any]) -> RunConfig:
     """Validate a nested dict (e.g. a parsed TOML file) and build a RunConfig."""
+    from metaplastic.experiments import sections
+
     if not isinstance(d, dict):
         raise ConfigError(f"a config must be a table, got {type(d).__name__}")
-    top = {k: v for k, v in d.items() if k not in _SECTIONS}
+    top = {k: v for k, v in d.items() if k != "eval"}
     kw = coerce_kwargs(RunConfig, top, "config")
-    for key in ("task", "rule"):
+    for key in _TABLES:
         if key in kw:
-            if "name" not in kw[key]:
-                raise ConfigError(f"[{key}] needs a 'name'")
             kw[key] = dict(kw[key])
-    for name, cls in _SECTIONS.items():
-        if name in d:
-            if not isinstance(d[name], dict):
-                raise ConfigError(f"[{name}] must be a table, got {d[name]!r}")
-            kw[name] = cls(**coerce_kwargs(cls, d[name], name))
+    for key in ("task", "rule"):
+        if key in kw and "name" not in kw[key]:
+            raise ConfigError(f"[{key}] needs a 'name'")
+    if "eval" in d:
+        if not isinstance(d["eval"], dict):
+            raise ConfigError(f"[eval] must be a table, got {d['eval']!r}")
+        kw["eval"] = EvalConfig(**coerce_kwargs(EvalConfig, d["eval"], "eval"))
     cfg = RunConfig(**kw)
-    if cfg.meta.outer not in _OUTERS:
-        raise ConfigError(f"unknown meta.outer {cfg.meta.outer!r}; valid: {', '.join(_OUTERS)}")
-    return cfg
+    return dataclasses.replace(cfg, network=sections.network_options(cfg.network),
+                               meta=sections.meta_options(cfg.meta))
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

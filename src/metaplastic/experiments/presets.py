@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from metaplastic.errors import unknown_name
-from metaplastic.experiments.config import EvalConfig, MetaConfig, NetworkConfig, RunConfig
+from metaplastic.experiments.config import EvalConfig, RunConfig
 
 
 def oja() -> RunConfig:
@@ -25,7 +25,7 @@ def oja() -> RunConfig:
         task={"name": "pca", "n_in": 10, "n_steps": 1000, "decay": 0.5,
               "scale_range": [0.5, 2.0]},
         rule={"name": "polynomial", "eta": 0.01},
-        meta=MetaConfig(steps=1000, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
+        meta=dict(steps=1000, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
                         l1=1e-3),
         eval=EvalConfig(tasks=100, vary={"n_in": [10, 25]}, baselines=("oja", "hebb")),
     )
@@ -40,7 +40,7 @@ def oja_es() -> RunConfig:
     base = oja()
     return dataclasses.replace(
         base, name="oja-es",
-        meta=MetaConfig(outer="es", strategy="cma_es", population=16, sigma=0.1, steps=300,
+        meta=dict(outer="es", strategy="cma_es", population=16, sigma=0.1, steps=300,
                         tasks_per_step=4, l1=1e-3, chunk=10),
     )
 
@@ -63,7 +63,7 @@ def mlp_oja() -> RunConfig:
         task={**base.task, "scale_range": [0.1, 0.3]},
         rule={"name": "mlp", "inputs": ["pre", "post", "w"], "hidden": [16],
               "activation": "gelu", "eta": 0.1},
-        meta=MetaConfig(steps=1000, tasks_per_step=16, lr=1e-2, schedule="cosine", clip=1.0,
+        meta=dict(steps=1000, tasks_per_step=16, lr=1e-2, schedule="cosine", clip=1.0,
                         l1=0.0),
     )
 
@@ -78,9 +78,9 @@ def _hebbian_es(name: str, task: dict, *, lr: float, steps: int, episodes: int,
         constraints=("locality", "online"),
         task=task,
         rule={"name": "abcd"},
-        network=NetworkConfig(hidden=(32, 32), activation="tanh", init_dist="uniform",
+        network=dict(hidden=(32, 32), activation="tanh", init_dist="uniform",
                               init_scale=0.1),
-        meta=MetaConfig(outer="es", strategy="open_es", population=64, sigma=0.1, lr=lr,
+        meta=dict(outer="es", strategy="open_es", population=64, sigma=0.1, lr=lr,
                         optimizer="adam", steps=steps, tasks_per_step=episodes, chunk=10,
                         fitness_shaping="centered_rank"),
         eval=EvalConfig(tasks=100, variants=variants),
@@ -118,10 +118,8 @@ def hml_cartpole() -> RunConfig:
     base = _hebbian_es("hml-cartpole", {"name": "cartpole"}, lr=0.2, steps=100, episodes=1,
                        variants=({"label": "train physics"},))
     return dataclasses.replace(
-        base, network=dataclasses.replace(base.network, hidden=(128, 64),
-                                          normalize="max_abs"),
-        meta=dataclasses.replace(base.meta, population=200, early_exit=50,
-                                 population_batch=50))
+        base, network={**base.network, "hidden": (128, 64), "normalize": "max_abs"},
+        meta={**base.meta, "population": 200, "early_exit": 50, "population_batch": 50})
 
 
 def cartpole_static() -> RunConfig:
@@ -184,9 +182,9 @@ def fa_digits() -> RunConfig:
         constraints=("locality", "no_weight_transport", "online"),
         task={"name": "fewshot", "dataset": "digits", "ways": 5, "shots": 10, "queries": 10},
         rule={"name": "termpool", "eta": 0.03, "start": "pseudo_grad"},
-        network=NetworkConfig(hidden=(32, 32), activation="softplus",
+        network=dict(hidden=(32, 32), activation="softplus",
                               output_activation="linear", feedback="random"),
-        meta=MetaConfig(steps=300, tasks_per_step=8, lr=3e-3, schedule="cosine", clip=1.0,
+        meta=dict(steps=300, tasks_per_step=8, lr=3e-3, schedule="cosine", clip=1.0,
                         l1=1e-4),
         eval=EvalConfig(tasks=200, variants=(
             {"label": "digits, meta-training classes"},
@@ -222,9 +220,9 @@ def mlpp_emnist_shape() -> RunConfig:
               "queries": 10, "outputs": 47},
         rule={"name": "termpool", "terms": ["pseudo_grad", "error_hebb", "oja"],
               "eta": 0.01, "start": "pseudo_grad"},
-        network=NetworkConfig(hidden=(170, 130, 100, 70), activation="softplus",
+        network=dict(hidden=(170, 130, 100, 70), activation="softplus",
                               output_activation="linear", feedback="random"),
-        meta=MetaConfig(steps=200, tasks_per_step=1, lr=1e-3, schedule="constant",
+        meta=dict(steps=200, tasks_per_step=1, lr=1e-3, schedule="constant",
                         clip=1.0, grad_mode="forward", chunk=10),
         eval=EvalConfig(tasks=100, variants=(
             {"label": "meta-training classes"},
@@ -248,7 +246,7 @@ def mlp_digits() -> RunConfig:
         base, name="mlp-digits",
         rule={"name": "mlp", "inputs": ["pre", "post", "w", "e_pre", "e_post"],
               "hidden": [16], "activation": "gelu", "eta": 0.03, "start": "pseudo_grad"},
-        meta=dataclasses.replace(base.meta, l1=0.0),
+        meta={**base.meta, "l1": 0.0},
         eval=dataclasses.replace(base.eval, variants=base.eval.variants[:2],
                                  baselines=(termpool, *base.eval.baselines)),
     )
@@ -281,9 +279,9 @@ def stdp_pca() -> RunConfig:
         task={"name": "pca", "n_in": 10, "n_steps": 3000, "hold": 20, "decay": 0.5,
               "norm_weight": 0.1},
         rule=_trace_polynomial(eta=0.01, start="stdp"),
-        network=NetworkConfig(neuron="lif", tau_mem=10.0, threshold=0.5, rate=0.2, gain=1.0,
+        network=dict(neuron="lif", tau_mem=10.0, threshold=0.5, rate=0.2, gain=1.0,
                               tau_trace=10.0, init_scale=0.3),
-        meta=MetaConfig(steps=400, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
+        meta=dict(steps=400, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
                         checkpoint=True, chunk=10),
         eval=EvalConfig(tasks=100, baselines=(
             {"label": "pair STDP (eta tuned)", "rule": {"name": "stdp"},
@@ -310,10 +308,10 @@ def spiking_homeostasis() -> RunConfig:
         task={"name": "homeostasis", "n_in": 20, "n_out": 10, "phases": 4,
               "phase_steps": 500, "target": 0.02},
         rule=_trace_polynomial(eta=0.01, start="stdp"),
-        network=NetworkConfig(neuron="lif", tau_mem=20.0, threshold=1.0, rate=0.05, gain=1.0,
+        network=dict(neuron="lif", tau_mem=20.0, threshold=1.0, rate=0.05, gain=1.0,
                               tau_trace=20.0, init_dist="uniform", init_scale=0.1,
                               dale=True, excitatory=1.0),
-        meta=MetaConfig(steps=200, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
+        meta=dict(steps=200, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
                         checkpoint=True, chunk=10),
         eval=EvalConfig(tasks=100, baselines=(
             {"label": "pair STDP (eta tuned)", "rule": {"name": "stdp"},
@@ -345,9 +343,9 @@ def spiking_digits() -> RunConfig:
         task={"name": "fewshot", "dataset": "digits", "ways": 5, "shots": 10, "queries": 10,
               "hold": 40, "readout_scale": 5.0, "modulation": "reward"},
         rule=_trace_polynomial(*third, eta=0.0003, start="trace_delta"),
-        network=NetworkConfig(neuron="lif", tau_mem=20.0, threshold=1.0, rate=0.04, gain=9.0,
+        network=dict(neuron="lif", tau_mem=20.0, threshold=1.0, rate=0.04, gain=9.0,
                               tau_trace=20.0),
-        meta=MetaConfig(steps=200, tasks_per_step=8, lr=3e-4, schedule="cosine", clip=1.0,
+        meta=dict(steps=200, tasks_per_step=8, lr=3e-4, schedule="cosine", clip=1.0,
                         checkpoint=True, chunk=10),
         eval=EvalConfig(tasks=100, variants=(
             {"label": "digits, meta-training classes"},

@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from metaplastic import rules
-from metaplastic._fields import coerce_kwargs
 from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.experiments.build import build, build_rule, variants
-from metaplastic.experiments.config import NetworkConfig, RunConfig
+from metaplastic.experiments import sections
+from metaplastic.experiments.config import RunConfig
 from metaplastic.experiments.evaluate import (
     cosine_to_reference,
     eval_key,
@@ -32,12 +32,14 @@ from metaplastic.experiments.rundir import RunDir
 from metaplastic.meta.objective import Objective
 
 
-def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None) -> dict:
+def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None,
+          pieces=None) -> dict:
     """Meta-train; writes config, metrics, θ, summary and plots. Returns the summary.
 
-    θ and the metrics so far are saved even when the run stops on NaN/inf or Ctrl-C.
+    ``pieces``: the run's pieces if already built (``build(cfg)`` otherwise). θ and the
+    metrics so far are saved even when the run stops on NaN/inf or Ctrl-C.
     """
-    pieces = build(cfg)
+    pieces = build(cfg) if pieces is None else pieces
     run.save_config(cfg)
     k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
     theta0 = pieces.rule.init(k_init, pieces.network.shapes)
@@ -143,7 +145,7 @@ class Baseline:
 
     label: str
     rule: dict  # {"name": ..., options}
-    network: dict  # NetworkConfig overrides, e.g. {"feedback": "symmetric"}
+    network: dict  # [network] overrides, e.g. {"feedback": "symmetric"}
     tune: dict  # {rule option: [values]} searched on the meta-training tasks
     meta_train: bool = False
 
@@ -173,8 +175,7 @@ class Baseline:
         shared = {k: v for k, v in shared.items() if k in rules.options(self.rule["name"])}
         rule = {"name": self.rule["name"], **shared,
                 **{k: v for k, v in self.rule.items() if k != "name"}, **rule_opts}
-        network = dataclasses.replace(
-            cfg.network, **coerce_kwargs(NetworkConfig, self.network, "baseline network"))
+        network = sections.network_options({**cfg.network, **self.network})
         return dataclasses.replace(cfg, rule=rule, network=network, reference=None)
 
 

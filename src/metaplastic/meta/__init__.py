@@ -1,8 +1,20 @@
-"""Outer loops that search rule parameters θ, all optimising a shared :class:`Objective`."""
+"""Outer loops that search rule parameters θ, all optimising a shared :class:`Objective`.
 
-from metaplastic.meta.es import EvolutionStrategy, strategy_names
-from metaplastic.meta.gradient import OPTIMIZERS, MetaGradient, MetaResult, MetaState
+Every outer loop implements one protocol (:mod:`metaplastic.meta.outer`) and runs under
+one driver (:mod:`metaplastic.meta.driver`); the registered ones (``meta.outer`` in a
+config) are ``gradient`` and ``es``.
+"""
+
+from metaplastic.meta.driver import MetaResult, RunState
+from metaplastic.meta.es import ESState, EvolutionStrategy, strategy_names
+from metaplastic.meta.gradient import OPTIMIZERS, GradientState, MetaGradient
 from metaplastic.meta.objective import Objective, l1_norm
+from metaplastic.meta.outer import OuterLoop, Truncated
+from metaplastic.registry import register
 
-__all__ = ["OPTIMIZERS", "EvolutionStrategy", "MetaGradient", "MetaResult", "MetaState",
-           "Objective", "l1_norm", "strategy_names"]
+register("outer", "gradient", MetaGradient)
+register("outer", "es", EvolutionStrategy, fixed={"direction": "minimize"})
+
+__all__ = ["OPTIMIZERS", "ESState", "EvolutionStrategy", "GradientState", "MetaGradient",
+           "MetaResult", "Objective", "OuterLoop", "RunState", "Truncated", "l1_norm",
+           "strategy_names"]

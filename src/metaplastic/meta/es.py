@@ -3,8 +3,10 @@
 ``EvolutionStrategy(strategy="cma_es", population=32, ...).run(objective, theta0, key=k)``
 searches θ with no backpropagation: each generation asks the strategy for a population
 of θ, evaluates all of them in one vmapped call on the *same* fresh tasks (common random
-numbers), and tells the strategy their fitness. Generations run in jitted chunks of
-``chunk`` between progress callbacks.
+numbers), and tells the strategy their fitness. It is an outer loop of the shared
+protocol (:mod:`metaplastic.meta.outer`), run by the shared driver; with ``truncation``
+every member keeps its own inner problems between generations (the objective is wrapped
+in :class:`~metaplastic.meta.outer.Truncated`; the generation is the same).
 
 Direction: evosax **minimises**. ``direction`` says what the function handed to ``run``
 wants — ``"minimize"`` for an :class:`~metaplastic.meta.Objective` (a loss; the default) or
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -32,9 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from metaplastic import xla
 from metaplastic.errors import ConfigError, unknown_name
-from metaplastic.meta.gradient import OPTIMIZERS, MetaResult, _theta_record, records_of
+from metaplastic.meta.gradient import OPTIMIZERS
+from metaplastic.meta.outer import OuterLoop, select
 
 Array = jax.Array
 
@@ -74,16 +75,6 @@ def _shaping_fn(name: str):
             "none": fs.identity_fitness_shaping_fn}[name]
 
 
-def _with_metrics(fn: Callable) -> Callable:
-    """Accept ``fn(theta, key)`` returning a value or a ``(value, metrics)`` pair."""
-
-    def wrapped(theta, key):
-        out = fn(theta, key)
-        return out if isinstance(out, tuple) else (out, {})
-
-    return wrapped
-
-
 def _finite(values: Array, sign: float) -> tuple[Array, Array]:
     """evosax fitness (minimised) from the user's values; a non-finite member gets the
     generation's worst finite fitness. Returns ``(fitness, ok)``."""
@@ -93,34 +84,14 @@ def _finite(values: Array, sign: float) -> tuple[Array, Array]:
     return jnp.where(ok, fit, worst), ok
 
 
-def _metrics(state, active, value, fit, ok, sign, mean, aux, **extra) -> dict[str, Array]:
-    any_bad = ~jnp.all(ok)
-    return {
-        "step": state.step + 1, "active": active, "loss": value,
-        "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
-        "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
-        "diverged": active & any_bad, "skipped": active & ~jnp.any(ok),
-        "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
-        **extra, **_theta_record(mean), **aux,
-    }
-
-
-def _streak(state, active, ok) -> Array:
-    """Generations in a row with a non-finite member."""
-    return jnp.where(active, jnp.where(~jnp.all(ok), state.nan_streak + 1, 0),
-                     state.nan_streak)
-
-
 class ESState(NamedTuple):
-    es_state: Any
-    step: Array  # generations done
-    nan_streak: Array
-    inner: Any = None  # truncated unrolls: every member's inner problems in progress
-    inner_step: Any = None  # truncated unrolls: steps of the current inner problems done
+    es_state: Any  # evosax's state
+    mean: Any  # the search distribution's mean θ
+    inner: Any = ()  # truncated unrolls: every member's inner problems in progress
 
 
 @dataclass(frozen=True)
-class EvolutionStrategy:
+class EvolutionStrategy(OuterLoop):
     """An evosax strategy searching θ; ``steps`` generations of ``population`` members."""
 
     strategy: str = "open_es"
@@ -206,63 +177,50 @@ class EvolutionStrategy:
             params = params.replace(T=n_steps, K=self.truncation)
         return es, params
 
-    def check_truncation(self, n_steps: int) -> None:
-        if self.truncation and n_steps % self.truncation:
-            raise ConfigError(f"truncation {self.truncation} must divide the inner "
-                              f"problem's {n_steps} steps")
+    def init(self, objective: Any, theta0: Any, key: Array) -> ESState:
+        k_init, _ = jax.random.split(key)
+        es, params = self.make(theta0, objective.n_steps if self.truncation else None)
+        es_state = es.init(k_init, theta0, params)
+        return self.restart(objective, ESState(es_state, es.get_mean(es_state)), k_init)
 
-    def chunk_fn(self, fitness: Callable, theta0: Any) -> tuple[Callable, Callable]:
-        """``(init(key) -> ESState, run_chunk(state, key, total) -> (state, metrics))``.
+    def theta(self, state: ESState) -> Any:
+        return state.mean
 
-        ``fitness(theta, key) -> (value, metrics)`` is what ``direction`` refers to.
-        """
-        fitness_obj = fitness
-        n_steps = None
-        if self.truncation:
-            if not hasattr(fitness, "segment"):
-                raise ConfigError("truncated ES needs an Objective (start/segment), not a "
-                                  "plain function")
-            n_steps = fitness.n_steps
-            self.check_truncation(n_steps)
-        es, params = self.make(theta0, n_steps)
+    def restart(self, objective: Any, state: ESState, key: Array) -> ESState:
+        """Fresh inner problems for every member (the same tasks: common random numbers)."""
+        pop = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.population, *jnp.shape(x))),
+                           state.mean)
+        return state._replace(inner=jax.vmap(lambda th: objective.init_inner(th, key))(pop))
+
+    def check(self, objective: Any) -> None:
+        if self.persistent and getattr(objective, "n_steps", None) is None:
+            raise ConfigError("strategy 'pes' needs an Objective (start/segment/n_steps)")
+        super().check(objective)
+
+    def step(self, objective: Any, state: ESState, key: Array, t: Array):
+        """One generation: ask, evaluate every member on the same tasks, tell."""
+        es, params = self.make(state.mean, objective.n_steps if self.truncation else None)
+        _, k_run = jax.random.split(key)
+        k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(k_run, t), 3)
+        pop, asked = es.ask(k_ask, state.es_state, params)
+        values, inner = self.evaluate(objective, pop, k_eval, state.inner)
+        fit, ok = _finite(values, self.sign)
+        told, _ = es.tell(k_tell, pop, fit, asked, params)
+        keep = jnp.any(ok)  # a generation where every member diverged changes nothing
+        es_state = select(keep, told, state.es_state)
+        mean = es.get_mean(es_state)
+        value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
         sign = self.sign
-        fitness = _with_metrics(fitness)
+        metrics = {
+            "loss": value, "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
+            "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
+            "diverged": ~jnp.all(ok), "skipped": ~keep, "nonfinite": jnp.mean(~ok),
+            "grad_norm": jnp.nan, **aux}
+        return ESState(es_state, mean, select(keep, inner, state.inner)), metrics
 
-        def init(key):
-            zero = jnp.zeros((), jnp.int32)
-            if not self.truncation:
-                return ESState(es.init(key, theta0, params), zero, zero)
-            pop = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.population, *jnp.shape(x))),
-                               theta0)
-            inner = jax.vmap(lambda th: fitness_obj.start(th, key))(pop)
-            return ESState(es.init(key, theta0, params), zero, zero, inner, zero)
-
-        def generation(state: ESState, key, total):
-            k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(key, state.step), 3)
-            pop, es_state = es.ask(k_ask, state.es_state, params)
-            values = self.evaluate(fitness, pop, k_eval)
-            fit, ok = _finite(values, sign)
-            told, _ = es.tell(k_tell, pop, fit, es_state, params)
-            active = state.step < total
-            keep = active & jnp.any(ok)
-            es_state = jax.tree.map(lambda a, b: jnp.where(keep, a, b), told, state.es_state)
-            mean = es.get_mean(es_state)
-            value, aux = fitness(mean, k_eval)
-            new = ESState(es_state, state.step + active, _streak(state, active, ok))
-            return new, _metrics(state, active, value, fit, ok, sign, mean, aux)
-
-        step = generation
-        if self.truncation:
-            step = self._truncated_generation(fitness_obj, theta0, es, params)
-
-        def run_chunk(state, key, total):
-            return jax.lax.scan(lambda s, _: step(s, key, total), state, None,
-                                length=self.chunk)
-
-        return init, xla.jit(run_chunk)
-
-    def evaluate(self, fitness: Callable, pop: Any, key: Array) -> Array:
-        """Every member's fitness value on the same key (common random numbers).
+    def evaluate(self, objective: Any, pop: Any, key: Array, inner: Any = ()):
+        """Every member's value on the same key (common random numbers), and its inner
+        problems after the step.
 
         With several devices (and a population they divide) the members are split across
         them (``shard_map``), each device evaluating its share — in batches of
@@ -271,73 +229,20 @@ class EvolutionStrategy:
         n_dev = jax.device_count()
         if self.shard and n_dev > 1 and self.population % n_dev == 0:
             mesh = jax.sharding.Mesh(np.array(jax.devices()), ("members",))
-            spec = jax.sharding.PartitionSpec("members")
-            local = functools.partial(self._evaluate_here, fitness,
+            spec, rep = jax.sharding.PartitionSpec("members"), jax.sharding.PartitionSpec()
+            local = functools.partial(self._evaluate_here, objective,
                                       size=self.population // n_dev)
-            return jax.shard_map(local, mesh=mesh, in_specs=(spec, jax.sharding.PartitionSpec()),
-                                 out_specs=spec, check_vma=False)(pop, key)
-        return self._evaluate_here(fitness, pop, key, size=self.population)
+            return jax.shard_map(lambda p, k, i: local(p, k, i), mesh=mesh,
+                                 in_specs=(spec, rep, spec), out_specs=(spec, spec),
+                                 check_vma=False)(pop, key, inner)
+        return self._evaluate_here(objective, pop, key, inner, size=self.population)
 
-    def _evaluate_here(self, fitness: Callable, pop: Any, key: Array, *, size: int) -> Array:
+    def _evaluate_here(self, objective: Any, pop: Any, key: Array, inner: Any, *, size: int):
+        def one(th, inn):
+            value, _, inn = objective.step_value(th, key, inn)
+            return value, inn
+
         if self.population_batch and self.population_batch < size:
-            return jax.lax.map(lambda th: fitness(th, key)[0], pop,
+            return jax.lax.map(lambda a: one(*a), (pop, inner),
                                batch_size=self.population_batch)
-        return jax.vmap(fitness, in_axes=(0, None))(pop, key)[0]
-
-    def _truncated_generation(self, objective: Any, theta0: Any, es, params):
-        """A generation on one segment of ``truncation`` inner steps per member.
-
-        Every member keeps its own inner problems between generations (the same tasks for
-        all members: common random numbers); fresh tasks start when they finish.
-        """
-        sign, length, n = self.sign, self.truncation, objective.n_steps
-
-        def generation(state: ESState, key, total):
-            k_ask, k_eval = jax.random.split(jax.random.fold_in(key, state.step))
-            k_tell = jax.random.fold_in(k_eval, 1)
-            pop, es_state = es.ask(k_ask, state.es_state, params)
-            first = state.inner_step == 0
-            fresh = jax.vmap(lambda th: objective.start(th, k_eval))(pop)
-            inner = jax.tree.map(lambda a, b: jnp.where(first, a, b), fresh, state.inner)
-            values, _, new_inner = jax.vmap(
-                lambda th, inn: objective.segment(th, inn, length, first))(pop, inner)
-            fit, ok = _finite(values, sign)
-            told, _ = es.tell(k_tell, pop, fit, es_state, params)
-            active = state.step < total
-            keep = active & jnp.any(ok)
-
-            def pick(new, old):
-                return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
-
-            es_state = pick(told, state.es_state)
-            mean = es.get_mean(es_state)
-            value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
-            new = ESState(es_state, state.step + active, _streak(state, active, ok),
-                          pick(new_inner, state.inner),
-                          jnp.where(keep, (state.inner_step + length) % n, state.inner_step))
-            return new, _metrics(state, active, value, fit, ok, sign, mean, aux,
-                                 truncation=jnp.asarray(length))
-
-        return generation
-
-    def run(self, fitness: Callable, theta0: Any, *, key: Array,
-            progress: Callable[[list[dict]], None] | None = None) -> MetaResult:
-        """Evolve θ from ``theta0`` for ``steps`` generations; returns the final mean θ."""
-        from metaplastic.meta.gradient import check_divergence
-
-        init, run_chunk = self.chunk_fn(fitness, theta0)
-        es, _ = self.make(theta0, getattr(fitness, "n_steps", None) if self.truncation else None)
-        k_init, k_run = jax.random.split(key)
-        state = init(k_init)
-        total = jnp.asarray(self.steps, jnp.int32)
-        result = MetaResult(theta0, [], state)
-        while int(state.step) < self.steps:
-            state, metrics = run_chunk(state, k_run, total)
-            records = records_of(metrics)
-            result.theta, result.state = es.get_mean(state.es_state), state
-            result.history.extend(records)
-            if progress is not None:
-                progress(records)
-            check_divergence(records, int(state.nan_streak), self.max_nan_skips, False,
-                             result)
-        return result
+        return jax.vmap(one)(pop, inner)

@@ -1,9 +1,10 @@
 """Meta-gradient outer loop: backpropagation through the unrolled inner learning.
 
 ``MetaGradient(...).run(objective, theta0, key=...)`` minimises ``objective(theta, key)``
-with an optax optimiser (optional global-norm gradient clipping). Steps run in jitted
-chunks of ``chunk`` steps (one ``lax.scan``) between progress callbacks, so the Python
-loop costs nothing per step and nothing is recompiled between chunks.
+with an optax optimiser (optional global-norm gradient clipping), as an outer loop of the
+shared protocol (:mod:`metaplastic.meta.outer`) run by the shared driver
+(:mod:`metaplastic.meta.driver`). With ``truncation`` the objective is taken in segments
+(:class:`~metaplastic.meta.outer.Truncated`); the step is the same.
 
 Non-finite values: a task whose inner learning blew up (NaN or inf loss or gradient) is
 dropped from that step's meta-gradient and counted (``nonfinite``, ``diverged`` in the
@@ -15,42 +16,28 @@ their last finite values. θ never becomes NaN. With ``on_nan="stop"``, or after
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 
-from metaplastic import xla
-from metaplastic.errors import ConfigError, NonFiniteError
+from metaplastic.errors import ConfigError
+from metaplastic.meta.outer import OuterLoop, all_finite, select
 
 Array = jax.Array
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "adamw": optax.adamw, "rmsprop": optax.rmsprop}
 
 
-class MetaState(NamedTuple):
+class GradientState(NamedTuple):
     theta: Any
     opt_state: Any
-    step: Array  # meta-steps taken (including skipped ones)
-    nan_streak: Array  # non-finite steps in a row
-    stopped: Array  # set by a non-finite step when on_nan == "stop"
-    inner: Any = None  # truncated unrolls: the inner problems in progress
-    inner_step: Any = None  # truncated unrolls: steps of the current inner problems done
-
-
-@dataclass
-class MetaResult:
-    theta: Any
-    history: list[dict[str, Any]] = field(default_factory=list)
-    state: MetaState | None = None
+    inner: Any = ()  # truncated unrolls: the inner problems in progress
 
 
 @dataclass(frozen=True)
-class MetaGradient:
+class MetaGradient(OuterLoop):
     """Gradient descent on θ through the unrolled inner loop."""
 
     steps: int = 600
@@ -96,25 +83,6 @@ class MetaGradient:
             sched.append((start, length))
         object.__setattr__(self, "truncation_schedule", tuple(sorted(sched)))
 
-    @property
-    def truncated(self) -> bool:
-        return bool(self.truncation or self.truncation_schedule)
-
-    def truncation_at(self, step: int) -> int:
-        """The truncation length in force at meta-step ``step`` (0: whole episodes)."""
-        length = self.truncation
-        for start, value in self.truncation_schedule:
-            if step >= start:
-                length = value
-        return length
-
-    def check_truncation(self, n_steps: int) -> None:
-        lengths = {self.truncation} | {v for _, v in self.truncation_schedule}
-        bad = sorted(v for v in lengths if v and n_steps % v)
-        if bad:
-            raise ConfigError(f"truncation lengths {bad} must divide the inner problem's "
-                              f"{n_steps} steps")
-
     def transform(self) -> optax.GradientTransformation:
         lr = self.lr
         if self.schedule == "cosine":
@@ -122,168 +90,22 @@ class MetaGradient:
         opt = OPTIMIZERS[self.optimizer](lr)
         return optax.chain(optax.clip_by_global_norm(self.clip), opt) if self.clip else opt
 
-    def init(self, theta: Any) -> MetaState:
-        zero = jnp.zeros((), jnp.int32)
-        return MetaState(theta, self.transform().init(theta), zero, zero, jnp.zeros((), bool))
+    def init(self, objective: Any, theta0: Any, key: jax.Array) -> GradientState:
+        return GradientState(theta0, self.transform().init(theta0),
+                             objective.init_inner(theta0, key))
 
-    def _apply(self, tx, state: MetaState, loss, aux, grads, total):
-        """The update shared by whole-episode and truncated steps: θ moves only on an
-        active step with a finite loss and gradient. Returns (state, metrics, active,
-        finite)."""
-        finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(ravel_pytree(grads)[0]))
-        any_bad = aux["nonfinite"] > 0
-        active = (state.step < total) & ~state.stopped
-        updates, opt_state = tx.update(grads, state.opt_state, state.theta)
+    def theta(self, state: GradientState) -> Any:
+        return state.theta
+
+    def step(self, objective: Any, state: GradientState, key: jax.Array, t: jax.Array):
+        """One meta-step: θ moves only where the loss and the gradient are finite."""
+        loss, aux, grads, inner = objective.step_grad(state.theta, jax.random.fold_in(key, t),
+                                                      state.inner)
+        finite = jnp.isfinite(loss) & all_finite(grads)
+        updates, opt_state = self.transform().update(grads, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)
-        keep = active & finite
-
-        def pick(new, old):
-            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
-
-        new = state._replace(
-            theta=pick(theta, state.theta), opt_state=pick(opt_state, state.opt_state),
-            step=state.step + active,
-            nan_streak=jnp.where(active, jnp.where(any_bad, state.nan_streak + 1, 0),
-                                 state.nan_streak),
-            stopped=state.stopped | (active & any_bad & (self.on_nan == "stop")),
-        )
-        metrics = {"step": state.step + 1, "active": active, "loss": loss,
-                   "grad_norm": optax.tree.norm(grads), "skipped": active & ~finite,
-                   "diverged": active & any_bad, **_theta_record(new.theta), **aux}
-        return new, metrics, active, finite
-
-    def step_fn(self, objective: Callable) -> Callable:
-        """``(state, key, total_steps) -> (state, metrics)``: one meta-step (not jitted)."""
-        tx = self.transform()
-
-        def step(state: MetaState, key: Array, total: Array):
-            loss, aux, grads = objective.value_and_grad(
-                state.theta, jax.random.fold_in(key, state.step)
-            )
-            return self._apply(tx, state, loss, aux, grads, total)[:2]
-
-        return step
-
-    def truncated_step_fn(self, objective: Any, length: int) -> Callable:
-        """One meta-step on a segment of ``length`` inner steps (truncated backprop).
-
-        The inner problems persist across meta-steps; fresh ones start (from the key of the
-        meta-step) when the previous ones finished, or when a segment was not finite.
-        """
-        tx = self.transform()
-        n = objective.n_steps
-
-        def step(state: MetaState, key: Array, total: Array):
-            first = state.inner_step == 0
-            fresh = objective.start(state.theta, jax.random.fold_in(key, state.step))
-            inner = jax.tree.map(lambda a, b: jnp.where(first, a, b), fresh, state.inner)
-
-            def f(t):
-                loss, aux, new_inner = objective.segment(t, inner, length, first)
-                return loss, (aux, new_inner)
-
-            (loss, (aux, new_inner)), grads = jax.value_and_grad(f, has_aux=True)(state.theta)
-            new, metrics, active, finite = self._apply(tx, state, loss, aux, grads, total)
-            done = jnp.where(finite, (state.inner_step + length) % n, 0)
-            new = new._replace(
-                inner=jax.tree.map(lambda a, b: jnp.where(active, a, b), new_inner,
-                                   state.inner),
-                inner_step=jnp.where(active, done, state.inner_step))
-            return new, {**metrics, "truncation": jnp.asarray(length)}
-
-        return step
-
-    def chunk_fn(self, objective: Callable, length: int = 0) -> Callable:
-        """Jitted ``(state, key, total_steps) -> (state, stacked metrics)`` of ``chunk`` steps
-        (segments of ``length`` inner steps when truncated)."""
-        step = self.truncated_step_fn(objective, length) if length else self.step_fn(objective)
-
-        def run_chunk(state, key, total):
-            return jax.lax.scan(lambda s, _: step(s, key, total), state, None, length=self.chunk)
-
-        return xla.jit(run_chunk)
-
-    def run(
-        self,
-        objective: Callable,
-        theta: Any,
-        *,
-        key: Array,
-        progress: Callable[[list[dict[str, Any]]], None] | None = None,
-        state: MetaState | None = None,
-    ) -> MetaResult:
-        """Meta-train from ``theta`` (or resume from ``state``) for ``steps`` steps in total.
-
-        ``progress(records)`` is called after every chunk with one dict per meta-step.
-        """
-        state = self.init(theta) if state is None else state
-        if self.truncated:
-            self.check_truncation(objective.n_steps)
-        chunks: dict[int, Callable] = {}
-        result = MetaResult(state.theta, [], state)
-        total = jnp.asarray(self.steps, jnp.int32)
-        length = None
-        while int(state.step) < self.steps and not bool(state.stopped):
-            now = self.truncation_at(int(state.step)) if self.truncated else 0
-            if now and (now != length or state.inner is None):
-                # a new truncation length starts fresh inner problems
-                inner = objective.start(state.theta, jax.random.fold_in(key, int(state.step)))
-                state = state._replace(inner=inner, inner_step=jnp.zeros((), jnp.int32))
-            length = now
-            if now not in chunks:
-                chunks[now] = self.chunk_fn(objective, now)
-            state, metrics = chunks[now](state, key, total)
-            records = records_of(metrics)
-            result.theta, result.state = state.theta, state
-            result.history.extend(records)
-            if progress is not None:
-                progress(records)
-            self._check_finite(state, records, result)
-        return result
-
-    def _check_finite(self, state: MetaState, records, result: MetaResult) -> None:
-        check_divergence(records, int(state.nan_streak), self.max_nan_skips,
-                         bool(state.stopped), result)
-
-
-def check_divergence(records, streak: int, max_streak: int, stopped: bool,
-                     result: MetaResult) -> None:
-    """Raise NonFiniteError (carrying ``result``) if the run must stop on NaN/inf."""
-    bad = [r for r in records if r["diverged"]]
-    if not bad or not (stopped or streak >= max_streak):
-        return
-    first = bad[0]
-    why = "on_nan = 'stop'" if stopped else (
-        f"{streak} meta-steps in a row with diverging tasks")
-    err = NonFiniteError(
-        f"inner learning produced NaN/inf at meta-step {first['step']} "
-        f"({100 * first['nonfinite']:.0f}% of its tasks; {why}). θ was kept at its "
-        f"last finite value. Try a smaller rule learning rate (eta), a smaller "
-        f"meta learning rate (lr), gradient clipping (clip), or fewer inner steps."
-    )
-    err.result = result
-    raise err
-
-
-#: θ is logged at every meta-step (for the coefficient plot) only when it is this small
-THETA_LOG_MAX = 256
-
-
-def _theta_record(theta) -> dict[str, Array]:
-    flat = ravel_pytree(theta)[0]
-    return {"theta": flat} if flat.size <= THETA_LOG_MAX else {}
-
-
-def records_of(metrics: dict[str, Array]) -> list[dict[str, Any]]:
-    """Stacked chunk metrics -> one plain-Python dict per active meta-step."""
-    m = jax.device_get(metrics)
-    out = []
-    for i in np.flatnonzero(m["active"]):
-        rec = {}
-        for k, v in m.items():
-            if k == "active":
-                continue
-            x = v[i]
-            rec[k] = x.tolist() if np.ndim(x) else x.item()
-        out.append(rec)
-    return out
+        kept = select(finite, GradientState(theta, opt_state, ()),
+                      state._replace(inner=()))
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "skipped": ~finite,
+                   "diverged": aux["nonfinite"] > 0, **aux}
+        return kept._replace(inner=inner), metrics

@@ -142,6 +142,18 @@ class Objective:
         aux = self._aux(theta, losses, metrics, jnp.isfinite(losses))
         return jnp.mean(losses) + aux["l1"], aux
 
+    # --- as outer loops see it (meta.outer): whole episodes carry no inner state --------
+    def init_inner(self, theta: Any, key: Array) -> tuple:
+        return ()
+
+    def step_value(self, theta: Any, key: Array, inner: Any = ()):
+        value, aux = self(theta, key)
+        return value, aux, inner
+
+    def step_grad(self, theta: Any, key: Array, inner: Any = ()):
+        value, aux, grads = self.value_and_grad(theta, key)
+        return value, aux, grads, inner
+
     def value_and_grad(self, theta: Any, key: Array):
         """(loss, metrics, dloss/dθ) over the tasks whose inner learning stayed finite.
 

@@ -1,8 +1,19 @@
-"""Neuron models: pure ``init_state`` / ``step`` functions.
+"""Neuron models behind one interface: ``init_state(n)``, ``step(state, current) ->
+(output, state, v)`` and ``derivative(v)`` (the local gain for feedback errors); the class
+constant ``spiking`` says whether the outputs are 0/1 spikes.
 
-Only rate neurons exist so far (see :mod:`metaplastic.neurons.rate`).
+Registered (``network.neuron`` in a config): ``rate`` (:mod:`metaplastic.neurons.rate`),
+``lif`` and ``alif`` (:mod:`metaplastic.neurons.lif`); a user's own model registers with
+``metaplastic.register("neuron", name, cls)`` or is named ``"module:Class"``.
 """
 
+from metaplastic.neurons.lif import LIFNeuron
 from metaplastic.neurons.rate import ACTIVATIONS, RateNeuron, make
+from metaplastic.registry import register
 
-__all__ = ["ACTIVATIONS", "RateNeuron", "make"]
+register("neuron", "rate", RateNeuron)
+register("neuron", "lif", LIFNeuron)
+register("neuron", "alif", LIFNeuron, defaults={"beta": 0.5},
+         doc="Adaptive LIF: each spike raises the threshold by beta (default 0.5).")
+
+__all__ = ["ACTIVATIONS", "LIFNeuron", "RateNeuron", "make"]

@@ -66,6 +66,7 @@ class LIFNeuron:
     beta: float = 0.0  # ALIF threshold increase per spike (0: plain LIF)
     dt: float = 1.0
     slope: float = 10.0  # surrogate sharpness
+    spiking = True  # class constant: outputs are 0/1 spikes (a SpikingNetwork's neurons)
 
     def __post_init__(self):
         if self.tau_mem <= 0 or self.tau_adapt <= 0 or self.dt <= 0:

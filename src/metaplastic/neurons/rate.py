@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from metaplastic.errors import unknown_name
+from metaplastic.errors import ConfigError, unknown_name
 
 Array = jax.Array
 
@@ -49,16 +49,22 @@ DERIVATIVES: dict[str, Callable[[Array], Array]] = {
 class RateNeuron:
     """A population of rate neurons with activation ``f`` (a name in ``ACTIVATIONS``).
 
-    ``step(state, current, dt)`` returns ``(rate, new_state)``; the state is the membrane
-    variable ``v`` (kept even when ``tau is None`` so that every neuron has one shape).
+    The neuron interface (shared with :class:`~metaplastic.neurons.lif.LIFNeuron`):
+    ``init_state(n)``; ``step(state, current) -> (output, state, v)``, where ``v`` is what
+    the local gain ``derivative(v)`` is taken at. The state is the membrane variable
+    ``v`` (kept even when ``tau is None``, so that every neuron has one shape).
     """
 
     activation: str = "linear"
     tau: float | None = None
+    dt: float = 1.0
+    spiking = False  # class constant: outputs are rates, not 0/1 spikes
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
             raise unknown_name("activation", self.activation, ACTIVATIONS)
+        if self.tau is not None and not self.tau > 0:
+            raise ConfigError(f"rate neuron tau must be positive (or unset), got {self.tau}")
 
     @property
     def f(self) -> Callable[[Array], Array]:
@@ -67,12 +73,13 @@ class RateNeuron:
     def init_state(self, n: int) -> Array:
         return jnp.zeros((n,))
 
-    def step(self, state: Array, current: Array, dt: float = 1.0) -> tuple[Array, Array]:
+    def step(self, state: Array, current: Array) -> tuple[Array, Array, Array]:
+        """``(rate, new state, v)``: ``tau dv/dt = -v + I`` (or ``v = I``), rate ``f(v)``."""
         if self.tau is None:
             v = current
         else:
-            v = state + (dt / self.tau) * (current - state)
-        return self.f(v), v
+            v = state + (self.dt / self.tau) * (current - state)
+        return self.f(v), v, v
 
     def derivative(self, v: Array) -> Array:
         """f'(v), the local gain a feedback error is multiplied by."""

@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from metaplastic._fields import coerce_kwargs
-from metaplastic.errors import check_kwargs, unknown_name
+from metaplastic.registry import register
+from metaplastic.registry import make as _make
+from metaplastic.registry import options as _options
 from metaplastic.rules.base import Rule
 from metaplastic.rules.hebbian import HebbianABCD, StaticWeights
 from metaplastic.rules.mlp import MLPRule, NeuronMLP, RecurrentRule
@@ -32,47 +33,38 @@ from metaplastic.rules.polynomial import NAMED, PolynomialRule, term_name
 from metaplastic.rules.termpool import TermPool
 from metaplastic.rules.threefactor import ThreeFactor
 
-REGISTRY: dict[str, Callable[..., Rule]] = {
-    "polynomial": PolynomialRule,
-    "hebb": lambda **kw: PolynomialRule(start="hebb", **kw),
-    "anti-hebb": lambda **kw: PolynomialRule(start="anti-hebb", **kw),
-    "oja": lambda **kw: PolynomialRule(start="oja", **kw),
-    "stdp": lambda **kw: PolynomialRule(**{"variables": STDP_VARIABLES, "degree": 1, **kw},
-                                        start="stdp"),
-    "abcd": HebbianABCD,
-    "static": StaticWeights,
-    "termpool": TermPool,
-    "sgd": lambda **kw: TermPool(terms=("pseudo_grad",), start="pseudo_grad", **kw),
-    "mlp": MLPRule,
-    "neuron-mlp": NeuronMLP,
-    "recurrent": RecurrentRule,
-    "three-factor": ThreeFactor,
-}
 #: the spike-trace polynomial family that pair STDP belongs to (degree 1: 32 terms)
 STDP_VARIABLES = ("pre", "post", "pre_trace", "post_trace", "w")
-_OPTIONS = {name: PolynomialRule
-            for name in ("polynomial", "hebb", "anti-hebb", "oja", "stdp")} | {
-    "abcd": HebbianABCD, "static": StaticWeights, "termpool": TermPool, "sgd": TermPool,
-    "mlp": MLPRule, "neuron-mlp": NeuronMLP, "recurrent": RecurrentRule,
-    "three-factor": ThreeFactor}
-_FIXED = {"hebb", "anti-hebb", "oja", "sgd", "stdp"}
+
+register("rule", "polynomial", PolynomialRule)
+for _start in ("hebb", "anti-hebb", "oja"):
+    register("rule", _start, PolynomialRule, fixed={"start": _start},
+             doc=f"The polynomial rule fixed at {_start!r}'s coefficients.")
+register("rule", "stdp", PolynomialRule, fixed={"start": "stdp"},
+         defaults={"variables": STDP_VARIABLES, "degree": 1},
+         doc="Pair-based STDP: the spike-trace polynomial at STDP's coefficients.")
+register("rule", "abcd", HebbianABCD)
+register("rule", "static", StaticWeights)
+register("rule", "termpool", TermPool)
+register("rule", "sgd", TermPool, fixed={"terms": ("pseudo_grad",), "start": "pseudo_grad"},
+         doc="The pseudo-gradient term alone: SGD / FA / DFA by the feedback pathway.")
+register("rule", "mlp", MLPRule)
+register("rule", "neuron-mlp", NeuronMLP)
+register("rule", "recurrent", RecurrentRule)
+register("rule", "three-factor", ThreeFactor)
+
 
 
 def options(name: str) -> list[str]:
-    """The keyword options rule ``name`` accepts."""
-    if name not in REGISTRY:
-        raise unknown_name("rule", name, REGISTRY)
-    fields = [f.name for f in dataclasses.fields(_OPTIONS[name]) if f.init]
-    fixed = {"start", "terms"} if name == "sgd" else {"start"}
-    return [f for f in fields if not (name in _FIXED and f in fixed)]
+    """The keyword options rule ``name`` accepts (a registered name or "module:Class")."""
+    return _options("rule", name)
 
 
 def make(name: str, **kw) -> Rule:
-    """Build a registered rule; unknown names or options raise a ConfigError listing valid ones."""
-    check_kwargs("rule", name, kw, options(name))
-    return REGISTRY[name](**coerce_kwargs(_OPTIONS[name], kw, f"rule {name!r}"))
+    """Build a rule; unknown names or options raise a ConfigError listing valid ones."""
+    return _make("rule", name, **kw)
 
 
-__all__ = ["NAMED", "REGISTRY", "HebbianABCD", "MLPRule", "NeuronMLP", "PolynomialRule",
-           "RecurrentRule", "Rule", "StaticWeights", "TermPool",
-           "make", "options", "term_name"]
+__all__ = ["NAMED", "STDP_VARIABLES", "HebbianABCD", "MLPRule", "NeuronMLP",
+           "PolynomialRule", "RecurrentRule", "Rule", "StaticWeights", "TermPool",
+           "ThreeFactor", "make", "options", "register", "term_name"]

@@ -9,43 +9,35 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from collections.abc import Callable
-
-from metaplastic._fields import coerce_kwargs
-from metaplastic.errors import ConfigError, unknown_name
+from metaplastic.registry import register
+from metaplastic.registry import make as _make
+from metaplastic.registry import options as _options
 from metaplastic.tasks.base import Task
 from metaplastic.tasks.fewshot import FewShotTask
 from metaplastic.tasks.gym import GymTask
 from metaplastic.tasks.homeostasis import HomeostasisTask
 from metaplastic.tasks.pca import PCAInstance, PCATask
 
-_GYM_ALIASES = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1", "pendulum": "Pendulum-v1",
-                "mountaincar": "MountainCarContinuous-v0"}
-_BASE = {"pca": PCATask, "gym": GymTask, "fewshot": FewShotTask,
-         "homeostasis": HomeostasisTask}
-REGISTRY: dict[str, Callable[..., Task]] = dict(_BASE) | {
-    alias: functools.partial(GymTask, env=env) for alias, env in _GYM_ALIASES.items()}
-_CLASS = dict(_BASE) | {
-    alias: GymTask for alias in _GYM_ALIASES}
+register("task", "pca", PCATask)
+register("task", "gym", GymTask)
+register("task", "fewshot", FewShotTask)
+register("task", "homeostasis", HomeostasisTask)
+for _alias, _env in {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1",
+                     "pendulum": "Pendulum-v1",
+                     "mountaincar": "MountainCarContinuous-v0"}.items():
+    register("task", _alias, GymTask, fixed={"env": _env}, doc=f"gymnax's {_env}.")
+
 
 
 def options(name: str) -> list[str]:
-    if name not in REGISTRY:
-        raise unknown_name("task", name, REGISTRY)
-    fields = [f.name for f in dataclasses.fields(_CLASS[name]) if f.init]
-    return [f for f in fields if not (name in _GYM_ALIASES and f == "env")]
+    """The keyword options task ``name`` accepts (a registered name or "module:Class")."""
+    return _options("task", name)
 
 
 def make(name: str, **kw) -> Task:
-    """Build a registered task; unknown names or options raise a ConfigError."""
-    valid = options(name)
-    kw = coerce_kwargs(_CLASS[name], kw, f"task {name!r}")
-    if set(kw) - set(valid):
-        raise ConfigError(f"task {name!r} takes no option(s) {sorted(set(kw) - set(valid))}")
-    return REGISTRY[name](**kw)
+    """Build a task; unknown names or options raise a ConfigError listing valid ones."""
+    return _make("task", name, **kw)
 
 
-__all__ = ["REGISTRY", "FewShotTask", "GymTask", "HomeostasisTask", "PCAInstance", "PCATask",
-           "Task", "make", "options"]
+__all__ = ["FewShotTask", "GymTask", "HomeostasisTask", "PCAInstance", "PCATask",
+           "Task", "make", "options", "register"]

@@ -1,0 +1,183 @@
+"""The ``[network]`` and ``[meta]`` config tables, checked against the classes they build.
+
+A table's valid keys are the fields of the real classes — the network class and its
+neuron model, the :class:`~metaplastic.meta.Objective` and the outer loop — read from the
+registry, so a custom neuron or outer loop (``"module:Class"``) brings its own options.
+
+Run directories written before the tables were checked this way list every key of every
+neuron model and outer loop; a key that belongs to another registered class is accepted
+there only with that class's default value (and ignored), so old runs still load while a
+real setting in the wrong place is still an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from metaplastic import registry
+from metaplastic._fields import coerce_kwargs
+from metaplastic.errors import ConfigError
+
+#: network-table keys that are not fields of the network class
+_NETWORK_KEYS = ("hidden", "neuron")
+#: Objective fields that the task, network and rule fill in (not config keys)
+_OBJECTIVE_PIECES = ("task", "network", "rule")
+
+
+def _fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _legacy(key: str, value: Any, others: list[tuple[str, type]]) -> str | None:
+    """If ``key`` is a field of one of ``others`` ((name, class) pairs): that name when
+    the value is not its default (an error), else "" (accepted and ignored)."""
+    owners = [(n, f) for n, cls in others for k, f in _fields(cls).items() if k == key]
+    if not owners:
+        return None
+    for _, f in owners:
+        if _same(value, _default(f)):
+            return ""
+    return owners[0][0]
+
+
+def _split(table: dict, where: str, groups: list[tuple[str, list[str]]],
+           others: list[tuple[str, type]], special: tuple[str, ...]) -> dict[str, dict]:
+    """Assign each key of ``table`` to the first group naming it; keys of other classes
+    with their defaults are dropped; anything else is a ConfigError."""
+    out: dict[str, dict] = {g: {} for g, _ in groups}
+    valid = sorted({*special, *(k for _, keys in groups for k in keys)})
+    for key, value in table.items():
+        if key in special:
+            continue
+        group = next((g for g, keys in groups if key in keys), None)
+        if group is not None:
+            out[group][key] = value
+            continue
+        owner = _legacy(key, value, others)
+        if owner == "":
+            continue
+        if owner:
+            raise ConfigError(f"{where}.{key} is an option of {owner}, not of this run's "
+                              f"{where}; valid keys: {', '.join(valid)}")
+        raise ConfigError(f"{where}: unknown option(s) {key!r}; valid options: "
+                          f"{', '.join(valid)}")
+    return out
+
+
+# ------------------------------------------------------------------------------ network
+def _rate_neuron() -> type:
+    from metaplastic.neurons.rate import RateNeuron
+
+    return RateNeuron
+
+
+def _network_groups(neuron: str):
+    """([("network", keys), ("neuron", keys)], other classes, network class, entry)."""
+    from metaplastic.network import Network
+    from metaplastic.spiking import SpikingNetwork
+
+    entry = registry.entry("neuron", neuron)
+    net_cls = SpikingNetwork if getattr(entry.cls, "spiking", False) else Network
+    net_keys = [k for k in _fields(net_cls) if k not in ("sizes", "neuron_model")]
+    # rate neurons are set by the network's own fields (activation, tau)
+    neuron_keys = ([] if entry.cls is _rate_neuron() else
+                   [k for k in entry.options() if k not in net_keys])
+    others = [(f"neuron {n!r}", e.cls) for n, e in registry.entries("neuron").items()
+              if e.cls is not entry.cls] + [("spiking networks", SpikingNetwork)]
+    return [("network", net_keys), ("neuron", neuron_keys)], others, net_cls, entry
+
+
+@dataclasses.dataclass(frozen=True)
+class _Hidden:
+    hidden: tuple[int, ...] = ()
+
+
+def network_options(table: dict) -> dict:
+    """The ``[network]`` table checked (types converted); legacy defaults dropped."""
+    table = dict(table)
+    neuron = table.get("neuron", "rate")
+    if neuron == "alif" and table.get("beta") == 0.0:  # written as "alif's default" before
+        table.pop("beta")
+    groups, others, net_cls, entry = _network_groups(neuron)
+    parts = _split(table, "network", groups, others, _NETWORK_KEYS)
+    out = {k: table[k] for k in _NETWORK_KEYS if k in table}
+    if "hidden" in out:
+        hidden = coerce_kwargs(_Hidden, {"hidden": out["hidden"]}, "network")["hidden"]
+        if any(h < 1 for h in hidden):
+            raise ConfigError(f"network.hidden sizes must be >= 1, got {list(hidden)}")
+        out["hidden"] = hidden
+    out |= coerce_kwargs(net_cls, parts["network"], "network")
+    if dataclasses.is_dataclass(entry.cls):
+        out |= coerce_kwargs(entry.cls, parts["neuron"], "network")
+    else:
+        out |= parts["neuron"]
+    return out
+
+
+def build_network(table: dict, n_in: int, n_out: int):
+    """The network between a task's ``n_in`` inputs and ``n_out`` outputs."""
+    neuron = table.get("neuron", "rate")
+    groups, _, net_cls, entry = _network_groups(neuron)
+    keys = dict(groups)
+    net_kw = {k: v for k, v in table.items() if k in keys["network"]}
+    if entry.cls is not _rate_neuron():
+        neuron_kw = {k: v for k, v in table.items() if k in keys["neuron"]}
+        net_kw["neuron_model"] = registry.make("neuron", neuron, **neuron_kw)
+    return net_cls(sizes=(n_in, *table.get("hidden", ()), n_out), **net_kw)
+
+
+# --------------------------------------------------------------------------------- meta
+def _meta_groups(outer: str):
+    from metaplastic.meta.objective import Objective
+
+    entry = registry.entry("outer", outer)
+    objective_keys = [k for k in _fields(Objective) if k not in _OBJECTIVE_PIECES]
+    groups = [("objective", objective_keys),
+              ("outer", [k for k in entry.options() if k not in objective_keys])]
+    others = [(f"outer loop {n!r}", e.cls) for n, e in registry.entries("outer").items()
+              if e.cls is not entry.cls]
+    return groups, others, entry
+
+
+def meta_options(table: dict) -> dict:
+    """The ``[meta]`` table checked (types converted); legacy defaults dropped."""
+    from metaplastic.meta.objective import Objective
+
+    outer = table.get("outer", "gradient")
+    groups, others, entry = _meta_groups(outer)
+    parts = _split(table, "meta", groups, others, ("outer",))
+    out = {"outer": outer} if "outer" in table else {}
+    out |= coerce_kwargs(Objective, parts["objective"], "meta")
+    if dataclasses.is_dataclass(entry.cls):
+        out |= coerce_kwargs(entry.cls, parts["outer"], "meta")
+    else:
+        out |= parts["outer"]
+    return out
+
+
+def build_outer(table: dict):
+    """The outer loop of a ``[meta]`` table."""
+    groups, _, _ = _meta_groups(table.get("outer", "gradient"))
+    kw = {k: v for k, v in table.items() if k in dict(groups)["outer"]}
+    return registry.make("outer", table.get("outer", "gradient"), **kw)
+
+
+def objective_options(table: dict) -> dict:
+    """The Objective's options in a ``[meta]`` table."""
+    groups, _, _ = _meta_groups(table.get("outer", "gradient"))
+    return {k: v for k, v in table.items() if k in dict(groups)["objective"]}

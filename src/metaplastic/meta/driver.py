@@ -1,0 +1,170 @@
+"""The one driver every outer loop runs under: chunks, progress, divergence, records.
+
+Meta-steps run in jitted chunks of ``outer.chunk`` steps (one ``lax.scan``) between
+progress callbacks, so the Python loop costs nothing per step and nothing is recompiled
+between chunks. A chunk that runs past ``outer.steps`` leaves the state unchanged for the
+extra steps (they are marked inactive and not recorded).
+
+The run's whole state is a :class:`RunState` — a pytree of arrays (the step count, the
+divergence streak, the outer loop's own state) — so a run resumes from it exactly
+(``run(..., state=result.state)``).
+
+Non-finite values: the outer loop keeps its own state where a step was not finite and
+reports ``diverged``; with ``on_nan = "stop"``, or after ``max_nan_skips`` meta-steps in a
+row with diverging tasks, the run stops with a :class:`~metaplastic.errors.NonFiniteError`
+that carries the partial result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from metaplastic import xla
+from metaplastic.errors import NonFiniteError
+from metaplastic.meta.outer import Truncated, as_objective, select
+
+Array = jax.Array
+
+#: θ is logged at every meta-step (for the coefficient plot) only when it is this small
+THETA_LOG_MAX = 256
+
+
+class RunState(NamedTuple):
+    step: Array  # meta-steps done
+    nan_streak: Array  # meta-steps in a row with diverging tasks
+    stopped: Array  # set by a diverging step when on_nan == "stop"
+    outer: Any  # the outer loop's own state
+
+
+@dataclass
+class MetaResult:
+    theta: Any
+    history: list[dict[str, Any]] = field(default_factory=list)
+    state: RunState | None = None
+
+
+def objective_at(objective: Any, length: int) -> Any:
+    """The objective as the outer loop sees it with truncation ``length`` (0: whole)."""
+    objective = as_objective(objective)
+    return Truncated(objective, length) if length else objective
+
+
+def init(outer: Any, objective: Any, theta0: Any, key: Array) -> RunState:
+    """The state before the first meta-step."""
+    zero = jnp.zeros((), jnp.int32)
+    obj = objective_at(objective, outer.truncation_at(0))
+    return RunState(zero, zero, jnp.zeros((), bool), outer.init(obj, theta0, key))
+
+
+def theta_record(theta: Any) -> dict[str, Array]:
+    flat = ravel_pytree(theta)[0]
+    return {"theta": flat} if flat.size <= THETA_LOG_MAX else {}
+
+
+def step_fn(outer: Any, objective: Any) -> Callable:
+    """``(state, key, total) -> (state, metrics)``: one meta-step under the driver's rules
+    (not jitted): inactive past ``total`` steps or once stopped."""
+    stop_on_nan = getattr(outer, "on_nan", "skip") == "stop"
+    length = getattr(objective, "length", 0)
+
+    def step(s: RunState, key: Array, total: Array):
+        new, m = outer.step(objective, s.outer, key, s.step)
+        active = (s.step < total) & ~s.stopped
+        bad = m["diverged"]
+        state = RunState(
+            s.step + active,
+            jnp.where(active, jnp.where(bad, s.nan_streak + 1, 0), s.nan_streak),
+            s.stopped | (active & bad & stop_on_nan),
+            select(active, new, s.outer))
+        metrics = {**m, "step": s.step + 1, "active": active, "diverged": active & bad,
+                   "skipped": active & m["skipped"], **theta_record(outer.theta(new))}
+        if length:
+            metrics["truncation"] = jnp.asarray(length)
+        return state, metrics
+
+    return step
+
+
+def chunk_fn(outer: Any, objective: Any, length: int | None = None) -> Callable:
+    """Jitted ``(state, key, total) -> (state, stacked metrics)`` of ``outer.chunk`` steps
+    (segments of ``length`` inner steps; default: the length in force at step 0)."""
+    obj = objective_at(objective, outer.truncation_at(0) if length is None else length)
+    step = step_fn(outer, obj)
+
+    def run_chunk(state, key, total):
+        return jax.lax.scan(lambda s, _: step(s, key, total), state, None, length=outer.chunk)
+
+    return xla.jit(run_chunk)
+
+
+def records_of(metrics: dict[str, Array]) -> list[dict[str, Any]]:
+    """Stacked chunk metrics -> one plain-Python dict per active meta-step."""
+    m = jax.device_get(metrics)
+    out = []
+    for i in np.flatnonzero(m["active"]):
+        rec = {}
+        for k, v in m.items():
+            if k == "active":
+                continue
+            x = v[i]
+            rec[k] = x.tolist() if np.ndim(x) else x.item()
+        out.append(rec)
+    return out
+
+
+def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
+        progress: Callable[[list[dict]], None] | None = None,
+        state: RunState | None = None) -> MetaResult:
+    """Run ``outer`` on ``objective`` from ``theta0`` (or resume from ``state``) until
+    ``outer.steps`` meta-steps are done. ``progress(records)`` follows every chunk."""
+    objective = as_objective(objective)
+    outer.check(objective)
+    state = init(outer, objective, theta0, key) if state is None else state
+    chunks: dict[int, Callable] = {}
+    result = MetaResult(outer.theta(state.outer), [], state)
+    total = jnp.asarray(outer.steps, jnp.int32)
+    length = outer.truncation_at(int(state.step))
+    while int(state.step) < outer.steps and not bool(state.stopped):
+        now = outer.truncation_at(int(state.step))
+        if now != length:  # a new truncation length starts fresh inner problems
+            fresh = outer.restart(objective_at(objective, now), state.outer,
+                                  jax.random.fold_in(key, int(state.step)))
+            state = state._replace(outer=fresh)
+        length = now
+        if now not in chunks:
+            chunks[now] = chunk_fn(outer, objective, now)
+        state, metrics = chunks[now](state, key, total)
+        records = records_of(metrics)
+        result.theta, result.state = outer.theta(state.outer), state
+        result.history.extend(records)
+        if progress is not None:
+            progress(records)
+        check_divergence(records, int(state.nan_streak), outer.max_nan_skips,
+                         bool(state.stopped), result)
+    return result
+
+
+def check_divergence(records, streak: int, max_streak: int, stopped: bool,
+                     result: MetaResult) -> None:
+    """Raise NonFiniteError (carrying ``result``) if the run must stop on NaN/inf."""
+    bad = [r for r in records if r["diverged"]]
+    if not bad or not (stopped or streak >= max_streak):
+        return
+    first = bad[0]
+    why = "on_nan = 'stop'" if stopped else (
+        f"{streak} meta-steps in a row with diverging tasks")
+    err = NonFiniteError(
+        f"inner learning produced NaN/inf at meta-step {first['step']} "
+        f"({100 * first['nonfinite']:.0f}% of its tasks; {why}). θ was kept at its "
+        f"last finite value. Try a smaller rule learning rate (eta), a smaller "
+        f"meta learning rate (lr), gradient clipping (clip), or fewer inner steps."
+    )
+    err.result = result
+    raise err

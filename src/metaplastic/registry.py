@@ -1,0 +1,204 @@
+"""One registration mechanism for every kind of piece: rules, tasks, outer loops, neurons,
+plausibility checks.
+
+A registry entry is a class (a frozen dataclass) under a name, optionally with options
+that the name fixes (``"oja"`` is the polynomial rule with ``start = "oja"``) or whose
+defaults it changes. The options a name accepts are the class's own ``__init__`` fields,
+minus the fixed ones: there is no second table of option names to keep in step.
+
+::
+
+    import metaplastic as mp
+
+    @dataclass(frozen=True)
+    class MyRule(mp.rules.Rule): ...
+
+    mp.register("rule", "my-rule", MyRule)     # or mp.register_rule("my-rule", MyRule)
+    mp.make("rule", "my-rule", eta=0.1)
+
+A name of the form ``"package.module:Class"`` needs no registration: the module is
+imported and the class used directly (a TOML config can say ``name = "mymodule:MyRule"``;
+the command line puts the current directory on the import path, as ``python -m`` does).
+Unknown names and options raise a :class:`~metaplastic.errors.ConfigError` that lists the
+valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from metaplastic._fields import coerce_kwargs
+from metaplastic.errors import ConfigError, check_kwargs, unknown_name
+
+#: the kinds of piece, and the package whose import registers the built-in ones
+KINDS = {"rule": "metaplastic.rules", "task": "metaplastic.tasks",
+         "outer": "metaplastic.meta", "neuron": "metaplastic.neurons",
+         "check": "metaplastic.plausibility"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered class, with the options its name fixes and the defaults it changes."""
+
+    cls: type
+    fixed: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)
+    doc: str = ""
+
+    def options(self) -> list[str]:
+        """Keyword options this entry accepts: the class's init fields, less the fixed."""
+        if dataclasses.is_dataclass(self.cls):
+            names = [f.name for f in dataclasses.fields(self.cls) if f.init]
+        else:
+            params = inspect.signature(self.cls).parameters.values()
+            names = [p.name for p in params if p.kind is p.KEYWORD_ONLY
+                     or p.kind is p.POSITIONAL_OR_KEYWORD]
+        return [n for n in names if n not in self.fixed]
+
+    def summary(self) -> str:
+        doc = self.doc or (inspect.getdoc(self.cls) or "")
+        return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+_REGISTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+
+
+def _check_kind(kind: str) -> dict[str, Entry]:
+    if kind not in KINDS:
+        raise unknown_name("kind of piece", kind, KINDS)
+    return _REGISTRIES[kind]
+
+
+def register(kind: str, name: str, cls: type, *, fixed: dict | None = None,
+             defaults: dict | None = None, doc: str = "", replace: bool = False) -> type:
+    """Register ``cls`` as ``name`` of ``kind`` (one of :data:`KINDS`); returns ``cls``.
+
+    ``fixed``: options the name sets and hides; ``defaults``: options whose default the
+    name changes (still settable). Registering a taken name needs ``replace=True``.
+    """
+    table = _check_kind(kind)
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ConfigError(f"a {kind} name must be a non-empty string without ':', got {name!r}")
+    if not callable(cls):
+        raise ConfigError(f"register({kind!r}, {name!r}, ...): {cls!r} is not a class")
+    if name in table and not replace and table[name].cls is not cls:
+        raise ConfigError(f"{kind} {name!r} is already registered (to "
+                          f"{table[name].cls.__qualname__}); pass replace=True to replace it")
+    entry = Entry(cls, dict(fixed or {}), dict(defaults or {}), doc)
+    check_kwargs(kind, name, [*entry.fixed, *entry.defaults],
+                 [f for f in _all_fields(cls)])
+    table[name] = entry
+    return cls
+
+
+def _all_fields(cls) -> list[str]:
+    if dataclasses.is_dataclass(cls):
+        return [f.name for f in dataclasses.fields(cls) if f.init]
+    return list(inspect.signature(cls).parameters)
+
+
+def _builtins(kind: str) -> None:
+    importlib.import_module(KINDS[kind])
+
+
+def names(kind: str) -> list[str]:
+    """The registered names of ``kind``, in registration order."""
+    _builtins(kind)
+    return list(_check_kind(kind))
+
+
+def entries(kind: str) -> dict[str, Entry]:
+    _builtins(kind)
+    return dict(_check_kind(kind))
+
+
+def import_object(spec: str, what: str = "object") -> Any:
+    """The object named by ``"package.module:Name"`` (a ConfigError if it cannot be had)."""
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ConfigError(f"{what} {spec!r}: a module path is written 'module:Name'")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(f"{what} {spec!r}: cannot import module {module!r} ({e}); it must "
+                          f"be importable, e.g. a .py file in the current directory") from None
+    except Exception as e:  # an error inside the user's module: name it, not a traceback
+        raise ConfigError(f"{what} {spec!r}: importing {module!r} failed: "
+                          f"{type(e).__name__}: {e}") from None
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{what} {spec!r}: module {module!r} has no {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def entry(kind: str, name: str) -> Entry:
+    """The entry of ``name`` (a registered name, or ``"module:Class"``)."""
+    table = _check_kind(kind)
+    if not isinstance(name, str):
+        raise ConfigError(f"a {kind} name must be a string, got {name!r}")
+    if ":" in name:
+        obj = import_object(name, kind)
+        if not isinstance(obj, type):
+            raise ConfigError(f"{kind} {name!r} is not a class")
+        return Entry(obj)
+    _builtins(kind)
+    if name not in table:
+        raise unknown_name(kind, name, table)
+    return table[name]
+
+
+def options(kind: str, name: str) -> list[str]:
+    """The keyword options ``name`` of ``kind`` accepts."""
+    return entry(kind, name).options()
+
+
+def make(kind: str, name: str, **kw: Any) -> Any:
+    """Build ``name`` of ``kind`` with options ``kw`` (converted to the fields' types).
+
+    Unknown names or options raise a ConfigError that lists the valid ones; so does a
+    value of the wrong type (``eta = "fast"``).
+    """
+    e = entry(kind, name)
+    check_kwargs(kind, name, kw, e.options())
+    where = f"{kind} {name!r}"
+    if dataclasses.is_dataclass(e.cls):
+        kw = coerce_kwargs(e.cls, kw, where)
+    try:
+        return e.cls(**{**e.defaults, **kw, **e.fixed})
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def spec_of(obj: Any) -> str:
+    """The name under which ``obj``'s class can be built again: its registered name if it
+    has one (without fixed options), else ``"module:Class"``."""
+    cls = type(obj)
+    for kind in KINDS:
+        for n, e in _REGISTRIES[kind].items():
+            if e.cls is cls and not e.fixed and not e.defaults:
+                return n
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def register_rule(name: str, cls: type, **kw) -> type:
+    return register("rule", name, cls, **kw)
+
+
+def register_task(name: str, cls: type, **kw) -> type:
+    return register("task", name, cls, **kw)
+
+
+def register_outer(name: str, cls: type, **kw) -> type:
+    return register("outer", name, cls, **kw)
+
+
+def register_neuron(name: str, cls: type, **kw) -> type:
+    return register("neuron", name, cls, **kw)
