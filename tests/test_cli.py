@@ -176,7 +176,7 @@ def test_check_a_run_and_records_in_the_run(finished_run, capsys):
     data = json.loads((finished_run / "plausibility.json").read_text())
     assert data["declared"] == ["locality", "online"]
     assert main(["check", str(finished_run)]) == 0
-    assert "learned θ" in capsys.readouterr().out
+    assert "learned θ" in " ".join(capsys.readouterr().out.split())
 
 
 def test_run_stops_before_training_when_a_declared_constraint_fails(tmp_path, capsys):

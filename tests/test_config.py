@@ -16,13 +16,13 @@ def test_overrides_are_typed_and_validated():
     cfg = config.override(presets.get("oja"), [
         "meta.steps=12", "meta.lr=3e-3", "task.n_in=6", "network.activation=tanh",
         "eval.vary={n_in = [6, 9]}", "meta.checkpoint=true", "reference=hebb"])
-    assert cfg.meta.steps == 12 and cfg.meta.lr == 3e-3 and cfg.meta.checkpoint is True
-    assert cfg.task["n_in"] == 6 and cfg.network.activation == "tanh"
+    assert cfg.meta["steps"] == 12 and cfg.meta["lr"] == 3e-3 and cfg.meta["checkpoint"] is True
+    assert cfg.task["n_in"] == 6 and cfg.network["activation"] == "tanh"
     assert cfg.eval.vary == {"n_in": [6, 9]} and cfg.reference == "hebb"
 
 
 def test_int_is_accepted_for_float():
-    assert config.override(presets.get("oja"), ["meta.lr=1"]).meta.lr == 1.0
+    assert config.override(presets.get("oja"), ["meta.lr=1"]).meta["lr"] == 1.0
 
 
 @pytest.mark.parametrize("assignment, msg", [
@@ -33,7 +33,7 @@ def test_int_is_accepted_for_float():
     ("colour=red", r"config: unknown option\(s\) 'colour'"),
     ("nosection.x=1", "'nosection' is not a section"),
     ("meta.steps", "needs key=value"),
-    ("meta.outer=evolution", "unknown meta.outer 'evolution'"),
+    ("meta.outer=evolution", "unknown outer 'evolution'"),
 ])
 def test_bad_overrides_name_the_problem(assignment, msg):
     with pytest.raises(ConfigError, match=msg):

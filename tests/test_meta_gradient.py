@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
+from metaplastic.meta import driver
 from metaplastic import ConfigError, NonFiniteError
 
 try:
@@ -73,8 +74,8 @@ def test_resume_from_state_continues_the_same_run(small_pca):
 def test_no_recompilation_between_chunks(small_pca):
     _, _, rule, objective = small_pca
     outer = mp.MetaGradient(steps=7, chunk=3)
-    run_chunk = outer.chunk_fn(objective)
-    state = outer.init(rule.init(jax.random.key(0)))
+    run_chunk = driver.chunk_fn(outer, objective)
+    state = driver.init(outer, objective, rule.init(jax.random.key(0)), jax.random.key(0))
     total = jnp.asarray(outer.steps, jnp.int32)
     for _ in range(3):
         state, metrics = run_chunk(state, jax.random.key(0), total)

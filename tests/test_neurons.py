@@ -17,7 +17,7 @@ def test_activation_values():
     }
     assert set(expected) == set(neurons.ACTIVATIONS)
     for name, want in expected.items():
-        r, _ = neurons.make(name).step(jnp.zeros(3), v)
+        r, _, _ = neurons.make(name).step(jnp.zeros(3), v)
         np.testing.assert_allclose(r, want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 

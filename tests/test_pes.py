@@ -8,6 +8,7 @@ import pytest
 
 import metaplastic as mp
 from metaplastic.errors import ConfigError
+from metaplastic.meta import driver
 
 T, K = 20, 5  # inner problem length, truncation
 
@@ -43,12 +44,12 @@ def _mean_estimate(strategy: str, runs: int = 400, lr: float = 1e-6) -> np.ndarr
     es = mp.meta.EvolutionStrategy(strategy=strategy, population=64, sigma=0.01, lr=lr,
                               optimizer="sgd", truncation=K, steps=T // K, chunk=T // K,
                               fitness_shaping="none")
-    init, run_chunk = es.chunk_fn(LinearSystem(), THETA0)
+    run_chunk = driver.chunk_fn(es, LinearSystem())
     total = jnp.asarray(T // K, jnp.int32)
 
     def one(k):
-        state, _ = run_chunk(init(k), k, total)
-        mean = es.make(THETA0, T)[0].get_mean(state.es_state)
+        state, _ = run_chunk(driver.init(es, LinearSystem(), THETA0, k), k, total)
+        mean = es.theta(state.outer)
         return jnp.stack([(THETA0[n] - mean[n]) / lr for n in ("a", "b")])
 
     return np.asarray(jnp.mean(jax.vmap(one)(jax.random.split(jax.random.key(0), runs)), 0))
@@ -72,7 +73,7 @@ def test_pes_needs_truncation():
 def test_truncation_must_divide_for_es():
     es = mp.meta.EvolutionStrategy(strategy="pes", truncation=7, population=4)
     with pytest.raises(ConfigError, match="must divide"):
-        es.chunk_fn(LinearSystem(), THETA0)
+        es.run(LinearSystem(), THETA0, key=jax.random.key(0))
 
 
 def test_pes_optimises_the_inner_problem():

@@ -21,7 +21,7 @@ out = {"devices": jax.device_count()}
 for name, kw in [("sharded", {}), ("sharded_batches", {"population_batch": 2}),
                  ("one_device", {"shard": False})]:
     es = EvolutionStrategy(population=8, **kw)
-    out[name] = np.asarray(jax.jit(lambda p: es.evaluate(obj, p, key))(pop)).tolist()
+    out[name] = np.asarray(jax.jit(lambda p, es=es: es.evaluate(obj, p, key))(pop)).tolist()
 print(json.dumps(out))
 """
 

@@ -129,12 +129,14 @@ def test_fewshot_with_more_outputs_than_ways():
 
 def test_speed_options_are_checked_in_the_config():
     cfg = presets.get("oja")
-    for bad in (["meta.early_exit=10"], ["meta.population_batch=4"],
-                ["meta.grad_mode=forward", "meta.truncation=100"]):
+    # (meta.population_batch is an ES option: inert for a gradient run, like any option of
+    # another registered outer loop, so that switching meta.outer is one key)
+    for bad in (["meta.early_exit=10"], ["meta.grad_mode=forward", "meta.truncation=100"],
+                ["meta.population_bach=4"]):
         with pytest.raises(ConfigError):
             build(config.override(cfg, bad))
     hml = presets.get("hml-cartpole")
-    assert hml.meta.population == 200 and hml.network.hidden == (128, 64)
+    assert hml.meta["population"] == 200 and hml.network["hidden"] == (128, 64)
     mlpp = build(presets.get("mlpp-emnist-shape"))
     assert mlpp.network.sizes == (784, 170, 130, 100, 70, 47)
     assert mlpp.objective.grad_mode == "forward"

@@ -147,7 +147,7 @@ def test_spiking_network_from_the_config():
     cfg = config.override(presets.get("oja"), ["network.neuron=alif", "rule.name=stdp"])
     p = build(cfg)
     assert isinstance(p.network, SpikingNetwork) and p.network.neuron_model.beta == 0.5
-    with pytest.raises(ConfigError, match="unknown network.neuron"):
+    with pytest.raises(ConfigError, match="unknown neuron 'hh'"):
         build(config.override(presets.get("oja"), ["network.neuron=hh"]))
 
 

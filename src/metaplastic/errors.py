@@ -37,6 +37,6 @@ def check_kwargs(kind: str, name: str, given: Iterable[str], valid: Iterable[str
     bad = sorted(set(given) - valid)
     if bad:
         raise ConfigError(
-            f"{kind} {name!r} has no option(s) {', '.join(map(repr, bad))}; "
+            f"{kind} {name!r}: unknown option(s) {', '.join(map(repr, bad))}; "
             f"valid options: {', '.join(sorted(valid)) or '(none)'}"
         )

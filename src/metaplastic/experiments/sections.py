@@ -4,10 +4,11 @@ A table's valid keys are the fields of the real classes — the network class an
 neuron model, the :class:`~metaplastic.meta.Objective` and the outer loop — read from the
 registry, so a custom neuron or outer loop (``"module:Class"``) brings its own options.
 
-Run directories written before the tables were checked this way list every key of every
-neuron model and outer loop; a key that belongs to another registered class is accepted
-there only with that class's default value (and ignored), so old runs still load while a
-real setting in the wrong place is still an error.
+A key that belongs to another registered neuron model or outer loop is accepted and
+ignored (it is inert for this run): run directories written before the tables were
+checked this way list every key of every class, and switching ``meta.outer`` or
+``network.neuron`` with one ``--set`` keeps working. Any other key is an error that lists
+the valid ones.
 """
 
 from __future__ import annotations
@@ -29,30 +30,11 @@ def _fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init}
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return dataclasses.MISSING
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
-
 def _legacy(key: str, value: Any, others: list[tuple[str, type]]) -> str | None:
-    """If ``key`` is a field of one of ``others`` ((name, class) pairs): that name when
-    the value is not its default (an error), else "" (accepted and ignored)."""
-    owners = [(n, f) for n, cls in others for k, f in _fields(cls).items() if k == key]
-    if not owners:
-        return None
-    for _, f in owners:
-        if _same(value, _default(f)):
-            return ""
-    return owners[0][0]
+    """"" (accepted, ignored) if ``key`` is a field of one of ``others`` ((name, class)
+    pairs), else None: switching ``meta.outer`` or ``network.neuron`` with one key keeps
+    the other loop's or model's settings inert instead of failing."""
+    return "" if any(key in _fields(cls) for _, cls in others) else None
 
 
 def _split(table: dict, where: str, groups: list[tuple[str, list[str]]],
@@ -68,12 +50,8 @@ def _split(table: dict, where: str, groups: list[tuple[str, list[str]]],
         if group is not None:
             out[group][key] = value
             continue
-        owner = _legacy(key, value, others)
-        if owner == "":
+        if _legacy(key, value, others) == "":
             continue
-        if owner:
-            raise ConfigError(f"{where}.{key} is an option of {owner}, not of this run's "
-                              f"{where}; valid keys: {', '.join(valid)}")
         raise ConfigError(f"{where}: unknown option(s) {key!r}; valid options: "
                           f"{', '.join(valid)}")
     return out

@@ -35,7 +35,7 @@ import optax
 
 from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.meta.gradient import OPTIMIZERS
-from metaplastic.meta.outer import OuterLoop, select
+from metaplastic.meta.outer import OuterLoop, as_objective, select
 
 Array = jax.Array
 
@@ -203,7 +203,7 @@ class EvolutionStrategy(OuterLoop):
         _, k_run = jax.random.split(key)
         k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(k_run, t), 3)
         pop, asked = es.ask(k_ask, state.es_state, params)
-        values, inner = self.evaluate(objective, pop, k_eval, state.inner)
+        values, inner = self.evaluate_step(objective, pop, k_eval, state.inner)
         fit, ok = _finite(values, self.sign)
         told, _ = es.tell(k_tell, pop, fit, asked, params)
         keep = jnp.any(ok)  # a generation where every member diverged changes nothing
@@ -218,7 +218,11 @@ class EvolutionStrategy(OuterLoop):
             "grad_norm": jnp.nan, **aux}
         return ESState(es_state, mean, select(keep, inner, state.inner)), metrics
 
-    def evaluate(self, objective: Any, pop: Any, key: Array, inner: Any = ()):
+    def evaluate(self, objective: Any, pop: Any, key: Array) -> Array:
+        """Every member's value (whole episodes) on the same key (common random numbers)."""
+        return self.evaluate_step(as_objective(objective), pop, key, ())[0]
+
+    def evaluate_step(self, objective: Any, pop: Any, key: Array, inner: Any = ()):
         """Every member's value on the same key (common random numbers), and its inner
         problems after the step.
 

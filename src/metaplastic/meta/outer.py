@@ -125,8 +125,11 @@ class FunctionObjective:
 
 
 def as_objective(fn: Any) -> Any:
-    """An objective for outer loops: objectives pass through, functions are wrapped."""
-    return fn if hasattr(fn, "step_value") else FunctionObjective(fn)
+    """An objective for outer loops: objectives (and problems with ``start``/``segment``,
+    for truncated unrolls) pass through, plain functions are wrapped."""
+    if hasattr(fn, "step_value") or hasattr(fn, "segment"):
+        return fn
+    return FunctionObjective(fn)
 
 
 @dataclass(frozen=True)
