@@ -34,6 +34,7 @@ from kernel_profile import print_kernels, top_kernels
 
 from metaplastic.experiments import presets
 from metaplastic.experiments.build import build
+from metaplastic.meta import driver
 
 POP, STEPS, SIGMA, LR = 200, 500, 0.1, 0.2
 SHAPES = [(128, 4), (64, 128), (2, 64)]
@@ -120,12 +121,15 @@ def _temp_mb(compiled) -> float:
 def library_generation(batch: int, terminate: bool, early_exit: int):
     cfg = presets.get("hml-cartpole")
     task = dict(cfg.task) if terminate else {**cfg.task, "params": NO_TERMINATION}
-    cfg = dataclasses.replace(cfg, task=task, meta=dataclasses.replace(
-        cfg.meta, chunk=1, population_batch=batch, early_exit=early_exit))
+    cfg = dataclasses.replace(cfg, task=task, meta={
+        **cfg.meta, "chunk": 1, "population_batch": batch, "early_exit": early_exit})
     p = build(cfg)
     theta0 = p.rule.init(jax.random.key(0), p.network.shapes)
-    init, run_chunk = p.outer.chunk_fn(p.objective, theta0)
-    return init, run_chunk
+
+    def init(key):
+        return driver.init(p.outer, p.objective, theta0, key)
+
+    return init, driver.chunk_fn(p.outer, p.objective)
 
 
 def _time(fn, arg_of, repeats):

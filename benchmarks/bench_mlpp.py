@@ -36,6 +36,7 @@ from kernel_profile import print_kernels, top_kernels
 from metaplastic import xla
 from metaplastic.experiments import presets
 from metaplastic.experiments.build import build
+from metaplastic.meta import driver
 from metaplastic.tasks import datasets
 
 SIZES = (784, 170, 130, 100, 70, 47)
@@ -141,11 +142,12 @@ def main():
     fns = {}
     for mode in ("forward", "reverse"):
         cfg = presets.get("mlpp-emnist-shape")
-        cfg = dataclasses.replace(cfg, meta=dataclasses.replace(
-            cfg.meta, chunk=1, grad_mode=mode, checkpoint=mode == "reverse"))
+        cfg = dataclasses.replace(cfg, meta={
+            **cfg.meta, "chunk": 1, "grad_mode": mode, "checkpoint": mode == "reverse"})
         p = build(cfg)
-        state = p.outer.init(p.rule.init(jax.random.key(0)))
-        step = p.outer.chunk_fn(p.objective)  # the library's own jit, as `metaplastic run`
+        state = driver.init(p.outer, p.objective, p.rule.init(jax.random.key(0)),
+                            jax.random.key(0))
+        step = driver.chunk_fn(p.outer, p.objective)  # the library's jit, as `metaplastic run`
         fns[f"library_{mode}"] = (step, lambda k, state=state: (state, k, total))
         plain_fn, carry = plain_meta_step(mode)
         fns[f"plain_{mode}"] = (jax.jit(plain_fn), lambda k, carry=carry: (carry, k))

@@ -1,13 +1,11 @@
 """Small helpers shared by several test modules."""
 
-import jax
-
 from metaplastic.signals import layer_signals
+from metaplastic.signals import random_signals as _random
 
 
 def random_signals(key, n_in: int, n_out: int):
-    """A layer's signals with every field (feedback errors included) drawn N(0, 1)."""
-    k = jax.random.split(key, 5)
-    return layer_signals(jax.random.normal(k[0], (n_in,)), jax.random.normal(k[1], (n_out,)),
-                         jax.random.normal(k[2], (n_out, n_in)), jax.random.normal(k[3], (n_in,)),
-                         jax.random.normal(k[4], (n_out,)))
+    """A layer's signals with the neurons' fields (feedback errors included) drawn N(0, 1);
+    no modulator and no traces (rate-network tests)."""
+    s = _random(key, n_out, n_in)
+    return layer_signals(s.pre, s.post, s.w, s.e_pre, s.e_post)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
-from metaplastic.meta import driver
 from metaplastic import ConfigError, NonFiniteError
+from metaplastic.meta import driver
 
 try:
     enable_x64 = jax.enable_x64

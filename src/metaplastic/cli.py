@@ -142,7 +142,7 @@ def cmd_report(args) -> int:
     from metaplastic.report import make_report
 
     run = RunDir.open(args.run)
-    paths = make_report(run)
+    paths = make_report(run.path)
     if not paths:
         raise MetaplasticError(f"{run.path} has no metrics to plot")
     summary = run.read_json("summary.json")
@@ -326,6 +326,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # user pieces named "module:Class" in a config are imported from the current
+    # directory, as `python -m` would
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     args = parser().parse_args(argv)
     if getattr(args, "tasks", None) is not None and args.tasks < 1:
         console.print("[red]error:[/] --tasks must be >= 1")

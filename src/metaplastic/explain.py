@@ -26,10 +26,10 @@ from metaplastic.errors import ConfigError, MetaplasticError
 from metaplastic.inner import initial_carry, make_step_detail
 from metaplastic.network import Network
 from metaplastic.rules.base import Rule
-from metaplastic.signals import LocalSignals
+from metaplastic.signals import NAMES, LocalSignals, at_synapses
 from metaplastic.tasks.base import Task
 
-SIGNALS = ("pre", "post", "w", "e_pre", "e_post", "modulator", "pre_trace", "post_trace")
+SIGNALS = NAMES
 EXPLAIN_STREAM = 3_000_017  # keys for explaining: neither training, evaluation nor tuning
 
 
@@ -62,11 +62,8 @@ def collect(task: Task, network: Network, rule: Rule, theta: Any, *, key: jax.Ar
             carry, signals, dws, live = detail(carry)
             rows = []
             for (j, i), s, dw in zip(picks, signals, dws, strict=True):
-                rows.append({"pre": s.pre[i], "post": s.post[j], "w": s.w[j, i],
-                             "e_pre": s.e_pre[i], "e_post": s.e_post[j],
-                             "modulator": jnp.broadcast_to(s.modulator, j.shape),
-                             "pre_trace": s.pre_trace[i], "post_trace": s.post_trace[j],
-                             "dw": dw[j, i], "live": jnp.broadcast_to(live, j.shape)})
+                rows.append({**at_synapses(s, j, i), "dw": dw[j, i],
+                             "live": jnp.broadcast_to(live, j.shape)})
             return carry, rows
 
         carry = initial_carry(network, rule, theta, task, instance, k_run)

@@ -35,7 +35,7 @@ from metaplastic.inner import advance, initial_carry
 from metaplastic.network import NetState, Network
 from metaplastic.registry import register
 from metaplastic.rules.base import Rule
-from metaplastic.signals import LocalSignals
+from metaplastic.signals import NAMES, SIDES, own_index, random_signals
 from metaplastic.tasks.base import Task
 
 CONSTRAINTS = ("locality", "no_weight_transport", "online", "dale", "spikes_only")
@@ -65,21 +65,6 @@ def check_names(names) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------ locality
-_FIELDS = ("pre", "post", "w", "e_pre", "e_post", "pre_trace", "post_trace")
-_OWN = {"pre": lambda j, i: (i,), "post": lambda j, i: (j,), "w": lambda j, i: (j, i),
-        "e_pre": lambda j, i: (i,), "e_post": lambda j, i: (j,),
-        "pre_trace": lambda j, i: (i,), "post_trace": lambda j, i: (j,)}
-
-
-def _random_signals(key, n_out, n_in) -> LocalSignals:
-    k = jax.random.split(key, 8)
-    return LocalSignals(jax.random.normal(k[0], (n_in,)), jax.random.normal(k[1], (n_out,)),
-                        jax.random.normal(k[2], (n_out, n_in)),
-                        jax.random.normal(k[3], (n_in,)), jax.random.normal(k[4], (n_out,)),
-                        jax.random.normal(k[5], ()), jax.random.normal(k[6], (n_in,)),
-                        jax.random.normal(k[7], (n_out,)))
-
-
 def _random_state(key, state, shape):
     """Rule state with random values where it is a float array (to exercise dependencies)."""
     leaves, tree = jax.tree.flatten(state)
@@ -127,13 +112,15 @@ def check_locality(network: Network, rule: Rule, theta: Any, key: jax.Array, *,
             in_axes=(None, None, 0, 0)))
         for d in range(draws):
             k_s, k_st = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, l), d))
-            s = _random_signals(k_s, n_out, n_in)
+            s = random_signals(k_s, n_out, n_in)
             state = _random_state(k_st, state0, shape)
             for which, (g_s, g_state) in zip(("dw", "rule state"), grads(s, state, js, is_),
                                              strict=True):
                 for n, (j, i) in enumerate(pairs):
-                    for name in _FIELDS:
-                        bad = _foreign(np.asarray(getattr(g_s, name))[n], _OWN[name](j, i))
+                    for name in NAMES:
+                        if SIDES[name] == "broadcast":  # shared by every synapse
+                            continue
+                        bad = _foreign(np.asarray(getattr(g_s, name))[n], own_index(name, j, i))
                         if bad.size:
                             return CheckResult(
                                 "locality", False,

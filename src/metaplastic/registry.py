@@ -28,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from metaplastic._fields import coerce_kwargs
@@ -177,15 +179,20 @@ def make(kind: str, name: str, **kw: Any) -> Any:
         raise ConfigError(f"{where}: {err}") from None
 
 
-def spec_of(obj: Any) -> str:
-    """The name under which ``obj``'s class can be built again: its registered name if it
-    has one (without fixed options), else ``"module:Class"``."""
-    cls = type(obj)
-    for kind in KINDS:
-        for n, e in _REGISTRIES[kind].items():
-            if e.cls is cls and not e.fixed and not e.defaults:
-                return n
-    return f"{cls.__module__}:{cls.__qualname__}"
+def portable(kind: str, name: str) -> tuple[str, dict]:
+    """``(name, options)`` that rebuild ``name`` in another process: built-in names stay;
+    a name registered by the user's own code becomes ``"module:Class"`` with the options
+    its registration fixed (what a run directory records, so that ``eval`` and ``report``
+    re-import it)."""
+    e = entry(kind, name)
+    if ":" in name or e.cls.__module__.split(".")[0] == "metaplastic":
+        return name, {}
+    module = e.cls.__module__
+    if module == "__main__":  # a script: importable by its file name from its directory
+        main = sys.modules["__main__"]
+        module = getattr(getattr(main, "__spec__", None), "name", None) or Path(
+            getattr(main, "__file__", "__main__")).stem
+    return f"{module}:{e.cls.__qualname__}", {**e.defaults, **e.fixed}
 
 
 def register_rule(name: str, cls: type, **kw) -> type:

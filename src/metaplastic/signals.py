@@ -39,6 +39,39 @@ class LocalSignals(NamedTuple):
     post_trace: Array | None = None  # (n_out,) postsynaptic spike trace
 
 
+#: the vocabulary of local signals: every name, and which side of the synapse it lives on
+#: ("pre": one value per presynaptic neuron, "post": per postsynaptic neuron, "synapse":
+#: per synapse, "broadcast": one value shared by every synapse). Rules, checks, explain
+#: and tests read it from here: adding a signal touches this module and LocalSignals.
+SIDES: dict[str, str] = {"pre": "pre", "post": "post", "w": "synapse", "e_pre": "pre",
+                         "e_post": "post", "modulator": "broadcast", "pre_trace": "pre",
+                         "post_trace": "post"}
+NAMES: tuple[str, ...] = LocalSignals._fields
+PRE_SIDE: tuple[str, ...] = tuple(n for n in NAMES if SIDES[n] == "pre")
+POST_SIDE: tuple[str, ...] = tuple(n for n in NAMES if SIDES[n] == "post")
+assert set(SIDES) == set(NAMES), "every LocalSignals field needs a side"
+
+
+def own_index(name: str, j, i) -> tuple:
+    """The index of synapse i->j's own entry in a layer's array of signal ``name``."""
+    return {"pre": (i,), "post": (j,), "synapse": (j, i), "broadcast": ()}[SIDES[name]]
+
+
+def at_synapses(signals: LocalSignals, j: Array, i: Array) -> dict[str, Array]:
+    """Every signal as seen by the synapses i->j (index arrays of one shape)."""
+    return {n: jnp.broadcast_to(getattr(signals, n)[own_index(n, j, i)], j.shape)
+            for n in NAMES}
+
+
+def random_signals(key: Array, n_out: int, n_in: int) -> LocalSignals:
+    """A layer's signals with every field (errors, modulator, traces) drawn N(0, 1): what
+    tests and the locality check feed a rule."""
+    keys = jax.random.split(key, len(NAMES))
+    shape = {"pre": (n_in,), "post": (n_out,), "synapse": (n_out, n_in), "broadcast": ()}
+    return LocalSignals(*(jax.random.normal(k, shape[SIDES[n]])
+                          for k, n in zip(keys, NAMES, strict=True)))
+
+
 def layer_signals(pre, post, w, e_pre=None, e_post=None, modulator=0.0, pre_trace=None,
                   post_trace=None) -> LocalSignals:
     """Build a layer's signals, checking shapes; missing feedback and traces are zero."""

@@ -91,6 +91,24 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
                                meta=sections.meta_options(cfg.meta))
 
 
+def portable(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with every piece named so that another process can build it: a rule, task,
+    outer loop or neuron registered by the user's own code is written ``"module:Class"``
+    (with the options its registration fixed)."""
+    from metaplastic import registry
+
+    def table(kind: str, d: dict, key: str, default: str | None = None) -> dict:
+        if key not in d and default is None:
+            return d
+        name, extra = registry.portable(kind, d.get(key, default))
+        return {**extra, **d, key: name} if extra or name != d.get(key, default) else d
+
+    return dataclasses.replace(cfg, rule=table("rule", cfg.rule, "name"),
+                               task=table("task", cfg.task, "name"),
+                               meta=table("outer", cfg.meta, "outer", "gradient"),
+                               network=table("neuron", cfg.network, "neuron", "rate"))
+
+
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     """A plain nested dict (TOML-writable: no None values)."""
 

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 
 from metaplastic import rules
 from metaplastic.errors import ConfigError, NonFiniteError
-from metaplastic.experiments.build import build, build_rule, variants
 from metaplastic.experiments import sections
-from metaplastic.experiments.config import RunConfig
+from metaplastic.experiments.build import build, build_rule, variants
+from metaplastic.experiments.config import RunConfig, portable
 from metaplastic.experiments.evaluate import (
     cosine_to_reference,
     eval_key,
@@ -30,6 +30,7 @@ from metaplastic.experiments.evaluate import (
 )
 from metaplastic.experiments.rundir import RunDir
 from metaplastic.meta.objective import Objective
+from metaplastic.report import make_report
 
 
 def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None,
@@ -40,7 +41,7 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
     metrics so far are saved even when the run stops on NaN/inf or Ctrl-C.
     """
     pieces = build(cfg) if pieces is None else pieces
-    run.save_config(cfg)
+    run.save_config(portable(cfg))
     k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
     theta0 = pieces.rule.init(k_init, pieces.network.shapes)
     constraints = check_constraints(cfg, pieces, theta0, run)
@@ -65,10 +66,10 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
         run.save_theta(theta)
         summary = _summary(cfg, pieces, theta, result, status, time.perf_counter() - start)
         summary["constraints"] = constraints
+        summary["plot"] = {"score": pieces.task.score,
+                           "theta_names": list(getattr(pieces.rule, "term_names", []))}
         run.write_json("summary.json", summary)
-        from metaplastic.report import make_report
-
-        make_report(run)
+        make_report(run.path)
     return summary
 
 

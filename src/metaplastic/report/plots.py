@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -70,17 +71,36 @@ def plot_coefficients(
     return Path(path)
 
 
-def make_report(run) -> list[Path]:
-    """(Re)draw a run's plots from its saved files; returns the PNG paths."""
-    from metaplastic.experiments.build import build_rule, build_task
+def _read_metrics(path: Path) -> list[dict]:
+    """``metrics.jsonl``'s records; a last line cut short (a killed run) is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
 
-    history = run.metrics()
+
+def make_report(run_path: str | Path) -> list[Path]:
+    """(Re)draw a run's plots from its saved files only; returns the PNG paths.
+
+    Reads ``metrics.jsonl`` and the ``plot`` entry of ``summary.json`` (the task's score
+    name and θ's names, written by the run): nothing is rebuilt, no dataset is loaded.
+    """
+    run_path = Path(getattr(run_path, "path", run_path))
+    history = _read_metrics(run_path / "metrics.jsonl")
     if not history:
         return []
-    cfg = run.config()
-    task, rule = build_task(cfg), build_rule(cfg)
-    out = [plot_meta_loss(history, run.path / "meta_loss.png", score=task.score)]
+    try:
+        summary = json.loads((run_path / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    plot = summary.get("plot", {}) if isinstance(summary, dict) else {}
+    out = [plot_meta_loss(history, run_path / "meta_loss.png", score=plot.get("score"))]
     if "theta" in history[0]:
-        names = getattr(rule, "term_names", [])
-        out.append(plot_coefficients(history, names, run.path / "coefficients.png"))
+        names = plot.get("theta_names") or []
+        out.append(plot_coefficients(history, names, run_path / "coefficients.png"))
     return out

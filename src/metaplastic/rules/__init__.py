@@ -20,12 +20,9 @@ Registered names:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-
-from metaplastic.registry import register
 from metaplastic.registry import make as _make
 from metaplastic.registry import options as _options
+from metaplastic.registry import register
 from metaplastic.rules.base import Rule
 from metaplastic.rules.hebbian import HebbianABCD, StaticWeights
 from metaplastic.rules.mlp import MLPRule, NeuronMLP, RecurrentRule

@@ -29,12 +29,12 @@ import numpy as np
 
 from metaplastic.errors import ConfigError
 from metaplastic.rules.base import Rule
-from metaplastic.signals import LocalSignals, per_synapse
+from metaplastic.signals import NAMES, POST_SIDE, PRE_SIDE, LocalSignals, per_synapse
 
 Array = jax.Array
 
-INPUTS = ("pre", "post", "w", "e_pre", "e_post", "modulator", "pre_trace", "post_trace")
-_PRE_SIDE, _POST_SIDE = ("pre", "e_pre", "pre_trace"), ("post", "e_post", "post_trace")
+INPUTS = NAMES
+_PRE_SIDE, _POST_SIDE = PRE_SIDE, POST_SIDE
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "gelu": jax.nn.gelu,
                "softplus": jax.nn.softplus, "silu": jax.nn.silu}
 

@@ -28,14 +28,14 @@ import numpy as np
 
 from metaplastic.errors import ConfigError
 from metaplastic.rules.base import Rule
-from metaplastic.signals import LocalSignals
+from metaplastic.signals import NAMES, POST_SIDE, PRE_SIDE, SIDES, LocalSignals
 
 Array = jax.Array
 
-VARIABLES = ("pre", "post", "w", "e_pre", "e_post", "pre_trace", "post_trace", "modulator")
+VARIABLES = NAMES
 # the broadcast modulator is the same at every neuron: it rides with the postsynaptic side
-_PRE_SIDE = ("pre", "e_pre", "pre_trace")
-_POST_SIDE = ("post", "e_post", "post_trace", "modulator")
+_PRE_SIDE = PRE_SIDE
+_POST_SIDE = (*POST_SIDE, *(n for n in NAMES if SIDES[n] == "broadcast"))
 
 #: members of the family named by their terms (any variables): {term name: coefficient}.
 #: Pair-based STDP with exponential traces (e.g. Morrison et al. 2008): potentiation by

@@ -56,6 +56,11 @@ class TermPool(Rule):
     linear_in_theta = True  # dw(c * theta) = c * dw(theta): eta can be tuned by scaling θ
     family = "termpool"
 
+    @property
+    def term_names(self) -> list[str]:
+        """The coefficients' names, in θ's order (for plots and exports)."""
+        return list(self.terms)
+
     def __post_init__(self):
         object.__setattr__(self, "terms", tuple(self.terms))
         bad = [t for t in self.terms if t not in TERMS]

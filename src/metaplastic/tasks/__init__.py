@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
-from metaplastic.registry import register
 from metaplastic.registry import make as _make
 from metaplastic.registry import options as _options
+from metaplastic.registry import register
 from metaplastic.tasks.base import Task
 from metaplastic.tasks.fewshot import FewShotTask
 from metaplastic.tasks.gym import GymTask
