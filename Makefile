@@ -1,12 +1,13 @@
 # make demo : create .venv, install, meta-train Oja's rule on built-in data
 # make test : create .venv if needed, install, run the fast test suite
+# make test-tier2 : tests that spawn processes or check whole presets (CI runs both tiers)
 # make test-slow : the full reproduction tests (minutes)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-tier2 test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +18,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/metaplastic run oja
 
+# two workers (compilation is single-threaded; they share the persistent compile cache)
+XDIST := -n auto --dist loadscope
+
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" --durations=15
+	$(PY) -m pytest -q -m "not slow and not tier2" $(XDIST) --durations=15
+
+test-tier2: $(STAMP)
+	$(PY) -m pytest -q -m "tier2" $(XDIST) --durations=10
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -1,11 +1,32 @@
-"""Shared, session-scoped pieces so that each jitted function compiles once per test run."""
+"""Shared, session-scoped pieces so that each jitted function compiles once per test run,
+and JAX's persistent compilation cache (outside the clone) so that a program compiled by
+one test — or one xdist worker, or an earlier run — is not compiled again."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import jax
 import pytest
 
 import metaplastic as mp
+
+#: METAPLASTIC_TEST_CACHE=off disables it (e.g. to time the suite with nothing cached)
+CACHE = os.environ.get("METAPLASTIC_TEST_CACHE",
+                       str(Path.home() / ".cache" / "metaplastic" / "jax-tests"))
+
+
+def pytest_configure(config):
+    if CACHE.lower() in ("", "0", "off", "none"):
+        return
+    try:
+        Path(CACHE).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture(scope="session")

@@ -104,6 +104,7 @@ def test_bad_input_is_one_clear_message(args, msg, capsys, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing half-created
 
 
+@pytest.mark.tier2
 def test_console_script_exit_status():
     r = subprocess.run([sys.executable, "-m", "metaplastic.cli", "run", "ojaa"],
                        capture_output=True, text=True)
@@ -188,3 +189,30 @@ def test_run_stops_before_training_when_a_declared_constraint_fails(tmp_path, ca
     assert summary["constraints"]["locality"] == "holds"
     assert summary["constraints"]["spikes_only"].startswith("fails: the input layer sends")
     assert not (run / "theta.npz").exists()  # nothing was trained
+
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+
+
+def test_custom_rule_and_task_from_a_user_module_get_everything(tmp_path, monkeypatch,
+                                                                 capsys):
+    """examples/custom_rule.toml names "custom_rule:DeltaTerms" and
+    "custom_rule:LinearRegression": run directory, eval table, report and check."""
+    monkeypatch.chdir(EXAMPLES)
+    monkeypatch.syspath_prepend(os.path.abspath(EXAMPLES))
+    small = ["--set", "meta.steps=10", "--set", "meta.chunk=5", "--set", "eval.tasks=8",
+             "--out", str(tmp_path)]
+    assert main(["run", "custom_rule.toml", *small]) == 0
+    (run,) = list(tmp_path.iterdir())
+    cfg = (run / "config.toml").read_text()
+    assert 'name = "custom_rule:DeltaTerms"' in cfg and "custom_rule:LinearRegression" in cfg
+    out = " ".join(capsys.readouterr().out.split())
+    assert "learned rule: dw = eta * (" in out and "SGD (eta tuned)" in out
+    assert main(["eval", str(run), "--tasks", "6"]) == 0
+    rows = json.loads((run / "eval.json").read_text())["rows"]
+    assert {r["rule"] for r in rows} == {"learned", "SGD (eta tuned)"} and len(rows) == 4
+    (run / "coefficients.png").unlink()
+    assert main(["report", str(run)]) == 0 and (run / "coefficients.png").is_file()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["plot"]["theta_names"] == ["delta", "hebb", "decay"]
+    assert main(["check", str(run)]) == 0

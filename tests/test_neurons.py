@@ -43,6 +43,7 @@ def test_unknown_activation_lists_valid_names():
         neurons.make("tanhh")
 
 
+@pytest.mark.tier2
 def test_no_device_arrays_at_import():
     # importing the library must not allocate (users ask that no GPU memory is grabbed)
     import subprocess

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import json, jax, numpy as np
 import metaplastic as mp
@@ -26,6 +28,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.tier2
 def test_population_split_across_devices_gives_the_same_fitness():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                JAX_PLATFORMS="cpu")

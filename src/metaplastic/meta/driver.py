@@ -17,6 +17,7 @@ that carries the partial result.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -94,14 +95,28 @@ def step_fn(outer: Any, objective: Any) -> Callable:
 
 def chunk_fn(outer: Any, objective: Any, length: int | None = None) -> Callable:
     """Jitted ``(state, key, total) -> (state, stacked metrics)`` of ``outer.chunk`` steps
-    (segments of ``length`` inner steps; default: the length in force at step 0)."""
-    obj = objective_at(objective, outer.truncation_at(0) if length is None else length)
+    (segments of ``length`` inner steps; default: the length in force at step 0).
+
+    Shared between runs of equal (hashable) outer loops and objectives, so that running
+    the same configuration again — or resuming it — compiles nothing."""
+    length = outer.truncation_at(0) if length is None else length
+    try:
+        return _cached_chunk_fn(outer, objective, length)
+    except TypeError:  # an unhashable piece: compile for this run only
+        return _chunk_fn(outer, objective, length)
+
+
+def _chunk_fn(outer: Any, objective: Any, length: int) -> Callable:
+    obj = objective_at(objective, length)
     step = step_fn(outer, obj)
 
     def run_chunk(state, key, total):
         return jax.lax.scan(lambda s, _: step(s, key, total), state, None, length=outer.chunk)
 
     return xla.jit(run_chunk)
+
+
+_cached_chunk_fn = functools.lru_cache(maxsize=16)(_chunk_fn)
 
 
 def records_of(metrics: dict[str, Array]) -> list[dict[str, Any]]:
@@ -149,6 +164,36 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
         check_divergence(records, int(state.nan_streak), outer.max_nan_skips,
                          bool(state.stopped), result)
     return result
+
+
+def state_arrays(state: RunState) -> dict[str, np.ndarray]:
+    """The run state as named plain arrays (``leaf_0``, ...; PRNG keys as their raw data):
+    what a checkpoint ``.npz`` holds. :func:`state_from_arrays` inverts it exactly."""
+    out = {}
+    for i, leaf in enumerate(jax.tree.leaves(state)):
+        if jnp.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        out[f"leaf_{i}"] = np.asarray(leaf)
+    return out
+
+
+def state_from_arrays(like: RunState, arrays: dict[str, np.ndarray]) -> RunState:
+    """A run state shaped like ``like`` (e.g. :func:`init`'s) from :func:`state_arrays`."""
+    leaves, tree = jax.tree.flatten(like)
+    if len(arrays) != len(leaves):
+        raise ValueError(f"a saved state has {len(arrays)} arrays, this run's has "
+                         f"{len(leaves)}")
+    out = []
+    for i, ref in enumerate(leaves):
+        a = arrays[f"leaf_{i}"]
+        if jnp.issubdtype(jnp.result_type(ref), jax.dtypes.prng_key):
+            out.append(jax.random.wrap_key_data(jnp.asarray(a)))
+            continue
+        if a.shape != jnp.shape(ref) or a.dtype != jnp.result_type(ref):
+            raise ValueError(f"saved state array {i} is {a.dtype}{list(a.shape)}, this run "
+                             f"needs {jnp.result_type(ref)}{list(jnp.shape(ref))}")
+        out.append(jnp.asarray(a))
+    return jax.tree.unflatten(tree, out)
 
 
 def check_divergence(records, streak: int, max_streak: int, stopped: bool,

@@ -1,0 +1,71 @@
+"""Every registered outer loop implements one protocol (init / step / theta / restart) and
+runs under the one driver; its whole state is a pytree of arrays that saves to .npz and
+loads exactly, so a run resumes where it stopped — whole episodes and truncated."""
+
+import jax
+import numpy as np
+import pytest
+
+import metaplastic as mp
+from metaplastic import registry
+from metaplastic.meta import driver
+from metaplastic.meta.es import ALIASES
+from metaplastic.meta.outer import OuterLoop
+
+#: small settings per registered outer loop (a new registered loop must be added here)
+SMALL = {"gradient": {"lr": 1e-2}, "es": {"population": 4, "sigma": 0.05}}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    task = mp.tasks.make("pca", n_in=3, n_steps=100)
+    rule = mp.rules.make("polynomial", eta=0.03, degree=1)
+    return rule, mp.Objective(task, mp.Network(sizes=(3, 1)), rule, tasks_per_step=2)
+
+
+def test_every_registered_outer_loop_has_small_settings_here():
+    assert set(registry.names("outer")) == set(SMALL)
+
+
+@pytest.mark.parametrize("truncation", [0, 50], ids=["whole", "truncated"])
+@pytest.mark.parametrize("name", list(SMALL))
+def test_protocol_state_saves_and_resumes_exactly(name, truncation, tiny, tmp_path):
+    rule, objective = tiny
+    full = registry.make("outer", name, steps=4, chunk=2, truncation=truncation, **SMALL[name])
+    assert isinstance(full, OuterLoop)
+    for method in ("init", "step", "theta", "restart"):
+        assert callable(getattr(full, method))
+    theta0, key = rule.init(jax.random.key(0)), jax.random.key(5)
+    whole = full.run(objective, theta0, key=key)
+    assert [r["step"] for r in whole.history] == [1, 2, 3, 4]
+    assert all(("truncation" in r) == bool(truncation) for r in whole.history)
+    half = registry.make("outer", name, steps=2, chunk=2, truncation=truncation,
+                         **SMALL[name]).run(objective, theta0, key=key)
+    np.savez(tmp_path / "state.npz", **driver.state_arrays(half.state))
+    with np.load(tmp_path / "state.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    like = driver.init(full, objective, theta0, key)
+    state = driver.state_from_arrays(like, arrays)
+    rest = full.run(objective, None, key=key, state=state)
+    np.testing.assert_array_equal(rest.theta["coef"], whole.theta["coef"])
+    assert [r["step"] for r in rest.history] == [3, 4]
+
+
+def test_a_saved_state_of_another_shape_is_refused(tiny):
+    rule, objective = tiny
+    outer = mp.MetaGradient(steps=1)
+    state = driver.init(outer, objective, rule.init(jax.random.key(0)), jax.random.key(0))
+    arrays = driver.state_arrays(state)
+    arrays["leaf_0"] = np.zeros((5,), np.int32)
+    with pytest.raises(ValueError, match="saved state array 0"):
+        driver.state_from_arrays(state, arrays)
+
+
+@pytest.mark.tier2
+@pytest.mark.parametrize("strategy", sorted(set(ALIASES) - {"pes", "persistent_es"}))
+def test_every_short_strategy_name_runs_under_the_driver(strategy):
+    es = mp.meta.EvolutionStrategy(strategy=strategy, population=8, steps=3, chunk=3,
+                                   sigma=0.1)
+    res = es.run(lambda th, k: ((th["x"] - 1.0) ** 2).sum(), {"x": np.zeros(3, np.float32)},
+                 key=jax.random.key(0))
+    assert len(res.history) == 3 and np.all(np.isfinite(res.theta["x"]))
