@@ -56,7 +56,7 @@ def test_tuning_picks_the_best_grid_point(small_fa):
 
 
 def test_bad_baseline_fails_before_training(small_fa):
-    from metaplastic.experiments.build import validate
+    from metaplastic.experiments.runner import validate
 
     bad = "eval.baselines=[{rule = 'sgd', network = {feedback = 'magic'}}]"
     cfg = config.override(small_fa, [bad])

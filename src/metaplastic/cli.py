@@ -57,9 +57,8 @@ def resolve_config(spec: str, sets: list[str], seed: int | None):
 def cmd_run(args) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from metaplastic.experiments.build import validate
     from metaplastic.experiments.rundir import RunDir, new_run_dir
-    from metaplastic.experiments.runner import train
+    from metaplastic.experiments.runner import train, validate
 
     cfg = resolve_config(args.config, args.set, args.seed)
     columns = [TextColumn("meta-training"), BarColumn(),
@@ -198,9 +197,9 @@ def cmd_explain(args) -> int:
 def cmd_check(args) -> int:
     import jax
 
-    from metaplastic.experiments.build import build, validate
+    from metaplastic.experiments.build import build
     from metaplastic.experiments.rundir import RunDir
-    from metaplastic.experiments.runner import plausibility
+    from metaplastic.experiments.runner import plausibility, validate
     from metaplastic.plausibility import check_names
 
     path = Path(args.config)

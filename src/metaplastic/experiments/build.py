@@ -66,25 +66,6 @@ def build_outer(cfg: RunConfig, objective: Objective | None = None) -> OuterLoop
     return outer
 
 
-def validate(cfg: RunConfig) -> Pieces:
-    """Build everything a run will need — pieces, reference and baseline rules, the
-    evaluation variants — so that a bad name or value fails before any training."""
-    from metaplastic.experiments.runner import validate_baselines
-
-    pieces = build(cfg)
-    from metaplastic.plausibility import check_names
-
-    check_names(cfg.constraints)
-    if cfg.reference:
-        build_rule(cfg, cfg.reference)
-    validate_baselines(cfg)
-    if cfg.eval.tasks < 0:
-        raise ConfigError(f"eval.tasks must be >= 0, got {cfg.eval.tasks}")
-    for _, var in variants(cfg):
-        build(cfg, **var)
-    return pieces
-
-
 def variants(cfg: RunConfig) -> list[tuple[str, dict]]:
     """The evaluation rows as (label, task-option overrides)."""
     if cfg.eval.variants:

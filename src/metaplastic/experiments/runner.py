@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from metaplastic import rules
 from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.experiments import sections
-from metaplastic.experiments.build import build, build_rule, variants
+from metaplastic.experiments.build import Pieces, build, build_rule, variants
 from metaplastic.experiments.config import RunConfig, portable
 from metaplastic.experiments.evaluate import (
     cosine_to_reference,
@@ -30,6 +30,7 @@ from metaplastic.experiments.evaluate import (
 )
 from metaplastic.experiments.rundir import RunDir
 from metaplastic.meta.objective import Objective
+from metaplastic.plausibility import check_names
 from metaplastic.report import make_report
 
 
@@ -286,3 +287,18 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
             rows.append(row)
     run.write_json("eval.json", {"tasks_per_row": n, "rows": rows})
     return rows
+
+
+def validate(cfg: RunConfig) -> Pieces:
+    """Build everything a run will need — pieces, reference and baseline rules, the
+    evaluation variants — so that a bad name or value fails before any training."""
+    pieces = build(cfg)
+    check_names(cfg.constraints)
+    if cfg.reference:
+        build_rule(cfg, cfg.reference)
+    validate_baselines(cfg)
+    if cfg.eval.tasks < 0:
+        raise ConfigError(f"eval.tasks must be >= 0, got {cfg.eval.tasks}")
+    for _, var in variants(cfg):
+        build(cfg, **var)
+    return pieces

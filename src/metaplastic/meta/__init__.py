@@ -9,7 +9,8 @@ from metaplastic.meta.driver import MetaResult, RunState
 from metaplastic.meta.es import ESState, EvolutionStrategy, strategy_names
 from metaplastic.meta.gradient import OPTIMIZERS, GradientState, MetaGradient
 from metaplastic.meta.objective import Objective, l1_norm
-from metaplastic.meta.outer import OuterLoop, Truncated
+from metaplastic.meta.outer import OuterLoop
+from metaplastic.meta.segments import Truncated
 from metaplastic.registry import register
 
 register("outer", "gradient", MetaGradient)

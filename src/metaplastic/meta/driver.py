@@ -29,7 +29,7 @@ from jax.flatten_util import ravel_pytree
 
 from metaplastic import xla
 from metaplastic.errors import NonFiniteError
-from metaplastic.meta.outer import Truncated, as_objective, select
+from metaplastic.meta.segments import Truncated, as_objective, select
 
 Array = jax.Array
 

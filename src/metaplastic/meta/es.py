@@ -6,7 +6,7 @@ of θ, evaluates all of them in one vmapped call on the *same* fresh tasks (comm
 numbers), and tells the strategy their fitness. It is an outer loop of the shared
 protocol (:mod:`metaplastic.meta.outer`), run by the shared driver; with ``truncation``
 every member keeps its own inner problems between generations (the objective is wrapped
-in :class:`~metaplastic.meta.outer.Truncated`; the generation is the same).
+in :class:`~metaplastic.meta.segments.Truncated`; the generation is the same).
 
 Direction: evosax **minimises**. ``direction`` says what the function handed to ``run``
 wants — ``"minimize"`` for an :class:`~metaplastic.meta.Objective` (a loss; the default) or
@@ -35,7 +35,8 @@ import optax
 
 from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.meta.gradient import OPTIMIZERS
-from metaplastic.meta.outer import OuterLoop, as_objective, select
+from metaplastic.meta.outer import OuterLoop
+from metaplastic.meta.segments import as_objective, select
 
 Array = jax.Array
 

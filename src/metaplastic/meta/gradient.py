@@ -4,7 +4,7 @@
 with an optax optimiser (optional global-norm gradient clipping), as an outer loop of the
 shared protocol (:mod:`metaplastic.meta.outer`) run by the shared driver
 (:mod:`metaplastic.meta.driver`). With ``truncation`` the objective is taken in segments
-(:class:`~metaplastic.meta.outer.Truncated`); the step is the same.
+(:class:`~metaplastic.meta.segments.Truncated`); the step is the same.
 
 Non-finite values: a task whose inner learning blew up (NaN or inf loss or gradient) is
 dropped from that step's meta-gradient and counted (``nonfinite``, ``diverged`` in the
@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import optax
 
 from metaplastic.errors import ConfigError
-from metaplastic.meta.outer import OuterLoop, all_finite, select
+from metaplastic.meta.outer import OuterLoop
+from metaplastic.meta.segments import all_finite, select
 
 Array = jax.Array
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "adamw": optax.adamw, "rmsprop": optax.rmsprop}
