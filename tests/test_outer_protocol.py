@@ -3,6 +3,7 @@ runs under the one driver; its whole state is a pytree of arrays that saves to .
 loads exactly, so a run resumes where it stopped — whole episodes and truncated."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -39,13 +40,16 @@ def test_protocol_state_saves_and_resumes_exactly(name, truncation, tiny, tmp_pa
     whole = full.run(objective, theta0, key=key)
     assert [r["step"] for r in whole.history] == [1, 2, 3, 4]
     assert all(("truncation" in r) == bool(truncation) for r in whole.history)
-    half = registry.make("outer", name, steps=2, chunk=2, truncation=truncation,
-                         **SMALL[name]).run(objective, theta0, key=key)
-    np.savez(tmp_path / "state.npz", **driver.state_arrays(half.state))
+    # stopped after one chunk (2 steps), saved as plain arrays, loaded, resumed
+    run_chunk = driver.chunk_fn(full, objective)  # the compiled chunk of the run above
+    half, _ = run_chunk(driver.init(full, objective, theta0, key), key,
+                        jnp.asarray(4, jnp.int32))
+    assert run_chunk._cache_size() == 1  # one program for every chunk of a run
+    assert int(half.step) == 2
+    np.savez(tmp_path / "state.npz", **driver.state_arrays(half))
     with np.load(tmp_path / "state.npz", allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
-    like = driver.init(full, objective, theta0, key)
-    state = driver.state_from_arrays(like, arrays)
+    state = driver.state_from_arrays(driver.init(full, objective, theta0, key), arrays)
     rest = full.run(objective, None, key=key, state=state)
     np.testing.assert_array_equal(rest.theta["coef"], whole.theta["coef"])
     assert [r["step"] for r in rest.history] == [3, 4]

@@ -5,6 +5,7 @@ import runpy
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,6 +22,7 @@ def test_readme_starts_with_the_two_commands():
     assert any("make demo" in line for line in head) and any("make test" in line for line in head)
 
 
+@pytest.mark.tier2  # the whole example as printed in the README (400 meta-steps)
 def test_quickstart_runs_and_finds_ojas_terms(capsys):
     ns = runpy.run_path(str(ROOT / "examples" / "quickstart.py"), run_name="__main__")
     printed = capsys.readouterr().out

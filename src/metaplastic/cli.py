@@ -29,6 +29,8 @@ def _enable_compile_cache() -> None:
     """Persist compiled programs across CLI runs (JAX's persistent compilation cache)."""
     import jax
 
+    if jax.config.jax_compilation_cache_dir:  # already set up (by the caller, or JAX's env)
+        return
     default = Path.home() / ".cache" / "metaplastic" / "jax"
     cache = os.environ.get("METAPLASTIC_CACHE_DIR", str(default))
     if cache.lower() in ("", "0", "off", "none"):

@@ -61,7 +61,18 @@ def init(outer: Any, objective: Any, theta0: Any, key: Array) -> RunState:
     """The state before the first meta-step."""
     zero = jnp.zeros((), jnp.int32)
     obj = objective_at(objective, outer.truncation_at(0))
-    return RunState(zero, zero, jnp.zeros((), bool), outer.init(obj, theta0, key))
+    return strong(RunState(zero, zero, jnp.zeros((), bool), outer.init(obj, theta0, key)))
+
+
+def strong(tree: Any) -> Any:
+    """Every array leaf without JAX's weak type, as a chunk returns it: the first and the
+    later chunks (and a state loaded from a file) then share one compiled program."""
+    def fix(x):
+        if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return x
+        return jnp.asarray(x, dtype=jnp.result_type(x))
+
+    return jax.tree.map(fix, tree)
 
 
 def theta_record(theta: Any) -> dict[str, Array]:
@@ -193,7 +204,7 @@ def state_from_arrays(like: RunState, arrays: dict[str, np.ndarray]) -> RunState
             raise ValueError(f"saved state array {i} is {a.dtype}{list(a.shape)}, this run "
                              f"needs {jnp.result_type(ref)}{list(jnp.shape(ref))}")
         out.append(jnp.asarray(a))
-    return jax.tree.unflatten(tree, out)
+    return strong(jax.tree.unflatten(tree, out))
 
 
 def check_divergence(records, streak: int, max_streak: int, stopped: bool,

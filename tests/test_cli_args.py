@@ -1,0 +1,39 @@
+"""Argument parsing, bad input and exit codes: nothing is trained."""
+
+import subprocess
+import sys
+
+import pytest
+
+from metaplastic.cli import main
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["run", "oja", "--set", "meta.stepz=3"], "unknown option(s) 'stepz'"),
+    (["run", "nosuchpreset"], "unknown preset 'nosuchpreset'"),
+    (["run", "missing.toml"], "does not exist"),
+    (["eval", "/nonexistent/run"], "not a run directory"),
+    (["run", "oja", "--set", "rule.name=ojaa"], "unknown rule 'ojaa'"),
+    (["run", "oja", "--set", "reference=bcm"], "unknown rule 'bcm'"),
+    (["run", "oja", "--set", "eval.baselines=['hebb', 'stpd']"], "unknown rule 'stpd'"),
+    (["run", "oja", "--set", "eval.vary={n_inputs = [3]}"], "unknown option(s) 'n_inputs'"),
+])
+def test_bad_input_is_one_clear_message(args, msg, capsys, tmp_path):
+    assert main([*args, "--out", str(tmp_path)] if args[0] == "run" else args) == 2
+    out = capsys.readouterr().out
+    assert msg in out and "Traceback" not in out
+    assert not any(tmp_path.iterdir())  # nothing half-created
+
+
+@pytest.mark.tier2
+def test_console_script_exit_status():
+    r = subprocess.run([sys.executable, "-m", "metaplastic.cli", "run", "ojaa"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown preset" in r.stdout
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("oja", "polynomial", "pca", "symmetric", "adam"):
+        assert word in out

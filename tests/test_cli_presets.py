@@ -1,0 +1,58 @@
+"""Whole presets through the command line (second tier: make test-tier2)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from metaplastic.cli import main
+
+SMALL = ["--set", "task.n_steps=200", "--set", "task.n_in=6", "--set", "meta.steps=30",
+         "--set", "meta.chunk=10", "--set", "eval.tasks=20", "--set", "eval.vary={n_in = [6, 8]}"]
+
+
+@pytest.mark.tier2
+def test_es_run_from_the_cli(tmp_path):
+    assert main(["run", "oja-es", *SMALL, "--set", "meta.steps=6", "--set", "meta.population=4",
+                 "--set", "meta.chunk=3", "--no-eval", "--out", str(tmp_path)]) == 0
+    (run,) = list(tmp_path.iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["meta_steps"] == 6 and "reference_cosine" in summary
+    rec = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"pop_best", "pop_mean", "task_loss", "theta"} <= set(rec)
+
+
+@pytest.mark.tier2
+def test_rl_run_with_labelled_heldout_rows(tmp_path, capsys):
+    args = ["run", "cartpole-hebbian", "--set", "meta.steps=2", "--set", "meta.population=4",
+            "--set", "meta.chunk=2", "--set", "task.n_steps=30", "--set", "eval.tasks=5",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "train physics" in out and "pole length 1.0 (2x)" in out and "return" in out
+    (run,) = list(tmp_path.iterdir())
+    theta = np.load(run / "theta.npz", allow_pickle=False)
+    assert "[0]/A" in theta.files and theta["[0]/A"].shape == (32, 4)
+    assert main(["eval", str(run), "--episodes", "4"]) == 0
+    rows = json.loads((run / "eval.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["train physics", "pole length 1.0 (2x)"]
+    assert all(r["tasks"] == 4 and 0 < r["return"]["mean"] <= 30 for r in rows)
+
+
+@pytest.mark.tier2
+def test_check_exit_status_and_table(capsys):
+    assert main(["check", "fa-digits", "--set", "task.shots=2"]) == 0
+    out = capsys.readouterr().out
+    assert "all declared constraints hold" in out
+    for name in ("locality", "no_weight_transport", "online", "dale", "spikes_only"):
+        assert name in out
+    assert main(["check", "fa-digits", "--set", "task.shots=2",
+                 "--set", "network.feedback=symmetric"]) == 4
+    out = capsys.readouterr().out
+    assert "FAILS" in out and "no_weight_transport" in out and "W2" in out.replace("\n", "")
+    assert main(["check", "oja", "--require", "spikes_only"]) == 4
+
+
+def test_check_fails_a_required_constraint_with_exit_status_4(capsys):
+    assert main(["check", "oja", "--require", "spikes_only"]) == 4
+    assert "FAILS" in capsys.readouterr().out
