@@ -28,7 +28,7 @@ test-tier2: $(STAMP)
 	$(PY) -m pytest -q -m "tier2" $(XDIST) --durations=10
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	METAPLASTIC_TEST_XLA_OPT=default $(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples

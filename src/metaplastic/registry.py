@@ -94,7 +94,17 @@ def register(kind: str, name: str, cls: type, *, fixed: dict | None = None,
     check_kwargs(kind, name, [*entry.fixed, *entry.defaults],
                  [f for f in _all_fields(cls)])
     table[name] = entry
+    global _generation
+    _generation += 1
     return cls
+
+
+_generation = 0
+
+
+def generation() -> int:
+    """Counts registrations: what was built under a name may be stale when it changes."""
+    return _generation
 
 
 def _all_fields(cls) -> list[str]:

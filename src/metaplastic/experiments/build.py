@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from metaplastic import rules, tasks
+from metaplastic import registry, rules, tasks
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import sections
-from metaplastic.experiments.config import RunConfig
+from metaplastic.experiments.config import RunConfig, to_dict
 from metaplastic.meta import MetaGradient, Objective, OuterLoop
 from metaplastic.network import Network
 from metaplastic.rules.base import Rule
@@ -42,8 +43,29 @@ def build_network(cfg: RunConfig, task: Task) -> Network:
     return sections.build_network(cfg.network, task.n_in, task.n_out)
 
 
+#: pieces built so far, by configuration: validation, training, tuning and evaluation of
+#: one run build each piece once (pieces are immutable; datasets load once)
+_BUILT: dict[str, Pieces] = {}
+_BUILT_MAX = 64
+
+
 def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
-    """Every piece of a run; ``task_overrides`` change task options (e.g. ``n_in=25``)."""
+    """Every piece of a run; ``task_overrides`` change task options (e.g. ``n_in=25``).
+
+    The same configuration (and overrides) returns the same pieces: built once, reused."""
+    try:
+        key = json.dumps([registry.generation(), to_dict(cfg), task_overrides],
+                         sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        return _build(cfg, **task_overrides)
+    if key not in _BUILT:
+        if len(_BUILT) >= _BUILT_MAX:
+            _BUILT.pop(next(iter(_BUILT)))
+        _BUILT[key] = _build(cfg, **task_overrides)
+    return _BUILT[key]
+
+
+def _build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
     task = build_task(cfg, **task_overrides)
     network = build_network(cfg, task)
     rule = build_rule(cfg)
