@@ -118,3 +118,17 @@ def test_run_stops_before_training_when_a_declared_constraint_fails(tmp_path, ca
     assert summary["constraints"]["locality"] == "holds"
     assert summary["constraints"]["spikes_only"].startswith("fails: the input layer sends")
     assert not (run / "theta.npz").exists()  # nothing was trained
+
+
+def test_report_reads_the_run_files_only(finished_run, tmp_path):
+    # a copy whose task and rule could not even be built: the plots need only the run's files
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    cfg = (copy / "config.toml").read_text().replace('name = "pca"', 'name = "gone:Task"')
+    (copy / "config.toml").write_text(cfg)
+    for png in copy.glob("*.png"):
+        png.unlink()
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "meta_loss.png").is_file() and (copy / "coefficients.png").is_file()

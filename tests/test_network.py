@@ -96,3 +96,28 @@ def test_wrong_input_size():
     net = mp.Network(sizes=(3, 1))
     with pytest.raises(ShapeError, match="inputs of size 3"):
         net.check_input(jnp.ones(4))
+
+
+def test_every_network_steps_its_neurons_through_one_interface():
+    """Leaky rate neurons (network.tau) carry their state from step to step through
+    RateNeuron.step; with tau unset the network is the stateless forward pass."""
+    from metaplastic.experiments import config, presets
+    from metaplastic.experiments.build import build
+
+    cfg = config.override(presets.get("oja"), ["network.tau=4.0"])
+    net = build(cfg).network
+    assert net.tau == 4.0 and net.stateful
+    state = net.init(jax.random.key(0))
+    x = jnp.ones(net.sizes[0])
+    act1, state = net.run(state, x)
+    act2, state = net.run(state, x)
+    v1 = state.weights[0] @ x / 4.0  # tau dv/dt = -v + I from v = 0, dt = 1
+    np.testing.assert_allclose(act1.rates[-1], v1, rtol=1e-5)
+    np.testing.assert_allclose(act2.rates[-1], v1 + (state.weights[0] @ x - v1) / 4.0,
+                               rtol=1e-5)
+    with pytest.raises(mp.ConfigError, match="step it with run"):
+        net.forward(state.weights, x)
+    plain = build(presets.get("oja")).network
+    out, _ = plain.run(plain.init(jax.random.key(0)), x)
+    np.testing.assert_allclose(out.rates[-1], plain.forward(plain.init(jax.random.key(0))
+                                                            .weights, x).rates[-1])

@@ -2,6 +2,9 @@
 runs under the one driver; its whole state is a pytree of arrays that saves to .npz and
 loads exactly, so a run resumes where it stopped — whole episodes and truncated."""
 
+import dataclasses
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,7 +28,7 @@ def tiny():
 
 
 def test_every_registered_outer_loop_has_small_settings_here():
-    assert set(registry.names("outer")) == set(SMALL)
+    assert set(registry.names("outer")) - {"test-hill"} == set(SMALL)
 
 
 @pytest.mark.parametrize("truncation", [0, 50], ids=["whole", "truncated"])
@@ -73,3 +76,56 @@ def test_every_short_strategy_name_runs_under_the_driver(strategy):
     res = es.run(lambda th, k: ((th["x"] - 1.0) ** 2).sum(), {"x": np.zeros(3, np.float32)},
                  key=jax.random.key(0))
     assert len(res.history) == 3 and np.all(np.isfinite(res.theta["x"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class HillClimb(OuterLoop):
+    """A user's outer loop: keep a random perturbation of θ when it lowers the loss."""
+
+    steps: int = 10
+    chunk: int = 5
+    max_nan_skips: int = 20
+    step_size: float = 0.05
+
+    class State(NamedTuple):
+        theta: dict
+        best: jax.Array
+
+    def init(self, objective, theta0, key):
+        return self.State(theta0, jnp.asarray(jnp.inf, jnp.float32))
+
+    def theta(self, state):
+        return state.theta
+
+    def step(self, objective, state, key, t):
+        k_try, k_eval = jax.random.split(jax.random.fold_in(key, t))
+        leaves, tree = jax.tree.flatten(state.theta)
+        noise = [self.step_size * jax.random.normal(k, x.shape)
+                 for k, x in zip(jax.random.split(k_try, len(leaves)), leaves, strict=True)]
+        trial = jax.tree.unflatten(tree, [x + n for x, n in zip(leaves, noise, strict=True)])
+        value, aux, _ = objective.step_value(trial, k_eval, ())
+        better = jnp.isfinite(value) & (value < state.best)
+        new = self.State(jax.tree.map(lambda a, b: jnp.where(better, a, b), trial, state.theta),
+                         jnp.where(better, value, state.best))
+        return new, {"loss": value, "diverged": ~jnp.isfinite(value), "skipped": ~better}
+
+
+def test_a_user_outer_loop_is_first_class(tiny):
+    from metaplastic.experiments import config, presets
+    from metaplastic.experiments.build import build
+
+    rule, objective = tiny
+    mp.register_outer("test-hill", HillClimb)
+    try:
+        cfg = config.override(presets.get("oja"), ['meta.outer="test-hill"',
+                                                   "meta.step_size=0.1", "meta.steps=6"])
+        outer = build(cfg).outer
+        assert isinstance(outer, HillClimb) and outer.step_size == 0.1
+        res = outer.run(objective, rule.init(jax.random.key(0)), key=jax.random.key(1))
+        assert [r["step"] for r in res.history] == list(range(1, 7))
+        losses = [r["loss"] for r in res.history]
+        assert np.isfinite(losses).all()
+        with pytest.raises(mp.ConfigError, match="unknown option.*'stepsize'"):
+            config.override(cfg, ["meta.stepsize=1"])
+    finally:
+        registry._REGISTRIES["outer"].pop("test-hill")
