@@ -13,7 +13,7 @@ import pytest
 import metaplastic as mp
 from metaplastic import registry
 from metaplastic.meta import driver
-from metaplastic.meta.es import ALIASES
+from metaplastic.meta.es import strategy_names
 from metaplastic.meta.outer import OuterLoop
 
 #: small settings per registered outer loop (a new registered loop must be added here)
@@ -69,10 +69,18 @@ def test_a_saved_state_of_another_shape_is_refused(tiny):
 
 
 @pytest.mark.tier2
-@pytest.mark.parametrize("strategy", sorted(set(ALIASES) - {"pes", "persistent_es"}))
-def test_every_short_strategy_name_runs_under_the_driver(strategy):
+@pytest.mark.parametrize("strategy", strategy_names())
+def test_every_strategy_the_cli_accepts_runs_under_the_driver(strategy):
+    persistent = strategy in ("pes", "persistent_es", "PersistentES")
     es = mp.meta.EvolutionStrategy(strategy=strategy, population=8, steps=3, chunk=3,
-                                   sigma=0.1)
+                                   sigma=0.1, truncation=5 if persistent else 0)
+    if persistent:  # needs an inner problem in segments
+        rule, objective = mp.rules.make("polynomial", degree=1), None
+        task = mp.tasks.make("pca", n_in=3, n_steps=20)
+        objective = mp.Objective(task, mp.Network(sizes=(3, 1)), rule, tasks_per_step=2)
+        res = es.run(objective, rule.init(jax.random.key(0)), key=jax.random.key(0))
+        assert len(res.history) == 3 and np.all(np.isfinite(res.theta["coef"]))
+        return
     res = es.run(lambda th, k: ((th["x"] - 1.0) ** 2).sum(), {"x": np.zeros(3, np.float32)},
                  key=jax.random.key(0))
     assert len(res.history) == 3 and np.all(np.isfinite(res.theta["x"]))

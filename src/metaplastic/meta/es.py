@@ -48,14 +48,35 @@ SHAPING = ("default", "centered_rank", "standardize", "normalize", "none")
 DIRECTIONS = ("minimize", "maximize")
 
 
-def _evosax_algorithms() -> dict[str, type]:
-    from evosax.algorithms import algorithms
+#: distribution-based evosax algorithms that fail inside a jitted generation with the
+#: evosax version we test (tests/test_outer_protocol.py runs every other accepted name)
+UNSUPPORTED = {"LM_MA_ES": "needs concrete values inside its update",
+               "CMAAnchoredLES": "converts traced values to numpy inside its update"}
 
-    return dict(algorithms)
+
+def _evosax_algorithms() -> dict[str, type]:
+    """evosax's search-distribution algorithms that run with only a population size and a
+    solution template — the ask/tell shape this outer loop drives. Population-based ones
+    (genetic algorithms, PSO, diffusion evolution) keep a population state of their own
+    and are not offered."""
+    from evosax.algorithms import algorithms
+    from evosax.algorithms.distribution_based.base import DistributionBasedAlgorithm
+
+    out = {}
+    for name, cls in algorithms.items():
+        if not issubclass(cls, DistributionBasedAlgorithm) or name in UNSUPPORTED:
+            continue
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        required = [p.name for p in params if p.default is p.empty
+                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if set(required) <= {"population_size", "solution"}:
+            out[name] = cls
+    return out
 
 
 def strategy_names() -> list[str]:
-    """Every accepted strategy name: our short names and evosax's own."""
+    """Every accepted strategy name: our short names and the evosax algorithms this outer
+    loop can drive."""
     return sorted(set(ALIASES) | set(_evosax_algorithms()))
 
 
