@@ -245,7 +245,7 @@ def cmd_check(args) -> int:
 def cmd_list(args) -> int:
     from metaplastic import registry
     from metaplastic.experiments.presets import PRESETS
-    from metaplastic.meta.es import ALIASES
+    from metaplastic.meta.es import strategy_names
     from metaplastic.meta.gradient import OPTIMIZERS
     from metaplastic.network import FEEDBACK
     from metaplastic.neurons import ACTIVATIONS
@@ -269,8 +269,8 @@ def cmd_list(args) -> int:
     console.print("activations: " + ", ".join(ACTIVATIONS))
     console.print("feedback:    " + ", ".join(FEEDBACK))
     console.print("optimizers:  " + ", ".join(OPTIMIZERS))
-    console.print("ES strategies (meta.strategy): " + ", ".join(sorted(ALIASES))
-                  + ", or any evosax algorithm name")
+    console.print("ES strategies (meta.strategy): " + ", ".join(strategy_names()),
+                  markup=False)
     console.print("your own piece: name = \"module:Class\" in a config (see docs/extending.md)",
                   markup=False)
     return 0

@@ -68,6 +68,25 @@ class Entry:
 
 _REGISTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
+#: what a class of each kind must have (the protocols of docs/extending.md)
+PROTOCOLS = {"rule": ("init", "update", "layer_theta", "init_state", "initial_weights"),
+             "task": ("sample", "reset", "observe", "transition", "active", "loss",
+                      "metrics", "n_in", "n_out", "n_steps"),
+             "outer": ("init", "step", "theta", "restart", "truncation_at", "check", "run",
+                       "steps", "chunk", "max_nan_skips"),
+             "neuron": ("init_state", "step", "derivative"),
+             "check": ("__call__",)}
+
+
+def check_protocol(kind: str, name: str, cls: Any) -> None:
+    """A ConfigError if ``cls`` lacks what a ``kind`` needs (subclassing the library's
+    base class — Rule, Task, OuterLoop — brings the defaults)."""
+    missing = [m for m in PROTOCOLS[kind] if not hasattr(cls, m)
+               and not (dataclasses.is_dataclass(cls) and m in _all_fields(cls))]
+    if missing:
+        raise ConfigError(f"{kind} {name!r} ({getattr(cls, '__qualname__', cls)}) lacks "
+                          f"{', '.join(missing)}: see docs/extending.md")
+
 
 def _check_kind(kind: str) -> dict[str, Entry]:
     if kind not in KINDS:
@@ -90,6 +109,7 @@ def register(kind: str, name: str, cls: type, *, fixed: dict | None = None,
     if name in table and not replace and table[name].cls is not cls:
         raise ConfigError(f"{kind} {name!r} is already registered (to "
                           f"{table[name].cls.__qualname__}); pass replace=True to replace it")
+    check_protocol(kind, name, cls)
     entry = Entry(cls, dict(fixed or {}), dict(defaults or {}), doc)
     check_kwargs(kind, name, [*entry.fixed, *entry.defaults],
                  [f for f in _all_fields(cls)])
@@ -158,6 +178,7 @@ def entry(kind: str, name: str) -> Entry:
         obj = import_object(name, kind)
         if not isinstance(obj, type):
             raise ConfigError(f"{kind} {name!r} is not a class")
+        check_protocol(kind, name, obj)
         return Entry(obj)
     _builtins(kind)
     if name not in table:

@@ -40,7 +40,8 @@ from metaplastic.meta.segments import as_objective, select
 
 Array = jax.Array
 
-#: short names for the strategies the issue tracker asks for; any evosax name also works
+#: short names for common strategies; evosax's own names of the algorithms in
+#: :func:`strategy_names` work too
 ALIASES = {"open_es": "Open_ES", "openai_es": "Open_ES", "cma_es": "CMA_ES", "pgpe": "PGPE",
            "snes": "SNES", "sep_cma_es": "Sep_CMA_ES", "xnes": "xNES", "simple_es": "SimpleES",
            "pes": "PersistentES", "persistent_es": "PersistentES"}
