@@ -28,10 +28,11 @@ def run_suite(checkout: Path, target: str) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         env = {"METAPLASTIC_TEST_CACHE": cache, "METAPLASTIC_CACHE_DIR": cache}
         t0 = time.perf_counter()
-        done = subprocess.run(["make", "-C", str(checkout), target], capture_output=True,
-                              text=True, env={**_env(), **env})
+        done = subprocess.run(["make", "--no-print-directory", "-C", str(checkout), target],
+                              capture_output=True, text=True, env={**_env(), **env})
         wall = time.perf_counter() - t0
-    tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    lines = [ln for ln in done.stdout.splitlines() if re.search(r"\d+ passed", ln)]
+    tail = lines[-1].strip("= ") if lines else ""
     pytest_s = re.search(r" in ([0-9.]+)s", tail)
     return {"checkout": str(checkout), "target": target, "wall_s": round(wall, 1),
             "pytest_s": float(pytest_s.group(1)) if pytest_s else None,

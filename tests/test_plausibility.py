@@ -53,8 +53,17 @@ def _transport(feedback):
     return check_weight_transport(_net(feedback), KEY)
 
 
-@pytest.mark.parametrize("feedback", mp.network.FEEDBACK)
-@pytest.mark.parametrize("name", mp.registry.names("rule"))
+def _catalogue():
+    """Every rule x every feedback pathway. The first tier measures every rule with random
+    feedback and every pathway with the polynomial rule; the other pairs (one compiled
+    unroll each, the same checks) run in the second tier."""
+    for name in mp.registry.names("rule"):
+        for feedback in mp.network.FEEDBACK:
+            marks = () if feedback == "random" or name == "polynomial" else pytest.mark.tier2
+            yield pytest.param(name, feedback, marks=marks, id=f"{name}-{feedback}")
+
+
+@pytest.mark.parametrize("name, feedback", list(_catalogue()))
 def test_catalogue(name, feedback):
     """Expected table: every registered rule is local and online; only symmetric feedback
     (backprop) transports weights."""
