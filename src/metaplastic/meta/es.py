@@ -50,7 +50,7 @@ DIRECTIONS = ("minimize", "maximize")
 
 
 #: distribution-based evosax algorithms that fail inside a jitted generation with the
-#: evosax version we test (tests/test_outer_protocol.py runs every other accepted name)
+#: evosax version we test (tests/meta/test_outer_protocol.py runs every other accepted name)
 UNSUPPORTED = {"LM_MA_ES": "needs concrete values inside its update",
                "CMAAnchoredLES": "converts traced values to numpy inside its update"}
 

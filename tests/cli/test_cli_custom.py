@@ -9,7 +9,7 @@ import pytest
 
 from metaplastic.cli import main
 
-EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
 
 
 def test_custom_rule_and_task_from_a_user_module_get_everything(tmp_path, monkeypatch,
