@@ -12,17 +12,38 @@ import os
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from metaplastic.errors import MetaplasticError, NonFiniteError  # noqa: E402
+from metaplastic.errors import MetaplasticError, NonFiniteError, Terminated  # noqa: E402
 
 console = Console(highlight=False)
 EXIT_ERROR, EXIT_NONFINITE, EXIT_CONSTRAINT = 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (timeout, SLURM, Kubernetes) stops a run like Ctrl-C: results are saved."""
+    def handler(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _enable_compile_cache() -> None:
@@ -87,11 +108,17 @@ def cmd_run(args) -> int:
             bar.update(tid, completed=last["step"], info=info)
 
         try:
-            summary = train(cfg, run, progress, pieces=pieces)
+            with _sigterm_as_interrupt():
+                summary = train(cfg, run, progress, pieces=pieces)
         except NonFiniteError as e:
-            console.print(f"[red]error:[/] {e}")
+            console.print(f"[red]error:[/] {escape(str(e))}")
             console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
             return EXIT_NONFINITE
+        except KeyboardInterrupt as e:
+            steps = run.read_json("summary.json").get("meta_steps", 0)
+            console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
+                          f"finished chunk, metrics and summary saved in {run.path}")
+            return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     console.print(f"meta-training: {summary['meta_steps']} steps in {summary['seconds']:.1f} s")
     console.print(f"learned rule:  [bold]{summary['formula']}[/]")
     if summary.get("constraints"):
@@ -340,14 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConstraintError as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}")
         return EXIT_CONSTRAINT
     except MetaplasticError as e:
-        console.print(f"[red]error:[/] {e}")
+        console.print(f"[red]error:[/] {escape(str(e))}")
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         console.print("[yellow]interrupted[/]")
-        return 130
+        return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

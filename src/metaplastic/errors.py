@@ -40,3 +40,8 @@ def check_kwargs(kind: str, name: str, given: Iterable[str], valid: Iterable[str
             f"{kind} {name!r}: unknown option(s) {', '.join(map(repr, bad))}; "
             f"valid options: {', '.join(sorted(valid)) or '(none)'}"
         )
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM: ``timeout``, SLURM, Kubernetes); handled
+    like Ctrl-C: partial results are saved."""

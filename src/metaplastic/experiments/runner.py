@@ -59,10 +59,15 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
     except NonFiniteError as e:
         status, result = f"stopped: {e}", e.result
         raise
-    except KeyboardInterrupt:
-        status = "interrupted"
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM from the command line
+        status, result = "interrupted", getattr(e, "result", None)
+        raise
+    except Exception as e:
+        status, result = f"failed: {type(e).__name__}: {e}", getattr(e, "result", None)
         raise
     finally:
+        # θ after the last whole chunk; θ0 only when not one meta-step was taken (then
+        # the summary says so: meta_steps 0)
         theta = result.theta if result is not None else theta0
         run.save_theta(theta)
         summary = _summary(cfg, pieces, theta, result, status, time.perf_counter() - start)

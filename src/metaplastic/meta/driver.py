@@ -149,13 +149,28 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
         progress: Callable[[list[dict]], None] | None = None,
         state: RunState | None = None) -> MetaResult:
     """Run ``outer`` on ``objective`` from ``theta0`` (or resume from ``state``) until
-    ``outer.steps`` meta-steps are done. ``progress(records)`` follows every chunk."""
+    ``outer.steps`` meta-steps are done. ``progress(records)`` follows every chunk.
+
+    An exception that stops the run (NaN/inf, Ctrl-C, any error) carries ``.result``: θ,
+    history and state after the last whole chunk, never the starting θ by mistake."""
     objective = as_objective(objective)
     outer.check(objective)
     state = init(outer, objective, theta0, key) if state is None else state
-    chunks: dict[int, Callable] = {}
     result = MetaResult(outer.theta(state.outer), [], state)
     total = jnp.asarray(outer.steps, jnp.int32)
+    try:
+        return _loop(outer, objective, key, progress, state, result, total)
+    except (Exception, KeyboardInterrupt) as e:  # Ctrl-C, SIGTERM, out of memory, ...
+        if getattr(e, "result", None) is None:  # the state after the last whole chunk
+            try:
+                e.result = result
+            except AttributeError:  # an exception type that takes no attributes
+                pass
+        raise
+
+
+def _loop(outer, objective, key, progress, state, result, total) -> MetaResult:
+    chunks: dict[int, Callable] = {}
     length = outer.truncation_at(int(state.step))
     while int(state.step) < outer.steps and not bool(state.stopped):
         now = outer.truncation_at(int(state.step))
