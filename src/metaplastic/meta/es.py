@@ -14,8 +14,9 @@ wants — ``"minimize"`` for an :class:`~metaplastic.meta.Objective` (a loss; th
 is flipped.
 
 Divergence: a member whose inner learning produced NaN/inf gets the worst finite fitness
-of its generation (and is counted in ``diverged``); a generation where every member
-diverged leaves the strategy unchanged.
+of its generation (counted in ``pop_nonfinite``); a generation where every member
+diverged leaves the strategy unchanged. Only such a generation, or one whose mean θ
+diverges, counts as ``diverged`` towards ``max_nan_skips``.
 
 Salimans et al. 2017 (OpenAI-ES); Hansen 2016 (CMA-ES); Sehnke et al. 2010 (PGPE);
 Schaul et al. 2011 (SNES); Lange 2023 (evosax).
@@ -234,11 +235,13 @@ class EvolutionStrategy(OuterLoop):
         mean = es.get_mean(es_state)
         value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
         sign = self.sign
+        # members that diverge are part of exploring (they get the worst fitness); the
+        # generation diverged when nothing could be learned from it or the mean diverges
         metrics = {
             "loss": value, "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
             "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
-            "diverged": ~jnp.all(ok), "skipped": ~keep, "nonfinite": jnp.mean(~ok),
-            "grad_norm": jnp.nan, **aux}
+            "pop_nonfinite": jnp.mean(~ok), "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
+            **aux, "diverged": ~keep | ~jnp.isfinite(value), "skipped": ~keep}
         return ESState(es_state, mean, select(keep, inner, state.inner)), metrics
 
     def evaluate(self, objective: Any, pop: Any, key: Array) -> Array:
