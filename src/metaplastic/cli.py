@@ -78,20 +78,39 @@ def resolve_config(spec: str, sets: list[str], seed: int | None):
 
 
 def cmd_run(args) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from metaplastic.experiments.rundir import RunDir, new_run_dir
-    from metaplastic.experiments.runner import train, validate
+    from metaplastic.experiments.runner import validate
 
     cfg = resolve_config(args.config, args.set, args.seed)
-    columns = [TextColumn("meta-training"), BarColumn(),
-               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-               TextColumn("{task.fields[info]}")]
     pieces = validate(cfg)  # every piece, before anything is created on disk
-    score = pieces.task.score
     _enable_compile_cache()
     run = RunDir(new_run_dir(args.out, cfg.name))
     console.print(f"run directory: [bold]{run.path}[/]")
+    return _train(cfg, run, pieces, args, resume=False)
+
+
+def cmd_resume(args) -> int:
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.rundir import RunDir
+
+    run = RunDir.open(args.run)
+    cfg = run.config()
+    pieces = build(cfg)
+    _enable_compile_cache()
+    console.print(f"resuming [bold]{run.path}[/]")
+    return _train(cfg, run, pieces, args, resume=True)
+
+
+def _train(cfg, run, pieces, args, *, resume: bool) -> int:
+    """Meta-train with a progress bar; report; evaluate unless --no-eval."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from metaplastic.experiments.runner import train
+
+    columns = [TextColumn("meta-training"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+               TextColumn("{task.fields[info]}")]
+    score = pieces.task.score
     with Progress(*columns, console=console, transient=False) as bar:
         tid = bar.add_task("meta", total=pieces.outer.steps, info="compiling...")
 
@@ -109,7 +128,7 @@ def cmd_run(args) -> int:
 
         try:
             with _sigterm_as_interrupt():
-                summary = train(cfg, run, progress, pieces=pieces)
+                summary = train(cfg, run, progress, pieces=pieces, resume=resume)
         except NonFiniteError as e:
             console.print(f"[red]error:[/] {escape(str(e))}")
             console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
@@ -117,7 +136,8 @@ def cmd_run(args) -> int:
         except KeyboardInterrupt as e:
             steps = run.read_json("summary.json").get("meta_steps", 0)
             console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
-                          f"finished chunk, metrics and summary saved in {run.path}")
+                          f"finished chunk, metrics and summary saved in {run.path} "
+                          f"(continue with: metaplastic resume {run.path})")
             return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     console.print(f"meta-training: {summary['meta_steps']} steps in {summary['seconds']:.1f} s")
     console.print(f"learned rule:  [bold]{summary['formula']}[/]")
@@ -347,6 +367,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--require", nargs="+", default=None, metavar="CONSTRAINT",
                    help="constraints that must hold (default: the config's `constraints`)")
     c.set_defaults(func=cmd_check)
+
+    rs = sub.add_parser("resume", help="continue a stopped run from its checkpoint.npz "
+                                       "(same numbers as an uninterrupted run)")
+    rs.add_argument("run", help="run directory")
+    rs.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
+    rs.set_defaults(func=cmd_resume)
 
     ls = sub.add_parser("list", help="list presets, rules, tasks and options")
     ls.set_defaults(func=cmd_list)

@@ -72,3 +72,58 @@ def test_sigterm_saves_partial_results_and_exits_143(tmp_path):
     with np.load(run / "theta.npz") as f:
         assert np.any(f["coef"] != 0)
     assert os.path.isfile(run / "meta_loss.png")
+
+
+def test_resume_continues_to_the_numbers_of_a_run_never_stopped(tmp_path):
+    stopped = _run(tmp_path, steps=20, stop_after_chunks=2)
+    with open(stopped.path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 11, "task_lo')  # a line cut by a kill: ignored, then dropped
+    cfg = stopped.config()
+    summary = train(cfg, stopped, resume=True)
+    assert summary["status"] == "finished" and summary["meta_steps"] == 20
+    steps = [r["step"] for r in stopped.metrics()]
+    assert steps == list(range(1, 21))
+    reference = _run(tmp_path, steps=20)
+    np.testing.assert_array_equal(stopped.theta()["coef"], reference.theta()["coef"])
+
+
+def test_resume_needs_a_checkpoint_and_refuses_a_damaged_one(tmp_path):
+    from metaplastic.cli import main
+
+    run = _run(tmp_path, steps=10)
+    (run.path / "checkpoint.npz").write_bytes(b"not a zip")
+    assert main(["resume", str(run.path), "--no-eval"]) == 2
+    (run.path / "checkpoint.npz").unlink()
+    assert main(["resume", str(run.path), "--no-eval"]) == 2
+
+
+@pytest.mark.tier2
+def test_kill_9_then_resume_gives_the_same_theta(tmp_path):
+    sets = ["task.n_steps=2000", "task.n_in=4", "meta.chunk=2", "eval.tasks=0",
+            "meta.schedule=constant", "constraints=[]", "meta.steps=40"]
+    cmd = [sys.executable, "-m", "metaplastic.cli", "run", "oja", "--no-eval",
+           "--out", str(tmp_path / "a"), *[a for s in sets for a in ("--set", s)]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        ckpt = list((tmp_path / "a").glob("*/checkpoint.npz")) if (tmp_path / "a").exists() else []
+        if ckpt:
+            break
+        time.sleep(0.2)
+    proc.kill()  # SIGKILL: no handler runs
+    proc.wait(timeout=60)
+    run_dir = ckpt[0].parent
+    assert not (run_dir / "summary.json").exists()  # killed mid-run: no handler ran
+    done = subprocess.run([sys.executable, "-m", "metaplastic.cli", "resume", str(run_dir),
+                           "--no-eval"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    again = subprocess.run([*cmd[:-len(sets) * 2 - 1], str(tmp_path / "b"),
+                            *[a for s in sets for a in ("--set", s)]],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    (ref,) = list((tmp_path / "b").iterdir())
+    with np.load(run_dir / "theta.npz") as a, np.load(ref / "theta.npz") as b:
+        np.testing.assert_array_equal(a["coef"], b["coef"])
+    steps = [json.loads(line)["step"] for line in
+             (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 41))

@@ -7,6 +7,7 @@
       metrics.jsonl    one JSON object per meta-step
       theta.npz        the learned parameters (plain arrays; no pickle)
       summary.json     final numbers: learned formula, time, cosine to the reference rule
+      checkpoint.npz   the outer loop's whole state after the last chunk (metaplastic resume)
       eval.json        held-out evaluation (metaplastic eval)
       *.png            plots made from metrics.jsonl (metaplastic report)
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -131,16 +133,64 @@ class RunDir:
                 f.write(json.dumps(_jsonable(r)) + "\n")
 
     def metrics(self) -> list[dict]:
+        """The records of metrics.jsonl; a line cut short by a kill is skipped."""
         p = self.path / "metrics.jsonl"
         if not p.is_file():
             return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        out = []
+        for line in p.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
 
     def save_theta(self, theta: dict) -> None:
         save_theta(self.path / "theta.npz", theta)
 
     def theta(self) -> dict:
         return load_theta(self.path / "theta.npz")
+
+    # --- checkpoints: the run's whole state after a chunk (metaplastic resume) -------------
+    def save_checkpoint(self, state) -> None:
+        """Write the driver's state as plain arrays, atomically (a kill mid-write leaves
+        the previous checkpoint)."""
+        from metaplastic.meta.driver import state_arrays
+
+        tmp = self.path / "checkpoint.tmp.npz"
+        np.savez(tmp, **state_arrays(state))
+        os.replace(tmp, self.path / "checkpoint.npz")
+
+    def load_checkpoint(self, like):
+        """The saved state, shaped like ``like`` (a fresh driver state of the same run)."""
+        from metaplastic.meta.driver import state_from_arrays
+
+        path = self.path / "checkpoint.npz"
+        if not path.is_file():
+            raise ConfigError(f"{self.path} has no checkpoint.npz to resume from")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            return state_from_arrays(like, arrays)
+        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            raise ConfigError(f"cannot resume from {str(path)!r}: {e}") from None
+
+    def keep_metrics_until(self, step: int) -> None:
+        """Drop metrics records after meta-step ``step`` (and a last line cut by a kill)."""
+        p = self.path / "metrics.jsonl"
+        if not p.is_file():
+            return
+        kept = []
+        for line in p.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and rec.get("step", step + 1) <= step:
+                kept.append(line)
+        p.write_text("".join(f"{line}\n" for line in kept))
 
     def write_json(self, name: str, data: dict) -> None:
         (self.path / name).write_text(json.dumps(_jsonable(data), indent=2) + "\n")

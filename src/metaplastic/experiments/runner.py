@@ -29,23 +29,34 @@ from metaplastic.experiments.evaluate import (
     summarise,
 )
 from metaplastic.experiments.rundir import RunDir
+from metaplastic.meta import driver
 from metaplastic.meta.objective import Objective
 from metaplastic.plausibility import check_names
 from metaplastic.report import make_report
 
 
 def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None,
-          pieces=None) -> dict:
-    """Meta-train; writes config, metrics, θ, summary and plots. Returns the summary.
+          pieces=None, resume: bool = False) -> dict:
+    """Meta-train; writes config, metrics, θ, a checkpoint after every chunk, summary and
+    plots. Returns the summary.
 
-    ``pieces``: the run's pieces if already built (``build(cfg)`` otherwise). θ and the
-    metrics so far are saved even when the run stops on NaN/inf or Ctrl-C.
+    ``pieces``: the run's pieces if already built (``build(cfg)`` otherwise). ``resume``:
+    continue from the run directory's ``checkpoint.npz`` (same numbers as a run that was
+    never stopped). θ and the metrics so far are saved even when the run stops on NaN/inf,
+    Ctrl-C or SIGTERM.
     """
     pieces = build(cfg) if pieces is None else pieces
-    run.save_config(portable(cfg))
     k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
     theta0 = pieces.rule.init(k_init, pieces.network.shapes)
-    constraints = check_constraints(cfg, pieces, theta0, run)
+    state = None
+    if resume:
+        state = run.load_checkpoint(driver.init(pieces.outer, pieces.objective, theta0,
+                                                k_meta))
+        run.keep_metrics_until(int(state.step))
+        constraints = run.read_json("summary.json").get("constraints", {})
+    else:
+        run.save_config(portable(cfg))
+        constraints = check_constraints(cfg, pieces, theta0, run)
     start = time.perf_counter()
 
     def on_chunk(records):
@@ -55,7 +66,8 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
 
     status, result = "finished", None
     try:
-        result = pieces.outer.run(pieces.objective, theta0, key=k_meta, progress=on_chunk)
+        result = pieces.outer.run(pieces.objective, theta0, key=k_meta, progress=on_chunk,
+                                  state=state, checkpoint=run.save_checkpoint)
     except NonFiniteError as e:
         status, result = f"stopped: {e}", e.result
         raise
@@ -70,7 +82,8 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
         # the summary says so: meta_steps 0)
         theta = result.theta if result is not None else theta0
         run.save_theta(theta)
-        summary = _summary(cfg, pieces, theta, result, status, time.perf_counter() - start)
+        summary = _summary(cfg, pieces, theta, result, status, time.perf_counter() - start,
+                           run.metrics())
         summary["constraints"] = constraints
         summary["plot"] = {"score": pieces.task.score,
                            "theta_names": list(getattr(pieces.rule, "term_names", []))}
@@ -111,13 +124,13 @@ def check_constraints(cfg: RunConfig, pieces, theta, run: RunDir) -> dict[str, A
     return states
 
 
-def _summary(cfg, pieces, theta, result, status, seconds) -> dict[str, Any]:
+def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any]:
     rule = pieces.rule
-    hist = result.history if result is not None else []
+    done = int(result.state.step) if result is not None and result.state is not None else 0
     out: dict[str, Any] = {
         "status": status,
         "seconds": round(seconds, 2),
-        "meta_steps": len(hist),
+        "meta_steps": done,
         "skipped_steps": sum(1 for r in hist if r["skipped"]),
         "formula": rule.formula(theta),
     }

@@ -147,9 +147,11 @@ def records_of(metrics: dict[str, Array]) -> list[dict[str, Any]]:
 
 def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
         progress: Callable[[list[dict]], None] | None = None,
-        state: RunState | None = None) -> MetaResult:
+        state: RunState | None = None,
+        checkpoint: Callable[[RunState], None] | None = None) -> MetaResult:
     """Run ``outer`` on ``objective`` from ``theta0`` (or resume from ``state``) until
-    ``outer.steps`` meta-steps are done. ``progress(records)`` follows every chunk.
+    ``outer.steps`` meta-steps are done. ``progress(records)``, then ``checkpoint(state)``,
+    follow every chunk.
 
     An exception that stops the run (NaN/inf, Ctrl-C, any error) carries ``.result``: θ,
     history and state after the last whole chunk, never the starting θ by mistake."""
@@ -159,7 +161,7 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
     result = MetaResult(outer.theta(state.outer), [], state)
     total = jnp.asarray(outer.steps, jnp.int32)
     try:
-        return _loop(outer, objective, key, progress, state, result, total)
+        return _loop(outer, objective, key, progress, checkpoint, state, result, total)
     except (Exception, KeyboardInterrupt) as e:  # Ctrl-C, SIGTERM, out of memory, ...
         if getattr(e, "result", None) is None:  # the state after the last whole chunk
             try:
@@ -169,7 +171,7 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
         raise
 
 
-def _loop(outer, objective, key, progress, state, result, total) -> MetaResult:
+def _loop(outer, objective, key, progress, checkpoint, state, result, total) -> MetaResult:
     chunks: dict[int, Callable] = {}
     length = outer.truncation_at(int(state.step))
     while int(state.step) < outer.steps and not bool(state.stopped):
@@ -187,6 +189,8 @@ def _loop(outer, objective, key, progress, state, result, total) -> MetaResult:
         result.history.extend(records)
         if progress is not None:
             progress(records)
+        if checkpoint is not None:
+            checkpoint(state)
         check_divergence(records, int(state.nan_streak), outer.max_nan_skips,
                          bool(state.stopped), result)
     return result

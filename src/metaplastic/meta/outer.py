@@ -77,7 +77,9 @@ class OuterLoop:
                               f"{n} steps")
 
     def run(self, objective: Any, theta0: Any, *, key: Array,
-            progress: Callable[[list[dict]], None] | None = None, state: Any = None):
+            progress: Callable[[list[dict]], None] | None = None, state: Any = None,
+            checkpoint: Callable[[Any], None] | None = None):
         """Optimise θ from ``theta0`` (or resume from a driver ``state``) for ``steps``
-        meta-steps; ``progress(records)`` is called after every chunk."""
-        return driver.run(self, objective, theta0, key=key, progress=progress, state=state)
+        meta-steps; ``progress(records)`` and ``checkpoint(state)`` follow every chunk."""
+        return driver.run(self, objective, theta0, key=key, progress=progress, state=state,
+                          checkpoint=checkpoint)
