@@ -131,12 +131,14 @@ def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any
         "status": status,
         "seconds": round(seconds, 2),
         "meta_steps": done,
-        "skipped_steps": sum(1 for r in hist if r["skipped"]),
+        "skipped_steps": sum(1 for r in hist if r.get("skipped")),
         "formula": rule.formula(theta),
     }
     if hist:
         tail = hist[-min(50, len(hist)):]
-        out["final_loss_mean50"] = sum(r["task_loss"] for r in tail) / len(tail)
+        vals = [r.get("task_loss") for r in tail]  # (NaN is saved as null)
+        vals = [float("nan") if v is None else float(v) for v in vals]
+        out["final_loss_mean50"] = sum(vals) / len(vals)
     if cfg.reference:
         ref = build_rule(cfg, cfg.reference)
         out["reference"] = cfg.reference
