@@ -193,7 +193,11 @@ def cmd_report(args) -> int:
     paths = make_report(run.path)
     if not paths:
         raise MetaplasticError(f"{run.path} has no metrics to plot")
-    summary = run.read_json("summary.json")
+    try:
+        summary = run.read_json("summary.json")
+    except MetaplasticError as e:  # the plots need only metrics.jsonl
+        console.print(f"[yellow]warning:[/] {escape(str(e))}")
+        summary = {}
     if summary.get("formula"):
         console.print(f"learned rule: {summary['formula']}")
     for p in paths:
@@ -206,6 +210,7 @@ def cmd_explain(args) -> int:
 
     from metaplastic.experiments.build import build
     from metaplastic.experiments.rundir import RunDir
+    from metaplastic.experiments.runner import run_theta
     from metaplastic.explain import EXPLAIN_STREAM, check_options, collect, distil, heatmaps
 
     check_options(args.degree, args.threshold)
@@ -216,7 +221,7 @@ def cmd_explain(args) -> int:
     _enable_compile_cache()
     cfg = run.config()
     pieces = build(cfg)
-    theta = run.theta()
+    theta = run_theta(run, pieces)
     key = jax.random.fold_in(jax.random.key(cfg.seed), EXPLAIN_STREAM)
     with console.status("re-running inner learning to sample the rule's inputs..."):
         data = collect(pieces.task, pieces.network, pieces.rule, theta, key=key,
@@ -248,14 +253,15 @@ def cmd_check(args) -> int:
 
     from metaplastic.experiments.build import build
     from metaplastic.experiments.rundir import RunDir
-    from metaplastic.experiments.runner import plausibility, validate
+    from metaplastic.experiments.runner import plausibility, run_theta, validate
     from metaplastic.plausibility import check_names
 
     path = Path(args.config)
     if path.is_dir():
         run = RunDir.open(path)
         cfg = run.config()
-        pieces, theta = build(cfg), run.theta()
+        pieces = build(cfg)
+        theta = run_theta(run, pieces)
         what = f"run {path} (its learned θ)"
     else:
         cfg = resolve_config(args.config, args.set, None)

@@ -37,3 +37,21 @@ def test_list(capsys):
     out = capsys.readouterr().out
     for word in ("oja", "polynomial", "pca", "symmetric", "adam"):
         assert word in out
+
+
+@pytest.mark.parametrize("setup, args, msg", [
+    (lambda d: (d / "bad.toml").write_bytes(b"name = \"\xff\xfe\"\n"), ["run", "{d}/bad.toml"],
+     "not UTF-8"),
+    (lambda d: (d / "file").write_text("x"), ["run", "oja", "--out", "{d}/file"],
+     "cannot create the run directory"),
+    (lambda d: None, ["run", "oja", "--seed", str(2**70)], "seed must be in"),
+    (lambda d: None, ["run", "oja", "--set", "seed=-1"], "seed must be in"),
+])
+def test_damaged_inputs_are_one_clear_message(setup, args, msg, tmp_path, capsys):
+    setup(tmp_path)
+    args = [a.replace("{d}", str(tmp_path)) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "runs")]
+    assert main(args) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert msg in out and "Traceback" not in out

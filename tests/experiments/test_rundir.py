@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from metaplastic import ConfigError
+from metaplastic import ConfigError, registry
 from metaplastic.experiments.rundir import RunDir, load_theta, new_run_dir, save_theta
 
 
@@ -56,3 +56,24 @@ def test_unreadable_theta_file_is_a_clear_error(tmp_path):
     (tmp_path / "theta.npz").write_bytes(b"not a zip file")
     with pytest.raises(ConfigError, match="cannot read parameters file"):
         load_theta(tmp_path / "theta.npz")
+
+
+@pytest.mark.parametrize("name", registry.names("rule"))
+def test_every_rules_theta_loads_back_checked(name, tmp_path):
+    from types import SimpleNamespace
+
+    import jax
+
+    import metaplastic as mp
+    from metaplastic.experiments.rundir import RunDir
+    from metaplastic.experiments.runner import run_theta
+
+    rule = mp.rules.make(name)
+    net = mp.Network(sizes=(3, 4, 2))
+    theta = rule.init(jax.random.key(1), net.shapes)
+    run = RunDir(tmp_path)
+    run.save_theta(theta)
+    back = run_theta(run, SimpleNamespace(rule=rule, network=net))
+    assert jax.tree.structure(back) == jax.tree.structure(theta)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(theta), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -87,6 +87,8 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"[eval] must be a table, got {d['eval']!r}")
         kw["eval"] = EvalConfig(**coerce_kwargs(EvalConfig, d["eval"], "eval"))
     cfg = RunConfig(**kw)
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed must be in [0, 2^32), got {cfg.seed}")
     return dataclasses.replace(cfg, network=sections.network_options(cfg.network),
                                meta=sections.meta_options(cfg.meta))
 
@@ -127,9 +129,13 @@ def load(path: str | Path) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
     return from_dict(data)
 
 

@@ -38,7 +38,11 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     path, k = base, 1
     while path.exists():
         path, k = Path(f"{base}-{k}"), k + 1
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the run directory under {str(root)!r}: "
+                          f"{e.strerror or e}") from None
     return path
 
 
@@ -94,7 +98,7 @@ def load_theta(path: str | Path) -> Any:
     try:
         with np.load(path, allow_pickle=False) as data:
             return _unflatten({key: data[key] for key in data.files})
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ConfigError(f"cannot read parameters file {str(path)!r}: {e}") from None
 
 
@@ -174,7 +178,7 @@ class RunDir:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
             return state_from_arrays(like, arrays)
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise ConfigError(f"cannot resume from {str(path)!r}: {e}") from None
 
     def keep_metrics_until(self, step: int) -> None:
@@ -196,5 +200,14 @@ class RunDir:
         (self.path / name).write_text(json.dumps(_jsonable(data), indent=2) + "\n")
 
     def read_json(self, name: str) -> dict:
+        """A JSON file of the run ({} if absent); a damaged one is a ConfigError."""
         p = self.path / name
-        return json.loads(p.read_text()) if p.is_file() else {}
+        if not p.is_file():
+            return {}
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p} is damaged (not JSON: {e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p} is damaged (not a JSON object)")
+        return data

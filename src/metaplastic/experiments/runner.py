@@ -124,6 +124,32 @@ def check_constraints(cfg: RunConfig, pieces, theta, run: RunDir) -> dict[str, A
     return states
 
 
+def run_theta(run: RunDir, pieces) -> Any:
+    """The run's θ, checked against what its rule's ``init`` gives (structure, shapes,
+    finiteness): a θ file of another rule, cut short or damaged is one clear error."""
+    from metaplastic.errors import ShapeError
+
+    theta = run.theta()
+    like = pieces.rule.init(jax.random.key(0), pieces.network.shapes)
+    try:
+        want = jax.tree.flatten_with_path(like)[0]
+        got = dict(jax.tree.flatten_with_path(theta)[0])
+        got = {jax.tree_util.keystr(k): v for k, v in got.items()}
+    except Exception:  # noqa: BLE001 - any unreadable structure is the same error
+        got = {}
+    for path, ref in want:
+        name = jax.tree_util.keystr(path)
+        arr = got.get(name)
+        if arr is None or getattr(arr, "shape", None) != jnp.shape(ref):
+            shape = None if arr is None else list(getattr(arr, "shape", ()))
+            raise ShapeError(
+                f"{run.path / 'theta.npz'} does not hold θ of rule {pieces.rule.family!r}: "
+                f"{name} should be {list(jnp.shape(ref))}, found {shape}")
+    return jax.tree.unflatten(jax.tree.structure(like),
+                              [jnp.asarray(got[jax.tree_util.keystr(p)], jnp.result_type(r))
+                               for p, r in want])
+
+
 def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any]:
     rule = pieces.rule
     done = int(result.state.step) if result is not None and result.state is not None else 0
@@ -282,7 +308,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
     task configuration, with keys used neither by training nor by evaluation).
     """
     cfg = run.config()
-    theta = run.theta()
+    theta = run_theta(run, build(cfg))
     n = n_tasks or cfg.eval.tasks
     specs = [Baseline.parse(b) for b in (cfg.eval.baselines if baselines is None
                                          else baselines)]
