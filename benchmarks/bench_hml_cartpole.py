@@ -1,7 +1,7 @@
 """One OpenAI-ES generation of Najarro & Risi's Hebbian CartPole (the ``hml-cartpole``
 preset), against a plain single-file JAX version of the same computation.
 
-Workload (issue 8): population 200 (100 antithetic pairs), network 4-128-64-2 tanh without
+Workload (the published setting): population 200 (100 antithetic pairs), network 4-128-64-2 tanh without
 biases, per-synapse ABCD rule with a per-synapse learning rate, weights U[-0.1, 0.1] drawn
 afresh each episode, each layer divided by its max |w| after every update, 500-step
 episodes. A generation = ask + evaluate every member + tell + evaluate the new mean (the

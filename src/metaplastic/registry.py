@@ -61,10 +61,6 @@ class Entry:
                      or p.kind is p.POSITIONAL_OR_KEYWORD]
         return [n for n in names if n not in self.fixed]
 
-    def summary(self) -> str:
-        doc = self.doc or (inspect.getdoc(self.cls) or "")
-        return " ".join(doc.strip().split("\n\n")[0].split())
-
 
 _REGISTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 

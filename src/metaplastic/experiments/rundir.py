@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from metaplastic._records import read_metrics
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import config as config_mod
 
@@ -138,18 +139,7 @@ class RunDir:
 
     def metrics(self) -> list[dict]:
         """The records of metrics.jsonl; a line cut short by a kill is skipped."""
-        p = self.path / "metrics.jsonl"
-        if not p.is_file():
-            return []
-        out = []
-        for line in p.read_text(errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-        return out
+        return read_metrics(self.path / "metrics.jsonl")
 
     def save_theta(self, theta: dict) -> None:
         save_theta(self.path / "theta.npz", theta)
@@ -184,17 +174,9 @@ class RunDir:
     def keep_metrics_until(self, step: int) -> None:
         """Drop metrics records after meta-step ``step`` (and a last line cut by a kill)."""
         p = self.path / "metrics.jsonl"
-        if not p.is_file():
-            return
-        kept = []
-        for line in p.read_text(errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and rec.get("step", step + 1) <= step:
-                kept.append(line)
-        p.write_text("".join(f"{line}\n" for line in kept))
+        if p.is_file():
+            kept = [r for r in self.metrics() if r.get("step", step + 1) <= step]
+            p.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def write_json(self, name: str, data: dict) -> None:
         (self.path / name).write_text(json.dumps(_jsonable(data), indent=2) + "\n")

@@ -32,7 +32,6 @@ from metaplastic.experiments.rundir import RunDir
 from metaplastic.meta import driver
 from metaplastic.meta.objective import Objective
 from metaplastic.plausibility import check_names
-from metaplastic.report import make_report
 
 
 def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None,
@@ -88,6 +87,8 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
         summary["plot"] = {"score": pieces.task.score,
                            "theta_names": list(getattr(pieces.rule, "term_names", []))}
         run.write_json("summary.json", summary)
+        from metaplastic.report import make_report  # matplotlib: only when plotting
+
         make_report(run.path)
     return summary
 

@@ -14,7 +14,6 @@ the valid ones.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from metaplastic import registry
 from metaplastic._fields import coerce_kwargs
@@ -30,11 +29,18 @@ def _fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init}
 
 
-def _legacy(key: str, value: Any, others: list[tuple[str, type]]) -> str | None:
-    """"" (accepted, ignored) if ``key`` is a field of one of ``others`` ((name, class)
-    pairs), else None: switching ``meta.outer`` or ``network.neuron`` with one key keeps
-    the other loop's or model's settings inert instead of failing."""
-    return "" if any(key in _fields(cls) for _, cls in others) else None
+def _inert(key: str, others: list[tuple[str, type]]) -> bool:
+    """Whether ``key`` is a field of one of ``others`` ((name, class) pairs): switching
+    ``meta.outer`` or ``network.neuron`` with one key keeps the other loop's or model's
+    settings inert instead of failing."""
+    return any(key in _fields(cls) for _, cls in others)
+
+
+def _coerce(entry: registry.Entry, kw: dict, where: str) -> dict:
+    """``kw`` converted to the types of ``entry``'s class fields (as given otherwise)."""
+    if dataclasses.is_dataclass(entry.cls):
+        return coerce_kwargs(entry.cls, kw, where)
+    return dict(kw)
 
 
 def _split(table: dict, where: str, groups: list[tuple[str, list[str]]],
@@ -50,7 +56,7 @@ def _split(table: dict, where: str, groups: list[tuple[str, list[str]]],
         if group is not None:
             out[group][key] = value
             continue
-        if _legacy(key, value, others) == "":
+        if _inert(key, others):
             continue
         raise ConfigError(f"{where}: unknown option(s) {key!r}; valid options: "
                           f"{', '.join(valid)}")
@@ -100,11 +106,7 @@ def network_options(table: dict) -> dict:
             raise ConfigError(f"network.hidden sizes must be >= 1, got {list(hidden)}")
         out["hidden"] = hidden
     out |= coerce_kwargs(net_cls, parts["network"], "network")
-    if dataclasses.is_dataclass(entry.cls):
-        out |= coerce_kwargs(entry.cls, parts["neuron"], "network")
-    else:
-        out |= parts["neuron"]
-    return out
+    return out | _coerce(entry, parts["neuron"], "network")
 
 
 def build_network(table: dict, n_in: int, n_out: int):
@@ -141,11 +143,7 @@ def meta_options(table: dict) -> dict:
     parts = _split(table, "meta", groups, others, ("outer",))
     out = {"outer": outer} if "outer" in table else {}
     out |= coerce_kwargs(Objective, parts["objective"], "meta")
-    if dataclasses.is_dataclass(entry.cls):
-        out |= coerce_kwargs(entry.cls, parts["outer"], "meta")
-    else:
-        out |= parts["outer"]
-    return out
+    return out | _coerce(entry, parts["outer"], "meta")
 
 
 def build_outer(table: dict):

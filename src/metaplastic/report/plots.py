@@ -7,6 +7,8 @@ from pathlib import Path
 
 import matplotlib
 
+from metaplastic._records import read_metrics
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -71,19 +73,6 @@ def plot_coefficients(
     return Path(path)
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    """``metrics.jsonl``'s records; a last line cut short (a killed run) is skipped."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 def make_report(run_path: str | Path) -> list[Path]:
     """(Re)draw a run's plots from its saved files only; returns the PNG paths.
 
@@ -91,7 +80,7 @@ def make_report(run_path: str | Path) -> list[Path]:
     name and θ's names, written by the run): nothing is rebuilt, no dataset is loaded.
     """
     run_path = Path(getattr(run_path, "path", run_path))
-    history = _read_metrics(run_path / "metrics.jsonl")
+    history = read_metrics(run_path / "metrics.jsonl")
     if not history:
         return []
     try:

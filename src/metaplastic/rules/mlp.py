@@ -34,7 +34,6 @@ from metaplastic.signals import NAMES, POST_SIDE, PRE_SIDE, LocalSignals, per_sy
 Array = jax.Array
 
 INPUTS = NAMES
-_PRE_SIDE, _POST_SIDE = PRE_SIDE, POST_SIDE
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "gelu": jax.nn.gelu,
                "softplus": jax.nn.softplus, "silu": jax.nn.silu}
 
@@ -88,9 +87,9 @@ def _first_layer(w_in: Array, b: Array, inputs: tuple[str, ...], s: LocalSignals
     z = jnp.broadcast_to(b, (n_out, n_in, b.shape[0]))
     for k, name in enumerate(inputs):
         x = getattr(s, name)
-        if name in _PRE_SIDE:
+        if name in PRE_SIDE:
             z = z + (x[:, None] * w_in[k])[None, :, :]
-        elif name in _POST_SIDE:
+        elif name in POST_SIDE:
             z = z + (x[:, None] * w_in[k])[:, None, :]
         elif name == "w":
             z = z + x[:, :, None] * w_in[k]
@@ -223,9 +222,9 @@ class NeuronMLP(Rule):
 
     def __post_init__(self):
         object.__setattr__(self, "pre_inputs", _check_inputs(
-            "neuron-mlp", self.pre_inputs, _PRE_SIDE + ("modulator",)))
+            "neuron-mlp", self.pre_inputs, PRE_SIDE + ("modulator",)))
         object.__setattr__(self, "post_inputs", _check_inputs(
-            "neuron-mlp", self.post_inputs, _POST_SIDE + ("modulator",)))
+            "neuron-mlp", self.post_inputs, POST_SIDE + ("modulator",)))
         object.__setattr__(self, "hidden",
                            _check_common("neuron-mlp", self.eta, self.hidden, self.activation))
         if self.rank < 1:
