@@ -53,6 +53,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
+        if not -(2**31) <= value < 2**31:  # counts and sizes go into 32-bit JAX integers
+            raise ConfigError(f"{where} = {value} is out of range (|value| < 2^31)")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -407,6 +407,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         console.print("[yellow]interrupted[/]")
         return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+    except MemoryError as e:
+        console.print(f"[red]error:[/] out of memory: {escape(str(e))[:300]}. Try smaller "
+                      f"sizes, fewer tasks per step, meta.checkpoint = true or "
+                      f"meta.population_batch")
+        return EXIT_ERROR
+    except Exception as e:  # XLA's out-of-memory arrives as a runtime error
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        console.print(f"[red]error:[/] out of memory ({escape(str(e).splitlines()[0])[:300]}). "
+                      f"Try smaller sizes, fewer tasks per step, meta.checkpoint = true or "
+                      f"meta.population_batch")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -44,8 +44,11 @@ def test_list(capsys):
      "not UTF-8"),
     (lambda d: (d / "file").write_text("x"), ["run", "oja", "--out", "{d}/file"],
      "cannot create the run directory"),
-    (lambda d: None, ["run", "oja", "--seed", str(2**70)], "seed must be in"),
-    (lambda d: None, ["run", "oja", "--set", "seed=-1"], "seed must be in"),
+    (lambda d: None, ["run", "oja", "--seed", str(2**70)], "config.seed = 11805916"),
+    (lambda d: None, ["run", "oja", "--set", "seed=-1"], "seed must be >= 0"),
+    (lambda d: None, ["run", "oja", "--set", "meta.steps=99999999999"],
+     "meta.steps = 99999999999 is out of range"),
+    (lambda d: None, ["run", "oja", "--set", "task.n_steps=99999999999"], "is out of range"),
 ])
 def test_damaged_inputs_are_one_clear_message(setup, args, msg, tmp_path, capsys):
     setup(tmp_path)
