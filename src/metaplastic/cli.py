@@ -30,20 +30,32 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (timeout, SLURM, Kubernetes) stops a run like Ctrl-C: results are saved."""
+def _stop_signals():
+    """Ctrl-C (SIGINT) and SIGTERM (timeout, SLURM, Kubernetes) stop a run the same way:
+    the first raises KeyboardInterrupt (SIGTERM: its subclass Terminated) and results are
+    saved; further ones are ignored until the process exits, so they cannot cut the saving
+    short or land in a garbage-collector callback."""
+    stopping = []
+
     def handler(signum, frame):
-        raise Terminated(f"signal {signum}")
+        stopping.append(signum)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        if signum == signal.SIGTERM:
+            raise Terminated(f"signal {signum}")
+        raise KeyboardInterrupt
 
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if not stopping:
+            for sig, handler_before in old.items():
+                signal.signal(sig, handler_before)
 
 
 def _enable_compile_cache() -> None:
@@ -127,7 +139,7 @@ def _train(cfg, run, pieces, args, *, resume: bool) -> int:
             bar.update(tid, completed=last["step"], info=info)
 
         try:
-            with _sigterm_as_interrupt():
+            with _stop_signals():
                 summary = train(cfg, run, progress, pieces=pieces, resume=resume)
         except NonFiniteError as e:
             console.print(f"[red]error:[/] {escape(str(e))}")

@@ -87,9 +87,21 @@ def _unflatten(flat: dict[str, np.ndarray]) -> Any:
     return build(root)
 
 
+def _replace_atomically(path: str | Path, write: Any) -> None:
+    """``write(tmp)`` beside ``path``, then rename: a kill mid-write leaves the old file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
 def save_theta(path: str | Path, theta: Any) -> None:
-    """Save θ (nested dicts and tuples of arrays) as .npz of plain arrays; no pickle."""
-    np.savez(path, **_flatten(theta))
+    """Save θ (nested dicts and tuples of arrays) as .npz of plain arrays; no pickle.
+    Written atomically; ``.npz`` is appended to a path without it (as numpy does)."""
+    path = Path(path)
+    path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    arrays = _flatten(theta)
+    _replace_atomically(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def load_theta(path: str | Path) -> Any:
@@ -153,9 +165,8 @@ class RunDir:
         the previous checkpoint)."""
         from metaplastic.meta.driver import state_arrays
 
-        tmp = self.path / "checkpoint.tmp.npz"
-        np.savez(tmp, **state_arrays(state))
-        os.replace(tmp, self.path / "checkpoint.npz")
+        arrays = state_arrays(state)
+        _replace_atomically(self.path / "checkpoint.npz", lambda tmp: np.savez(tmp, **arrays))
 
     def load_checkpoint(self, like):
         """The saved state, shaped like ``like`` (a fresh driver state of the same run)."""
@@ -176,10 +187,12 @@ class RunDir:
         p = self.path / "metrics.jsonl"
         if p.is_file():
             kept = [r for r in self.metrics() if r.get("step", step + 1) <= step]
-            p.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            text = "".join(json.dumps(r) + "\n" for r in kept)
+            _replace_atomically(p, lambda tmp: tmp.write_text(text))
 
     def write_json(self, name: str, data: dict) -> None:
-        (self.path / name).write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+        text = json.dumps(_jsonable(data), indent=2) + "\n"
+        _replace_atomically(self.path / name, lambda tmp: tmp.write_text(text))
 
     def read_json(self, name: str) -> dict:
         """A JSON file of the run ({} if absent); a damaged one is a ConfigError."""

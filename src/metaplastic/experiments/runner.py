@@ -29,6 +29,7 @@ from metaplastic.experiments.evaluate import (
     summarise,
 )
 from metaplastic.experiments.rundir import RunDir
+from metaplastic.interrupts import deferred
 from metaplastic.meta import driver
 from metaplastic.meta.objective import Objective
 from metaplastic.plausibility import check_names
@@ -80,13 +81,14 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
         # θ after the last whole chunk; θ0 only when not one meta-step was taken (then
         # the summary says so: meta_steps 0)
         theta = result.theta if result is not None else theta0
-        run.save_theta(theta)
-        summary = _summary(cfg, pieces, theta, result, status, time.perf_counter() - start,
-                           run.metrics())
-        summary["constraints"] = constraints
-        summary["plot"] = {"score": pieces.task.score,
-                           "theta_names": list(getattr(pieces.rule, "term_names", []))}
-        run.write_json("summary.json", summary)
+        with deferred():  # a second Ctrl-C does not cut the saving of θ and summary short
+            run.save_theta(theta)
+            summary = _summary(cfg, pieces, theta, result, status,
+                               time.perf_counter() - start, run.metrics())
+            summary["constraints"] = constraints
+            summary["plot"] = {"score": pieces.task.score,
+                               "theta_names": list(getattr(pieces.rule, "term_names", []))}
+            run.write_json("summary.json", summary)
         from metaplastic.report import make_report  # matplotlib: only when plotting
 
         make_report(run.path)

@@ -29,6 +29,7 @@ from jax.flatten_util import ravel_pytree
 
 from metaplastic import xla
 from metaplastic.errors import NonFiniteError
+from metaplastic.interrupts import deferred
 from metaplastic.meta.segments import Truncated, as_objective, select
 
 Array = jax.Array
@@ -185,12 +186,13 @@ def _loop(outer, objective, key, progress, checkpoint, state, result, total) -> 
             chunks[now] = chunk_fn(outer, objective, now)
         state, metrics = chunks[now](state, key, total)
         records = records_of(metrics)
-        result.theta, result.state = outer.theta(state.outer), state
-        result.history.extend(records)
-        if progress is not None:
-            progress(records)
-        if checkpoint is not None:
-            checkpoint(state)
+        with deferred():  # θ, metrics and checkpoint of a chunk agree, even on Ctrl-C
+            result.theta, result.state = outer.theta(state.outer), state
+            result.history.extend(records)
+            if progress is not None:
+                progress(records)
+            if checkpoint is not None:
+                checkpoint(state)
         check_divergence(records, int(state.nan_streak), outer.max_nan_skips,
                          bool(state.stopped), result)
     return result

@@ -1,0 +1,37 @@
+"""Signals held back while a run's files are written arrive when the block ends."""
+
+import os
+import signal
+
+import pytest
+
+from metaplastic.interrupts import deferred
+
+
+def test_ctrl_c_inside_the_block_arrives_after_it():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("first")  # not cut short
+            done.append("second")
+    assert done == ["first", "second"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_sigterm_goes_to_the_handler_installed_before():
+    seen = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert seen == []
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def test_no_signal_no_change():
+    with deferred():
+        pass
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
