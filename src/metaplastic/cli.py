@@ -188,10 +188,30 @@ def _print_eval(run, n_tasks=None) -> None:
                   f"{run.path / 'eval.json'}")
 
 
+def _warn_if_unfinished(run) -> None:
+    """A run that did not finish is used with the θ it reached, and the user is told."""
+    try:
+        summary = run.read_json("summary.json")
+    except MetaplasticError:
+        summary = {"status": "damaged summary.json"}
+    status = summary.get("status")
+    if status == "finished":
+        return
+    if status is None:
+        what = "has no summary.json (killed before it finished?)"
+    else:
+        what = f"did not finish ({status}; {summary.get('meta_steps', '?')} meta-steps)"
+    hint = (f"; continue it with: metaplastic resume {run.path}"
+            if (run.path / "checkpoint.npz").is_file() else "")
+    console.print(f"[yellow]warning:[/] {escape(str(run.path))} {escape(what)}: using the "
+                  f"θ it reached{escape(hint)}")
+
+
 def cmd_eval(args) -> int:
     from metaplastic.experiments.rundir import RunDir
 
     run = RunDir.open(args.run)
+    _warn_if_unfinished(run)
     _enable_compile_cache()
     _print_eval(run, n_tasks=args.tasks)
     return 0
@@ -230,6 +250,7 @@ def cmd_explain(args) -> int:
         if getattr(args, name) < 1:
             raise MetaplasticError(f"--{name} must be >= 1")
     run = RunDir.open(args.run)
+    _warn_if_unfinished(run)
     _enable_compile_cache()
     cfg = run.config()
     pieces = build(cfg)
@@ -271,6 +292,7 @@ def cmd_check(args) -> int:
     path = Path(args.config)
     if path.is_dir():
         run = RunDir.open(path)
+        _warn_if_unfinished(run)
         cfg = run.config()
         pieces = build(cfg)
         theta = run_theta(run, pieces)

@@ -83,7 +83,7 @@ def test_nan_run_exits_nonzero_and_keeps_results(tmp_path, capsys):
     assert "NaN/inf" in out and "partial results" in out
     (run,) = list(tmp_path.iterdir())
     assert (run / "theta.npz").is_file() and (run / "metrics.jsonl").is_file()
-    assert json.loads((run / "summary.json").read_text())["status"].startswith("stopped")
+    assert json.loads((run / "summary.json").read_text())["status"].startswith("diverged")
 
 
 def test_explain_a_finished_run(finished_run, capsys):

@@ -47,6 +47,32 @@ def test_ctrl_c_keeps_the_theta_of_the_last_whole_chunk(tmp_path):
     assert np.any(stopped.theta()["coef"] != 0)  # not θ0 (all zeros)
 
 
+def test_a_crash_is_recorded_as_crashed_with_provenance(tmp_path, capsys):
+    from metaplastic.cli import main
+
+    cfg = config.override(presets.get("oja"), [*SETS, "meta.steps=50"])
+    run = RunDir(new_run_dir(tmp_path, "x"))
+    calls = []
+
+    def progress(records):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        train(cfg, run, progress)
+    summary = run.read_json("summary.json")
+    assert summary["status"] == "crashed: RuntimeError: disk full"
+    assert summary["meta_steps"] == 10 and len(run.metrics()) == 10
+    prov = summary["provenance"]
+    assert prov["versions"]["jax"] and prov["devices"]["count"] >= 1 and prov["command"]
+    capsys.readouterr()
+    assert main(["eval", str(run.path), "--tasks", "2"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "did not finish (crashed: RuntimeError: disk full; 10 meta-steps)" in out
+    assert "continue it with: metaplastic resume" in out
+
+
 @pytest.mark.tier2
 @pytest.mark.parametrize("sig, times, status", [(signal.SIGTERM, 1, 143), (signal.SIGINT, 3, 130)])
 def test_a_signal_saves_partial_results_that_agree(tmp_path, sig, times, status):

@@ -28,6 +28,7 @@ from metaplastic.experiments.evaluate import (
     evaluate,
     summarise,
 )
+from metaplastic.experiments.provenance import provenance
 from metaplastic.experiments.rundir import RunDir
 from metaplastic.interrupts import deferred
 from metaplastic.meta import driver
@@ -52,7 +53,8 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
     if resume:
         state = run.load_checkpoint(driver.init(pieces.outer, pieces.objective, theta0,
                                                 k_meta))
-        run.keep_metrics_until(int(state.step))
+        resumed_at = int(state.step)
+        run.keep_metrics_until(resumed_at)
         constraints = run.read_json("summary.json").get("constraints", {})
     else:
         run.save_config(portable(cfg))
@@ -69,13 +71,13 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
         result = pieces.outer.run(pieces.objective, theta0, key=k_meta, progress=on_chunk,
                                   state=state, checkpoint=run.save_checkpoint)
     except NonFiniteError as e:
-        status, result = f"stopped: {e}", e.result
+        status, result = f"diverged: {e}", e.result
         raise
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM from the command line
         status, result = "interrupted", getattr(e, "result", None)
         raise
     except Exception as e:
-        status, result = f"failed: {type(e).__name__}: {e}", getattr(e, "result", None)
+        status, result = f"crashed: {type(e).__name__}: {e}", getattr(e, "result", None)
         raise
     finally:
         # θ after the last whole chunk; θ0 only when not one meta-step was taken (then
@@ -86,6 +88,9 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
             summary = _summary(cfg, pieces, theta, result, status,
                                time.perf_counter() - start, run.metrics())
             summary["constraints"] = constraints
+            summary["provenance"] = provenance()
+            if resume:
+                summary["provenance"]["resumed_at_step"] = resumed_at
             summary["plot"] = {"score": pieces.task.score,
                                "theta_names": list(getattr(pieces.rule, "term_names", []))}
             run.write_json("summary.json", summary)
