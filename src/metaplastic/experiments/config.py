@@ -22,6 +22,7 @@ word that is not TOML is taken as a string (``network.activation=tanh``).
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,9 @@ class RunConfig:
 _TABLES = ("task", "rule", "network", "meta")
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9._+\-]{0,99}")
+
+
 def from_dict(d: dict[str, Any]) -> RunConfig:
     """Validate a nested dict (e.g. a parsed TOML file) and build a RunConfig."""
     from metaplastic.experiments import sections
@@ -89,6 +93,10 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
     cfg = RunConfig(**kw)
     if cfg.seed < 0:
         raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    if not RUN_NAME.fullmatch(cfg.name):
+        raise ConfigError(f"name {cfg.name!r} must be a plain file name (letters, digits, "
+                          f"'.', '_', '+', '-'; not starting with '.'): run directories "
+                          f"are created under --out as NAME-DATE-TIME")
     return dataclasses.replace(cfg, network=sections.network_options(cfg.network),
                                meta=sections.meta_options(cfg.meta))
 

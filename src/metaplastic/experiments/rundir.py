@@ -37,13 +37,15 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = root / f"{name}-{stamp}"
     path, k = base, 1
-    while path.exists():
-        path, k = Path(f"{base}-{k}"), k + 1
-    try:
-        path.mkdir(parents=True)
-    except OSError as e:
-        raise ConfigError(f"cannot create the run directory under {str(root)!r}: "
-                          f"{e.strerror or e}") from None
+    while True:  # mkdir is the test: two processes starting at once get different names
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            break
+        except FileExistsError:
+            path, k = Path(f"{base}-{k}"), k + 1
+        except OSError as e:
+            raise ConfigError(f"cannot create the run directory under {str(root)!r}: "
+                              f"{e.strerror or e}") from None
     return path
 
 

@@ -217,13 +217,26 @@ class Baseline:
         if bad:
             raise ConfigError(f"baseline {spec!r}: unknown key(s) {bad}")
         rule = spec["rule"] if isinstance(spec["rule"], dict) else {"name": spec["rule"]}
+        if not isinstance(rule.get("name"), str):
+            raise ConfigError(f"baseline {spec!r}: the rule needs a 'name' (a string)")
         meta_train = spec.get("meta_train", False)
         if not isinstance(meta_train, bool):
             raise ConfigError(f"baseline {spec!r}: meta_train must be true or false")
-        if meta_train and spec.get("tune"):
+        network, tune = spec.get("network", {}), spec.get("tune", {})
+        label = spec.get("label", rule["name"])
+        if not isinstance(network, dict):
+            raise ConfigError(f"baseline {spec!r}: 'network' must be a table of [network] "
+                              f"options, got {network!r}")
+        if not isinstance(tune, dict) or not all(
+                isinstance(v, list | tuple) and len(v) > 0 for v in tune.values()):
+            raise ConfigError(f"baseline {spec!r}: 'tune' must be a table of rule options, "
+                              f"each with a non-empty list of values to try, e.g. "
+                              f"tune = {{eta = [0.01, 0.1]}}")
+        if not isinstance(label, str):
+            raise ConfigError(f"baseline {spec!r}: 'label' must be a string")
+        if meta_train and tune:
             raise ConfigError(f"baseline {spec!r}: choose 'tune' or 'meta_train', not both")
-        return cls(str(spec.get("label", rule["name"])), dict(rule),
-                   dict(spec.get("network", {})), dict(spec.get("tune", {})), meta_train)
+        return cls(label, dict(rule), dict(network), dict(tune), meta_train)
 
     def config(self, cfg: RunConfig, **rule_opts: Any) -> RunConfig:
         """``cfg`` with this baseline's rule and network (for building its pieces)."""

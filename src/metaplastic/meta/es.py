@@ -166,6 +166,10 @@ class EvolutionStrategy(OuterLoop):
             raise ConfigError("an ES population needs at least 2 members")
         if not self.sigma > 0:
             raise ConfigError(f"sigma must be positive, got {self.sigma}")
+        if self.antithetic and self.population % 2 and "use_antithetic_sampling" in \
+                inspect.signature(strategy_class(self.strategy).__init__).parameters:
+            raise ConfigError(f"antithetic sampling needs an even population, got "
+                              f"{self.population} (or set antithetic = false)")
 
     @property
     def persistent(self) -> bool:
@@ -190,10 +194,7 @@ class EvolutionStrategy(OuterLoop):
             kw["std_schedule"] = optax.constant_schedule(self.sigma)
         if self.fitness_shaping != "default" and "fitness_shaping_fn" in accepted:
             kw["fitness_shaping_fn"] = _shaping_fn(self.fitness_shaping)
-        pop = self.population
-        if kw.get("use_antithetic_sampling") and pop % 2:
-            raise ConfigError(f"antithetic sampling needs an even population, got {pop}")
-        es = cls(pop, theta0, **kw)
+        es = cls(self.population, theta0, **kw)
         params = es.default_params
         if hasattr(params, "std_init"):
             params = params.replace(std_init=self.sigma)

@@ -68,6 +68,9 @@ class MetaGradient(OuterLoop):
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.clip is not None and not self.clip >= 0:
+            raise ConfigError(f"clip (the gradient-norm limit) must be >= 0 (0 or none: no "
+                              f"clipping), got {self.clip}")
         if self.truncation < 0:
             raise ConfigError(f"truncation must be >= 0 (0: whole episodes), "
                               f"got {self.truncation}")

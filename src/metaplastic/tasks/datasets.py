@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import gzip
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,17 +46,34 @@ class Dataset:
 
 
 def _checked(name: str, x, y) -> Dataset:
-    x = np.asarray(x, np.float32).reshape(len(x), -1)
-    y = np.asarray(y).reshape(-1)
+    """Inputs as (N, D) float32 and labels as (N,) int32, or one message saying what is
+    wrong with them (0-d arrays, labels that are not integers, a shape mismatch, ...)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ConfigError(f"dataset {name!r}: inputs x and labels y must be arrays with one "
+                          f"row per example, got shapes {list(x.shape)} and {list(y.shape)}")
+    if y.ndim != 1:
+        raise ConfigError(f"dataset {name!r}: labels y must be one integer per example "
+                          f"(a 1-d array), got shape {list(y.shape)}")
     if len(x) != len(y):
         raise ConfigError(f"dataset {name!r}: {len(x)} inputs but {len(y)} labels")
     if len(x) == 0:
         raise ConfigError(f"dataset {name!r} is empty")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+            or x.dtype == bool):
+        raise ConfigError(f"dataset {name!r}: inputs x must be real numbers, got dtype "
+                          f"{x.dtype}")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or not np.all(np.equal(np.mod(y, 1), 0)):
             raise ConfigError(f"dataset {name!r}: labels must be integers")
+    elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == bool):
+        raise ConfigError(f"dataset {name!r}: labels y must be integers, got dtype {y.dtype}")
+    if np.abs(y).max() >= 2**31:
+        raise ConfigError(f"dataset {name!r}: labels beyond 32-bit integers")
+    x = x.astype(np.float32).reshape(len(x), -1)
     if not np.all(np.isfinite(x)):
-        raise ConfigError(f"dataset {name!r} has NaN or inf inputs")
+        raise ConfigError(f"dataset {name!r} has NaN or inf inputs (or values beyond "
+                          f"float32)")
     return Dataset(name, x, y.astype(np.int32))
 
 
@@ -101,9 +120,11 @@ def load_file(path: str | Path) -> Dataset:
                 if missing:
                     raise ConfigError(f"{p}: an .npz dataset needs arrays 'x' and 'y'; "
                                       f"missing {sorted(missing)} (has {d.files})")
-                return _checked(p.name, d["x"], d["y"])
-        except (ValueError, OSError) as e:
-            raise ConfigError(f"cannot read dataset {str(p)!r}: {e}") from None
+                x, y = d["x"], d["y"]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ConfigError(f"cannot read dataset {str(p)!r} (damaged or not an .npz "
+                              f"file: {e or type(e).__name__})") from None
+        return _checked(p.name, x, y)
     images, labels = _idx_pair(p)
     return _checked(p.name, read_idx(images), read_idx(labels))
 
@@ -136,7 +157,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except OSError as e:
+    except (OSError, EOFError, zlib.error) as e:  # a gzip file cut short: EOFError
         raise ConfigError(f"cannot read IDX file {str(path)!r}: {e}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
         raise ConfigError(f"{path}: not an IDX file (bad magic number)")
