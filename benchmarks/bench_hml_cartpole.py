@@ -1,9 +1,10 @@
 """One OpenAI-ES generation of Najarro & Risi's Hebbian CartPole (the ``hml-cartpole``
 preset), against a plain single-file JAX version of the same computation.
 
-Workload (the published setting): population 200 (100 antithetic pairs), network 4-128-64-2 tanh without
-biases, per-synapse ABCD rule with a per-synapse learning rate, weights U[-0.1, 0.1] drawn
-afresh each episode, each layer divided by its max |w| after every update, 500-step
+Workload (the published setting): population 200 (100 antithetic pairs), network 4-128-64-2
+tanh without biases, per-synapse ABCD rule with a per-synapse learning rate, weights
+U[-0.1, 0.1] drawn afresh each episode, each layer divided by its max |w| after every
+update, 500-step
 episodes. A generation = ask + evaluate every member + tell + evaluate the new mean (the
 library logs it; the baseline does the same). Termination is switched off through the
 physics so that every episode runs the full 500 steps (the issue's timing condition);

@@ -1,8 +1,8 @@
 """One meta-episode of Shervani-Tabar & Rosenbaum's setting (the ``mlpp-emnist-shape``
 preset), against a plain single-file JAX version of the same computation.
 
-Workload (the published setting): MLP 784-170-130-100-70-47 without biases, Softplus(beta = 10), fixed
-random feedback, rule = pseudo-gradient + error-Hebbian + Oja terms with meta-learned
+Workload (the published setting): MLP 784-170-130-100-70-47 without biases, Softplus(beta = 10),
+fixed random feedback, rule = pseudo-gradient + error-Hebbian + Oja terms with meta-learned
 coefficients; a meta-episode = 250 online batch-1 updates (5-way 50-shot) + the query loss
 on 50 examples + the meta-gradient through the whole unroll (checkpointed per step) +
 gradient clipping and an Adam step.

@@ -78,3 +78,16 @@ def coerce_kwargs(cls: type, kw: dict[str, Any], where: str) -> dict[str, Any]:
             f"valid options: {', '.join(sorted(fields))}"
         )
     return {k: coerce(v, hints[k], f"{where}.{k}") for k, v in kw.items()}
+
+
+def check_fields(obj: Any, where: str | None = None) -> None:
+    """Check (and convert, e.g. ``lr=1`` to ``1.0``) the fields of dataclass instance
+    ``obj`` against their types, for objects built from Python rather than a config:
+    ``MetaGradient(steps="3")`` is one ConfigError, not a TypeError later."""
+    cls = type(obj)
+    hints = typing.get_type_hints(cls)
+    where = where or cls.__name__
+    for f in dataclasses.fields(cls):
+        if f.init and f.name in hints:
+            value = coerce(getattr(obj, f.name), hints[f.name], f"{where}.{f.name}")
+            object.__setattr__(obj, f.name, value)

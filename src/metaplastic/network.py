@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metaplastic.errors import ConfigError, ShapeError, unknown_name
 from metaplastic.neurons import RateNeuron
@@ -70,6 +71,11 @@ class Network:
     spiking = False  # class constant: neurons that talk by 0/1 spikes (SpikingNetwork)
 
     def __post_init__(self):
+        if isinstance(self.sizes, str | bytes) or not all(
+                isinstance(n, int | np.integer) and not isinstance(n, bool)
+                for n in np.ravel(np.asarray(self.sizes, dtype=object))):
+            raise ConfigError(f"network sizes must be a list of layer sizes (integers), e.g. "
+                              f"(10, 1); got {self.sizes!r}")
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
         if len(self.sizes) < 2 or min(self.sizes) < 1:
             raise ConfigError(f"network sizes must be >= 2 positive layer sizes, got {self.sizes}")

@@ -146,7 +146,7 @@ def test_a_damaged_run_directory_is_one_clear_message(finished_run, tmp_path, ca
     for cmd in (["eval", str(copy)], ["check", str(copy)], ["explain", str(copy)]):
         assert main(cmd) == 2, cmd
         out = printed()
-        assert "doesnotholdθofrule'polynomial'" in out and "[3,3,3]" in out
+        assert "doesnotfitrule'polynomial'" in out and "[3,3,3]" in out
     (copy / "theta.npz").write_bytes(b"")
     assert main(["eval", str(copy)]) == 2
     assert "cannotreadparametersfile" in printed()

@@ -34,6 +34,7 @@ from metaplastic.interrupts import deferred
 from metaplastic.meta import driver
 from metaplastic.meta.objective import Objective
 from metaplastic.plausibility import check_names
+from metaplastic.rules.base import conform
 
 
 def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None,
@@ -134,28 +135,9 @@ def check_constraints(cfg: RunConfig, pieces, theta, run: RunDir) -> dict[str, A
 
 def run_theta(run: RunDir, pieces) -> Any:
     """The run's θ, checked against what its rule's ``init`` gives (structure, shapes,
-    finiteness): a θ file of another rule, cut short or damaged is one clear error."""
-    from metaplastic.errors import ShapeError
-
-    theta = run.theta()
-    like = pieces.rule.init(jax.random.key(0), pieces.network.shapes)
-    try:
-        want = jax.tree.flatten_with_path(like)[0]
-        got = dict(jax.tree.flatten_with_path(theta)[0])
-        got = {jax.tree_util.keystr(k): v for k, v in got.items()}
-    except Exception:  # noqa: BLE001 - any unreadable structure is the same error
-        got = {}
-    for path, ref in want:
-        name = jax.tree_util.keystr(path)
-        arr = got.get(name)
-        if arr is None or getattr(arr, "shape", None) != jnp.shape(ref):
-            shape = None if arr is None else list(getattr(arr, "shape", ()))
-            raise ShapeError(
-                f"{run.path / 'theta.npz'} does not hold θ of rule {pieces.rule.family!r}: "
-                f"{name} should be {list(jnp.shape(ref))}, found {shape}")
-    return jax.tree.unflatten(jax.tree.structure(like),
-                              [jnp.asarray(got[jax.tree_util.keystr(p)], jnp.result_type(r))
-                               for p, r in want])
+    numbers): a θ file of another rule, cut short or damaged is one clear error."""
+    return conform(pieces.rule, run.theta(), pieces.network.shapes,
+                   what=str(run.path / "theta.npz"))
 
 
 def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any]:

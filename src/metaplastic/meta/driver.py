@@ -28,7 +28,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from metaplastic import xla
-from metaplastic.errors import NonFiniteError
+from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.interrupts import deferred
 from metaplastic.meta.segments import Truncated, as_objective, select
 
@@ -158,6 +158,9 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
     history and state after the last whole chunk, never the starting θ by mistake."""
     objective = as_objective(objective)
     outer.check(objective)
+    key = as_key(key)
+    if state is None:
+        theta0 = check_theta0(objective, theta0)
     state = init(outer, objective, theta0, key) if state is None else state
     result = MetaResult(outer.theta(state.outer), [], state)
     total = jnp.asarray(outer.steps, jnp.int32)
@@ -170,6 +173,38 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
             except AttributeError:  # an exception type that takes no attributes
                 pass
         raise
+
+
+def as_key(key: Any) -> Array:
+    """``key`` if it is a JAX random key (``jax.random.key(seed)`` or the older raw
+    ``PRNGKey``); otherwise one ConfigError."""
+    try:
+        typed = jnp.issubdtype(jnp.result_type(key), jax.dtypes.prng_key)
+        raw = (not typed and jnp.result_type(key) == jnp.uint32
+               and jnp.shape(key) in ((2,), (4,)))
+    except TypeError:
+        typed = raw = False
+    if not (typed and jnp.shape(key) == ()) and not raw:
+        raise ConfigError(f"key must be one JAX random key, e.g. jax.random.key(0); got "
+                          f"{repr(key)[:60]}")
+    return key
+
+
+def check_theta0(objective: Any, theta0: Any) -> Any:
+    """θ0 checked against the objective's rule (when it has one: ``conform``) and for
+    NaN/inf, before anything is compiled."""
+    if hasattr(objective, "conform"):
+        theta0 = objective.conform(theta0, what="θ0")
+    try:
+        leaves = jax.tree.leaves(theta0)
+        finite = all(bool(jnp.all(jnp.isfinite(jnp.asarray(x)))) for x in leaves)
+    except TypeError:
+        raise ConfigError(f"θ0 must be a pytree of arrays, got {repr(theta0)[:60]}") from None
+    if theta0 is None or not leaves:
+        raise ConfigError(f"θ0 has no numbers to search: {repr(theta0)[:60]}")
+    if not finite:
+        raise ConfigError("θ0 has NaN or inf values")
+    return theta0
 
 
 def _loop(outer, objective, key, progress, checkpoint, state, result, total) -> MetaResult:

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.meta.gradient import OPTIMIZERS
 from metaplastic.meta.outer import OuterLoop
@@ -141,6 +142,7 @@ class EvolutionStrategy(OuterLoop):
     shard: bool = True
 
     def __post_init__(self):
+        check_fields(self)
         strategy_class(self.strategy)
         if self.population_batch < 0:
             raise ConfigError(f"population_batch must be >= 0, got {self.population_batch}")

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
 from metaplastic.meta.outer import OuterLoop
 from metaplastic.meta.segments import all_finite, select
@@ -55,6 +56,7 @@ class MetaGradient(OuterLoop):
     truncation_schedule: tuple = ()
 
     def __post_init__(self):
+        check_fields(self)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"

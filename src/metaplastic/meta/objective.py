@@ -8,16 +8,19 @@ meta-gradients, evolution strategies — optimises this same function.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
 from metaplastic.inner import advance, initial_carry, unroll
 from metaplastic.network import Network
-from metaplastic.rules.base import Rule
+from metaplastic.registry import check_protocol
+from metaplastic.rules.base import Rule, conform, theta_like
 from metaplastic.tasks.base import Task
 
 Array = jax.Array
@@ -50,6 +53,11 @@ class Objective:
     grad_mode: str = "reverse"
 
     def __post_init__(self):
+        check_fields(self)
+        for kind in ("task", "rule"):
+            check_protocol(kind, f"Objective.{kind}", type(getattr(self, kind)))
+        if not hasattr(self.network, "shapes"):
+            raise ConfigError(f"Objective.network must be a Network, got {self.network!r}")
         if self.tasks_per_step < 1:
             raise ConfigError(f"tasks_per_step must be >= 1, got {self.tasks_per_step}")
         if self.l1 < 0:
@@ -61,9 +69,20 @@ class Objective:
             raise ConfigError(f"early_exit must be >= 0 steps, got {self.early_exit}")
         self.task.check_network(self.network)
 
+    @functools.cached_property
+    def _theta_like(self) -> Any:
+        return theta_like(self.rule, self.network.shapes)
+
+    def conform(self, theta: Any, what: str = "θ") -> Any:
+        """``theta`` checked against the rule's θ (entries, shapes, numbers) and cast to its
+        dtypes: θ of another rule, ``None`` or a string is one ShapeError, not a JAX error
+        from deep inside the unroll. Shapes only, so free inside jit."""
+        return conform(self.rule, theta, what=what, like=self._theta_like)
+
     def episode(self, theta: Any, key: Array, record_every: int | None = None,
                 early_exit: int = 0):
         """One task: (loss, metrics after learning, records during learning)."""
+        theta = self.conform(theta)
         k_task, k_net = jax.random.split(key)
         instance = self.task.sample(k_task)
         out = unroll(
@@ -87,6 +106,7 @@ class Objective:
         """The state of ``tasks_per_step`` fresh inner problems before their first step:
         ``(instances, keys, carries)``, batched over tasks (``keys`` draw the initial
         weights). Same keys as :meth:`episode`."""
+        theta = self.conform(theta)
 
         def one(k):
             k_task, k_net = jax.random.split(k)
@@ -105,6 +125,7 @@ class Objective:
         where ``first``: there the initial weights are rebuilt from ``theta``, so that one
         segment of the full length is exactly the whole episode.
         """
+        theta = self.conform(theta)
         instances, keys, carries = inner
         carries = jax.lax.stop_gradient(carries)
 
@@ -138,6 +159,7 @@ class Objective:
 
     def __call__(self, theta: Any, key: Array) -> tuple[Array, dict[str, Array]]:
         """(mean task loss + L1 penalty, metrics). NaN if any task's learning blew up."""
+        theta = self.conform(theta)
         losses, metrics = self._episodes(theta, key)
         aux = self._aux(theta, losses, metrics, jnp.isfinite(losses))
         return jnp.mean(losses) + aux["l1"], aux
@@ -161,7 +183,7 @@ class Objective:
         the mean (and counted in ``metrics["nonfinite"]``) instead of turning the whole
         meta-gradient into NaN. If every task blew up, loss and gradient are NaN.
         """
-
+        theta = self.conform(theta)
         keys = jax.random.split(key, self.tasks_per_step)
         (losses, grads), metrics = _value_grad_metrics(self, theta, keys)
         finite = jnp.isfinite(losses) & _all_finite_per_task(grads)

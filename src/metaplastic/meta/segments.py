@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from metaplastic.errors import ConfigError
+
 Array = jax.Array
 
 
@@ -58,6 +60,10 @@ def as_objective(fn: Any) -> Any:
     for truncated unrolls) pass through, plain functions are wrapped."""
     if hasattr(fn, "step_value") or hasattr(fn, "segment"):
         return fn
+    if not callable(fn):
+        raise ConfigError(f"an objective is an Objective (or has init_inner, step_value, "
+                          f"step_grad: see docs/extending.md) or a function θ, key -> loss; "
+                          f"got {repr(fn)[:60]}")
     return FunctionObjective(fn)
 
 

@@ -62,3 +62,64 @@ class Rule:
     def formula(self, theta: Any) -> str:
         """The rule as a readable equation."""
         return f"{type(self).__name__}(theta)"
+
+    def checked(self, theta: Any) -> Any:
+        """``theta`` checked against this rule's θ where its shapes do not depend on the
+        network (:func:`conform`); otherwise returned as it is (checked where the network
+        is known: the objective, the runner)."""
+        try:
+            like = theta_like(self, None)
+        except Exception:  # noqa: BLE001 - θ's shapes need the network's shapes
+            return theta
+        return conform(self, theta, like=like)
+
+
+def theta_like(rule: Any, shapes: Sequence[tuple[int, int]] | None = None) -> Any:
+    """The structure, shapes and dtypes of ``rule``'s θ (``jax.ShapeDtypeStruct`` leaves),
+    from its ``init`` without computing anything."""
+    return jax.eval_shape(lambda k: rule.init(k, shapes), jax.random.key(0))
+
+
+def conform(rule: Any, theta: Any, shapes: Sequence[tuple[int, int]] | None = None,
+            what: str = "θ", like: Any = None) -> Any:
+    """``theta`` checked against what ``rule.init`` gives — the same entries (dict keys,
+    tuple positions), shapes and real numbers — with integers cast to its dtypes (floats
+    keep theirs); otherwise one ShapeError naming the first difference (θ of another
+    rule, ``None``, a string, ...).
+    Works on traced values too (it looks at shapes only). ``like``: a precomputed
+    :func:`theta_like`."""
+    from metaplastic.errors import ShapeError
+
+    like = theta_like(rule, shapes) if like is None else like
+    name = getattr(rule, "family", type(rule).__name__)
+    want = jax.tree.flatten_with_path(like)[0]
+    try:
+        got = {jax.tree_util.keystr(k): v for k, v in jax.tree.flatten_with_path(theta)[0]}
+    except Exception:  # noqa: BLE001 - an unflattenable object is the same error
+        got = {}
+    wanted = [jax.tree_util.keystr(p) for p, _ in want]
+    extra = sorted(set(got) - set(wanted))
+    if theta is None or (extra == [""] and wanted != [""]):  # not a container at all
+        raise ShapeError(f"{what} does not fit rule {name!r}: got {repr(theta)[:60]}; the "
+                         f"rule's θ has {', '.join(wanted) or 'no entries'}")
+    if extra:
+        raise ShapeError(f"{what} does not fit rule {name!r}: it has {', '.join(extra)}; "
+                         f"the rule's θ has {', '.join(wanted) or 'no entries'}")
+    out = []
+    for key, ref in zip(wanted, (r for _, r in want), strict=True):
+        arr = got.get(key)
+        shape = getattr(arr, "shape", None) if arr is not None else None
+        if shape is None and isinstance(arr, int | float) and not isinstance(arr, bool):
+            shape = ()
+        if arr is None or tuple(shape or ()) != tuple(ref.shape) or shape is None:
+            found = "nothing" if arr is None else (
+                list(shape) if shape is not None else repr(arr)[:60])
+            raise ShapeError(f"{what} does not fit rule {name!r}: {key or 'θ'} should be "
+                             f"{list(ref.shape)} numbers, found {found}")
+        dtype = getattr(arr, "dtype", None)
+        if dtype is not None and not (jax.numpy.issubdtype(dtype, jax.numpy.number)
+                                      or jax.numpy.issubdtype(dtype, jax.numpy.bool_)):
+            raise ShapeError(f"{what}: {key or 'θ'} must hold numbers, got dtype {dtype}")
+        floating = dtype is not None and jax.numpy.issubdtype(dtype, jax.numpy.floating)
+        out.append(arr if floating else jax.numpy.asarray(arr, ref.dtype))  # keeps float64
+    return jax.tree.unflatten(jax.tree.structure(like), out)

@@ -75,6 +75,7 @@ class HebbianABCD(Rule):
         return jnp.broadcast_to(dw, signals.w.shape), state
 
     def formula(self, theta) -> str:
+        theta = self.checked(theta)
         parts = []
         for l, layer in enumerate(theta):
             stats = ", ".join(f"{k} {_summary(np.asarray(v))}" for k, v in layer.items())
@@ -115,5 +116,6 @@ class StaticWeights(Rule):
         return jnp.zeros_like(signals.w), state
 
     def formula(self, theta) -> str:
+        theta = self.checked(theta)
         norms = ", ".join(f"{float(jnp.linalg.norm(w)):.3g}" for w in theta["w"])
         return f"dw = 0 (static weights; layer norms {norms})"

@@ -194,6 +194,7 @@ class MLPRule(Rule):
         return self.eta * apply_mlp(rest, act(z), act)[..., 0], state
 
     def formula(self, theta) -> str:
+        theta = self.checked(theta)
         sizes = [len(self.inputs), *self.hidden, 1]
         n = sum(int(np.size(v)) for layer in theta["mlp"] for v in layer.values())
         return (f"dw = {self.eta:g} * MLP({', '.join(self.inputs)}), "

@@ -195,6 +195,7 @@ class PolynomialRule(Rule):
 
     def formula(self, theta, max_terms: int = 6, rel_tol: float = 0.05) -> str:
         """``dw = eta * (+0.98 pre*post - 1.01 post^2*w + ...)`` with the largest terms."""
+        theta = self.checked(theta)
         coef = np.asarray(theta["coef"]).reshape(-1)
         # largest first; ties (e.g. Oja's +1/-1) in order of total degree
         terms = self.terms

@@ -95,6 +95,7 @@ class TermPool(Rule):
         return self.eta * dw, state
 
     def formula(self, theta, rel_tol: float = 0.05) -> str:
+        theta = self.checked(theta)
         coef = np.asarray(theta["coef"])
         top = np.abs(coef).max() if coef.size else 0.0
         if top == 0:

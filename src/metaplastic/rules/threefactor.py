@@ -76,6 +76,7 @@ class ThreeFactor(Rule):
                           state)
 
     def formula(self, theta) -> str:
+        theta = self.checked(theta)
         tau = float(np.exp(np.asarray(theta["log_tau_e"])))
         m = "modulator" if self.third == "modulator" else "(-e_post)"
         return (f"dw = {self.eta:g} * {m} * e,  e <- exp(-1/{tau:.3g}) e "
