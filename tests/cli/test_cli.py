@@ -153,3 +153,9 @@ def test_a_damaged_run_directory_is_one_clear_message(finished_run, tmp_path, ca
     (copy / "summary.json").write_text("{garbled")
     assert main(["report", str(copy)]) == 0  # the plots need only the metrics
     assert "summary.jsonisdamaged" in printed()
+
+
+def test_eval_of_absurdly_many_tasks(finished_run, capsys):
+    assert main(["eval", str(finished_run), "--tasks", "1000000000"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--tasks must be an integer in [0, 10,000,000]" in out and "Traceback" not in out

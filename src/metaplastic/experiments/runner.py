@@ -23,6 +23,7 @@ from metaplastic.experiments import sections
 from metaplastic.experiments.build import Pieces, build, build_rule, variants
 from metaplastic.experiments.config import RunConfig, portable
 from metaplastic.experiments.evaluate import (
+    check_eval_tasks,
     cosine_to_reference,
     eval_key,
     evaluate,
@@ -32,9 +33,10 @@ from metaplastic.experiments.provenance import provenance
 from metaplastic.experiments.rundir import RunDir
 from metaplastic.interrupts import deferred
 from metaplastic.meta import driver
+from metaplastic.meta.memory import check_fits
 from metaplastic.meta.objective import Objective
 from metaplastic.plausibility import check_names
-from metaplastic.rules.base import conform
+from metaplastic.rules.base import conform, theta_like
 
 
 def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None,
@@ -313,6 +315,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
     cfg = run.config()
     theta = run_theta(run, build(cfg))
     n = n_tasks or cfg.eval.tasks
+    check_eval_tasks(n, "--tasks" if n_tasks else "eval.tasks")
     specs = [Baseline.parse(b) for b in (cfg.eval.baselines if baselines is None
                                          else baselines)]
     tuned = {b.label: tune_baseline(cfg, b, n) for b in specs}
@@ -342,12 +345,14 @@ def validate(cfg: RunConfig) -> Pieces:
     """Build everything a run will need — pieces, reference and baseline rules, the
     evaluation variants — so that a bad name or value fails before any training."""
     pieces = build(cfg)
+    pieces.outer.check(pieces.objective)
+    check_fits(pieces.outer, pieces.objective,
+               theta_like(pieces.rule, pieces.network.shapes))
     check_names(cfg.constraints)
     if cfg.reference:
         build_rule(cfg, cfg.reference)
     validate_baselines(cfg)
-    if cfg.eval.tasks < 0:
-        raise ConfigError(f"eval.tasks must be >= 0, got {cfg.eval.tasks}")
+    check_eval_tasks(cfg.eval.tasks, "eval.tasks")
     for _, var in variants(cfg):
         build(cfg, **var)
     return pieces

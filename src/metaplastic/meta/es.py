@@ -173,6 +173,17 @@ class EvolutionStrategy(OuterLoop):
             raise ConfigError(f"antithetic sampling needs an even population, got "
                               f"{self.population} (or set antithetic = false)")
 
+    def members_at_once(self) -> int:
+        """Members evaluated together on one device (sharded across devices, in batches of
+        ``population_batch``)."""
+        size = self.population
+        n_dev = jax.device_count()
+        if self.shard and n_dev > 1 and size % n_dev == 0:
+            size //= n_dev
+        if self.population_batch and self.population_batch < size:
+            size = self.population_batch
+        return size
+
     @property
     def persistent(self) -> bool:
         return strategy_class(self.strategy).__name__ == "PersistentES"

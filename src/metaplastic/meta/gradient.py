@@ -54,6 +54,7 @@ class MetaGradient(OuterLoop):
     truncation: int = 0
     #: ``((from_step, length), ...)``: the truncation length from meta-step ``from_step`` on
     truncation_schedule: tuple = ()
+    differentiates = True  # (a class constant: not an option)
 
     def __post_init__(self):
         check_fields(self)

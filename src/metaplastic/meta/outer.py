@@ -39,6 +39,13 @@ class OuterLoop:
     on_nan: str = "skip"
     truncation: int = 0
     truncation_schedule: tuple = ()
+    #: True when a step differentiates through the unroll (memory: the stored unroll)
+    differentiates: bool = False
+
+    def members_at_once(self) -> int:
+        """How many candidate θ are evaluated together in one program (memory estimates:
+        :mod:`metaplastic.meta.memory`); 1 for loops that follow one θ."""
+        return 1
 
     def init(self, objective: Any, theta0: Any, key: Array) -> Any:
         raise NotImplementedError

@@ -1,0 +1,127 @@
+"""What a meta-step needs in memory, estimated before anything is compiled or run.
+
+A size typed by mistake (``task.n_in = 1000000``: a 4 TB mixing matrix per task,
+``meta.tasks_per_step = 100000000``) used to run for a minute and end in an abort or an
+out-of-memory error, with a run directory marked finished. :func:`estimate` adds up, from
+shapes alone (``jax.eval_shape``: nothing is allocated), the inner problems that live at
+once — each task's instance and network state, times the tasks per step, times the
+population members evaluated together — and, for gradients by backprop through the
+unroll, the network state stored at every step. It is a lower bound: the compiled
+program needs this much at least. :func:`check_fits` refuses a run whose lower bound
+exceeds the machine's memory, with a message naming the sizes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from metaplastic.errors import ConfigError
+
+
+class Estimate(NamedTuple):
+    total: int  # bytes, a lower bound
+    parts: dict[str, int]  # what it is made of (bytes)
+
+
+def nbytes(tree: Any) -> int:
+    """Bytes of a pytree of arrays or ``ShapeDtypeStruct``s."""
+    return int(sum(np.prod(x.shape, dtype=np.float64) * _itemsize(x.dtype)
+                   for x in jax.tree.leaves(tree) if hasattr(x, "shape")))
+
+
+def _itemsize(dtype: Any) -> int:
+    if jax.numpy.issubdtype(dtype, jax.dtypes.prng_key):
+        return 8  # a threefry key: two 32-bit words
+    return np.dtype(dtype).itemsize
+
+
+def problem_bytes(objective: Any, theta: Any) -> tuple[int, int]:
+    """(bytes of one task's instance, bytes of its network state) from shapes only; (0, 0)
+    for an objective without ``start`` (a plain function)."""
+    if not hasattr(objective, "start") or not hasattr(objective, "tasks_per_step"):
+        return 0, 0
+    instances, _, carries = jax.eval_shape(objective.start, theta, jax.random.key(0))
+    n = objective.tasks_per_step
+    return nbytes(instances) // n, nbytes(carries) // n
+
+
+def estimate(outer: Any, objective: Any, theta: Any) -> Estimate:
+    """A lower bound on the memory one meta-step of ``outer`` on ``objective`` needs."""
+    instance, carry = problem_bytes(objective, theta)
+    tasks = getattr(objective, "tasks_per_step", 1)
+    members = outer.members_at_once() if hasattr(outer, "members_at_once") else 1
+    at_once = tasks * members
+    parts = {"task instances": instance * at_once, "network states": carry * at_once}
+    if getattr(outer, "differentiates", False):
+        length = outer.truncation or getattr(objective, "n_steps", 0) or 0
+        mode = getattr(objective, "grad_mode", "reverse")
+        if mode == "forward":  # one tangent per number in θ, carried along
+            parts["tangents"] = carry * at_once * nbytes_count(theta)
+        elif not getattr(objective, "checkpoint", False):
+            parts["stored unroll"] = carry * at_once * length
+    return Estimate(int(sum(parts.values())), parts)
+
+
+def nbytes_count(theta: Any) -> int:
+    """How many numbers θ has."""
+    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(theta)))
+
+
+def available() -> tuple[int, str]:
+    """(bytes, what) of memory the first device can use: its own memory on GPUs/TPUs, the
+    machine's RAM on the CPU."""
+    device = jax.devices()[0]
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory statistics
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]), f"{device.device_kind} memory"
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0, "memory"
+    return int(ram), "RAM"
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**26 else f"{n / 2**20:.3g} MiB"
+
+
+def check_fits(outer: Any, objective: Any, theta: Any, limit: int | None = None) -> Estimate:
+    """The estimate, or a ConfigError when it exceeds ``limit`` (default: the memory of
+    the machine, :func:`available`)."""
+    est = estimate(outer, objective, theta)
+    what = "memory"
+    if limit is None:
+        limit, what = available()
+    if limit and est.total > limit:
+        parts = ", ".join(f"{k} {gib(v)}" for k, v in est.parts.items() if v)
+        raise ConfigError(
+            f"this run needs at least {gib(est.total)} for one meta-step ({parts}) but the "
+            f"machine has {gib(limit)} of {what}: make the task or network smaller, or use "
+            f"fewer tasks per step (meta.tasks_per_step), meta.checkpoint = true, "
+            f"truncation or meta.population_batch")
+    return est
+
+
+def eval_batch(objective: Any, theta: Any, n_tasks: int, limit: int | None = None) -> int:
+    """How many tasks an evaluation runs at once: all of them when they fit in half the
+    machine's memory, fewer otherwise (a ConfigError when not even one fits)."""
+    instance, carry = problem_bytes(objective, theta)
+    per_task = max(instance + carry, 1)
+    if limit is None:
+        limit = available()[0]
+    if not limit:
+        return n_tasks
+    fit = (limit // 2) // per_task
+    if fit < 1:
+        raise ConfigError(f"one task needs at least {gib(per_task)} (its instance and "
+                          f"network state) but the machine has {gib(limit)}: make the "
+                          f"task or network smaller")
+    return int(min(n_tasks, fit))
