@@ -53,6 +53,17 @@ def test_diverging_members_get_the_worst_fitness():
     np.testing.assert_allclose(res.theta["x"], TARGET, atol=0.2)
 
 
+def test_a_share_of_diverging_members_can_stop_the_run():
+    def f(theta, key):  # every member with x[0] > 0 diverges: about half of them
+        x = theta["x"]
+        return jnp.where(x[0] > 0.0, jnp.nan, jnp.sum((x - TARGET) ** 2))
+
+    es = mp.meta.EvolutionStrategy(strategy="open_es", population=16, steps=20, sigma=1.0,
+                                   chunk=1, max_nan_skips=2, max_diverged_share=0.25)
+    with pytest.raises(mp.NonFiniteError, match=r"\d+% of the population diverged; 2 meta"):
+        es.run(f, {"x": jnp.zeros(3)}, key=jax.random.key(2))
+
+
 def test_a_generation_where_every_member_diverges_counts_towards_the_stop():
     es = mp.meta.EvolutionStrategy(strategy="open_es", population=4, steps=10, chunk=1,
                                    max_nan_skips=3)

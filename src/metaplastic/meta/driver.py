@@ -263,6 +263,18 @@ def state_from_arrays(like: RunState, arrays: dict[str, np.ndarray]) -> RunState
     return strong(jax.tree.unflatten(tree, out))
 
 
+def _what_diverged(record: dict) -> str:
+    """What a diverged meta-step's record says went wrong, in words."""
+    loss = record.get("loss")
+    mean_bad = loss is None or not np.isfinite(loss)
+    if "pop_nonfinite" in record:  # evolution strategies
+        share = f"{100 * record['pop_nonfinite']:.0f}% of the population diverged"
+        return share + ("; so did the mean θ" if mean_bad else "")
+    if record.get("nonfinite", 0) > 0:
+        return f"{100 * record['nonfinite']:.0f}% of its tasks diverged"
+    return "the meta-gradient was not finite"
+
+
 def check_divergence(records, streak: int, max_streak: int, stopped: bool,
                      result: MetaResult) -> None:
     """Raise NonFiniteError (carrying ``result``) if the run must stop on NaN/inf."""
@@ -270,13 +282,12 @@ def check_divergence(records, streak: int, max_streak: int, stopped: bool,
     if not bad or not (stopped or streak >= max_streak):
         return
     first = bad[0]
-    why = "on_nan = 'stop'" if stopped else (
-        f"{streak} meta-steps in a row with diverging tasks")
+    why = "on_nan = 'stop'" if stopped else f"{streak} meta-steps in a row diverged"
     err = NonFiniteError(
         f"inner learning produced NaN/inf at meta-step {first['step']} "
-        f"({100 * first['nonfinite']:.0f}% of its tasks; {why}). θ was kept at its "
-        f"last finite value. Try a smaller rule learning rate (eta), a smaller "
-        f"meta learning rate (lr), gradient clipping (clip), or fewer inner steps."
+        f"({_what_diverged(first)}; {why}). θ was kept at its last finite value. Try a "
+        f"smaller rule learning rate (eta), a smaller meta learning rate (lr), gradient "
+        f"clipping (clip), or fewer inner steps."
     )
     err.result = result
     raise err

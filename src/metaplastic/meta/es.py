@@ -15,8 +15,9 @@ is flipped.
 
 Divergence: a member whose inner learning produced NaN/inf gets the worst finite fitness
 of its generation (counted in ``pop_nonfinite``); a generation where every member
-diverged leaves the strategy unchanged. Only such a generation, or one whose mean θ
-diverges, counts as ``diverged`` towards ``max_nan_skips``.
+diverged leaves the strategy unchanged. Such a generation, one whose mean θ diverges, or
+one where more than ``max_diverged_share`` of the members diverged (default 1: only all)
+counts as ``diverged`` towards ``max_nan_skips``.
 
 Salimans et al. 2017 (OpenAI-ES); Hansen 2016 (CMA-ES); Sehnke et al. 2010 (PGPE);
 Schaul et al. 2011 (SNES); Lange 2023 (evosax).
@@ -129,6 +130,9 @@ class EvolutionStrategy(OuterLoop):
     fitness_shaping: str = "default"  # the strategy's own, or one of SHAPING
     direction: str = "minimize"
     max_nan_skips: int = 20
+    #: a generation counts as diverged (towards ``max_nan_skips``) when more than this
+    #: share of its members diverged, when every member did, or when its mean θ did
+    max_diverged_share: float = 1.0
     chunk: int = 10
     #: truncated unrolls: one generation per ``truncation`` inner steps, each member keeping
     #: its own inner problems (0: whole episodes). With ``strategy="pes"`` (Persistent ES,
@@ -168,6 +172,9 @@ class EvolutionStrategy(OuterLoop):
             raise ConfigError("an ES population needs at least 2 members")
         if not self.sigma > 0:
             raise ConfigError(f"sigma must be positive, got {self.sigma}")
+        if not 0 <= self.max_diverged_share <= 1:
+            raise ConfigError(f"max_diverged_share must be in [0, 1], got "
+                              f"{self.max_diverged_share}")
         if self.antithetic and self.population % 2 and "use_antithetic_sampling" in \
                 inspect.signature(strategy_class(self.strategy).__init__).parameters:
             raise ConfigError(f"antithetic sampling needs an even population, got "
@@ -250,12 +257,14 @@ class EvolutionStrategy(OuterLoop):
         value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
         sign = self.sign
         # members that diverge are part of exploring (they get the worst fitness); the
-        # generation diverged when nothing could be learned from it or the mean diverges
+        # generation diverged when too many did, nothing could be learned from it, or the
+        # mean diverges
+        too_many = jnp.mean(~ok) > self.max_diverged_share
         metrics = {
             "loss": value, "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
             "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
             "pop_nonfinite": jnp.mean(~ok), "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
-            **aux, "diverged": ~keep | ~jnp.isfinite(value), "skipped": ~keep}
+            **aux, "diverged": too_many | ~keep | ~jnp.isfinite(value), "skipped": ~keep}
         return ESState(es_state, mean, select(keep, inner, state.inner)), metrics
 
     def evaluate(self, objective: Any, pop: Any, key: Array) -> Array:
