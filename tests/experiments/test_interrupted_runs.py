@@ -130,11 +130,21 @@ def test_resume_needs_a_checkpoint_and_refuses_a_damaged_one(tmp_path):
     assert main(["resume", str(run.path), "--no-eval"]) == 2
 
 
+KILL_CASES = {
+    "gradient": ("oja", []),
+    "es": ("oja-es", ["meta.population=8"]),
+    "pes": ("oja", ["meta.outer='es'", "meta.strategy='pes'", "meta.population=8",
+                    "meta.truncation=500"]),
+}
+
+
 @pytest.mark.tier2
-def test_kill_9_then_resume_gives_the_same_theta(tmp_path):
+@pytest.mark.parametrize("case", KILL_CASES)
+def test_kill_9_then_resume_gives_the_same_theta(case, tmp_path):
+    preset, extra = KILL_CASES[case]
     sets = ["task.n_steps=2000", "task.n_in=4", "meta.chunk=2", "eval.tasks=0",
-            "meta.schedule=constant", "constraints=[]", "meta.steps=40"]
-    cmd = [sys.executable, "-m", "metaplastic.cli", "run", "oja", "--no-eval",
+            "constraints=[]", "meta.steps=40", *extra]
+    cmd = [sys.executable, "-m", "metaplastic.cli", "run", preset, "--no-eval",
            "--out", str(tmp_path / "a"), *[a for s in sets for a in ("--set", s)]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

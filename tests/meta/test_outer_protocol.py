@@ -31,6 +31,26 @@ def test_every_registered_outer_loop_has_small_settings_here():
     assert set(registry.names("outer")) - {"test-hill"} == set(SMALL)
 
 
+def _stop_save_resume(full, objective, theta0, key, path):
+    """θ of an uninterrupted run, and of the same run stopped after its first chunk, its
+    state saved to .npz, loaded and resumed: they must be bitwise equal."""
+    whole = full.run(objective, theta0, key=key)
+    run_chunk = driver.chunk_fn(full, objective, full.truncation_at(0))
+    half, _ = run_chunk(driver.init(full, objective, theta0, key), key,
+                        jnp.asarray(full.steps, jnp.int32))
+    assert run_chunk._cache_size() == 1  # one program for every chunk of a run
+    assert int(half.step) == full.chunk
+    np.savez(path, **driver.state_arrays(half))
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    state = driver.state_from_arrays(driver.init(full, objective, theta0, key), arrays)
+    rest = full.run(objective, None, key=key, state=state)
+    assert [r["step"] for r in rest.history] == list(range(full.chunk + 1, full.steps + 1))
+    for a, b in zip(jax.tree.leaves(rest.theta), jax.tree.leaves(whole.theta), strict=True):
+        np.testing.assert_array_equal(a, b)
+    return whole
+
+
 @pytest.mark.parametrize("truncation", [0, 50], ids=["whole", "truncated"])
 @pytest.mark.parametrize("name", list(SMALL))
 def test_protocol_state_saves_and_resumes_exactly(name, truncation, tiny, tmp_path):
@@ -39,23 +59,20 @@ def test_protocol_state_saves_and_resumes_exactly(name, truncation, tiny, tmp_pa
     assert isinstance(full, OuterLoop)
     for method in ("init", "step", "theta", "restart"):
         assert callable(getattr(full, method))
-    theta0, key = rule.init(jax.random.key(0)), jax.random.key(5)
-    whole = full.run(objective, theta0, key=key)
+    whole = _stop_save_resume(full, objective, rule.init(jax.random.key(0)),
+                              jax.random.key(5), tmp_path / "state.npz")
     assert [r["step"] for r in whole.history] == [1, 2, 3, 4]
     assert all(("truncation" in r) == bool(truncation) for r in whole.history)
-    # stopped after one chunk (2 steps), saved as plain arrays, loaded, resumed
-    run_chunk = driver.chunk_fn(full, objective)  # the compiled chunk of the run above
-    half, _ = run_chunk(driver.init(full, objective, theta0, key), key,
-                        jnp.asarray(4, jnp.int32))
-    assert run_chunk._cache_size() == 1  # one program for every chunk of a run
-    assert int(half.step) == 2
-    np.savez(tmp_path / "state.npz", **driver.state_arrays(half))
-    with np.load(tmp_path / "state.npz", allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    state = driver.state_from_arrays(driver.init(full, objective, theta0, key), arrays)
-    rest = full.run(objective, None, key=key, state=state)
-    np.testing.assert_array_equal(rest.theta["coef"], whole.theta["coef"])
-    assert [r["step"] for r in rest.history] == [3, 4]
+
+
+@pytest.mark.parametrize("options", [{"checkpoint": True}, {"grad_mode": "forward"}],
+                         ids=["jax.checkpoint", "forward-mode"])
+def test_meta_gradients_resume_exactly_with_checkpointing_or_forward_mode(options, tiny,
+                                                                         tmp_path):
+    rule, objective = tiny
+    objective = dataclasses.replace(objective, **options)
+    _stop_save_resume(mp.MetaGradient(steps=4, chunk=2, lr=1e-2), objective,
+                      rule.init(jax.random.key(0)), jax.random.key(5), tmp_path / "s.npz")
 
 
 def test_a_saved_state_of_another_shape_is_refused(tiny):
@@ -70,20 +87,23 @@ def test_a_saved_state_of_another_shape_is_refused(tiny):
 
 @pytest.mark.tier2
 @pytest.mark.parametrize("strategy", strategy_names())
-def test_every_strategy_the_cli_accepts_runs_under_the_driver(strategy):
+def test_every_strategy_the_cli_accepts_resumes_exactly(strategy, tmp_path):
+    """Each evosax algorithm the CLI accepts runs under the driver, and a run stopped
+    after its first chunk and resumed from its saved state ends at the same θ, bitwise."""
     persistent = strategy in ("pes", "persistent_es", "PersistentES")
-    es = mp.meta.EvolutionStrategy(strategy=strategy, population=8, steps=3, chunk=3,
+    es = mp.meta.EvolutionStrategy(strategy=strategy, population=8, steps=4, chunk=2,
                                    sigma=0.1, truncation=5 if persistent else 0)
     if persistent:  # needs an inner problem in segments
-        rule, objective = mp.rules.make("polynomial", degree=1), None
+        rule = mp.rules.make("polynomial", degree=1)
         task = mp.tasks.make("pca", n_in=3, n_steps=20)
         objective = mp.Objective(task, mp.Network(sizes=(3, 1)), rule, tasks_per_step=2)
-        res = es.run(objective, rule.init(jax.random.key(0)), key=jax.random.key(0))
-        assert len(res.history) == 3 and np.all(np.isfinite(res.theta["coef"]))
-        return
-    res = es.run(lambda th, k: ((th["x"] - 1.0) ** 2).sum(), {"x": np.zeros(3, np.float32)},
-                 key=jax.random.key(0))
-    assert len(res.history) == 3 and np.all(np.isfinite(res.theta["x"]))
+        theta0 = rule.init(jax.random.key(0))
+    else:
+        objective = driver.as_objective(lambda th, k: ((th["x"] - 1.0) ** 2).sum())
+        theta0 = {"x": np.zeros(3, np.float32)}
+    whole = _stop_save_resume(es, objective, theta0, jax.random.key(0), tmp_path / "s.npz")
+    assert len(whole.history) == 4
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(whole.theta))
 
 
 @dataclasses.dataclass(frozen=True)
