@@ -20,6 +20,7 @@ from metaplastic.plausibility import (
     check_weight_transport,
 )
 from metaplastic.rules.base import Rule
+from metaplastic.signals import random_signals
 
 TASK = mp.tasks.make("pca", n_in=4, n_steps=40)
 KEY = jax.random.key(0)
@@ -159,3 +160,20 @@ def test_online_reports_sizes():
 def test_unknown_constraint():
     with pytest.raises(ConfigError, match="unknown constraint"):
         check(["locallity"], _net("none"), mp.rules.make("hebb"), {}, TASK, KEY)
+
+
+def test_the_published_oja_subspace_term_is_flagged_non_local():
+    """Shervani-Tabar & Rosenbaum's 'Oja' term (y x^T - y y^T W) reads other neurons'
+    weights: the locality check fails as soon as its coefficient is non-zero."""
+    rule = mp.rules.make("termpool", terms=["pseudo_grad", "oja_subspace"],
+                         start="pseudo_grad")
+    net = _net("random")
+    off = check_locality(net, rule, {"coef": jnp.array([1.0, 0.0])}, KEY)
+    on = check_locality(net, rule, {"coef": jnp.array([1.0, 0.5])}, KEY)
+    assert off.holds and not on.holds
+    s = random_signals(jax.random.key(2), 3, 4)  # the layer formula, exactly
+    dw, _ = rule.update({"coef": jnp.array([0.0, 1.0])}, s, ())
+    want = rule.eta * (jnp.outer(s.post, s.pre) - jnp.outer(s.post, s.post) @ s.w)
+    np.testing.assert_allclose(dw, want, rtol=1e-5, atol=1e-7)
+    with pytest.raises(mp.ConfigError, match="no per-synapse definition"):
+        mp.rules.make("termpool", terms=["oja_subspace"], fast=False)

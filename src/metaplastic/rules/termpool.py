@@ -13,6 +13,14 @@ through the network's feedback pathway, never read from the forward weights):
 | ``oja`` | ``post * pre - post^2 * w`` | Oja on activities |
 | ``error_oja`` | ``e_post * e_pre - e_post^2 * w`` | Oja on errors |
 | ``decay`` | ``-w`` | weight decay |
+| ``oja_subspace`` | ``post * (pre - sum_k post_k * w_k,pre)`` | Oja's subspace rule: **not local** |
+
+``oja_subspace`` is the "Oja" term of Shervani-Tabar & Rosenbaum's published code
+(``y x^T - y y^T W`` for the layer): the synapse pre -> post reads the weights of every
+other neuron's synapse from the same presynaptic neuron (a reconstruction ``W^T y`` of the
+input), so it has no per-synapse definition and fails the locality check whenever its
+coefficient is non-zero. It is in the pool to reproduce their results and to measure what
+that non-local term contributes; ``oja`` is the local, single-neuron form.
 
 One coefficient vector is shared by every layer. The fast path adds rank-1 outer products
 and ``w``-scaled rows; it is tested equal to the per-synapse definition.
@@ -31,7 +39,10 @@ from metaplastic.rules.base import Rule
 from metaplastic.signals import LocalSignals
 
 Array = jax.Array
-TERMS = ("pseudo_grad", "error_hebb", "hebb", "oja", "error_oja", "decay")
+LOCAL_TERMS = ("pseudo_grad", "error_hebb", "hebb", "oja", "error_oja", "decay")
+#: terms that read more than one synapse's signals (layer-level only: no ``synapse``)
+NONLOCAL_TERMS = ("oja_subspace",)
+TERMS = LOCAL_TERMS + NONLOCAL_TERMS
 
 
 def _term(name: str, s: LocalSignals) -> Array:
@@ -47,11 +58,13 @@ def _term(name: str, s: LocalSignals) -> Array:
 
 @dataclass(frozen=True)
 class TermPool(Rule):
-    """dw = eta * sum_k theta_k term_k; ``start`` names a term set to 1 (or ``zeros``)."""
+    """dw = eta * sum_k theta_k term_k; ``start`` names a term set to ``start_coef``
+    (default 1; or ``zeros``)."""
 
     eta: float = 0.01
-    terms: tuple[str, ...] = TERMS
+    terms: tuple[str, ...] = LOCAL_TERMS
     start: str = field(default="zeros", compare=False)
+    start_coef: float = field(default=1.0, compare=False)
     fast: bool = True
     linear_in_theta = True  # dw(c * theta) = c * dw(theta): eta can be tuned by scaling θ
     family = "termpool"
@@ -70,11 +83,15 @@ class TermPool(Rule):
             raise ConfigError(f"start must be 'zeros' or one of the terms, got {self.start!r}")
         if not self.eta > 0:
             raise ConfigError(f"eta must be positive, got {self.eta}")
+        nonlocal_terms = [t for t in self.terms if t in NONLOCAL_TERMS]
+        if nonlocal_terms and not self.fast:
+            raise ConfigError(f"term(s) {nonlocal_terms} read other synapses' weights and "
+                              f"have no per-synapse definition: they need fast = true")
 
     def init(self, key, shapes=None):
         coef = np.zeros(len(self.terms), np.float32)
         if self.start != "zeros":
-            coef[self.terms.index(self.start)] = 1.0
+            coef[self.terms.index(self.start)] = self.start_coef
         return {"coef": jnp.asarray(coef)}
 
     def synapse(self, theta, s: LocalSignals) -> Array:
@@ -92,6 +109,9 @@ class TermPool(Rule):
         b = -get("error_hebb") * s.e_post + get("error_oja") * s.e_post
         g = -get("oja") * s.post**2 - get("error_oja") * s.e_post**2 - get("decay")
         dw = jnp.outer(a, s.pre) + jnp.outer(b, s.e_pre) + g[:, None] * s.w
+        if "oja_subspace" in c:  # y x^T - y (y^T W): reads every neuron's weights
+            y = c["oja_subspace"] * s.post
+            dw = dw + jnp.outer(y, s.pre) - jnp.outer(y, s.post @ s.w)
         return self.eta * dw, state
 
     def formula(self, theta, rel_tol: float = 0.05) -> str:
