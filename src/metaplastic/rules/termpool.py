@@ -13,7 +13,7 @@ through the network's feedback pathway, never read from the forward weights):
 | ``oja`` | ``post * pre - post^2 * w`` | Oja on activities |
 | ``error_oja`` | ``e_post * e_pre - e_post^2 * w`` | Oja on errors |
 | ``decay`` | ``-w`` | weight decay |
-| ``oja_subspace`` | ``post * (pre - sum_k post_k * w_k,pre)`` | Oja's subspace rule: **not local** |
+| ``oja_subspace`` | ``post * (pre - sum_k post_k * w_k,pre)`` | Oja subspace: **not local** |
 
 ``oja_subspace`` is the "Oja" term of Shervani-Tabar & Rosenbaum's published code
 (``y x^T - y y^T W`` for the layer): the synapse pre -> post reads the weights of every
