@@ -19,7 +19,8 @@ SETS = ["task.n_steps=100", "task.n_in=4", "meta.chunk=5", "eval.tasks=0", "meta
         "constraints=[]"]
 
 
-def _run(tmp_path, steps, stop_after_chunks=None):
+def _run(tmp_path, steps, stop_after_chunks=None, error=KeyboardInterrupt):
+    """A small oja run; ``stop_after_chunks``: ``error`` is raised after that many chunks."""
     cfg = config.override(presets.get("oja"), [*SETS, f"meta.steps={steps}"])
     run = RunDir(new_run_dir(tmp_path, "x"))
     chunks = []
@@ -27,10 +28,10 @@ def _run(tmp_path, steps, stop_after_chunks=None):
     def progress(records):
         chunks.append(records)
         if stop_after_chunks and len(chunks) == stop_after_chunks:
-            raise KeyboardInterrupt
+            raise error
 
     if stop_after_chunks:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(error if isinstance(error, type) else type(error)):
             train(cfg, run, progress)
     else:
         train(cfg, run, progress)
@@ -50,17 +51,7 @@ def test_ctrl_c_keeps_the_theta_of_the_last_whole_chunk(tmp_path):
 def test_a_crash_is_recorded_as_crashed_with_provenance(tmp_path, capsys):
     from metaplastic.cli import main
 
-    cfg = config.override(presets.get("oja"), [*SETS, "meta.steps=50"])
-    run = RunDir(new_run_dir(tmp_path, "x"))
-    calls = []
-
-    def progress(records):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        train(cfg, run, progress)
+    run = _run(tmp_path, steps=50, stop_after_chunks=2, error=RuntimeError("disk full"))
     summary = run.read_json("summary.json")
     assert summary["status"] == "crashed: RuntimeError: disk full"
     assert summary["meta_steps"] == 10 and len(run.metrics()) == 10

@@ -73,8 +73,7 @@ def evaluate(objective: Objective, theta: Any, *, key: jax.Array, n_tasks: int,
     """
     check_eval_tasks(n_tasks, "n_tasks")
     keys = jax.random.split(key, n_tasks)
-    batch = batch or eval_batch(objective, objective.conform(theta)
-                                if hasattr(objective, "conform") else theta, n_tasks)
+    batch = batch or eval_batch(objective, getattr(objective, "theta_like", theta), n_tasks)
     if batch >= n_tasks:
         out = _evaluate(objective, theta, keys)
         return {k: np.asarray(v) for k, v in out.items()}

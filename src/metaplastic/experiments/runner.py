@@ -36,7 +36,7 @@ from metaplastic.meta import driver
 from metaplastic.meta.memory import check_fits
 from metaplastic.meta.objective import Objective
 from metaplastic.plausibility import check_names
-from metaplastic.rules.base import conform, theta_like
+from metaplastic.rules.base import conform
 
 
 def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None,
@@ -346,8 +346,7 @@ def validate(cfg: RunConfig) -> Pieces:
     evaluation variants — so that a bad name or value fails before any training."""
     pieces = build(cfg)
     pieces.outer.check(pieces.objective)
-    check_fits(pieces.outer, pieces.objective,
-               theta_like(pieces.rule, pieces.network.shapes))
+    check_fits(pieces.outer, pieces.objective, pieces.objective.theta_like)
     check_names(cfg.constraints)
     if cfg.reference:
         build_rule(cfg, cfg.reference)

@@ -20,7 +20,8 @@ from metaplastic.errors import ConfigError
 from metaplastic.inner import advance, initial_carry, unroll
 from metaplastic.network import Network
 from metaplastic.registry import check_protocol
-from metaplastic.rules.base import Rule, conform, theta_like
+from metaplastic.rules.base import Rule, conform
+from metaplastic.rules.base import theta_like as rule_theta_like
 from metaplastic.tasks.base import Task
 
 Array = jax.Array
@@ -70,14 +71,16 @@ class Objective:
         self.task.check_network(self.network)
 
     @functools.cached_property
-    def _theta_like(self) -> Any:
-        return theta_like(self.rule, self.network.shapes)
+    def theta_like(self) -> Any:
+        """The structure, shapes and dtypes of the rule's θ for this network
+        (``jax.ShapeDtypeStruct`` leaves; nothing computed)."""
+        return rule_theta_like(self.rule, self.network.shapes)
 
     def conform(self, theta: Any, what: str = "θ") -> Any:
         """``theta`` checked against the rule's θ (entries, shapes, numbers) and cast to its
         dtypes: θ of another rule, ``None`` or a string is one ShapeError, not a JAX error
         from deep inside the unroll. Shapes only, so free inside jit."""
-        return conform(self.rule, theta, what=what, like=self._theta_like)
+        return conform(self.rule, theta, what=what, like=self.theta_like)
 
     def episode(self, theta: Any, key: Array, record_every: int | None = None,
                 early_exit: int = 0):
