@@ -35,7 +35,7 @@ def test_baseline_network_and_rule_are_applied(small_fa):
 
 
 def test_eta_tuning_by_scaling_theta_equals_rebuilding(small_fa):
-    b = Baseline.parse(small_fa.eval.baselines[1])  # FA
+    b = Baseline.parse(small_fa.eval.baselines[2])  # FA
     key = jax.random.key(3)
     p_scaled, th_scaled = baseline_pieces(small_fa, b, {"eta": 0.1})
     p_rebuilt = build(b.config(small_fa, eta=0.1))
@@ -90,3 +90,37 @@ def test_meta_train_spec_errors():
         Baseline.parse({"rule": "termpool", "meta_train": "yes"})
     with pytest.raises(ConfigError, match="not both"):
         Baseline.parse({"rule": "termpool", "meta_train": True, "tune": {"eta": [1.0]}})
+
+
+def test_learned_rule_ablations_and_online_adam(small_fa, tmp_path):
+    """``rule = "learned"`` evaluates the run's own θ under network changes: unchanged it
+    reproduces the learned row exactly; without hidden feedback it differs. Online Adam
+    with backprop's errors is tuned like the other baselines."""
+    from metaplastic.experiments.rundir import RunDir
+    from metaplastic.experiments.runner import evaluate_run
+
+    cfg = config.override(small_fa, ["eval.variants=[{label = 'train'}]"])
+    cfg = config.override(cfg, ["eval.baselines=["
+                                "{label = 'same', rule = 'learned'},"
+                                "{rule = 'learned', network = {feedback = 'none'}},"
+                                "{label = 'BP-Adam', rule = 'adam', "
+                                " network = {feedback = 'symmetric'},"
+                                " tune = {eta = [1e-9, 1e-2]}}]"])
+    run = RunDir(tmp_path)
+    run.save_config(cfg)
+    p = build(cfg)
+    run.save_theta({"coef": p.rule.init(jax.random.key(0))["coef"] * 1.5})
+    rows = {r["rule"]: r for r in evaluate_run(run)}
+    assert set(rows) == {"learned", "same", "learned (feedback = none)", "BP-Adam"}
+    assert rows["same"]["accuracy"] == rows["learned"]["accuracy"]
+    assert rows["same"]["loss"] == rows["learned"]["loss"]
+    assert rows["learned (feedback = none)"]["loss"] != rows["learned"]["loss"]
+    assert rows["BP-Adam"]["tuned"] == {"eta": 1e-2}
+    assert rows["BP-Adam"]["accuracy"]["mean"] > 0.3  # chance is 0.2
+
+
+def test_learned_baseline_takes_only_network_changes():
+    with pytest.raises(ConfigError, match="only 'label' and 'network'"):
+        Baseline.parse({"rule": "learned", "tune": {"eta": [1.0]}})
+    with pytest.raises(ConfigError, match="only 'label' and 'network'"):
+        Baseline.parse({"rule": {"name": "learned", "eta": 2.0}})

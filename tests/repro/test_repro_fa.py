@@ -19,7 +19,7 @@ def test_learned_rule_closes_half_the_gap_to_backprop(tmp_path):
     (run,) = list(tmp_path.iterdir())
     rows = json.loads((run / "eval.json").read_text())["rows"]
     held = {r["rule"]: r["accuracy"] for r in rows if r["variant"] == "digits, held-out classes"}
-    fa, bp, learned = held["FA"], held["backprop"], held["learned"]
+    fa, bp, learned = held["FA"], held["backprop SGD"], held["learned"]
     assert all(r["tasks"] == 200 for r in rows)
     assert bp["mean"] - bp["ci95"] > fa["mean"] + fa["ci95"]  # the setting separates them
     assert learned["mean"] - learned["ci95"] > fa["mean"] + fa["ci95"]

@@ -38,6 +38,7 @@ def test_mlp_digits_beats_feedback_alignment(tmp_path):
     (run,) = list(tmp_path.iterdir())
     rows = json.loads((run / "eval.json").read_text())["rows"]
     held = {r["rule"]: r["accuracy"] for r in rows if r["variant"] == "digits, held-out classes"}
-    assert {"learned", "term-pool (meta-trained)", "FA", "backprop", "DFA"} <= set(held)
+    assert {"learned", "term-pool (meta-trained)", "FA", "backprop SGD", "backprop Adam", "DFA",
+            "learned, symmetric feedback", "learned, no hidden feedback"} <= set(held)
     fa, learned = held["FA"], held["learned"]
     assert learned["mean"] - learned["ci95"] > fa["mean"] + fa["ci95"]

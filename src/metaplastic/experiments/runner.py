@@ -174,6 +174,8 @@ def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any
     return out
 
 
+#: the baseline rule name that means "the run's own rule and θ" (for ablations)
+LEARNED = "learned"
 TUNE_STREAM = 2_000_003  # keys for tuning baselines: neither training nor evaluation
 
 
@@ -181,7 +183,11 @@ TUNE_STREAM = 2_000_003  # keys for tuning baselines: neither training nor evalu
 class Baseline:
     """A comparison rule: a registered rule, its options, network changes, a tuning grid,
     or ``meta_train = true``: meta-trained like the run's own rule (same outer loop,
-    budget and seed) — another learned rule family in the same table."""
+    budget and seed) — another learned rule family in the same table.
+
+    ``rule = "learned"`` is the run's own rule with its meta-trained θ, under the
+    baseline's ``network`` changes: the ablations that say what the learned rule uses
+    (e.g. ``network = {feedback = "symmetric"}`` or ``{feedback = "none"}``)."""
 
     label: str
     rule: dict  # {"name": ..., options}
@@ -207,7 +213,10 @@ class Baseline:
         if not isinstance(meta_train, bool):
             raise ConfigError(f"baseline {spec!r}: meta_train must be true or false")
         network, tune = spec.get("network", {}), spec.get("tune", {})
-        label = spec.get("label", rule["name"])
+        default = rule["name"]
+        if default == LEARNED and isinstance(network, dict) and network:
+            default += " (" + ", ".join(f"{k} = {v}" for k, v in network.items()) + ")"
+        label = spec.get("label", default)
         if not isinstance(network, dict):
             raise ConfigError(f"baseline {spec!r}: 'network' must be a table of [network] "
                               f"options, got {network!r}")
@@ -220,15 +229,24 @@ class Baseline:
             raise ConfigError(f"baseline {spec!r}: 'label' must be a string")
         if meta_train and tune:
             raise ConfigError(f"baseline {spec!r}: choose 'tune' or 'meta_train', not both")
+        if rule["name"] == LEARNED and (tune or meta_train or len(rule) > 1):
+            raise ConfigError(f"baseline {spec!r}: rule 'learned' is the run's own rule and "
+                              f"θ; it takes only 'label' and 'network' changes")
         return cls(label, dict(rule), dict(network), dict(tune), meta_train)
+
+    @property
+    def learned(self) -> bool:
+        return self.rule["name"] == LEARNED
 
     def config(self, cfg: RunConfig, **rule_opts: Any) -> RunConfig:
         """``cfg`` with this baseline's rule and network (for building its pieces)."""
+        network = sections.network_options({**cfg.network, **self.network})
+        if self.learned:
+            return dataclasses.replace(cfg, network=network, reference=None)
         shared = {k: v for k, v in cfg.rule.items() if k != "name"}
         shared = {k: v for k, v in shared.items() if k in rules.options(self.rule["name"])}
         rule = {"name": self.rule["name"], **shared,
                 **{k: v for k, v in self.rule.items() if k != "name"}, **rule_opts}
-        network = sections.network_options({**cfg.network, **self.network})
         return dataclasses.replace(cfg, rule=rule, network=network, reference=None)
 
 
@@ -329,6 +347,8 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
             p, th = baseline_pieces(cfg, b, tuned[b.label], **var)
             if b.meta_train:
                 th = trained[b.label]
+            elif b.learned:
+                th = theta
             candidates.append((b.label, p, th, tuned[b.label]))
         for name, p, th, chosen in candidates:
             objective = Objective(p.task, p.network, p.rule)

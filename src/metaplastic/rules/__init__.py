@@ -12,6 +12,8 @@ Registered names:
   (pseudo-gradient, error-Hebbian, Hebb, Oja, Oja on errors, decay);
 * ``sgd`` — the pseudo-gradient term alone: backprop's SGD with symmetric feedback,
   feedback alignment with random feedback, DFA with direct feedback;
+* ``adam`` — online Adam on the pseudo-gradient, per synapse (backprop-Adam with
+  symmetric feedback): the strongest hand-designed baseline;
 * ``mlp`` — a small MLP shared by every synapse maps its local signals to dw;
 * ``neuron-mlp`` — per-neuron MLPs set each neuron's plasticity factors (BLUR-like);
 * ``recurrent`` — a GRU cell shared by every synapse, with a hidden state per synapse;
@@ -23,6 +25,7 @@ from __future__ import annotations
 from metaplastic.registry import make as _make
 from metaplastic.registry import options as _options
 from metaplastic.registry import register
+from metaplastic.rules.adam import OnlineAdam
 from metaplastic.rules.base import Rule
 from metaplastic.rules.hebbian import HebbianABCD, StaticWeights
 from metaplastic.rules.mlp import MLPRule, NeuronMLP, RecurrentRule
@@ -45,6 +48,7 @@ register("rule", "static", StaticWeights)
 register("rule", "termpool", TermPool)
 register("rule", "sgd", TermPool, fixed={"terms": ("pseudo_grad",), "start": "pseudo_grad"},
          doc="The pseudo-gradient term alone: SGD / FA / DFA by the feedback pathway.")
+register("rule", "adam", OnlineAdam)
 register("rule", "mlp", MLPRule)
 register("rule", "neuron-mlp", NeuronMLP)
 register("rule", "recurrent", RecurrentRule)
@@ -62,6 +66,6 @@ def make(name: str, **kw) -> Rule:
     return _make("rule", name, **kw)
 
 
-__all__ = ["NAMED", "STDP_VARIABLES", "HebbianABCD", "MLPRule", "NeuronMLP",
+__all__ = ["NAMED", "STDP_VARIABLES", "HebbianABCD", "MLPRule", "NeuronMLP", "OnlineAdam",
            "PolynomialRule", "RecurrentRule", "Rule", "StaticWeights", "TermPool",
            "ThreeFactor", "make", "options", "register", "term_name"]
