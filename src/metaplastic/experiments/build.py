@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass
@@ -10,8 +11,9 @@ from typing import Any
 from metaplastic import registry, rules, tasks
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import sections
-from metaplastic.experiments.config import RunConfig, to_dict
+from metaplastic.experiments.config import RunConfig, mixture_label, to_dict
 from metaplastic.meta import MetaGradient, Objective, OuterLoop
+from metaplastic.meta.mixture import Mixture
 from metaplastic.network import Network
 from metaplastic.rules.base import Rule
 from metaplastic.tasks.base import Task
@@ -22,7 +24,7 @@ class Pieces:
     task: Task
     network: Network
     rule: Rule
-    objective: Objective
+    objective: Objective | Mixture
     outer: OuterLoop
 
 
@@ -50,7 +52,12 @@ _BUILT_MAX = 64
 
 
 def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
-    """Every piece of a run; ``task_overrides`` change task options (e.g. ``n_in=25``).
+    """Every piece of a run; ``task_overrides`` change task options (e.g. ``n_in=25``)
+    and, under the key ``network``, network options (e.g. ``network={"hidden": [32]}``).
+
+    A run with ``[[mixture]]`` entries gets a :class:`~metaplastic.meta.mixture.Mixture`
+    objective over them; its task and network are those of ``[task]`` and ``[network]``
+    (with the overrides: an evaluation variant is one problem, not a mixture).
 
     The same configuration (and overrides) returns the same pieces: built once, reused."""
     try:
@@ -66,11 +73,47 @@ def build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
 
 
 def _build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
+    net_overrides = task_overrides.pop("network", {})
+    if not isinstance(net_overrides, dict):
+        raise ConfigError(f"network overrides must be a table of [network] options, got "
+                          f"{net_overrides!r}")
+    if net_overrides:
+        cfg = dataclasses.replace(cfg, network=sections.network_options(
+            {**cfg.network, **net_overrides}))
     task = build_task(cfg, **task_overrides)
     network = build_network(cfg, task)
     rule = build_rule(cfg)
-    objective = Objective(task, network, rule, **sections.objective_options(cfg.meta))
+    objective: Any = Objective(task, network, rule, **sections.objective_options(cfg.meta))
+    if cfg.mixture and not task_overrides and not net_overrides:
+        objective = build_mixture(cfg)
     return Pieces(task, network, rule, objective, build_outer(cfg, objective))
+
+
+def mixture_parts(cfg: RunConfig) -> list[tuple[str, float, RunConfig]]:
+    """(label, weight, configuration) of every ``[[mixture]]`` entry."""
+    out = []
+    for i, entry in enumerate(cfg.mixture):
+        label = mixture_label(entry)
+        try:
+            network = sections.network_options({**cfg.network, **entry["network"]})
+        except ConfigError as e:
+            raise ConfigError(f"mixture entry {i + 1} ({label!r}): {e}") from None
+        part = dataclasses.replace(cfg, task={**cfg.task, **entry["task"]}, network=network,
+                                   mixture=())
+        out.append((label, entry["weight"], part))
+    return out
+
+
+def build_mixture(cfg: RunConfig) -> Mixture:
+    """The mixture objective of a run's ``[[mixture]]`` entries (each part built once)."""
+    parts = []
+    for i, (label, _, part) in enumerate(mixture_parts(cfg)):
+        try:
+            parts.append(build(part).objective)
+        except ConfigError as e:
+            raise ConfigError(f"mixture entry {i + 1} ({label!r}): {e}") from None
+    labels, weights = zip(*[(lab, w) for lab, w, _ in mixture_parts(cfg)], strict=True)
+    return Mixture(tuple(parts), weights, labels)
 
 
 def build_outer(cfg: RunConfig, objective: Objective | None = None) -> OuterLoop:

@@ -64,6 +64,12 @@ class RunConfig:
     #: plausibility constraints checked at the start of the run (metaplastic check):
     #: locality, no_weight_transport, online, dale, spikes_only
     constraints: tuple[str, ...] = ()
+    #: meta-train over a mixture of problems: ``[[mixture]]`` entries, each
+    #: ``{label, weight, task = {...}, network = {...}}`` overriding the ``[task]`` and
+    #: ``[network]`` tables (e.g. ``task = {dataset = "mnist1d"}``,
+    #: ``network = {hidden = [32, 32, 32]}``); every meta-step runs every entry and
+    #: averages their losses with the weights (``metaplastic.meta.mixture``)
+    mixture: tuple[dict, ...] = ()
 
 
 _TABLES = ("task", "rule", "network", "meta")
@@ -98,7 +104,53 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
                           f"'.', '_', '+', '-'; not starting with '.'): run directories "
                           f"are created under --out as NAME-DATE-TIME")
     return dataclasses.replace(cfg, network=sections.network_options(cfg.network),
-                               meta=sections.meta_options(cfg.meta))
+                               meta=sections.meta_options(cfg.meta),
+                               mixture=tuple(check_mixture(cfg.mixture)))
+
+
+MIXTURE_KEYS = ("label", "weight", "task", "network")
+
+
+def check_mixture(entries) -> list[dict]:
+    """``[[mixture]]`` entries checked for their keys and types (their task and network
+    options are checked when the parts are built, before any training)."""
+    out = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise ConfigError(f"mixture entry {i + 1} must be a table with {MIXTURE_KEYS}, "
+                              f"got {e!r}")
+        bad = sorted(set(e) - set(MIXTURE_KEYS))
+        if bad:
+            raise ConfigError(f"mixture entry {i + 1}: unknown key(s) {bad}; valid keys: "
+                              f"{', '.join(MIXTURE_KEYS)}")
+        for table in ("task", "network"):
+            if not isinstance(e.get(table, {}), dict):
+                raise ConfigError(f"mixture entry {i + 1}: {table!r} must be a table of "
+                                  f"[{table}] options, got {e[table]!r}")
+        if "name" in e.get("task", {}):
+            raise ConfigError(f"mixture entry {i + 1}: the task's name comes from [task]; "
+                              f"entries change its options")
+        w = e.get("weight", 1.0)
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0 < w < float("inf"):
+            raise ConfigError(f"mixture entry {i + 1}: weight must be a positive number, "
+                              f"got {w!r}")
+        if not isinstance(e.get("label", ""), str):
+            raise ConfigError(f"mixture entry {i + 1}: label must be a string")
+        out.append({**e, "weight": float(w), "task": dict(e.get("task", {})),
+                    "network": dict(e.get("network", {}))})
+    labels = [mixture_label(e) for e in out]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ConfigError(f"mixture entries need distinct labels; {dup} appear twice")
+    return out
+
+
+def mixture_label(entry: dict) -> str:
+    """An entry's label: its own, or its overrides written out."""
+    if entry.get("label"):
+        return entry["label"]
+    opts = {**entry.get("task", {}), **entry.get("network", {})}
+    return ", ".join(f"{k}={v}" for k, v in opts.items()) or "default"
 
 
 def portable(cfg: RunConfig) -> RunConfig:

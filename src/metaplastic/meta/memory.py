@@ -50,19 +50,25 @@ def problem_bytes(objective: Any, theta: Any) -> tuple[int, int]:
 
 
 def estimate(outer: Any, objective: Any, theta: Any) -> Estimate:
-    """A lower bound on the memory one meta-step of ``outer`` on ``objective`` needs."""
-    instance, carry = problem_bytes(objective, theta)
-    tasks = getattr(objective, "tasks_per_step", 1)
+    """A lower bound on the memory one meta-step of ``outer`` on ``objective`` needs (the
+    sum over a mixture's parts, which one step runs together)."""
     members = outer.members_at_once() if hasattr(outer, "members_at_once") else 1
-    at_once = tasks * members
-    parts = {"task instances": instance * at_once, "network states": carry * at_once}
-    if getattr(outer, "differentiates", False):
-        length = outer.truncation or getattr(objective, "n_steps", 0) or 0
-        mode = getattr(objective, "grad_mode", "reverse")
-        if mode == "forward":  # one tangent per number in θ, carried along
-            parts["tangents"] = carry * at_once * nbytes_count(theta)
-        elif not getattr(objective, "checkpoint", False):
-            parts["stored unroll"] = carry * at_once * length
+    parts = {"task instances": 0, "network states": 0}
+    for part in getattr(objective, "parts", (objective,)):
+        instance, carry = problem_bytes(part, theta)
+        at_once = getattr(part, "tasks_per_step", 1) * members
+        parts["task instances"] += instance * at_once
+        parts["network states"] += carry * at_once
+        if getattr(outer, "differentiates", False):
+            length = outer.truncation or getattr(part, "n_steps", 0) or 0
+            if getattr(part, "grad_mode", "reverse") == "forward":  # a tangent per number
+                key, extra = "tangents", carry * at_once * nbytes_count(theta)
+            elif not getattr(part, "checkpoint", False):
+                key, extra = "stored unroll", carry * at_once * length
+            else:
+                key, extra = "", 0
+            if extra:
+                parts[key] = parts.get(key, 0) + extra
     return Estimate(int(sum(parts.values())), parts)
 
 
@@ -113,8 +119,8 @@ def check_fits(outer: Any, objective: Any, theta: Any, limit: int | None = None)
 def eval_batch(objective: Any, theta: Any, n_tasks: int, limit: int | None = None) -> int:
     """How many tasks an evaluation runs at once: all of them when they fit in half the
     machine's memory, fewer otherwise (a ConfigError when not even one fits)."""
-    instance, carry = problem_bytes(objective, theta)
-    per_task = max(instance + carry, 1)
+    per_task = max(max(sum(problem_bytes(p, theta))
+                       for p in getattr(objective, "parts", (objective,))), 1)
     if limit is None:
         limit = available()[0]
     if not limit:

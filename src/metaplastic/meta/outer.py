@@ -76,8 +76,8 @@ class OuterLoop:
             return
         n = getattr(objective, "n_steps", None)
         if not (hasattr(objective, "start") and hasattr(objective, "segment")) or n is None:
-            raise ConfigError("truncated unrolls need an Objective (start/segment/n_steps), "
-                              "not a plain function")
+            raise ConfigError("truncated unrolls need an Objective (start/segment/n_steps); "
+                              "mixtures and plain functions take whole episodes")
         bad = sorted(v for v in lengths if n % v)
         if bad:
             raise ConfigError(f"truncation lengths {bad} must divide the inner problem's "
