@@ -177,3 +177,12 @@ def test_the_published_oja_subspace_term_is_flagged_non_local():
     np.testing.assert_allclose(dw, want, rtol=1e-5, atol=1e-7)
     with pytest.raises(mp.ConfigError, match="no per-synapse definition"):
         mp.rules.make("termpool", terms=["oja_subspace"], fast=False)
+
+
+def test_locality_says_when_inputs_were_rescaled_before_the_network():
+    task = mp.tasks.make("fewshot", dataset="digits", input_norm="global")
+    net = mp.Network(sizes=(64, 4, 5), activation="tanh", output_activation="linear",
+                     feedback="random")
+    rule = mp.rules.make("sgd")
+    (result,) = mp.plausibility.check(["locality"], net, rule, rule.init(KEY), task, KEY)
+    assert result.holds and "input_norm = 'global'" in result.detail

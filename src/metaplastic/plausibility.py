@@ -22,6 +22,7 @@ Nothing here trusts names or comments; every check runs the real computation wit
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -254,7 +255,14 @@ def check_spikes(network: Network, key: jax.Array, *, steps: int = 20) -> CheckR
 
 
 def _locality(network, rule, theta, task, key):
-    return check_locality(network, rule, theta, key)
+    result = check_locality(network, rule, theta, key)
+    norm = getattr(task, "input_norm", "none")
+    if norm != "none":  # what the synapses see was rescaled before the network
+        result = dataclasses.replace(result, detail=(
+            f"{result.detail}; the task's inputs are rescaled with statistics of the whole "
+            f"dataset (input_norm = {norm!r}): preprocessing before the network, not "
+            f"computed by any neuron or synapse"))
+    return result
 
 
 def _weight_transport(network, rule, theta, task, key):

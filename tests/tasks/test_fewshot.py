@@ -103,3 +103,20 @@ def test_fewshot_needs_a_linear_output():
     with pytest.raises(ConfigError, match="linear output"):
         mp.Objective(task, mp.Network(sizes=(64, 5), activation="tanh"),
                      mp.rules.make("sgd"))
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist1d"])
+def test_input_norm_brings_datasets_to_one_scale(dataset):
+    raw = datasets.load(dataset).x
+    for how in ("global", "feature"):
+        task = mp.tasks.make("fewshot", dataset=dataset, input_norm=how)
+        x = np.asarray(task._data()[0])
+        np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=1e-4)
+        if how == "global":  # one scale for every feature: relative scales kept
+            assert abs(x.std() - 1.0) < 1e-3
+            np.testing.assert_allclose(x.std(axis=0) / x.std(axis=0).max(),
+                                       raw.std(axis=0) / raw.std(axis=0).max(), atol=1e-4)
+        else:
+            assert np.all(x.std(axis=0) <= 1.0 + 1e-4)
+    with pytest.raises(ConfigError, match="unknown input_norm 'z'; valid: none, global"):
+        mp.tasks.make("fewshot", dataset=dataset, input_norm="z")

@@ -20,7 +20,9 @@ being ``readout_scale`` times the mean output (for spiking outputs, spike counts
 rate) of the labelled output neuron, -1 per spike of any other (for three-factor rules).
 ``project_to > 0`` passes inputs through a fixed random projection to that
 dimension (seeded by ``projection_seed``), so one rule serves datasets of different input
-sizes.
+sizes. ``input_norm`` rescales a dataset's inputs first (``global``: centred, one overall
+standard deviation; ``feature``: per-feature z-scores), so that a rule meets comparable
+input scales across datasets (MNIST-1D's inputs are several times larger than digits').
 
 The dataset is held on the device once per process and indexed inside the jitted
 episode; the built-in datasets are small (digits 0.5 MB, MNIST-1D 0.8 MB, MNIST-5k 16 MB).
@@ -54,11 +56,29 @@ class FewShotInstance(NamedTuple):
     key: Array  # the queries' spike-encoding noise
 
 
+INPUT_NORMS = ("none", "global", "feature")
+
+
+def normalise_inputs(x: np.ndarray, how: str) -> np.ndarray:
+    """Inputs rescaled so that datasets meet a rule at comparable scales: ``global``
+    subtracts every feature's mean and divides by one standard deviation over all
+    features (relative scales kept); ``feature`` z-scores each feature (its standard
+    deviation floored at a tenth of the overall one, so near-constant pixels stay small)."""
+    if how == "none":
+        return x
+    centred = x - x.mean(axis=0)
+    overall = float(centred.std()) or 1.0
+    if how == "global":
+        return (centred / overall).astype(np.float32)
+    return (centred / np.maximum(x.std(axis=0), 0.1 * overall)).astype(np.float32)
+
+
 @functools.cache
-def _tables(dataset: str, path: str, project_to: int, projection_seed: int):
-    """Device copies of the (projected) inputs and a per-class index table."""
+def _tables(dataset: str, path: str, project_to: int, projection_seed: int,
+            input_norm: str = "none"):
+    """Device copies of the (normalised, projected) inputs and a per-class index table."""
     ds = datasets.load(dataset, path or None)
-    x = ds.x
+    x = normalise_inputs(ds.x, input_norm)
     if project_to:
         rng = np.random.default_rng(projection_seed)
         proj = rng.normal(0.0, 1.0 / np.sqrt(ds.dim), (ds.dim, project_to)).astype(np.float32)
@@ -87,6 +107,9 @@ class FewShotTask(Task):
     hold: int = 1
     readout_scale: float = 1.0
     modulation: str = "none"  # or "reward": the broadcast modulator (see module docstring)
+    #: rescale the dataset's inputs before any projection: "none", "global" or "feature"
+    #: (:func:`normalise_inputs`; statistics of the whole dataset, no labels used)
+    input_norm: str = "none"
     score = "accuracy"
 
     def __post_init__(self):
@@ -104,6 +127,9 @@ class FewShotTask(Task):
                               f"{', '.join(MODULATIONS)}")
         if self.ways < 2:
             raise ConfigError("few-shot classification needs ways >= 2")
+        if self.input_norm not in INPUT_NORMS:
+            raise ConfigError(f"unknown input_norm {self.input_norm!r}; valid: "
+                              f"{', '.join(INPUT_NORMS)}")
         if self.project_to < 0:
             raise ConfigError(f"project_to must be >= 0, got {self.project_to}")
         object.__setattr__(self, "heldout", tuple(int(c) for c in self.heldout))
@@ -117,7 +143,8 @@ class FewShotTask(Task):
                               f"smallest class; shots + queries = {self.shots + self.queries}")
 
     def _data(self):
-        return _tables(self.dataset, self.path, self.project_to, self.projection_seed)
+        return _tables(self.dataset, self.path, self.project_to, self.projection_seed,
+                       self.input_norm)
 
     def split(self) -> tuple[np.ndarray, np.ndarray]:
         """(meta-training class labels, held-out class labels); disjoint."""
