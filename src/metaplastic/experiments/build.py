@@ -11,7 +11,7 @@ from typing import Any
 from metaplastic import registry, rules, tasks
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import sections
-from metaplastic.experiments.config import RunConfig, mixture_label, to_dict
+from metaplastic.experiments.config import RunConfig, check_mixture, mixture_label, to_dict
 from metaplastic.meta import MetaGradient, Objective, OuterLoop
 from metaplastic.meta.mixture import Mixture
 from metaplastic.network import Network
@@ -92,7 +92,7 @@ def _build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
 def mixture_parts(cfg: RunConfig) -> list[tuple[str, float, RunConfig]]:
     """(label, weight, configuration) of every ``[[mixture]]`` entry."""
     out = []
-    for i, entry in enumerate(cfg.mixture):
+    for i, entry in enumerate(check_mixture(cfg.mixture)):
         label = mixture_label(entry)
         try:
             network = sections.network_options({**cfg.network, **entry["network"]})

@@ -49,6 +49,9 @@ class EvalConfig:
     vary: dict = field(default_factory=dict)
     variants: tuple[dict, ...] = ()
     baselines: tuple[Any, ...] = ()  # rule names, or tables {label, rule, network, tune}
+    #: tune the baselines' ``tune`` grids for every row on that row's meta-training
+    #: classes (e.g. a learning rate per depth), instead of once on the run's own task
+    tune_per_variant: bool = False
 
 
 @dataclass(frozen=True)

@@ -259,8 +259,10 @@ def _eta_by_scaling(p, base: Baseline) -> bool:
     return list(base.tune) == ["eta"] and getattr(p.rule, "linear_in_theta", False)
 
 
-def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int) -> dict[str, Any]:
-    """The grid point of ``base.tune`` with the best score on meta-training tasks."""
+def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
+                  **overrides: Any) -> dict[str, Any]:
+    """The grid point of ``base.tune`` with the best score on meta-training tasks (of the
+    run's task, or of the task and network changed by ``overrides``)."""
     if not base.tune:
         return {}
     keys = list(base.tune)
@@ -268,14 +270,14 @@ def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int) -> dict[str, Any
             for combo in itertools.product(*(base.tune[k] for k in keys))]
     best, best_score = {}, None
     key = jax.random.fold_in(jax.random.key(cfg.seed), TUNE_STREAM)
-    p0 = build(base.config(cfg))
+    p0 = build(base.config(cfg), **overrides)
     for point in grid:
         if _eta_by_scaling(p0, base):  # one compiled program for the whole grid
             p = p0
             theta = _scaled(p.rule.init(jax.random.key(0), p.network.shapes),
                             point["eta"] / p.rule.eta)
         else:
-            p = build(base.config(cfg, **point))
+            p = build(base.config(cfg, **point), **overrides)
             theta = p.rule.init(jax.random.key(0), p.network.shapes)
         stats = summarise(evaluate(Objective(p.task, p.network, p.rule), theta, key=key,
                                    n_tasks=n_tasks))
@@ -317,6 +319,16 @@ def meta_trained_baseline(cfg: RunConfig, base: Baseline, run: RunDir | None) ->
     return theta
 
 
+def _on_training_classes(cfg: RunConfig, var: dict) -> dict:
+    """A row's task and network changes, on the meta-training classes where the task
+    has class splits (where baselines are tuned)."""
+    from metaplastic import tasks
+
+    if "classes" in tasks.options(cfg.task["name"]):
+        return {**var, "classes": "train"}
+    return dict(var)
+
+
 def validate_baselines(cfg: RunConfig) -> None:
     for spec in cfg.eval.baselines:
         base = Baseline.parse(spec)
@@ -336,20 +348,27 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
     check_eval_tasks(n, "--tasks" if n_tasks else "eval.tasks")
     specs = [Baseline.parse(b) for b in (cfg.eval.baselines if baselines is None
                                          else baselines)]
-    tuned = {b.label: tune_baseline(cfg, b, n) for b in specs}
+    rows_of = variants(cfg)
+    per_variant = cfg.eval.tune_per_variant
+    if per_variant:  # every row's own learning rate, found on its meta-training classes
+        tuned = {(b.label, label): tune_baseline(cfg, b, n, **_on_training_classes(cfg, var))
+                 for b in specs for label, var in rows_of}
+    else:
+        tuned = {(b.label, ""): tune_baseline(cfg, b, n) for b in specs}
     trained = {b.label: meta_trained_baseline(cfg, b, run) for b in specs if b.meta_train}
     rows = []
-    for i, (label, var) in enumerate(variants(cfg)):
+    for i, (label, var) in enumerate(rows_of):
         key = jax.random.fold_in(eval_key(cfg.seed), i)
         pieces = build(cfg, **var)
         candidates = [("learned", pieces, theta, {})]
         for b in specs:
-            p, th = baseline_pieces(cfg, b, tuned[b.label], **var)
+            chosen = tuned[b.label, label if per_variant else ""]
+            p, th = baseline_pieces(cfg, b, chosen, **var)
             if b.meta_train:
                 th = trained[b.label]
             elif b.learned:
                 th = theta
-            candidates.append((b.label, p, th, tuned[b.label]))
+            candidates.append((b.label, p, th, chosen))
         for name, p, th, chosen in candidates:
             objective = Objective(p.task, p.network, p.rule)
             stats = summarise(evaluate(objective, th, key=key, n_tasks=n))
