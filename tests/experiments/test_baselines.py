@@ -124,3 +124,25 @@ def test_learned_baseline_takes_only_network_changes():
         Baseline.parse({"rule": "learned", "tune": {"eta": [1.0]}})
     with pytest.raises(ConfigError, match="only 'label' and 'network'"):
         Baseline.parse({"rule": {"name": "learned", "eta": 2.0}})
+
+
+def test_baselines_tuned_per_row_on_that_rows_training_classes(small_fa, tmp_path):
+    from metaplastic.experiments.rundir import RunDir
+    from metaplastic.experiments.runner import evaluate_run
+
+    cfg = config.override(small_fa, [
+        "eval.tune_per_variant=true", "eval.tasks=16",
+        "eval.variants=[{label = 'shallow', classes = 'heldout', network = {hidden = []}},"
+        " {label = 'deep', classes = 'heldout', network = {hidden = [8, 8, 8, 8, 8]}}]",
+        "eval.baselines=[{label = 'BP', rule = 'sgd', network = {feedback = 'symmetric'},"
+        " tune = {eta = [0.1, 0.3]}}]"])
+    run = RunDir(tmp_path)
+    run.save_config(cfg)
+    run.save_theta(build(cfg).rule.init(jax.random.key(0)))
+    rows = {(r["rule"], r["variant"]): r for r in evaluate_run(run)}
+    b = Baseline.parse(cfg.eval.baselines[0])
+    for label, hidden in (("shallow", []), ("deep", [8, 8, 8, 8, 8])):
+        expected = tune_baseline(cfg, b, 16, classes="train", network={"hidden": hidden})
+        assert rows["BP", label]["tuned"] == expected, (label, expected)
+    assert rows["BP", "shallow"]["tuned"] != rows["BP", "deep"]["tuned"]  # 0.1 vs 0.3
+    assert rows["learned", "deep"]["loss"] != rows["learned", "shallow"]["loss"]
