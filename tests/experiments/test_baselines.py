@@ -146,3 +146,8 @@ def test_baselines_tuned_per_row_on_that_rows_training_classes(small_fa, tmp_pat
         assert rows["BP", label]["tuned"] == expected, (label, expected)
     assert rows["BP", "shallow"]["tuned"] != rows["BP", "deep"]["tuned"]  # 0.1 vs 0.3
     assert rows["learned", "deep"]["loss"] != rows["learned", "shallow"]["loss"]
+    # every row's programs were released: an evaluation matrix compiles hundreds, and a
+    # process that keeps them runs out of memory mappings (a crash inside LLVM)
+    from metaplastic.experiments.evaluate import _evaluate
+
+    assert _evaluate._cache_size() == 0

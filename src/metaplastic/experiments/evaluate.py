@@ -88,6 +88,14 @@ def evaluate(objective: Objective, theta: Any, *, key: jax.Array, n_tasks: int,
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def release_compiled() -> None:
+    """Drop the compiled evaluation programs. Each holds its machine code in memory
+    mappings (about a hundred per program on the CPU); an evaluation matrix compiles
+    hundreds of programs, and a process may hold only 65,530 mappings (Linux's default
+    ``vm.max_map_count``): past it, compilation fails and the process crashes."""
+    _evaluate.clear_cache()
+
+
 def summarise(per_task: dict) -> dict[str, Any]:
     """Mean and CI of every metric, and how many tasks diverged (non-finite loss)."""
     finite = np.isfinite(per_task["loss"])

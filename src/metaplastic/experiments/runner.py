@@ -27,6 +27,7 @@ from metaplastic.experiments.evaluate import (
     cosine_to_reference,
     eval_key,
     evaluate,
+    release_compiled,
     summarise,
 )
 from metaplastic.experiments.provenance import provenance
@@ -285,6 +286,7 @@ def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
         score = score if p.task.maximise_score else -score
         if math.isfinite(score) and (best_score is None or score > best_score):
             best, best_score = point, score
+    release_compiled()
     return best
 
 
@@ -376,6 +378,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
             if chosen:
                 row["tuned"] = chosen
             rows.append(row)
+        release_compiled()  # programs of this row's shapes are not needed again
     run.write_json("eval.json", {"tasks_per_row": n, "rows": rows})
     return rows
 
