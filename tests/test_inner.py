@@ -71,3 +71,27 @@ def test_unroll_is_reproducible_and_jit_equals_eager(small_pca, oja_theta):
     c = jax.jit(objective.episode)(oja_theta, jax.random.key(5))[0]
     assert float(b) == float(c)
     assert float(a) == pytest.approx(float(b), rel=1e-5)
+
+
+def test_update_fan_in_scales_each_layer_by_its_presynaptic_count():
+    """Under ``update_fan_in = F`` a layer with n_in inputs learns as if eta were
+    multiplied by F / n_in: a one-layer network's whole unroll equals the rule at that
+    eta, exactly."""
+    task = mp.tasks.make("fewshot", dataset="digits", ways=5, shots=2, queries=2)
+    inst, key = task.sample(jax.random.key(3)), jax.random.key(4)
+    theta = mp.rules.make("sgd").init(jax.random.key(0))
+
+    def net(sizes=(64, 5), **kw):
+        return mp.Network(sizes=sizes, activation="tanh", output_activation="linear",
+                          feedback="random", **kw)
+
+    scaled = unroll(net(update_fan_in=16), mp.rules.make("sgd", eta=0.2), theta, task, inst,
+                    key=key)
+    plain = unroll(net(), mp.rules.make("sgd", eta=0.05), theta, task, inst, key=key)
+    np.testing.assert_allclose(scaled.state.weights[0], plain.state.weights[0], rtol=1e-6,
+                               atol=1e-7)
+    deep = net((64, 16, 5), update_fan_in=32)
+    assert (deep.update_scale(0), deep.update_scale(1)) == (0.5, 2.0)
+    assert net().update_scale(0) == 1.0  # off
+    with pytest.raises(mp.ConfigError, match="update_fan_in must be >= 0"):
+        net(update_fan_in=-1)

@@ -47,7 +47,8 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
                                   task.modulator(instance, env, act.rates[-1], target))
         for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
             dw, rs = rule.update(rule.layer_theta(theta, l), s, rs)
-            weights.append(network.constrain(l, s.w + jnp.where(live, dw, 0.0), live))
+            dw_applied = dw * network.update_scale(l) if network.update_fan_in else dw
+            weights.append(network.constrain(l, s.w + jnp.where(live, dw_applied, 0.0), live))
             new_rule_state.append(rs)
             dws.append(dw)
         env = task.transition(instance, env, act.rates[-1])

@@ -63,6 +63,11 @@ class Network:
     #: after every plastic update: "max_abs" divides each layer by its largest |weight|
     #: (Najarro & Risi 2020), "none" leaves it
     normalize: str = "none"
+    #: > 0: every update of a layer is multiplied by ``update_fan_in / n_in`` (its
+    #: presynaptic count): a neuron shares its plasticity among its synapses, so a rule
+    #: changes a neuron's input by the same amount per step whatever its fan-in (784 raw
+    #: pixels or 32 hidden units). A constant of each neuron; 0: off
+    update_fan_in: int = 0
     #: rate neurons' time constant (``tau dv/dt = -v + I``); None: instantaneous, r = f(I)
     tau: float | None = None
     #: one neuron model for every layer (any object with the neuron interface of
@@ -87,6 +92,8 @@ class Network:
         RateNeuron(self.output_activation or self.activation)
         if self.normalize not in ("none", "max_abs"):
             raise ConfigError(f"normalize must be 'none' or 'max_abs', got {self.normalize!r}")
+        if self.update_fan_in < 0:
+            raise ConfigError(f"update_fan_in must be >= 0, got {self.update_fan_in}")
         if not 0.0 <= self.excitatory <= 1.0:
             raise ConfigError(f"excitatory must be a fraction in [0, 1], got {self.excitatory}")
 
@@ -149,6 +156,10 @@ class Network:
         if self.normalize == "max_abs":
             w = w / jnp.where(live, jnp.maximum(jnp.max(jnp.abs(w)), 1e-30), 1.0)
         return w
+
+    def update_scale(self, layer: int) -> float:
+        """What the rule's update of weight matrix ``layer`` (0-based) is multiplied by."""
+        return self.update_fan_in / self.sizes[layer] if self.update_fan_in else 1.0
 
     def _draw(self, key: Array, shape: tuple[int, int]) -> Array:
         if self.init_dist == "uniform":

@@ -262,6 +262,10 @@ def _locality(network, rule, theta, task, key):
             f"{result.detail}; the task's inputs are rescaled with statistics of the whole "
             f"dataset (input_norm = {norm!r}): preprocessing before the network, not "
             f"computed by any neuron or synapse"))
+    if getattr(network, "update_fan_in", 0):
+        result = dataclasses.replace(result, detail=(
+            f"{result.detail}; every update is scaled by update_fan_in / (the neuron's "
+            f"number of inputs) = {network.update_fan_in} / n_in, a constant of each neuron"))
     return result
 
 
