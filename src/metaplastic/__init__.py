@@ -17,7 +17,7 @@ Compose a task, a network, a rule and an outer loop::
 from metaplastic import neurons, registry, rules, tasks
 from metaplastic.errors import ConfigError, MetaplasticError, NonFiniteError, ShapeError
 from metaplastic.inner import unroll
-from metaplastic.meta import MetaGradient, MetaResult, Objective
+from metaplastic.meta import MetaGradient, MetaResult, Mixture, Objective
 from metaplastic.network import Network
 from metaplastic.registry import (
     make,
@@ -37,6 +37,7 @@ __all__ = [
     "MetaGradient",
     "MetaResult",
     "MetaplasticError",
+    "Mixture",
     "Network",
     "NonFiniteError",
     "Objective",

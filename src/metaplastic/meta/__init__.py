@@ -8,6 +8,7 @@ config) are ``gradient`` and ``es``.
 from metaplastic.meta.driver import MetaResult, RunState
 from metaplastic.meta.es import ESState, EvolutionStrategy, strategy_names
 from metaplastic.meta.gradient import OPTIMIZERS, GradientState, MetaGradient
+from metaplastic.meta.mixture import Mixture
 from metaplastic.meta.objective import Objective, l1_norm
 from metaplastic.meta.outer import OuterLoop
 from metaplastic.meta.segments import Truncated
@@ -17,5 +18,5 @@ register("outer", "gradient", MetaGradient)
 register("outer", "es", EvolutionStrategy, fixed={"direction": "minimize"})
 
 __all__ = ["OPTIMIZERS", "ESState", "EvolutionStrategy", "GradientState", "MetaGradient",
-           "MetaResult", "Objective", "OuterLoop", "RunState", "Truncated", "l1_norm",
+           "MetaResult", "Mixture", "Objective", "OuterLoop", "RunState", "Truncated", "l1_norm",
            "strategy_names"]
