@@ -72,10 +72,16 @@ def make_step(network: Network, rule: Rule, theta: Any, task: Task, instance: An
     return step
 
 
+def neuron_params(rule: Rule, theta: Any) -> Any:
+    """Learned neurons' parameters within θ (rules that have them), else ()."""
+    get = getattr(rule, "neuron_params", None)
+    return get(theta) if get is not None else ()
+
+
 def initial_carry(network: Network, rule: Rule, theta: Any, task: Task, instance: Any,
                   key: Array):
     """``(state, rule_state, env)`` before the first step: weights drawn with ``key``."""
-    state = network.init(key, rule.initial_weights(theta))
+    state = network.init(key, rule.initial_weights(theta), neuron_params(rule, theta))
     rule_state = tuple(rule.init_state(w.shape) for w in state.weights)
     return state, rule_state, task.reset(instance, jax.random.fold_in(key, _ENV_STREAM))
 

@@ -37,6 +37,9 @@ class NetState(NamedTuple):
     weights: tuple[Array, ...]  # W_l, shape (n_l, n_{l-1})
     feedback: tuple[Array, ...]  # B_{l+1} (n_l, n_{l+1}) or D_l (n_l, n_L); () without
     neurons: Any = ()  # the neurons' own state (spiking networks: voltages, traces, ...)
+    #: parameters of learned neuron behaviour (meta-learned with the rule: θ["neuron"] of
+    #: a :class:`~metaplastic.rules.joint.WithLearnedNeurons` rule); () for fixed neurons
+    params: Any = ()
 
 
 class Activity(NamedTuple):
@@ -102,10 +105,12 @@ class Network:
         return len(self.sizes) - 1
 
     def neuron(self, layer: int) -> Any:
-        """The neurons of layer ``layer`` (1-based; layer n_layers is the output)."""
-        if self.neuron_model is not None:
-            return self.neuron_model
+        """The neurons of layer ``layer`` (1-based; layer n_layers is the output). Learned
+        neurons (``neuron_model.learned``) are the hidden layers'; the output layer keeps
+        ``output_activation``."""
         last = layer == self.n_layers
+        if self.neuron_model is not None and not (last and self.learned_neurons):
+            return self.neuron_model
         return RateNeuron(self.output_activation or self.activation if last else self.activation,
                           self.tau)
 
@@ -113,15 +118,28 @@ class Network:
     def stateful(self) -> bool:
         """Whether the neurons carry state from one step to the next (``forward`` then
         does not apply: step the network with ``run``)."""
-        return self.tau is not None or self.neuron_model is not None
+        return self.tau is not None or (self.neuron_model is not None
+                                        and getattr(self.neuron_model, "stateful", True))
+
+    @property
+    def learned_neurons(self) -> bool:
+        """Whether the hidden neurons' behaviour has meta-learned parameters."""
+        return bool(getattr(self.neuron_model, "learned", False))
+
+    def _params(self, layer: int, params: Any) -> tuple:
+        """The extra argument of layer ``layer``'s neurons: their learned parameters."""
+        learned = getattr(self.neuron(layer), "learned", False)
+        return (params,) if learned else ()
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
         """Weight shapes (n_out, n_in) of every layer."""
         return list(zip(self.sizes[1:], self.sizes[:-1], strict=True))
 
-    def init(self, key: Array, weights: tuple[Array, ...] | None = None) -> NetState:
-        """Draw forward weights (unless given) and the fixed feedback matrices."""
+    def init(self, key: Array, weights: tuple[Array, ...] | None = None,
+             params: Any = ()) -> NetState:
+        """Draw forward weights (unless given) and the fixed feedback matrices; ``params``
+        are learned neurons' parameters (from θ)."""
         kw, kb = jax.random.split(key)
         if weights is None:
             weights = tuple(self._draw(k, shape) for k, shape in
@@ -132,7 +150,7 @@ class Network:
         if self.dale:
             weights = tuple(self.sign(l) * jnp.abs(w) for l, w in enumerate(weights))
         layers = tuple(self.neuron(l).init_state(n) for l, n in enumerate(self.sizes[1:], 1))
-        return NetState(tuple(weights), self._init_feedback(kb), layers)
+        return NetState(tuple(weights), self._init_feedback(kb), layers, params)
 
     def sign(self, layer: int) -> Array:
         """(n_in,) +1 for excitatory, -1 for inhibitory presynaptic neurons of weight
@@ -184,7 +202,7 @@ class Network:
         if x.shape[-1] != self.sizes[0]:
             raise ShapeError(f"network expects inputs of size {self.sizes[0]}, got {x.shape}")
 
-    def forward(self, weights: tuple[Array, ...], x: Array) -> Activity:
+    def forward(self, weights: tuple[Array, ...], x: Array, params: Any = ()) -> Activity:
         """The activity for input ``x`` of a network whose neurons keep no state."""
         if self.stateful:
             raise ConfigError("this network's neurons have state: step it with "
@@ -193,7 +211,8 @@ class Network:
         rates, currents = [x], []
         for layer, w in enumerate(weights, start=1):
             neuron = self.neuron(layer)
-            r, _, v = neuron.step(neuron.init_state(w.shape[0]), w @ rates[-1])
+            r, _, v = neuron.step(neuron.init_state(w.shape[0]), w @ rates[-1],
+                                  *self._params(layer, params))
             rates.append(r)
             currents.append(v)
         return Activity(tuple(rates), tuple(currents))
@@ -219,7 +238,8 @@ class Network:
         rates, currents, layers = [s], [], []
         for layer, (w, st) in enumerate(zip(state.weights, self.layer_states(neurons),
                                             strict=True), start=1):
-            r, st, v = self.neuron(layer).step(st, w @ rates[-1])
+            r, st, v = self.neuron(layer).step(st, w @ rates[-1],
+                                               *self._params(layer, state.params))
             rates.append(r)
             currents.append(v)
             layers.append(st)
@@ -227,13 +247,13 @@ class Network:
         return Activity(tuple(rates), tuple(currents)), state._replace(neurons=neurons)
 
     def respond(self, weights: tuple[Array, ...], x: Array, key: Array,
-                steps: int = 1) -> Array:
+                steps: int = 1, params: Any = ()) -> Array:
         """The output to ``x`` presented for ``steps`` steps with the weights held fixed
         (a test, no plasticity): the forward pass for neurons without state (``key``
         unused), else the mean output over ``steps`` steps from rest."""
         if not self.stateful:
-            return self.forward(weights, x).rates[-1]
-        state = self.init(key, tuple(weights))
+            return self.forward(weights, x, params).rates[-1]
+        state = self.init(key, tuple(weights), params)
 
         def step(state, _):
             act, state = self.run(state, x)
@@ -251,7 +271,8 @@ class Network:
                 errs[l] = jnp.zeros_like(act.rates[l])
             return tuple(errs)
         for l in range(self.n_layers - 1, 0, -1):
-            gain = self.neuron(l).derivative(act.currents[l - 1])
+            gain = self.neuron(l).derivative(act.currents[l - 1],
+                                             *self._params(l, state.params))
             if self.feedback == "symmetric":
                 arriving = state.weights[l].T @ errs[l + 1]
             elif self.feedback == "random":

@@ -68,8 +68,8 @@ class SpikingNetwork(Network):
     def trace_decay(self) -> float:
         return float(np.exp(-self.neuron_model.dt / self.tau_trace))
 
-    def init(self, key: Array, weights=None) -> NetState:
-        base = super().init(key, weights)
+    def init(self, key: Array, weights=None, params=()) -> NetState:
+        base = super().init(key, weights, params)
         lif = base.neurons
         traces = tuple(jnp.zeros((n,)) for n in self.sizes)
         k_enc = jax.random.key_data(jax.random.fold_in(key, 0x5B1CE))

@@ -11,11 +11,12 @@ from typing import Any
 from metaplastic import registry, rules, tasks
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import sections
-from metaplastic.experiments.config import RunConfig, check_mixture, mixture_label, to_dict
+from metaplastic.experiments.config import RunConfig, mixture_label, to_dict
 from metaplastic.meta import MetaGradient, Objective, OuterLoop
 from metaplastic.meta.mixture import Mixture
 from metaplastic.network import Network
 from metaplastic.rules.base import Rule
+from metaplastic.rules.joint import WithLearnedNeurons
 from metaplastic.tasks.base import Task
 
 
@@ -83,6 +84,8 @@ def _build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
     task = build_task(cfg, **task_overrides)
     network = build_network(cfg, task)
     rule = build_rule(cfg)
+    if network.learned_neurons:  # one θ for the synapses' rule and the neurons' φ
+        rule = WithLearnedNeurons(rule, network.neuron_model)
     objective: Any = Objective(task, network, rule, **sections.objective_options(cfg.meta))
     if cfg.mixture and not task_overrides and not net_overrides:
         objective = build_mixture(cfg)
@@ -92,7 +95,7 @@ def _build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
 def mixture_parts(cfg: RunConfig) -> list[tuple[str, float, RunConfig]]:
     """(label, weight, configuration) of every ``[[mixture]]`` entry."""
     out = []
-    for i, entry in enumerate(check_mixture(cfg.mixture)):
+    for i, entry in enumerate(cfg.mixture):
         label = mixture_label(entry)
         try:
             network = sections.network_options({**cfg.network, **entry["network"]})

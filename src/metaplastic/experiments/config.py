@@ -74,6 +74,10 @@ class RunConfig:
     #: averages their losses with the weights (``metaplastic.meta.mixture``)
     mixture: tuple[dict, ...] = ()
 
+    def __post_init__(self):
+        # one form for every entry (weight, task and network filled in), however built
+        object.__setattr__(self, "mixture", tuple(check_mixture(self.mixture)))
+
 
 _TABLES = ("task", "rule", "network", "meta")
 
@@ -107,8 +111,7 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
                           f"'.', '_', '+', '-'; not starting with '.'): run directories "
                           f"are created under --out as NAME-DATE-TIME")
     return dataclasses.replace(cfg, network=sections.network_options(cfg.network),
-                               meta=sections.meta_options(cfg.meta),
-                               mixture=tuple(check_mixture(cfg.mixture)))
+                               meta=sections.meta_options(cfg.meta))
 
 
 MIXTURE_KEYS = ("label", "weight", "task", "network")

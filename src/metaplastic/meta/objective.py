@@ -152,10 +152,16 @@ class Objective:
             lambda k: self.episode(theta, k, early_exit=self.early_exit), keys)
         return losses, metrics
 
+    def _l1(self, theta: Any) -> Array:
+        """|θ|_1 over the rule's sparse part (``rule.sparse_part``: e.g. the synapses'
+        coefficients without learned neurons' parameters), all of θ otherwise."""
+        part = getattr(self.rule, "sparse_part", None)
+        return l1_norm(part(theta) if part is not None else theta)
+
     def _aux(self, theta, losses, metrics, finite) -> dict[str, Array]:
         return {
             "task_loss": _masked_mean(losses, finite),
-            "l1": self.l1 * l1_norm(theta),
+            "l1": self.l1 * self._l1(theta),
             "nonfinite": jnp.mean(~finite),
             **{k: _masked_mean(v, finite) for k, v in metrics.items()},
         }
@@ -194,7 +200,7 @@ class Objective:
         n_ok = jnp.sum(finite)
         mean_grad = jax.tree.map(
             lambda g: jnp.sum(jnp.where(_expand(finite, g), g, 0.0), axis=0) / n_ok, grads)
-        l1_grad = jax.grad(lambda t: self.l1 * l1_norm(t))(theta)
+        l1_grad = jax.grad(lambda t: self.l1 * self._l1(t))(theta)
         total = aux["task_loss"] + aux["l1"]
         return total, aux, jax.tree.map(jnp.add, mean_grad, l1_grad)
 

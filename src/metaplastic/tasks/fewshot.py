@@ -209,7 +209,8 @@ class FewShotTask(Task):
     def _query_logits(self, instance: FewShotInstance, state: NetState,
                       network: Network) -> Array:
         keys = jax.random.split(instance.key, instance.query_x.shape[0])
-        out = jax.vmap(lambda x, k: network.respond(state.weights, x, k, self.hold))(
+        out = jax.vmap(lambda x, k: network.respond(state.weights, x, k, self.hold,
+                                                    state.params))(
             instance.query_x, keys)
         return self.readout_scale * out
 

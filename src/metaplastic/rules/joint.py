@@ -1,0 +1,78 @@
+"""A plasticity rule meta-learned jointly with learned neuron behaviour.
+
+``WithLearnedNeurons(rule, neuron)`` has θ = ``{"rule": θ_rule, "neuron": φ}``: every
+synapse updates by ``rule`` with ``θ_rule`` exactly as it would alone, and φ sets the
+transfer function of every hidden neuron (``neuron`` is a model with ``init_params``,
+e.g. :class:`~metaplastic.neurons.learned.LearnedNeuron`). One θ, so every outer loop
+meta-learns both at once. The library composes it when ``network.neuron = "learned"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+
+from metaplastic.rules.base import Rule
+from metaplastic.signals import LocalSignals
+
+Array = jax.Array
+
+
+@dataclass(frozen=True)
+class WithLearnedNeurons(Rule):
+    """``rule`` for the synapses, φ for the neurons; see the module docstring."""
+
+    rule: Rule
+    neuron: Any
+
+    @property
+    def family(self) -> str:  # type: ignore[override]
+        return f"{self.rule.family}+learned-neurons"
+
+    @property
+    def per_layer(self) -> bool:  # type: ignore[override]
+        return self.rule.per_layer
+
+    @property
+    def linear_in_theta(self) -> bool:
+        return False  # scaling θ would scale φ too
+
+    @property
+    def term_names(self) -> list[str]:
+        return list(getattr(self.rule, "term_names", []))
+
+    def init(self, key: Array, shapes=None) -> dict:
+        k_rule, k_neuron = jax.random.split(key)
+        return {"rule": self.rule.init(k_rule, shapes),
+                "neuron": self.neuron.init_params(k_neuron)}
+
+    def layer_theta(self, theta, layer: int):
+        return self.rule.layer_theta(theta["rule"], layer)
+
+    def initial_weights(self, theta):
+        return self.rule.initial_weights(theta["rule"])
+
+    def neuron_params(self, theta):
+        return theta["neuron"]
+
+    def sparse_part(self, theta):
+        """What the objective's L1 penalty applies to: the synapses' rule only."""
+        return theta["rule"]
+
+    def init_state(self, shape):
+        return self.rule.init_state(shape)
+
+    def synapse(self, theta, s: LocalSignals) -> Array:
+        return self.rule.synapse(theta, s)
+
+    def update(self, theta, signals: LocalSignals, state):
+        return self.rule.update(theta, signals, state)
+
+    def update_per_synapse(self, theta, signals: LocalSignals, state):
+        return self.rule.update_per_synapse(theta, signals, state)
+
+    def formula(self, theta) -> str:
+        return (f"{self.rule.formula(theta['rule'])}; neurons: "
+                f"{self.neuron.describe(theta['neuron'])}")
