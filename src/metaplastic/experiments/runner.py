@@ -380,6 +380,9 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
             rows.append(row)
         release_compiled()  # programs of this row's shapes are not needed again
     run.write_json("eval.json", {"tasks_per_row": n, "rows": rows})
+    from metaplastic.report import plot_eval  # matplotlib: only when plotting
+
+    plot_eval(run.path)
     return rows
 
 

@@ -73,6 +73,55 @@ def plot_coefficients(
     return Path(path)
 
 
+def plot_eval(run_path: str | Path) -> Path | None:
+    """The held-out evaluation (``eval.json``) as a heat-map: rules x evaluation rows,
+    each cell the mean score ± its 95% CI (and how many tasks diverged). None without
+    ``eval.json``."""
+    run_path = Path(run_path)
+    try:
+        data = json.loads((run_path / "eval.json").read_text())
+        rows = data["rows"]
+        score = rows[0]["score"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    rules, variants = [], []
+    for r in rows:
+        for seen, x in ((rules, r["rule"]), (variants, r["variant"])):
+            if x not in seen:
+                seen.append(x)
+    cell = {(r["rule"], r["variant"]): r for r in rows}
+    mean = np.full((len(rules), len(variants)), np.nan)
+    for (i, ru), (j, va) in ((a, b) for a in enumerate(rules) for b in enumerate(variants)):
+        if (ru, va) in cell and cell[ru, va][score]["mean"] is not None:
+            mean[i, j] = cell[ru, va][score]["mean"]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.05 * len(variants), 1.0 + 0.5 * len(rules)))
+    im = ax.imshow(mean, cmap="viridis", aspect="auto")
+    for i, ru in enumerate(rules):
+        for j, va in enumerate(variants):
+            r = cell.get((ru, va))
+            if r is None or not np.isfinite(mean[i, j]):
+                continue
+            ci = r[score].get("ci95")
+            text = f"{mean[i, j]:.3f}" + (f"\n±{ci:.3f}" if ci is not None and np.isfinite(ci)
+                                          else "")
+            if r.get("diverged"):
+                text += f"\n{r['diverged']} div."
+            lum = im.norm(mean[i, j])
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
+                    color="black" if lum > 0.6 else "white")
+    ax.set_xticks(range(len(variants)), [v.replace(", ", ",\n") for v in variants],
+                  fontsize=7, rotation=45, ha="right")
+    ax.set_yticks(range(len(rules)), rules, fontsize=8)
+    fig.colorbar(im, ax=ax, label=f"{score} (mean over {data.get('tasks_per_row', '?')} "
+                                  f"held-out tasks)")
+    ax.set_title("Held-out evaluation: mean ± 95% CI")
+    fig.tight_layout()
+    out = run_path / "eval.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def make_report(run_path: str | Path) -> list[Path]:
     """(Re)draw a run's plots from its saved files only; returns the PNG paths.
 
@@ -92,4 +141,5 @@ def make_report(run_path: str | Path) -> list[Path]:
     if "theta" in history[0]:
         names = plot.get("theta_names") or []
         out.append(plot_coefficients(history, names, run_path / "coefficients.png"))
-    return out
+    drawn = plot_eval(run_path)
+    return out + ([drawn] if drawn is not None else [])
