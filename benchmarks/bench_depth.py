@@ -1,7 +1,7 @@
 """The cost of learning through depth: meta-gradient steps and inner steps, depth 2 to 32,
 unrolls of 100 to 1,600 steps.
 
-    python benchmarks/bench_depth.py [--repeats 5] [--quick]
+    python benchmarks/bench_depth.py [--repeats 5] [--quick] [--plot-only]
 
 Workload: online 5-way 10-shot digits (64 inputs, 5 outputs), hidden layers of fixed
 width 32 (softplus), fixed random feedback, one episode per meta-step; a depth-``d``
@@ -102,6 +102,13 @@ def slope(xs, ys) -> float:
     return float(np.polyfit(np.log([x for x, _ in ok]), np.log([y for _, y in ok]), 1)[0])
 
 
+def _plain_ticks(ax, xs) -> None:
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def plot(res: dict) -> None:
     import matplotlib
 
@@ -122,6 +129,7 @@ def plot(res: dict) -> None:
             if all(r["temp_bytes"] for r in rows):
                 ax_m.loglog(xs, [r["temp_bytes"] / 2**20 for r in rows], "s--", color=c,
                             alpha=0.5, label=f"{mode}: memory ~ {x}^{s['memory']:.2f}")
+        _plain_ticks(ax_t, sorted({r[x] for r in sweep}))
         ax_t.set_xlabel("plastic layers" if x == "depth" else "inner steps (unroll)")
         ax_t.set_ylabel("meta-gradient step (ms), solid")
         ax_m.set_ylabel("XLA temp memory (MiB), dashed")
@@ -136,6 +144,7 @@ def plot(res: dict) -> None:
         s = res["slopes"][f"inner:{label}"]
         ax.loglog([r["depth"] for r in rows], [r["seconds_per_step"] * 1e6 for r in rows],
                   "o-", color=f"C{i + 3}", label=f"{label}: ~ depth^{s:.2f}")
+    _plain_ticks(ax, sorted({r["depth"] for r in res["inner_sweep"]}))
     ax.set_xlabel("plastic layers")
     ax.set_ylabel("one inner step (µs)")
     ax.set_title("one step of online learning (400-step episodes)")
@@ -149,7 +158,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="depths 2-8, unrolls 100-400")
+    ap.add_argument("--plot-only", action="store_true",
+                    help="redraw the figure from benchmarks/results/depth.json")
     args = ap.parse_args()
+    if args.plot_only:
+        plot(json.loads(OUT.read_text()))
+        return
     depths = (2, 4, 8) if args.quick else (2, 4, 8, 16, 32)
     holds = (2, 4, 8) if args.quick else (2, 4, 8, 16, 32)
     res: dict = {"depth_sweep": [], "unroll_sweep": [], "inner_sweep": []}
