@@ -8,6 +8,15 @@ import pytest
 from metaplastic.interrupts import deferred
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own Ctrl-C handler, whatever the test runner inherited: a process started
+    in the background by a non-interactive shell begins with SIGINT ignored."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_ctrl_c_inside_the_block_arrives_after_it():
     done = []
     with pytest.raises(KeyboardInterrupt):
