@@ -28,7 +28,7 @@ from typing import Any
 import jax
 
 from metaplastic.errors import ConfigError
-from metaplastic.meta.objective import Objective
+from metaplastic.meta.objective import Objective, WholeEpisodes
 
 Array = jax.Array
 
@@ -38,7 +38,7 @@ def _shapes(like: Any) -> list:
 
 
 @dataclass(frozen=True)
-class Mixture:
+class Mixture(WholeEpisodes):
     """Weighted mean of objectives that share one rule (and θ's shapes)."""
 
     parts: tuple[Objective, ...]
@@ -160,18 +160,6 @@ class Mixture:
         grads = jax.tree.map(lambda *gs: sum(w * g for w, g in zip(ws, gs, strict=True)),
                              *[o[2] for o in outs])
         return value, aux, grads
-
-    # --- as outer loops see it: whole episodes, no inner state ----------------------------
-    def init_inner(self, theta: Any, key: Array) -> tuple:
-        return ()
-
-    def step_value(self, theta: Any, key: Array, inner: Any = ()):
-        value, aux = self(theta, key)
-        return value, aux, inner
-
-    def step_grad(self, theta: Any, key: Array, inner: Any = ()):
-        value, aux, grads = self.value_and_grad(theta, key)
-        return value, aux, grads, inner
 
 
 def parts_of(objective: Any) -> tuple:

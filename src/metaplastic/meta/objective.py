@@ -34,8 +34,24 @@ def l1_norm(theta: Any) -> Array:
     return sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(theta))
 
 
+class WholeEpisodes:
+    """The outer-loop interface of an objective over whole episodes (no inner state
+    between meta-steps), from its ``__call__`` and ``value_and_grad``."""
+
+    def init_inner(self, theta: Any, key: Array) -> tuple:
+        return ()
+
+    def step_value(self, theta: Any, key: Array, inner: Any = ()):
+        value, aux = self(theta, key)
+        return value, aux, inner
+
+    def step_grad(self, theta: Any, key: Array, inner: Any = ()):
+        value, aux, grads = self.value_and_grad(theta, key)
+        return value, aux, grads, inner
+
+
 @dataclass(frozen=True)
-class Objective:
+class Objective(WholeEpisodes):
     """Mean meta-loss of ``rule`` with parameters θ on ``tasks_per_step`` fresh tasks."""
 
     task: Task
@@ -172,18 +188,6 @@ class Objective:
         losses, metrics = self._episodes(theta, key)
         aux = self._aux(theta, losses, metrics, jnp.isfinite(losses))
         return jnp.mean(losses) + aux["l1"], aux
-
-    # --- as outer loops see it (meta.outer): whole episodes carry no inner state --------
-    def init_inner(self, theta: Any, key: Array) -> tuple:
-        return ()
-
-    def step_value(self, theta: Any, key: Array, inner: Any = ()):
-        value, aux = self(theta, key)
-        return value, aux, inner
-
-    def step_grad(self, theta: Any, key: Array, inner: Any = ()):
-        value, aux, grads = self.value_and_grad(theta, key)
-        return value, aux, grads, inner
 
     def value_and_grad(self, theta: Any, key: Array):
         """(loss, metrics, dloss/dθ) over the tasks whose inner learning stayed finite.
