@@ -25,20 +25,19 @@ Schaul et al. 2011 (SNES); Lange 2023 (evosax).
 
 from __future__ import annotations
 
-import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.meta.gradient import OPTIMIZERS
 from metaplastic.meta.outer import OuterLoop
+from metaplastic.meta.population import PopulationEvaluation, finite_fitness
 from metaplastic.meta.segments import as_objective, select
 
 Array = jax.Array
@@ -101,15 +100,6 @@ def _shaping_fn(name: str):
             "none": fs.identity_fitness_shaping_fn}[name]
 
 
-def _finite(values: Array, sign: float) -> tuple[Array, Array]:
-    """evosax fitness (minimised) from the user's values; a non-finite member gets the
-    generation's worst finite fitness. Returns ``(fitness, ok)``."""
-    fit = sign * values
-    ok = jnp.isfinite(fit)
-    worst = jnp.max(jnp.where(ok, fit, -jnp.inf))
-    return jnp.where(ok, fit, worst), ok
-
-
 class ESState(NamedTuple):
     es_state: Any  # evosax's state
     mean: Any  # the search distribution's mean θ
@@ -117,7 +107,7 @@ class ESState(NamedTuple):
 
 
 @dataclass(frozen=True)
-class EvolutionStrategy(OuterLoop):
+class EvolutionStrategy(PopulationEvaluation, OuterLoop):
     """An evosax strategy searching θ; ``steps`` generations of ``population`` members."""
 
     strategy: str = "open_es"
@@ -180,17 +170,6 @@ class EvolutionStrategy(OuterLoop):
             raise ConfigError(f"antithetic sampling needs an even population, got "
                               f"{self.population} (or set antithetic = false)")
 
-    def members_at_once(self) -> int:
-        """Members evaluated together on one device (sharded across devices, in batches of
-        ``population_batch``)."""
-        size = self.population
-        n_dev = jax.device_count()
-        if self.shard and n_dev > 1 and size % n_dev == 0:
-            size //= n_dev
-        if self.population_batch and self.population_batch < size:
-            size = self.population_batch
-        return size
-
     @property
     def persistent(self) -> bool:
         return strategy_class(self.strategy).__name__ == "PersistentES"
@@ -233,9 +212,7 @@ class EvolutionStrategy(OuterLoop):
 
     def restart(self, objective: Any, state: ESState, key: Array) -> ESState:
         """Fresh inner problems for every member (the same tasks: common random numbers)."""
-        pop = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.population, *jnp.shape(x))),
-                           state.mean)
-        return state._replace(inner=jax.vmap(lambda th: objective.init_inner(th, key))(pop))
+        return state._replace(inner=self.restart_members(objective, state.mean, key))
 
     def check(self, objective: Any) -> None:
         if self.persistent and getattr(objective, "n_steps", None) is None:
@@ -249,7 +226,7 @@ class EvolutionStrategy(OuterLoop):
         k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(k_run, t), 3)
         pop, asked = es.ask(k_ask, state.es_state, params)
         values, inner = self.evaluate_step(objective, pop, k_eval, state.inner)
-        fit, ok = _finite(values, self.sign)
+        fit, ok = finite_fitness(values, self.sign)
         told, _ = es.tell(k_tell, pop, fit, asked, params)
         keep = jnp.any(ok)  # a generation where every member diverged changes nothing
         es_state = select(keep, told, state.es_state)
@@ -270,32 +247,3 @@ class EvolutionStrategy(OuterLoop):
     def evaluate(self, objective: Any, pop: Any, key: Array) -> Array:
         """Every member's value (whole episodes) on the same key (common random numbers)."""
         return self.evaluate_step(as_objective(objective), pop, key, ())[0]
-
-    def evaluate_step(self, objective: Any, pop: Any, key: Array, inner: Any = ()):
-        """Every member's value on the same key (common random numbers), and its inner
-        problems after the step.
-
-        With several devices (and a population they divide) the members are split across
-        them (``shard_map``), each device evaluating its share — in batches of
-        ``population_batch`` if set. Same values as on one device.
-        """
-        n_dev = jax.device_count()
-        if self.shard and n_dev > 1 and self.population % n_dev == 0:
-            mesh = jax.sharding.Mesh(np.array(jax.devices()), ("members",))
-            spec, rep = jax.sharding.PartitionSpec("members"), jax.sharding.PartitionSpec()
-            local = functools.partial(self._evaluate_here, objective,
-                                      size=self.population // n_dev)
-            return jax.shard_map(lambda p, k, i: local(p, k, i), mesh=mesh,
-                                 in_specs=(spec, rep, spec), out_specs=(spec, spec),
-                                 check_vma=False)(pop, key, inner)
-        return self._evaluate_here(objective, pop, key, inner, size=self.population)
-
-    def _evaluate_here(self, objective: Any, pop: Any, key: Array, inner: Any, *, size: int):
-        def one(th, inn):
-            value, _, inn = objective.step_value(th, key, inn)
-            return value, inn
-
-        if self.population_batch and self.population_batch < size:
-            return jax.lax.map(lambda a: one(*a), (pop, inner),
-                               batch_size=self.population_batch)
-        return jax.vmap(one)(pop, inner)

@@ -1,0 +1,135 @@
+"""The learned evolution strategy: an evolutionary search whose selection was found by
+backpropagation.
+
+``LearnedES(population=16, sigma=0.1, steps=300).run(objective, theta0, key=k)`` searches
+θ like any evolution strategy — a Gaussian search distribution, a population per
+generation evaluated on the same fresh tasks (common random numbers), selection and
+variation — and sees nothing but the members' fitness values: it never differentiates
+the objective (``metaplastic check`` reports this, and a test runs it on an objective that
+raises when differentiated). Every decision of a generation is made by the selection
+network φ (:mod:`metaplastic.meta.selection`): which members to recombine and with what
+weights, how far to move the mean, how to change the per-dimension scale. φ itself was
+meta-trained by backpropagation through unrolled generations on analytic and plasticity
+problems (:mod:`metaplastic.meta.metameta`, preset ``selection-meta``); the package ships
+one (``phi = ""``), and ``phi = "path/to/phi.npz"`` uses another.
+
+Divergence is handled as in :mod:`metaplastic.meta.es`: a member whose inner learning
+produced NaN/inf gets the generation's worst finite fitness; a generation where every
+member diverged changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from metaplastic._fields import check_fields
+from metaplastic.errors import ConfigError
+from metaplastic.meta import selection
+from metaplastic.meta.outer import OuterLoop
+from metaplastic.meta.population import PopulationEvaluation, finite_fitness
+from metaplastic.meta.segments import select
+
+Array = jax.Array
+
+
+class LearnedESState(NamedTuple):
+    mean: Any  # the search distribution's mean θ (a pytree like θ)
+    search: selection.SearchState  # per-dimension scale and evolution paths
+    inner: Any = ()  # truncated unrolls: every member's inner problems in progress
+
+
+@dataclass(frozen=True)
+class LearnedES(PopulationEvaluation, OuterLoop):
+    """An evolution strategy whose selection and variation are a trained network φ."""
+
+    population: int = 16
+    steps: int = 100
+    sigma: float = 0.1  # the initial scale of every dimension
+    #: the selection network: "" for the shipped one, or a .npz file of φ
+    phi: str = ""
+    antithetic: bool = True
+    direction: str = "minimize"
+    max_nan_skips: int = 20
+    max_diverged_share: float = 1.0
+    chunk: int = 10
+    truncation: int = 0
+    population_batch: int = 0
+    shard: bool = True
+    #: the kind of search, for ``metaplastic check``
+    kind = "learned-evolutionary"
+
+    def __post_init__(self):
+        check_fields(self)
+        for name in ("population", "steps", "chunk", "max_nan_skips"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.population < 2:
+            raise ConfigError("an ES population needs at least 2 members")
+        if self.antithetic and self.population % 2:
+            raise ConfigError(f"antithetic sampling needs an even population, got "
+                              f"{self.population} (or set antithetic = false)")
+        if not self.sigma > 0:
+            raise ConfigError(f"sigma must be positive, got {self.sigma}")
+        if self.direction not in ("minimize", "maximize"):
+            raise ConfigError(f"direction must be 'minimize' or 'maximize', got "
+                              f"{self.direction!r}")
+        if not 0 <= self.max_diverged_share <= 1:
+            raise ConfigError(f"max_diverged_share must be in [0, 1], got "
+                              f"{self.max_diverged_share}")
+        if self.truncation < 0:
+            raise ConfigError(f"truncation must be >= 0 (0: whole episodes), "
+                              f"got {self.truncation}")
+        if self.population_batch < 0:
+            raise ConfigError(f"population_batch must be >= 0, got {self.population_batch}")
+        selection.load_phi(self.phi or None)  # a clear error now, not inside the run
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.direction == "minimize" else -1.0
+
+    def selection_network(self) -> dict[str, Array]:
+        return selection.load_phi(self.phi or None)
+
+    def init(self, objective: Any, theta0: Any, key: Array) -> LearnedESState:
+        flat, _ = ravel_pytree(theta0)
+        search = selection.init_search(flat.shape[0], self.sigma)
+        k_init, _ = jax.random.split(key)
+        return self.restart(objective, LearnedESState(theta0, search), k_init)
+
+    def theta(self, state: LearnedESState) -> Any:
+        return state.mean
+
+    def restart(self, objective: Any, state: LearnedESState, key: Array) -> LearnedESState:
+        return state._replace(inner=self.restart_members(objective, state.mean, key))
+
+    def step(self, objective: Any, state: LearnedESState, key: Array, t: Array):
+        """One generation: sample, evaluate (values only), select and vary by φ."""
+        phi = self.selection_network()
+        flat, unravel = ravel_pytree(state.mean)
+        _, k_run = jax.random.split(key)
+        k_ask, k_eval = jax.random.split(jax.random.fold_in(k_run, t))
+        eps = selection.perturbations(k_ask, self.population, flat.shape[0], self.antithetic)
+        members = flat + jnp.exp(state.search.log_sigma) * eps
+        values, inner = self.evaluate_step(objective, jax.vmap(unravel)(members), k_eval,
+                                           state.inner)
+        fit, ok = finite_fitness(values, self.sign)
+        progress = state.search.t.astype(jnp.float32) / self.steps
+        new_flat, search, info = selection.update(phi, state.search, flat, eps, fit, progress)
+        keep = jnp.any(ok) & jnp.all(jnp.isfinite(new_flat))
+        mean = unravel(jnp.where(keep, new_flat, flat))
+        search = select(keep, search, state.search)
+        value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
+        sign = self.sign
+        too_many = jnp.mean(~ok) > self.max_diverged_share
+        metrics = {
+            "loss": value, "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
+            "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
+            "pop_nonfinite": jnp.mean(~ok), "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
+            **aux, **{f"es_{k}": v for k, v in info.items()},
+            "diverged": too_many | ~keep | ~jnp.isfinite(value), "skipped": ~keep}
+        return LearnedESState(mean, search, select(keep, inner, state.inner)), metrics

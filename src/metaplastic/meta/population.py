@@ -1,0 +1,80 @@
+"""What every population-based outer loop shares: evaluating members, and their fitness.
+
+A population loop (:class:`~metaplastic.meta.es.EvolutionStrategy`,
+:class:`~metaplastic.meta.learned.LearnedES`) evaluates all its members on the *same*
+tasks (common random numbers), in one vmapped call, split across devices when there are
+several (``shard_map``) and in sequential batches of ``population_batch`` members if set;
+with truncated unrolls every member keeps its own inner problems. A member whose inner
+learning produced NaN/inf gets the worst finite fitness of its generation.
+
+The mixin reads three fields of the loop: ``population``, ``population_batch``, ``shard``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+def finite_fitness(values: Array, sign: float) -> tuple[Array, Array]:
+    """Minimised fitness ``sign * values``; a non-finite member gets the generation's worst
+    finite fitness. Returns ``(fitness, ok)``."""
+    fit = sign * values
+    ok = jnp.isfinite(fit)
+    worst = jnp.max(jnp.where(ok, fit, -jnp.inf))
+    return jnp.where(ok, fit, worst), ok
+
+
+class PopulationEvaluation:
+    """Evaluation of a population of θ (a pytree with a leading member axis)."""
+
+    population: int
+    population_batch: int = 0
+    shard: bool = True
+
+    def members_at_once(self) -> int:
+        """Members evaluated together on one device (sharded across devices, in batches of
+        ``population_batch``)."""
+        size = self.population
+        n_dev = jax.device_count()
+        if self.shard and n_dev > 1 and size % n_dev == 0:
+            size //= n_dev
+        if self.population_batch and self.population_batch < size:
+            size = self.population_batch
+        return size
+
+    def restart_members(self, objective: Any, mean: Any, key: Array) -> Any:
+        """Fresh inner problems for every member (the same tasks: common random numbers)."""
+        pop = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.population, *jnp.shape(x))),
+                           mean)
+        return jax.vmap(lambda th: objective.init_inner(th, key))(pop)
+
+    def evaluate_step(self, objective: Any, pop: Any, key: Array, inner: Any = ()):
+        """Every member's value on the same key (common random numbers), and its inner
+        problems after the step. Same values on one device as on several."""
+        n_dev = jax.device_count()
+        if self.shard and n_dev > 1 and self.population % n_dev == 0:
+            mesh = jax.sharding.Mesh(np.array(jax.devices()), ("members",))
+            spec, rep = jax.sharding.PartitionSpec("members"), jax.sharding.PartitionSpec()
+            local = functools.partial(self._evaluate_here, objective,
+                                      size=self.population // n_dev)
+            return jax.shard_map(lambda p, k, i: local(p, k, i), mesh=mesh,
+                                 in_specs=(spec, rep, spec), out_specs=(spec, spec),
+                                 check_vma=False)(pop, key, inner)
+        return self._evaluate_here(objective, pop, key, inner, size=self.population)
+
+    def _evaluate_here(self, objective: Any, pop: Any, key: Array, inner: Any, *, size: int):
+        def one(th, inn):
+            value, _, inn = objective.step_value(th, key, inn)
+            return value, inn
+
+        if self.population_batch and self.population_batch < size:
+            return jax.lax.map(lambda a: one(*a), (pop, inner),
+                               batch_size=self.population_batch)
+        return jax.vmap(one)(pop, inner)
