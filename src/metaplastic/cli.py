@@ -90,9 +90,16 @@ def resolve_config(spec: str, sets: list[str], seed: int | None):
 
 
 def cmd_run(args) -> int:
+    from metaplastic.experiments import selection_run
     from metaplastic.experiments.rundir import RunDir, new_run_dir
     from metaplastic.experiments.runner import validate
 
+    meta_meta = selection_run.resolve(args.config, args.set, args.seed)
+    if meta_meta is not None:
+        _enable_compile_cache()
+        run = RunDir(new_run_dir(args.out, meta_meta.name))
+        console.print(f"run directory: [bold]{run.path}[/]")
+        return _train_selection(meta_meta, run, resume=False)
     cfg = resolve_config(args.config, args.set, args.seed)
     pieces = validate(cfg)  # every piece, before anything is created on disk
     _enable_compile_cache()
@@ -102,15 +109,58 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    from metaplastic.experiments import selection_run
     from metaplastic.experiments.build import build
     from metaplastic.experiments.rundir import RunDir
 
+    if selection_run.is_selection_run(args.run):
+        run = RunDir(args.run)
+        _enable_compile_cache()
+        console.print(f"resuming [bold]{run.path}[/]")
+        return _train_selection(selection_run.load_config(run.path / "config.toml"), run,
+                                resume=True)
     run = RunDir.open(args.run)
     cfg = run.config()
     pieces = build(cfg)
     _enable_compile_cache()
     console.print(f"resuming [bold]{run.path}[/]")
     return _train(cfg, run, pieces, args, resume=True)
+
+
+def _train_selection(cfg, run, *, resume: bool) -> int:
+    """Meta-meta training of the learned ES's selection network, with a progress bar."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from metaplastic.experiments.selection_run import train
+
+    columns = [TextColumn("meta-meta training"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+               TextColumn("{task.fields[info]}")]
+    with Progress(*columns, console=console, transient=False) as bar:
+        tid = bar.add_task("meta", total=cfg.outer().steps, info="compiling...")
+
+        def progress(records):
+            tail = records[-10:]
+            loss = sum(r["task_loss"] for r in tail) / len(tail)
+            bar.update(tid, completed=records[-1]["step"], info=f"meta-meta loss {loss:.4g}")
+
+        try:
+            with _stop_signals():
+                summary = train(cfg, run, progress, resume=resume)
+        except KeyboardInterrupt as e:
+            console.print(f"[yellow]interrupted[/]; φ of the last finished chunk and metrics "
+                          f"saved in {run.path} (continue with: metaplastic resume "
+                          f"{run.path})")
+            return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+    held = summary["held_in"]
+    console.print(f"meta-meta training: {summary['meta_steps']} steps in "
+                  f"{summary['seconds']:.1f} s")
+    console.print(f"held-in meta-meta loss: trained {held['trained'][0]:.3f} ± "
+                  f"{held['trained'][1]:.3f}, at initialisation {held['initial'][0]:.3f} ± "
+                  f"{held['initial'][1]:.3f} (lower: faster search)")
+    console.print(f"selection network: {run.path / 'phi.npz'}  (use it: --set "
+                  f"meta.outer=learned-es --set meta.phi={run.path / 'phi.npz'})")
+    return 0
 
 
 def _train(cfg, run, pieces, args, *, resume: bool) -> int:
@@ -218,9 +268,15 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from metaplastic.experiments import selection_run
     from metaplastic.experiments.rundir import RunDir
     from metaplastic.report import make_report
 
+    if selection_run.is_selection_run(args.run):
+        from metaplastic.report.selection import plot_selection
+
+        console.print(f"wrote {plot_selection(args.run)}")
+        return 0
     run = RunDir.open(args.run)
     paths = make_report(run.path)
     if not paths:
@@ -340,7 +396,9 @@ def cmd_list(args) -> int:
     table = Table(title="presets (metaplastic run NAME)")
     table.add_column("preset")
     table.add_column("what it does")
-    for name, fn in PRESETS.items():
+    from metaplastic.experiments.selection_run import PRESETS as META_META
+
+    for name, fn in {**PRESETS, **META_META}.items():
         first_paragraph = (fn.__doc__ or "").strip().split("\n\n")[0]
         table.add_row(name, " ".join(first_paragraph.split()))
     console.print(table)

@@ -1,0 +1,270 @@
+"""Meta-meta runs: train the learned ES's selection network φ (preset ``selection-meta``).
+
+``metaplastic run selection-meta`` trains φ with the ordinary meta-gradient outer loop
+and driver on a :class:`~metaplastic.meta.metameta.SelectionObjective`, and writes a run
+directory::
+
+    config.toml      the configuration (kind = "selection-meta"; metaplastic resume works)
+    metrics.jsonl    one record per meta-meta step
+    phi.npz          the trained selection network (plain arrays; use it with
+                     meta.outer = "learned-es", meta.phi = "RUN/phi.npz")
+    checkpoint.npz   the driver's state after the last chunk
+    summary.json     held-in comparison with φ at initialisation, timing, provenance
+    selection.json   what the learned selection does (weights by rank, scale over
+                     generations) beside OpenAI-ES's and CMA-ES's, for the plots
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metaplastic.errors import ConfigError
+from metaplastic.experiments.provenance import provenance
+from metaplastic.experiments.rundir import RunDir
+from metaplastic.interrupts import deferred
+from metaplastic.meta import MetaGradient, selection
+from metaplastic.meta.metameta import SelectionObjective
+
+KIND = "selection-meta"
+
+#: the training problems of the shipped φ: analytic families of several dimensions and
+#: population sizes, noisy and multimodal ones, and a plasticity family (delta rules)
+PROBLEMS = (
+    {"name": "quadratic", "dim": 2, "population": 8, "instances": 8},
+    {"name": "quadratic", "dim": 16, "population": 16, "instances": 4, "noise": 0.1},
+    {"name": "quadratic", "dim": 40, "population": 32, "instances": 4, "rotate": False,
+     "condition": 1000.0},
+    {"name": "rosenbrock", "dim": 6, "population": 16, "instances": 4},
+    {"name": "rastrigin", "dim": 10, "population": 16, "instances": 4},
+    {"name": "delta-rule", "population": 16, "instances": 4},
+    {"name": "delta-rule", "n_in": 10, "n_out": 5, "population": 32, "instances": 2},
+)
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """A meta-meta run: φ trained by backprop through ``generations`` generations."""
+
+    name: str = KIND
+    seed: int = 0
+    problems: tuple = PROBLEMS
+    generations: int = 40
+    sigma_range: tuple = (0.03, 1.0)
+    hidden: int = 16
+    meta: dict = field(default_factory=lambda: dict(steps=600, lr=3e-3, schedule="cosine",
+                                                    clip=1.0, chunk=25, max_nan_skips=50))
+    kind: str = KIND
+
+    def __post_init__(self):
+        if self.kind != KIND:
+            raise ConfigError(f"kind must be {KIND!r}, got {self.kind!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if self.hidden < 1:
+            raise ConfigError(f"hidden must be >= 1, got {self.hidden}")
+        object.__setattr__(self, "problems", tuple(dict(p) for p in self.problems))
+        object.__setattr__(self, "sigma_range", tuple(float(v) for v in self.sigma_range))
+        self.objective()
+        self.outer()
+
+    def objective(self) -> SelectionObjective:
+        return SelectionObjective(self.problems, self.generations, self.sigma_range)
+
+    def outer(self) -> MetaGradient:
+        try:
+            return MetaGradient(**self.meta)
+        except TypeError as e:
+            raise ConfigError(f"[meta] of {self.name}: {e}") from None
+
+
+def selection_meta() -> SelectionConfig:
+    """Train the learned ES's selection network by backprop through 40 unrolled
+    generations on seven families of problems (analytic and delta-rule plasticity
+    searches), 600 meta-meta steps of Adam."""
+    return SelectionConfig()
+
+
+#: meta-meta presets (``metaplastic run NAME``)
+PRESETS = {KIND: selection_meta}
+
+
+def resolve(spec: str, sets: list[str], seed: int | None) -> SelectionConfig | None:
+    """The meta-meta config named by ``spec`` (a preset, or a TOML file with
+    ``kind = "selection-meta"``), with overrides; ``None`` if ``spec`` is not one."""
+    if spec in PRESETS:
+        cfg = PRESETS[spec]()
+    elif spec.endswith(".toml") and _kind(Path(spec)) == KIND:
+        cfg = load_config(Path(spec))
+    else:
+        return None
+    sets = [*sets, f"seed={seed}"] if seed is not None else sets
+    return override(cfg, sets) if sets else cfg
+
+
+def _kind(path: Path) -> str | None:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text()).get("kind")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def from_dict(d: dict) -> SelectionConfig:
+    names = {f.name for f in dataclasses.fields(SelectionConfig)}
+    bad = sorted(set(d) - names)
+    if bad:
+        raise ConfigError(f"unknown key(s) {bad} in a {KIND} config; valid: {sorted(names)}")
+    return SelectionConfig(**d)
+
+
+def override(cfg: SelectionConfig, assignments: list[str]) -> SelectionConfig:
+    """``key=value`` overrides (``meta.steps=100``, ``generations=20``)."""
+    from metaplastic.experiments.config import parse_value
+
+    d = dataclasses.asdict(cfg)
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set needs key=value, got {item!r}")
+        node = d
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a section of the config")
+            node = node[p]
+        node[parts[-1]] = parse_value(text.strip())
+    return from_dict(d)
+
+
+def save_config(cfg: SelectionConfig, path: Path) -> None:
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(dataclasses.asdict(cfg)))
+
+
+def load_config(path: Path) -> SelectionConfig:
+    import tomllib
+
+    try:
+        return from_dict(tomllib.loads(Path(path).read_text()))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+
+
+def is_selection_run(path: str | Path) -> bool:
+    return _kind(Path(path) / "config.toml") == KIND
+
+
+def held_in(cfg: SelectionConfig, phi: dict, seeds: int = 8) -> tuple[float, float]:
+    """Mean ± 95% CI of the meta-meta loss of ``phi`` over ``seeds`` fresh draws of the
+    training problems (keys no training step used)."""
+    objective = cfg.objective()
+    f = jax.jit(lambda p, k: objective(p, k)[0])
+    vals = np.array([float(f(phi, jax.random.key(10_000_019 + s))) for s in range(seeds)])
+    return float(vals.mean()), float(1.96 * vals.std(ddof=1) / math.sqrt(seeds))
+
+
+def describe(phi: dict, populations=(8, 16, 64)) -> dict:
+    """What the learned selection does, beside OpenAI-ES's and CMA-ES's: recombination
+    weight by fitness rank (for several population sizes), and the mean σ over
+    generations on a 10-dimensional sphere from σ0 = 1."""
+    out: dict[str, Any] = {"weights": {}}
+    for n in populations:
+        fitness = jnp.arange(n, dtype=jnp.float32)  # member 0 is the best (minimised)
+        w = selection.recombination_weights(phi, fitness)
+        ranks = np.arange(n)
+        centred = 0.5 - ranks / (n - 1)  # OpenAI-ES: centred ranks (best +0.5), z-normalised
+        mu = n // 2
+        cma = np.maximum(0, np.log((n + 1) / 2) - np.log(ranks + 1))
+        cma[mu:] = 0
+        out["weights"][str(n)] = {"learned": np.asarray(w).tolist(),
+                                  "openai_es": (centred / np.abs(centred).sum()).tolist(),
+                                  "cma_es": (cma / cma.sum()).tolist()}
+    from metaplastic.meta.metameta import Quadratic
+
+    sphere = Quadratic(dim=10, condition=1.0, rotate=False)
+    params = {"q": jnp.eye(10), "lam": jnp.ones(10), "c": jnp.zeros(10),
+              "noise": jnp.zeros(())}
+    sigma, fitness = np.mean([_sphere_curve(phi, sphere, params, jax.random.key(s))
+                              for s in range(4)], axis=0)
+    out["sphere10"] = {"sigma": sigma.tolist(), "fitness": fitness.tolist()}
+    return out
+
+
+def _sphere_curve(phi, problem, params, key, generations: int = 60, population: int = 16):
+    """(2, generations): the geometric-mean σ and the mean's fitness per generation."""
+    m = problem.start(key, params)
+    s = selection.init_search(problem.dim, 1.0)
+    sig, fit = [], []
+    for g in range(generations):
+        k = jax.random.fold_in(key, g)
+        eps = selection.perturbations(k, population, problem.dim)
+        f = jax.vmap(lambda x: problem.value(params, x))(m + jnp.exp(s.log_sigma) * eps)
+        m, s, info = selection.update(phi, s, m, eps, f, jnp.float32(g / generations))
+        sig.append(float(info["sigma"]))
+        fit.append(float(problem.value(params, m)))
+    return np.array([sig, fit])
+
+
+def train(cfg: SelectionConfig, run: RunDir, progress: Callable[[list], None] | None = None,
+          resume: bool = False) -> dict:
+    """Train φ; writes the run directory (module docstring). Returns the summary."""
+    objective, outer = cfg.objective(), cfg.outer()
+    k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
+    phi0 = selection.init_phi(k_init, cfg.hidden)
+    from metaplastic.meta import driver
+
+    state = None
+    if resume:
+        state = run.load_checkpoint(driver.init(outer, objective, phi0, k_meta))
+        run.keep_metrics_until(int(state.step))
+    else:
+        save_config(cfg, run.path / "config.toml")
+    start = time.perf_counter()
+
+    def on_chunk(records):
+        run.append_metrics(records)
+        if progress is not None:
+            progress(records)
+
+    status, result = "finished", None
+    try:
+        result = outer.run(objective, phi0, key=k_meta, progress=on_chunk, state=state,
+                           checkpoint=run.save_checkpoint)
+    except KeyboardInterrupt as e:
+        status, result = "interrupted", getattr(e, "result", None)
+        raise
+    except Exception as e:
+        status, result = f"crashed: {type(e).__name__}: {e}", getattr(e, "result", None)
+        raise
+    finally:
+        phi = result.theta if result is not None else phi0
+        with deferred():
+            selection.save_phi(run.path / "phi.npz", phi)
+            run.write_json("summary.json", {
+                "kind": KIND, "status": status, "seconds": time.perf_counter() - start,
+                "meta_steps": int(result.state.step) if result is not None else 0,
+                "provenance": provenance()})
+    summary = run.read_json("summary.json")
+    init_mean, init_ci = held_in(cfg, phi0)
+    mean, ci = held_in(cfg, phi)
+    summary["held_in"] = {"what": "meta-meta loss (mean log normalised fitness of the "
+                                  "search mean) on 8 fresh draws of the training problems",
+                          "trained": [mean, ci], "initial": [init_mean, init_ci]}
+    run.write_json("summary.json", summary)
+    run.write_json("selection.json", describe(phi))
+    from metaplastic.report.selection import plot_selection
+
+    plot_selection(run.path)
+    return summary
