@@ -377,12 +377,27 @@ def cmd_check(args) -> int:
             "[red]FAILS[/]" if is_declared else "[yellow]fails[/]")
         table.add_row(r.constraint, "yes" if is_declared else "", mark, r.detail)
     console.print(table)
+    _print_outer_kind(cfg, pieces, theta)
     if failed:
         console.print(f"[red]declared constraint(s) fail:[/] {', '.join(failed)}")
         return EXIT_CONSTRAINT
     console.print("all declared constraints hold" if declared else
                   "no constraints declared (config key `constraints`, or --require)")
     return 0
+
+
+def _print_outer_kind(cfg, pieces, theta) -> None:
+    """The outer loop's kind, measured (meta.outer.measure_kind)."""
+    import jax
+
+    from metaplastic.meta.outer import KINDS, measure_kind
+
+    name = cfg.meta.get("outer", "gradient")
+    with console.status("tracing one meta-step..."):
+        kind, evidence = measure_kind(pieces.outer, pieces.objective, theta,
+                                      jax.random.key(cfg.seed))
+    console.print(f"outer loop {name!r}: [bold]{kind}[/] — {KINDS.get(kind, '')}. "
+                  f"Evidence: {evidence}.")
 
 
 def cmd_list(args) -> int:

@@ -25,6 +25,11 @@ class NonFiniteError(MetaplasticError, FloatingPointError):
     """NaN or inf appeared during inner learning and the run cannot continue."""
 
 
+class GradientRequested(MetaplasticError, RuntimeError):
+    """Something differentiated an objective that was wrapped to refuse it
+    (:class:`~metaplastic.meta.segments.RefusesGradients`)."""
+
+
 def unknown_name(kind: str, name: object, valid: Iterable[str]) -> ConfigError:
     """A ConfigError for a name that is not in a registry, listing the valid names."""
     names = ", ".join(sorted(valid))

@@ -45,6 +45,21 @@ def oja_es() -> RunConfig:
     )
 
 
+def oja_learned_es() -> RunConfig:
+    """Rediscover Oja's rule with the learned evolution strategy: values only, selection
+    by the shipped network that backprop trained on other problems.
+
+    Same task, rule, L1 penalty, population (16) and tasks per generation (4) as
+    ``oja-es``; the learned ES has no learning rate, only the initial scale sigma = 0.1.
+    """
+    base = oja_es()
+    return dataclasses.replace(
+        base, name="oja-learned-es",
+        meta=dict(outer="learned-es", population=16, sigma=0.1, steps=300, tasks_per_step=4,
+                  l1=1e-3, chunk=10),
+    )
+
+
 def mlp_oja() -> RunConfig:
     """The PCA task with a rule that is a network: an MLP shared by every synapse.
 
@@ -102,6 +117,17 @@ def cartpole_hebbian() -> RunConfig:
                        episodes=1, variants=({"label": "train physics"},
                                              {"label": "pole length 1.0 (2x)",
                                               "params": {"length": 1.0}}))
+
+
+def cartpole_learned_es() -> RunConfig:
+    """``cartpole-hebbian`` (6,080 numbers, no gradient exists) searched by the learned
+    evolution strategy instead of OpenAI-ES: population 64, initial scale 0.1, 200
+    generations, no learning rate."""
+    base = cartpole_hebbian()
+    return dataclasses.replace(
+        base, name="cartpole-learned-es",
+        meta=dict(outer="learned-es", population=64, sigma=0.1, steps=200,
+                  tasks_per_step=1, chunk=10))
 
 
 def hml_cartpole() -> RunConfig:
@@ -467,7 +493,8 @@ def spiking_digits() -> RunConfig:
 
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {
-    "oja": oja, "oja-es": oja_es, "mlp-oja": mlp_oja, "cartpole-hebbian": cartpole_hebbian,
+    "oja": oja, "oja-es": oja_es, "oja-learned-es": oja_learned_es, "mlp-oja": mlp_oja,
+    "cartpole-hebbian": cartpole_hebbian, "cartpole-learned-es": cartpole_learned_es,
     "cartpole-static": cartpole_static, "hml-cartpole": hml_cartpole,
     "acrobot-hebbian": acrobot_hebbian,
     "acrobot-static": acrobot_static, "fa-digits": fa_digits,

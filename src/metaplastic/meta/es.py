@@ -134,6 +134,7 @@ class EvolutionStrategy(PopulationEvaluation, OuterLoop):
     population_batch: int = 0
     #: split the population across devices when there are several
     shard: bool = True
+    kind = "evolutionary"  # for metaplastic check (meta.outer.measure_kind)
 
     def __post_init__(self):
         check_fields(self)

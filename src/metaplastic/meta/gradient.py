@@ -55,6 +55,7 @@ class MetaGradient(OuterLoop):
     #: ``((from_step, length), ...)``: the truncation length from meta-step ``from_step`` on
     truncation_schedule: tuple = ()
     differentiates = True  # (a class constant: not an option)
+    kind = "gradient"  # for metaplastic check (meta.outer.measure_kind)
 
     def __post_init__(self):
         check_fields(self)

@@ -13,9 +13,10 @@ meta-trained by backpropagation through unrolled generations on analytic and pla
 problems (:mod:`metaplastic.meta.metameta`, preset ``selection-meta``); the package ships
 one (``phi = ""``), and ``phi = "path/to/phi.npz"`` uses another.
 
-Divergence is handled as in :mod:`metaplastic.meta.es`: a member whose inner learning
-produced NaN/inf gets the generation's worst finite fitness; a generation where every
-member diverged changes nothing.
+Divergence: a member whose inner learning produced NaN/inf gets the generation's worst
+finite fitness (as in :mod:`metaplastic.meta.es`); a generation where every member
+diverged, or whose new mean diverges, changes nothing (it counts towards
+``max_nan_skips``).
 """
 
 from __future__ import annotations
@@ -120,10 +121,12 @@ class LearnedES(PopulationEvaluation, OuterLoop):
         fit, ok = finite_fitness(values, self.sign)
         progress = state.search.t.astype(jnp.float32) / self.steps
         new_flat, search, info = selection.update(phi, state.search, flat, eps, fit, progress)
-        keep = jnp.any(ok) & jnp.all(jnp.isfinite(new_flat))
+        # the new mean on whole episodes (for the log); a step whose mean diverges is
+        # not taken (the mean and the search state stay)
+        value, aux = objective(unravel(new_flat), k_eval)
+        keep = jnp.any(ok) & jnp.all(jnp.isfinite(new_flat)) & jnp.isfinite(value)
         mean = unravel(jnp.where(keep, new_flat, flat))
         search = select(keep, search, state.search)
-        value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
         sign = self.sign
         too_many = jnp.mean(~ok) > self.max_diverged_share
         metrics = {

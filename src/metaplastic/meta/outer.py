@@ -90,3 +90,29 @@ class OuterLoop:
         meta-steps; ``progress(records)`` and ``checkpoint(state)`` follow every chunk."""
         return driver.run(self, objective, theta0, key=key, progress=progress, state=state,
                           checkpoint=checkpoint)
+
+
+#: what each kind of outer loop means, for ``metaplastic check``
+KINDS = {"gradient": "differentiates the objective through the unrolled learning",
+         "evolutionary": "uses only fitness values; its update rule was designed by hand",
+         "learned-evolutionary": "uses only fitness values; its selection network was "
+                                 "trained by backpropagation beforehand, offline"}
+
+
+def measure_kind(outer: OuterLoop, objective: Any, theta0: Any, key: Array) -> tuple[str, str]:
+    """The outer loop's kind and the evidence: one meta-step is traced (not run) on the
+    objective wrapped to refuse differentiation; a loop that takes a derivative of the
+    objective is ``gradient`` whatever it declares."""
+    from metaplastic.errors import GradientRequested
+    from metaplastic.meta.segments import RefusesGradients
+
+    wrapped = RefusesGradients(objective)
+    try:
+        jax.eval_shape(lambda k: outer.step(wrapped, outer.init(wrapped, theta0, k), k,
+                                            jax.numpy.zeros((), "int32")), key)
+    except GradientRequested:
+        return "gradient", ("one meta-step traced on the objective wrapped to refuse "
+                            "differentiation: it asked for a derivative")
+    kind = getattr(outer, "kind", "evolutionary")
+    return kind, ("one meta-step traced on the objective wrapped to refuse "
+                  "differentiation: no derivative of the objective was taken")

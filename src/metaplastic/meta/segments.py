@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from metaplastic.errors import ConfigError
+from metaplastic.errors import ConfigError, GradientRequested
 
 Array = jax.Array
 
@@ -115,3 +115,55 @@ class Truncated:
         (value, (aux, new)), grads = jax.value_and_grad(f, has_aux=True)(theta)
         ok = jnp.isfinite(value) & all_finite(grads)
         return value, aux, grads, (new, self._done(inner[1], ok))
+
+
+@jax.custom_jvp
+def _refuse(x: Array) -> Array:
+    return x
+
+
+@_refuse.defjvp
+def _refuse_jvp(primals, tangents):
+    raise GradientRequested("the objective was differentiated with respect to θ, but it "
+                            "was wrapped to refuse differentiation (RefusesGradients)")
+
+
+def refuse_gradients(theta: Any) -> Any:
+    """θ unchanged, but any derivative taken through it (forward or reverse mode) raises
+    :class:`~metaplastic.errors.GradientRequested` while tracing."""
+    return jax.tree.map(_refuse, theta)
+
+
+class RefusesGradients:
+    """``objective`` whose every entry point raises if it is differentiated with respect
+    to θ (``step_grad``/``value_and_grad`` raise when called; the values-only entry points
+    raise when anything takes a derivative through them) — proof that an outer loop uses
+    nothing but values. Everything else (sizes,
+    ``start``/``segment``, metrics) is the wrapped objective's."""
+
+    def __init__(self, objective: Any):
+        self._objective = as_objective(objective)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._objective, name)
+
+    def __call__(self, theta: Any, key: Array):
+        return self._objective(refuse_gradients(theta), key)
+
+    def init_inner(self, theta: Any, key: Array) -> Any:
+        return self._objective.init_inner(refuse_gradients(theta), key)
+
+    def step_value(self, theta: Any, key: Array, inner: Any = ()):
+        return self._objective.step_value(refuse_gradients(theta), key, inner)
+
+    def step_grad(self, theta: Any, key: Array, inner: Any = ()):
+        raise GradientRequested("an outer loop asked the objective for its gradient "
+                                "(step_grad), but it was wrapped to refuse differentiation")
+
+    value_and_grad = step_grad
+
+    def start(self, theta: Any, key: Array):
+        return self._objective.start(refuse_gradients(theta), key)
+
+    def segment(self, theta: Any, *args: Any):
+        return self._objective.segment(refuse_gradients(theta), *args)

@@ -35,6 +35,7 @@ cheaper and permutation-equivariant by construction.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -112,7 +113,7 @@ def load_phi(path: str | Path | None = None) -> dict[str, Array]:
             raw = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise ConfigError(f"selection network file {path} does not exist") from None
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ConfigError(f"selection network file {path} is not a readable .npz of arrays "
                           f"({type(e).__name__}: {e})") from None
     return check_phi(raw)
