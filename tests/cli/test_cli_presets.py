@@ -56,3 +56,53 @@ def test_check_exit_status_and_table(capsys):
 def test_check_fails_a_required_constraint_with_exit_status_4(capsys):
     assert main(["check", "oja", "--require", "spikes_only"]) == 4
     assert "FAILS" in capsys.readouterr().out
+
+
+TINY_META_META = ["--set", "meta.steps=4", "--set", "meta.chunk=2", "--set", "generations=4",
+                  "--set", "hidden=4", "--set",
+                  'problems=[{name = "quadratic", dim = 3, population = 4, instances = 2}]']
+
+
+@pytest.mark.tier2
+def test_selection_meta_trains_resumes_and_feeds_the_learned_es(tmp_path, capsys):
+    """selection-meta writes φ; a stopped run resumes; the learned ES runs with that φ."""
+    assert main(["run", "selection-meta", *TINY_META_META, "--out", str(tmp_path)]) == 0
+    (run,) = list(tmp_path.iterdir())
+    out = capsys.readouterr().out
+    assert "held-in meta-meta loss" in out and "phi.npz" in out
+    for name in ("config.toml", "metrics.jsonl", "phi.npz", "checkpoint.npz",
+                 "summary.json", "selection.json", "selection.png"):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["meta_steps"] == 4 and summary["status"] == "finished"
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
+    # resume continues from the checkpoint to the configured number of steps
+    cfg = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(cfg.replace("steps = 4", "steps = 6"))
+    assert main(["resume", str(run)]) == 0
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert main(["report", str(run)]) == 0
+    args = ["run", "oja-learned-es", *SMALL, "--set", "meta.steps=4", "--set",
+            "meta.population=4", "--set", "meta.chunk=2", "--set",
+            f"meta.phi={run / 'phi.npz'}", "--no-eval", "--out", str(tmp_path / "es")]
+    assert main(args) == 0
+    (es_run,) = list((tmp_path / "es").iterdir())
+    rec = json.loads((es_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"pop_best", "es_sigma", "es_n_eff"} <= set(rec)
+    assert main(["check", "oja-learned-es"]) == 0
+    assert "learned-evolutionary" in capsys.readouterr().out
+
+
+@pytest.mark.tier2
+@pytest.mark.parametrize("bad, message", [
+    (["--set", "meta.bogus=1"], "bogus"),
+    (["--set", 'problems=[{name = "sphere"}]'], "unknown training problem"),
+    (["--set", "generations=0"], "generations"),
+    (["--set", "wrong=1"], "unknown key"),
+])
+def test_selection_meta_bad_input_is_one_message(bad, message, tmp_path, capsys):
+    assert main(["run", "selection-meta", *bad, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().out
+    assert message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())

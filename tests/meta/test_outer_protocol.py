@@ -17,7 +17,8 @@ from metaplastic.meta.es import strategy_names
 from metaplastic.meta.outer import OuterLoop
 
 #: small settings per registered outer loop (a new registered loop must be added here)
-SMALL = {"gradient": {"lr": 1e-2}, "es": {"population": 4, "sigma": 0.05}}
+SMALL = {"gradient": {"lr": 1e-2}, "es": {"population": 4, "sigma": 0.05},
+         "learned-es": {"population": 4, "sigma": 0.05}}
 
 
 @pytest.fixture(scope="module")
