@@ -78,9 +78,9 @@ def test_direction_is_honoured():
 def test_diverging_members_get_the_worst_fitness():
     def f(theta, key):
         x = theta["x"]
-        return jnp.where(x[0] > 1.0, jnp.nan, jnp.sum((x - 0.5) ** 2))
+        return jnp.where(x[0] > 0.7, jnp.nan, jnp.sum((x - 0.5) ** 2))
 
-    es = mp.meta.LearnedES(population=8, steps=20, sigma=0.5, chunk=10)
+    es = mp.meta.LearnedES(population=8, steps=20, sigma=1.0, chunk=10)
     res = es.run(f, {"x": jnp.zeros(3)}, key=jax.random.key(3))
     assert np.all(np.isfinite(np.asarray(res.theta["x"])))
     assert any(r["pop_nonfinite"] > 0 for r in res.history)

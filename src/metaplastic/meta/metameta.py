@@ -255,10 +255,11 @@ class SelectionObjective(WholeEpisodes):
     def __call__(self, phi: dict, key: Array) -> tuple[Array, dict]:
         losses = self.family_losses(phi, key)
         flat = jnp.concatenate(losses)
-        aux = {"task_loss": jnp.mean(flat), "nonfinite": jnp.mean(~jnp.isfinite(flat))}
+        value = jnp.mean(jnp.stack([jnp.mean(v) for v in losses]))  # families weigh alike
+        aux = {"task_loss": value, "nonfinite": jnp.mean(~jnp.isfinite(flat))}
         aux |= {f"task_loss[{lab}]": jnp.mean(v) for lab, v in zip(self.labels(), losses,
                                                                    strict=True)}
-        return jnp.mean(jnp.stack([jnp.mean(v) for v in losses])), aux
+        return value, aux
 
     def value_and_grad(self, phi: dict, key: Array):
         (value, aux), grads = jax.value_and_grad(self.__call__, has_aux=True)(phi, key)
