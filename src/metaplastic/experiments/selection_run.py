@@ -41,13 +41,17 @@ KIND = "selection-meta"
 #: population sizes, noisy and multimodal ones, and a plasticity family (delta rules)
 PROBLEMS = (
     {"name": "quadratic", "dim": 2, "population": 8, "instances": 8},
-    {"name": "quadratic", "dim": 16, "population": 16, "instances": 4, "noise": 0.1},
+    {"name": "quadratic", "dim": 16, "population": 16, "instances": 4, "noise": 0.1,
+     "jitter": 0.3},
+    {"name": "quadratic", "dim": 24, "population": 16, "instances": 4, "jitter": 1.0,
+     "floor": 0.3},
     {"name": "quadratic", "dim": 40, "population": 32, "instances": 4, "rotate": False,
      "condition": 1000.0},
     {"name": "rosenbrock", "dim": 6, "population": 16, "instances": 4},
     {"name": "rastrigin", "dim": 10, "population": 16, "instances": 4},
     {"name": "delta-rule", "population": 16, "instances": 4},
-    {"name": "delta-rule", "n_in": 10, "n_out": 5, "population": 32, "instances": 2},
+    {"name": "delta-rule", "n_in": 10, "n_out": 5, "tasks": 1, "population": 32,
+     "instances": 2},
 )
 
 
@@ -89,8 +93,9 @@ class SelectionConfig:
 
 def selection_meta() -> SelectionConfig:
     """Train the learned ES's selection network by backprop through 40 unrolled
-    generations on seven families of problems (analytic and delta-rule plasticity
-    searches), 600 meta-meta steps of Adam."""
+    generations on eight families of problems (analytic ones, some noisy, jittered or
+    capped like a rule search's fitness, and delta-rule plasticity searches), 600
+    meta-meta steps of Adam."""
     return SelectionConfig()
 
 

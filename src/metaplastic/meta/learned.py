@@ -127,6 +127,9 @@ class LearnedES(PopulationEvaluation, OuterLoop):
         keep = jnp.any(ok) & jnp.all(jnp.isfinite(new_flat)) & jnp.isfinite(value)
         mean = unravel(jnp.where(keep, new_flat, flat))
         search = select(keep, search, state.search)
+        # the log shows the mean kept: the old one's value when the step was not taken
+        value, aux = jax.lax.cond(keep, lambda: (value, aux),
+                                  lambda: objective(state.mean, k_eval))
         sign = self.sign
         too_many = jnp.mean(~ok) > self.max_diverged_share
         metrics = {

@@ -41,12 +41,19 @@ def _log_uniform(key: Array, lo: float, hi: float, shape=()) -> Array:
 
 @dataclass(frozen=True)
 class Quadratic:
-    """``f(x) = Σ_k λ_k (Q (x − c))_k² / Σ λ``: a random rotation ``Q``, eigenvalues
-    log-uniform up to ``condition``; additive Gaussian noise of up to ``noise`` × f(m_0)."""
+    """``f(x) = mean_k λ_k (Q (x − c))_k²``: a random rotation ``Q``, eigenvalues
+    log-uniform up to ``condition`` (mean 1). What the search sees may be perturbed like a
+    rule search's fitness: additive Gaussian noise of up to ``noise`` × f(m_0); the
+    centre moved by ``jitter`` × N(0, I) at every generation, the same for every member
+    (fresh tasks: common random numbers); values below ``floor`` × f(m_0) reported as
+    that floor (a plateau, like a return at its cap). The meta-meta loss uses the true
+    ``f``."""
 
     dim: int
     condition: float = 100.0
     noise: float = 0.0
+    jitter: float = 0.0
+    floor: float = 0.0
     rotate: bool = True
     name = "quadratic"
 
@@ -63,7 +70,10 @@ class Quadratic:
         return jnp.mean(p["lam"] * (p["q"] @ (x - p["c"])) ** 2)
 
     def noisy(self, p: dict, x: Array, key: Array, scale: Array) -> Array:
-        return self.value(p, x) + p["noise"] * scale * jax.random.normal(key)
+        k_noise, k_jitter = jax.random.split(key)
+        shift = self.jitter * jax.random.normal(k_jitter, (self.dim,))
+        f = self.value(p, x - shift) + p["noise"] * scale * jax.random.normal(k_noise)
+        return jnp.maximum(f, self.floor * scale)
 
     def start(self, key: Array, p: dict) -> Array:
         return p["c"] + jax.random.normal(key, (self.dim,))

@@ -17,7 +17,8 @@ to ``D`` (so one φ serves any rule family and population size):
   ``n_eff = 1 / Σ w²``: ``ŷ_d = √n_eff y_d``), the selected second moment
   ``v_d = Σ_i w_i ε_id² − 1``, two evolution paths of ``ŷ`` (time constants 0.3 and 0.05:
   ``p ← (1−c) p + √(c(2−c)) ŷ``), ``log σ_d − log σ_0``, the generation's progress
-  ``t / T`` and two population-wide path lengths (``mean_d p² − 1``), three outputs
+  ``t / T``, two population-wide path lengths (``mean_d p² − 1``) and the share of
+  members tied with the best (a plateau, e.g. a return at its cap), three outputs
   ``o_d`` set
 
   ``m_d ← m_d + σ_d (2 sigmoid(o_d0) y_d + tanh(o_d1) p_fast,d / √n_eff)``,
@@ -50,7 +51,7 @@ Array = jax.Array
 MEMBER_FEATURES = ("centred rank", "z-score", "is best")
 DIM_FEATURES = ("selected step", "selected 2nd moment - 1", "fast path", "slow path",
                 "log sigma / sigma0", "progress t/T", "fast path length - 1",
-                "slow path length - 1")
+                "slow path length - 1", "share of members tied with the best")
 PATH_RATES = (0.3, 0.05)
 #: the shipped φ, trained by the ``selection-meta`` preset (docs/outer-loops.md)
 DEFAULT_PHI = Path(__file__).resolve().parent.parent / "data" / "selection_phi.npz"
@@ -141,8 +142,10 @@ def member_features(fitness: Array) -> Array:
     n = fitness.shape[0]
     order = jnp.argsort(jnp.argsort(-fitness))  # 0 = worst ... n-1 = best
     rank = order / jnp.maximum(n - 1, 1) - 0.5
-    std = jnp.std(fitness)
-    z = jnp.clip(-(fitness - jnp.mean(fitness)) / jnp.where(std > 0, std, 1.0), -3.0, 3.0)
+    centred = fitness - jnp.mean(fitness)
+    var = jnp.mean(centred ** 2)
+    std = jnp.sqrt(jnp.where(var > 0, var, 1.0))  # all tied: z = 0, and a finite gradient
+    z = jnp.clip(-centred / std, -3.0, 3.0)
     best = (order == n - 1).astype(fitness.dtype)
     return jnp.stack([rank, z, best], axis=-1)
 
@@ -156,12 +159,13 @@ def recombination_weights(phi: dict, fitness: Array) -> Array:
 
 
 def dim_features(search: SearchState, y_hat: Array, v: Array, paths: Array,
-                 progress: Array) -> Array:
-    """(D, 8): what the variation network sees for every dimension."""
+                 progress: Array, ties: Array) -> Array:
+    """(D, 9): what the variation network sees for every dimension."""
     dim = y_hat.shape[0]
     lengths = jnp.mean(paths ** 2, axis=1) - 1.0
     rel = jnp.clip(search.log_sigma - search.log_sigma0, -10.0, 10.0)
-    glob = jnp.broadcast_to(jnp.concatenate([jnp.atleast_1d(progress), lengths]), (dim, 3))
+    glob = jnp.broadcast_to(jnp.concatenate([jnp.atleast_1d(progress), lengths,
+                                             jnp.atleast_1d(ties)]), (dim, 4))
     return jnp.concatenate([jnp.stack([y_hat, v, paths[0], paths[1], rel], -1), glob], -1)
 
 
@@ -176,7 +180,8 @@ def update(phi: dict, search: SearchState, mean: Array, eps: Array, fitness: Arr
     v = w @ (eps ** 2) - 1.0
     rates = jnp.asarray(PATH_RATES)[:, None]
     paths = (1 - rates) * search.paths + jnp.sqrt(rates * (2 - rates)) * y_hat
-    feats = dim_features(search, y_hat, v, paths, progress)
+    ties = jnp.mean(fitness == jnp.min(fitness)) - 1.0 / fitness.shape[0]
+    feats = dim_features(search, y_hat, v, paths, progress, ties)
     out = jnp.tanh(feats @ phi["dim_w1"] + phi["dim_b1"]) @ phi["dim_w2"] + phi["dim_b2"]
     gain = 2 * jax.nn.sigmoid(out[:, 0])
     momentum = jnp.tanh(out[:, 1])
