@@ -203,8 +203,31 @@ def describe(phi: dict, populations=(8, 16, 64)) -> dict:
               "noise": jnp.zeros(())}
     sigma, fitness = np.mean([_sphere_curve(phi, sphere, params, jax.random.key(s))
                               for s in range(4)], axis=0)
-    out["sphere10"] = {"sigma": sigma.tolist(), "fitness": fitness.tolist()}
+    cma_sigma, cma_fitness = np.mean([_cma_curve(jax.random.key(s)) for s in range(4)],
+                                     axis=0)
+    out["sphere10"] = {"sigma": sigma.tolist(), "fitness": fitness.tolist(),
+                       "cma_es_sigma": cma_sigma.tolist(), "cma_es_fitness": cma_fitness.tolist(),
+                       "openai_es_sigma": 1.0}
     return out
+
+
+def _cma_curve(key, generations: int = 60, population: int = 16, dim: int = 10):
+    """(2, generations): evosax CMA-ES's σ and its mean's fitness on the same sphere."""
+    from evosax.algorithms import CMA_ES
+
+    k_start, k_run = jax.random.split(key)
+    mean = jax.random.normal(k_start, (dim,))
+    es = CMA_ES(population, mean)
+    params = es.default_params.replace(std_init=1.0)
+    state = es.init(k_run, mean, params)
+    sig, fit = [], []
+    for g in range(generations):
+        k_ask, k_tell = jax.random.split(jax.random.fold_in(k_run, g))
+        pop, state = es.ask(k_ask, state, params)
+        state, _ = es.tell(k_tell, pop, jnp.mean(pop ** 2, axis=1), state, params)
+        sig.append(float(state.std))
+        fit.append(float(jnp.mean(es.get_mean(state) ** 2)))
+    return np.array([sig, fit])
 
 
 def _sphere_curve(phi, problem, params, key, generations: int = 60, population: int = 16):

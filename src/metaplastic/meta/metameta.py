@@ -201,14 +201,16 @@ def make_problem(spec: dict) -> tuple[Any, int, int]:
 
 
 def search_curve(phi: dict, problem: Any, params: dict, key: Array, *, population: int,
-                 generations: int, sigma_range: tuple[float, float]) -> tuple[Array, Array]:
-    """The learned ES on one problem instance: ``(f(m_t) for t = 1..G, f(m_0))``."""
+                 generations: int, sigma_range: tuple[float, float],
+                 remat: bool = True) -> tuple[Array, Array]:
+    """The learned ES on one problem instance: ``(f(m_t) for t = 1..G, f(m_0))``; with
+    ``remat`` every generation is recomputed in the backward pass (``jax.checkpoint``):
+    only the carried mean and search state are stored per generation."""
     k_start, k_sigma, k_run = jax.random.split(key, 3)
     m0 = problem.start(k_start, params)
     f0 = problem.value(params, m0)
     search = selection.init_search(problem.dim, _log_uniform(k_sigma, *sigma_range))
 
-    @jax.checkpoint
     def generation(carry, k):
         m, s = carry
         k_eps, k_fit = jax.random.split(k)
@@ -220,7 +222,8 @@ def search_curve(phi: dict, problem: Any, params: dict, key: Array, *, populatio
         m, s, _ = selection.update(phi, s, m, eps, fit, s.t.astype(jnp.float32) / generations)
         return (m, s), problem.value(params, m)
 
-    _, curve = jax.lax.scan(generation, (m0, search), jax.random.split(k_run, generations))
+    body = jax.checkpoint(generation) if remat else generation
+    _, curve = jax.lax.scan(body, (m0, search), jax.random.split(k_run, generations))
     return curve, f0
 
 
@@ -233,6 +236,7 @@ class SelectionObjective(WholeEpisodes):
     generations: int = 40
     sigma_range: tuple = (0.03, 1.0)  # initial scale, log-uniform (problems at scale ~1)
     floor: float = 1e-6  # the normalised fitness is floored here before the log
+    remat: bool = True  # recompute generations in the backward pass (bounded memory)
 
     def __post_init__(self):
         if self.generations < 1:
@@ -256,7 +260,8 @@ class SelectionObjective(WholeEpisodes):
             def one(p, k, problem=problem, pop=pop):
                 curve, f0 = search_curve(phi, problem, p, k, population=pop,
                                          generations=self.generations,
-                                         sigma_range=tuple(self.sigma_range))
+                                         sigma_range=tuple(self.sigma_range),
+                                         remat=self.remat)
                 return jnp.mean(jnp.log(jnp.maximum(curve / f0, self.floor)))
 
             out.append(jax.vmap(one)(params, jax.random.split(k_run, inst)))

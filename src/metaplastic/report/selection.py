@@ -46,9 +46,14 @@ def plot_selection(run: str | Path) -> Path:
     ax = axes[2]
     sphere = info["sphere10"]
     gens = np.arange(1, len(sphere["sigma"]) + 1)
-    ax.plot(gens, sphere["sigma"], label="learned σ")
-    ax.plot(gens, np.sqrt(sphere["fitness"]), label="distance to optimum / √D")
-    ax.set(xlabel="generation", yscale="log", title="Variation: σ on a 10-d sphere (N=16)")
+    ax.plot(gens, sphere["sigma"], "C0", label="learned ES: σ")
+    ax.plot(gens, np.sqrt(sphere["fitness"]), "C0:", label="learned ES: distance / √D")
+    if "cma_es_sigma" in sphere:
+        ax.plot(gens, sphere["cma_es_sigma"], "C2", label="CMA-ES: σ")
+        ax.plot(gens, np.sqrt(sphere["cma_es_fitness"]), "C2:", label="CMA-ES: distance / √D")
+        ax.axhline(sphere["openai_es_sigma"], color="C1", label="OpenAI-ES: σ (fixed)")
+    ax.set(xlabel="generation", yscale="log",
+           title="Variation: σ on a 10-d sphere from σ0 = 1 (N=16)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     out = run / "selection.png"
