@@ -23,7 +23,8 @@ published; CMA-ES/SNES/LES their defaults with the same initial sigma).
 Per search, strategy and seed: the search mean's fitness every generation (on that
 generation's tasks), the best and final fitness, the final mean's held-out score (oja:
 loss on 64 fresh tasks with 25 inputs; fa-digits: accuracy on 64 tasks of the held-out
-classes 5-9; cartpole: return over 64 fresh episodes), and the time per generation
+classes 5-9; cartpole: return over 64 fresh episodes; for oja also the |cosine| of the
+found coefficients with Oja's rule), and the time per generation
 (median over chunks after the first, which compiles). Mean ± 95% CI over seeds (t).
 Writes benchmarks/results/learned_es.json and docs/figures/learned_es.png.
 """
@@ -110,15 +111,23 @@ def run_one(name: str, strategy: str, seed: int, generations: int) -> dict:
     _, aux = jax.jit(hp.objective.__call__)(res.theta, jax.random.key(99_991 + seed))
     metric = search["heldout_metric"]
     heldout = float(aux["task_loss"] if metric == "loss" else aux[metric])
-    return {"curve": curve, "best": float(np.nanmin(curve)), "final": float(curve[-1]),
-            "heldout": heldout, "seconds_per_generation": float(np.median(chunk_times)),
-            "evaluations_per_generation": search["population"]}
+    out = {"curve": curve, "best": float(np.nanmin(curve)), "final": float(curve[-1]),
+           "heldout": heldout, "seconds_per_generation": float(np.median(chunk_times)),
+           "evaluations_per_generation": search["population"]}
+    if cfg.reference:  # oja: |cosine| of the found coefficients with the reference rule's
+        ref = np.ravel(pieces.rule.coefficients(cfg.reference))
+        found = np.ravel(np.asarray(res.theta["coef"]))
+        out["reference_cosine"] = float(abs(found @ ref) / (np.linalg.norm(found)
+                                                             * np.linalg.norm(ref) + 1e-12))
+    return out
 
 
 def summarise(runs: list[dict]) -> dict:
     curves = np.array([r["curve"] for r in runs], float)
+    extra = {"reference_cosine": _ci([r["reference_cosine"] for r in runs])} \
+        if "reference_cosine" in runs[0] else {}
     return {"best": _ci([r["best"] for r in runs]), "final": _ci([r["final"] for r in runs]),
-            "heldout": _ci([r["heldout"] for r in runs]),
+            "heldout": _ci([r["heldout"] for r in runs]), **extra,
             "seconds_per_generation": statistics.median(r["seconds_per_generation"]
                                                         for r in runs),
             "curve_mean": np.nanmean(curves, 0).tolist(),
@@ -184,6 +193,20 @@ def plot(data: dict) -> None:
     plt.close(fig)
 
 
+def table(data: dict) -> str:
+    """The results as a markdown table (mean ± 95% CI over seeds)."""
+    fmt = lambda v: f"{v[0]:.4g} ± {v[1]:.2g}"  # noqa: E731
+    lines = ["| search | strategy | best fitness | final fitness | held-out score | "
+             "s / generation |", "|---|---|---|---|---|---|"]
+    for name, by in data["results"].items():
+        for strategy, v in by.items():
+            held = fmt(v["heldout"]) + (f" (cos {fmt(v['reference_cosine'])})"
+                                        if "reference_cosine" in v else "")
+            lines.append(f"| {name} | {strategy} | {fmt(v['best'])} | {fmt(v['final'])} | "
+                         f"{held} | {v['seconds_per_generation']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
@@ -192,9 +215,11 @@ def main() -> None:
                    choices=list(STRATEGIES))
     p.add_argument("--quick", action="store_true", help="2 seeds, a fifth of the generations")
     p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--table", action="store_true", help="print the saved results as markdown")
     args = p.parse_args()
-    if args.plot_only:
-        plot(json.loads(OUT.read_text()))
+    if args.plot_only or args.table:
+        data = json.loads(OUT.read_text())
+        plot(data) if args.plot_only else print(table(data))
         return
     jax.config.update("jax_compilation_cache_dir",
                       str(Path.home() / ".cache" / "metaplastic" / "jax"))

@@ -45,6 +45,8 @@ PROBLEMS = (
      "jitter": 0.3},
     {"name": "quadratic", "dim": 24, "population": 16, "instances": 4, "jitter": 1.0,
      "floor": 0.3},
+    {"name": "quadratic", "dim": 12, "population": 16, "instances": 4, "jitter": 0.3,
+     "ceiling": 0.7},
     {"name": "quadratic", "dim": 40, "population": 32, "instances": 4, "rotate": False,
      "condition": 1000.0},
     {"name": "rosenbrock", "dim": 6, "population": 16, "instances": 4},
@@ -93,8 +95,8 @@ class SelectionConfig:
 
 def selection_meta() -> SelectionConfig:
     """Train the learned ES's selection network by backprop through 40 unrolled
-    generations on eight families of problems (analytic ones, some noisy, jittered or
-    capped like a rule search's fitness, and delta-rule plasticity searches), 600
+    generations on nine families of problems (analytic ones, some noisy, jittered or
+    on plateaus like a rule search's fitness, and delta-rule plasticity searches), 600
     meta-meta steps of Adam."""
     return SelectionConfig()
 

@@ -46,14 +46,16 @@ class Quadratic:
     rule search's fitness: additive Gaussian noise of up to ``noise`` × f(m_0); the
     centre moved by ``jitter`` × N(0, I) at every generation, the same for every member
     (fresh tasks: common random numbers); values below ``floor`` × f(m_0) reported as
-    that floor (a plateau, like a return at its cap). The meta-meta loss uses the true
-    ``f``."""
+    that floor (a plateau, like a return at its cap); values above ``ceiling`` × f(m_0)
+    reported as that ceiling (a plateau far from the optimum, like episodes that fail at
+    once: the search starts on it). The meta-meta loss uses the true ``f``."""
 
     dim: int
     condition: float = 100.0
     noise: float = 0.0
     jitter: float = 0.0
     floor: float = 0.0
+    ceiling: float = 0.0
     rotate: bool = True
     name = "quadratic"
 
@@ -73,7 +75,8 @@ class Quadratic:
         k_noise, k_jitter = jax.random.split(key)
         shift = self.jitter * jax.random.normal(k_jitter, (self.dim,))
         f = self.value(p, x - shift) + p["noise"] * scale * jax.random.normal(k_noise)
-        return jnp.maximum(f, self.floor * scale)
+        f = jnp.maximum(f, self.floor * scale)
+        return jnp.minimum(f, self.ceiling * scale) if self.ceiling else f
 
     def start(self, key: Array, p: dict) -> Array:
         return p["c"] + jax.random.normal(key, (self.dim,))

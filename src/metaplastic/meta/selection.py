@@ -18,7 +18,9 @@ to ``D`` (so one φ serves any rule family and population size):
   ``v_d = Σ_i w_i ε_id² − 1``, two evolution paths of ``ŷ`` (time constants 0.3 and 0.05:
   ``p ← (1−c) p + √(c(2−c)) ŷ``), ``log σ_d − log σ_0``, the generation's progress
   ``t / T``, two population-wide path lengths (``mean_d p² − 1``) and the share of
-  members tied with the best (a plateau, e.g. a return at its cap), three outputs
+  members tied with the best (a plateau, e.g. a return at its cap) and where the
+  generation's median fitness lies between the best and worst seen so far (0 best, 1
+  worst: has the search fallen off a plateau it had reached?), three outputs
   ``o_d`` set
 
   ``m_d ← m_d + σ_d (2 sigmoid(o_d0) y_d + tanh(o_d1) p_fast,d / √n_eff)``,
@@ -51,7 +53,8 @@ Array = jax.Array
 MEMBER_FEATURES = ("centred rank", "z-score", "is best")
 DIM_FEATURES = ("selected step", "selected 2nd moment - 1", "fast path", "slow path",
                 "log sigma / sigma0", "progress t/T", "fast path length - 1",
-                "slow path length - 1", "share of members tied with the best")
+                "slow path length - 1", "share of members tied with the best",
+                "median fitness within the range seen so far")
 PATH_RATES = (0.3, 0.05)
 #: the shipped φ, trained by the ``selection-meta`` preset (docs/outer-loops.md)
 DEFAULT_PHI = Path(__file__).resolve().parent.parent / "data" / "selection_phi.npz"
@@ -66,6 +69,8 @@ class SearchState(NamedTuple):
     paths: Array  # (2, D): evolution paths of the normalised selected step
     log_sigma0: Array  # (D,): where log σ started (a feature)
     t: Array  # generations done (int32)
+    best: Array  # the best (lowest) fitness seen so far (+inf before the first generation)
+    worst: Array  # the worst fitness seen so far (-inf before the first generation)
 
 
 def init_phi(key: Array, hidden: int = 16) -> dict[str, Array]:
@@ -126,7 +131,8 @@ def save_phi(path: str | Path, phi: dict) -> None:
 
 def init_search(dim: int, sigma: float | Array) -> SearchState:
     log_sigma = jnp.broadcast_to(jnp.log(jnp.asarray(sigma, jnp.float32)), (dim,))
-    return SearchState(log_sigma, jnp.zeros((2, dim)), log_sigma, jnp.zeros((), jnp.int32))
+    return SearchState(log_sigma, jnp.zeros((2, dim)), log_sigma, jnp.zeros((), jnp.int32),
+                       jnp.asarray(jnp.inf), jnp.asarray(-jnp.inf))
 
 
 def perturbations(key: Array, n: int, dim: int, antithetic: bool = True) -> Array:
@@ -159,13 +165,14 @@ def recombination_weights(phi: dict, fitness: Array) -> Array:
 
 
 def dim_features(search: SearchState, y_hat: Array, v: Array, paths: Array,
-                 progress: Array, ties: Array) -> Array:
-    """(D, 9): what the variation network sees for every dimension."""
+                 progress: Array, ties: Array, place: Array) -> Array:
+    """(D, 10): what the variation network sees for every dimension."""
     dim = y_hat.shape[0]
     lengths = jnp.mean(paths ** 2, axis=1) - 1.0
     rel = jnp.clip(search.log_sigma - search.log_sigma0, -10.0, 10.0)
     glob = jnp.broadcast_to(jnp.concatenate([jnp.atleast_1d(progress), lengths,
-                                             jnp.atleast_1d(ties)]), (dim, 4))
+                                             jnp.atleast_1d(ties), jnp.atleast_1d(place)]),
+                            (dim, 5))
     return jnp.concatenate([jnp.stack([y_hat, v, paths[0], paths[1], rel], -1), glob], -1)
 
 
@@ -181,14 +188,20 @@ def update(phi: dict, search: SearchState, mean: Array, eps: Array, fitness: Arr
     rates = jnp.asarray(PATH_RATES)[:, None]
     paths = (1 - rates) * search.paths + jnp.sqrt(rates * (2 - rates)) * y_hat
     ties = jnp.mean(fitness == jnp.min(fitness)) - 1.0 / fitness.shape[0]
-    feats = dim_features(search, y_hat, v, paths, progress, ties)
+    best = jnp.minimum(search.best, jnp.min(fitness))
+    worst = jnp.maximum(search.worst, jnp.max(fitness))
+    span = worst - best
+    place = jnp.where(span > 0, (jnp.median(fitness) - best) / jnp.where(span > 0, span, 1.0),
+                      0.0)
+    feats = dim_features(search, y_hat, v, paths, progress, ties, place)
     out = jnp.tanh(feats @ phi["dim_w1"] + phi["dim_b1"]) @ phi["dim_w2"] + phi["dim_b2"]
     gain = 2 * jax.nn.sigmoid(out[:, 0])
     momentum = jnp.tanh(out[:, 1])
     sigma = jnp.exp(search.log_sigma)
     step = sigma * (gain * y + momentum * paths[0] / jnp.sqrt(n_eff))
     d_log_sigma = 0.5 * jnp.tanh(out[:, 2])
-    new = SearchState(search.log_sigma + d_log_sigma, paths, search.log_sigma0, search.t + 1)
+    new = SearchState(search.log_sigma + d_log_sigma, paths, search.log_sigma0, search.t + 1,
+                      best, worst)
     info = {"n_eff": n_eff, "step_gain": jnp.mean(gain), "momentum": jnp.mean(momentum),
             "d_log_sigma": jnp.mean(d_log_sigma),
             "sigma": jnp.exp(jnp.mean(new.log_sigma))}
