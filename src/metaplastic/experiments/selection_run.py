@@ -47,6 +47,8 @@ PROBLEMS = (
      "floor": 0.3},
     {"name": "quadratic", "dim": 12, "population": 16, "instances": 4, "jitter": 0.3,
      "ceiling": 0.7},
+    {"name": "quadratic", "dim": 20, "population": 16, "instances": 4, "jitter": 0.5,
+     "cliff": 1.5},
     {"name": "quadratic", "dim": 40, "population": 32, "instances": 4, "rotate": False,
      "condition": 1000.0},
     {"name": "rosenbrock", "dim": 6, "population": 16, "instances": 4},
@@ -95,7 +97,7 @@ class SelectionConfig:
 
 def selection_meta() -> SelectionConfig:
     """Train the learned ES's selection network by backprop through 40 unrolled
-    generations on nine families of problems (analytic ones, some noisy, jittered or
+    generations on ten families of problems (analytic ones, some noisy, jittered or
     on plateaus like a rule search's fitness, and delta-rule plasticity searches), 600
     meta-meta steps of Adam."""
     return SelectionConfig()

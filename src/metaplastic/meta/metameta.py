@@ -31,6 +31,8 @@ import numpy as np
 from metaplastic.errors import ConfigError
 from metaplastic.meta import selection
 from metaplastic.meta.objective import WholeEpisodes
+from metaplastic.meta.population import finite_fitness
+from metaplastic.meta.segments import select
 
 Array = jax.Array
 
@@ -48,7 +50,8 @@ class Quadratic:
     (fresh tasks: common random numbers); values below ``floor`` × f(m_0) reported as
     that floor (a plateau, like a return at its cap); values above ``ceiling`` × f(m_0)
     reported as that ceiling (a plateau far from the optimum, like episodes that fail at
-    once: the search starts on it). The meta-meta loss uses the true ``f``."""
+    once: the search starts on it); NaN where the value exceeds ``cliff`` × f(m_0) (like
+    inner learning that diverges). The meta-meta loss uses the true ``f``."""
 
     dim: int
     condition: float = 100.0
@@ -56,6 +59,7 @@ class Quadratic:
     jitter: float = 0.0
     floor: float = 0.0
     ceiling: float = 0.0
+    cliff: float = 0.0
     rotate: bool = True
     name = "quadratic"
 
@@ -76,7 +80,10 @@ class Quadratic:
         shift = self.jitter * jax.random.normal(k_jitter, (self.dim,))
         f = self.value(p, x - shift) + p["noise"] * scale * jax.random.normal(k_noise)
         f = jnp.maximum(f, self.floor * scale)
-        return jnp.minimum(f, self.ceiling * scale) if self.ceiling else f
+        f = jnp.minimum(f, self.ceiling * scale) if self.ceiling else f
+        if self.cliff:  # beyond it, "learning diverges": NaN
+            f = jnp.where(f > self.cliff * scale, jnp.nan, f)
+        return f
 
     def start(self, key: Array, p: dict) -> Array:
         return p["c"] + jax.random.normal(key, (self.dim,))
@@ -220,9 +227,13 @@ def search_curve(phi: dict, problem: Any, params: dict, key: Array, *, populatio
         eps = selection.perturbations(k_eps, population, problem.dim)
         x = m + jnp.exp(s.log_sigma) * eps
         fit = jax.vmap(lambda xi: problem.noisy(params, xi, k_fit, f0))(x)
-        fit = jnp.where(jnp.isfinite(fit), fit, jnp.nanmax(jnp.where(jnp.isfinite(fit), fit,
-                                                                     -jnp.inf)))
-        m, s, _ = selection.update(phi, s, m, eps, fit, s.t.astype(jnp.float32) / generations)
+        # as deployed: diverged members get the worst finite fitness; a generation where
+        # every member diverged changes nothing
+        fit, ok = finite_fitness(fit, 1.0)
+        fit = jnp.where(jnp.any(ok), fit, 0.0)
+        new_m, new_s, _ = selection.update(phi, s, m, eps, fit,
+                                           s.t.astype(jnp.float32) / generations)
+        m, s = select(jnp.any(ok), (new_m, new_s), (m, s))
         return (m, s), problem.value(params, m)
 
     body = jax.checkpoint(generation) if remat else generation
@@ -238,7 +249,9 @@ class SelectionObjective(WholeEpisodes):
     problems: tuple = ({"name": "quadratic", "dim": 8},)
     generations: int = 40
     sigma_range: tuple = (0.03, 1.0)  # initial scale, log-uniform (problems at scale ~1)
-    floor: float = 1e-6  # the normalised fitness is floored here before the log
+    #: the normalised fitness is floored here before the log: precision beyond it is
+    #: worth nothing to a rule search (and would reward collapsing the scale)
+    floor: float = 1e-3
     remat: bool = True  # recompute generations in the backward pass (bounded memory)
 
     def __post_init__(self):

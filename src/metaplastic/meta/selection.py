@@ -18,7 +18,8 @@ to ``D`` (so one φ serves any rule family and population size):
   ``v_d = Σ_i w_i ε_id² − 1``, two evolution paths of ``ŷ`` (time constants 0.3 and 0.05:
   ``p ← (1−c) p + √(c(2−c)) ŷ``), ``log σ_d − log σ_0``, the generation's progress
   ``t / T``, two population-wide path lengths (``mean_d p² − 1``) and the share of
-  members tied with the best (a plateau, e.g. a return at its cap) and where the
+  members tied with the best (a plateau, e.g. a return at its cap) and with the worst
+  (members whose learning diverged get the worst fitness), and where the
   generation's median fitness lies between the best and worst seen so far (0 best, 1
   worst: has the search fallen off a plateau it had reached?), three outputs
   ``o_d`` set
@@ -54,6 +55,7 @@ MEMBER_FEATURES = ("centred rank", "z-score", "is best")
 DIM_FEATURES = ("selected step", "selected 2nd moment - 1", "fast path", "slow path",
                 "log sigma / sigma0", "progress t/T", "fast path length - 1",
                 "slow path length - 1", "share of members tied with the best",
+                "share of members tied with the worst",
                 "median fitness within the range seen so far")
 PATH_RATES = (0.3, 0.05)
 #: the shipped φ, trained by the ``selection-meta`` preset (docs/outer-loops.md)
@@ -166,13 +168,14 @@ def recombination_weights(phi: dict, fitness: Array) -> Array:
 
 def dim_features(search: SearchState, y_hat: Array, v: Array, paths: Array,
                  progress: Array, ties: Array, place: Array) -> Array:
-    """(D, 10): what the variation network sees for every dimension."""
+    """(D, 11): what the variation network sees for every dimension (``ties``: the shares
+    tied with the best and with the worst)."""
     dim = y_hat.shape[0]
     lengths = jnp.mean(paths ** 2, axis=1) - 1.0
     rel = jnp.clip(search.log_sigma - search.log_sigma0, -10.0, 10.0)
     glob = jnp.broadcast_to(jnp.concatenate([jnp.atleast_1d(progress), lengths,
-                                             jnp.atleast_1d(ties), jnp.atleast_1d(place)]),
-                            (dim, 5))
+                                             jnp.ravel(ties), jnp.atleast_1d(place)]),
+                            (dim, 6))
     return jnp.concatenate([jnp.stack([y_hat, v, paths[0], paths[1], rel], -1), glob], -1)
 
 
@@ -187,7 +190,9 @@ def update(phi: dict, search: SearchState, mean: Array, eps: Array, fitness: Arr
     v = w @ (eps ** 2) - 1.0
     rates = jnp.asarray(PATH_RATES)[:, None]
     paths = (1 - rates) * search.paths + jnp.sqrt(rates * (2 - rates)) * y_hat
-    ties = jnp.mean(fitness == jnp.min(fitness)) - 1.0 / fitness.shape[0]
+    # plateaus (ties with the best) and members lost (diverged ones get the worst)
+    ties = jnp.stack([jnp.mean(fitness == jnp.min(fitness)),
+                      jnp.mean(fitness == jnp.max(fitness))]) - 1.0 / fitness.shape[0]
     best = jnp.minimum(search.best, jnp.min(fitness))
     worst = jnp.maximum(search.worst, jnp.max(fitness))
     span = worst - best
