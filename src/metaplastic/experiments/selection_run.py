@@ -66,10 +66,10 @@ class SelectionConfig:
     name: str = KIND
     seed: int = 0
     problems: tuple = PROBLEMS
-    generations: int = 40
-    sigma_range: tuple = (0.03, 1.0)
+    generations: int = 100
+    sigma_range: tuple = (0.01, 0.3)
     hidden: int = 16
-    meta: dict = field(default_factory=lambda: dict(steps=600, lr=3e-3, schedule="cosine",
+    meta: dict = field(default_factory=lambda: dict(steps=400, lr=3e-3, schedule="cosine",
                                                     clip=1.0, chunk=25, max_nan_skips=50))
     kind: str = KIND
 
@@ -96,10 +96,10 @@ class SelectionConfig:
 
 
 def selection_meta() -> SelectionConfig:
-    """Train the learned ES's selection network by backprop through 40 unrolled
-    generations on ten families of problems (analytic ones, some noisy, jittered or
-    on plateaus like a rule search's fitness, and delta-rule plasticity searches), 600
-    meta-meta steps of Adam."""
+    """Train the learned ES's selection network by backprop through 100 unrolled
+    generations on ten families of problems (analytic ones, some noisy, jittered, on
+    plateaus or with cliffs like a rule search's fitness, and delta-rule plasticity
+    searches), 400 meta-meta steps of Adam."""
     return SelectionConfig()
 
 
