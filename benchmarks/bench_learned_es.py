@@ -175,17 +175,19 @@ def plot(data: dict) -> None:
     results = data["results"]
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 3.9), squeeze=False)
     for ax, (name, by) in zip(axes[0], results.items(), strict=True):
-        for i, (strategy, v) in enumerate(by.items()):
+        for strategy, v in by.items():
+            color = f"C{list(STRATEGIES).index(strategy)}"
             y = _smooth(v["curve_mean"])
             x = np.arange(1, len(y) + 1) * SEARCHES[name]["population"]
-            ax.plot(x, y, color=f"C{i}", label=strategy, lw=2 if strategy == "learned-es" else 1)
+            ax.plot(x, y, color=color, label=strategy, lw=2 if strategy == "learned-es" else 1)
             if v["curve_ci"]:
                 ci = _smooth(v["curve_ci"])
-                ax.fill_between(x, y - ci, y + ci, color=f"C{i}", alpha=0.15)
+                low = np.maximum(y - ci, y / 10) if name == "oja" else y - ci
+                ax.fill_between(x, low, y + ci, color=color, alpha=0.12)
         ax.set(xlabel="fitness evaluations", ylabel="meta-loss of the search mean",
                title=f"{name} ({data['seeds']} seeds, 95% CI)")
         if name == "oja":
-            ax.set_yscale("symlog", linthresh=1e-2)
+            ax.set(yscale="log", ylabel="meta-loss (log; bands clipped at mean/10)")
         ax.legend(fontsize=8)
     fig.tight_layout()
     FIG.parent.mkdir(parents=True, exist_ok=True)
