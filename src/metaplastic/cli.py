@@ -257,9 +257,22 @@ def _warn_if_unfinished(run) -> None:
                   f"θ it reached{escape(hint)}")
 
 
+def _not_for_meta_meta(spec: str, command: str) -> None:
+    """A clear message when a rule-run command is given a selection-meta run or preset."""
+    from metaplastic.experiments import selection_run
+
+    if spec in selection_run.PRESETS or selection_run.is_selection_run(spec):
+        raise MetaplasticError(
+            f"{spec} trains the learned ES's selection network (a selection-meta run), not a "
+            f"rule: `metaplastic {command}` applies to rule runs. Use it with "
+            f"--set meta.outer=learned-es --set meta.phi=RUN/phi.npz; "
+            f"`metaplastic report RUN` redraws its plots")
+
+
 def cmd_eval(args) -> int:
     from metaplastic.experiments.rundir import RunDir
 
+    _not_for_meta_meta(args.run, "eval")
     run = RunDir.open(args.run)
     _warn_if_unfinished(run)
     _enable_compile_cache()
@@ -296,6 +309,7 @@ def cmd_report(args) -> int:
 def cmd_explain(args) -> int:
     import jax
 
+    _not_for_meta_meta(args.run, "explain")
     from metaplastic.experiments.build import build
     from metaplastic.experiments.rundir import RunDir
     from metaplastic.experiments.runner import run_theta
@@ -340,6 +354,7 @@ def cmd_explain(args) -> int:
 def cmd_check(args) -> int:
     import jax
 
+    _not_for_meta_meta(args.config, "check")
     from metaplastic.experiments.build import build
     from metaplastic.experiments.rundir import RunDir
     from metaplastic.experiments.runner import plausibility, run_theta, validate

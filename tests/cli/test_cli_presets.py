@@ -83,6 +83,9 @@ def test_selection_meta_trains_resumes_and_feeds_the_learned_es(tmp_path, capsys
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert main(["report", str(run)]) == 0
+    for command in ("eval", "explain", "check"):  # rule-run commands: one clear message
+        assert main([command, str(run)]) == 2
+        assert "selection-meta run" in capsys.readouterr().out
     args = ["run", "oja-learned-es", *SMALL, "--set", "meta.steps=4", "--set",
             "meta.population=4", "--set", "meta.chunk=2", "--set",
             f"meta.phi={run / 'phi.npz'}", "--no-eval", "--out", str(tmp_path / "es")]
