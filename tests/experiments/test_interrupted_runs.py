@@ -124,6 +124,7 @@ def test_resume_needs_a_checkpoint_and_refuses_a_damaged_one(tmp_path):
 KILL_CASES = {
     "gradient": ("oja", []),
     "es": ("oja-es", ["meta.population=8"]),
+    "learned-es": ("oja-learned-es", ["meta.population=8"]),
     "pes": ("oja", ["meta.outer='es'", "meta.strategy='pes'", "meta.population=8",
                     "meta.truncation=500"]),
 }
