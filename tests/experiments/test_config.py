@@ -100,3 +100,16 @@ def test_configs_written_before_the_tables_were_checked_still_load(name):
     new = build(presets.get(name))
     assert old.network == new.network and old.objective == new.objective
     assert type(old.outer) is type(new.outer) and old.outer.steps == new.outer.steps
+
+
+def test_an_explicit_override_the_chosen_loop_would_ignore_is_an_error():
+    """Switching loops keeps the preset's other-loop keys inert, but a key the user sets
+    explicitly for a loop that does not take it is refused, naming the loop."""
+    switched = config.override(presets.get("oja"), ["meta.outer=learned-es"])
+    assert switched.meta["outer"] == "learned-es" and "lr" not in switched.meta
+    with pytest.raises(ConfigError, match="meta.lr: not an option of the outer loop "
+                                          "'learned-es'"):
+        config.override(presets.get("oja-learned-es"), ["meta.lr=0.1"])
+    with pytest.raises(ConfigError, match="network.tau_mem: not an option of the neuron"):
+        config.override(presets.get("oja"), ["network.tau_mem=3"])
+    assert config.override(presets.get("oja-es"), ["meta.lr=0.1"]).meta["lr"] == 0.1

@@ -231,4 +231,23 @@ def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
                 raise ConfigError(f"--set {key}: {p!r} is not a section of the config")
             node = node[p]
         node[parts[-1]] = parse_value(text.strip())
-    return from_dict(d)
+    out = from_dict(d)
+    _check_not_inert(out, assignments)
+    return out
+
+
+def _check_not_inert(cfg: RunConfig, assignments: list[str]) -> None:
+    """An explicit ``--set meta.X`` / ``network.X`` that the chosen outer loop or neuron
+    model does not take (it belongs to another one, so the table keeps it inert) would be
+    ignored silently: it is an error instead."""
+    for item in assignments:
+        parts = item.partition("=")[0].strip().split(".")
+        if len(parts) != 2 or parts[0] not in ("meta", "network"):
+            continue
+        table = getattr(cfg, parts[0])
+        if parts[1] not in table and parts[1] not in ("outer", "neuron"):
+            owner = (f"outer loop {table.get('outer', 'gradient')!r}" if parts[0] == "meta"
+                     else f"neuron model {table.get('neuron', 'rate')!r}")
+            raise ConfigError(f"--set {parts[0]}.{parts[1]}: not an option of the {owner} "
+                              f"(it belongs to another one and would be ignored); "
+                              f"`metaplastic list` shows each one's options")
