@@ -306,6 +306,42 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from metaplastic.report.compare import compare
+
+    summaries, js, png = compare(args.runs, args.out)
+
+    def fmt(v):
+        mean, ci = v
+        if mean != mean:  # NaN
+            return "-"
+        return f"{mean:.4g}" + (f" ± {ci:.2g}" if ci == ci else "")
+
+    table = Table(title="runs compared (mean ± 95% CI over seeds)")
+    for col in ("group", "seeds", f"final meta-loss (last {10})", "final score"):
+        table.add_column(col)
+    for g in summaries:
+        score = f"{g['score']} {fmt(g['final_score'])}" if "score" in g else "-"
+        table.add_row(escape(g["label"]), ", ".join(str(s) for s in g["seeds"]),
+                      fmt(g["final_meta_loss"]), score)
+    console.print(table)
+    cells = {(c["variant"], c["rule"], c["metric"]) for g in summaries for c in g["heldout"]}
+    if cells:
+        held = Table(title="held-out evaluation (eval.json): mean over seeds ± 95% CI")
+        for col in ("row", "rule", "metric", *[escape(g["label"]) for g in summaries]):
+            held.add_column(col)
+        for variant, rule, metric in sorted(cells):
+            vals = []
+            for g in summaries:
+                c = next((c for c in g["heldout"] if (c["variant"], c["rule"], c["metric"])
+                          == (variant, rule, metric)), None)
+                vals.append(fmt(c["value"]) + f" (n={c['n_runs']})" if c else "-")
+            held.add_row(escape(variant), escape(rule), metric, *vals)
+        console.print(held)
+    console.print(f"wrote {js} and {png}")
+    return 0
+
+
 def cmd_explain(args) -> int:
     import jax
 
@@ -473,6 +509,13 @@ def parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="redraw a run's plots from its saved metrics")
     rp.add_argument("run", help="run directory")
     rp.set_defaults(func=cmd_report)
+
+    cp = sub.add_parser("compare", help="aggregate seeds of the same config and compare "
+                                        "runs: table and curves with 95%% CI")
+    cp.add_argument("runs", nargs="+", help="run directories or glob patterns (runs/oja-*)")
+    cp.add_argument("--out", default=".", help="where compare.json and compare.png go "
+                                               "(default: the current directory)")
+    cp.set_defaults(func=cmd_compare)
 
     x = sub.add_parser("explain", help="distil a run's learned rule into a sparse polynomial")
     x.add_argument("run", help="run directory")
