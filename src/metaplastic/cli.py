@@ -173,10 +173,17 @@ def _train(cfg, run, pieces, args, *, resume: bool) -> int:
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}")]
     score = pieces.task.score
+    tb = None
+    if getattr(args, "log", "jsonl") == "tensorboard":
+        from metaplastic.report.tensorboard import TensorBoardLog
+
+        tb = TensorBoardLog(run.path, list(getattr(pieces.rule, "term_names", [])))
     with Progress(*columns, console=console, transient=False) as bar:
         tid = bar.add_task("meta", total=pieces.outer.steps, info="compiling...")
 
         def progress(records):
+            if tb is not None:
+                tb.write(records)
             last = records[-1]
             tail = records[-10:]
             loss = sum(r["task_loss"] for r in tail) / len(tail)
@@ -196,11 +203,16 @@ def _train(cfg, run, pieces, args, *, resume: bool) -> int:
             console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
             return EXIT_NONFINITE
         except KeyboardInterrupt as e:
+            if tb is not None:
+                tb.close()
             steps = run.read_json("summary.json").get("meta_steps", 0)
             console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
                           f"finished chunk, metrics and summary saved in {run.path} "
                           f"(continue with: metaplastic resume {run.path})")
             return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+    if tb is not None:
+        tb.close()
+        console.print(f"TensorBoard: tensorboard --logdir {tb.path}")
     console.print(f"meta-training: {summary['meta_steps']} steps in {summary['seconds']:.1f} s")
     console.print(f"learned rule:  [bold]{summary['formula']}[/]")
     if summary.get("constraints"):
@@ -294,6 +306,11 @@ def cmd_report(args) -> int:
     paths = make_report(run.path)
     if not paths:
         raise MetaplasticError(f"{run.path} has no metrics to plot")
+    if args.tensorboard:
+        from metaplastic.report.tensorboard import write_run
+
+        names = run.read_json("summary.json").get("plot", {}).get("theta_names", [])
+        paths.append(write_run(run.path, names))
     try:
         summary = run.read_json("summary.json")
     except MetaplasticError as e:  # the plots need only metrics.jsonl
@@ -498,6 +515,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
     r.add_argument("--out", default="runs", help="where run directories go (default: runs)")
     r.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
+    r.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
+                   help="also write TensorBoard event files to RUN/tensorboard (metrics.jsonl "
+                        "is always written)")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("eval", help="evaluate a finished run on held-out tasks")
@@ -508,6 +528,8 @@ def parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="redraw a run's plots from its saved metrics")
     rp.add_argument("run", help="run directory")
+    rp.add_argument("--tensorboard", action="store_true",
+                    help="also (re)write TensorBoard event files from metrics.jsonl")
     rp.set_defaults(func=cmd_report)
 
     cp = sub.add_parser("compare", help="aggregate seeds of the same config and compare "
@@ -543,6 +565,8 @@ def parser() -> argparse.ArgumentParser:
                                        "(same numbers as an uninterrupted run)")
     rs.add_argument("run", help="run directory")
     rs.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
+    rs.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
+                    help="also write TensorBoard event files to RUN/tensorboard")
     rs.set_defaults(func=cmd_resume)
 
     ls = sub.add_parser("list", help="list presets, rules, tasks and options")

@@ -109,3 +109,23 @@ def test_selection_meta_bad_input_is_one_message(bad, message, tmp_path, capsys)
     err = capsys.readouterr().out
     assert message in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.tier2
+def test_log_tensorboard_writes_what_metrics_jsonl_has(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["run", "oja", *SMALL, "--set", "meta.steps=20", "--no-eval", "--log",
+                 "tensorboard", "--out", str(tmp_path)]) == 0
+    (run,) = list(tmp_path.iterdir())
+    assert "tensorboard --logdir" in capsys.readouterr().out
+    ea = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    ea.Reload()
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    got = [e.value for e in ea.Scalars("task_loss")]
+    np.testing.assert_allclose(got, [r["task_loss"] for r in records], rtol=1e-6)
+    assert "theta/pre_post" in ea.Tags()["scalars"] and "theta" in ea.Tags()["histograms"]
+    assert main(["report", str(run), "--tensorboard"]) == 0  # rewritten, not duplicated
+    ea = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    ea.Reload()
+    assert len(ea.Scalars("task_loss")) == 20
