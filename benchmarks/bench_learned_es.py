@@ -48,7 +48,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "learned_es.json"
 FIG = ROOT / "docs" / "figures" / "learned_es.png"
-T95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 8: 2.36, 10: 2.26}
 
 SEARCHES = {
     "oja": dict(preset="oja-es", population=16, generations=150, sigma=0.1, lr=0.05,
@@ -69,11 +68,9 @@ STRATEGIES = {
 
 
 def _ci(values) -> tuple[float, float]:
-    v = np.asarray(values, float)
-    n = len(v)
-    if n < 2:
-        return float(v.mean()), float("nan")
-    return float(v.mean()), float(T95.get(n, 1.96) * v.std(ddof=1) / math.sqrt(n))
+    from metaplastic._stats import mean_ci
+
+    return mean_ci(values)[:2]
 
 
 def _config(search: dict, strategy: dict, seed: int, generations: int):
@@ -131,6 +128,8 @@ def run_one(name: str, strategy: str, seed: int, generations: int) -> dict:
 
 
 def summarise(runs: list[dict]) -> dict:
+    from metaplastic._stats import t95
+
     curves = np.array([r["curve"] for r in runs], float)
     extra = {"reference_cosine": _ci([r["reference_cosine"] for r in runs])} \
         if "reference_cosine" in runs[0] else {}
@@ -140,7 +139,7 @@ def summarise(runs: list[dict]) -> dict:
             "seconds_per_generation": statistics.median(r["seconds_per_generation"]
                                                         for r in runs),
             "curve_mean": np.nanmean(curves, 0).tolist(),
-            "curve_ci": [float(T95.get(len(runs), 1.96) * s / math.sqrt(len(runs)))
+            "curve_ci": [float(t95(len(runs)) * s / math.sqrt(len(runs)))
                          for s in np.nanstd(curves, 0, ddof=1)] if len(runs) > 1 else [],
             "seeds": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}
 

@@ -44,14 +44,14 @@ def test_seeds_are_aggregated_and_configs_kept_apart(runs, tmp_path):
     assert set(by) == {"oja [meta.l1=0.001]", "oja [meta.l1=0.0]"}
     a = by["oja [meta.l1=0.001]"]
     assert sorted(a["seeds"]) == [0, 1, 2]
-    mean, ci = a["final_meta_loss"]  # last 10 steps: 0.2, 0.3, 0.4 -> sd 0.1, t(2) 4.30
+    mean, ci = a["final_meta_loss"]  # last 10 steps: 0.2, 0.3, 0.4 -> sd 0.1, t(2) 4.303
     assert math.isclose(mean, 0.3, rel_tol=1e-9)
-    assert math.isclose(ci, 4.30 * 0.1 / math.sqrt(3), rel_tol=1e-6)
+    assert math.isclose(ci, 4.303 * 0.1 / math.sqrt(3), rel_tol=1e-6)
     assert math.isclose(a["final_score"][0], 0.7, rel_tol=1e-9)
     (cell,) = a["heldout"]
     assert cell["n_runs"] == 3 and math.isclose(cell["value"][0], 0.85, rel_tol=1e-9)
     b = by["oja [meta.l1=0.0]"]
-    assert math.isclose(b["final_meta_loss"][1], 12.71 * np.std([0.5, 0.7], ddof=1)
+    assert math.isclose(b["final_meta_loss"][1], 12.706 * np.std([0.5, 0.7], ddof=1)
                         / math.sqrt(2), rel_tol=1e-6)
     # curves aligned up to the shortest run of each group
     steps, mean_curve, _ = cmp.curve(cmp.group([cmp.load_run(p) for p in

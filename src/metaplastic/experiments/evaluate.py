@@ -6,7 +6,6 @@ meta-training never uses, so every evaluated task is one the rule never saw.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Any
 
@@ -14,30 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
 from metaplastic.meta.memory import eval_batch
 from metaplastic.meta.objective import Objective
 
 EVAL_STREAM = 1_000_003
-
-# two-sided 97.5% quantiles of Student's t for small samples; normal beyond 30
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
-
-def mean_ci(values) -> tuple[float, float, int]:
-    """(mean, half-width of the 95% CI, n) over the finite values."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    n = v.size
-    if n == 0:
-        return math.nan, math.nan, 0
-    if n == 1:
-        return float(v[0]), math.nan, 1
-    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
-    return float(v.mean()), float(t * v.std(ddof=1) / math.sqrt(n)), n
-
 
 def eval_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), EVAL_STREAM)

@@ -17,7 +17,6 @@ directory::
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
 from metaplastic.experiments.provenance import provenance
 from metaplastic.experiments.rundir import RunDir
@@ -180,8 +180,8 @@ def held_in(cfg: SelectionConfig, phi: dict, seeds: int = 8) -> tuple[float, flo
     training problems (keys no training step used)."""
     objective = cfg.objective()
     f = jax.jit(lambda p, k: objective(p, k)[0])
-    vals = np.array([float(f(phi, jax.random.key(10_000_019 + s))) for s in range(seeds)])
-    return float(vals.mean()), float(1.96 * vals.std(ddof=1) / math.sqrt(seeds))
+    mean, ci, _ = mean_ci(float(f(phi, jax.random.key(10_000_019 + s))) for s in range(seeds))
+    return mean, ci
 
 
 def describe(phi: dict, populations=(8, 16, 64)) -> dict:

@@ -20,6 +20,7 @@ from typing import Any
 
 import matplotlib
 
+from metaplastic import _stats as stats
 from metaplastic._records import read_metrics
 from metaplastic.errors import ConfigError
 
@@ -27,27 +28,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-#: two-sided 95% Student t quantiles by degrees of freedom (normal beyond 30)
-_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
-        10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04}
 LAST = 10  # meta-steps averaged for the final meta-loss
 
 
-def t95(n: int) -> float:
-    dof = n - 1
-    if dof < 1:
-        return float("nan")
-    keys = [k for k in _T95 if k <= dof]
-    return _T95[max(keys)] if dof <= 30 else 1.96
-
-
 def mean_ci(values) -> tuple[float, float]:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
-    if not v.size:
-        return float("nan"), float("nan")
-    if v.size == 1:
-        return float(v[0]), float("nan")
-    return float(v.mean()), float(t95(v.size) * v.std(ddof=1) / math.sqrt(v.size))
+    """(mean, 95% CI half-width) over the finite values (:mod:`metaplastic._stats`)."""
+    mean, ci, _ = stats.mean_ci(values)
+    return mean, ci
 
 
 @dataclass
@@ -182,7 +169,7 @@ def curve(g: Group, key: str = "task_loss") -> tuple[np.ndarray, np.ndarray, np.
     stack = np.stack([s[:n] for s in series])
     steps = np.array([r.get("step", i + 1) for i, r in enumerate(g.runs[0].metrics[:n])])
     mean = np.nanmean(stack, 0)
-    ci = (t95(len(series)) * np.nanstd(stack, 0, ddof=1) / math.sqrt(len(series))
+    ci = (stats.t95(len(series)) * np.nanstd(stack, 0, ddof=1) / math.sqrt(len(series))
           if len(series) > 1 else np.full(n, np.nan))
     return steps, mean, ci
 
