@@ -227,7 +227,12 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="2 seeds, a fifth of the generations")
     p.add_argument("--plot-only", action="store_true")
     p.add_argument("--table", action="store_true", help="print the saved results as markdown")
+    p.add_argument("--out", default=None, help="write the JSON (and its figure) here instead "
+                                               "of benchmarks/results and docs/figures")
     args = p.parse_args()
+    global OUT, FIG
+    if args.out:
+        OUT, FIG = Path(args.out), Path(args.out).with_suffix(".png")
     if args.plot_only or args.table:
         data = json.loads(OUT.read_text())
         plot(data) if args.plot_only else print(table(data))
@@ -236,9 +241,11 @@ def main() -> None:
                       str(Path.home() / ".cache" / "metaplastic" / "jax"))
     seeds = 2 if args.quick else args.seeds
     data = json.loads(OUT.read_text()) if OUT.is_file() and not args.quick else {}
+    print(f"JAX {jax.__version__} on {jax.devices()}", flush=True)
     data.update({"machine": {"cpu": platform.processor() or platform.machine(),
                              "cores": os.cpu_count(), "jax": jax.__version__,
-                             "backend": jax.default_backend()},
+                             "backend": jax.default_backend(),
+                             "devices": [str(d) for d in jax.devices()]},
                  "seeds": seeds, "command": "python benchmarks/bench_learned_es.py"})
     results = data.setdefault("results", {})
     for name in args.searches:
@@ -255,11 +262,11 @@ def main() -> None:
                       f"({time.perf_counter() - t:.0f} s)", flush=True)
             results.setdefault(name, {})[strategy] = summarise(runs)
             data["budget"] = budget_ratio(results)
-            if not args.quick:
+            if not args.quick or args.out:
                 OUT.write_text(json.dumps(data, indent=1) + "\n")
     data["budget"] = budget_ratio(results)
     print(json.dumps(data["budget"], indent=1))
-    if not args.quick:
+    if not args.quick or args.out:
         OUT.write_text(json.dumps(data, indent=1) + "\n")
         plot(data)
 
