@@ -504,8 +504,24 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _version() -> str:
+    """metaplastic's version and those of the libraries results depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from metaplastic import __version__
+
+    parts = [f"metaplastic {__version__}"]
+    for lib in ("jax", "optax", "evosax", "gymnax"):
+        try:
+            parts.append(f"{lib} {version(lib)}")
+        except PackageNotFoundError:
+            parts.append(f"{lib} (not installed)")
+    return ", ".join(parts)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metaplastic", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="meta-train a preset or a TOML config")

@@ -58,3 +58,17 @@ def test_damaged_inputs_are_one_clear_message(setup, args, msg, tmp_path, capsys
     assert main(args) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert msg in out and "Traceback" not in out
+
+
+def test_version_names_the_libraries_results_depend_on(capsys):
+    import importlib.metadata as md
+
+    import metaplastic
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert f"metaplastic {metaplastic.__version__}" in out
+    for lib in ("jax", "optax", "evosax", "gymnax"):
+        assert f"{lib} {md.version(lib)}" in out
