@@ -217,9 +217,9 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
-    """Apply ``key=value`` overrides (dotted keys) and re-validate."""
-    d = to_dict(cfg)
+def apply_assignments(d: dict, assignments: list[str]) -> dict:
+    """``d`` (a config as nested dicts) with ``key=value`` overrides (dotted keys,
+    TOML values) set in place."""
     for item in assignments:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -231,7 +231,12 @@ def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
                 raise ConfigError(f"--set {key}: {p!r} is not a section of the config")
             node = node[p]
         node[parts[-1]] = parse_value(text.strip())
-    out = from_dict(d)
+    return d
+
+
+def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
+    """Apply ``key=value`` overrides (dotted keys) and re-validate."""
+    out = from_dict(apply_assignments(to_dict(cfg), assignments))
     _check_not_inert(out, assignments)
     return out
 

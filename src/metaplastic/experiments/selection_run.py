@@ -139,21 +139,9 @@ def from_dict(d: dict) -> SelectionConfig:
 
 def override(cfg: SelectionConfig, assignments: list[str]) -> SelectionConfig:
     """``key=value`` overrides (``meta.steps=100``, ``generations=20``)."""
-    from metaplastic.experiments.config import parse_value
+    from metaplastic.experiments.config import apply_assignments
 
-    d = dataclasses.asdict(cfg)
-    for item in assignments:
-        key, sep, text = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set needs key=value, got {item!r}")
-        node = d
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict):
-                raise ConfigError(f"--set {key}: {p!r} is not a section of the config")
-            node = node[p]
-        node[parts[-1]] = parse_value(text.strip())
-    return from_dict(d)
+    return from_dict(apply_assignments(dataclasses.asdict(cfg), assignments))
 
 
 def save_config(cfg: SelectionConfig, path: Path) -> None:

@@ -48,7 +48,6 @@ ALIASES = {"open_es": "Open_ES", "openai_es": "Open_ES", "cma_es": "CMA_ES", "pg
            "snes": "SNES", "sep_cma_es": "Sep_CMA_ES", "xnes": "xNES", "simple_es": "SimpleES",
            "pes": "PersistentES", "persistent_es": "PersistentES"}
 SHAPING = ("default", "centered_rank", "standardize", "normalize", "none")
-DIRECTIONS = ("minimize", "maximize")
 
 
 #: distribution-based evosax algorithms that fail inside a jitted generation with the
@@ -139,33 +138,16 @@ class EvolutionStrategy(PopulationEvaluation, OuterLoop):
     def __post_init__(self):
         check_fields(self)
         strategy_class(self.strategy)
-        if self.population_batch < 0:
-            raise ConfigError(f"population_batch must be >= 0, got {self.population_batch}")
-        if self.truncation < 0:
-            raise ConfigError(f"truncation must be >= 0 (0: whole episodes), "
-                              f"got {self.truncation}")
+        self.check_population_options()
         if self.persistent and not self.truncation:
             raise ConfigError("strategy 'pes' (Persistent ES) needs truncation > 0: it "
                               "estimates gradients across truncated unrolls")
         if self.fitness_shaping not in SHAPING:
             raise ConfigError(f"unknown fitness_shaping {self.fitness_shaping!r}; "
                               f"valid: {', '.join(SHAPING)}")
-        if self.direction not in DIRECTIONS:
-            raise ConfigError(f"direction must be 'minimize' or 'maximize', got "
-                              f"{self.direction!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; "
                               f"valid: {', '.join(OPTIMIZERS)}")
-        for name in ("population", "steps", "chunk", "max_nan_skips"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.population < 2:
-            raise ConfigError("an ES population needs at least 2 members")
-        if not self.sigma > 0:
-            raise ConfigError(f"sigma must be positive, got {self.sigma}")
-        if not 0 <= self.max_diverged_share <= 1:
-            raise ConfigError(f"max_diverged_share must be in [0, 1], got "
-                              f"{self.max_diverged_share}")
         if self.antithetic and self.population % 2 and "use_antithetic_sampling" in \
                 inspect.signature(strategy_class(self.strategy).__init__).parameters:
             raise ConfigError(f"antithetic sampling needs an even population, got "
@@ -174,11 +156,6 @@ class EvolutionStrategy(PopulationEvaluation, OuterLoop):
     @property
     def persistent(self) -> bool:
         return strategy_class(self.strategy).__name__ == "PersistentES"
-
-    @property
-    def sign(self) -> float:
-        """Multiplies the user's function into evosax's (minimised) fitness."""
-        return 1.0 if self.direction == "minimize" else -1.0
 
     def make(self, theta0: Any, n_steps: int | None = None):
         """The evosax algorithm and its params for solutions shaped like ``theta0``

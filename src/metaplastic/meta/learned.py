@@ -66,32 +66,11 @@ class LearnedES(PopulationEvaluation, OuterLoop):
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("population", "steps", "chunk", "max_nan_skips"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.population < 2:
-            raise ConfigError("an ES population needs at least 2 members")
+        self.check_population_options()
         if self.antithetic and self.population % 2:
             raise ConfigError(f"antithetic sampling needs an even population, got "
                               f"{self.population} (or set antithetic = false)")
-        if not self.sigma > 0:
-            raise ConfigError(f"sigma must be positive, got {self.sigma}")
-        if self.direction not in ("minimize", "maximize"):
-            raise ConfigError(f"direction must be 'minimize' or 'maximize', got "
-                              f"{self.direction!r}")
-        if not 0 <= self.max_diverged_share <= 1:
-            raise ConfigError(f"max_diverged_share must be in [0, 1], got "
-                              f"{self.max_diverged_share}")
-        if self.truncation < 0:
-            raise ConfigError(f"truncation must be >= 0 (0: whole episodes), "
-                              f"got {self.truncation}")
-        if self.population_batch < 0:
-            raise ConfigError(f"population_batch must be >= 0, got {self.population_batch}")
         selection.load_phi(self.phi or None)  # a clear error now, not inside the run
-
-    @property
-    def sign(self) -> float:
-        return 1.0 if self.direction == "minimize" else -1.0
 
     def selection_network(self) -> dict[str, Array]:
         return selection.load_phi(self.phi or None)

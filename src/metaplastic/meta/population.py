@@ -19,7 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic.errors import ConfigError
+
 Array = jax.Array
+DIRECTIONS = ("minimize", "maximize")
 
 
 def finite_fitness(values: Array, sign: float) -> tuple[Array, Array]:
@@ -32,11 +35,40 @@ def finite_fitness(values: Array, sign: float) -> tuple[Array, Array]:
 
 
 class PopulationEvaluation:
-    """Evaluation of a population of θ (a pytree with a leading member axis)."""
+    """Evaluation of a population of θ (a pytree with a leading member axis), and the
+    options every population loop shares (checked by :meth:`check_population_options`)."""
 
     population: int
     population_batch: int = 0
     shard: bool = True
+    direction: str = "minimize"
+
+    def check_population_options(self) -> None:
+        """ConfigError for a bad population, steps, chunk, max_nan_skips, sigma,
+        direction, max_diverged_share, truncation or population_batch."""
+        for name in ("population", "steps", "chunk", "max_nan_skips"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.population < 2:
+            raise ConfigError("an ES population needs at least 2 members")
+        if not self.sigma > 0:
+            raise ConfigError(f"sigma must be positive, got {self.sigma}")
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"direction must be 'minimize' or 'maximize', got "
+                              f"{self.direction!r}")
+        if not 0 <= self.max_diverged_share <= 1:
+            raise ConfigError(f"max_diverged_share must be in [0, 1], got "
+                              f"{self.max_diverged_share}")
+        if self.truncation < 0:
+            raise ConfigError(f"truncation must be >= 0 (0: whole episodes), "
+                              f"got {self.truncation}")
+        if self.population_batch < 0:
+            raise ConfigError(f"population_batch must be >= 0, got {self.population_batch}")
+
+    @property
+    def sign(self) -> float:
+        """Multiplies the user's function into a minimised fitness."""
+        return 1.0 if self.direction == "minimize" else -1.0
 
     def members_at_once(self) -> int:
         """Members evaluated together on one device (sharded across devices, in batches of
