@@ -7,6 +7,9 @@ weights). Region-based copy insertion sees that the reads can come first and dro
 copy: one pass over every synapse less per step (about 10% of a Shervani-Tabar & Rosenbaum
 meta-episode, measured in docs/benchmarks.md), with identical results. Other backends get
 no options.
+
+In a multi-process run (:mod:`metaplastic.devices`) every process runs the same
+programs and gets their whole results.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+
+from metaplastic import devices
 
 CPU_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
@@ -26,5 +31,9 @@ def compiler_options() -> dict[str, Any]:
 
 def jit(fn: Callable, **kwargs) -> Callable:
     """``jax.jit(fn, **kwargs)`` with :func:`compiler_options` (decided at the call, so
-    importing the library still touches no device)."""
+    importing the library still touches no device); in a multi-process run its results
+    are whole on every process (:func:`metaplastic.devices.replicated`)."""
+    whole = devices.replicated()
+    if whole is not None:
+        kwargs.setdefault("out_shardings", whole)
     return jax.jit(fn, compiler_options=compiler_options(), **kwargs)

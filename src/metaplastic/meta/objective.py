@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from metaplastic import devices
 from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
 from metaplastic.inner import advance, initial_carry, unroll
@@ -148,7 +149,7 @@ class Objective(WholeEpisodes):
         instances, keys, carries = inner
         carries = jax.lax.stop_gradient(carries)
 
-        def one(instance, carry, k):
+        def one(instance, carry, k, theta, first):
             fresh = initial_carry(self.network, self.rule, theta, self.task, instance, k)
             carry = jax.tree.map(lambda a, b: jnp.where(first, a, b), fresh, carry)
             carry = advance(self.network, self.rule, theta, self.task, instance, carry,
@@ -157,7 +158,9 @@ class Objective(WholeEpisodes):
             return (self.task.loss(instance, state, env, self.network),
                     self.task.metrics(instance, state, env, self.network), carry)
 
-        losses, metrics, carries = jax.vmap(one)(instances, carries, keys)
+        losses, metrics, carries = devices.spread(
+            lambda b, s: jax.vmap(lambda *a: one(*a, *s))(*b), (instances, carries, keys),
+            (theta, first), size=self.tasks_per_step)
         finite = jnp.isfinite(losses)
         aux = self._aux(theta, losses, metrics, finite)
         return jnp.mean(losses) + aux["l1"], aux, (instances, keys, carries)
@@ -165,7 +168,7 @@ class Objective(WholeEpisodes):
     def _episodes(self, theta: Any, key: Array):
         keys = jax.random.split(key, self.tasks_per_step)
         losses, metrics, _ = map_tasks(
-            lambda k: self.episode(theta, k, early_exit=self.early_exit), keys)
+            lambda k, t: self.episode(t, k, early_exit=self.early_exit), keys, theta)
         return losses, metrics
 
     def _l1(self, theta: Any) -> Array:
@@ -198,7 +201,8 @@ class Objective(WholeEpisodes):
         """
         theta = self.conform(theta)
         keys = jax.random.split(key, self.tasks_per_step)
-        (losses, grads), metrics = _value_grad_metrics(self, theta, keys)
+        (losses, grads), metrics = devices.gather(_value_grad_metrics(self, theta, keys),
+                                                  self.tasks_per_step)
         finite = jnp.isfinite(losses) & _all_finite_per_task(grads)
         aux = self._aux(theta, losses, metrics, finite)
         n_ok = jnp.sum(finite)
@@ -212,7 +216,7 @@ class Objective(WholeEpisodes):
 def _value_grad_metrics(objective: Objective, theta, keys):
     """Per-task (loss, dloss/dθ) and metrics in one vmapped pass."""
 
-    def one(k):
+    def one(k, theta):
         def f(t):
             loss, metrics, _ = objective.episode(t, k)
             return loss, metrics
@@ -227,17 +231,21 @@ def _value_grad_metrics(objective: Objective, theta, keys):
         (loss, metrics), g = jax.value_and_grad(f, has_aux=True)(theta)
         return loss, g, metrics
 
-    losses, grads, metrics = map_tasks(one, keys)
+    losses, grads, metrics = map_tasks(one, keys, theta)
     return (losses, grads), metrics
 
 
-def map_tasks(fn, keys: Array):
-    """``vmap(fn)(keys)``, except that one task is run unbatched (then given its batch
-    axis): XLA's CPU code for a batch of one — matrix-vector products turned into batched
-    matrix products — made a meta-gradient 2.5x slower than the plain computation."""
+def map_tasks(fn, keys: Array, *shared: Any):
+    """``vmap(fn)(keys, *shared)`` over the keys only, the tasks split across devices
+    (:mod:`metaplastic.devices`: traced values ``fn`` needs go in ``shared``, not in its
+    closure),
+    except that one task is run unbatched (then given its batch axis): XLA's CPU code for
+    a batch of one — matrix-vector products turned into batched matrix products — made a
+    meta-gradient 2.5x slower than the plain computation."""
     if keys.shape[0] == 1:
-        return jax.tree.map(lambda x: jnp.expand_dims(x, 0), fn(keys[0]))
-    return jax.vmap(fn)(keys)
+        return jax.tree.map(lambda x: jnp.expand_dims(x, 0), fn(keys[0], *shared))
+    return devices.spread(lambda k, s: jax.vmap(lambda kk: fn(kk, *s))(k), keys, shared,
+                          size=keys.shape[0])
 
 
 def _expand(mask: Array, like: Array) -> Array:

@@ -3,7 +3,7 @@
 A population loop (:class:`~metaplastic.meta.es.EvolutionStrategy`,
 :class:`~metaplastic.meta.learned.LearnedES`) evaluates all its members on the *same*
 tasks (common random numbers), in one vmapped call, split across devices when there are
-several (``shard_map``) and in sequential batches of ``population_batch`` members if set;
+several (:mod:`metaplastic.devices`) and in sequential batches of ``population_batch`` members if set;
 with truncated unrolls every member keeps its own inner problems. A member whose inner
 learning produced NaN/inf gets the worst finite fitness of its generation.
 
@@ -12,13 +12,12 @@ The mixin reads three fields of the loop: ``population``, ``population_batch``, 
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from metaplastic import devices
 from metaplastic.errors import ConfigError
 
 Array = jax.Array
@@ -71,12 +70,9 @@ class PopulationEvaluation:
         return 1.0 if self.direction == "minimize" else -1.0
 
     def members_at_once(self) -> int:
-        """Members evaluated together on one device (sharded across devices, in batches of
+        """Members evaluated together on one device (split across devices, in batches of
         ``population_batch``)."""
-        size = self.population
-        n_dev = jax.device_count()
-        if self.shard and n_dev > 1 and size % n_dev == 0:
-            size //= n_dev
+        size = devices.per_device(self.population, self.shard)
         if self.population_batch and self.population_batch < size:
             size = self.population_batch
         return size
@@ -89,17 +85,12 @@ class PopulationEvaluation:
 
     def evaluate_step(self, objective: Any, pop: Any, key: Array, inner: Any = ()):
         """Every member's value on the same key (common random numbers), and its inner
-        problems after the step. Same values on one device as on several."""
-        n_dev = jax.device_count()
-        if self.shard and n_dev > 1 and self.population % n_dev == 0:
-            mesh = jax.sharding.Mesh(np.array(jax.devices()), ("members",))
-            spec, rep = jax.sharding.PartitionSpec("members"), jax.sharding.PartitionSpec()
-            local = functools.partial(self._evaluate_here, objective,
-                                      size=self.population // n_dev)
-            return jax.shard_map(lambda p, k, i: local(p, k, i), mesh=mesh,
-                                 in_specs=(spec, rep, spec), out_specs=(spec, spec),
-                                 check_vma=False)(pop, key, inner)
-        return self._evaluate_here(objective, pop, key, inner, size=self.population)
+        problems after the step; members split across devices (:mod:`metaplastic.devices`,
+        unless ``shard`` is off). Same values on one device as on several."""
+        size = devices.per_device(self.population, self.shard)
+        return devices.spread(
+            lambda b, k: self._evaluate_here(objective, b[0], k, b[1], size=size),
+            (pop, inner), key, size=self.population, allowed=self.shard)
 
     def _evaluate_here(self, objective: Any, pop: Any, key: Array, inner: Any, *, size: int):
         def one(th, inn):
