@@ -89,12 +89,42 @@ def resolve_config(spec: str, sets: list[str], seed: int | None):
     return config.override(cfg, sets) if sets else cfg
 
 
+def parse_seeds(spec: str) -> list[int]:
+    """``"0-4"``, ``"0,3,7"`` or ``"0-2,7"`` -> the seeds, in order, each once."""
+    from metaplastic.errors import ConfigError
+
+    seeds: list[int] = []
+    try:
+        for part in spec.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if dash else int(lo)
+            if first < 0 or last < first:
+                raise ValueError
+            seeds += [s for s in range(first, last + 1) if s not in seeds]
+    except ValueError:
+        raise ConfigError(f"--seeds takes seeds >= 0 as a range or a list, e.g. 0-4 or "
+                          f"0,3,7; got {spec!r}") from None
+    if len(seeds) > 10_000:
+        raise ConfigError(f"--seeds {spec}: {len(seeds)} seeds is more than one program "
+                          f"should hold (at most 10,000)")
+    return seeds
+
+
 def cmd_run(args) -> int:
     from metaplastic.experiments import selection_run
     from metaplastic.experiments.rundir import RunDir, new_run_dir
     from metaplastic.experiments.runner import validate
 
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if seeds is not None and args.seed is not None:
+        from metaplastic.errors import ConfigError
+
+        raise ConfigError("give --seed or --seeds, not both")
     meta_meta = selection_run.resolve(args.config, args.set, args.seed)
+    if meta_meta is not None and seeds is not None:
+        from metaplastic.errors import ConfigError
+
+        raise ConfigError("--seeds is for rule runs; selection-meta takes one --seed")
     if meta_meta is not None:
         _enable_compile_cache()
         run = RunDir(new_run_dir(args.out, meta_meta.name))
@@ -103,6 +133,8 @@ def cmd_run(args) -> int:
     cfg = resolve_config(args.config, args.set, args.seed)
     pieces = validate(cfg)  # every piece, before anything is created on disk
     _enable_compile_cache()
+    if seeds is not None:
+        return _train_seeds(cfg, seeds, pieces, args)
     run = RunDir(new_run_dir(args.out, cfg.name))
     console.print(f"run directory: [bold]{run.path}[/]")
     return _train(cfg, run, pieces, args, resume=False)
@@ -230,6 +262,74 @@ def _train(cfg, run, pieces, args, *, resume: bool) -> int:
     return 0
 
 
+def _train_seeds(cfg, seeds: list[int], pieces, args) -> int:
+    """``--seeds``: the seeds as one program, one run directory each under a group
+    directory; then each seed's evaluation and the comparison across seeds."""
+    import dataclasses
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from metaplastic.experiments.rundir import RunDir, new_run_dir
+    from metaplastic.experiments.runner import train_seeds
+
+    group = new_run_dir(args.out, f"{cfg.name}-seeds")
+    runs = [RunDir(group / f"seed-{s}") for s in seeds]
+    for run in runs:
+        run.path.mkdir()
+    cfgs = [dataclasses.replace(cfg, seed=s) for s in seeds]
+    console.print(f"run directories: [bold]{group}[/]/seed-{{{','.join(map(str, seeds))}}} "
+                  f"({len(seeds)} seeds as one program)")
+    columns = [TextColumn(f"meta-training {len(seeds)} seeds"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+               TextColumn("{task.fields[info]}")]
+    with Progress(*columns, console=console, transient=False) as bar:
+        tid = bar.add_task("meta", total=pieces.outer.steps, info="compiling...")
+        last: dict[int, dict] = {}
+
+        def progress(i, records):
+            last[i] = records[-1]
+            if len(last) == len(seeds) or i == len(seeds) - 1:
+                losses = [r["task_loss"] for r in last.values() if r["task_loss"] is not None]
+                info = (f"meta-loss {min(losses):.4g}..{max(losses):.4g}" if losses else "")
+                bar.update(tid, completed=max(r["step"] for r in last.values()), info=info)
+
+        try:
+            with _stop_signals():
+                summaries = train_seeds(cfgs, runs, progress, pieces=pieces,
+                                        batching="vmap" if args.seeds_vmap else "loop")
+        except KeyboardInterrupt as e:
+            console.print(f"[yellow]interrupted[/]; each seed's θ of the last finished chunk, "
+                          f"metrics and summary saved under {group} (continue a seed with: "
+                          f"metaplastic resume {runs[0].path})")
+            return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+    seconds = max(s["seconds"] for s in summaries)
+    console.print(f"meta-training: {len(seeds)} seeds in {seconds:.1f} s")
+    diverged = []
+    for seed, run, summary in zip(seeds, runs, summaries, strict=True):
+        line = f"seed {seed}: {summary['meta_steps']} steps  [bold]{summary['formula']}[/]"
+        if "reference_cosine" in summary:
+            line += f"  (cosine with {summary['reference']}: {summary['reference_cosine']:.3f})"
+        if summary["status"] != "finished":
+            diverged.append(seed)
+            line += f"  [red]{escape(summary['status'][:200])}[/]"
+        console.print(line)
+    if not args.no_eval and cfg.eval.tasks > 0:
+        for seed, run in zip(seeds, runs, strict=True):
+            if seed not in diverged:
+                console.print(f"[bold]seed {seed}[/]")
+                _print_eval(run)
+    _compare_seeds(group, runs)
+    return EXIT_NONFINITE if diverged else 0
+
+
+def _compare_seeds(group, runs) -> None:
+    from metaplastic.report.compare import compare
+
+    summaries, js, png = compare([str(r.path) for r in runs], group)
+    _print_compare(summaries)
+    console.print(f"seeds compared: {js} and {png}  (metaplastic compare {group}/seed-*)")
+
+
 def _print_eval(run, n_tasks=None) -> None:
     from metaplastic.experiments.runner import evaluate_run
 
@@ -327,7 +427,12 @@ def cmd_compare(args) -> int:
     from metaplastic.report.compare import compare
 
     summaries, js, png = compare(args.runs, args.out)
+    _print_compare(summaries)
+    console.print(f"wrote {js} and {png}")
+    return 0
 
+
+def _print_compare(summaries: list[dict]) -> None:
     def fmt(v):
         mean, ci = v
         if mean != mean:  # NaN
@@ -355,8 +460,6 @@ def cmd_compare(args) -> int:
                 vals.append(fmt(c["value"]) + f" (n={c['n_runs']})" if c else "-")
             held.add_row(escape(variant), escape(rule), metric, *vals)
         console.print(held)
-    console.print(f"wrote {js} and {png}")
-    return 0
 
 
 def cmd_explain(args) -> int:
@@ -529,6 +632,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set meta.steps=300 (repeatable)")
     r.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    r.add_argument("--seeds", default=None, metavar="SEEDS",
+                   help="several seeds as one compiled program, e.g. 0-4 or 0,3,7: one run "
+                        "directory per seed under OUT/NAME-seeds-*/seed-N")
+    r.add_argument("--seeds-vmap", action="store_true",
+                   help="with --seeds: batch the seeds side by side (vmap; faster where one "
+                        "run leaves the device idle, e.g. a GPU) instead of in turn inside "
+                        "the program (bitwise the separate runs' numbers)")
     r.add_argument("--out", default="runs", help="where run directories go (default: runs)")
     r.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
     r.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",

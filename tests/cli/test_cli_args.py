@@ -17,12 +17,26 @@ from metaplastic.cli import main
     (["run", "oja", "--set", "reference=bcm"], "unknown rule 'bcm'"),
     (["run", "oja", "--set", "eval.baselines=['hebb', 'stpd']"], "unknown rule 'stpd'"),
     (["run", "oja", "--set", "eval.vary={n_inputs = [3]}"], "unknown option(s) 'n_inputs'"),
+    (["run", "oja", "--seeds", "4-2"], "--seeds takes seeds >= 0"),
+    (["run", "oja", "--seeds", "0,x"], "--seeds takes seeds >= 0"),
+    (["run", "oja", "--seeds", "0-1", "--seed", "3"], "not both"),
+    (["run", "oja", "--seeds", "0-99999"], "100000 seeds"),
+    (["run", "selection-meta", "--seeds", "0-1"], "selection-meta takes one --seed"),
+    (["run", "oja", "--seeds", "0-1", "--set", "meta.stepz=3"], "unknown option(s) 'stepz'"),
 ])
 def test_bad_input_is_one_clear_message(args, msg, capsys, tmp_path):
     assert main([*args, "--out", str(tmp_path)] if args[0] == "run" else args) == 2
     out = capsys.readouterr().out
     assert msg in out and "Traceback" not in out
     assert not any(tmp_path.iterdir())  # nothing half-created
+
+
+@pytest.mark.parametrize("spec, seeds", [("0-4", [0, 1, 2, 3, 4]), ("0,3,7", [0, 3, 7]),
+                                         ("0-2,7,1", [0, 1, 2, 7]), (" 5 ", [5])])
+def test_seed_lists(spec, seeds):
+    from metaplastic.cli import parse_seeds
+
+    assert parse_seeds(spec) == seeds
 
 
 @pytest.mark.tier2

@@ -129,3 +129,31 @@ def test_log_tensorboard_writes_what_metrics_jsonl_has(tmp_path, capsys):
     ea = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
     ea.Reload()
     assert len(ea.Scalars("task_loss")) == 20
+
+
+@pytest.mark.tier2
+def test_seeds_as_one_program_equal_separate_runs(tmp_path, capsys):
+    """--seeds 0-1: one run directory per seed, each θ bitwise the separate run's; then
+    the evaluation of each and the comparison across seeds."""
+    small = [*SMALL, "--set", "meta.steps=20", "--set", "eval.tasks=5"]
+    assert main(["run", "oja", *small, "--seeds", "0-1", "--out", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    assert "2 seeds as one program" in out and "seeds compared" in out
+    (group,) = list((tmp_path / "g").iterdir())
+    assert sorted(p.name for p in group.iterdir()) == ["compare.json", "compare.png",
+                                                        "seed-0", "seed-1"]
+    assert main(["run", "oja", *small, "--seed", "1", "--no-eval",
+                 "--out", str(tmp_path / "one")]) == 0
+    (single,) = list((tmp_path / "one").iterdir())
+    a = np.load(group / "seed-1" / "theta.npz")["coef"]
+    assert np.array_equal(a, np.load(single / "theta.npz")["coef"])
+    assert not np.array_equal(a, np.load(group / "seed-0" / "theta.npz")["coef"])
+    for seed in (0, 1):
+        run = group / f"seed-{seed}"
+        assert json.loads((run / "summary.json").read_text())["meta_steps"] == 20
+        assert "seed = " + str(seed) in (run / "config.toml").read_text()
+        assert (run / "eval.json").exists() and (run / "checkpoint.npz").exists()
+    compared = json.loads((group / "compare.json").read_text())
+    assert compared["groups"][0]["seeds"] == [0, 1]
+    # a seed directory is an ordinary run: resume (nothing left) and eval work
+    assert main(["resume", str(group / "seed-0"), "--no-eval"]) == 0

@@ -51,29 +51,12 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
     Ctrl-C or SIGTERM.
     """
     pieces = build(cfg) if pieces is None else pieces
-    k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
-    theta0 = pieces.rule.init(k_init, pieces.network.shapes)
-    state = None
-    if resume:
-        state = run.load_checkpoint(driver.init(pieces.outer, pieces.objective, theta0,
-                                                k_meta))
-        resumed_at = int(state.step)
-        run.keep_metrics_until(resumed_at)
-        constraints = run.read_json("summary.json").get("constraints", {})
-    else:
-        run.save_config(portable(cfg))
-        constraints = check_constraints(cfg, pieces, theta0, run)
-    start = time.perf_counter()
-
-    def on_chunk(records):
-        run.append_metrics(records)
-        if progress is not None:
-            progress(records)
-
+    start = _Start(cfg, run, pieces, resume)
     status, result = "finished", None
     try:
-        result = pieces.outer.run(pieces.objective, theta0, key=k_meta, progress=on_chunk,
-                                  state=state, checkpoint=run.save_checkpoint)
+        result = pieces.outer.run(pieces.objective, start.theta0, key=start.key,
+                                  progress=start.on_chunk(progress), state=start.state,
+                                  checkpoint=run.save_checkpoint)
     except NonFiniteError as e:
         status, result = f"diverged: {e}", e.result
         raise
@@ -84,24 +67,95 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
         status, result = f"crashed: {type(e).__name__}: {e}", getattr(e, "result", None)
         raise
     finally:
-        # θ after the last whole chunk; θ0 only when not one meta-step was taken (then
-        # the summary says so: meta_steps 0)
-        theta = result.theta if result is not None else theta0
+        summary = start.finish(result, status)
+    return summary
+
+
+def train_seeds(cfgs: list[RunConfig], runs: list[RunDir],
+                progress: Callable[[int, list], None] | None = None, pieces=None,
+                batching: str = "loop") -> list[dict]:
+    """Meta-train several seeds of one configuration (``cfgs`` differ only in ``seed``)
+    as one program (:mod:`metaplastic.meta.seeds`), each into its own run directory with
+    everything :func:`train` writes. A seed that diverges stops alone (its summary says
+    so). Returns the summaries."""
+    from metaplastic.meta.seeds import run_seeds
+
+    pieces = build(cfgs[0]) if pieces is None else pieces
+    starts = [_Start(cfg, run, pieces, False) for cfg, run in zip(cfgs, runs, strict=True)]
+    results, status = None, "finished"
+    try:
+        results = run_seeds(
+            pieces.outer, pieces.objective, [s.theta0 for s in starts],
+            [s.key for s in starts], batching=batching,
+            progress=lambda i, records: starts[i].on_chunk(
+                None if progress is None else lambda r: progress(i, r))(records),
+            checkpoint=lambda i, state: runs[i].save_checkpoint(state))
+    except KeyboardInterrupt as e:
+        status, results = "interrupted", getattr(e, "results", None)
+        raise
+    except Exception as e:
+        status = f"crashed: {type(e).__name__}: {e}"
+        results = getattr(e, "results", None)
+        raise
+    finally:
+        summaries = []
+        for i, s in enumerate(starts):
+            r = results[i] if results is not None else None
+            why = status
+            if r is not None and r.error is not None and status == "finished":
+                why = f"diverged: {r.error}"
+            summaries.append(s.finish(r, why))
+    return summaries
+
+
+class _Start:
+    """One run's start (θ0, keys, resumed state, constraints) and its finish (θ, summary,
+    plots): what :func:`train` and :func:`train_seeds` share."""
+
+    def __init__(self, cfg: RunConfig, run: RunDir, pieces, resume: bool):
+        self.cfg, self.run, self.pieces, self.resume = cfg, run, pieces, resume
+        k_init, self.key = jax.random.split(jax.random.key(cfg.seed))
+        self.theta0 = pieces.rule.init(k_init, pieces.network.shapes)
+        self.state, self.resumed_at = None, None
+        if resume:
+            self.state = run.load_checkpoint(driver.init(pieces.outer, pieces.objective,
+                                                         self.theta0, self.key))
+            self.resumed_at = int(self.state.step)
+            run.keep_metrics_until(self.resumed_at)
+            self.constraints = run.read_json("summary.json").get("constraints", {})
+        else:
+            run.save_config(portable(cfg))
+            self.constraints = check_constraints(cfg, pieces, self.theta0, run)
+        self.started = time.perf_counter()
+
+    def on_chunk(self, progress: Callable[[list], None] | None) -> Callable[[list], None]:
+        def on_chunk(records):
+            self.run.append_metrics(records)
+            if progress is not None:
+                progress(records)
+
+        return on_chunk
+
+    def finish(self, result, status: str) -> dict:
+        """Save θ after the last whole chunk (θ0 only when not one meta-step was taken:
+        the summary then says meta_steps 0), the summary and the plots."""
+        cfg, pieces, run = self.cfg, self.pieces, self.run
+        theta = result.theta if result is not None else self.theta0
         with deferred():  # a second Ctrl-C does not cut the saving of θ and summary short
             run.save_theta(theta)
             summary = _summary(cfg, pieces, theta, result, status,
-                               time.perf_counter() - start, run.metrics())
-            summary["constraints"] = constraints
+                               time.perf_counter() - self.started, run.metrics())
+            summary["constraints"] = self.constraints
             summary["provenance"] = provenance()
-            if resume:
-                summary["provenance"]["resumed_at_step"] = resumed_at
+            if self.resume:
+                summary["provenance"]["resumed_at_step"] = self.resumed_at
             summary["plot"] = {"score": pieces.task.score,
                                "theta_names": list(getattr(pieces.rule, "term_names", []))}
             run.write_json("summary.json", summary)
         from metaplastic.report import make_report  # matplotlib: only when plotting
 
         make_report(run.path)
-    return summary
+        return summary
 
 
 PLAUSIBILITY_STREAM = 4_000_037  # keys for the plausibility checks

@@ -50,6 +50,8 @@ class MetaResult:
     theta: Any
     history: list[dict[str, Any]] = field(default_factory=list)
     state: RunState | None = None
+    #: why this run stopped early (several seeds in one program: meta.seeds)
+    error: Exception | None = None
 
 
 def objective_at(objective: Any, length: int) -> Any:
@@ -105,26 +107,34 @@ def step_fn(outer: Any, objective: Any) -> Callable:
     return step
 
 
-def chunk_fn(outer: Any, objective: Any, length: int | None = None) -> Callable:
+def chunk_fn(outer: Any, objective: Any, length: int | None = None,
+             seeds: str = "") -> Callable:
     """Jitted ``(state, key, total) -> (state, stacked metrics)`` of ``outer.chunk`` steps
-    (segments of ``length`` inner steps; default: the length in force at step 0).
+    (segments of ``length`` inner steps; default: the length in force at step 0). With
+    ``seeds`` (``"loop"`` or ``"vmap"``: :mod:`metaplastic.meta.seeds`), state and key
+    carry a leading axis of independent runs.
 
     Shared between runs of equal (hashable) outer loops and objectives, so that running
     the same configuration again — or resuming it — compiles nothing."""
     length = outer.truncation_at(0) if length is None else length
     try:
-        return _cached_chunk_fn(outer, objective, length)
+        return _cached_chunk_fn(outer, objective, length, seeds)
     except TypeError:  # an unhashable piece: compile for this run only
-        return _chunk_fn(outer, objective, length)
+        return _chunk_fn(outer, objective, length, seeds)
 
 
-def _chunk_fn(outer: Any, objective: Any, length: int) -> Callable:
+def _chunk_fn(outer: Any, objective: Any, length: int, seeds: str = "") -> Callable:
     obj = objective_at(objective, length)
     step = step_fn(outer, obj)
 
     def run_chunk(state, key, total):
         return jax.lax.scan(lambda s, _: step(s, key, total), state, None, length=outer.chunk)
 
+    if seeds == "loop":
+        return xla.jit(lambda st, k, total: jax.lax.map(
+            lambda a: run_chunk(a[0], a[1], total), (st, k)))
+    if seeds == "vmap":
+        return xla.jit(jax.vmap(run_chunk, in_axes=(0, 0, None)))
     return xla.jit(run_chunk)
 
 
