@@ -305,7 +305,7 @@ def _train_seeds(cfg, seeds: list[int], pieces, args) -> int:
     seconds = max(s["seconds"] for s in summaries)
     console.print(f"meta-training: {len(seeds)} seeds in {seconds:.1f} s")
     diverged = []
-    for seed, run, summary in zip(seeds, runs, summaries, strict=True):
+    for seed, summary in zip(seeds, summaries, strict=True):
         line = f"seed {seed}: {summary['meta_steps']} steps  [bold]{summary['formula']}[/]"
         if "reference_cosine" in summary:
             line += f"  (cosine with {summary['reference']}: {summary['reference_cosine']:.3f})"
