@@ -4,8 +4,9 @@ A population loop (:class:`~metaplastic.meta.es.EvolutionStrategy`,
 :class:`~metaplastic.meta.learned.LearnedES`) evaluates all its members on the *same*
 tasks (common random numbers), in one vmapped call, split across devices when there are
 several (:mod:`metaplastic.devices`) and in sequential batches of ``population_batch``
-members if set; with truncated unrolls every member keeps its own inner problems. A member whose inner
-learning produced NaN/inf gets the worst finite fitness of its generation.
+members if set; with truncated unrolls every member keeps its own inner problems. A
+member whose inner learning produced NaN/inf gets the worst finite fitness of its
+generation.
 
 The mixin reads three fields of the loop: ``population``, ``population_batch``, ``shard``.
 """
