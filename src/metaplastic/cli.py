@@ -76,6 +76,48 @@ def _enable_compile_cache() -> None:
         console.print(f"[yellow]compilation cache disabled: {e}[/]")
 
 
+def _multi_process(args) -> bool:
+    return bool(getattr(args, "distributed", False) or getattr(args, "coordinator", None)
+                or getattr(args, "num_processes", None) is not None
+                or getattr(args, "process_id", None) is not None)
+
+
+@contextlib.contextmanager
+def _processes(args):
+    """Join a multi-process run when asked (``--coordinator/--num-processes/--process-id``
+    or ``--distributed`` to let JAX detect the cluster). Every process runs the same
+    programs; only process 0 prints and writes the run directory — the others write into
+    a scratch directory that is removed at the end (a resumed run is copied there)."""
+    if not _multi_process(args):
+        yield
+        return
+    import shutil
+    import tempfile
+
+    import jax
+
+    from metaplastic import devices
+
+    devices.initialize(args.coordinator, args.num_processes, args.process_id)
+    if devices.is_main():
+        console.print(f"process 0 of {jax.process_count()}: {jax.device_count()} devices in "
+                      f"all ({jax.local_device_count()} here)")
+        yield
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="metaplastic-process-"))
+    console.quiet = True
+    try:
+        if getattr(args, "out", None) is not None:
+            args.out = str(scratch)
+        if getattr(args, "run", None) is not None:
+            copy = scratch / Path(args.run).resolve().name
+            shutil.copytree(args.run, copy)
+            args.run = str(copy)
+        yield
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def resolve_config(spec: str, sets: list[str], seed: int | None):
     """A preset name or a TOML file, with ``--set`` overrides and ``--seed`` applied."""
     from metaplastic.experiments import config, presets
@@ -622,6 +664,17 @@ def _version() -> str:
     return ", ".join(parts)
 
 
+def _process_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several processes or machines (jax.distributed; docs/scaling.md)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0, reachable by every process")
+    g.add_argument("--num-processes", type=int, default=None, metavar="N")
+    g.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process's number, 0..N-1 (process 0 writes the run directory)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a multi-process run that JAX detects (SLURM, Open MPI, ...)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metaplastic", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=_version())
@@ -635,6 +688,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", default=None, metavar="SEEDS",
                    help="several seeds as one compiled program, e.g. 0-4 or 0,3,7: one run "
                         "directory per seed under OUT/NAME-seeds-*/seed-N")
+    _process_options(r)
     r.add_argument("--seeds-vmap", action="store_true",
                    help="with --seeds: batch the seeds side by side (vmap; faster where one "
                         "run leaves the device idle, e.g. a GPU) instead of in turn inside "
@@ -693,6 +747,7 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
     rs.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
                     help="also write TensorBoard event files to RUN/tensorboard")
+    _process_options(rs)
     rs.set_defaults(func=cmd_resume)
 
     ls = sub.add_parser("list", help="list presets, rules, tasks and options")
@@ -712,7 +767,8 @@ def main(argv: list[str] | None = None) -> int:
     from metaplastic.plausibility import ConstraintError
 
     try:
-        return args.func(args)
+        with _processes(args):
+            return args.func(args)
     except ConstraintError as e:
         console.print(f"[red]error:[/] {escape(str(e))}")
         return EXIT_CONSTRAINT

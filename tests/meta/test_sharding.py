@@ -44,7 +44,7 @@ def test_population_split_across_devices_gives_the_same_fitness():
 GRADIENT_SCRIPT = r"""
 import json, jax, numpy as np
 import metaplastic as mp
-from metaplastic.meta import MetaGradient
+from metaplastic.meta import EvolutionStrategy, MetaGradient
 task = mp.tasks.make("pca", n_in=5, n_steps=40)
 net = mp.Network(sizes=(5, 1), activation="linear")
 rule = mp.rules.make("polynomial", degree=2)
@@ -57,6 +57,11 @@ for name, kw in [("whole", {}), ("truncated", {"truncation": 10})]:
     res = MetaGradient(steps=30, chunk=10, lr=1e-2, **kw).run(obj, theta0,
                                                                key=jax.random.key(2))
     out[name] = np.asarray(res.theta["coef"]).ravel().tolist()
+# CMA-ES samples through the eigenbasis of its covariance: a last-bit difference in the
+# recombination once gave other eigenvectors, so other members, from generation 2 on
+res = EvolutionStrategy(strategy="cma_es", population=8, steps=4, chunk=2,
+                        sigma=0.1).run(obj, theta0, key=jax.random.key(3))
+out["cma_es"] = np.asarray(res.theta["coef"]).ravel().tolist()
 print(json.dumps(out))
 """
 
@@ -81,7 +86,7 @@ def test_meta_gradient_tasks_split_across_devices_give_the_same_theta():
     # a backward pass differently in the last bit, so: within 1e-6 relative
     g1, g2 = np.array(one["first_grad"]), np.array(two["first_grad"])
     np.testing.assert_allclose(g2, g1, rtol=1e-6, atol=1e-6 * np.abs(g1).max())
-    for name in ("whole", "truncated"):
+    for name in ("whole", "truncated", "cma_es"):
         a, b = np.array(one[name]), np.array(two[name])
         assert np.abs(a - np.array(one["theta0"])).max() > 1e-3  # θ moved
         # after 30 Adam steps: still within 1e-6 relative

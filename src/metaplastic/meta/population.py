@@ -89,9 +89,13 @@ class PopulationEvaluation:
         problems after the step; members split across devices (:mod:`metaplastic.devices`,
         unless ``shard`` is off). Same values on one device as on several."""
         size = devices.per_device(self.population, self.shard)
-        return devices.spread(
+        # the population and the fitness whole on every device around the split: the
+        # search's own update (recombination, ranking) is then one device's arithmetic
+        pop = devices.gather(pop, self.population, self.shard)
+        values, inner = devices.spread(
             lambda b, k: self._evaluate_here(objective, b[0], k, b[1], size=size),
             (pop, inner), key, size=self.population, allowed=self.shard)
+        return devices.gather(values, self.population, self.shard), inner
 
     def _evaluate_here(self, objective: Any, pop: Any, key: Array, inner: Any, *, size: int):
         def one(th, inn):
