@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from metaplastic import precision
 from metaplastic.network import NetState, Network
 from metaplastic.rules.base import Rule
 from metaplastic.tasks.base import Task
@@ -36,6 +37,8 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
     """``carry -> (carry, signals, dws, live)``: one step, also returning every layer's
     :class:`LocalSignals` and weight change (what ``metaplastic explain`` samples)."""
 
+    theta = precision.store(theta, getattr(rule, "dtype", "float32"))  # read every step
+
     def step(carry):
         state, rule_state, env = carry
         x, target = task.observe(instance, env)
@@ -46,9 +49,10 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
         signals = network.signals(state, act, e_out,
                                   task.modulator(instance, env, act.rates[-1], target))
         for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
-            dw, rs = rule.update(rule.layer_theta(theta, l), s, rs)
+            dw, rs = rule.update(precision.compute(rule.layer_theta(theta, l)), s, rs)
             dw_applied = dw * network.update_scale(l) if network.update_fan_in else dw
-            weights.append(network.constrain(l, s.w + jnp.where(live, dw_applied, 0.0), live))
+            w = network.constrain(l, s.w + jnp.where(live, dw_applied, 0.0), live)
+            weights.append(network.store(w))
             new_rule_state.append(rs)
             dws.append(dw)
         env = task.transition(instance, env, act.rates[-1])

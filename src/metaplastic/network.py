@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import precision
 from metaplastic.errors import ConfigError, ShapeError, unknown_name
 from metaplastic.neurons import RateNeuron
 from metaplastic.signals import LocalSignals, layer_signals
@@ -76,6 +77,9 @@ class Network:
     #: one neuron model for every layer (any object with the neuron interface of
     #: :mod:`metaplastic.neurons`); None: rate neurons from ``activation`` and ``tau``
     neuron_model: Any = None
+    #: how weights are stored between steps: "float32", or "bfloat16" (half the memory,
+    #: float32 arithmetic; :mod:`metaplastic.precision`)
+    dtype: str = "float32"
     spiking = False  # class constant: neurons that talk by 0/1 spikes (SpikingNetwork)
 
     def __post_init__(self):
@@ -99,6 +103,7 @@ class Network:
             raise ConfigError(f"update_fan_in must be >= 0, got {self.update_fan_in}")
         if not 0.0 <= self.excitatory <= 1.0:
             raise ConfigError(f"excitatory must be a fraction in [0, 1], got {self.excitatory}")
+        precision.check(self.dtype, "network")
 
     @property
     def n_layers(self) -> int:
@@ -149,8 +154,13 @@ class Network:
                              f"the network needs {self.shapes}")
         if self.dale:
             weights = tuple(self.sign(l) * jnp.abs(w) for l, w in enumerate(weights))
+        weights = self.store(tuple(weights))
         layers = tuple(self.neuron(l).init_state(n) for l, n in enumerate(self.sizes[1:], 1))
         return NetState(tuple(weights), self._init_feedback(kb), layers, params)
+
+    def store(self, weights: Any) -> Any:
+        """Weights as they are kept between steps (``dtype``)."""
+        return precision.store(weights, self.dtype)
 
     def sign(self, layer: int) -> Array:
         """(n_in,) +1 for excitatory, -1 for inhibitory presynaptic neurons of weight

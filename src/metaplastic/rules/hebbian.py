@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import precision
 from metaplastic.errors import ConfigError
 from metaplastic.rules.base import Rule
 from metaplastic.signals import LocalSignals, per_synapse
@@ -42,8 +43,14 @@ class HebbianABCD(Rule):
     init_noise: float = field(default=0.0, compare=False)
     eta_init: float = field(default=0.0, compare=False)
     fast: bool = True
+    #: how the coefficients are stored during the unroll: "float32", or "bfloat16" (half
+    #: the memory read every step; float32 arithmetic: :mod:`metaplastic.precision`)
+    dtype: str = "float32"
     family = "abcd"
     per_layer = True
+
+    def __post_init__(self):
+        precision.check(self.dtype, "rule")
 
     def init(self, key: Array, shapes=None):
         _need_shapes("abcd", shapes)
