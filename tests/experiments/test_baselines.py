@@ -4,8 +4,8 @@ import pytest
 
 from metaplastic import ConfigError
 from metaplastic.experiments import build, config, presets
+from metaplastic.experiments.baselines import Baseline, baseline_pieces, tune_baseline
 from metaplastic.experiments.evaluate import evaluate
-from metaplastic.experiments.runner import Baseline, baseline_pieces, tune_baseline
 from metaplastic.meta import Objective
 
 
@@ -65,8 +65,8 @@ def test_bad_baseline_fails_before_training(small_fa):
 
 
 def test_meta_trained_baseline_is_trained_once_and_kept(small_fa, tmp_path):
+    from metaplastic.experiments.baselines import meta_trained_baseline
     from metaplastic.experiments.rundir import RunDir
-    from metaplastic.experiments.runner import meta_trained_baseline
 
     cfg = config.override(small_fa, ["meta.steps=4", "meta.chunk=2"])
     b = Baseline.parse({"label": "term pool", "meta_train": True,

@@ -1,0 +1,187 @@
+"""Comparison rules of a run's held-out evaluation: hand-designed rules (tuned on the
+meta-training tasks), other learned rule families meta-trained with the same budget, and
+ablations of the run's own θ (``rule = "learned"`` under network changes).
+
+:func:`metaplastic.experiments.runner.evaluate_run` evaluates them beside the run's rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+
+from metaplastic import rules
+from metaplastic.errors import ConfigError
+from metaplastic.experiments import sections
+from metaplastic.experiments.build import build
+from metaplastic.experiments.config import RunConfig
+from metaplastic.experiments.evaluate import evaluate, release_compiled, summarise
+from metaplastic.experiments.rundir import RunDir
+from metaplastic.meta.objective import Objective
+
+#: the baseline rule name that means "the run's own rule and θ" (for ablations)
+LEARNED = "learned"
+TUNE_STREAM = 2_000_003  # keys for tuning baselines: neither training nor evaluation
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A comparison rule: a registered rule, its options, network changes, a tuning grid,
+    or ``meta_train = true``: meta-trained like the run's own rule (same outer loop,
+    budget and seed) — another learned rule family in the same table.
+
+    ``rule = "learned"`` is the run's own rule with its meta-trained θ, under the
+    baseline's ``network`` changes: the ablations that say what the learned rule uses
+    (e.g. ``network = {feedback = "symmetric"}`` or ``{feedback = "none"}``)."""
+
+    label: str
+    rule: dict  # {"name": ..., options}
+    network: dict  # [network] overrides, e.g. {"feedback": "symmetric"}
+    tune: dict  # {rule option: [values]} searched on the meta-training tasks
+    meta_train: bool = False
+
+    @classmethod
+    def parse(cls, spec: Any) -> Baseline:
+        if isinstance(spec, str):
+            return cls(spec, {"name": spec}, {}, {})
+        if not isinstance(spec, dict) or "rule" not in spec:
+            raise ConfigError(f"a baseline is a rule name or a table with 'rule' (and "
+                              f"optionally 'label', 'network', 'tune', 'meta_train'); "
+                              f"got {spec!r}")
+        bad = sorted(set(spec) - {"label", "rule", "network", "tune", "meta_train"})
+        if bad:
+            raise ConfigError(f"baseline {spec!r}: unknown key(s) {bad}")
+        rule = spec["rule"] if isinstance(spec["rule"], dict) else {"name": spec["rule"]}
+        if not isinstance(rule.get("name"), str):
+            raise ConfigError(f"baseline {spec!r}: the rule needs a 'name' (a string)")
+        meta_train = spec.get("meta_train", False)
+        if not isinstance(meta_train, bool):
+            raise ConfigError(f"baseline {spec!r}: meta_train must be true or false")
+        network, tune = spec.get("network", {}), spec.get("tune", {})
+        default = rule["name"]
+        if default == LEARNED and isinstance(network, dict) and network:
+            default += " (" + ", ".join(f"{k} = {v}" for k, v in network.items()) + ")"
+        label = spec.get("label", default)
+        if not isinstance(network, dict):
+            raise ConfigError(f"baseline {spec!r}: 'network' must be a table of [network] "
+                              f"options, got {network!r}")
+        if not isinstance(tune, dict) or not all(
+                isinstance(v, list | tuple) and len(v) > 0 for v in tune.values()):
+            raise ConfigError(f"baseline {spec!r}: 'tune' must be a table of rule options, "
+                              f"each with a non-empty list of values to try, e.g. "
+                              f"tune = {{eta = [0.01, 0.1]}}")
+        if not isinstance(label, str):
+            raise ConfigError(f"baseline {spec!r}: 'label' must be a string")
+        if meta_train and tune:
+            raise ConfigError(f"baseline {spec!r}: choose 'tune' or 'meta_train', not both")
+        if rule["name"] == LEARNED and (tune or meta_train or len(rule) > 1):
+            raise ConfigError(f"baseline {spec!r}: rule 'learned' is the run's own rule and "
+                              f"θ; it takes only 'label' and 'network' changes")
+        return cls(label, dict(rule), dict(network), dict(tune), meta_train)
+
+    @property
+    def learned(self) -> bool:
+        return self.rule["name"] == LEARNED
+
+    def config(self, cfg: RunConfig, **rule_opts: Any) -> RunConfig:
+        """``cfg`` with this baseline's rule and network (for building its pieces)."""
+        network = sections.network_options({**cfg.network, **self.network})
+        if self.learned:
+            return dataclasses.replace(cfg, network=network, reference=None)
+        shared = {k: v for k, v in cfg.rule.items() if k != "name"}
+        shared = {k: v for k, v in shared.items() if k in rules.options(self.rule["name"])}
+        rule = {"name": self.rule["name"], **shared,
+                **{k: v for k, v in self.rule.items() if k != "name"}, **rule_opts}
+        return dataclasses.replace(cfg, rule=rule, network=network, reference=None)
+
+
+def _scaled(theta: Any, factor: float) -> Any:
+    return jax.tree.map(lambda x: x * factor, theta)
+
+
+def _eta_by_scaling(p, base: Baseline) -> bool:
+    """Tuning only ``eta`` of a rule linear in θ: scale θ instead of recompiling."""
+    return list(base.tune) == ["eta"] and getattr(p.rule, "linear_in_theta", False)
+
+
+def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
+                  **overrides: Any) -> dict[str, Any]:
+    """The grid point of ``base.tune`` with the best score on meta-training tasks (of the
+    run's task, or of the task and network changed by ``overrides``)."""
+    if not base.tune:
+        return {}
+    keys = list(base.tune)
+    grid = [dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(base.tune[k] for k in keys))]
+    best, best_score = {}, None
+    key = jax.random.fold_in(jax.random.key(cfg.seed), TUNE_STREAM)
+    p0 = build(base.config(cfg), **overrides)
+    for point in grid:
+        if _eta_by_scaling(p0, base):  # one compiled program for the whole grid
+            p = p0
+            theta = _scaled(p.rule.init(jax.random.key(0), p.network.shapes),
+                            point["eta"] / p.rule.eta)
+        else:
+            p = build(base.config(cfg, **point), **overrides)
+            theta = p.rule.init(jax.random.key(0), p.network.shapes)
+        stats = summarise(evaluate(Objective(p.task, p.network, p.rule), theta, key=key,
+                                   n_tasks=n_tasks))
+        score = stats[p.task.score]["mean"]
+        score = score if p.task.maximise_score else -score
+        if math.isfinite(score) and (best_score is None or score > best_score):
+            best, best_score = point, score
+    release_compiled()
+    return best
+
+
+def baseline_pieces(cfg: RunConfig, base: Baseline, tuned: dict, **task_overrides):
+    """(pieces, θ) of a baseline with its tuned options (by θ scaling where possible)."""
+    p = build(base.config(cfg), **task_overrides)
+    theta = p.rule.init(jax.random.key(0), p.network.shapes)
+    if tuned and _eta_by_scaling(p, base):
+        return p, _scaled(theta, tuned["eta"] / p.rule.eta)
+    if tuned:
+        p = build(base.config(cfg, **tuned), **task_overrides)
+        theta = p.rule.init(jax.random.key(0), p.network.shapes)
+    return p, theta
+
+
+def meta_trained_baseline(cfg: RunConfig, base: Baseline, run: RunDir | None) -> Any:
+    """θ of a ``meta_train`` baseline: trained with the run's outer loop, budget and seed,
+    and kept in the run directory (``baseline-<label>.npz``) so evaluation reuses it."""
+    from metaplastic.experiments.rundir import load_theta, save_theta
+
+    path = None
+    if run is not None:
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in base.label)
+        path = run.path / f"baseline-{safe}.npz"
+        if path.exists():
+            return load_theta(path)
+    p = build(base.config(cfg))
+    k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
+    theta = p.outer.run(p.objective, p.rule.init(k_init, p.network.shapes), key=k_meta).theta
+    if path is not None:
+        save_theta(path, theta)
+    return theta
+
+
+def on_training_classes(cfg: RunConfig, var: dict) -> dict:
+    """A row's task and network changes, on the meta-training classes where the task
+    has class splits (where baselines are tuned)."""
+    from metaplastic import tasks
+
+    if "classes" in tasks.options(cfg.task["name"]):
+        return {**var, "classes": "train"}
+    return dict(var)
+
+
+def validate_baselines(cfg: RunConfig) -> None:
+    for spec in cfg.eval.baselines:
+        base = Baseline.parse(spec)
+        for point in [{}] + [{k: v[0]} for k, v in base.tune.items() if v]:
+            build(base.config(cfg, **point))
