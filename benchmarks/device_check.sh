@@ -13,8 +13,10 @@
 # limit so the whole check ends within about 6 minutes:
 #   1. oja end to end (meta-training 300 steps, held-out evaluation, plots);
 #   2. bench_hml_cartpole.py (Najarro & Risi's Hebbian CartPole generation; 3 repeats);
-#   3. bench_mlpp.py (Shervani-Tabar & Rosenbaum's meta-episode; 3 repeats);
-#   4. bench_scale.py --parts seeds (5 seeds in one program against 5 runs).
+#   3. bench_mlpp.py (Shervani-Tabar & Rosenbaum's meta-episode; 3 repeats, the library's
+#      forward- and reverse-mode programs and the plain forward-mode one);
+#   4. bench_scale.py --parts seeds (3 seeds of 50 oja meta-steps in one program, in turn
+#      and side by side, against 3 separate runs).
 # Writes OUTDIR/device_check.json (devices, versions, each stage's exit status and
 # seconds) beside each stage's own JSON and log. OUTDIR defaults to $OUT or device-check.
 #
@@ -68,8 +70,9 @@ stage() {  # stage NAME LIMIT_S COMMAND...
 stage oja 150 "$PY" -m metaplastic.cli run oja --set meta.steps=300 --out "$OUTDIR/runs"
 stage hml_cartpole 80 "$PY" benchmarks/bench_hml_cartpole.py --repeats 3 \
     --out "$OUTDIR/hml_cartpole.json"
-stage mlpp 60 "$PY" benchmarks/bench_mlpp.py --repeats 3 --out "$OUTDIR/mlpp.json"
-stage seeds 70 "$PY" benchmarks/bench_scale.py --parts seeds --steps 100 --seeds 5 \
+stage mlpp 60 "$PY" benchmarks/bench_mlpp.py --repeats 3 \
+    --programs library_forward plain_forward library_reverse --out "$OUTDIR/mlpp.json"
+stage seeds 70 "$PY" benchmarks/bench_scale.py --parts seeds --steps 50 --seeds 3 \
     --out "$OUTDIR/scale.json"
 
 joined=$(IFS=,; echo "${STAGES[*]}")

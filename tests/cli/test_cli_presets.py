@@ -150,7 +150,9 @@ def test_seeds_as_one_program_equal_separate_runs(tmp_path, capsys):
     assert not np.array_equal(a, np.load(group / "seed-0" / "theta.npz")["coef"])
     for seed in (0, 1):
         run = group / f"seed-{seed}"
-        assert json.loads((run / "summary.json").read_text())["meta_steps"] == 20
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["meta_steps"] == 20
+        assert summary["provenance"]["seeds_in_one_program"] == [0, 1]
         assert "seed = " + str(seed) in (run / "config.toml").read_text()
         assert (run / "eval.json").exists() and (run / "checkpoint.npz").exists()
     compared = json.loads((group / "compare.json").read_text())

@@ -106,7 +106,7 @@ def train_seeds(cfgs: list[RunConfig], runs: list[RunDir],
             why = status
             if r is not None and r.error is not None and status == "finished":
                 why = f"diverged: {r.error}"
-            summaries.append(s.finish(r, why))
+            summaries.append(s.finish(r, why, together=[c.seed for c in cfgs]))
     return summaries
 
 
@@ -138,9 +138,10 @@ class _Start:
 
         return on_chunk
 
-    def finish(self, result, status: str) -> dict:
+    def finish(self, result, status: str, together: list[int] | None = None) -> dict:
         """Save θ after the last whole chunk (θ0 only when not one meta-step was taken:
-        the summary then says meta_steps 0), the summary and the plots."""
+        the summary then says meta_steps 0), the summary and the plots. ``together``: the
+        seeds meta-trained in the same program (``seconds`` is then that program's)."""
         cfg, pieces, run = self.cfg, self.pieces, self.run
         theta = result.theta if result is not None else self.theta0
         with deferred():  # a second Ctrl-C does not cut the saving of θ and summary short
@@ -151,6 +152,8 @@ class _Start:
             summary["provenance"] = provenance()
             if self.resume:
                 summary["provenance"]["resumed_at_step"] = self.resumed_at
+            if together:
+                summary["provenance"]["seeds_in_one_program"] = together
             summary["plot"] = {"score": pieces.task.score,
                                "theta_names": list(getattr(pieces.rule, "term_names", []))}
             run.write_json("summary.json", summary)
