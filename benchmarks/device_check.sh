@@ -15,8 +15,10 @@
 #   2. bench_hml_cartpole.py (Najarro & Risi's Hebbian CartPole generation; 3 repeats);
 #   3. bench_mlpp.py (Shervani-Tabar & Rosenbaum's meta-episode; 3 repeats, the library's
 #      forward- and reverse-mode programs and the plain forward-mode one);
-#   4. bench_scale.py --parts seeds (3 seeds of 50 oja meta-steps in one program, in turn
-#      and side by side, against 3 separate runs).
+#   4. bench_scale.py --parts seeds (2 seeds of 50 oja meta-steps in one program, in turn
+#      and side by side, against 2 separate runs).
+# On the 2-core CPU of the development machine the four stages took 24, 37, 26 and ~65 s
+# (limits 120, 70, 60, 110: at most 6 minutes).
 # Writes OUTDIR/device_check.json (devices, versions, each stage's exit status and
 # seconds) beside each stage's own JSON and log. OUTDIR defaults to $OUT or device-check.
 #
@@ -67,12 +69,12 @@ stage() {  # stage NAME LIMIT_S COMMAND...
     STAGES+=("{\"stage\": \"$name\", \"exit\": $rc, \"seconds\": $((ms / 1000)).$(printf %03d $((ms % 1000)))}")
 }
 
-stage oja 150 "$PY" -m metaplastic.cli run oja --set meta.steps=300 --out "$OUTDIR/runs"
-stage hml_cartpole 80 "$PY" benchmarks/bench_hml_cartpole.py --repeats 3 \
+stage oja 120 "$PY" -m metaplastic.cli run oja --set meta.steps=300 --out "$OUTDIR/runs"
+stage hml_cartpole 70 "$PY" benchmarks/bench_hml_cartpole.py --repeats 3 \
     --out "$OUTDIR/hml_cartpole.json"
 stage mlpp 60 "$PY" benchmarks/bench_mlpp.py --repeats 3 \
     --programs library_forward plain_forward library_reverse --out "$OUTDIR/mlpp.json"
-stage seeds 70 "$PY" benchmarks/bench_scale.py --parts seeds --steps 50 --seeds 3 \
+stage seeds 110 "$PY" benchmarks/bench_scale.py --parts seeds --steps 50 --seeds 2 \
     --out "$OUTDIR/scale.json"
 
 joined=$(IFS=,; echo "${STAGES[*]}")
