@@ -174,6 +174,7 @@ def cmd_run(args) -> int:
         return _train_selection(meta_meta, run, resume=False)
     cfg = resolve_config(args.config, args.set, args.seed)
     pieces = validate(cfg)  # every piece, before anything is created on disk
+    _check_log(args)
     _enable_compile_cache()
     if seeds is not None:
         return _train_seeds(cfg, seeds, pieces, args)
@@ -196,6 +197,7 @@ def cmd_resume(args) -> int:
     run = RunDir.open(args.run)
     cfg = run.config()
     pieces = build(cfg)
+    _check_log(args)
     _enable_compile_cache()
     console.print(f"resuming [bold]{run.path}[/]")
     return _train(cfg, run, pieces, args, resume=True)
@@ -247,17 +249,16 @@ def _train(cfg, run, pieces, args, *, resume: bool) -> int:
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}")]
     score = pieces.task.score
-    tb = None
-    if getattr(args, "log", "jsonl") == "tensorboard":
-        from metaplastic.report.tensorboard import TensorBoardLog
-
-        tb = TensorBoardLog(run.path, list(getattr(pieces.rule, "term_names", [])))
-    with Progress(*columns, console=console, transient=False) as bar:
+    log = _open_log(args, run, cfg, pieces)
+    with contextlib.ExitStack() as stack, \
+            Progress(*columns, console=console, transient=False) as bar:
+        if log is not None:  # closed however the run ends
+            stack.callback(log.close)
         tid = bar.add_task("meta", total=pieces.outer.steps, info="compiling...")
 
         def progress(records):
-            if tb is not None:
-                tb.write(records)
+            if log is not None:
+                log.write(records)
             last = records[-1]
             tail = records[-10:]
             loss = sum(r["task_loss"] for r in tail) / len(tail)
@@ -277,16 +278,12 @@ def _train(cfg, run, pieces, args, *, resume: bool) -> int:
             console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
             return EXIT_NONFINITE
         except KeyboardInterrupt as e:
-            if tb is not None:
-                tb.close()
             steps = run.read_json("summary.json").get("meta_steps", 0)
             console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
                           f"finished chunk, metrics and summary saved in {run.path} "
                           f"(continue with: metaplastic resume {run.path})")
             return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
-    if tb is not None:
-        tb.close()
-        console.print(f"TensorBoard: tensorboard --logdir {tb.path}")
+    _log_hint(log)
     console.print(f"meta-training: {summary['meta_steps']} steps in {summary['seconds']:.1f} s")
     console.print(f"learned rule:  [bold]{summary['formula']}[/]")
     if summary.get("constraints"):
@@ -324,11 +321,18 @@ def _train_seeds(cfg, seeds: list[int], pieces, args) -> int:
     columns = [TextColumn(f"meta-training {len(seeds)} seeds"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}")]
-    with Progress(*columns, console=console, transient=False) as bar:
+    logs = [_open_log(args, run, c, pieces) for run, c in zip(runs, cfgs, strict=True)]
+    with contextlib.ExitStack() as stack, \
+            Progress(*columns, console=console, transient=False) as bar:
+        for log in logs:
+            if log is not None:  # closed however the run ends
+                stack.callback(log.close)
         tid = bar.add_task("meta", total=pieces.outer.steps, info="compiling...")
         last: dict[int, dict] = {}
 
         def progress(i, records):
+            if logs[i] is not None:
+                logs[i].write(records)
             last[i] = records[-1]
             if len(last) == len(seeds) or i == len(seeds) - 1:
                 losses = [r["task_loss"] for r in last.values() if r["task_loss"] is not None]
@@ -370,6 +374,34 @@ def _compare_seeds(group, runs) -> None:
     summaries, js, png = compare([str(r.path) for r in runs], group)
     _print_compare(summaries)
     console.print(f"seeds compared: {js} and {png}  (metaplastic compare {group}/seed-*)")
+
+
+def _check_log(args) -> None:
+    from metaplastic.report.loggers import check_available
+
+    check_available(getattr(args, "log", "jsonl"))
+
+
+def _open_log(args, run, cfg, pieces):
+    """The ``--log`` writer of a run directory (None for jsonl only)."""
+    import dataclasses
+
+    from metaplastic.experiments.config import portable
+    from metaplastic.report.loggers import open_log
+
+    return open_log(getattr(args, "log", "jsonl"), run.path,
+                    list(getattr(pieces.rule, "term_names", [])),
+                    dataclasses.asdict(portable(cfg)))
+
+
+def _log_hint(log) -> None:
+    if log is None:
+        return
+    if log.path.name == "tensorboard":
+        console.print(f"TensorBoard: tensorboard --logdir {log.path}")
+    else:
+        console.print(f"W&B run (offline unless WANDB_MODE=online) in {log.path}; upload "
+                      f"with: wandb sync {log.path}/offline-run-*")
 
 
 def _print_eval(run, n_tasks=None) -> None:
@@ -695,9 +727,10 @@ def parser() -> argparse.ArgumentParser:
                         "the program (bitwise the separate runs' numbers)")
     r.add_argument("--out", default="runs", help="where run directories go (default: runs)")
     r.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
-    r.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
-                   help="also write TensorBoard event files to RUN/tensorboard (metrics.jsonl "
-                        "is always written)")
+    r.add_argument("--log", choices=["jsonl", "tensorboard", "wandb"], default="jsonl",
+                   help="also write TensorBoard event files to RUN/tensorboard, or a W&B run "
+                        "(offline unless WANDB_MODE=online) to RUN/wandb; metrics.jsonl is "
+                        "always written")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("eval", help="evaluate a finished run on held-out tasks")
@@ -745,8 +778,9 @@ def parser() -> argparse.ArgumentParser:
                                        "(same numbers as an uninterrupted run)")
     rs.add_argument("run", help="run directory")
     rs.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
-    rs.add_argument("--log", choices=["jsonl", "tensorboard"], default="jsonl",
-                    help="also write TensorBoard event files to RUN/tensorboard")
+    rs.add_argument("--log", choices=["jsonl", "tensorboard", "wandb"], default="jsonl",
+                    help="also write TensorBoard event files (RUN/tensorboard) or a W&B run "
+                         "(RUN/wandb)")
     _process_options(rs)
     rs.set_defaults(func=cmd_resume)
 

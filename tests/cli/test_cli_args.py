@@ -86,3 +86,16 @@ def test_version_names_the_libraries_results_depend_on(capsys):
     assert f"metaplastic {metaplastic.__version__}" in out
     for lib in ("jax", "optax", "evosax", "gymnax"):
         assert f"{lib} {md.version(lib)}" in out
+
+
+@pytest.mark.parametrize("kind, package", [("wandb", "wandb"), ("tensorboard", "tensorboardX")])
+def test_a_missing_logger_package_is_one_message(kind, package, capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == package else real(name, *a))
+    assert main(["run", "oja", "--log", kind, "--out", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert f"--log {kind} needs {package}" in out and "Traceback" not in out
+    assert not any(tmp_path.iterdir())

@@ -3,23 +3,18 @@ tensorboardX (``pip install 'metaplastic[tensorboard]'``).
 
 ``metrics.jsonl`` stays the source of truth: these files are written from the same
 records, live during ``metaplastic run/resume --log tensorboard`` (after every chunk) or
-afterwards by ``metaplastic report RUN --tensorboard``. Per meta-step: every numeric
-metric as a scalar (booleans as 0/1), the rule's coefficients as scalars
-``theta/<term>`` (TensorBoard keeps tags to letters, digits and ``_./-``: ``pre*post``
-becomes ``theta/pre_post``) and a histogram ``theta`` of all of them — when the run logs θ in its
-records (rules of up to ``meta.driver.THETA_LOG_MAX`` numbers). Event files go to the run
-directory's ``tensorboard/``: ``tensorboard --logdir RUN/tensorboard``.
+afterwards by ``metaplastic report RUN --tensorboard``; the numbers are those of
+:func:`metaplastic.report.loggers.scalars`, plus a histogram ``theta``. Event files go to
+the run directory's ``tensorboard/``: ``tensorboard --logdir RUN/tensorboard``.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-
-import numpy as np
 
 from metaplastic._records import read_metrics
 from metaplastic.errors import ConfigError
+from metaplastic.report.loggers import check_available, scalars, theta_values
 
 SUBDIR = "tensorboard"
 
@@ -28,11 +23,9 @@ class TensorBoardLog:
     """Writes records (dicts with a ``step``) as TensorBoard scalars and histograms."""
 
     def __init__(self, run_dir: str | Path, theta_names: list[str] | tuple = ()):
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:
-            raise ConfigError("--log tensorboard needs tensorboardX: pip install "
-                              "'metaplastic[tensorboard]' (or tensorboardX)") from None
+        check_available("tensorboard")
+        from tensorboardX import SummaryWriter
+
         self.path = Path(run_dir) / SUBDIR
         self.names = list(theta_names)
         self.writer = SummaryWriter(str(self.path))
@@ -40,21 +33,11 @@ class TensorBoardLog:
     def write(self, records: list[dict]) -> None:
         for r in records:
             step = int(r["step"])
-            for key, value in r.items():
-                if key in ("step", "theta"):
-                    continue
-                if isinstance(value, bool | int | float) and value is not None:
-                    self.writer.add_scalar(key, float(value), step)
-            theta = r.get("theta")
+            for key, value in scalars(r, self.names).items():
+                self.writer.add_scalar(key, value, step)
+            theta = theta_values(r)
             if theta is not None:
-                arr = np.asarray(theta, float)
-                finite = arr[np.isfinite(arr)]
-                if finite.size:
-                    self.writer.add_histogram("theta", finite, step)
-                for i, v in enumerate(arr):
-                    name = self.names[i] if i < len(self.names) else str(i)
-                    if math.isfinite(v):
-                        self.writer.add_scalar(f"theta/{name}", float(v), step)
+                self.writer.add_histogram("theta", theta, step)
         self.writer.flush()
 
     def close(self) -> None:
