@@ -177,7 +177,7 @@ def cmd_run(args) -> int:
     _check_log(args)
     _enable_compile_cache()
     if seeds is not None:
-        return _train_seeds(cfg, seeds, pieces, args)
+        return _new_seeds(cfg, seeds, pieces, args)
     run = RunDir(new_run_dir(args.out, cfg.name))
     console.print(f"run directory: [bold]{run.path}[/]")
     return _train(cfg, run, pieces, args, resume=False)
@@ -194,6 +194,13 @@ def cmd_resume(args) -> int:
         console.print(f"resuming [bold]{run.path}[/]")
         return _train_selection(selection_run.load_config(run.path / "config.toml"), run,
                                 resume=True)
+    group = _seed_group(args.run)
+    if group is not None:  # a --seeds group: the seeds resume as one program again
+        runs, cfgs = group
+        pieces = build(cfgs[0])
+        _check_log(args)
+        _enable_compile_cache()
+        return _train_seeds(Path(args.run), runs, cfgs, pieces, args, resume=True)
     run = RunDir.open(args.run)
     cfg = run.config()
     pieces = build(cfg)
@@ -301,23 +308,53 @@ def _train(cfg, run, pieces, args, *, resume: bool) -> int:
     return 0
 
 
-def _train_seeds(cfg, seeds: list[int], pieces, args) -> int:
-    """``--seeds``: the seeds as one program, one run directory each under a group
-    directory; then each seed's evaluation and the comparison across seeds."""
+def _new_seeds(cfg, seeds: list[int], pieces, args) -> int:
+    """``--seeds``: one run directory per seed under a new group directory."""
     import dataclasses
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from metaplastic.experiments.rundir import RunDir, new_run_dir
-    from metaplastic.experiments.runner import train_seeds
 
     group = new_run_dir(args.out, f"{cfg.name}-seeds")
     runs = [RunDir(group / f"seed-{s}") for s in seeds]
     for run in runs:
         run.path.mkdir()
     cfgs = [dataclasses.replace(cfg, seed=s) for s in seeds]
-    console.print(f"run directories: [bold]{group}[/]/seed-{{{','.join(map(str, seeds))}}} "
-                  f"({len(seeds)} seeds as one program)")
+    return _train_seeds(group, runs, cfgs, pieces, args, resume=False)
+
+
+def _seed_group(path: str):
+    """(runs, configs) of a ``--seeds`` group directory, or None if ``path`` is not one."""
+    import dataclasses
+
+    from metaplastic.errors import ConfigError
+    from metaplastic.experiments.rundir import RunDir
+
+    root = Path(path)
+    if (root / "config.toml").exists() or not root.is_dir():
+        return None
+    runs = sorted((RunDir(p.parent) for p in root.glob("seed-*/config.toml")),
+                  key=lambda r: int(r.path.name.split("-")[1]))
+    if not runs:
+        return None
+    cfgs = [r.config() for r in runs]
+    if any(dataclasses.replace(c, seed=0) != dataclasses.replace(cfgs[0], seed=0)
+           for c in cfgs):
+        raise ConfigError(f"{path}: the seed-* runs differ in more than their seed; resume "
+                          f"them one by one")
+    return runs, cfgs
+
+
+def _train_seeds(group, runs, cfgs, pieces, args, *, resume: bool) -> int:
+    """Seeds as one program (new, or resumed from each seed's checkpoint); then each
+    seed's evaluation and the comparison across seeds."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from metaplastic.experiments.runner import train_seeds
+
+    seeds = [c.seed for c in cfgs]
+    cfg = cfgs[0]
+    console.print(f"{'resuming' if resume else 'run directories:'} [bold]{group}[/]/seed-"
+                  f"{{{','.join(map(str, seeds))}}} ({len(seeds)} seeds as one program)")
     columns = [TextColumn(f"meta-training {len(seeds)} seeds"), BarColumn(),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}")]
@@ -341,12 +378,13 @@ def _train_seeds(cfg, seeds: list[int], pieces, args) -> int:
 
         try:
             with _stop_signals():
-                summaries = train_seeds(cfgs, runs, progress, pieces=pieces,
-                                        batching="vmap" if args.seeds_vmap else "loop")
+                summaries = train_seeds(
+                    cfgs, runs, progress, pieces=pieces, resume=resume,
+                    batching="vmap" if getattr(args, "seeds_vmap", False) else "loop")
         except KeyboardInterrupt as e:
             console.print(f"[yellow]interrupted[/]; each seed's θ of the last finished chunk, "
-                          f"metrics and summary saved under {group} (continue a seed with: "
-                          f"metaplastic resume {runs[0].path})")
+                          f"metrics and summary saved under {group} (continue with: "
+                          f"metaplastic resume {group})")
             return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     seconds = max(s["seconds"] for s in summaries)
     console.print(f"meta-training: {len(seeds)} seeds in {seconds:.1f} s")
@@ -776,7 +814,8 @@ def parser() -> argparse.ArgumentParser:
 
     rs = sub.add_parser("resume", help="continue a stopped run from its checkpoint.npz "
                                        "(same numbers as an uninterrupted run)")
-    rs.add_argument("run", help="run directory")
+    rs.add_argument("run", help="run directory (or a --seeds group directory: its seeds "
+                                "resume as one program)")
     rs.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
     rs.add_argument("--log", choices=["jsonl", "tensorboard", "wandb"], default="jsonl",
                     help="also write TensorBoard event files (RUN/tensorboard) or a W&B run "

@@ -159,3 +159,38 @@ def test_seeds_as_one_program_equal_separate_runs(tmp_path, capsys):
     assert compared["groups"][0]["seeds"] == [0, 1]
     # a seed directory is an ordinary run: resume (nothing left) and eval work
     assert main(["resume", str(group / "seed-0"), "--no-eval"]) == 0
+
+
+@pytest.mark.tier2
+def test_a_stopped_seeds_group_resumes_as_one_program(tmp_path, capsys, monkeypatch):
+    """Stopped after the first chunk (all checkpoints written), then `metaplastic resume
+    GROUP`: every seed's θ bitwise that of the group never stopped."""
+    from metaplastic.experiments.rundir import RunDir
+
+    small = [*SMALL, "--set", "meta.steps=20", "--no-eval"]
+    assert main(["run", "oja", *small, "--seeds", "0-1", "--out", str(tmp_path / "ref")]) == 0
+    save = RunDir.save_checkpoint
+
+    def save_then_stop(self, state):
+        save(self, state)
+        if self.path.name == "seed-1" and int(state.step) == 10:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", save_then_stop)
+    assert main(["run", "oja", *small, "--seeds", "0-1", "--out", str(tmp_path / "b")]) == 130
+    monkeypatch.setattr(RunDir, "save_checkpoint", save)
+    (group,) = list((tmp_path / "b").iterdir())
+    assert "continue with: metaplastic resume" in capsys.readouterr().out.replace("\n", " ")
+    for seed in (0, 1):
+        summary = json.loads((group / f"seed-{seed}" / "summary.json").read_text())
+        assert (summary["status"], summary["meta_steps"]) == ("interrupted", 10)
+    assert main(["resume", str(group), "--no-eval"]) == 0
+    (ref,) = list((tmp_path / "ref").iterdir())
+    for seed in (0, 1):
+        a = np.load(group / f"seed-{seed}" / "theta.npz")["coef"]
+        assert np.array_equal(a, np.load(ref / f"seed-{seed}" / "theta.npz")["coef"])
+        summary = json.loads((group / f"seed-{seed}" / "summary.json").read_text())
+        assert summary["meta_steps"] == 20 and summary["provenance"]["resumed_at_step"] == 10
+        steps = [json.loads(x)["step"] for x in
+                 (group / f"seed-{seed}" / "metrics.jsonl").read_text().splitlines()]
+        assert steps == list(range(1, 21))

@@ -75,20 +75,22 @@ def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None =
 
 def train_seeds(cfgs: list[RunConfig], runs: list[RunDir],
                 progress: Callable[[int, list], None] | None = None, pieces=None,
-                batching: str = "loop") -> list[dict]:
+                batching: str = "loop", resume: bool = False) -> list[dict]:
     """Meta-train several seeds of one configuration (``cfgs`` differ only in ``seed``)
     as one program (:mod:`metaplastic.meta.seeds`), each into its own run directory with
     everything :func:`train` writes. A seed that diverges stops alone (its summary says
-    so). Returns the summaries."""
+    so). ``resume``: every seed continues from its run directory's checkpoint. Returns
+    the summaries."""
     from metaplastic.meta.seeds import run_seeds
 
     pieces = build(cfgs[0]) if pieces is None else pieces
-    starts = [_Start(cfg, run, pieces, False) for cfg, run in zip(cfgs, runs, strict=True)]
+    starts = [_Start(cfg, run, pieces, resume) for cfg, run in zip(cfgs, runs, strict=True)]
     results, status = None, "finished"
     try:
         results = run_seeds(
             pieces.outer, pieces.objective, [s.theta0 for s in starts],
             [s.key for s in starts], batching=batching,
+            states=[s.state for s in starts] if resume else None,
             progress=lambda i, records: starts[i].on_chunk(
                 None if progress is None else lambda r: progress(i, r))(records),
             checkpoint=lambda i, state: runs[i].save_checkpoint(state))
