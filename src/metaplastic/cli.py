@@ -177,6 +177,11 @@ def cmd_run(args) -> int:
     _check_log(args)
     _enable_compile_cache()
     if seeds is not None:
+        if args.seeds_vmap:  # the seeds' working memory side by side
+            from metaplastic.meta.memory import check_fits
+
+            check_fits(pieces.outer, pieces.objective, pieces.objective.theta_like,
+                       copies=len(seeds))
         return _new_seeds(cfg, seeds, pieces, args)
     run = RunDir(new_run_dir(args.out, cfg.name))
     console.print(f"run directory: [bold]{run.path}[/]")

@@ -47,3 +47,11 @@ def test_evaluation_in_batches_gives_the_same_tasks():
         np.testing.assert_allclose(batched[k], whole[k], rtol=1e-6, atol=1e-7)
     instance, carry = memory.problem_bytes(OBJ, THETA)
     assert memory.eval_batch(OBJ, THETA, 1000, limit=2 * 10 * (instance + carry)) == 10
+
+
+def test_seeds_side_by_side_need_their_copies():
+    est = memory.check_fits(mp.MetaGradient(), OBJ, THETA, limit=None)
+    limit = est.total * 3
+    memory.check_fits(mp.MetaGradient(), OBJ, THETA, limit=limit, copies=3)
+    with pytest.raises(ConfigError, match="4 seeds side by side"):
+        memory.check_fits(mp.MetaGradient(), OBJ, THETA, limit=limit, copies=4)

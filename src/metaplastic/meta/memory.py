@@ -99,19 +99,24 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.3g} GiB" if n >= 2**26 else f"{n / 2**20:.3g} MiB"
 
 
-def check_fits(outer: Any, objective: Any, theta: Any, limit: int | None = None) -> Estimate:
-    """The estimate, or a ConfigError when it exceeds ``limit`` (default: the memory of
-    the machine, :func:`available`)."""
+def check_fits(outer: Any, objective: Any, theta: Any, limit: int | None = None,
+               copies: int = 1) -> Estimate:
+    """The estimate, or a ConfigError when ``copies`` of it (seeds side by side:
+    ``--seeds-vmap``) exceed ``limit`` (default: the memory of the machine,
+    :func:`available`)."""
     est = estimate(outer, objective, theta)
     what = "memory"
     if limit is None:
         limit, what = available()
-    if limit and est.total > limit:
+    if limit and est.total * copies > limit:
         parts = ", ".join(f"{k} {gib(v)}" for k, v in est.parts.items() if v)
+        side = (f"; {copies} seeds side by side need {gib(est.total * copies)} (without "
+                f"--seeds-vmap the seeds take turns and need one run's memory)"
+                if copies > 1 else "")
         raise ConfigError(
-            f"this run needs at least {gib(est.total)} for one meta-step ({parts}) but the "
-            f"machine has {gib(limit)} of {what}: make the task or network smaller, or use "
-            f"fewer tasks per step (meta.tasks_per_step), meta.checkpoint = true, "
+            f"this run needs at least {gib(est.total)} for one meta-step ({parts}){side} but "
+            f"the machine has {gib(limit)} of {what}: make the task or network smaller, or "
+            f"use fewer tasks per step (meta.tasks_per_step), meta.checkpoint = true, "
             f"truncation or meta.population_batch")
     return est
 
