@@ -120,13 +120,18 @@ def _temp_mb(compiled) -> float:
         return float("nan")
 
 
+#: bfloat16 storage variants timed with --bfloat16: (network.dtype, rule.dtype)
+BF16 = {"bfloat16": ("bfloat16", "bfloat16"), "bfloat16_weights": ("bfloat16", "float32"),
+        "bfloat16_coefficients": ("float32", "bfloat16")}
+
+
 def library_generation(batch: int, terminate: bool, early_exit: int,
-                       dtype: str = "float32"):
+                       dtypes: tuple[str, str] = ("float32", "float32")):
     cfg = presets.get("hml-cartpole")
     task = dict(cfg.task) if terminate else {**cfg.task, "params": NO_TERMINATION}
     cfg = dataclasses.replace(cfg, task=task, meta={
         **cfg.meta, "chunk": 1, "population_batch": batch, "early_exit": early_exit},
-        network={**cfg.network, "dtype": dtype}, rule={**cfg.rule, "dtype": dtype})
+        network={**cfg.network, "dtype": dtypes[0]}, rule={**cfg.rule, "dtype": dtypes[1]})
     p = build(cfg)
     theta0 = p.rule.init(jax.random.key(0), p.network.shapes)
 
@@ -153,8 +158,9 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="also list the most expensive XLA kernels of the fastest batch size")
     ap.add_argument("--bfloat16", action="store_true",
-                    help="also time bfloat16 storage of weights and coefficients "
-                         "(network.dtype, rule.dtype), alternating with float32")
+                    help="also time bfloat16 storage of the weights, of the per-synapse "
+                         "coefficients and of both (network.dtype, rule.dtype), alternating "
+                         "with float32")
     ap.add_argument("--with-termination", action="store_true",
                     help="also time real CartPole episodes (early exit on / off)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" /
@@ -178,19 +184,21 @@ def main():
         compile_s = time.perf_counter() - t0
         jax.block_until_ready(comp(state, jax.random.key(1), total))
         compiled[batch], states[batch], plain_compiled[batch] = comp, state, p_comp
-        if args.bfloat16:  # weights and per-synapse coefficients stored in bfloat16
+        variants = {}  # bfloat16 storage of weights and/or per-synapse coefficients
+        for name, dtypes in (BF16.items() if args.bfloat16 else ()):
             init16, chunk16 = library_generation(batch, terminate=False, early_exit=0,
-                                                 dtype="bfloat16")
+                                                 dtypes=dtypes)
             state16 = init16(jax.random.key(0))
             comp16 = chunk16.lower(state16, jax.random.key(1), total).compile()
             jax.block_until_ready(comp16(state16, jax.random.key(1), total))
-        lib, plain, lib16 = [], [], []
+            variants[name] = (comp16, state16, [])
+        lib, plain = [], []
         for i in range(args.repeats):  # alternate, so that drift hits all alike
             lib += _time(comp, lambda j, i=i, s=state: (s, jax.random.key(10 + i), total), 1)
             plain += _time(p_comp, lambda j, i=i, c=carry: (c, jax.random.key(10 + i)), 1)
-            if args.bfloat16:
-                lib16 += _time(comp16, lambda j, i=i, s=state16: (s, jax.random.key(10 + i),
-                                                                   total), 1)
+            for comp16, state16, runs in variants.values():
+                runs += _time(comp16, lambda j, i=i, s=state16: (s, jax.random.key(10 + i),
+                                                                  total), 1)
         med, pmed = statistics.median(lib), statistics.median(plain)
         rows[str(batch)] = {
             "population_batch": batch, "compile_s": compile_s, "median_s": med,
@@ -198,13 +206,13 @@ def main():
             "plain_median_s": pmed, "plain_runs_s": plain,
             "library_over_plain": med / pmed,
         }
-        if lib16:
-            rows[str(batch)] |= {"bfloat16_median_s": statistics.median(lib16),
-                                 "bfloat16_runs_s": lib16,
-                                 "bfloat16_over_float32": statistics.median(lib16) / med}
-            print(f"population_batch {batch:>3}: bfloat16 storage "
-                  f"{1e3 * statistics.median(lib16):7.1f} ms "
-                  f"({statistics.median(lib16) / med:.2f}x float32)", flush=True)
+        for name, (_, _, runs) in variants.items():
+            rows[str(batch)] |= {f"{name}_median_s": statistics.median(runs),
+                                 f"{name}_runs_s": runs,
+                                 f"{name}_over_float32": statistics.median(runs) / med}
+            print(f"population_batch {batch:>3}: {name} storage "
+                  f"{1e3 * statistics.median(runs):7.1f} ms "
+                  f"({statistics.median(runs) / med:.2f}x float32)", flush=True)
         print(f"population_batch {batch:>3}: generation median {1e3 * med:7.1f} ms "
               f"({POP * STEPS / med / 1e6:.2f} M env-steps/s, compile {compile_s:.1f} s, "
               f"temp {_temp_mb(comp):.0f} MB); plain JAX {1e3 * pmed:.1f} ms; "
