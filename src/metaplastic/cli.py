@@ -430,11 +430,17 @@ def _open_log(args, run, cfg, pieces):
     import dataclasses
 
     from metaplastic.experiments.config import portable
-    from metaplastic.report.loggers import open_log
 
-    return open_log(getattr(args, "log", "jsonl"), run.path,
-                    list(getattr(pieces.rule, "term_names", [])),
-                    dataclasses.asdict(portable(cfg)))
+    kind, names = getattr(args, "log", "jsonl"), list(getattr(pieces.rule, "term_names", []))
+    if kind == "tensorboard":
+        from metaplastic.report.tensorboard import TensorBoardLog
+
+        return TensorBoardLog(run.path, names)
+    if kind == "wandb":
+        from metaplastic.report.wandb_log import WandbLog
+
+        return WandbLog(run.path, names, dataclasses.asdict(portable(cfg)))
+    return None
 
 
 def _log_hint(log) -> None:

@@ -1,6 +1,8 @@
-"""Live metric writers beside ``metrics.jsonl`` (``--log``): TensorBoard event files or a
-Weights & Biases run. ``metrics.jsonl`` stays the source of truth; a writer gets the same
-records after every chunk (``write(records)``, then ``close()``).
+"""What the live metric writers beside ``metrics.jsonl`` share (``--log``):
+:class:`~metaplastic.report.tensorboard.TensorBoardLog` (event files) and
+:class:`~metaplastic.report.wandb_log.WandbLog` (a Weights & Biases run).
+``metrics.jsonl`` stays the source of truth; a writer gets the same records after every
+chunk (``write(records)``, then ``close()``).
 
 Both write the same numbers (:func:`scalars`): every numeric metric of a meta-step
 (booleans as 0/1) and, where the run logs θ (rules of up to ``THETA_LOG_MAX`` numbers),
@@ -12,8 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -63,19 +63,3 @@ def check_available(kind: str) -> None:
 
     if kind in NEEDS and importlib.util.find_spec(NEEDS[kind][0]) is None:
         raise ConfigError(f"--log {kind} needs {NEEDS[kind][0]}: pip install {NEEDS[kind][1]}")
-
-
-def open_log(kind: str, run_dir: str | Path, theta_names: list[str] | tuple = (),
-             config: dict[str, Any] | None = None):
-    """The writer for ``--log kind`` ("tensorboard" or "wandb"); None for "jsonl"."""
-    if kind == "jsonl":
-        return None
-    if kind == "tensorboard":
-        from metaplastic.report.tensorboard import TensorBoardLog
-
-        return TensorBoardLog(run_dir, theta_names)
-    if kind == "wandb":
-        from metaplastic.report.wandb_log import WandbLog
-
-        return WandbLog(run_dir, theta_names, config)
-    raise ConfigError(f"--log must be jsonl, tensorboard or wandb, got {kind!r}")
