@@ -136,7 +136,8 @@ def test_seeds_as_one_program_equal_separate_runs(tmp_path, capsys):
     """--seeds 0-1: one run directory per seed, each θ bitwise the separate run's; then
     the evaluation of each and the comparison across seeds."""
     small = [*SMALL, "--set", "meta.steps=20", "--set", "eval.tasks=5"]
-    assert main(["run", "oja", *small, "--seeds", "0-1", "--out", str(tmp_path / "g")]) == 0
+    assert main(["run", "oja", *small, "--seeds", "0-1", "--log", "tensorboard",
+                 "--out", str(tmp_path / "g")]) == 0
     out = capsys.readouterr().out
     assert "2 seeds as one program" in out and "seeds compared" in out
     (group,) = list((tmp_path / "g").iterdir())
@@ -155,6 +156,7 @@ def test_seeds_as_one_program_equal_separate_runs(tmp_path, capsys):
         assert summary["provenance"]["seeds_in_one_program"] == [0, 1]
         assert "seed = " + str(seed) in (run / "config.toml").read_text()
         assert (run / "eval.json").exists() and (run / "checkpoint.npz").exists()
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))  # one log per seed
     compared = json.loads((group / "compare.json").read_text())
     assert compared["groups"][0]["seeds"] == [0, 1]
     # a seed directory is an ordinary run: resume (nothing left) and eval work
