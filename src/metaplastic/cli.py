@@ -173,7 +173,7 @@ def cmd_run(args) -> int:
         console.print(f"run directory: [bold]{run.path}[/]")
         return _train_selection(meta_meta, run, resume=False)
     cfg = resolve_config(args.config, args.set, args.seed)
-    pieces = validate(cfg)  # every piece, before anything is created on disk
+    pieces = validate(cfg, evaluation=not args.no_eval)  # before anything is created
     _check_log(args)
     _enable_compile_cache()
     if seeds is not None:

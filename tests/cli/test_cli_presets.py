@@ -196,3 +196,18 @@ def test_a_stopped_seeds_group_resumes_as_one_program(tmp_path, capsys, monkeypa
         steps = [json.loads(x)["step"] for x in
                  (group / f"seed-{seed}" / "metrics.jsonl").read_text().splitlines()]
         assert steps == list(range(1, 21))
+
+
+@pytest.mark.tier2
+def test_an_image_environment_runs_without_the_presets_evaluation_rows(tmp_path):
+    """MinAtar Breakout through a CartPole preset: the screen is flattened; --no-eval
+    does not build the preset's pole-length rows (which Breakout has no physics for)."""
+    args = ["run", "cartpole-hebbian", "--set", "task.name=gym",
+            "--set", "task.env=Breakout-MinAtar", "--set", "task.n_steps=40",
+            "--set", "meta.steps=2", "--set", "meta.chunk=1", "--set", "meta.population=4",
+            "--out", str(tmp_path)]
+    assert main([*args, "--no-eval"]) == 0
+    (run,) = list(tmp_path.iterdir())
+    theta = np.load(run / "theta.npz")
+    assert theta["[0]/A"].shape == (32, 400)
+    assert main(args) == 2  # with evaluation: its rows are checked first, one message

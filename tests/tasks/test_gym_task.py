@@ -9,14 +9,17 @@ from metaplastic import ConfigError
 from metaplastic.tasks.gym import ENVS
 
 
-def _manual_return(task, params, weights, key):
-    """Step gymnax by hand with the documented key scheme and an argmax policy."""
+def _manual_return(task, params, weights, key, steps=None):
+    """Step gymnax by hand with the documented key scheme and an argmax policy on the
+    observation flattened row-major; ``steps`` (a list) gets the episode's length."""
     env, _ = gymnax.make(task.env)
     k_reset, k = jax.random.split(jax.random.fold_in(key, 0x5EED))
     obs, state = env.reset_env(k_reset, params)
     total = 0.0
+    n = 0
     for _ in range(task.n_steps):
-        y = obs
+        y = jnp.ravel(obs).astype(jnp.float32)
+        n += 1
         for w in weights:
             y = w @ y
         k, k_step = jax.random.split(k)
@@ -24,6 +27,8 @@ def _manual_return(task, params, weights, key):
         total += float(r)
         if bool(done):
             break
+    if steps is not None:
+        steps.append(n)
     return total
 
 
@@ -41,6 +46,22 @@ def test_hand_set_policy_returns_what_stepping_gymnax_by_hand_returns():
     assert float(out.env.ret) == pytest.approx(expected)
     assert expected > 50  # the controller does something: the comparison is not trivial
     assert int(out.env.steps) == int(expected)  # +1 per step in CartPole
+
+
+def test_image_observations_are_flattened_row_major():
+    """MinAtar's 10x10x4 Breakout screen: 400 inputs, and the episode is exactly the one
+    a policy on the row-major flattened screen plays by hand."""
+    task = mp.tasks.make("gym", env="Breakout-MinAtar", n_steps=100)
+    assert (task.n_in, task.n_out) == (400, 3)
+    net = mp.Network(sizes=(400, 3))
+    w = jax.random.normal(jax.random.key(3), (3, 400))
+    params = task.sample(jax.random.key(0))
+    key = jax.random.key(11)
+    out = mp.unroll(net, mp.rules.make("static"), {"w": (w,)}, task, params, key=key)
+    steps = []
+    expected = _manual_return(task, params, [w], key, steps)
+    assert float(out.env.ret) == pytest.approx(expected)
+    assert int(out.env.steps) == steps[0] > 5
 
 
 def test_plasticity_stops_when_the_episode_ends():

@@ -284,15 +284,19 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
     return rows
 
 
-def validate(cfg: RunConfig) -> Pieces:
+def validate(cfg: RunConfig, evaluation: bool = True) -> Pieces:
     """Build everything a run will need — pieces, reference and baseline rules, the
-    evaluation variants — so that a bad name or value fails before any training."""
+    evaluation variants — so that a bad name or value fails before any training.
+    ``evaluation = False`` (``--no-eval``): the evaluation's baselines and rows are not
+    built (``metaplastic eval`` checks them when it runs)."""
     pieces = build(cfg)
     pieces.outer.check(pieces.objective)
     check_fits(pieces.outer, pieces.objective, pieces.objective.theta_like)
     check_names(cfg.constraints)
     if cfg.reference:
         build_rule(cfg, cfg.reference)
+    if not evaluation:
+        return pieces
     validate_baselines(cfg)
     check_eval_tasks(cfg.eval.tasks, "eval.tasks")
     for _, var in variants(cfg):

@@ -3,7 +3,8 @@
 One task instance is one set of physics parameters; the network's weights are drawn
 afresh for every episode (or come from θ, for the static baseline) and change at every
 step by the rule, as in Najarro & Risi (NeurIPS 2020). An episode is part of the inner
-``lax.scan``: the observation is the network's input, its output picks the action
+``lax.scan``: the observation is the network's input (flattened when it has more than
+one axis, e.g. MinAtar's 10x10xC images), its output picks the action
 (``argmax`` for discrete actions; for continuous ones the output, clipped to [-1, 1], is
 mapped onto the action bounds), and once the environment reports ``done`` the return
 stops accumulating and plasticity stops.
@@ -20,6 +21,7 @@ reported by evaluation is the return itself.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -59,6 +61,12 @@ class GymState(NamedTuple):
     done: Array
     steps: Array  # steps taken before the episode ended
     key: Array
+
+
+def _flat(obs: Array) -> Array:
+    """An observation as the network's input vector: images (MinAtar's 10x10xC channels)
+    flattened row-major, as float32."""
+    return jnp.ravel(obs).astype(jnp.float32)
 
 
 def _pairs(d) -> tuple:
@@ -113,8 +121,9 @@ class GymTask(Task):
 
     @property
     def n_in(self) -> int:
+        """Inputs of the network: the observation's numbers (images flattened)."""
         env, default = make_env(self.env)
-        return int(env.observation_space(default).shape[0])
+        return int(math.prod(env.observation_space(default).shape))
 
     @property
     def n_out(self) -> int:
@@ -139,7 +148,7 @@ class GymTask(Task):
         k_reset, k_run = jax.random.split(key)
         obs, state = self._env.reset_env(k_reset, instance)
         zero = jnp.zeros((), jnp.float32)
-        return GymState(state, obs.astype(jnp.float32), zero, jnp.zeros((), bool),
+        return GymState(state, _flat(obs), zero, jnp.zeros((), bool),
                         jnp.zeros((), jnp.int32), k_run)
 
     def action(self, y: Array) -> Array:
@@ -159,7 +168,7 @@ class GymTask(Task):
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(live, a, b), new, old)  # noqa: E731
         return GymState(
             keep(state, env.state),
-            jnp.where(live, obs.astype(jnp.float32), env.obs),
+            jnp.where(live, _flat(obs), env.obs),
             env.ret + jnp.where(live, reward, 0.0).astype(jnp.float32),
             env.done | done.astype(bool),
             env.steps + live.astype(jnp.int32),
