@@ -7,7 +7,7 @@ U[-0.1, 0.1] drawn afresh each episode, each layer divided by its max |w| after 
 update, 500-step
 episodes. A generation = ask + evaluate every member + tell + evaluate the new mean (the
 library logs it; the baseline does the same). Termination is switched off through the
-physics so that every episode runs the full 500 steps (the issue's timing condition);
+physics so that every episode runs the full 500 steps (the published timing condition);
 ``--with-termination`` also times real CartPole episodes, where early exit saves work.
 
 Reports compile time apart, the median of ``--repeats`` generations (library and baseline

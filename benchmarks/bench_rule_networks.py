@@ -1,6 +1,6 @@
 """Cost of rules that are networks: one meta-gradient step, MLP rule vs polynomial rule.
 
-The workload of the issue: a 64-100-10 network (softplus, random feedback) learning online
+The workload: a 64-100-10 network (softplus, random feedback) learning online
 for 500 steps (10-way 50-shot digits, one example per step), meta-gradient through the
 whole unroll, 4 tasks per step. Rules: ``mlp`` (shared 5-16-1 GELU MLP over pre, post, w,
 e_pre, e_post) and ``polynomial`` (degree 2 over the same five signals, 243 terms, rank-1

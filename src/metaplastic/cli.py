@@ -453,6 +453,20 @@ def _log_hint(log) -> None:
                       f"with: wandb sync {log.path}/offline-run-*")
 
 
+def _tuned_label(row: dict) -> str:
+    """A row's rule with the tuned values it was evaluated with: ``pair STDP (eta 0.03)``
+    (a label that says "(eta tuned)" gets the value in its place)."""
+    name, tuned = row["rule"], row.get("tuned", {})
+    if not tuned:
+        return name
+    values = ", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}"
+                       for k, v in tuned.items())
+    placeholder = "(" + " ".join(f"{k} tuned" for k in tuned) + ")"
+    if placeholder in name:
+        return name.replace(placeholder, f"({values})")
+    return f"{name} ({values})"
+
+
 def _print_eval(run, n_tasks=None) -> None:
     from metaplastic.experiments.runner import evaluate_run
 
@@ -466,8 +480,8 @@ def _print_eval(run, n_tasks=None) -> None:
     for r in rows:
         def fmt(m):
             return f"{m['mean']:.4g} ± {m['ci95']:.2g}"
-        name = r["rule"] + (f" (eta {r['tuned']['eta']:g})" if "eta" in r.get("tuned", {}) else "")
-        table.add_row(name, r["variant"], fmt(r[score]), fmt(r["loss"]), str(r["diverged"]))
+        table.add_row(escape(_tuned_label(r)), escape(r["variant"]), fmt(r[score]),
+                      fmt(r["loss"]), str(r["diverged"]))
     console.print(table)
     console.print(f"evaluation took {time.perf_counter() - t0:.1f} s; saved to "
                   f"{run.path / 'eval.json'}")

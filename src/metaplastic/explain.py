@@ -25,7 +25,7 @@ import numpy as np
 from metaplastic.errors import ConfigError, MetaplasticError
 from metaplastic.inner import initial_carry, make_step_detail
 from metaplastic.network import Network
-from metaplastic.rules.base import Rule
+from metaplastic.rules.base import Rule, signed_term
 from metaplastic.signals import NAMES, LocalSignals, at_synapses
 from metaplastic.tasks.base import Task
 
@@ -136,8 +136,7 @@ class Distilled:
         labels, act = self.labels(), self.active()
         if not act:
             return "dw = 0"
-        body = " ".join(f"{'+' if self.coef[k] >= 0 else '-'}"
-                        f"{abs(self.coef[k]) / self.scale:.3g} {labels[k]}"
+        body = " ".join(signed_term(self.coef[k] / self.scale, labels[k])
                         for k in act[:max_terms])
         more = f" + ... ({len(act) - max_terms} smaller terms)" if len(act) > max_terms else ""
         factor = f"{self.scale:g} * " if self.scale != 1 else ""

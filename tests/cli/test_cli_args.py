@@ -99,3 +99,14 @@ def test_a_missing_logger_package_is_one_message(kind, package, capsys, tmp_path
     out = capsys.readouterr().out
     assert f"--log {kind} needs {package}" in out and "Traceback" not in out
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("row, label", [
+    ({"rule": "pair STDP (eta tuned)", "tuned": {"eta": 0.03}}, "pair STDP (eta 0.03)"),
+    ({"rule": "SGD", "tuned": {"eta": 0.1}}, "SGD (eta 0.1)"),
+    ({"rule": "learned"}, "learned"),
+])
+def test_tuned_baselines_are_labelled_once(row, label):
+    from metaplastic.cli import _tuned_label
+
+    assert _tuned_label(row) == label

@@ -73,6 +73,14 @@ def test_formula_lists_largest_terms_first_and_counts_the_rest():
     assert "1 smaller terms" in text and "eta = 0.05" in text
 
 
+def test_the_constant_term_is_printed_as_a_number():
+    rule = rules.make("polynomial")
+    coef = np.zeros((3, 3, 3), np.float32)
+    coef[1, 1, 0], coef[0, 2, 1], coef[0, 0, 0] = 1.0, -1.0, -0.25
+    assert rule.formula({"coef": coef}) == (
+        "dw = eta * (+1 pre*post -1 post^2*w -0.25),  eta = 0.01")
+
+
 def test_formula_matches_the_code():
     # the printed equation, evaluated by hand, gives the same dw as the rule
     rule = rules.make("polynomial", eta=0.1)

@@ -29,6 +29,13 @@ from metaplastic.signals import LocalSignals, per_synapse
 Array = jax.Array
 
 
+def signed_term(value: float, name: str) -> str:
+    """One term of a printed formula: ``+0.95 pre*post``; the constant term (named
+    ``1``) is the number alone: ``-0.0384``."""
+    number = f"{'+' if value >= 0 else '-'}{abs(value):.3g}"
+    return number if name == "1" else f"{number} {name}"
+
+
 class Rule:
     """Base class: subclasses are frozen dataclasses defining ``init`` and ``synapse``."""
 

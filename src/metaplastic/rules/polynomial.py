@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic.errors import ConfigError
-from metaplastic.rules.base import Rule
+from metaplastic.rules.base import Rule, signed_term
 from metaplastic.signals import NAMES, POST_SIDE, PRE_SIDE, SIDES, LocalSignals
 
 Array = jax.Array
@@ -206,8 +206,7 @@ class PolynomialRule(Rule):
             return "dw = 0"
         shown = [k for k in order[:max_terms] if abs(coef[k]) >= rel_tol * top]
         names = self.term_names
-        body = " ".join(f"{'+' if coef[k] >= 0 else '-'}{abs(coef[k]):.3g} {names[k]}"
-                        for k in shown)
+        body = " ".join(signed_term(coef[k], names[k]) for k in shown)
         rest = int(np.sum(np.abs(coef) > 0)) - len(shown)
         more = f" + ... ({rest} smaller terms)" if rest > 0 else ""
         return f"dw = eta * ({body}{more}),  eta = {self.eta:g}"

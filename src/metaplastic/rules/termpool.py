@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic.errors import ConfigError
-from metaplastic.rules.base import Rule
+from metaplastic.rules.base import Rule, signed_term
 from metaplastic.signals import LocalSignals
 
 Array = jax.Array
@@ -121,6 +121,6 @@ class TermPool(Rule):
         if top == 0:
             return "dw = 0"
         order = np.argsort(-np.abs(coef), kind="stable")
-        body = " ".join(f"{'+' if coef[k] >= 0 else '-'}{abs(coef[k]):.3g} {self.terms[k]}"
+        body = " ".join(signed_term(coef[k], self.terms[k])
                         for k in order if abs(coef[k]) >= rel_tol * top)
         return f"dw = eta * ({body}),  eta = {self.eta:g}"
