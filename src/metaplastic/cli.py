@@ -282,19 +282,22 @@ def _train(cfg, run, pieces, args, *, resume: bool) -> int:
                 info += f"  [yellow]{skipped} NaN steps skipped[/]"
             bar.update(tid, completed=last["step"], info=info)
 
+        stopped = None
         try:
             with _stop_signals():
                 summary = train(cfg, run, progress, pieces=pieces, resume=resume)
-        except NonFiniteError as e:
-            console.print(f"[red]error:[/] {escape(str(e))}")
-            console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
-            return EXIT_NONFINITE
-        except KeyboardInterrupt as e:
-            steps = run.read_json("summary.json").get("meta_steps", 0)
-            console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
-                          f"finished chunk, metrics and summary saved in {run.path} "
-                          f"(continue with: metaplastic resume {run.path})")
-            return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+        except (NonFiniteError, KeyboardInterrupt) as e:
+            stopped = e  # said below, once the progress bar is closed
+    if isinstance(stopped, NonFiniteError):
+        console.print(f"[red]error:[/] {escape(str(stopped))}")
+        console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
+        return EXIT_NONFINITE
+    if stopped is not None:
+        steps = run.read_json("summary.json").get("meta_steps", 0)
+        console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
+                      f"finished chunk, metrics and summary saved in {run.path} "
+                      f"(continue with: metaplastic resume {run.path})")
+        return EXIT_TERMINATED if isinstance(stopped, Terminated) else EXIT_INTERRUPTED
     _log_hint(log)
     console.print(f"meta-training: {summary['meta_steps']} steps in {summary['seconds']:.1f} s")
     console.print(f"learned rule:  [bold]{summary['formula']}[/]")
@@ -381,16 +384,19 @@ def _train_seeds(group, runs, cfgs, pieces, args, *, resume: bool) -> int:
                 info = (f"meta-loss {min(losses):.4g}..{max(losses):.4g}" if losses else "")
                 bar.update(tid, completed=max(r["step"] for r in last.values()), info=info)
 
+        stopped = None
         try:
             with _stop_signals():
                 summaries = train_seeds(
                     cfgs, runs, progress, pieces=pieces, resume=resume,
                     batching="vmap" if getattr(args, "seeds_vmap", False) else "loop")
         except KeyboardInterrupt as e:
-            console.print(f"[yellow]interrupted[/]; each seed's θ of the last finished chunk, "
-                          f"metrics and summary saved under {group} (continue with: "
-                          f"metaplastic resume {group})")
-            return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
+            stopped = e  # said below, once the progress bar is closed
+    if stopped is not None:
+        console.print(f"[yellow]interrupted[/]; each seed's θ of the last finished chunk, "
+                      f"metrics and summary saved under {group} (continue with: "
+                      f"metaplastic resume {group})")
+        return EXIT_TERMINATED if isinstance(stopped, Terminated) else EXIT_INTERRUPTED
     seconds = max(s["seconds"] for s in summaries)
     console.print(f"meta-training: {len(seeds)} seeds in {seconds:.1f} s")
     diverged = []
