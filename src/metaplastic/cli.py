@@ -605,6 +605,30 @@ def _print_compare(summaries: list[dict]) -> None:
         console.print(held)
 
 
+def cmd_export(args) -> int:
+    """The run's rule written out whole into RUN/export/ (sympy and latex also printed)."""
+    from metaplastic import export
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.rundir import RunDir
+    from metaplastic.experiments.runner import run_theta
+
+    _not_for_meta_meta(args.run, "export")
+    run = RunDir.open(args.run)
+    pieces = build(run.config())
+    theta = run_theta(run, pieces)
+    texts = {fmt: export.render(pieces.rule, theta, fmt) for fmt in args.format}
+    out = run.path / "export"
+    out.mkdir(exist_ok=True)
+    names = {"csv": "rule.csv", "json": "rule.json", "sympy": "rule_sympy.txt",
+             "latex": "rule.tex"}
+    for fmt, text in texts.items():
+        (out / names[fmt]).write_text(text)
+        if fmt in ("sympy", "latex"):
+            console.print(text.rstrip(), markup=False, soft_wrap=True)
+    console.print(f"wrote {', '.join(str(out / names[f]) for f in texts)}")
+    return 0
+
+
 def cmd_explain(args) -> int:
     import jax
 
@@ -833,6 +857,13 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--inputs", nargs="+", default=None,
                    help="signals to fit over (default: every signal that varies)")
     x.set_defaults(func=cmd_explain)
+
+    ex = sub.add_parser("export", help="write a run's rule out whole: every term and "
+                                       "coefficient (csv, json), the update (sympy, latex)")
+    ex.add_argument("run", help="run directory")
+    ex.add_argument("--format", nargs="+", default=["csv", "json", "sympy", "latex"],
+                    choices=["csv", "json", "sympy", "latex"])
+    ex.set_defaults(func=cmd_export)
 
     c = sub.add_parser("check", help="measure which plausibility constraints a config or a "
                                      "finished run keeps")

@@ -211,3 +211,22 @@ def test_an_image_environment_runs_without_the_presets_evaluation_rows(tmp_path)
     theta = np.load(run / "theta.npz")
     assert theta["[0]/A"].shape == (32, 400)
     assert main(args) == 2  # with evaluation: its rows are checked first, one message
+
+
+@pytest.mark.tier2
+def test_export_writes_the_rule_out_whole(tmp_path, capsys):
+    assert main(["run", "oja", *SMALL, "--set", "meta.steps=10", "--no-eval",
+                 "--out", str(tmp_path)]) == 0
+    (run,) = list(tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["export", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "dw = eta*(" in out and "\\Delta w = \\eta" in out
+    files = sorted(p.name for p in (run / "export").iterdir())
+    assert files == ["rule.csv", "rule.json", "rule.tex", "rule_sympy.txt"]
+    rows = json.loads((run / "export" / "rule.json").read_text())["rows"]
+    theta = np.load(run / "theta.npz")["coef"].reshape(-1)
+    assert [r["coefficient"] for r in rows] == pytest.approx(theta.tolist())
+    with pytest.raises(SystemExit) as stop:  # argparse's own message and status
+        main(["export", str(run), "--format", "pdf"])
+    assert stop.value.code == 2

@@ -140,6 +140,17 @@ class PolynomialRule(Rule):
     def term_names(self) -> list[str]:
         return [term_name(*t, variables=self.variables) for t in self.terms]
 
+    def term_values(self, s) -> list:
+        """Every term's value for one synapse's signals ``s`` (any numbers with ``*`` and
+        ``**``: floats, arrays, SymPy symbols), in the order of :attr:`term_names`."""
+        out = []
+        for powers in self.terms:
+            value = 1
+            for name, p in zip(self.variables, powers, strict=True):
+                value = value * getattr(s, name) ** p if p else value
+            out.append(value)
+        return out
+
     def coefficients(self, named: str) -> np.ndarray:
         """The coefficient array of a named rule ('oja', 'hebb', 'stdp', ...)."""
         coef = np.zeros((self.degree + 1,) * len(self.variables), np.float32)

@@ -94,6 +94,12 @@ class TermPool(Rule):
             coef[self.terms.index(self.start)] = self.start_coef
         return {"coef": jnp.asarray(coef)}
 
+    def term_values(self, s) -> list:
+        """Every term's value for one synapse's signals ``s`` (floats, arrays or SymPy
+        symbols), in the order of :attr:`term_names`; a non-local term has no value from
+        one synapse's signals: it is given as ``None``."""
+        return [_term(t, s) if t in LOCAL_TERMS else None for t in self.terms]
+
     def synapse(self, theta, s: LocalSignals) -> Array:
         vals = jnp.stack([_term(t, s) for t in self.terms])
         return self.eta * jnp.dot(theta["coef"], vals)

@@ -1,0 +1,110 @@
+"""A learned rule written out whole: every term with its coefficient (CSV, JSON), and the
+update as a SymPy expression and as LaTeX (``metaplastic export RUN``).
+
+Rules made of named terms (``polynomial`` and its named forms, ``termpool``) give every
+term's expression from the rule's own code (``rule.term_values`` evaluated on SymPy
+symbols), so the printed equation is the one the code computes (tested numerically against
+``rule.synapse``). Rules with per-synapse coefficients (``abcd``) give per-layer summaries
+of each coefficient (mean, sd, min, max) and the update with the layer means. Rules that
+are networks (``mlp``, ...) have no terms: ``metaplastic explain RUN`` distils them into a
+sparse polynomial first.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from metaplastic.errors import ConfigError
+from metaplastic.signals import NAMES
+
+FORMATS = ("csv", "json", "sympy", "latex")
+
+
+def _symbols():
+    import sympy
+
+    return SimpleNamespace(**{n: sympy.Symbol(n) for n in NAMES})
+
+
+def table(rule: Any, theta: Any) -> list[dict]:
+    """Rows of the rule's parameters: ``{term, coefficient}`` per term, or for per-synapse
+    coefficient rules ``{layer, coefficient, mean, sd, min, max}``."""
+    if hasattr(rule, "term_values"):
+        coef = np.asarray(theta["coef"], float).reshape(-1)
+        return [{"term": n, "coefficient": float(c)}
+                for n, c in zip(rule.term_names, coef, strict=True)]
+    if getattr(rule, "family", "") == "abcd":
+        rows = []
+        for layer, coefs in enumerate(theta, start=1):
+            for name, v in coefs.items():
+                v = np.asarray(v, float)
+                rows.append({"layer": layer, "coefficient": name, "mean": float(v.mean()),
+                             "sd": float(v.std()), "min": float(v.min()),
+                             "max": float(v.max()), "synapses": int(v.size)})
+        return rows
+    raise ConfigError(f"rule {getattr(rule, 'family', type(rule).__name__)!r} has no terms "
+                      f"to export: `metaplastic explain RUN` distils it into a sparse "
+                      f"polynomial first")
+
+
+def expression(rule: Any, theta: Any, digits: int = 4):
+    """The update ``dw`` as a SymPy expression with coefficients to ``digits`` significant
+    digits (abcd: one per layer, with the layer means of its coefficients), and the
+    constants it names (``eta``)."""
+    import sympy
+
+    s = _symbols()
+    if hasattr(rule, "term_values"):
+        coef = np.asarray(theta["coef"], float).reshape(-1)
+        total = 0
+        for name, c, value in zip(rule.term_names, coef, rule.term_values(s), strict=True):
+            if c == 0:
+                continue
+            total += sympy.Float(float(c), digits) * (sympy.Symbol(name) if value is None
+                                                 else value)
+        return sympy.Symbol("eta") * total, {"eta": float(rule.eta)}
+    rows = table(rule, theta)
+    means = {(r["layer"], r["coefficient"]): r["mean"] for r in rows}
+    layers = sorted({r["layer"] for r in rows})
+    out = []
+    for layer in layers:
+        m = {k: sympy.Float(means[layer, k], digits) for k in ("A", "B", "C", "D", "eta")}
+        out.append(m["eta"] * (m["A"] * s.pre * s.post + m["B"] * s.pre + m["C"] * s.post
+                               + m["D"]))
+    return out, {}
+
+
+def render(rule: Any, theta: Any, fmt: str) -> str:
+    """The rule in one of :data:`FORMATS`."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if fmt in ("csv", "json"):
+        rows = table(rule, theta)
+        if fmt == "json":
+            extra = {"eta": float(rule.eta)} if hasattr(rule, "eta") and \
+                hasattr(rule, "term_values") else {}
+            return json.dumps({"rule": rule.family, **extra, "rows": rows}, indent=2) + "\n"
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    import sympy
+
+    expr, consts = expression(rule, theta)
+    exprs = expr if isinstance(expr, list) else [expr]
+    if fmt == "sympy":
+        lines = [f"dw = {e}" if len(exprs) == 1 else f"dw[layer {i + 1}] = {e}"
+                 for i, e in enumerate(exprs)]
+        lines += [f"{k} = {v:g}" for k, v in consts.items()]
+        return "\n".join(lines) + "\n"
+    lines = [f"\\Delta w = {sympy.latex(e)}" if len(exprs) == 1 else
+             f"\\Delta w^{{({i + 1})}} = {sympy.latex(e)}" for i, e in enumerate(exprs)]
+    lines += [f"\\eta = {v:g}" for k, v in consts.items() if k == "eta"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,62 @@
+"""metaplastic.export: the printed equation is the one the code computes."""
+
+import jax
+import numpy as np
+import pytest
+import sympy
+
+import metaplastic as mp
+from metaplastic import export
+from metaplastic.errors import ConfigError
+from metaplastic.signals import LocalSignals
+
+
+def _signals(key):
+    v = np.asarray(jax.random.normal(key, (8,)), float)
+    return LocalSignals(pre=v[0], post=v[1], w=v[2], e_pre=v[3], e_post=v[4],
+                        modulator=v[5], pre_trace=v[6], post_trace=v[7])
+
+
+@pytest.mark.parametrize("name, make_theta", [
+    ("polynomial", lambda r, k: {"coef": jax.random.normal(k, (3, 3, 3))}),
+    ("termpool", lambda r, k: {"coef": jax.random.normal(k, (6,))}),
+])
+def test_the_expression_is_what_the_rule_computes(name, make_theta):
+    rule = mp.rules.make(name)
+    theta = make_theta(rule, jax.random.key(0))
+    expr, consts = export.expression(rule, theta, digits=17)
+    for i in range(3):
+        s = _signals(jax.random.key(10 + i))
+        subs = {sympy.Symbol(n): getattr(s, n) for n in s._fields}
+        subs[sympy.Symbol("eta")] = consts["eta"]
+        want = float(rule.synapse(theta, jax.tree.map(np.float32, s)))
+        assert float(expr.subs(subs)) == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def test_every_term_is_listed_with_its_coefficient():
+    rule = mp.rules.make("polynomial")
+    coef = np.asarray(rule.coefficients("oja"))
+    rows = export.table(rule, {"coef": coef})
+    assert len(rows) == 27 and [r["term"] for r in rows] == rule.term_names
+    by_name = {r["term"]: r["coefficient"] for r in rows}
+    assert by_name["pre*post"] == 1.0 and by_name["post^2*w"] == -1.0
+    text = export.render(rule, {"coef": coef}, "csv").splitlines()
+    assert text[0] == "term,coefficient" and "pre*post,1.0" in text and len(text) == 28
+    assert "\\Delta w = \\eta" in export.render(rule, {"coef": coef}, "latex")
+
+
+def test_per_synapse_coefficients_give_layer_summaries():
+    rule = mp.rules.make("abcd", init_noise=0.1)
+    theta = rule.init(jax.random.key(0), [(3, 4), (2, 3)])
+    rows = export.table(rule, theta)
+    assert len(rows) == 10 and rows[0]["synapses"] == 12
+    assert rows[0]["mean"] == pytest.approx(float(np.mean(theta[0]["A"])))
+    assert export.render(rule, theta, "sympy").count("dw[layer") == 2
+
+
+def test_rules_without_terms_and_bad_formats_are_one_message():
+    with pytest.raises(ConfigError, match="explain"):
+        export.table(mp.rules.make("mlp"), {})
+    rule = mp.rules.make("polynomial")
+    with pytest.raises(ConfigError, match="unknown export format"):
+        export.render(rule, {"coef": np.zeros((3, 3, 3))}, "pdf")
