@@ -474,10 +474,20 @@ def _tuned_label(row: dict) -> str:
 
 
 def _print_eval(run, n_tasks=None) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from metaplastic.experiments.runner import evaluate_run
 
     t0 = time.perf_counter()
-    rows = evaluate_run(run, n_tasks=n_tasks)
+    columns = [TextColumn("evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TextColumn("{task.fields[info]}")]
+    with Progress(*columns, console=console, transient=True) as bar:
+        tid = bar.add_task("eval", total=None, info="compiling...")
+
+        def progress(done, total, what):
+            bar.update(tid, completed=done, total=total, info=escape(what))
+
+        rows = evaluate_run(run, n_tasks=n_tasks, progress=progress)
     score = rows[0]["score"]
     table = Table(title=f"held-out evaluation ({rows[0]['tasks']} fresh tasks per row, "
                         f"mean ± 95% CI)")

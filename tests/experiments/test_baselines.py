@@ -110,8 +110,12 @@ def test_learned_rule_ablations_and_online_adam(small_fa, tmp_path):
     run.save_config(cfg)
     p = build(cfg)
     run.save_theta({"coef": p.rule.init(jax.random.key(0))["coef"] * 1.5})
-    rows = {r["rule"]: r for r in evaluate_run(run)}
+    seen = []
+    rows = {r["rule"]: r for r in evaluate_run(run, progress=lambda *a: seen.append(a))}
     assert set(rows) == {"learned", "same", "learned (feedback = none)", "BP-Adam"}
+    # progress: 2 tuning points, then 4 cells of the one row, counted up to the total
+    assert [d for d, _, _ in seen] == list(range(1, 7)) and {t for _, t, _ in seen} == {6}
+    assert seen[0][2] == "tuning BP-Adam" and seen[-1][2] == "BP-Adam on train"
     assert rows["same"]["accuracy"] == rows["learned"]["accuracy"]
     assert rows["same"]["loss"] == rows["learned"]["loss"]
     assert rows["learned (feedback = none)"]["loss"] != rows["learned"]["loss"]

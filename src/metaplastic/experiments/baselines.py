@@ -109,10 +109,16 @@ def _eta_by_scaling(p, base: Baseline) -> bool:
     return list(base.tune) == ["eta"] and getattr(p.rule, "linear_in_theta", False)
 
 
+def tune_points(base: Baseline) -> int:
+    """How many grid points :func:`tune_baseline` evaluates."""
+    return math.prod(len(v) for v in base.tune.values()) if base.tune else 0
+
+
 def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
-                  **overrides: Any) -> dict[str, Any]:
+                  progress: Any = None, **overrides: Any) -> dict[str, Any]:
     """The grid point of ``base.tune`` with the best score on meta-training tasks (of the
-    run's task, or of the task and network changed by ``overrides``)."""
+    run's task, or of the task and network changed by ``overrides``). ``progress(what)``
+    follows every grid point."""
     if not base.tune:
         return {}
     keys = list(base.tune)
@@ -133,6 +139,8 @@ def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
                                    n_tasks=n_tasks))
         score = stats[p.task.score]["mean"]
         score = score if p.task.maximise_score else -score
+        if progress is not None:
+            progress(f"tuning {base.label}")
         if math.isfinite(score) and (best_score is None or score > best_score):
             best, best_score = point, score
     release_compiled()

@@ -20,6 +20,7 @@ from metaplastic.experiments.baselines import (
     meta_trained_baseline,
     on_training_classes,
     tune_baseline,
+    tune_points,
     validate_baselines,
 )
 from metaplastic.experiments.build import Pieces, build, build_rule, variants
@@ -236,11 +237,13 @@ def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any
     return out
 
 
-def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> list[dict]:
+def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
+                 progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
     """Evaluate a run's θ and the baselines on held-out tasks; writes eval.json.
 
     Baselines with a ``tune`` grid are tuned first on meta-training tasks (the run's own
     task configuration, with keys used neither by training nor by evaluation).
+    ``progress(done, total, what)`` follows every tuning point and every table cell.
     """
     cfg = run.config()
     theta = run_theta(run, build(cfg))
@@ -250,11 +253,21 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
                                          else baselines)]
     rows_of = variants(cfg)
     per_variant = cfg.eval.tune_per_variant
+    total = (sum(tune_points(b) for b in specs) * (len(rows_of) if per_variant else 1)
+             + len(rows_of) * (1 + len(specs)))
+    done = [0]
+
+    def step(what: str) -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total, what)
+
     if per_variant:  # every row's own learning rate, found on its meta-training classes
-        tuned = {(b.label, label): tune_baseline(cfg, b, n, **on_training_classes(cfg, var))
+        tuned = {(b.label, label): tune_baseline(cfg, b, n, step,
+                                                 **on_training_classes(cfg, var))
                  for b in specs for label, var in rows_of}
     else:
-        tuned = {(b.label, ""): tune_baseline(cfg, b, n) for b in specs}
+        tuned = {(b.label, ""): tune_baseline(cfg, b, n, step) for b in specs}
     trained = {b.label: meta_trained_baseline(cfg, b, run) for b in specs if b.meta_train}
     rows = []
     for i, (label, var) in enumerate(rows_of):
@@ -276,6 +289,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None) -> lis
             if chosen:
                 row["tuned"] = chosen
             rows.append(row)
+            step(f"{name} on {label}")
         release_compiled()  # programs of this row's shapes are not needed again
     run.write_json("eval.json", {"tasks_per_row": n, "rows": rows})
     from metaplastic.report import plot_eval  # matplotlib: only when plotting
