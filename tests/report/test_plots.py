@@ -3,6 +3,8 @@
 import json
 
 import matplotlib.image as mpimg
+import numpy as np
+import pytest
 
 from metaplastic.report import make_report, plot_eval
 
@@ -29,3 +31,36 @@ def test_no_or_damaged_eval_draws_nothing(tmp_path):
     (tmp_path / "eval.json").write_text("{not json")
     assert plot_eval(tmp_path) is None
     assert make_report(tmp_path) == []  # no metrics either: nothing to draw
+
+
+def test_the_running_mean_is_centred_and_does_not_lag():
+    from metaplastic.report.plots import _smooth
+
+    y = np.r_[np.full(50, 10.0), np.full(50, 0.01)]  # a loss that drops at step 50
+    m = _smooth(y, 25)
+    assert m[70] == pytest.approx(0.01) and m[30] == pytest.approx(10.0)  # no lag
+    assert m[0] == pytest.approx(10.0) and m[-1] == pytest.approx(0.01)  # shrinking ends
+    y[10] = np.nan
+    assert np.isfinite(_smooth(y, 25)).all()  # NaN steps are skipped, not spread
+
+
+def test_es_and_rl_histories_are_drawn_per_generation_as_rewards(tmp_path, monkeypatch):
+    from metaplastic.report import plots
+
+    drawn = {}
+    real = plots.plt.subplots
+
+    def spy(*a, **k):
+        fig, axes = real(*a, **k)
+        drawn["axes"] = axes
+        return fig, axes
+
+    monkeypatch.setattr(plots.plt, "subplots", spy)
+    history = [{"step": i, "task_loss": -10.0 * i, "return": 10.0 * i, "pop_best": -12.0 * i,
+                "pop_mean": -5.0 * i} for i in range(1, 31)]
+    plots.plot_meta_loss(history, tmp_path / "m.png", score="return")
+    ax = drawn["axes"][0, 0]
+    assert ax.get_xlabel() == "generation" and "reward" in ax.get_ylabel()
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "population best" in labels and "population mean" in labels
+    assert min(ax.get_lines()[0].get_ydata()) > 0  # the return, not minus it

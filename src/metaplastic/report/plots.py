@@ -15,10 +15,16 @@ import numpy as np  # noqa: E402
 
 
 def _smooth(y: np.ndarray, k: int = 25) -> np.ndarray:
-    if y.size < k:
-        return y
-    kernel = np.ones(k) / k
-    return np.convolve(np.pad(y, (k - 1, 0), mode="edge"), kernel, mode="valid")
+    """Centred running mean over ``k`` points (fewer at the ends), NaN ignored: unlike a
+    trailing mean it does not lag behind a loss that drops fast."""
+    ok = np.isfinite(y)
+    vals = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(ok)])
+    i = np.arange(y.size)
+    lo, hi = np.maximum(i - k // 2, 0), np.minimum(i + k // 2 + 1, y.size)
+    n = counts[hi] - counts[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (vals[hi] - vals[lo]) / n, np.nan)
 
 
 def _col(history: list[dict], key: str) -> np.ndarray:
@@ -26,24 +32,35 @@ def _col(history: list[dict], key: str) -> np.ndarray:
 
 
 def plot_meta_loss(history: list[dict], path: str | Path, score: str | None = None) -> Path:
-    """Meta-loss (raw and smoothed) and, if given, the task score over meta-training."""
+    """Meta-loss (raw and a centred running mean) and, if given, the task score over
+    meta-training. Evolution strategies: per generation, with the population's best and
+    mean; a loss that is minus a reward (RL) is drawn as the reward."""
     steps = _col(history, "step")
     panels = 2 if score and score in history[0] else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.8), squeeze=False)
     ax = axes[0, 0]
     loss = _col(history, "task_loss")
-    ax.plot(steps, loss, alpha=0.3, lw=0.8, label="meta-loss")
-    ax.plot(steps, _smooth(loss), lw=1.8, label="running mean (25)")
-    positive = bool(np.nanmin(loss) > 0) if np.isfinite(loss).any() else False
-    ax.set(xlabel="meta-step", ylabel="task loss", yscale="log" if positive else "linear",
+    sign, what = 1.0, "task loss"
+    if np.isfinite(loss).any() and np.nanmax(loss) <= 0:  # minus a return: draw the return
+        sign, what = -1.0, "−task loss (the reward)"
+    x = "generation" if "pop_best" in history[0] else "meta-step"
+    ax.plot(steps, sign * loss, alpha=0.3, lw=0.8, label=f"{what} (mean over tasks)")
+    ax.plot(steps, sign * _smooth(loss), lw=1.8, label="centred running mean (25)")
+    if "pop_best" in history[0]:
+        ax.plot(steps, sign * _col(history, "pop_best"), lw=0.9, label="population best")
+        ax.plot(steps, sign * _col(history, "pop_mean"), lw=0.9, ls="--",
+                label="population mean")
+    drawn = sign * loss
+    positive = bool(np.nanmin(drawn) > 0) if np.isfinite(drawn).any() else False
+    ax.set(xlabel=x, ylabel=what, yscale="log" if positive else "linear",
            title="Meta-loss")
-    ax.legend()
+    ax.legend(fontsize=8)
     if panels == 2:
         ax = axes[0, 1]
         s = _col(history, score)
         ax.plot(steps, s, alpha=0.3, lw=0.8)
         ax.plot(steps, _smooth(s), lw=1.8)
-        ax.set(xlabel="meta-step", ylabel=score, title=f"{score} after inner learning")
+        ax.set(xlabel=x, ylabel=score, title=f"{score} after inner learning")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
