@@ -64,3 +64,25 @@ def test_es_and_rl_histories_are_drawn_per_generation_as_rewards(tmp_path, monke
     labels = [line.get_label() for line in ax.get_lines()]
     assert "population best" in labels and "population mean" in labels
     assert min(ax.get_lines()[0].get_ydata()) > 0  # the return, not minus it
+
+
+def test_coefficients_are_drawn_beside_the_reference_rule(tmp_path, monkeypatch):
+    from metaplastic.report import plots
+
+    drawn = {}
+    real = plots.plt.subplots
+
+    def spy(*a, **k):
+        fig, ax = real(*a, **k)
+        drawn["ax"] = ax
+        return fig, ax
+
+    monkeypatch.setattr(plots.plt, "subplots", spy)
+    history = [{"step": i, "theta": [0.1 * i, -0.05 * i, 0.001]} for i in range(1, 11)]
+    plots.plot_coefficients(history, ["pre*post", "post^2*w", "1"], tmp_path / "c.png",
+                            label_top=2, reference=[1.0, -1.0, 0.0], reference_name="oja")
+    ax = drawn["ax"]
+    dashed = sorted(line.get_ydata()[0] for line in ax.get_lines()
+                    if line.get_linestyle() == "--")
+    assert dashed == [-1.0, 1.0] and "oja" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["pre*post", "post^2*w"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from metaplastic.errors import NonFiniteError
 from metaplastic.experiments.baselines import (
@@ -230,6 +231,9 @@ def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any
                         zip(jax.tree.leaves(ref_theta), jax.tree.leaves(theta), strict=True)))
         if same:
             out["reference_cosine"] = cosine_to_reference(theta, ref_theta)
+            flat = ravel_pytree(ref_theta)[0]
+            if flat.size <= driver.THETA_LOG_MAX:  # for the coefficient plot
+                out["reference_theta"] = [float(v) for v in flat]
         else:
             out["reference_note"] = (
                 f"θ of rule {rule.family!r} is not comparable with {cfg.reference!r}'s "

@@ -68,9 +68,11 @@ def plot_meta_loss(history: list[dict], path: str | Path, score: str | None = No
 
 
 def plot_coefficients(
-    history: list[dict], names: list[str], path: str | Path, label_top: int = 6
+    history: list[dict], names: list[str], path: str | Path, label_top: int = 6,
+    reference: list[float] | None = None, reference_name: str = "reference",
 ) -> Path:
-    """Every rule coefficient over meta-training; the largest at the end are labelled."""
+    """Every rule coefficient over meta-training; the largest at the end are labelled,
+    each with a dashed line at the reference rule's value for it (when given)."""
     steps = _col(history, "step")
     theta = np.array([r["theta"] for r in history], dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -78,11 +80,15 @@ def plot_coefficients(
     for k in range(theta.shape[1]):
         name = names[k] if k < len(names) else f"theta[{k}]"
         if k in top:
-            ax.plot(steps, theta[:, k], lw=1.8, label=name)
+            (line,) = ax.plot(steps, theta[:, k], lw=1.8, label=name)
+            if reference is not None and k < len(reference):
+                ax.axhline(reference[k], color=line.get_color(), lw=0.9, ls="--")
         else:
             ax.plot(steps, theta[:, k], lw=0.6, color="0.7")
     ax.axhline(0, color="k", lw=0.5)
-    ax.set(xlabel="meta-step", ylabel="coefficient", title="Rule coefficients")
+    x = "generation" if "pop_best" in history[0] else "meta-step"
+    title = "Rule coefficients" + (f" (dashed: {reference_name}'s)" if reference else "")
+    ax.set(xlabel=x, ylabel="coefficient", title=title)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -157,6 +163,11 @@ def make_report(run_path: str | Path) -> list[Path]:
     out = [plot_meta_loss(history, run_path / "meta_loss.png", score=plot.get("score"))]
     if "theta" in history[0]:
         names = plot.get("theta_names") or []
-        out.append(plot_coefficients(history, names, run_path / "coefficients.png"))
+        ref = summary.get("reference_theta") if isinstance(summary, dict) else None
+        if not (isinstance(ref, list) and all(isinstance(v, int | float) for v in ref)):
+            ref = None  # absent, or a damaged summary: no reference lines
+        out.append(plot_coefficients(history, names, run_path / "coefficients.png",
+                                     reference=ref,
+                                     reference_name=str(summary.get("reference", "reference"))))
     drawn = plot_eval(run_path)
     return out + ([drawn] if drawn is not None else [])
