@@ -1,11 +1,13 @@
-"""Reading a run's ``metrics.jsonl`` (one JSON object per meta-step), tolerant of a last
-line cut short by a kill: shared by the run directory and the plots (which must not import
-the experiments)."""
+"""Reading a run's files: ``metrics.jsonl`` (one JSON object per meta-step), tolerant of a
+last line cut short by a kill, and its JSON files; shared by the run directory and the
+report (which must not import the experiments)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from metaplastic.errors import ConfigError
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -23,3 +25,20 @@ def read_metrics(path: str | Path) -> list[dict]:
         if isinstance(rec, dict):
             out.append(rec)
     return out
+
+
+def read_json(path: str | Path, strict: bool = True) -> dict:
+    """A JSON object file ({} if absent). Not JSON: a ConfigError naming the file; JSON but
+    not an object: a ConfigError when ``strict``, else {}."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is damaged (not JSON: {e})") from None
+    if not isinstance(data, dict):
+        if strict:
+            raise ConfigError(f"{path} is damaged (not a JSON object)")
+        return {}
+    return data

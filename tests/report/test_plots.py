@@ -44,18 +44,26 @@ def test_the_running_mean_is_centred_and_does_not_lag():
     assert np.isfinite(_smooth(y, 25)).all()  # NaN steps are skipped, not spread
 
 
-def test_es_and_rl_histories_are_drawn_per_generation_as_rewards(tmp_path, monkeypatch):
+@pytest.fixture
+def drawn(monkeypatch):
+    """The axes the next plot draws on, kept for inspection."""
     from metaplastic.report import plots
 
-    drawn = {}
+    seen = {}
     real = plots.plt.subplots
 
     def spy(*a, **k):
         fig, axes = real(*a, **k)
-        drawn["axes"] = axes
+        seen["axes"] = axes
         return fig, axes
 
     monkeypatch.setattr(plots.plt, "subplots", spy)
+    return seen
+
+
+def test_es_and_rl_histories_are_drawn_per_generation_as_rewards(tmp_path, drawn):
+    from metaplastic.report import plots
+
     history = [{"step": i, "task_loss": -10.0 * i, "return": 10.0 * i, "pop_best": -12.0 * i,
                 "pop_mean": -5.0 * i} for i in range(1, 31)]
     plots.plot_meta_loss(history, tmp_path / "m.png", score="return")
@@ -66,22 +74,13 @@ def test_es_and_rl_histories_are_drawn_per_generation_as_rewards(tmp_path, monke
     assert min(ax.get_lines()[0].get_ydata()) > 0  # the return, not minus it
 
 
-def test_coefficients_are_drawn_beside_the_reference_rule(tmp_path, monkeypatch):
+def test_coefficients_are_drawn_beside_the_reference_rule(tmp_path, drawn):
     from metaplastic.report import plots
 
-    drawn = {}
-    real = plots.plt.subplots
-
-    def spy(*a, **k):
-        fig, ax = real(*a, **k)
-        drawn["ax"] = ax
-        return fig, ax
-
-    monkeypatch.setattr(plots.plt, "subplots", spy)
     history = [{"step": i, "theta": [0.1 * i, -0.05 * i, 0.001]} for i in range(1, 11)]
     plots.plot_coefficients(history, ["pre*post", "post^2*w", "1"], tmp_path / "c.png",
                             label_top=2, reference=[1.0, -1.0, 0.0], reference_name="oja")
-    ax = drawn["ax"]
+    ax = drawn["axes"]
     dashed = sorted(line.get_ydata()[0] for line in ax.get_lines()
                     if line.get_linestyle() == "--")
     assert dashed == [-1.0, 1.0] and "oja" in ax.get_title()

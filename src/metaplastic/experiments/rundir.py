@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from metaplastic._records import read_metrics
+from metaplastic._records import read_json, read_metrics
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import config as config_mod
 
@@ -198,13 +198,4 @@ class RunDir:
 
     def read_json(self, name: str) -> dict:
         """A JSON file of the run ({} if absent); a damaged one is a ConfigError."""
-        p = self.path / name
-        if not p.is_file():
-            return {}
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{p} is damaged (not JSON: {e})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p} is damaged (not a JSON object)")
-        return data
+        return read_json(self.path / name)

@@ -21,7 +21,7 @@ from typing import Any
 import matplotlib
 
 from metaplastic import _stats as stats
-from metaplastic._records import read_metrics
+from metaplastic._records import read_json, read_metrics
 from metaplastic.errors import ConfigError
 
 matplotlib.use("Agg")
@@ -61,16 +61,6 @@ class Group:
     runs: list[Run] = field(default_factory=list)
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path} is damaged (not JSON: {e})") from None
-    return data if isinstance(data, dict) else {}
-
-
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     cfg_path = path / "config.toml"
@@ -81,8 +71,8 @@ def load_run(path: str | Path) -> Run:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{cfg_path} is damaged ({e})") from None
     metrics = read_metrics(path / "metrics.jsonl") if (path / "metrics.jsonl").is_file() else []
-    return Run(path, config, metrics, _read_json(path / "summary.json"),
-               _read_json(path / "eval.json"))
+    return Run(path, config, metrics, read_json(path / "summary.json", strict=False),
+               read_json(path / "eval.json", strict=False))
 
 
 def expand(specs: list[str]) -> list[Path]:
