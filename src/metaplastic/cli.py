@@ -628,7 +628,12 @@ def cmd_export(args) -> int:
     run = RunDir.open(args.run)
     pieces = build(run.config())
     theta = run_theta(run, pieces)
-    texts = {fmt: export.render(pieces.rule, theta, fmt) for fmt in args.format}
+    rule_formats = [f for f in args.format if f != "nir"]
+    if "nir" in args.format:
+        from metaplastic.neuromorphic import _check_exportable
+
+        _check_exportable(pieces.network)  # before anything is computed or written
+    texts = {fmt: export.render(pieces.rule, theta, fmt) for fmt in rule_formats}
     out = run.path / "export"
     out.mkdir(exist_ok=True)
     names = {"csv": "rule.csv", "json": "rule.json", "sympy": "rule_sympy.txt",
@@ -637,8 +642,42 @@ def cmd_export(args) -> int:
         (out / names[fmt]).write_text(text)
         if fmt in ("sympy", "latex"):
             console.print(text.rstrip(), markup=False, soft_wrap=True)
-    console.print(f"wrote {', '.join(str(out / names[f]) for f in texts)}")
+    written = [out / names[f] for f in texts]
+    if "nir" in args.format:
+        seed = run.config().seed if args.task_seed is None else args.task_seed
+        written += _export_nir(run, pieces, theta, seed, out)
+    console.print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
+
+
+def _export_nir(run, pieces, theta, seed: int, out) -> list:
+    """network.nir (the network after one inner episode with the learned θ on the task
+    drawn with ``seed``) and network_check.npz (that network's spikes, weights frozen, on
+    the task's input): then read back and rerun, the round trip is checked and reported."""
+    import numpy as np
+
+    from metaplastic import neuromorphic
+    from metaplastic.experiments.episode import after_learning
+
+    weights, spikes = after_learning(run.config(), pieces, theta, seed)
+    path = neuromorphic.write(out / "network.nir", pieces.network, weights)
+    check = out / "network_check.npz"
+    np.savez(check, task_seed=np.asarray(seed), input_spikes=spikes[0],
+             **{f"spikes_layer{l}": s for l, s in enumerate(spikes[1:], start=1)})
+    network, back = neuromorphic.from_nir(path)
+    again = neuromorphic.simulate(network, back, spikes[0])
+    differ = sum(int(np.sum(a != b)) for a, b in zip(again[1:], spikes[1:], strict=True))
+    total = sum(int(s.sum()) for s in spikes[1:])
+    lif = pieces.network.neuron_model
+    if lif.reset != "zero":
+        console.print("[yellow]note:[/] this network resets by subtraction, which NIR's "
+                      "LIF node cannot express: the file resets to 0 "
+                      "(network.reset = 'zero' exports exactly)")
+    console.print(f"NIR round trip (task seed {seed}, {spikes[0].shape[0]} steps, weights "
+                  f"after learning, frozen): {total} spikes of the original, {differ} "
+                  f"differ after reading the file back"
+                  + (" — identical" if differ == 0 else ""))
+    return [path, check]
 
 
 def cmd_explain(args) -> int:
@@ -874,7 +913,12 @@ def parser() -> argparse.ArgumentParser:
                                        "coefficient (csv, json), the update (sympy, latex)")
     ex.add_argument("run", help="run directory")
     ex.add_argument("--format", nargs="+", default=["csv", "json", "sympy", "latex"],
-                    choices=["csv", "json", "sympy", "latex"])
+                    choices=["csv", "json", "sympy", "latex", "nir"],
+                    help="nir: the spiking network after one inner episode with the "
+                         "learned rule, in the neuromorphic exchange format")
+    ex.add_argument("--task-seed", type=int, default=None,
+                    help="nir: the seed of the task the network learns before export "
+                         "(default: the run's seed)")
     ex.set_defaults(func=cmd_export)
 
     c = sub.add_parser("check", help="measure which plausibility constraints a config or a "

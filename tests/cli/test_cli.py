@@ -30,7 +30,8 @@ def finished_run(shared):
 def test_run_writes_every_artifact(finished_run):
     names = {p.name for p in finished_run.iterdir()}
     assert {"config.toml", "metrics.jsonl", "theta.npz", "summary.json", "eval.json",
-            "meta_loss.png", "coefficients.png"} <= names
+            "meta_loss.png", "coefficients.png", "episode.npz", "inner.png", "weights.png",
+            "eval.png"} <= names
     lines = (finished_run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 30 and len(json.loads(lines[-1])["theta"]) == 27
     summary = json.loads((finished_run / "summary.json").read_text())

@@ -33,6 +33,9 @@ def test_rl_run_with_labelled_heldout_rows(tmp_path, capsys):
     (run,) = list(tmp_path.iterdir())
     theta = np.load(run / "theta.npz", allow_pickle=False)
     assert "[0]/A" in theta.files and theta["[0]/A"].shape == (32, 4)
+    names = {p.name for p in run.iterdir()}
+    assert {"meta_loss.png", "inner.png", "weights.png", "abcd.png", "eval.png"} <= names
+    assert not {"raster.png", "coefficients.png"} & names  # not spiking; θ too large to log
     assert main(["eval", str(run), "--episodes", "4"]) == 0
     rows = json.loads((run / "eval.json").read_text())["rows"]
     assert [r["variant"] for r in rows] == ["train physics", "pole length 1.0 (2x)"]
@@ -230,3 +233,59 @@ def test_export_writes_the_rule_out_whole(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:  # argparse's own message and status
         main(["export", str(run), "--format", "pdf"])
     assert stop.value.code == 2
+
+
+SPIKING_FIGURES = {"meta_loss.png", "coefficients.png", "inner.png", "weights.png",
+                   "raster.png", "rates.png", "stdp_window.png"}
+
+
+@pytest.mark.tier2
+@pytest.mark.parametrize("preset, sets", [
+    ("stdp-pca", ["task.n_steps=200"]),
+    ("spiking-homeostasis", ["task.phases=2", "task.phase_steps=100"]),
+    ("spiking-digits", ["task.shots=2", "task.queries=2", "task.hold=10"]),
+    ("fa-digits", ["task.shots=2", "task.queries=2"]),
+])
+def test_each_preset_draws_the_figures_that_apply(tmp_path, preset, sets):
+    args = ["run", preset, "--no-eval", "--out", str(tmp_path), "--set", "meta.steps=2",
+            "--set", "meta.chunk=2"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    (run,) = list(tmp_path.iterdir())
+    names = {p.name for p in run.iterdir() if p.suffix == ".png"}
+    spiking = preset != "fa-digits"
+    assert names == (SPIKING_FIGURES if spiking else {"meta_loss.png", "coefficients.png",
+                                                        "inner.png", "weights.png"})
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["episode"] == "recorded in episode.npz"
+    # every coefficient is named in the plot (term pools too), none as theta[k]
+    assert len(summary["plot"]["theta_names"]) == len(
+        json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["theta"])
+
+
+@pytest.mark.tier2
+def test_export_a_spiking_network_to_nir_and_back(tmp_path, capsys):
+    import nir
+
+    assert main(["run", "stdp-pca", "--no-eval", "--out", str(tmp_path), "--set",
+                 "meta.steps=2", "--set", "meta.chunk=2", "--set", "task.n_steps=400",
+                 "--set", "network.reset=zero"]) == 0
+    (run,) = list(tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["export", str(run), "--format", "nir", "--task-seed", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "0 differ after reading the file back — identical" in out
+    graph = nir.read(run / "export" / "network.nir")
+    assert graph.nodes["linear1"].weight.shape == (1, 10)
+    check = np.load(run / "export" / "network_check.npz", allow_pickle=False)
+    assert int(check["task_seed"]) == 5 and check["input_spikes"].shape == (400, 10)
+    assert check["spikes_layer1"].sum() > 0  # the exported neuron fires: a real check
+    # the rate network of another run is refused with one message
+    capsys.readouterr()
+    assert main(["run", "oja", *SMALL, "--set", "meta.steps=2", "--set", "meta.chunk=2",
+                 "--no-eval", "--out", str(tmp_path / "rate")]) == 0
+    (rate,) = list((tmp_path / "rate").iterdir())
+    assert main(["export", str(rate), "--format", "nir"]) == 2
+    assert "error: NIR export is for spiking networks" in capsys.readouterr().out
+    assert not (rate / "export").exists()

@@ -160,11 +160,26 @@ class _Start:
                 summary["provenance"]["seeds_in_one_program"] = together
             summary["plot"] = {"score": pieces.task.score,
                                "theta_names": list(getattr(pieces.rule, "term_names", []))}
+            if status == "finished" and summary["meta_steps"] > 0:
+                summary["episode"] = _record_episode(cfg, pieces, theta, self.theta0, run)
             run.write_json("summary.json", summary)
         from metaplastic.report import make_report  # matplotlib: only when plotting
 
         make_report(run.path)
         return summary
+
+
+def _record_episode(cfg: RunConfig, pieces, theta, theta0, run: RunDir) -> str:
+    """Record inner learning for the figures (``episode.npz``); says what happened. A
+    failure here does not lose the trained run: it is reported in the summary."""
+    from metaplastic.experiments import episode
+    from metaplastic.report.learning import FILE
+
+    try:
+        episode.save(run.path / FILE, episode.record(cfg, pieces, theta, theta0))
+    except (ValueError, TypeError, NotImplementedError) as e:
+        return f"not recorded: {type(e).__name__}: {e}"
+    return f"recorded in {FILE}"
 
 
 PLAUSIBILITY_STREAM = 4_000_037  # keys for the plausibility checks

@@ -113,7 +113,7 @@ class LearnedES(PopulationEvaluation, OuterLoop):
         too_many = jnp.mean(~ok) > self.max_diverged_share
         metrics = {
             "loss": value, "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
-            "pop_mean": sign * jnp.mean(jnp.where(ok, fit, jnp.nan)),
+            "pop_mean": sign * jnp.nanmean(jnp.where(ok, fit, jnp.nan)),  # finite members
             "pop_nonfinite": jnp.mean(~ok), "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
             **aux, **{f"es_{k}": v for k, v in info.items()},
             "diverged": too_many | ~keep | ~jnp.isfinite(value), "skipped": ~keep}

@@ -180,6 +180,7 @@ class Objective(WholeEpisodes):
     def _aux(self, theta, losses, metrics, finite) -> dict[str, Array]:
         return {
             "task_loss": _masked_mean(losses, finite),
+            **_quartiles(losses, finite),
             "l1": self.l1 * self._l1(theta),
             "nonfinite": jnp.mean(~finite),
             **{k: _masked_mean(v, finite) for k, v in metrics.items()},
@@ -256,6 +257,13 @@ def _all_finite_per_task(grads) -> Array:
     leaves = [jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1)
               for g in jax.tree.leaves(grads)]
     return jnp.all(jnp.stack(leaves), axis=0)
+
+
+def _quartiles(losses: Array, finite: Array) -> dict[str, Array]:
+    """The spread of the task losses across this step's tasks (finite ones): quartiles."""
+    kept = jax.lax.stop_gradient(jnp.where(finite, losses, jnp.nan))
+    q = jnp.nanpercentile(kept, jnp.array([25.0, 75.0]))
+    return {"task_loss_q25": q[0], "task_loss_q75": q[1]}
 
 
 def _masked_mean(x: Array, mask: Array) -> Array:

@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib
 
 from metaplastic._records import read_metrics
+from metaplastic.report.learning import plot_learning
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -32,9 +33,10 @@ def _col(history: list[dict], key: str) -> np.ndarray:
 
 
 def plot_meta_loss(history: list[dict], path: str | Path, score: str | None = None) -> Path:
-    """Meta-loss (raw and a centred running mean) and, if given, the task score over
-    meta-training. Evolution strategies: per generation, with the population's best and
-    mean; a loss that is minus a reward (RL) is drawn as the reward."""
+    """Meta-loss (raw and a centred running mean, shaded between the running means of the
+    tasks' quartiles when logged) and, if given, the task score over meta-training.
+    Evolution strategies: per generation, with the population's best and mean; a loss
+    that is minus a reward (RL) is drawn as the reward."""
     steps = _col(history, "step")
     panels = 2 if score and score in history[0] else 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.8), squeeze=False)
@@ -45,7 +47,12 @@ def plot_meta_loss(history: list[dict], path: str | Path, score: str | None = No
         sign, what = -1.0, "−task loss (the reward)"
     x = "generation" if "pop_best" in history[0] else "meta-step"
     ax.plot(steps, sign * loss, alpha=0.3, lw=0.8, label=f"{what} (mean over tasks)")
-    ax.plot(steps, sign * _smooth(loss), lw=1.8, label="centred running mean (25)")
+    (mean_line,) = ax.plot(steps, sign * _smooth(loss), lw=1.8,
+                           label="centred running mean (25)")
+    if "task_loss_q25" in history[0]:  # the spread across the tasks of each step
+        lo, hi = (sign * _smooth(_col(history, k)) for k in ("task_loss_q25", "task_loss_q75"))
+        ax.fill_between(steps, np.fmin(lo, hi), np.fmax(lo, hi), color=mean_line.get_color(),
+                        alpha=0.18, lw=0, label="tasks' quartiles (running mean)")
     if "pop_best" in history[0]:
         ax.plot(steps, sign * _col(history, "pop_best"), lw=0.9, label="population best")
         ax.plot(steps, sign * _col(history, "pop_mean"), lw=0.9, ls="--",
@@ -97,9 +104,10 @@ def plot_coefficients(
 
 
 def plot_eval(run_path: str | Path) -> Path | None:
-    """The held-out evaluation (``eval.json``) as a heat-map: rules x evaluation rows,
-    each cell the mean score ± its 95% CI (and how many tasks diverged). None without
-    ``eval.json``."""
+    """The held-out evaluation (``eval.json``) as grouped bars: one group per evaluation
+    row (dataset, depth, ...), one bar per rule (learned and baselines), each the mean
+    score with its 95% CI as an error bar; rows where tasks diverged are marked. None
+    without ``eval.json``."""
     run_path = Path(run_path)
     try:
         data = json.loads((run_path / "eval.json").read_text())
@@ -113,31 +121,31 @@ def plot_eval(run_path: str | Path) -> Path | None:
             if x not in seen:
                 seen.append(x)
     cell = {(r["rule"], r["variant"]): r for r in rows}
-    mean = np.full((len(rules), len(variants)), np.nan)
-    for (i, ru), (j, va) in ((a, b) for a in enumerate(rules) for b in enumerate(variants)):
-        if (ru, va) in cell and cell[ru, va][score]["mean"] is not None:
-            mean[i, j] = cell[ru, va][score]["mean"]
-    fig, ax = plt.subplots(figsize=(1.2 + 1.05 * len(variants), 1.0 + 0.5 * len(rules)))
-    im = ax.imshow(mean, cmap="viridis", aspect="auto")
+    width = 0.8 / len(rules)
+    fig, ax = plt.subplots(figsize=(2.0 + len(variants) * (0.5 + 0.32 * len(rules)), 4.4))
     for i, ru in enumerate(rules):
+        x, mean, ci = [], [], []
         for j, va in enumerate(variants):
             r = cell.get((ru, va))
-            if r is None or not np.isfinite(mean[i, j]):
+            stats = r.get(score) if r is not None else None
+            if not isinstance(stats, dict) or stats.get("mean") is None:
                 continue
-            ci = r[score].get("ci95")
-            text = f"{mean[i, j]:.3f}" + (f"\n±{ci:.3f}" if ci is not None and np.isfinite(ci)
-                                          else "")
+            x.append(j - 0.4 + (i + 0.5) * width)
+            mean.append(float(stats["mean"]))
+            c = stats.get("ci95")
+            ci.append(float(c) if c is not None and np.isfinite(c) else 0.0)
             if r.get("diverged"):
-                text += f"\n{r['diverged']} div."
-            lum = im.norm(mean[i, j])
-            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
-                    color="black" if lum > 0.6 else "white")
+                ax.annotate(f"{r['diverged']} div.", (x[-1], mean[-1]), fontsize=6,
+                            ha="center", va="bottom", rotation=90)
+        ax.bar(x, mean, width=width * 0.95, yerr=ci, capsize=2, label=ru,
+               error_kw={"lw": 0.8})
     ax.set_xticks(range(len(variants)), [v.replace(", ", ",\n") for v in variants],
-                  fontsize=7, rotation=45, ha="right")
-    ax.set_yticks(range(len(rules)), rules, fontsize=8)
-    fig.colorbar(im, ax=ax, label=f"{score} (mean over {data.get('tasks_per_row', '?')} "
-                                  f"held-out tasks)")
-    ax.set_title("Held-out evaluation: mean ± 95% CI")
+                  fontsize=7, rotation=30 if len(variants) > 4 else 0,
+                  ha="right" if len(variants) > 4 else "center")
+    ax.set(ylabel=f"{score} (mean over {data.get('tasks_per_row', '?')} held-out tasks)",
+           title="Held-out evaluation: mean and 95% CI")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     out = run_path / "eval.png"
     fig.savefig(out, dpi=110)
@@ -170,4 +178,4 @@ def make_report(run_path: str | Path) -> list[Path]:
                                      reference=ref,
                                      reference_name=str(summary.get("reference", "reference"))))
     drawn = plot_eval(run_path)
-    return out + ([drawn] if drawn is not None else [])
+    return out + ([drawn] if drawn is not None else []) + plot_learning(run_path)
