@@ -1,5 +1,7 @@
 """metaplastic.export: the printed equation is the one the code computes."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -60,3 +62,26 @@ def test_rules_without_terms_and_bad_formats_are_one_message():
     rule = mp.rules.make("polynomial")
     with pytest.raises(ConfigError, match="unknown export format"):
         export.render(rule, {"coef": np.zeros((3, 3, 3))}, "pdf")
+
+
+def test_the_distilled_formula_exports_as_what_the_fit_predicts():
+    from metaplastic.explain import distil
+
+    rng = np.random.default_rng(0)
+    data = {n: rng.normal(size=400) for n in ("pre", "post", "w")}
+    data["dw"] = 0.1 * (1.5 * data["pre"] * data["post"] - 0.8 * data["post"] ** 2
+                        * data["w"] + 0.3)
+    fit = distil(data, ["pre", "post", "w"], degree=3, scale=0.1)
+    explained = fit.to_json()
+    expr, consts = export.distilled_expression(explained, digits=12)
+    assert consts == {"eta": pytest.approx(0.1)}
+    f = sympy.lambdify([sympy.Symbol(n) for n in ("eta", "pre", "post", "w")], expr)
+    got = f(0.1, data["pre"], data["post"], data["w"])
+    np.testing.assert_allclose(got, fit.predict(data), rtol=1e-8, atol=1e-12)
+    rows = json.loads(export.render_distilled(explained, "json"))
+    assert {r["term"] for r in rows["rows"]} == {"pre*post", "post^2*w", "1"}
+    assert "\\eta" in export.render_distilled(explained, "latex")
+    assert export.render_distilled(explained, "csv").startswith("term,coefficient")
+    del explained["terms"][0]["powers"]  # an explain.json from before powers were saved
+    with pytest.raises(ConfigError, match="explain RUN"):
+        export.render_distilled(explained, "sympy")

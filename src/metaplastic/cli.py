@@ -618,7 +618,9 @@ def _print_compare(summaries: list[dict]) -> None:
 
 
 def cmd_export(args) -> int:
-    """The run's rule written out whole into RUN/export/ (sympy and latex also printed)."""
+    """The run's rule written out whole into RUN/export/ (sympy and latex also printed);
+    also the formula ``metaplastic explain`` distilled, when the run has one; ``nir``: the
+    spiking network after learning."""
     from metaplastic import export
     from metaplastic.experiments.build import build
     from metaplastic.experiments.rundir import RunDir
@@ -633,16 +635,27 @@ def cmd_export(args) -> int:
         from metaplastic.neuromorphic import _check_exportable
 
         _check_exportable(pieces.network)  # before anything is computed or written
-    texts = {fmt: export.render(pieces.rule, theta, fmt) for fmt in rule_formats}
+    explained = run.read_json("explain.json") if (run.path / "explain.json").exists() else None
+    texts = {}
+    if rule_formats and (explained is None or hasattr(pieces.rule, "term_values")
+                         or getattr(pieces.rule, "family", "") == "abcd"):
+        # rules of named terms, abcd; a network rule without explain.json: the message
+        texts = {("rule", f): export.render(pieces.rule, theta, f) for f in rule_formats}
+    if explained is not None:  # the formula `metaplastic explain` distilled, too
+        texts |= {("explained", f): export.render_distilled(explained, f)
+                  for f in rule_formats}
     out = run.path / "export"
     out.mkdir(exist_ok=True)
-    names = {"csv": "rule.csv", "json": "rule.json", "sympy": "rule_sympy.txt",
-             "latex": "rule.tex"}
-    for fmt, text in texts.items():
-        (out / names[fmt]).write_text(text)
+    suffix = {"csv": ".csv", "json": ".json", "sympy": "_sympy.txt", "latex": ".tex"}
+    written = []
+    for (what, fmt), text in texts.items():
+        written.append(out / f"{what}{suffix[fmt]}")
+        written[-1].write_text(text)
         if fmt in ("sympy", "latex"):
+            if what == "explained" and fmt == next(f for f in rule_formats
+                                                 if f in ("sympy", "latex")):
+                console.print("distilled by metaplastic explain:")
             console.print(text.rstrip(), markup=False, soft_wrap=True)
-    written = [out / names[f] for f in texts]
     if "nir" in args.format:
         seed = run.config().seed if args.task_seed is None else args.task_seed
         written += _export_nir(run, pieces, theta, seed, out)

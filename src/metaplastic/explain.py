@@ -150,7 +150,9 @@ class Distilled:
         return {"formula": self.formula(), "r2_heldout": self.r2_heldout,
                 "r2_train": self.r2_train, "inputs": self.names, "scale": self.scale,
                 "terms": [{"term": labels[k], "coef": float(self.coef[k]) / self.scale,
-                           "importance": float(self.importance[k])} for k in self.active()]}
+                           "importance": float(self.importance[k]),
+                           "powers": [int(p) for p in self.terms[k]]}
+                          for k in self.active()]}
 
 
 def _r2(y: np.ndarray, pred: np.ndarray) -> float:

@@ -82,22 +82,71 @@ def expression(rule: Any, theta: Any, digits: int = 4):
 
 def render(rule: Any, theta: Any, fmt: str) -> str:
     """The rule in one of :data:`FORMATS`."""
+    _check_format(fmt)
+    if fmt in ("csv", "json"):
+        extra = {"eta": float(rule.eta)} if hasattr(rule, "eta") and \
+            hasattr(rule, "term_values") else {}
+        return _write(fmt, {"rule": rule.family, **extra}, table(rule, theta), None, {})
+    expr, consts = expression(rule, theta)
+    return _write(fmt, {}, [], expr, consts)
+
+
+def distilled_expression(explained: dict, digits: int = 4):
+    """The sparse polynomial that ``metaplastic explain`` fitted (its ``explain.json``)
+    as a SymPy expression: ``scale * sum_k coef_k * prod_i input_i^power_ki``, and the
+    constants it names (``eta``: the scale, when not 1)."""
+    import sympy
+
+    try:
+        names, scale = list(explained["inputs"]), float(explained["scale"])
+        terms = [(float(t["coef"]), [int(p) for p in t["powers"]]) for t in explained["terms"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"explain.json lacks the fitted terms ({type(e).__name__}: {e}); "
+                          f"run `metaplastic explain RUN` again") from None
+    if any(len(p) != len(names) for _, p in terms):
+        raise ConfigError("explain.json's term powers do not match its inputs: run "
+                          "`metaplastic explain RUN` again")
+    sym = [sympy.Symbol(n) for n in names]
+    total = 0
+    for c, powers in terms:
+        total += sympy.Float(c, digits) * sympy.Mul(*(x ** p for x, p in
+                                                     zip(sym, powers, strict=True)))
+    if scale == 1.0:
+        return total, {}
+    return sympy.Symbol("eta") * total, {"eta": scale}
+
+
+def render_distilled(explained: dict, fmt: str) -> str:
+    """``metaplastic explain``'s distilled formula in one of :data:`FORMATS` (rows: every
+    kept term with its coefficient and importance; the held-out R² of the fit)."""
+    _check_format(fmt)
+    expr, consts = distilled_expression(explained)
+    if fmt in ("csv", "json"):
+        rows = [{"term": t["term"], "coefficient": float(t["coef"]),
+                 "importance": float(t["importance"])} for t in explained["terms"]]
+        head = {"distilled_from": "metaplastic explain", "eta": float(explained["scale"]),
+                "r2_heldout": explained.get("r2_heldout")}
+        return _write(fmt, head, rows, None, {})
+    return _write(fmt, {}, [], expr, consts)
+
+
+def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
-    if fmt in ("csv", "json"):
-        rows = table(rule, theta)
-        if fmt == "json":
-            extra = {"eta": float(rule.eta)} if hasattr(rule, "eta") and \
-                hasattr(rule, "term_values") else {}
-            return json.dumps({"rule": rule.family, **extra, "rows": rows}, indent=2) + "\n"
+
+
+def _write(fmt: str, head: dict, rows: list[dict], expr, consts: dict) -> str:
+    if fmt == "json":
+        return json.dumps({**head, "rows": rows}, indent=2) + "\n"
+    if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        if rows:
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
         return buf.getvalue()
     import sympy
 
-    expr, consts = expression(rule, theta)
     exprs = expr if isinstance(expr, list) else [expr]
     if fmt == "sympy":
         lines = [f"dw = {e}" if len(exprs) == 1 else f"dw[layer {i + 1}] = {e}"

@@ -99,6 +99,15 @@ def test_explain_a_finished_run(finished_run, capsys):
     assert 0.999 < data["r2_heldout"] <= 1.0
     assert (finished_run / "explain.png").stat().st_size > 10_000
     assert main(["explain", str(finished_run), "--tasks", "1", "--degree", "9"]) == 2
+    capsys.readouterr()
+    # export then writes the distilled formula beside the rule's own terms
+    assert main(["export", str(finished_run), "--format", "json", "sympy"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("distilled by metaplastic explain:") == 1
+    names = {p.name for p in (finished_run / "export").iterdir()}
+    assert {"rule.json", "rule_sympy.txt", "explained.json", "explained_sympy.txt"} <= names
+    rows = json.loads((finished_run / "export" / "explained.json").read_text())["rows"]
+    assert len(rows) == len(data["terms"]) and rows[0]["term"] == data["terms"][0]["term"]
 
 
 def test_check_a_run_and_records_in_the_run(finished_run, capsys):
