@@ -689,7 +689,10 @@ def _export_nir(run, pieces, theta, seed: int, out) -> list:
     console.print(f"NIR round trip (task seed {seed}, {spikes[0].shape[0]} steps, weights "
                   f"after learning, frozen): {total} spikes of the original, {differ} "
                   f"differ after reading the file back"
-                  + (" — identical" if differ == 0 else ""))
+                  + (" — identical" if differ == 0 and total else ""))
+    if not total:
+        console.print("[yellow]note:[/] the network after learning does not fire on this "
+                      "task, so the round trip compared no spikes; try another --task-seed")
     return [path, check]
 
 

@@ -9,7 +9,9 @@
       summary.json     final numbers: learned formula, time, cosine to the reference rule
       checkpoint.npz   the outer loop's whole state after the last chunk (metaplastic resume)
       eval.json        held-out evaluation (metaplastic eval)
-      *.png            plots made from metrics.jsonl (metaplastic report)
+      episode.npz      inner learning recorded after training, for the figures
+      *.png            figures drawn from these files only (metaplastic report)
+      export/          the rule, explain's formula and spiking networks (metaplastic export)
 """
 
 from __future__ import annotations
