@@ -2,12 +2,14 @@
 # make test : create .venv if needed, install, run the fast test suite
 # make test-tier2 : tests that spawn processes or check whole presets (CI runs both tiers)
 # make test-slow : the full reproduction tests (minutes)
+# make test-oldest : the fast suite in .venv-oldest, the oldest versions pyproject.toml allows
+# make docs-check : rerun the commands behind the numbers in README and docs, and compare
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tier2 test-slow lint bench clean
+.PHONY: demo test test-tier2 test-slow test-oldest docs-check lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +32,21 @@ test-tier2: $(STAMP)
 test-slow: $(STAMP)
 	METAPLASTIC_TEST_XLA_OPT=default $(PY) -m pytest -q -m slow
 
+# every direct dependency at the lowest version its bound allows (uv's lowest-direct
+# resolution; their own dependencies as new as fits): the declared bounds, tested
+OLDEST ?= .venv-oldest
+test-oldest: $(STAMP)
+	$(PY) -m pip install --quiet "uv>=0.5"
+	$(VENV)/bin/uv venv $(OLDEST) --python $(PYTHON) --quiet --allow-existing
+	VIRTUAL_ENV=$(OLDEST) $(VENV)/bin/uv pip install --quiet --resolution lowest-direct -e ".[dev]"
+	$(OLDEST)/bin/python -m metaplastic.cli --version
+	$(OLDEST)/bin/python -m pytest -q -m "not slow and not tier2" $(XDIST)
+
+docs-check: $(STAMP)
+	$(PY) tools/docs_check.py
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_oja.py --cli
@@ -40,4 +55,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_mlpp.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(OLDEST) runs .pytest_cache

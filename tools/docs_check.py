@@ -1,0 +1,153 @@
+"""Rerun the commands behind the numbers in README and docs, and compare (make docs-check).
+
+Each claim in ``docs/claims.toml`` names a document, a regular expression whose first group
+is the number as printed there, the ``metaplastic`` command that produces it and where the
+run leaves it:
+
+* ``summary:KEY`` — a number in the run's ``summary.json``;
+* ``eval:RULE|VARIANT|METRIC`` — the mean of a held-out cell of ``eval.json``;
+* ``term:NAME`` — the learned coefficient of a term (from ``metaplastic export``).
+
+``kind = "exact"`` (a seeded, deterministic number): the rerun must round to the printed
+digits (within half a unit of the last printed digit, plus ``slack`` units for
+platform rounding); ``kind = "ci"``: within the printed 95% CI (``ci_group``: the regex
+group holding it). Runs that several claims share are made once.
+
+    python tools/docs_check.py [--only NAME ...] [--list] [--out DIR]
+
+Exit status 0 when every claim holds, 1 otherwise (a table says which), 2 on a damaged
+claims file. ``tests/test_docs_claims.py`` checks, without running anything, that every
+claim's pattern still finds its number in its document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLAIMS = ROOT / "docs" / "claims.toml"
+
+
+@dataclass
+class Claim:
+    name: str
+    doc: str
+    pattern: str
+    command: str
+    value: str
+    kind: str = "exact"
+    slack: float = 1.0  # last-digit units allowed beyond rounding (exact)
+    ci_group: int = 2
+    sign: float = 1.0  # -1: the document prints the magnitude after a minus sign
+
+    def printed(self) -> tuple[float, int, float | None]:
+        """(number, digits after the point, printed CI or None) from the document."""
+        text = (ROOT / self.doc).read_text()
+        found = re.findall(self.pattern, text, flags=re.S)
+        if len(found) != 1:
+            raise ValueError(f"claim {self.name!r}: pattern found {len(found)} times in "
+                             f"{self.doc} (want exactly 1)")
+        groups = found[0] if isinstance(found[0], tuple) else (found[0],)
+        num = groups[0]
+        digits = len(num.split(".")[1]) if "." in num else 0
+        ci = float(groups[self.ci_group - 1]) if self.kind == "ci" else None
+        return float(num), digits, ci
+
+
+def load(path: Path = CLAIMS) -> list[Claim]:
+    try:
+        data = tomllib.loads(path.read_text())
+        claims = [Claim(**c) for c in data["claim"]]
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as e:
+        raise SystemExit(f"error: {path}: {type(e).__name__}: {e}") from None
+    for c in claims:
+        if c.kind not in ("exact", "ci"):
+            raise SystemExit(f"error: claim {c.name!r}: kind must be 'exact' or 'ci'")
+        if c.value.split(":", 1)[0] not in ("summary", "eval", "term"):
+            raise SystemExit(f"error: claim {c.name!r}: value must start with summary:, "
+                             f"eval: or term:")
+    return claims
+
+
+def _metaplastic(args: list[str]) -> None:
+    from metaplastic.cli import main
+
+    code = main(args)
+    if code != 0:
+        raise RuntimeError(f"metaplastic {' '.join(args)} exited {code}")
+
+
+def measure(run: Path, value: str) -> float:
+    where, what = value.split(":", 1)
+    if where == "summary":
+        return float(json.loads((run / "summary.json").read_text())[what])
+    if where == "eval":
+        rule, variant, metric = what.split("|")
+        rows = json.loads((run / "eval.json").read_text())["rows"]
+        (row,) = [r for r in rows if r["rule"] == rule and r["variant"] == variant]
+        return float(row[metric]["mean"])
+    rows_file = run / "export" / "rule.json"
+    if not rows_file.exists():
+        _metaplastic(["export", str(run), "--format", "json"])
+    rows = json.loads(rows_file.read_text())["rows"]
+    total = [r["coefficient"] for r in rows if r["term"] == what]
+    if not total:
+        raise KeyError(f"no term {what!r} in {rows_file}")
+    return float(sum(total))
+
+
+def holds(claim: Claim, measured: float) -> tuple[bool, str]:
+    printed, digits, ci = claim.printed()
+    if claim.kind == "ci":
+        return abs(measured - printed) <= ci, f"{printed} ± {ci}"
+    unit = 10.0 ** -digits
+    return abs(measured - printed) <= (0.5 + claim.slack) * unit + 1e-12, f"{printed}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", nargs="+", help="claims to check (default: all)")
+    p.add_argument("--list", action="store_true", help="list the claims and stop")
+    p.add_argument("--out", help="where the runs go (default: a temporary directory)")
+    args = p.parse_args(argv)
+    claims = load()
+    if args.only:
+        unknown = set(args.only) - {c.name for c in claims}
+        if unknown:
+            print(f"error: unknown claims {sorted(unknown)}", file=sys.stderr)
+            return 2
+        claims = [c for c in claims if c.name in args.only]
+    if args.list:
+        for c in claims:
+            print(f"{c.name:32s} {c.doc:22s} metaplastic {c.command}")
+        return 0
+    for c in claims:  # every pattern first: a stale document fails before minutes of runs
+        c.printed()
+    out = Path(args.out or tempfile.mkdtemp(prefix="docs-check-"))
+    runs: dict[str, Path] = {}
+    failed = 0
+    for c in claims:
+        if c.command not in runs:
+            target = out / f"run{len(runs)}"
+            target.mkdir(parents=True, exist_ok=True)
+            _metaplastic([*shlex.split(c.command), "--out", str(target)])
+            (runs[c.command],) = [d for d in target.iterdir() if d.is_dir()]
+        measured = c.sign * measure(runs[c.command], c.value)
+        ok, printed = holds(c, measured)
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {c.name:32s} printed {printed:>16s}  "
+              f"measured {measured:.6g}  ({c.doc})", flush=True)
+    print(f"{len(claims) - failed} of {len(claims)} claims hold; runs in {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
