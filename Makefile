@@ -3,13 +3,14 @@
 # make test-tier2 : tests that spawn processes or check whole presets (CI runs both tiers)
 # make test-slow : the full reproduction tests (minutes)
 # make test-oldest : the fast suite in .venv-oldest, the oldest versions pyproject.toml allows
+# make test-mujoco : installs the optional MuJoCo Playground and tests the mujoco task
 # make docs-check : rerun the commands behind the numbers in README and docs, and compare
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-tier2 test-slow test-oldest docs-check lint bench clean
+.PHONY: demo test test-tier2 test-slow test-oldest test-mujoco docs-check lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +25,10 @@ demo: $(STAMP)
 XDIST := -n auto --dist loadscope
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not tier2" $(XDIST) --durations=15
+	$(PY) -m pytest -q -m "not slow and not tier2 and not mujoco" $(XDIST) --durations=15
 
 test-tier2: $(STAMP)
-	$(PY) -m pytest -q -m "tier2" $(XDIST) --durations=10
+	$(PY) -m pytest -q -m "tier2 and not mujoco" $(XDIST) --durations=10
 
 test-slow: $(STAMP)
 	METAPLASTIC_TEST_XLA_OPT=default $(PY) -m pytest -q -m slow
@@ -40,7 +41,12 @@ test-oldest: $(STAMP)
 	$(VENV)/bin/uv venv $(OLDEST) --python $(PYTHON) --quiet --allow-existing
 	VIRTUAL_ENV=$(OLDEST) $(VENV)/bin/uv pip install --quiet --resolution lowest-direct -e ".[dev]"
 	$(OLDEST)/bin/python -m metaplastic.cli --version
-	$(OLDEST)/bin/python -m pytest -q -m "not slow and not tier2" $(XDIST)
+	$(OLDEST)/bin/python -m pytest -q -m "not slow and not tier2 and not mujoco" $(XDIST)
+
+# the optional mujoco task family: installs MuJoCo Playground (~500 MB) and runs its tests
+test-mujoco: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,mujoco]"
+	$(PY) -m pytest -q -m mujoco
 
 docs-check: $(STAMP)
 	$(PY) tools/docs_check.py

@@ -4,7 +4,9 @@
 * ``gym`` — an episode of any gymnax environment (``env`` option), with the aliases
   ``cartpole``, ``acrobot``, ``pendulum`` and ``mountaincar`` (continuous);
 * ``fewshot`` — online N-way K-shot classification with meta-training / held-out classes;
-* ``homeostasis`` — hold a target firing rate while the input statistics change.
+* ``homeostasis`` — hold a target firing rate while the input statistics change;
+* ``mujoco`` — an episode of a MuJoCo Playground (MJX) DM Control Suite environment
+  (optional: ``pip install 'metaplastic[mujoco]'``).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from metaplastic.tasks.base import Task
 from metaplastic.tasks.fewshot import FewShotTask
 from metaplastic.tasks.gym import GymTask
 from metaplastic.tasks.homeostasis import HomeostasisTask
+from metaplastic.tasks.mujoco import MujocoTask
 from metaplastic.tasks.pca import PCAInstance, PCATask
 
 register("task", "pca", PCATask)
 register("task", "gym", GymTask)
 register("task", "fewshot", FewShotTask)
 register("task", "homeostasis", HomeostasisTask)
+register("task", "mujoco", MujocoTask)
 for _alias, _env in {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1",
                      "pendulum": "Pendulum-v1",
                      "mountaincar": "MountainCarContinuous-v0"}.items():
@@ -39,5 +43,5 @@ def make(name: str, **kw) -> Task:
     return _make("task", name, **kw)
 
 
-__all__ = ["FewShotTask", "GymTask", "HomeostasisTask", "PCAInstance", "PCATask",
+__all__ = ["FewShotTask", "GymTask", "HomeostasisTask", "MujocoTask", "PCAInstance", "PCATask",
            "Task", "make", "options", "register"]

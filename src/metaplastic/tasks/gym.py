@@ -23,14 +23,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from metaplastic.errors import ConfigError
-from metaplastic.network import NetState, Network
-from metaplastic.tasks.base import Task
+from metaplastic.tasks.episodes import EpisodeState, EpisodeTask, bounded
 
 Array = jax.Array
 ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0")
@@ -54,19 +52,7 @@ def _fix_derived(env_name: str, params):
     return params
 
 
-class GymState(NamedTuple):
-    state: Any  # the gymnax environment state
-    obs: Array
-    ret: Array  # return so far
-    done: Array
-    steps: Array  # steps taken before the episode ended
-    key: Array
-
-
-def _flat(obs: Array) -> Array:
-    """An observation as the network's input vector: images (MinAtar's 10x10xC channels)
-    flattened row-major, as float32."""
-    return jnp.ravel(obs).astype(jnp.float32)
+GymState = EpisodeState  # the name earlier code used
 
 
 def _pairs(d) -> tuple:
@@ -75,7 +61,7 @@ def _pairs(d) -> tuple:
 
 
 @dataclass(frozen=True)
-class GymTask(Task):
+class GymTask(EpisodeTask):
     """An episode of a gymnax environment, the policy's weights plastic."""
 
     env: str = "CartPole-v1"
@@ -144,48 +130,15 @@ class GymTask(Task):
     def sample(self, key: Array):
         return self.env_params(key)
 
-    def reset(self, instance, key: Array) -> GymState:
-        k_reset, k_run = jax.random.split(key)
-        obs, state = self._env.reset_env(k_reset, instance)
-        zero = jnp.zeros((), jnp.float32)
-        return GymState(state, _flat(obs), zero, jnp.zeros((), bool),
-                        jnp.zeros((), jnp.int32), k_run)
+    def _reset(self, instance, key: Array):
+        obs, state = self._env.reset_env(key, instance)
+        return state, obs
+
+    def _step(self, instance, state, action: Array, key: Array):
+        obs, state, reward, done, _ = self._env.step_env(key, state, action, instance)
+        return state, obs, reward, done
 
     def action(self, y: Array) -> Array:
         if self.discrete:
             return jnp.argmax(y)
-        space = self._space
-        return space.low + (jnp.clip(y, -1.0, 1.0) + 1.0) / 2.0 * (space.high - space.low)
-
-    def observe(self, instance, env: GymState):
-        return env.obs, None
-
-    def transition(self, instance, env: GymState, y: Array) -> GymState:
-        k_next, k_step = jax.random.split(env.key)
-        obs, state, reward, done, _ = self._env.step_env(k_step, env.state, self.action(y),
-                                                         instance)
-        live = ~env.done
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(live, a, b), new, old)  # noqa: E731
-        return GymState(
-            keep(state, env.state),
-            jnp.where(live, _flat(obs), env.obs),
-            env.ret + jnp.where(live, reward, 0.0).astype(jnp.float32),
-            env.done | done.astype(bool),
-            env.steps + live.astype(jnp.int32),
-            k_next,
-        )
-
-    def active(self, instance, env: GymState) -> Array:
-        return ~env.done
-
-    def loss(self, instance, state: NetState, env: GymState, network=None) -> Array:
-        return -env.ret
-
-    def metrics(self, instance, state: NetState, env: GymState,
-                network=None) -> dict[str, Array]:
-        return {"return": env.ret, "length": env.steps.astype(jnp.float32)}
-
-    def check_network(self, network: Network) -> None:
-        if network.sizes[0] != self.n_in or network.sizes[-1] != self.n_out:
-            raise ConfigError(f"{self.env} needs a network {self.n_in} -> ... -> {self.n_out}; "
-                              f"got sizes {network.sizes}")
+        return bounded(y, self._space.low, self._space.high)
