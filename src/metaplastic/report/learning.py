@@ -100,8 +100,8 @@ def plot_abcd(data: dict, path: Path) -> Path | None:
                 continue
             v = v.ravel()
             ax.hist(v[np.isfinite(v)], bins=40, alpha=0.5, histtype="stepfilled",
-                    label=f"layer {l + 1}: mean {np.nanmean(v):+.3g}")
-        ax.set(xlabel=c, ylabel="synapses", title=f"coefficient {c}")
+                    density=True, label=f"layer {l + 1}: mean {np.nanmean(v):+.3g}")
+        ax.set(xlabel=c, ylabel="density (each layer)", title=f"coefficient {c}")
         ax.legend(fontsize=7)
     fig.suptitle("Learned per-synapse ABCD coefficients", fontsize=10)
     return _save(fig, path)
