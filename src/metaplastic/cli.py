@@ -673,7 +673,10 @@ def _export_nir(run, pieces, theta, seed: int, out) -> list:
     from metaplastic.experiments.episode import after_learning
 
     weights, spikes = after_learning(run.config(), pieces, theta, seed)
-    path = neuromorphic.write(out / "network.nir", pieces.network, weights)
+    from metaplastic import __version__
+
+    path = neuromorphic.write(out / "network.nir", pieces.network, weights,
+                              source=f"metaplastic {__version__}")
     check = out / "network_check.npz"
     np.savez(check, task_seed=np.asarray(seed), input_spikes=spikes[0],
              **{f"spikes_layer{l}": s for l, s in enumerate(spikes[1:], start=1)})

@@ -35,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metaplastic import __version__
 from metaplastic.errors import ConfigError
 from metaplastic.network import Network
 from metaplastic.neurons.lif import LIFNeuron
@@ -55,8 +54,9 @@ def _check_exportable(network) -> LIFNeuron:
     return lif
 
 
-def to_nir(network, weights):
-    """The network with ``weights`` (numpy or JAX arrays, one per layer) as a NIR graph."""
+def to_nir(network, weights, source: str = "metaplastic"):
+    """The network with ``weights`` (numpy or JAX arrays, one per layer) as a NIR graph;
+    ``source`` goes into its metadata (the CLI writes the library's version)."""
     import nir
 
     lif = _check_exportable(network)
@@ -77,7 +77,7 @@ def to_nir(network, weights):
         last = f"lif{l}"
     nodes["output"] = nir.Output(output_type=np.array([network.sizes[-1]]))
     edges.append((last, "output"))
-    metadata = {"dt": float(lif.dt), "source": f"metaplastic {__version__}",
+    metadata = {"dt": float(lif.dt), "source": source,
                 "reset_in_library": lif.reset,
                 "note": ("library LIF: v <- exp(-dt/tau_mem) v + W s; exported as "
                          "tau = dt/(1 - exp(-dt/tau_mem)), R = tau/dt, v_leak = 0, v_reset = 0"
@@ -86,11 +86,11 @@ def to_nir(network, weights):
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
-def write(path: str | Path, network, weights) -> Path:
+def write(path: str | Path, network, weights, source: str = "metaplastic") -> Path:
     import nir
 
     path = Path(path)
-    nir.write(path, to_nir(network, weights))
+    nir.write(path, to_nir(network, weights, source))
     return path
 
 
