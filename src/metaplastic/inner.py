@@ -84,8 +84,12 @@ def neuron_params(rule: Rule, theta: Any) -> Any:
 
 def initial_carry(network: Network, rule: Rule, theta: Any, task: Task, instance: Any,
                   key: Array):
-    """``(state, rule_state, env)`` before the first step: weights drawn with ``key``."""
-    state = network.init(key, rule.initial_weights(theta), neuron_params(rule, theta))
+    """``(state, rule_state, env)`` before the first step: weights drawn with ``key``,
+    unless the rule's θ holds them (static weights) or the task gives them (recordings)."""
+    weights = rule.initial_weights(theta)
+    if weights is None and hasattr(task, "initial_weights"):
+        weights = task.initial_weights(instance)
+    state = network.init(key, weights, neuron_params(rule, theta))
     rule_state = tuple(rule.init_state(w.shape) for w in state.weights)
     return state, rule_state, task.reset(instance, jax.random.fold_in(key, _ENV_STREAM))
 

@@ -31,6 +31,15 @@ class Pieces:
 
 def build_task(cfg: RunConfig, **overrides: Any) -> Task:
     opts = {k: v for k, v in cfg.task.items() if k != "name"} | overrides
+    if "simulate" in opts and cfg.task["name"] == "recorded":  # recordings simulated from a known rule (ground truth)
+        from metaplastic.experiments.recordings import materialise
+
+        if opts.get("path"):
+            raise ConfigError("task.path and task.simulate are both set: choose one")
+        spec = opts.pop("simulate")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"task.simulate must be a table, got {spec!r}")
+        opts["path"] = materialise(spec, cfg.network)
     return tasks.make(cfg.task["name"], **opts)
 
 

@@ -6,7 +6,9 @@
 * ``fewshot`` — online N-way K-shot classification with meta-training / held-out classes;
 * ``homeostasis`` — hold a target firing rate while the input statistics change;
 * ``mujoco`` — an episode of a MuJoCo Playground (MJX) DM Control Suite environment
-  (optional: ``pip install 'metaplastic[mujoco]'``).
+  (optional: ``pip install 'metaplastic[mujoco]'``);
+* ``recorded`` — replay recorded trajectories (activity, choices) through the plastic
+  network, to infer the rule that produced them.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from metaplastic.tasks.gym import GymTask
 from metaplastic.tasks.homeostasis import HomeostasisTask
 from metaplastic.tasks.mujoco import MujocoTask
 from metaplastic.tasks.pca import PCAInstance, PCATask
+from metaplastic.tasks.recorded import RecordedTask
 
 register("task", "pca", PCATask)
 register("task", "gym", GymTask)
 register("task", "fewshot", FewShotTask)
 register("task", "homeostasis", HomeostasisTask)
 register("task", "mujoco", MujocoTask)
+register("task", "recorded", RecordedTask)
 for _alias, _env in {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1",
                      "pendulum": "Pendulum-v1",
                      "mountaincar": "MountainCarContinuous-v0"}.items():
@@ -43,5 +47,5 @@ def make(name: str, **kw) -> Task:
     return _make("task", name, **kw)
 
 
-__all__ = ["FewShotTask", "GymTask", "HomeostasisTask", "MujocoTask", "PCAInstance", "PCATask",
-           "Task", "make", "options", "register"]
+__all__ = ["FewShotTask", "GymTask", "HomeostasisTask", "MujocoTask", "PCAInstance",
+           "PCATask", "RecordedTask", "Task", "make", "options", "register"]

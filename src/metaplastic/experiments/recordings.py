@@ -1,0 +1,76 @@
+"""Simulated recordings for a run configuration: ``task.simulate`` (ground truth for rule
+inference, :mod:`metaplastic.simulate`).
+
+A ``recorded`` task with a ``simulate`` table instead of ``path`` gets its recordings made
+from that table, once, and kept in a cache file named by the table's contents (the same
+table gives the same file, bitwise)::
+
+    [task]
+    name = "recorded"
+    simulate = {rule = "oja", source = {name = "pca", n_in = 10, n_steps = 500},
+                outputs = 4, trajectories = 40, record = 0.5, noise = 0.1, seed = 0}
+
+``rule``: a registered rule name (its starting θ is the truth: ``oja`` is Oja's rule) or
+a table ``{name = ..., eta = ...}``; ``source``: the task whose inputs are recorded;
+``network``: the network table (default: the run's); ``outputs``: output neurons (default:
+the source task's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from metaplastic import rules, tasks
+from metaplastic.errors import ConfigError
+from metaplastic.experiments import sections
+
+KEYS = ("rule", "source", "network", "outputs", "trajectories", "record", "noise", "seed")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("METAPLASTIC_CACHE", Path.home() / ".cache" / "metaplastic"))
+
+
+def truth(spec: dict, network_table: dict) -> tuple[Any, Any, Any, Any]:
+    """(rule, θ, network, source task) of a ``simulate`` table."""
+    unknown = sorted(set(spec) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"task.simulate: unknown key(s) {unknown}; valid: {', '.join(KEYS)}")
+    for k in ("rule", "source"):
+        if k not in spec:
+            raise ConfigError(f"task.simulate needs {k!r}")
+    rule_t = spec["rule"] if isinstance(spec["rule"], dict) else {"name": spec["rule"]}
+    source_t = dict(spec["source"])
+    rule = rules.make(rule_t["name"], **{k: v for k, v in rule_t.items() if k != "name"})
+    source = tasks.make(source_t.pop("name"), **source_t)
+    network = sections.build_network(sections.network_options(
+        dict(spec.get("network", network_table))), source.n_in,
+        int(spec.get("outputs", source.n_out)))
+    theta = rule.init(jax.random.key(0), network.shapes)
+    return rule, theta, network, source
+
+
+def materialise(spec: dict, network_table: dict) -> str:
+    """The path of the recordings ``spec`` describes, simulated now if not cached."""
+    from metaplastic.simulate import simulate
+
+    text = json.dumps({"spec": spec, "network": network_table}, sort_keys=True, default=str)
+    path = cache_dir() / "recordings" / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.npz"
+    if path.exists():
+        return str(path)
+    rule, theta, network, source = truth(spec, network_table)
+    data = simulate(network, rule, theta, source, int(spec.get("trajectories", 32)),
+                    jax.random.key(int(spec.get("seed", 0))),
+                    record=float(spec.get("record", 1.0)), noise=float(spec.get("noise", 0.0)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **data)
+    os.replace(tmp, path)  # whole or absent: two runs may race
+    return str(path)

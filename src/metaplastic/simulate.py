@@ -1,0 +1,80 @@
+"""Ground truth for rule inference: recordings of a network learning under a known rule.
+
+:func:`simulate` runs ``n`` trajectories of a network learning online under ``rule`` with
+``theta`` on inputs from a source task (PCA inputs, ...), and returns what an experiment
+would record, in the layout of :mod:`metaplastic.tasks.recorded`: the inputs, the output
+layer's activity with measurement noise and a recording mask (a random subset of the
+output neurons per trajectory), the modulator as ``rewards``, and the initial weights.
+Fitting a rule to these recordings (task ``recorded``) and comparing the inferred θ with
+``theta`` measures recovery where the answer is known.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from metaplastic.errors import ConfigError
+from metaplastic.inner import initial_carry, make_step_detail
+from metaplastic.network import Network
+from metaplastic.tasks.base import Task
+
+
+def _check(n: int, record: float, noise: float, network: Network) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1_000_000:
+        raise ConfigError(f"trajectories must be an integer in [1, 1000000], got {n!r}")
+    if not 0.0 < record <= 1.0:
+        raise ConfigError(f"record (the fraction of output neurons recorded) must be in "
+                          f"(0, 1], got {record}")
+    if not noise >= 0.0:
+        raise ConfigError(f"noise (relative to the activity's SD) must be >= 0, got {noise}")
+    if getattr(network, "spiking", False):
+        raise ConfigError("simulate: spiking networks re-encode their input, so recorded "
+                          "inputs could not be replayed; use rate neurons")
+
+
+def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key: jax.Array,
+             *, record: float = 1.0, noise: float = 0.0) -> dict[str, np.ndarray]:
+    """Recordings of ``n`` trajectories (arrays by the names of the recordings layout).
+
+    ``record``: fraction of the output neurons recorded (at least one), drawn per
+    trajectory; ``noise``: Gaussian measurement noise, its SD this fraction of the clean
+    activity's SD over all trajectories."""
+    _check(n, record, noise, network)
+    steps = source.n_steps
+
+    def one(k):
+        k_task, k_net = jax.random.split(k)
+        instance = source.sample(k_task)
+        carry = initial_carry(network, rule, theta, source, instance, k_net)
+        step = make_step_detail(network, rule, theta, source, instance)
+
+        def body(carry, _):
+            carry, signals, _, _ = step(carry)
+            return carry, (signals[0].pre, signals[-1].post, signals[0].modulator)
+
+        xs = jax.lax.scan(body, carry, None, length=steps)[1]
+        return xs, carry[0].weights
+
+    (inputs, activity, rewards), w0 = jax.jit(jax.vmap(one))(jax.random.split(key, n))
+    activity = np.asarray(activity, np.float64)
+    k_noise, k_mask = jax.random.split(jax.random.fold_in(key, 1))
+    sd = float(np.std(activity)) or 1.0
+    noisy = activity + noise * sd * np.asarray(jax.random.normal(k_noise, activity.shape))
+    n_out = activity.shape[-1]
+    kept = max(1, int(round(record * n_out)))
+    order = np.argsort(np.asarray(jax.random.uniform(k_mask, (n, n_out))), axis=1)
+    mask = np.zeros((n, n_out), np.float32)
+    np.put_along_axis(mask, order[:, :kept], 1.0, axis=1)
+    out = {"inputs": np.array(inputs, np.float32),
+           "lengths": np.full(n, steps, np.int32),
+           "activity": noisy.astype(np.float32),
+           "activity_mask": np.broadcast_to(mask[:, None, :], activity.shape).copy(),
+           "rewards": np.array(rewards, np.float32)}
+    out |= {f"w0_{l}": np.array(w, np.float32) for l, w in enumerate(w0, start=1)}
+    if not all(np.all(np.isfinite(v)) for v in out.values()):
+        raise ConfigError("simulate: the network's activity diverged (NaN/inf) under this "
+                          "rule; lower its eta or the number of steps")
+    return out

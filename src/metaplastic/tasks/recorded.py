@@ -1,0 +1,276 @@
+"""Recorded experiments as a task: fit θ so that the plastic network reproduces what was
+observed (Mehta et al., NeurIPS 2023: model-based inference of plasticity rules).
+
+Each trajectory of the recordings gives the network's input at every step, optionally a
+reward (the broadcast modulator every synapse receives), and what was observed: the
+activity of some output neurons (``activity`` with ``activity_mask``), and/or a choice per
+step (``choices``). The network learns online under the rule through the recorded inputs;
+the loss is the mismatch along the whole unroll:
+
+* ``fit = "activity"``: mean squared error on the recorded entries, divided by the
+  recorded activity's variance over the whole data set (1 = predicting the mean);
+* ``fit = "choices"``: mean negative log-likelihood of the choices, the output read as
+  the logit of choosing 1 (one output) or as logits over the options (several).
+
+Recording file (``.npz``, no object arrays), ``N`` trajectories of at most ``T`` steps:
+
+=================  ===================  ===============================================
+``inputs``         (N, T, n_in) float   the input at every step (required)
+``lengths``        (N,) int             steps of each trajectory (default: all T)
+``activity``       (N, T, n_out) float  observed output activity
+``activity_mask``  (N, T, n_out) or     1 where ``activity`` was recorded (default: all)
+                   (n_out,)
+``choices``        (N, T) int           the choice at every step (0/1, or 0..n_out-1)
+``rewards``        (N, T) float         the modulator at every step (default 0)
+``w0_<l>``         (N, out, in) float   layer l's weights at the start (l = 1, 2, ...;
+                                        default: drawn by the network)
+=================  ===================  ===============================================
+
+Trajectories shorter than ``T`` stop at their length (nothing is learned or compared
+after it). ``split`` picks the trajectories a task draws from: ``"train"`` the first
+``1 - heldout`` of them, ``"heldout"`` the rest (for evaluation), ``"all"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metaplastic.errors import ConfigError
+from metaplastic.network import NetState, Network
+from metaplastic.tasks.base import Task
+
+Array = jax.Array
+FITS = ("activity", "choices")
+SPLITS = ("train", "heldout", "all")
+KEYS = ("inputs", "lengths", "activity", "activity_mask", "choices", "rewards")
+
+
+@functools.cache
+def load(path: str) -> dict[str, np.ndarray]:
+    """A recording file, checked against the layout above (one message per problem)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise ConfigError(f"recordings file {path!r} not found") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"cannot read recordings {path!r} as .npz without object arrays: "
+                          f"{type(e).__name__}: {e}") from None
+    unknown = sorted(k for k in data if k not in KEYS and not k.startswith("w0_"))
+    if unknown:
+        raise ConfigError(f"recordings {path!r}: unknown array(s) {unknown}; the layout "
+                          f"has {', '.join(KEYS)}, w0_1, w0_2, ...")
+    if "inputs" not in data or data["inputs"].ndim != 3:
+        raise ConfigError(f"recordings {path!r} need 'inputs' of shape (trajectories, "
+                          f"steps, n_in)")
+    n, t, _ = data["inputs"].shape
+    if n < 1 or t < 1:
+        raise ConfigError(f"recordings {path!r} hold no steps: inputs {data['inputs'].shape}")
+    if "activity" not in data and "choices" not in data:
+        raise ConfigError(f"recordings {path!r} hold nothing to fit: neither 'activity' "
+                          f"nor 'choices'")
+    want = {"lengths": (n,), "choices": (n, t), "rewards": (n, t)}
+    if "activity" in data:
+        a = data["activity"]
+        if a.ndim != 3 or a.shape[:2] != (n, t):
+            raise ConfigError(f"recordings {path!r}: activity must be ({n}, {t}, n_out), "
+                              f"got {a.shape}")
+        mask = data.get("activity_mask", np.ones(a.shape[-1]))
+        if mask.shape not in (a.shape, a.shape[-1:]):
+            raise ConfigError(f"recordings {path!r}: activity_mask must be {a.shape} or "
+                              f"({a.shape[-1]},), got {mask.shape}")
+        data["activity_mask"] = np.broadcast_to(mask, a.shape).astype(np.float32)
+    for k, shape in want.items():
+        if k in data and data[k].shape != shape:
+            raise ConfigError(f"recordings {path!r}: {k} must be {shape}, got {data[k].shape}")
+    lengths = data.setdefault("lengths", np.full(n, t))
+    if not np.all((lengths >= 1) & (lengths <= t)):
+        raise ConfigError(f"recordings {path!r}: lengths must be in [1, {t}]")
+    for k, v in data.items():
+        if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+            raise ConfigError(f"recordings {path!r}: {k} holds NaN or inf")
+    return data
+
+
+class RecordedInstance(NamedTuple):
+    inputs: Array  # (T, n_in)
+    length: Array
+    activity: Array  # (T, n_out) (zeros when not recorded)
+    mask: Array  # (T, n_out)
+    choices: Array  # (T,)
+    rewards: Array  # (T,)
+    w0: tuple  # per layer (out, in), or () when drawn by the network
+
+
+class RecordedState(NamedTuple):
+    t: Array
+    sse: Array  # squared error on recorded entries
+    n: Array  # recorded entries compared
+    s1: Array  # their sum and sum of squares (for R²)
+    s2: Array
+    nll: Array  # choices: negative log-likelihood so far
+    n_choices: Array
+
+
+@dataclass(frozen=True)
+class RecordedTask(Task):
+    """Replay recorded trajectories through the plastic network; see the module."""
+
+    path: str = ""
+    fit: str = "activity"
+    split: str = "train"
+    heldout: float = 0.2
+    initial: str = "recorded"  # "recorded" (w0_<l> in the file) or "drawn"
+    score = "r2"
+
+    def __post_init__(self):
+        if not self.path:
+            raise ConfigError("the recorded task needs task.path = a recordings .npz file "
+                              "(see `metaplastic simulate` to make one)")
+        if self.fit not in FITS:
+            raise ConfigError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        if self.split not in SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if not 0.0 <= self.heldout < 1.0:
+            raise ConfigError(f"heldout must be a fraction in [0, 1), got {self.heldout}")
+        if self.initial not in ("recorded", "drawn"):
+            raise ConfigError(f"initial must be 'recorded' or 'drawn', got {self.initial!r}")
+        data = self._data
+        if self.fit not in data and not (self.fit == "activity" and "activity" in data):
+            raise ConfigError(f"fit = {self.fit!r} but {self.path!r} holds no {self.fit!r}")
+        if self.initial == "recorded" and not any(k.startswith("w0_") for k in data):
+            raise ConfigError(f"initial = 'recorded' but {self.path!r} holds no w0_1, ...; "
+                              f"set task.initial = 'drawn'")
+        if not len(self.indices):
+            raise ConfigError(f"split {self.split!r} of {self.path!r} holds no trajectory "
+                              f"(heldout = {self.heldout})")
+        object.__setattr__(self, "score", "r2" if self.fit == "activity" else "nll")
+        object.__setattr__(self, "maximise_score", self.fit == "activity")
+
+    @property
+    def _data(self) -> dict[str, np.ndarray]:
+        return load(str(Path(self.path).expanduser()))
+
+    @property
+    def n_trajectories(self) -> int:
+        return int(self._data["inputs"].shape[0])
+
+    @property
+    def indices(self) -> np.ndarray:
+        n = self.n_trajectories
+        cut = n - int(round(self.heldout * n))
+        return {"train": np.arange(cut), "heldout": np.arange(cut, n),
+                "all": np.arange(n)}[self.split]
+
+    @property
+    def n_in(self) -> int:
+        return int(self._data["inputs"].shape[-1])
+
+    @property
+    def n_out(self) -> int:
+        d = self._data
+        if "activity" in d:
+            return int(d["activity"].shape[-1])
+        return max(1, int(d["choices"].max()) + 1) if d["choices"].max() > 1 else 1
+
+    @property
+    def n_steps(self) -> int:
+        return int(self._data["inputs"].shape[1])
+
+    @functools.cached_property
+    def _scale(self) -> float:
+        """The recorded activity's variance over the whole data set (the MSE's unit)."""
+        d = self._data
+        if "activity" not in d:
+            return 1.0
+        m = d["activity_mask"] > 0
+        return float(max(np.var(d["activity"][m]), 1e-12)) if m.any() else 1.0
+
+    def sample(self, key: Array) -> RecordedInstance:
+        i = jax.random.choice(key, jnp.asarray(self.indices))
+        return self.instance(i)
+
+    def instance(self, i) -> RecordedInstance:
+        """Trajectory ``i`` (an index into the file)."""
+        d = self._data
+        t, n_out = self.n_steps, self.n_out
+        get = lambda k, shape, dtype: (jnp.asarray(d[k], dtype)[i] if k in d  # noqa: E731
+                                       else jnp.zeros(shape, dtype))
+        w0 = ()
+        if self.initial == "recorded":
+            layers = sorted(int(k[3:]) for k in d if k.startswith("w0_"))
+            w0 = tuple(jnp.asarray(d[f"w0_{l}"], jnp.float32)[i] for l in layers)
+        return RecordedInstance(
+            jnp.asarray(d["inputs"], jnp.float32)[i], jnp.asarray(d["lengths"])[i],
+            get("activity", (t, n_out), jnp.float32), get("activity_mask", (t, n_out),
+                                                          jnp.float32),
+            get("choices", (t,), jnp.int32), get("rewards", (t,), jnp.float32), w0)
+
+    def initial_weights(self, instance: RecordedInstance):
+        """The recorded initial weights of this trajectory, or None (drawn)."""
+        return instance.w0 or None
+
+    def reset(self, instance, key: Array) -> RecordedState:
+        z = jnp.zeros((), jnp.float32)
+        return RecordedState(jnp.zeros((), jnp.int32), z, z, z, z, z, z)
+
+    def _now(self, instance, env):
+        return jnp.minimum(env.t, self.n_steps - 1)
+
+    def observe(self, instance, env):
+        return instance.inputs[self._now(instance, env)], None
+
+    def modulator(self, instance, env, y, target):
+        return instance.rewards[self._now(instance, env)]
+
+    def active(self, instance, env) -> Array:
+        return env.t < instance.length
+
+    def transition(self, instance, env: RecordedState, y: Array) -> RecordedState:
+        t = self._now(instance, env)
+        live = (env.t < instance.length).astype(jnp.float32)
+        m = instance.mask[t] * live
+        obs = instance.activity[t]
+        c = instance.choices[t]
+        if y.shape[-1] == 1:
+            logp = jax.nn.log_sigmoid(jnp.where(c > 0, y[0], -y[0]))
+        else:
+            logp = jax.nn.log_softmax(y)[c]
+        return RecordedState(
+            env.t + 1, env.sse + jnp.sum(m * (y - obs) ** 2), env.n + jnp.sum(m),
+            env.s1 + jnp.sum(m * obs), env.s2 + jnp.sum(m * obs ** 2),
+            env.nll - live * logp, env.n_choices + live)
+
+    def loss(self, instance, state: NetState, env: RecordedState, network=None) -> Array:
+        if self.fit == "activity":
+            return env.sse / jnp.maximum(env.n, 1.0) / self._scale
+        return env.nll / jnp.maximum(env.n_choices, 1.0)
+
+    def metrics(self, instance, state: NetState, env: RecordedState,
+                network=None) -> dict[str, Array]:
+        n = jnp.maximum(env.n, 1.0)
+        sst = env.s2 - env.s1 ** 2 / n
+        out = {"nll": env.nll / jnp.maximum(env.n_choices, 1.0)}
+        if self.fit == "activity":
+            out = {"r2": 1.0 - env.sse / jnp.maximum(sst, 1e-12), "mse": env.sse / n}
+        return out
+
+    def check_network(self, network: Network) -> None:
+        if network.sizes[0] != self.n_in or network.sizes[-1] != self.n_out:
+            raise ConfigError(f"the recordings need a network {self.n_in} -> ... -> "
+                              f"{self.n_out}; got sizes {network.sizes}")
+        d = self._data
+        layers = sorted(int(k[3:]) for k in d if k.startswith("w0_"))
+        if self.initial == "recorded":
+            shapes = [tuple(d[f"w0_{l}"].shape[1:]) for l in layers]
+            if shapes != list(network.shapes):
+                raise ConfigError(f"the recorded initial weights have shapes {shapes}, the "
+                                  f"network's are {list(network.shapes)}")

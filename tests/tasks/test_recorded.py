@@ -1,0 +1,116 @@
+"""Recordings as a task: replaying clean recordings with the true rule reproduces them;
+masks, lengths and bad files."""
+
+import jax
+import numpy as np
+import pytest
+
+import metaplastic as mp
+from metaplastic.errors import ConfigError
+from metaplastic.meta.objective import Objective
+from metaplastic.simulate import simulate
+
+STEPS, N = 120, 6
+
+
+@pytest.fixture(scope="module")
+def truth():
+    source = mp.tasks.make("pca", n_in=5, n_steps=STEPS, scale_range=[0.5, 2.0])
+    net = mp.Network(sizes=(5, 3))
+    oja = mp.rules.make("oja", eta=0.02)
+    return net, oja, oja.init(jax.random.key(0), net.shapes), source
+
+
+def _write(tmp_path, data, name="rec.npz"):
+    path = tmp_path / name
+    np.savez(path, **data)
+    return str(path)
+
+
+def _losses(path, net, rule, theta, **kw):
+    task = mp.tasks.make("recorded", path=path, split="all", **kw)
+    objective = Objective(task, net, rule, tasks_per_step=N)
+    keys = jax.random.split(jax.random.key(1), N)
+    out = jax.jit(jax.vmap(lambda i, k: _one(objective, task, theta, i, k)))(np.arange(N),
+                                                                            keys)
+    return [np.asarray(v) for v in out]
+
+
+def _one(objective, task, theta, i, key):
+    from metaplastic.inner import unroll
+
+    instance = task.instance(i)
+    out = unroll(objective.network, objective.rule, theta, task, instance, key=key)
+    return (task.loss(instance, out.state, out.env),
+            task.metrics(instance, out.state, out.env)["r2"])
+
+
+def test_the_true_rule_replays_clean_recordings_exactly(tmp_path, truth):
+    net, oja, theta, source = truth
+    data = simulate(net, oja, theta, source, N, jax.random.key(3))
+    assert data["activity"].shape == (N, STEPS, 3) and data["w0_1"].shape == (N, 3, 5)
+    path = _write(tmp_path, data)
+    loss, r2 = _losses(path, net, oja, theta)
+    np.testing.assert_allclose(r2, 1.0, atol=1e-5)
+    assert np.all(loss < 1e-5)
+    # another rule does not: Hebb's grows the weights away from the recordings
+    hebb = mp.rules.make("hebb", eta=0.02)
+    loss_h, r2_h = _losses(path, net, hebb, hebb.init(jax.random.key(0), net.shapes))
+    assert np.all(loss_h > 100 * loss.max() + 1e-3) and np.all(r2_h < 0.999)
+
+
+def test_noise_and_recording_masks(tmp_path, truth):
+    net, oja, theta, source = truth
+    data = simulate(net, oja, theta, source, N, jax.random.key(3), record=0.34, noise=0.1)
+    mask = data["activity_mask"]
+    assert np.all(mask.sum(axis=2) == 1)  # one of three neurons, the same at every step
+    assert np.all(mask.std(axis=1) == 0)
+    clean = simulate(net, oja, theta, source, N, jax.random.key(3))["activity"]
+    rel = np.std(data["activity"] - clean) / np.std(clean)
+    assert 0.08 < rel < 0.12
+    loss, r2 = _losses(_write(tmp_path, data), net, oja, theta)
+    assert np.all((r2 > 0.9) & (r2 < 1.0))  # the noise is all that is left
+
+
+def test_steps_after_a_trajectory_ends_do_not_count(tmp_path, truth):
+    net, oja, theta, source = truth
+    data = simulate(net, oja, theta, source, N, jax.random.key(3))
+    data["activity"][:, STEPS // 2:] += 50.0  # garbage after the end
+    data["lengths"] = np.full(N, STEPS // 2)
+    loss, r2 = _losses(_write(tmp_path, data), net, oja, theta)
+    assert np.all(loss < 1e-5)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.pop("inputs"), "need 'inputs'"),
+    (lambda d: d.pop("activity"), "nothing to fit"),
+    (lambda d: d.update(activity=d["activity"][:, :5]), "activity must be"),
+    (lambda d: d.update(activity_mask=np.ones(7)), "activity_mask must be"),
+    (lambda d: d.update(lengths=np.full(N, 10_000)), "lengths must be"),
+    (lambda d: d.update(bogus=np.zeros(2)), "unknown array"),
+    (lambda d: d["inputs"].__setitem__((0, 0, 0), np.nan), "NaN"),
+])
+def test_bad_recordings_are_one_message(tmp_path, truth, change, words):
+    net, oja, theta, source = truth
+    data = simulate(net, oja, theta, source, N, jax.random.key(3))
+    change(data)
+    with pytest.raises(ConfigError, match=words):
+        mp.tasks.make("recorded", path=_write(tmp_path, data))
+
+
+def test_missing_damaged_and_mismatched_files(tmp_path, truth):
+    with pytest.raises(ConfigError, match="not found"):
+        mp.tasks.make("recorded", path=str(tmp_path / "none.npz"))
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ConfigError, match="cannot read"):
+        mp.tasks.make("recorded", path=str(tmp_path / "bad.npz"))
+    net, oja, theta, source = truth
+    data = simulate(net, oja, theta, source, N, jax.random.key(3))
+    task = mp.tasks.make("recorded", path=_write(tmp_path, data, "ok.npz"))
+    with pytest.raises(ConfigError, match="network 5 -> ... -> 3"):
+        Objective(task, mp.Network(sizes=(5, 2)), oja)
+    with pytest.raises(ConfigError, match="heldout"):
+        mp.tasks.make("recorded", path=str(tmp_path / "ok.npz"), heldout=1.5)
+    del data["w0_1"]
+    with pytest.raises(ConfigError, match="initial = 'drawn'"):
+        mp.tasks.make("recorded", path=_write(tmp_path, data, "now0.npz"))
