@@ -744,6 +744,33 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    """Write the recordings a config's ``task.simulate`` describes to ``--out`` (.npz)."""
+    import shutil
+
+    from metaplastic.errors import ConfigError
+    from metaplastic.experiments.recordings import materialise
+
+    cfg = resolve_config(args.config, args.set, None)
+    spec = cfg.task.get("simulate")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{args.config} has no task.simulate table to simulate from "
+                          f"(e.g. metaplastic simulate infer-oja-activity --out rec.npz)")
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out must name a .npz file, got {args.out!r}")
+    made = materialise(spec, cfg.network)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(made, out)
+    from metaplastic.tasks.recorded import load
+
+    data = load(str(out))
+    n, t, n_in = data["inputs"].shape
+    console.print(f"wrote {out}: {n} trajectories of {t} steps, {n_in} inputs, "
+                  f"{', '.join(sorted(data))}")
+    return 0
+
+
 def cmd_check(args) -> int:
     import jax
 
@@ -939,6 +966,14 @@ def parser() -> argparse.ArgumentParser:
                     help="nir: the seed of the task the network learns before export "
                          "(default: the run's seed)")
     ex.set_defaults(func=cmd_export)
+
+    sm = sub.add_parser("simulate", help="write the recordings a config's task.simulate "
+                                         "describes (ground truth for rule inference)")
+    sm.add_argument("config", help="preset name or .toml file with a task.simulate table")
+    sm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, e.g. task.simulate.noise=0.2")
+    sm.add_argument("--out", required=True, help="the .npz file to write")
+    sm.set_defaults(func=cmd_simulate)
 
     c = sub.add_parser("check", help="measure which plausibility constraints a config or a "
                                      "finished run keeps")

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from metaplastic.cli import main
@@ -110,3 +111,18 @@ def test_tuned_baselines_are_labelled_once(row, label):
     from metaplastic.cli import _tuned_label
 
     assert _tuned_label(row) == label
+
+
+def test_simulate_writes_recordings_a_run_can_fit(tmp_path, capsys):
+    out = tmp_path / "rec.npz"
+    assert main(["simulate", "infer-oja-activity", "--set", "task.simulate.trajectories=5",
+                 "--set", "task.simulate.source.n_steps=50", "--out", str(out)]) == 0
+    assert "5 trajectories of 50 steps" in capsys.readouterr().out
+    with np.load(out, allow_pickle=False) as f:
+        assert f["activity"].shape == (5, 50, 4) and f["w0_1"].shape == (5, 4, 10)
+        assert np.all(f["activity_mask"].sum(axis=2) == 2)  # half of 4 neurons recorded
+    assert main(["simulate", "oja", "--out", str(out)]) == 2
+    assert "no task.simulate" in capsys.readouterr().out
+    assert main(["simulate", "infer-oja-activity", "--set", "task.simulate.record=0",
+                 "--out", str(tmp_path / "r0.npz")]) == 2
+    assert "record" in capsys.readouterr().out

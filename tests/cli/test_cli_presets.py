@@ -289,3 +289,17 @@ def test_export_a_spiking_network_to_nir_and_back(tmp_path, capsys):
     assert main(["export", str(rate), "--format", "nir"]) == 2
     assert "error: NIR export is for spiking networks" in capsys.readouterr().out
     assert not (rate / "export").exists()
+
+
+@pytest.mark.tier2
+def test_infer_oja_from_sparse_noisy_activity(tmp_path, capsys):
+    """The preset whole: half of the neurons recorded, 10% noise; Oja's rule recovered."""
+    assert main(["run", "infer-oja-activity", "--out", str(tmp_path)]) == 0
+    (run,) = list(tmp_path.iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["reference_cosine"] >= 0.95
+    rows = {(r["rule"], r["variant"]): r["r2"]["mean"]
+            for r in json.loads((run / "eval.json").read_text())["rows"]}
+    held = "held-out trajectories"
+    assert rows["learned", held] > 0.95 and rows["hebb", held] < 0.5
+    assert rows["oja", held] >= rows["learned", held] - 0.02  # the truth is the ceiling

@@ -31,7 +31,8 @@ class Pieces:
 
 def build_task(cfg: RunConfig, **overrides: Any) -> Task:
     opts = {k: v for k, v in cfg.task.items() if k != "name"} | overrides
-    if "simulate" in opts and cfg.task["name"] == "recorded":  # recordings simulated from a known rule (ground truth)
+    # recordings simulated from a known rule (ground truth)
+    if "simulate" in opts and cfg.task["name"] == "recorded":
         from metaplastic.experiments.recordings import materialise
 
         if opts.get("path"):
