@@ -51,7 +51,10 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
         for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
             dw, rs = rule.update(precision.compute(rule.layer_theta(theta, l)), s, rs)
             dw_applied = dw * network.update_scale(l) if network.update_fan_in else dw
-            w = network.constrain(l, s.w + jnp.where(live, dw_applied, 0.0), live)
+            if network.learns(l):
+                w = network.constrain(l, s.w + jnp.where(live, dw_applied, 0.0), live)
+            else:  # a fixed layer
+                w = s.w
             weights.append(network.store(w))
             new_rule_state.append(rs)
             dws.append(dw)

@@ -72,6 +72,10 @@ class Network:
     #: changes a neuron's input by the same amount per step whatever its fan-in (784 raw
     #: pixels or 32 hidden units). A constant of each neuron; 0: off
     update_fan_in: int = 0
+    #: which layers learn (1 = the first weight matrix); () = every layer. A fixed layer
+    #: keeps its initial weights (e.g. random Kenyon-cell projections, only the output
+    #: synapses plastic)
+    plastic: tuple[int, ...] = ()
     #: rate neurons' time constant (``tau dv/dt = -v + I``); None: instantaneous, r = f(I)
     tau: float | None = None
     #: one neuron model for every layer (any object with the neuron interface of
@@ -104,6 +108,16 @@ class Network:
         if not 0.0 <= self.excitatory <= 1.0:
             raise ConfigError(f"excitatory must be a fraction in [0, 1], got {self.excitatory}")
         precision.check(self.dtype, "network")
+        if isinstance(self.plastic, int | str) or not all(
+                isinstance(l, int | np.integer) and 1 <= l <= len(self.sizes) - 1
+                for l in self.plastic):
+            raise ConfigError(f"network.plastic lists the layers that learn, each in "
+                              f"[1, {len(self.sizes) - 1}]; got {self.plastic!r}")
+        object.__setattr__(self, "plastic", tuple(int(l) for l in self.plastic))
+
+    def learns(self, layer: int) -> bool:
+        """Whether weight layer ``layer`` (0-based) changes under the rule."""
+        return not self.plastic or layer + 1 in self.plastic
 
     @property
     def n_layers(self) -> int:

@@ -55,10 +55,13 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
             carry, signals, _, _ = step(carry)
             return carry, (signals[0].pre, signals[-1].post, signals[0].modulator)
 
-        xs = jax.lax.scan(body, carry, None, length=steps)[1]
-        return xs, carry[0].weights
+        w0 = carry[0].weights
+        carry, xs = jax.lax.scan(body, carry, None, length=steps)
+        extra = source.record(instance, carry[2]) if hasattr(source, "record") else {}
+        return xs, w0, extra
 
-    (inputs, activity, rewards), w0 = jax.jit(jax.vmap(one))(jax.random.split(key, n))
+    (inputs, activity, rewards), w0, extra = jax.jit(jax.vmap(one))(
+        jax.random.split(key, n))
     activity = np.asarray(activity, np.float64)
     k_noise, k_mask = jax.random.split(jax.random.fold_in(key, 1))
     sd = float(np.std(activity)) or 1.0
@@ -74,6 +77,7 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
            "activity_mask": np.broadcast_to(mask[:, None, :], activity.shape).copy(),
            "rewards": np.array(rewards, np.float32)}
     out |= {f"w0_{l}": np.array(w, np.float32) for l, w in enumerate(w0, start=1)}
+    out |= {k: np.array(v) for k, v in extra.items()}  # e.g. choices, rewards
     if not all(np.all(np.isfinite(v)) for v in out.values()):
         raise ConfigError("simulate: the network's activity diverged (NaN/inf) under this "
                           "rule; lower its eta or the number of steps")

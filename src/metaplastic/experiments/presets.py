@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from metaplastic.errors import unknown_name
 from metaplastic.experiments.config import EvalConfig, RunConfig
+from metaplastic.rules.polynomial import term_name
 
 
 def oja() -> RunConfig:
@@ -522,6 +523,51 @@ def infer_oja_activity() -> RunConfig:
     )
 
 
+#: the polynomial's terms in w^2 (over pre, modulator, w): held at zero in the published
+#: setting's 18-term rule (w to degree 1), where the w^2 terms let weights blow up
+W_SQUARED = [term_name(a, b, 2, variables=("pre", "modulator", "w"))
+             for a in range(3) for b in range(3)]
+
+
+def infer_reward_behaviour() -> RunConfig:
+    """Infer a reward-modulated plasticity rule from choices alone (after Mehta et al.,
+    NeurIPS 2023): simulated flies choose to accept or refuse one of two odours on each of
+    3 blocks x 80 trials, an accepted odour rewarded with probability 0.2 or 0.8 (switched
+    between blocks); a 2-10-1 network (odour code -> 10 fixed sigmoid Kenyon cells -> the
+    logit of accepting), only the output synapses plastic, learning under x·r: presynaptic
+    activity times the reward prediction error of accepted trials. 8 trajectories, 5 held
+    out (3 fitted, as in the published setting). The rule fitted is the polynomial in pre,
+    reward (the modulator) and w, each to degree 2, the nine w^2 terms held at zero (18
+terms, as published), from θ = 0, by
+    meta-gradients through the whole replay to the negative log-likelihood of the
+    recorded choices; evaluated against the true rule and the network without plasticity
+    (the null model of percent deviance explained)."""
+    network = {"hidden": [10], "activation": "sigmoid", "output_activation": "linear",
+               "plastic": [2], "init_scale": 3.0}
+    return RunConfig(
+        name="infer-reward-behaviour",
+        seed=0,
+        reference="xr",
+        constraints=("locality", "online"),
+        task={"name": "recorded", "fit": "choices", "heldout": 0.625,
+              "simulate": {"rule": {"name": "xr", "eta": 0.5},
+                           "source": {"name": "odour-choice"},
+                           "trajectories": 8, "seed": 0}},
+        network=network,
+        rule={"name": "polynomial", "variables": ["pre", "modulator", "w"], "degree": 2,
+              "eta": 0.5, "exclude": W_SQUARED},
+        meta=dict(steps=300, tasks_per_step=3, lr=1e-2, schedule="cosine", clip=1.0,
+                  l1=1e-4),
+        eval=EvalConfig(tasks=20, variants=(
+            {"label": "training trajectories"},
+            {"label": "held-out trajectories", "split": "heldout"}),
+            baselines=("xr", {"label": "no plasticity",
+                              "rule": {"name": "polynomial", "variables": ["pre",
+                                                                           "modulator", "w"],
+                                       "degree": 2, "exclude": W_SQUARED}})),
+    )
+
+
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "oja": oja, "oja-es": oja_es, "oja-learned-es": oja_learned_es, "mlp-oja": mlp_oja,
     "cartpole-hebbian": cartpole_hebbian, "cartpole-learned-es": cartpole_learned_es,
@@ -531,7 +577,7 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "mlp-digits": mlp_digits, "mlpp-emnist-shape": mlpp_emnist_shape,
     "mixture-fewshot": mixture_fewshot, "stdp-pca": stdp_pca,
     "spiking-homeostasis": spiking_homeostasis, "spiking-digits": spiking_digits,
-    "infer-oja-activity": infer_oja_activity,
+    "infer-oja-activity": infer_oja_activity, "infer-reward-behaviour": infer_reward_behaviour,
 }
 
 

@@ -6,6 +6,7 @@ Registered names:
 * ``hebb``, ``anti-hebb``, ``oja`` — hand-designed rules, fixed settings of that family;
 * ``stdp`` — pair-based STDP on spike traces, a fixed setting of the spike-trace polynomial
   over (pre, post, pre_trace, post_trace, w) (degree 1: 32 terms);
+* ``xr`` — presynaptic activity times reward, over (pre, modulator, w);
 * ``abcd`` — Hebbian ABCD rule, per synapse (Najarro & Risi 2020) or shared per layer;
 * ``static`` — no plasticity; θ is the initial weights (the evolved-weights baseline);
 * ``termpool`` — learned coefficients over named local terms with feedback errors
@@ -43,6 +44,10 @@ for _start in ("hebb", "anti-hebb", "oja"):
 register("rule", "stdp", PolynomialRule, fixed={"start": "stdp"},
          defaults={"variables": STDP_VARIABLES, "degree": 1},
          doc="Pair-based STDP: the spike-trace polynomial at STDP's coefficients.")
+register("rule", "xr", PolynomialRule, fixed={"start": "xr"},
+         defaults={"variables": ("pre", "modulator", "w"), "degree": 2},
+         doc="x·r: presynaptic activity times the reward (the modulator), a fixed setting "
+             "of the polynomial over (pre, modulator, w).")
 register("rule", "abcd", HebbianABCD)
 register("rule", "static", StaticWeights)
 register("rule", "termpool", TermPool)

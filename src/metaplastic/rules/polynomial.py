@@ -42,11 +42,15 @@ _POST_SIDE = (*POST_SIDE, *(n for n in NAMES if SIDES[n] == "broadcast"))
 #: the presynaptic trace at a postsynaptic spike, slightly stronger depression by the
 #: postsynaptic trace at a presynaptic spike. Reward-modulated STDP without an eligibility
 #: trace: that STDP pairing gated by the broadcast modulator. The delta rule on spike
-#: traces: the presynaptic trace times the error arriving at the postsynaptic neuron.
+#: traces: the presynaptic trace times the error arriving at the postsynaptic neuron. x·r:
+#: presynaptic activity times the reward.
 NAMED_TERMS = {
     "stdp": {"post*pre_trace": 1.0, "pre*post_trace": -1.05},
     "rstdp": {"post*pre_trace*modulator": 1.0, "pre*post_trace*modulator": -1.05},
     "trace_delta": {"e_post*pre_trace": -1.0},
+    # presynaptic activity times reward: the mushroom-body rule Mehta et al. (NeurIPS
+    # 2023) recover from simulated fly choices
+    "xr": {"pre*modulator": 1.0},
 }
 
 #: hand-designed members of the family: {(pre, post, w exponents): coefficient}
@@ -103,6 +107,8 @@ class PolynomialRule(Rule):
     start: str = field(default="zeros", compare=False)
     init_noise: float = field(default=0.0, compare=False)
     fast: bool = True
+    #: terms held at zero (a term mask), by name: e.g. ["w^2", "pre*w^2"]
+    exclude: tuple[str, ...] = ()
     linear_in_theta = True  # dw(c * theta) = c * dw(theta): eta can be tuned by scaling θ
     family = "polynomial"
 
@@ -130,6 +136,25 @@ class PolynomialRule(Rule):
             raise ConfigError(f"start {self.start!r} needs variables pre, post and w")
         if self.eta <= 0:
             raise ConfigError(f"eta must be positive, got {self.eta}")
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        known = {_factors(t) for t in self.term_names}
+        unknown = [t for t in self.exclude if _factors(t) not in known]
+        if unknown:
+            raise ConfigError(f"exclude: no term(s) {unknown} among this polynomial's "
+                              f"{len(known)} terms over {list(self.variables)}")
+
+    def sparse_part(self, theta):
+        """What the L1 penalty sees: the coefficients without the excluded terms (which
+        then get no gradient at all and stay at zero)."""
+        return self._masked(theta["coef"])
+
+    def _masked(self, coef):
+        """``coef`` with the excluded terms at zero (no gradient reaches them)."""
+        if not self.exclude:
+            return coef
+        ex = {_factors(t) for t in self.exclude}
+        keep = np.array([_factors(t) not in ex for t in self.term_names], np.float32)
+        return coef * keep.reshape(np.shape(coef))
 
     @property
     def terms(self) -> list[tuple[int, ...]]:
@@ -171,14 +196,14 @@ class PolynomialRule(Rule):
         coef = jnp.asarray(self.coefficients(self.start))
         if self.init_noise:
             coef = coef + self.init_noise * jax.random.normal(key, coef.shape)
-        return {"coef": coef}
+        return {"coef": self._masked(coef)}
 
     def synapse(self, theta, s: LocalSignals) -> Array:
         d, k = self.degree, len(self.variables)
         letters = "abcdefgh"[:k]
         powers = [_powers(getattr(s, name), d) for name in self.variables]
         spec = f"{letters}," + ",".join(letters) + "->"
-        return self.eta * jnp.einsum(spec, theta["coef"], *powers)
+        return self.eta * jnp.einsum(spec, self._masked(theta["coef"]), *powers)
 
     def update(self, theta, signals: LocalSignals, state):
         if not self.fast:
@@ -189,7 +214,7 @@ class PolynomialRule(Rule):
         # coefficient tensor ordered (pre-side..., post-side..., w) and flattened per side
         order = [names.index(v) for v in pre_side + post_side] + (
             [names.index("w")] if "w" in names else [])
-        coef = jnp.transpose(theta["coef"], order)
+        coef = jnp.transpose(self._masked(theta["coef"]), order)
         n_pre, n_post = (d + 1) ** len(pre_side), (d + 1) ** len(post_side)
         coef = coef.reshape(n_pre, n_post, -1)  # last axis: powers of w (or 1)
         n_out, n_in = signals.w.shape

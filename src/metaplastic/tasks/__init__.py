@@ -8,7 +8,8 @@
 * ``mujoco`` — an episode of a MuJoCo Playground (MJX) DM Control Suite environment
   (optional: ``pip install 'metaplastic[mujoco]'``);
 * ``recorded`` — replay recorded trajectories (activity, choices) through the plastic
-  network, to infer the rule that produced them.
+  network, to infer the rule that produced them;
+* ``odour-choice`` — two odours, accept or refuse, probabilistic rewards in blocks.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from metaplastic.tasks.fewshot import FewShotTask
 from metaplastic.tasks.gym import GymTask
 from metaplastic.tasks.homeostasis import HomeostasisTask
 from metaplastic.tasks.mujoco import MujocoTask
+from metaplastic.tasks.odour import OdourChoiceTask
 from metaplastic.tasks.pca import PCAInstance, PCATask
 from metaplastic.tasks.recorded import RecordedTask
 
@@ -30,6 +32,7 @@ register("task", "fewshot", FewShotTask)
 register("task", "homeostasis", HomeostasisTask)
 register("task", "mujoco", MujocoTask)
 register("task", "recorded", RecordedTask)
+register("task", "odour-choice", OdourChoiceTask)
 for _alias, _env in {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1",
                      "pendulum": "Pendulum-v1",
                      "mountaincar": "MountainCarContinuous-v0"}.items():
@@ -47,5 +50,6 @@ def make(name: str, **kw) -> Task:
     return _make("task", name, **kw)
 
 
-__all__ = ["FewShotTask", "GymTask", "HomeostasisTask", "MujocoTask", "PCAInstance",
+__all__ = ["FewShotTask", "GymTask", "HomeostasisTask", "MujocoTask", "OdourChoiceTask",
+           "PCAInstance",
            "PCATask", "RecordedTask", "Task", "make", "options", "register"]
