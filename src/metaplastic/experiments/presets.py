@@ -542,8 +542,8 @@ terms, as published), from θ = 0, by
     meta-gradients through the whole replay to the negative log-likelihood of the
     recorded choices; evaluated against the true rule and the network without plasticity
     (the null model of percent deviance explained)."""
-    network = {"hidden": [10], "activation": "sigmoid", "output_activation": "linear",
-               "plastic": [2], "init_scale": 3.0}
+    network = {"hidden": (10,), "activation": "sigmoid", "output_activation": "linear",
+               "plastic": (2,), "init_scale": 3.0}
     return RunConfig(
         name="infer-reward-behaviour",
         seed=0,
