@@ -118,7 +118,8 @@ def measure(fn, repeats: int) -> dict:
     med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
     fit = (med(full, "train") - med(short, "train")) * EPOCHS / (EPOCHS - SHORT)
     direct = {"fit_direct_s": round(med(full, "direct"), 3)} if "direct" in full[0] else {}
-    return direct | {"whole_s": round(med(full, "whole"), 2), "train_s": round(med(full, "train"), 2),
+    return direct | {"whole_s": round(med(full, "whole"), 2),
+                     "train_s": round(med(full, "train"), 2),
             "train_25_epochs_s": round(med(short, "train"), 2), "fit_s": round(fit, 3),
             "runs": {"full": full, "short": short}}
 
