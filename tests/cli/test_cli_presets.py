@@ -323,3 +323,15 @@ def test_infer_a_reward_rule_from_choices(tmp_path):
     held = "held-out trajectories"
     explained = 1 - nll["learned", held] / nll["no plasticity", held]
     assert explained > 0.45
+
+
+@pytest.mark.tier2
+def test_inference_presets_fit_a_network_rule_and_explain_reads_it(tmp_path, capsys):
+    rule = 'rule={name = "mlp", inputs = ["pre", "modulator", "w"], eta = 0.5}'
+    assert main(["run", "infer-reward-behaviour", "--set", rule, "--set", "meta.steps=10",
+                 "--set", "meta.chunk=5", "--no-eval", "--out", str(tmp_path)]) == 0
+    (run,) = list(tmp_path.iterdir())
+    assert main(["explain", str(run), "--tasks", "2", "--inputs", "pre", "modulator",
+                 "w"]) == 0
+    data = json.loads((run / "explain.json").read_text())
+    assert data["inputs"] == ["pre", "modulator", "w"] and data["terms"]
