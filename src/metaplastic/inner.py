@@ -106,6 +106,22 @@ def advance(network: Network, rule: Rule, theta: Any, task: Task, instance: Any,
     return jax.lax.scan(step, carry, None, length=length)[0]
 
 
+def trace(network: Network, rule: Rule, theta: Any, task: Task, instance: Any, key: Array,
+          what) -> tuple[Any, Any, Any]:
+    """One inner episode of ``task.n_steps`` steps with ``what(signals)`` of every step
+    stacked (for figures and simulated recordings): ``(carry before, carry after,
+    records)``. Keeps the per-step records, so for recording, not for long meta-training."""
+    start = initial_carry(network, rule, theta, task, instance, key)
+    step = make_step_detail(network, rule, theta, task, instance)
+
+    def body(carry, _):
+        carry, signals, _, _ = step(carry)
+        return carry, what(signals)
+
+    end, records = jax.lax.scan(body, start, None, length=task.n_steps)
+    return start, end, records
+
+
 def unroll(
     network: Network,
     rule: Rule,

@@ -17,7 +17,8 @@ import jax
 import numpy as np
 
 from metaplastic.errors import ConfigError
-from metaplastic.inner import initial_carry, make_step_detail
+from metaplastic.inner import trace
+from metaplastic.meta.memory import available, gib
 from metaplastic.network import Network
 from metaplastic.tasks.base import Task
 
@@ -44,21 +45,22 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
     activity's SD over all trajectories."""
     _check(n, record, noise, network)
     steps = source.n_steps
+    # what the recordings hold: per step the input, the activity (a float64 copy with
+    # noise, its mask) and the modulator, about 4 copies of it in all on the way
+    need = 4 * n * steps * (network.sizes[0] + 3 * network.sizes[-1] + 1) * 8
+    have, what = available()
+    if have and need > have // 2:
+        raise ConfigError(f"simulate: {n} trajectories of {steps} steps need about "
+                          f"{gib(need)}, more than half of the {gib(have)} of {what}; "
+                          f"simulate fewer or shorter trajectories")
 
     def one(k):
         k_task, k_net = jax.random.split(k)
         instance = source.sample(k_task)
-        carry = initial_carry(network, rule, theta, source, instance, k_net)
-        step = make_step_detail(network, rule, theta, source, instance)
-
-        def body(carry, _):
-            carry, signals, _, _ = step(carry)
-            return carry, (signals[0].pre, signals[-1].post, signals[0].modulator)
-
-        w0 = carry[0].weights
-        carry, xs = jax.lax.scan(body, carry, None, length=steps)
-        extra = source.record(instance, carry[2]) if hasattr(source, "record") else {}
-        return xs, w0, extra
+        start, end, xs = trace(network, rule, theta, source, instance, k_net,
+                               lambda s: (s[0].pre, s[-1].post, s[0].modulator))
+        extra = source.record(instance, end[2]) if hasattr(source, "record") else {}
+        return xs, start[0].weights, extra
 
     (inputs, activity, rewards), w0, extra = jax.jit(jax.vmap(one))(
         jax.random.split(key, n))

@@ -126,3 +126,11 @@ def test_simulate_writes_recordings_a_run_can_fit(tmp_path, capsys):
     assert main(["simulate", "infer-oja-activity", "--set", "task.simulate.record=0",
                  "--out", str(tmp_path / "r0.npz")]) == 2
     assert "record" in capsys.readouterr().out
+
+
+def test_simulate_refuses_recordings_that_cannot_fit_in_memory(tmp_path, capsys):
+    out = tmp_path / "huge.npz"
+    assert main(["simulate", "infer-oja-activity", "--set",
+                 "task.simulate.trajectories=1000000", "--out", str(out)]) == 2
+    assert "simulate fewer or shorter trajectories" in capsys.readouterr().out
+    assert not out.exists()

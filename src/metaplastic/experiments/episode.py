@@ -30,7 +30,7 @@ import numpy as np
 
 from metaplastic.experiments.build import build_rule
 from metaplastic.experiments.config import RunConfig
-from metaplastic.inner import initial_carry, make_step_detail, unroll
+from metaplastic.inner import initial_carry, trace, unroll
 from metaplastic.meta.objective import Objective
 from metaplastic.signals import LocalSignals
 
@@ -63,19 +63,13 @@ def _curves(task, network, rule, theta, keys, every: int) -> dict[str, np.ndarra
 def _spikes(task, network, rule, theta, key) -> tuple[np.ndarray, ...]:
     """The 0/1 spikes of every layer (input first) through one task, (steps, neurons)."""
 
+    def spikes(signals):
+        return tuple(s.astype(jnp.uint8) for s in (signals[0].pre, *(s.post for s in signals)))
+
     @jax.jit
     def run(theta, key):
         k_task, k_net = jax.random.split(key)
-        instance = task.sample(k_task)
-        carry = initial_carry(network, rule, theta, task, instance, k_net)
-        step = make_step_detail(network, rule, theta, task, instance)
-
-        def body(carry, _):
-            carry, signals, _, _ = step(carry)
-            spikes = (signals[0].pre, *(s.post for s in signals))
-            return carry, tuple(s.astype(jnp.uint8) for s in spikes)
-
-        return jax.lax.scan(body, carry, None, length=task.n_steps)[1]
+        return trace(network, rule, theta, task, task.sample(k_task), k_net, spikes)[2]
 
     return tuple(np.asarray(s) for s in run(theta, key))
 
