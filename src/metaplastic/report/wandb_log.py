@@ -47,4 +47,8 @@ class WandbLog:
             self.run.log(values, step=int(r["step"]))
 
     def close(self) -> None:
+        """Finish the run and stop W&B's helper process: ``finish`` alone returns before
+        that process has always flushed the offline ``.wandb`` file (seen: 1 run in 15
+        under load held no rows when read right after); stopping it waits for the file."""
         self.run.finish()
+        self._wandb.teardown()
