@@ -313,6 +313,8 @@ def _train(cfg, run, pieces, args, *, resume: bool) -> int:
         console.print(f"reference: {summary['reference_note']}")
     if not args.no_eval and cfg.eval.tasks > 0:
         _print_eval(run)
+    if not args.no_eval and cfg.task.get("name") == "recorded":
+        _print_recovery(run)
     console.print(f"results in {run.path}  (metaplastic eval {run.path} · "
                   f"metaplastic report {run.path})")
     return 0
@@ -744,6 +746,78 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_recover(args) -> int:
+    """Rule recovery of a fit to recordings: scores per trajectory, bootstrap intervals,
+    an L1 path (``recovery.json``, ``recovery.png``, ``l1_path.png``)."""
+    from metaplastic.experiments.rundir import RunDir
+
+    _not_for_meta_meta(args.run, "recover")
+    run = RunDir.open(args.run)
+    _warn_if_unfinished(run)
+    _enable_compile_cache()
+    _print_recovery(run, bootstrap=args.bootstrap, l1=tuple(args.l1 or ()), folds=args.folds)
+    return 0
+
+
+def _print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> None:
+    from metaplastic.experiments.recovery import analyse
+    from metaplastic.report.recovery import plot_recovery
+
+    with console.status("rule recovery...") as status:
+        out = analyse(run, bootstrap=bootstrap, l1=l1, folds=folds,
+                      progress=lambda what: status.update(f"rule recovery: {what}..."))
+    fit = out["fit"]
+    table = Table(title="every trajectory scored once (mean ± 95% CI over trajectories)")
+    metric = "r2" if fit == "activity" else "nll"
+    for col in ("split", "rule", metric, *(["% deviance explained"] if fit == "choices"
+                                           else [])):
+        table.add_column(col)
+    for split, data in out["splits"].items():
+        for name, row in data["rules"].items():
+            cells = [f"{split} ({data['trajectories']})", name,
+                     f"{row[metric]['mean']:.4g} ± {row[metric]['ci95']:.2g}"]
+            if fit == "choices":
+                cells.append(f"{100 * row['deviance_explained']:.1f}")
+            table.add_row(*cells)
+    console.print(table)
+    for split, data in out["splits"].items():
+        if "weight_r2" in data:
+            console.print(f"weight-change R² against the truth, {split}: "
+                          f"[bold]{data['weight_r2']:.3f}[/]")
+    coef = out.get("coefficients", {})
+    if "cosine" in coef:
+        console.print(f"coefficients against {coef['reference']}'s: cosine "
+                      f"[bold]{coef['cosine']:.3f}[/], R² {coef['r2']:.3f}")
+    if "ci_low" in coef:
+        free = [i for i, f in enumerate(coef["free"]) if f]
+        order = sorted(free, key=lambda i: -abs(coef["inferred"][i]))
+        t = Table(title=f"coefficients, bootstrap 95% CI ({coef['bootstrap']} refits on "
+                        f"resampled training trajectories)")
+        for col in ("term", "inferred", "95% CI", *(["truth"] if coef["truth_values"]
+                                                    is not None else [])):
+            t.add_column(col)
+        for i in order:
+            cells = [coef["names"][i], f"{coef['inferred'][i]:+.3f}",
+                     f"[{coef['ci_low'][i]:+.3f}, {coef['ci_high'][i]:+.3f}]"]
+            if coef["truth_values"] is not None:
+                cells.append(f"{coef['truth_values'][i]:+.3g}")
+            t.add_row(*cells)
+        console.print(t)
+        if "truth_inside_ci" in coef:
+            console.print(f"the truth lies inside {coef['truth_inside_ci']} of the "
+                          f"{len(free)} intervals")
+    path = out.get("l1_path")
+    if path:
+        for lam, m, se in zip(path["l1"], path["cv_loss"], path["cv_se"], strict=True):
+            console.print(f"L1 {lam:<8g} cross-validated loss {m:.4g} ± {se:.2g} (SE)")
+        console.print(f"chosen L1 {path['chosen']:g} (the largest within one SE of the best,"
+                      f" {path['best']:g}); terms kept: "
+                      f"{', '.join(path.get('kept_terms', map(str, path['kept'])))}")
+    drawn = plot_recovery(run.path)
+    console.print(f"wrote {run.path / 'recovery.json'}"
+                  + "".join(f", {p.name}" for p in drawn))
+
+
 def cmd_simulate(args) -> int:
     """Write the recordings a config's ``task.simulate`` describes to ``--out`` (.npz)."""
     import shutil
@@ -954,6 +1028,19 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--inputs", nargs="+", default=None,
                    help="signals to fit over (default: every signal that varies)")
     x.set_defaults(func=cmd_explain)
+
+    rc = sub.add_parser("recover", help="rule recovery of a fit to recordings: every "
+                                        "trajectory scored once, bootstrap CIs, L1 path")
+    rc.add_argument("run", help="run directory of a fit to recordings (task 'recorded')")
+    rc.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                    help="refit on B resamples of the training trajectories for a 95%% "
+                         "interval of every coefficient (default 0: none)")
+    rc.add_argument("--l1", type=float, nargs="+", default=None, metavar="STRENGTH",
+                    help="L1 strengths to refit with, each cross-validated over folds of "
+                         "the training trajectories (e.g. --l1 0 1e-4 1e-3 1e-2)")
+    rc.add_argument("--folds", type=int, default=0,
+                    help="folds for --l1 (default: min(5, training trajectories))")
+    rc.set_defaults(func=cmd_recover)
 
     ex = sub.add_parser("export", help="write a run's rule out whole: every term and "
                                        "coefficient (csv, json), the update (sympy, latex)")

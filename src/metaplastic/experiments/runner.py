@@ -120,7 +120,7 @@ class _Start:
 
     def __init__(self, cfg: RunConfig, run: RunDir, pieces, resume: bool):
         self.cfg, self.run, self.pieces, self.resume = cfg, run, pieces, resume
-        k_init, self.key = jax.random.split(jax.random.key(cfg.seed))
+        k_init, self.key = run_keys(cfg)
         self.theta0 = pieces.rule.init(k_init, pieces.network.shapes)
         self.state, self.resumed_at = None, None
         if resume:
@@ -183,6 +183,12 @@ def _record_episode(cfg: RunConfig, pieces, theta, theta0, run: RunDir) -> str:
 
 
 PLAUSIBILITY_STREAM = 4_000_037  # keys for the plausibility checks
+
+
+def run_keys(cfg: RunConfig) -> tuple[jax.Array, jax.Array]:
+    """(the key of θ0's draw, the key of meta-training) of a run."""
+    k_init, key = jax.random.split(jax.random.key(cfg.seed))
+    return k_init, key
 
 
 def plausibility(cfg: RunConfig, pieces, theta, names=None) -> list:

@@ -9,6 +9,7 @@ import matplotlib
 
 from metaplastic._records import read_metrics
 from metaplastic.report.learning import plot_learning
+from metaplastic.report.recovery import plot_recovery
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -178,4 +179,5 @@ def make_report(run_path: str | Path) -> list[Path]:
                                      reference=ref,
                                      reference_name=str(summary.get("reference", "reference"))))
     drawn = plot_eval(run_path)
-    return out + ([drawn] if drawn is not None else []) + plot_learning(run_path)
+    return (out + ([drawn] if drawn is not None else []) + plot_learning(run_path)
+            + plot_recovery(run_path))

@@ -148,12 +148,17 @@ class PolynomialRule(Rule):
         then get no gradient at all and stay at zero)."""
         return self._masked(theta["coef"])
 
+    @property
+    def free_terms(self) -> list[bool]:
+        """Per term (order of :attr:`term_names`): whether it is fitted (not excluded)."""
+        ex = {_factors(t) for t in self.exclude}
+        return [_factors(t) not in ex for t in self.term_names]
+
     def _masked(self, coef):
         """``coef`` with the excluded terms at zero (no gradient reaches them)."""
         if not self.exclude:
             return coef
-        ex = {_factors(t) for t in self.exclude}
-        keep = np.array([_factors(t) not in ex for t in self.term_names], np.float32)
+        keep = np.array(self.free_terms, np.float32)
         return coef * keep.reshape(np.shape(coef))
 
     @property

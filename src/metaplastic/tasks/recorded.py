@@ -195,8 +195,9 @@ class RecordedTask(Task):
         return float(max(np.var(d["activity"][m]), 1e-12)) if m.any() else 1.0
 
     def sample(self, key: Array) -> RecordedInstance:
-        i = jax.random.choice(key, jnp.asarray(self.indices))
-        return self.instance(i)
+        """A trajectory of the split, drawn uniformly (with replacement)."""
+        pool = jnp.asarray(self.indices)
+        return self.instance(pool[jax.random.randint(key, (), 0, pool.size)])
 
     def instance(self, i) -> RecordedInstance:
         """Trajectory ``i`` (an index into the file)."""

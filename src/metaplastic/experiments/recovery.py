@@ -1,0 +1,197 @@
+"""Rule recovery for a finished fit to recordings: ``recovery.json`` in the run directory
+(``metaplastic recover RUN``; the cheap part also at the end of ``metaplastic run``).
+
+What it holds (the statistics are :mod:`metaplastic.recovery`'s):
+
+* ``splits``: for the training and the held-out trajectories, each scored once, the
+  inferred rule, the truth (simulated recordings) and the network without plasticity:
+  the loss and the task's metrics (mean and 95% CI over trajectories), percent deviance
+  explained against the non-plastic network (choices), R² of the weight changes against
+  the truth (simulated recordings);
+* ``coefficients`` (rules with named terms compared with ``reference``): inferred and true
+  coefficients, their cosine and R², and with ``bootstrap = B`` a 95% percentile interval
+  of every coefficient over B refits on resampled training trajectories;
+* ``l1_path`` (with ``l1 = [...]``): for every L1 strength, the cross-validated loss over
+  folds of the training trajectories (each held-out fold scored once), the coefficients
+  fitted on all training trajectories, the strength chosen (the largest within one
+  standard error of the best loss) and the terms it keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from metaplastic import recovery
+from metaplastic._stats import mean_ci
+from metaplastic.errors import ConfigError
+from metaplastic.experiments import recordings
+from metaplastic.experiments.build import build, build_rule
+from metaplastic.experiments.rundir import RunDir
+from metaplastic.experiments.runner import run_keys, run_theta
+
+RECOVERY_STREAM = 5_000_029  # keys of the replays, resamples and refits
+FILE = "recovery.json"
+#: a term is kept at the chosen L1 strength when |coefficient| exceeds this share of the
+#: largest (Adam's L1 steps leave small oscillations, not exact zeros)
+KEEP_SHARE = 0.05
+
+
+def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), folds: int = 0,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Everything above for the run in ``run``; writes ``recovery.json`` and returns it."""
+    say = progress or (lambda _: None)
+    cfg = run.config()
+    pieces = build(cfg)
+    objective, rule, network = pieces.objective, pieces.rule, pieces.network
+    task = recovery.check_recorded(objective)
+    if bootstrap < 0 or bootstrap > 10_000:
+        raise ConfigError(f"--bootstrap must be in [0, 10000] resamples, got {bootstrap}")
+    theta = run_theta(run, pieces)
+    key = jax.random.fold_in(jax.random.key(cfg.seed), RECOVERY_STREAM)
+    truth = _truth(cfg, network)
+    splits = {s: np.asarray(dataclasses.replace(task, split=s).indices)
+              for s in ("train", "heldout")}
+    out: dict[str, Any] = {"fit": task.fit, "trajectories": {s: int(v.size)
+                                                             for s, v in splits.items()}}
+    say("scoring every trajectory once")
+    out["splits"] = {s: _score(objective, theta, idx, key, truth, rule)
+                     for s, idx in splits.items() if idx.size}
+    ref = _reference(cfg, rule, network, theta)
+    if ref is not None:
+        out["coefficients"] = ref
+    k_init, run_key = run_keys(cfg)
+    theta0 = rule.init(k_init, network.shapes)
+    if bootstrap:
+        if ref is None:
+            raise ConfigError("--bootstrap gives intervals of named coefficients: this "
+                              "run's rule has none comparable with its reference")
+        say(f"{bootstrap} refits on resampled training trajectories")
+        pools = recovery.bootstrap_pools(splits["train"], bootstrap,
+                                         jax.random.fold_in(key, 1))
+        thetas, _ = recovery.refit(objective, pieces.outer, theta0, pools,
+                                   np.full(bootstrap, pools.shape[1]), run_key)
+        flat = np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(thetas), np.float64)
+        lo, hi = recovery.percentile_ci(flat)
+        ref.update(bootstrap=bootstrap, ci_low=lo.tolist(), ci_high=hi.tolist())
+        if ref.get("truth_values") is not None:
+            inside = (lo <= ref["truth_values"]) & (ref["truth_values"] <= hi)
+            ref["truth_inside_ci"] = int(np.sum(inside[np.asarray(ref["free"])]))
+    if any(not (v >= 0 and math.isfinite(v)) for v in l1):
+        raise ConfigError(f"--l1 strengths must be finite and >= 0, got {list(l1)}")
+    if l1:
+        out["l1_path"] = _l1_path(objective, pieces.outer, theta0, run_key, splits["train"],
+                                  tuple(float(v) for v in l1), folds or
+                                  min(5, splits["train"].size), key, say)
+        if ref is not None:
+            out["l1_path"]["kept_terms"] = [ref["names"][i] for i in out["l1_path"]["kept"]]
+    run.write_json(FILE, _plain(out))
+    return out
+
+
+def _truth(cfg, network) -> tuple | None:
+    """(network, rule, θ) that made simulated recordings; None for recorded data."""
+    spec = cfg.task.get("simulate")
+    if not isinstance(spec, dict):
+        return None
+    rule, theta, net, _ = recordings.truth(spec, cfg.network)
+    if net.shapes != network.shapes:
+        return None
+    return net, rule, theta
+
+
+def _score(objective, theta, idx, key, truth, rule) -> dict[str, Any]:
+    task = objective.task
+    lengths = np.asarray(task._data["lengths"])[idx]
+    rows = {"inferred": recovery.per_trajectory(objective, theta, idx, key)}
+    if truth is not None:
+        net, t_rule, t_theta = truth
+        rows["truth"] = recovery.per_trajectory(objective, t_theta, idx, key, net, t_rule)
+    rows["no plasticity"] = recovery.per_trajectory(objective, theta, idx, key,
+                                                    rule=recovery.Frozen(rule))
+    out: dict[str, Any] = {"trajectories": int(idx.size), "rules": {}}
+    for name, per in rows.items():
+        row = {k: _mean_ci(v) for k, v in per.items()}
+        if task.fit == "choices":
+            row["deviance_explained"] = recovery.deviance_explained(
+                per["nll"], rows["no plasticity"]["nll"], lengths)
+            row["deviance_explained_each"] = [
+                recovery.deviance_explained([a], [b], [1])
+                for a, b in zip(per["nll"], rows["no plasticity"]["nll"], strict=True)]
+        out["rules"][name] = row
+    if truth is not None:
+        out["weight_r2"] = recovery.weight_r2(task, (objective.network, rule, theta), truth,
+                                              idx, key)
+    return out
+
+
+def _reference(cfg, rule, network, theta) -> dict[str, Any] | None:
+    """Inferred against true coefficients, for rules whose θ is a vector of named terms."""
+    names = list(getattr(rule, "term_names", []) or [])
+    flat = np.asarray(ravel_pytree(theta)[0], np.float64)
+    if not names or flat.size != len(names):
+        return None
+    free = [bool(v) for v in getattr(rule, "free_terms", [True] * len(names))]
+    out: dict[str, Any] = {"names": names, "free": free, "inferred": flat.tolist(),
+                           "truth_values": None}
+    if cfg.reference:
+        ref = build_rule(cfg, cfg.reference)
+        ref_theta = ref.init(jax.random.key(0), network.shapes)
+        truth = np.asarray(ravel_pytree(ref_theta)[0], np.float64)
+        if type(ref) is type(rule) and truth.size == flat.size:
+            out.update(reference=cfg.reference, truth_values=truth,
+                       cosine=float(flat @ truth / (np.linalg.norm(flat)
+                                                    * np.linalg.norm(truth) + 1e-30)),
+                       r2=float(1 - np.sum((flat - truth) ** 2)
+                                / max(np.sum((truth - truth.mean()) ** 2), 1e-30)))
+    return out
+
+
+def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, say):
+    pools, sizes, held = recovery.fold_pools(train, folds)
+    path = {"l1": list(strengths), "folds": folds, "cv_loss": [], "cv_se": [], "theta": []}
+    for i, lam in enumerate(strengths):
+        say(f"L1 {lam:g}: {folds} folds and the whole training set")
+        thetas, _ = recovery.refit(objective, outer, theta0, pools, sizes, run_key, l1=lam)
+        losses = []
+        for f, idx in enumerate(held):
+            theta_f = jax.tree.map(lambda x, f=f: x[f], thetas)
+            per = recovery.per_trajectory(objective, theta_f, idx,
+                                          jax.random.fold_in(key, 100 + i))
+            losses.extend(per["loss"].tolist())
+        m, ci, n = mean_ci(losses)
+        path["cv_loss"].append(m)
+        path["cv_se"].append(float(np.std(losses, ddof=1) / math.sqrt(n)) if n > 1 else 0.0)
+        path["theta"].append(np.asarray(ravel_pytree(jax.tree.map(lambda x: x[-1], thetas))[0],
+                                        np.float64).tolist())
+    losses = np.asarray(path["cv_loss"])
+    best = int(np.nanargmin(losses))
+    within = [i for i, v in enumerate(losses) if v <= losses[best] + path["cv_se"][best]]
+    chosen = max(within, key=lambda i: strengths[i])
+    theta = np.abs(np.asarray(path["theta"][chosen]))
+    path.update(best=strengths[best], chosen=strengths[chosen],
+                kept=[int(i) for i in np.flatnonzero(theta > KEEP_SHARE * theta.max())])
+    return path
+
+
+def _mean_ci(values) -> dict[str, float]:
+    m, ci, _ = mean_ci(values)
+    return {"mean": m, "ci95": ci}
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.floating | np.integer):
+        return x.item()
+    return x

@@ -1,0 +1,178 @@
+"""How well an inferred rule explains recordings, and how sure the inference is (after
+Mehta et al., NeurIPS 2023, "Model-based inference of synaptic plasticity rules").
+
+For a fit to a ``recorded`` task (:mod:`metaplastic.tasks.recorded`):
+
+* :func:`per_trajectory` scores every trajectory of a split exactly once (its loss and
+  the task's metrics: activity R², choice NLL);
+* :func:`deviance_explained` — for choices: ``1 − Σ NLL(rule) / Σ NLL(null)`` over every
+  recorded choice, the null model being the same network without plasticity;
+* :func:`weight_r2` — where the truth is known (simulated recordings): R² of the weight
+  *changes* along each trajectory, ``1 − Σ (w − w*)² / Σ (w* − w*_0)²`` over steps,
+  synapses of the plastic layers and trajectories (``w*``: the true rule's weights on the
+  same replay; the recorded initial weights are common to both, so they do not count);
+* :func:`refit` — the whole fit (the run's outer loop, optimiser, schedule and steps)
+  repeated on other sets of trajectories, every repetition in one program (``vmap``):
+  bootstrap resamples of the training trajectories give a confidence interval for every
+  coefficient (:func:`bootstrap_pools`, :func:`percentile_ci`), and folds give the
+  cross-validated likelihood along an L1 path (:func:`fold_pools`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metaplastic.errors import ConfigError
+from metaplastic.inner import trace, unroll
+from metaplastic.meta import driver
+from metaplastic.tasks.recorded import RecordedTask
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PooledTask(RecordedTask):
+    """A recorded task that draws its trajectories from ``pool[:size]`` (index arrays that
+    may be traced: one compiled fit serves every resample). Draws as
+    :meth:`RecordedTask.sample` does, so the pool of the training split gives the run's
+    own fit."""
+
+    pool: Any = None
+    size: Any = None
+
+    def sample(self, key: Array):
+        return self.instance(self.pool[jax.random.randint(key, (), 0, self.size)])
+
+
+def pooled(task: RecordedTask, pool: Array, size: Array) -> PooledTask:
+    fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(RecordedTask)
+              if f.init}
+    return PooledTask(**fields, pool=pool, size=size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frozen:
+    """``rule`` without plasticity — the null model: the same network, initial weights and
+    neurons (θ's other parts still apply), every weight update zero."""
+
+    rule: Any
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "rule":  # not yet set (copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.rule, name)
+
+    def update(self, theta: Any, signals: Any, state: Any):
+        return jnp.zeros_like(signals.w), state
+
+
+def check_recorded(objective: Any) -> RecordedTask:
+    task = getattr(objective, "task", None)
+    if not isinstance(task, RecordedTask):
+        raise ConfigError("rule recovery is for runs of the task 'recorded' (fits to "
+                          f"recordings); this run's task is {type(task).__name__}")
+    return task
+
+
+def per_trajectory(objective: Any, theta: Any, indices, key: Array,
+                   network: Any = None, rule: Any = None) -> dict[str, np.ndarray]:
+    """Loss and metrics of every trajectory in ``indices`` (each once; arrays over them).
+    ``network``/``rule``: others than the objective's (e.g. the null model's)."""
+    task = check_recorded(objective)
+    net = objective.network if network is None else network
+    rule = objective.rule if rule is None else rule
+
+    def one(i, k):
+        inst = task.instance(i)
+        out = unroll(net, rule, theta, task, inst, key=k)
+        return {"loss": task.loss(inst, out.state, out.env, net),
+                **task.metrics(inst, out.state, out.env, net)}
+
+    idx = jnp.asarray(np.asarray(indices), jnp.int32)
+    out = jax.jit(jax.vmap(one))(idx, jax.random.split(key, idx.shape[0]))
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}
+
+
+def deviance_explained(nll, nll_null, counts) -> float:
+    """``1 − Σ c·NLL / Σ c·NLL_null``: per-trajectory mean NLLs weighted by their number of
+    choices ``c`` (the fraction of the null model's deviance the rule explains)."""
+    c = np.asarray(counts, np.float64)
+    return float(1.0 - np.sum(c * np.asarray(nll)) / np.sum(c * np.asarray(nll_null)))
+
+
+def weight_r2(task: RecordedTask, fitted: tuple, truth: tuple, indices, key: Array) -> float:
+    """R² of the plastic layers' weight changes under ``fitted`` against ``truth`` (each a
+    ``(network, rule, θ)``) replayed on the trajectories ``indices``; see the module."""
+    def weights(piece, inst, k):
+        network, rule, theta = piece
+        _, _, ws = trace(network, rule, theta, task, inst, k, lambda s: [x.w for x in s])
+        return [w for l, w in enumerate(ws) if network.learns(l)]
+
+    def one(i, k):
+        inst = task.instance(i)
+        got, want = weights(fitted, inst, k), weights(truth, inst, k)
+        res = sum(jnp.sum((a - b) ** 2) for a, b in zip(got, want, strict=True))
+        tot = sum(jnp.sum((b - b[:1]) ** 2) for b in want)
+        return res, tot
+
+    idx = jnp.asarray(np.asarray(indices), jnp.int32)
+    res, tot = jax.jit(jax.vmap(one))(idx, jax.random.split(key, idx.shape[0]))
+    return float(1.0 - np.sum(np.asarray(res, np.float64)) / max(float(np.sum(tot)), 1e-30))
+
+
+def bootstrap_pools(indices, n: int, key: Array) -> np.ndarray:
+    """``n`` resamples (with replacement) of the trajectories ``indices``: (n, len)."""
+    indices = np.asarray(indices)
+    draws = jax.random.randint(key, (n, indices.size), 0, indices.size)
+    return indices[np.asarray(draws)]
+
+
+def fold_pools(indices, folds: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """K-fold split of the trajectories ``indices`` for :func:`refit`: ``(pools, sizes,
+    held)`` — row ``k < K`` of ``pools`` draws from every trajectory but fold ``k``'s
+    (``held[k]``), the last row from all of them (rows padded by repetition; ``sizes``
+    say how much of each row counts)."""
+    indices = np.asarray(indices)
+    if not 2 <= folds <= indices.size:
+        raise ConfigError(f"--folds must be in [2, {indices.size}] (the training "
+                          f"trajectories), got {folds}")
+    held = np.array_split(indices, folds)
+    rows = [np.setdiff1d(indices, h) for h in held] + [indices]
+    pools = np.stack([np.resize(r, indices.size) for r in rows])
+    return pools, np.array([r.size for r in rows]), held
+
+
+def refit(objective: Any, outer: Any, theta0: Any, pools, sizes, key: Array,
+          l1: float | None = None) -> tuple[Any, np.ndarray]:
+    """The run's fit from ``theta0`` repeated on every row of ``pools`` (trajectory indices
+    drawn uniformly from ``pools[b, :sizes[b]]``), all in one program. Returns θ with a
+    leading axis over rows and the final meta-loss of each (mean of the last 10 steps).
+    ``l1``: another L1 strength than the run's."""
+    task = check_recorded(objective)
+    if l1 is not None:
+        objective = dataclasses.replace(objective, l1=float(l1))
+    total = jnp.asarray(outer.steps, jnp.int32)
+
+    def one(pool, size):
+        obj = dataclasses.replace(objective, task=pooled(task, pool, size))
+        step = driver.step_fn(outer, obj)
+        state = driver.init(outer, obj, theta0, key)
+        state, m = jax.lax.scan(lambda s, _: step(s, key, total), state, None,
+                                length=outer.steps)
+        return outer.theta(state.outer), jnp.mean(m["loss"][-10:])
+
+    pools = jnp.asarray(np.asarray(pools), jnp.int32)
+    sizes = jnp.asarray(np.asarray(sizes), jnp.int32)
+    thetas, losses = jax.jit(jax.vmap(one))(pools, sizes)
+    return thetas, np.asarray(losses, np.float64)
+
+
+def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over the leading axis (bootstrap samples)."""
+    lo = (1.0 - level) / 2.0
+    return (np.quantile(samples, lo, axis=0), np.quantile(samples, 1.0 - lo, axis=0))
