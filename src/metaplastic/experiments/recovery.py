@@ -165,12 +165,17 @@ def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, sa
             per = recovery.per_trajectory(objective, theta_f, idx,
                                           jax.random.fold_in(key, 100 + i))
             losses.extend(per["loss"].tolist())
-        m, ci, n = mean_ci(losses)
-        path["cv_loss"].append(m)
-        path["cv_se"].append(float(np.std(losses, ddof=1) / math.sqrt(n)) if n > 1 else 0.0)
+        finite = np.asarray(losses)[np.isfinite(losses)]
+        path["cv_loss"].append(float(finite.mean()) if finite.size else math.nan)
+        path["cv_se"].append(float(finite.std(ddof=1) / math.sqrt(finite.size))
+                             if finite.size > 1 else 0.0)
+        path["diverged"] = path.get("diverged", []) + [int(len(losses) - finite.size)]
         path["theta"].append(np.asarray(ravel_pytree(jax.tree.map(lambda x: x[-1], thetas))[0],
                                         np.float64).tolist())
     losses = np.asarray(path["cv_loss"])
+    if not np.isfinite(losses).any():
+        raise ConfigError("every fit of the L1 path diverged (NaN/inf on every held-out "
+                          "fold): lower meta.lr or rule.eta")
     best = int(np.nanargmin(losses))
     within = [i for i, v in enumerate(losses) if v <= losses[best] + path["cv_se"][best]]
     chosen = max(within, key=lambda i: strengths[i])

@@ -36,17 +36,22 @@ def plot_recovery(run_path: str | Path) -> list[Path]:
     run_path = Path(run_path)
     try:
         data = json.loads((run_path / FILE).read_text())
-        if not isinstance(data, dict):
-            return []
-        out = []
-        if isinstance(data.get("coefficients"), dict) or isinstance(data.get("splits"), dict):
-            out.append(_plot_main(data, run_path / "recovery.png"))
-        if isinstance(data.get("l1_path"), dict):
-            out.append(_plot_path(data, run_path / "l1_path.png"))
-        return [p for p in out if p is not None]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        plt.close("all")
+    except (OSError, ValueError):
         return []
+    if not isinstance(data, dict):
+        return []
+    out = []
+    for wanted, draw, name in (
+            (isinstance(data.get("coefficients"), dict)
+             or isinstance(data.get("splits"), dict), _plot_main, "recovery.png"),
+            (isinstance(data.get("l1_path"), dict), _plot_path, "l1_path.png")):
+        if not wanted:
+            continue
+        try:  # a damaged part costs its own figure only
+            out.append(draw(data, run_path / name))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            plt.close("all")
+    return out
 
 
 def _plot_main(data: dict, path: Path) -> Path | None:
@@ -73,9 +78,10 @@ def _coefficients(ax, coef: dict) -> None:
     x = np.arange(len(order))
     if "ci_low" in coef:
         lo, hi = np.asarray(coef["ci_low"], float), np.asarray(coef["ci_high"], float)
-        ax.errorbar(x, got[order], yerr=[got[order] - lo[order], hi[order] - got[order]],
-                    fmt="o", color="C0", capsize=3,
-                    label=f"inferred (bootstrap 95% CI, {coef['bootstrap']} refits)")
+        # a percentile interval need not contain the estimate: drawn as its own bar
+        ax.vlines(x, lo[order], hi[order], color="C0", lw=2, alpha=0.5,
+                  label=f"bootstrap 95% CI ({coef['bootstrap']} refits)")
+        ax.plot(x, got[order], "o", color="C0", label="inferred")
     else:
         ax.plot(x, got[order], "o", color="C0", label="inferred")
     if truth is not None:

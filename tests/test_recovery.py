@@ -1,0 +1,195 @@
+"""Rule recovery: each trajectory scored once, % deviance explained by hand, weight-change
+R², the null model, resampled refits (the training pool gives the run's own θ), folds,
+bootstrap, and `metaplastic recover` end to end on a small simulated fit."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import metaplastic as mp
+from metaplastic import recovery
+from metaplastic.cli import main
+from metaplastic.errors import ConfigError
+from metaplastic.inner import trace, unroll
+from metaplastic.meta import driver
+from metaplastic.meta.gradient import MetaGradient
+from metaplastic.meta.objective import Objective
+from metaplastic.simulate import simulate
+
+STEPS, N = 60, 6
+
+
+@pytest.fixture(scope="module")
+def fit(tmp_path_factory):
+    """Recordings of Oja's rule (6 trajectories, 2 held out) and a 4-step fit to them."""
+    source = mp.tasks.make("pca", n_in=5, n_steps=STEPS, scale_range=[0.5, 2.0])
+    net = mp.Network(sizes=(5, 3))
+    oja = mp.rules.make("oja", eta=0.05)
+    theta_true = oja.init(jax.random.key(0), net.shapes)
+    path = tmp_path_factory.mktemp("rec") / "rec.npz"
+    np.savez(path, **simulate(net, oja, theta_true, source, N, jax.random.key(3),
+                              noise=0.05))
+    task = mp.tasks.make("recorded", path=str(path), heldout=1 / 3)
+    rule = mp.rules.make("polynomial", eta=0.05)
+    objective = Objective(task, net, rule, tasks_per_step=3, l1=1e-4)
+    outer = MetaGradient(steps=4, lr=0.02, chunk=2)
+    theta0 = rule.init(jax.random.key(1), net.shapes)
+    result = driver.run(outer, objective, theta0, key=jax.random.key(2))
+    return dict(net=net, oja=oja, theta_true=theta_true, task=task, rule=rule,
+                objective=objective, outer=outer, theta0=theta0, theta=result.theta)
+
+
+def test_every_trajectory_is_scored_once_in_order(fit):
+    obj, theta = fit["objective"], fit["theta"]
+    per = recovery.per_trajectory(obj, theta, [5, 1, 3], jax.random.key(0))
+    for j, i in enumerate([5, 1, 3]):
+        inst = fit["task"].instance(i)
+        out = unroll(fit["net"], fit["rule"], theta, fit["task"], inst, key=jax.random.key(9))
+        want = fit["task"].metrics(inst, out.state, out.env)["r2"]
+        assert per["r2"][j] == pytest.approx(float(want), abs=1e-5)  # recorded w0: no key
+    assert per["loss"].shape == (3,)
+
+
+def test_deviance_explained_by_hand():
+    # two trajectories of 10 and 30 choices; mean NLLs 0.2/0.4 against a null of 0.6/0.5
+    want = 1 - (10 * 0.2 + 30 * 0.4) / (10 * 0.6 + 30 * 0.5)
+    assert recovery.deviance_explained([0.2, 0.4], [0.6, 0.5], [10, 30]) == pytest.approx(want)
+    assert recovery.deviance_explained([0.6], [0.6], [5]) == 0.0
+
+
+def test_frozen_rule_leaves_the_weights_where_they_started(fit):
+    inst = fit["task"].instance(0)
+    frozen = recovery.Frozen(fit["oja"])
+    start, end, _ = trace(fit["net"], frozen, fit["theta_true"], fit["task"], inst,
+                          jax.random.key(0), lambda s: s[0].post)
+    np.testing.assert_array_equal(start[0].weights[0], end[0].weights[0])
+    np.testing.assert_array_equal(start[0].weights[0], inst.w0[0])
+    # and the null model's score is worse than the truth's
+    obj = fit["objective"]
+    null = recovery.per_trajectory(obj, fit["theta_true"], [0, 1], jax.random.key(0),
+                                   rule=frozen)
+    true = recovery.per_trajectory(obj, fit["theta_true"], [0, 1], jax.random.key(0),
+                                   rule=fit["oja"])
+    assert np.all(true["r2"] > null["r2"])
+
+
+def test_weight_r2_is_one_for_the_truth_and_lower_for_hebb(fit):
+    truth = (fit["net"], fit["oja"], fit["theta_true"])
+    assert recovery.weight_r2(fit["task"], truth, truth, [0, 1, 2],
+                              jax.random.key(0)) == pytest.approx(1.0)
+    hebb = mp.rules.make("hebb", eta=0.05)
+    got = recovery.weight_r2(fit["task"], (fit["net"], hebb,
+                                           hebb.init(jax.random.key(0), fit["net"].shapes)),
+                             truth, [0, 1, 2], jax.random.key(0))
+    assert got < 0.9
+
+
+def test_refit_on_the_training_pool_gives_the_runs_theta(fit):
+    train = np.asarray(fit["task"].indices)
+    pools = np.stack([train, train[::-1]])
+    thetas, losses = recovery.refit(fit["objective"], fit["outer"], fit["theta0"], pools,
+                                    [train.size, train.size], jax.random.key(2))
+    got = np.asarray(thetas["coef"][0])
+    np.testing.assert_allclose(got, np.asarray(fit["theta"]["coef"]), rtol=1e-5, atol=1e-7)
+    assert losses.shape == (2,) and np.all(np.isfinite(losses))
+    # another pool order draws other trajectories: another θ
+    assert not np.allclose(np.asarray(thetas["coef"][1]), got)
+
+
+def test_pools_resample_and_fold_the_training_trajectories():
+    idx = np.array([3, 4, 7, 9, 11])
+    boot = recovery.bootstrap_pools(idx, 40, jax.random.key(0))
+    assert boot.shape == (40, 5) and set(boot.ravel()) <= set(idx)
+    assert len({tuple(r) for r in boot}) > 30  # resamples differ
+    pools, sizes, held = recovery.fold_pools(idx, 2)
+    assert [list(h) for h in held] == [[3, 4, 7], [9, 11]]
+    assert list(sizes) == [2, 3, 5] and pools.shape == (3, 5)
+    for row, size, h in zip(pools[:2], sizes[:2], held, strict=True):
+        assert set(row[:size]) == set(idx) - set(h)
+    assert list(pools[2]) == list(idx)
+    with pytest.raises(ConfigError, match="folds"):
+        recovery.fold_pools(idx, 6)
+
+
+def test_percentile_ci_covers_the_middle():
+    lo, hi = recovery.percentile_ci(np.arange(1001.0)[:, None])
+    assert lo[0] == pytest.approx(25.0) and hi[0] == pytest.approx(975.0)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, fit):
+    """A `metaplastic run` of a small simulated fit (the CLI's own run directory)."""
+    out = tmp_path_factory.mktemp("runs")
+    cfg = tmp_path_factory.mktemp("cfg") / "infer.toml"
+    cfg.write_text(
+        'name = "infer-small"\nreference = "oja"\n'
+        '[task]\nname = "recorded"\nheldout = 0.25\n'
+        '[task.simulate]\nrule = {name = "oja", eta = 0.05}\n'
+        'source = {name = "pca", n_in = 5, n_steps = 40}\n'
+        'outputs = 2\ntrajectories = 8\nnoise = 0.05\nseed = 0\n'
+        '[rule]\nname = "polynomial"\neta = 0.05\n'
+        '[meta]\nsteps = 6\nchunk = 3\ntasks_per_step = 2\nlr = 0.02\nl1 = 1e-4\n'
+        '[eval]\ntasks = 4\nbaselines = []\n')
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    (run,) = list(out.iterdir())
+    return run
+
+
+def test_run_of_recordings_writes_its_recovery(run_dir):
+    data = json.loads((run_dir / "recovery.json").read_text())
+    assert data["trajectories"] == {"train": 6, "heldout": 2}
+    held = data["splits"]["heldout"]
+    assert set(held["rules"]) == {"inferred", "truth", "no plasticity"}
+    assert held["rules"]["truth"]["r2"]["mean"] > 0.9  # 5% noise
+    assert held["rules"]["truth"]["r2"]["mean"] > held["rules"]["no plasticity"]["r2"]["mean"]
+    assert -10 < held["weight_r2"] <= 1.0
+    coef = data["coefficients"]
+    assert coef["reference"] == "oja" and len(coef["names"]) == 27
+    assert (run_dir / "recovery.png").exists()
+
+
+def test_recover_bootstrap_and_l1_path(run_dir, capsys):
+    assert main(["recover", str(run_dir), "--bootstrap", "6", "--l1", "0", "1e-3",
+                 "--folds", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "bootstrap 95% CI" in text and "cross-validated loss" in text
+    data = json.loads((run_dir / "recovery.json").read_text())
+    coef, path = data["coefficients"], data["l1_path"]
+    lo, hi = np.array(coef["ci_low"]), np.array(coef["ci_high"])
+    assert coef["bootstrap"] == 6 and np.all(lo <= hi) and np.any(hi > lo)
+    assert 0 <= coef["truth_inside_ci"] <= 27
+    assert path["l1"] == [0.0, 1e-3] and len(path["theta"]) == 2 and path["folds"] == 2
+    assert path["chosen"] in path["l1"] and all(np.isfinite(path["cv_loss"]))
+    assert set(path["kept_terms"]) <= set(coef["names"])
+    assert (run_dir / "l1_path.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bootstrap", "-1"], "--bootstrap"),
+    (["--l1", "-1"], "--l1"),
+    (["--l1", "0", "1e-3", "--folds", "9"], "--folds"),
+])
+def test_recover_refuses_bad_options(run_dir, capsys, args, message):
+    assert main(["recover", str(run_dir), *args]) == 2
+    assert message in capsys.readouterr().out
+
+
+def test_recover_refuses_a_run_that_is_not_a_fit_to_recordings(tmp_path, capsys):
+    from metaplastic.experiments import presets
+    from metaplastic.experiments.config import portable
+    from metaplastic.experiments.rundir import RunDir
+
+    RunDir(tmp_path).save_config(portable(presets.get("oja")))
+    assert main(["recover", str(tmp_path)]) == 2
+    assert "recorded" in capsys.readouterr().out
+
+
+def test_damaged_recovery_file_draws_nothing(tmp_path):
+    from metaplastic.report.recovery import plot_recovery
+
+    (tmp_path / "recovery.json").write_text('{"coefficients": {"names": 3}}')
+    assert plot_recovery(tmp_path) == []
+    (tmp_path / "recovery.json").write_text("not json")
+    assert plot_recovery(tmp_path) == []
