@@ -146,7 +146,8 @@ def test_run_of_recordings_writes_its_recovery(run_dir):
     assert held["rules"]["truth"]["r2"]["mean"] > held["rules"]["no plasticity"]["r2"]["mean"]
     assert -10 < held["weight_r2"] <= 1.0
     coef = data["coefficients"]
-    assert coef["reference"] == "oja" and len(coef["names"]) == 27
+    assert coef["reference"] == "simulated truth" and len(coef["names"]) == 27
+    assert -1 <= coef["cosine"] <= 1 and coef["truth_values"][coef["names"].index("pre*post")] == 1
     assert (run_dir / "recovery.png").exists()
 
 
@@ -193,3 +194,32 @@ def test_damaged_recovery_file_draws_nothing(tmp_path):
     assert plot_recovery(tmp_path) == []
     (tmp_path / "recovery.json").write_text("not json")
     assert plot_recovery(tmp_path) == []
+
+
+def test_simulated_truth_can_be_a_theta_file(tmp_path, monkeypatch):
+    from metaplastic.experiments import recordings
+    from metaplastic.experiments.rundir import save_theta
+
+    monkeypatch.setenv("METAPLASTIC_CACHE", str(tmp_path / "cache"))
+    rule = mp.rules.make("polynomial", eta=0.05)
+    half_oja = {"coef": 0.5 * np.asarray(rule.coefficients("oja"))}
+    save_theta(tmp_path / "theta.npz", half_oja)
+    spec = {"rule": {"name": "polynomial", "eta": 0.05}, "theta": str(tmp_path / "theta.npz"),
+            "source": {"name": "pca", "n_in": 5, "n_steps": 30}, "outputs": 2,
+            "trajectories": 3}
+    path = recordings.materialise(spec, {})
+    net = mp.Network(sizes=(5, 2))
+    task = mp.tasks.make("recorded", path=path, split="all")
+    obj = Objective(task, net, rule)
+    replay = recovery.per_trajectory(obj, half_oja, [0, 1, 2], jax.random.key(0))
+    np.testing.assert_allclose(replay["r2"], 1.0, atol=1e-5)  # the file's θ made them
+    full = {"coef": np.asarray(rule.coefficients("oja"))}
+    assert np.all(recovery.per_trajectory(obj, full, [0, 1, 2],
+                                          jax.random.key(0))["r2"] < 1 - 1e-4)
+    save_theta(tmp_path / "theta.npz", full)  # another θ in the file: other recordings
+    assert recordings.materialise(spec, {}) != path
+    with pytest.raises(ConfigError, match="no θ file"):
+        recordings.materialise({**spec, "theta": str(tmp_path / "missing.npz")}, {})
+    save_theta(tmp_path / "other.npz", {"w": np.zeros(3)})
+    with pytest.raises(mp.errors.MetaplasticError):
+        recordings.materialise({**spec, "theta": str(tmp_path / "other.npz")}, {})

@@ -11,7 +11,8 @@ table gives the same file, bitwise)::
                 outputs = 4, trajectories = 40, record = 0.5, noise = 0.1, seed = 0}
 
 ``rule``: a registered rule name (its starting θ is the truth: ``oja`` is Oja's rule) or
-a table ``{name = ..., eta = ...}``; ``source``: the task whose inputs are recorded;
+a table ``{name = ..., eta = ...}``; ``theta``: a θ file for that rule instead (e.g. a
+run's ``theta.npz``: recordings of a learned rule); ``source``: the task whose inputs are recorded;
 ``network``: the network table (default: the run's); ``outputs``: output neurons (default:
 the source task's).
 """
@@ -31,7 +32,8 @@ from metaplastic import rules, tasks
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import sections
 
-KEYS = ("rule", "source", "network", "outputs", "trajectories", "record", "noise", "seed")
+KEYS = ("rule", "theta", "source", "network", "outputs", "trajectories", "record", "noise",
+        "seed")
 
 
 def cache_dir() -> Path:
@@ -53,15 +55,34 @@ def truth(spec: dict, network_table: dict) -> tuple[Any, Any, Any, Any]:
     network = sections.build_network(sections.network_options(
         dict(spec.get("network", network_table))), source.n_in,
         int(spec.get("outputs", source.n_out)))
-    theta = rule.init(jax.random.key(0), network.shapes)
+    if "theta" in spec:
+        from metaplastic.experiments.rundir import load_theta
+        from metaplastic.rules.base import conform
+
+        path = str(Path(str(spec["theta"])).expanduser())
+        theta = conform(rule, load_theta(path), network.shapes, what=path)
+    else:
+        theta = rule.init(jax.random.key(0), network.shapes)
     return rule, theta, network, source
+
+
+def _digest(spec: dict) -> str:
+    """The θ file's contents (a changed file makes new recordings), or ""."""
+    if "theta" not in spec:
+        return ""
+    path = Path(str(spec["theta"])).expanduser()
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        raise ConfigError(f"task.simulate.theta: no θ file at {str(path)!r}") from None
 
 
 def materialise(spec: dict, network_table: dict) -> str:
     """The path of the recordings ``spec`` describes, simulated now if not cached."""
     from metaplastic.simulate import simulate
 
-    text = json.dumps({"spec": spec, "network": network_table}, sort_keys=True, default=str)
+    text = json.dumps({"spec": spec, "network": network_table, "theta": _digest(spec)},
+                      sort_keys=True, default=str)
     path = cache_dir() / "recordings" / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.npz"
     if path.exists():
         return str(path)

@@ -63,7 +63,7 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     say("scoring every trajectory once")
     out["splits"] = {s: _score(objective, theta, idx, key, truth, rule)
                      for s, idx in splits.items() if idx.size}
-    ref = _reference(cfg, rule, network, theta)
+    ref = _reference(cfg, rule, network, theta, truth)
     if ref is not None:
         out["coefficients"] = ref
     k_init, run_key = run_keys(cfg)
@@ -131,8 +131,10 @@ def _score(objective, theta, idx, key, truth, rule) -> dict[str, Any]:
     return out
 
 
-def _reference(cfg, rule, network, theta) -> dict[str, Any] | None:
-    """Inferred against true coefficients, for rules whose θ is a vector of named terms."""
+def _reference(cfg, rule, network, theta, truth) -> dict[str, Any] | None:
+    """Inferred against true coefficients, for rules whose θ is a vector of named terms:
+    the simulation's own rule and θ when it is of the fitted family, else ``reference``'s
+    (each scaled by its rule's eta relative to the fitted rule's)."""
     names = list(getattr(rule, "term_names", []) or [])
     flat = np.asarray(ravel_pytree(theta)[0], np.float64)
     if not names or flat.size != len(names):
@@ -140,16 +142,24 @@ def _reference(cfg, rule, network, theta) -> dict[str, Any] | None:
     free = [bool(v) for v in getattr(rule, "free_terms", [True] * len(names))]
     out: dict[str, Any] = {"names": names, "free": free, "inferred": flat.tolist(),
                            "truth_values": None}
+    candidates = []
+    if truth is not None:
+        candidates.append(("simulated truth", truth[1], truth[2]))
     if cfg.reference:
         ref = build_rule(cfg, cfg.reference)
-        ref_theta = ref.init(jax.random.key(0), network.shapes)
-        truth = np.asarray(ravel_pytree(ref_theta)[0], np.float64)
-        if type(ref) is type(rule) and truth.size == flat.size:
-            out.update(reference=cfg.reference, truth_values=truth,
-                       cosine=float(flat @ truth / (np.linalg.norm(flat)
-                                                    * np.linalg.norm(truth) + 1e-30)),
-                       r2=float(1 - np.sum((flat - truth) ** 2)
-                                / max(np.sum((truth - truth.mean()) ** 2), 1e-30)))
+        candidates.append((cfg.reference, ref, ref.init(jax.random.key(0), network.shapes)))
+    for label, ref, ref_theta in candidates:
+        values = np.asarray(ravel_pytree(ref_theta)[0], np.float64)
+        if type(ref) is not type(rule) or values.size != flat.size or \
+                list(getattr(ref, "term_names", [])) != names:
+            continue
+        values = values * float(getattr(ref, "eta", 1.0)) / float(getattr(rule, "eta", 1.0))
+        out.update(reference=label, truth_values=values,
+                   cosine=float(flat @ values / (np.linalg.norm(flat)
+                                                 * np.linalg.norm(values) + 1e-30)),
+                   r2=float(1 - np.sum((flat - values) ** 2)
+                            / max(np.sum((values - values.mean()) ** 2), 1e-30)))
+        break
     return out
 
 
