@@ -6,7 +6,10 @@ run leaves it:
 
 * ``summary:KEY`` — a number in the run's ``summary.json``;
 * ``eval:RULE|VARIANT|METRIC`` — the mean of a held-out cell of ``eval.json``;
-* ``term:NAME`` — the learned coefficient of a term (from ``metaplastic export``).
+* ``term:NAME`` — the learned coefficient of a term (from ``metaplastic export``);
+* ``recovery:SPLIT|RULE|KEY`` — a number of ``recovery.json`` (fits to recordings), e.g.
+  ``recovery:heldout|inferred|deviance_explained`` (a fraction; printed as a percentage,
+  give ``scale = 100``).
 
 ``kind = "exact"`` (a seeded, deterministic number): the rerun must round to the printed
 digits (within half a unit of the last printed digit, plus ``slack`` units for
@@ -47,6 +50,7 @@ class Claim:
     slack: float = 1.0  # last-digit units allowed beyond rounding (exact)
     ci_group: int = 2
     sign: float = 1.0  # -1: the document prints the magnitude after a minus sign
+    scale: float = 1.0  # the document prints the value times this (100: a percentage)
 
     def printed(self) -> tuple[float, int, float | None]:
         """(number, digits after the point, printed CI or None) from the document."""
@@ -71,9 +75,9 @@ def load(path: Path = CLAIMS) -> list[Claim]:
     for c in claims:
         if c.kind not in ("exact", "ci"):
             raise SystemExit(f"error: claim {c.name!r}: kind must be 'exact' or 'ci'")
-        if c.value.split(":", 1)[0] not in ("summary", "eval", "term"):
+        if c.value.split(":", 1)[0] not in ("summary", "eval", "term", "recovery"):
             raise SystemExit(f"error: claim {c.name!r}: value must start with summary:, "
-                             f"eval: or term:")
+                             f"eval:, term: or recovery:")
     return claims
 
 
@@ -89,6 +93,10 @@ def measure(run: Path, value: str) -> float:
     where, what = value.split(":", 1)
     if where == "summary":
         return float(json.loads((run / "summary.json").read_text())[what])
+    if where == "recovery":
+        split, rule, key = what.split("|")
+        data = json.loads((run / "recovery.json").read_text())["splits"][split]["rules"]
+        return float(data[rule][key])
     if where == "eval":
         rule, variant, metric = what.split("|")
         rows = json.loads((run / "eval.json").read_text())["rows"]
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             target.mkdir(parents=True, exist_ok=True)
             _metaplastic([*shlex.split(c.command), "--out", str(target)])
             (runs[c.command],) = [d for d in target.iterdir() if d.is_dir()]
-        measured = c.sign * measure(runs[c.command], c.value)
+        measured = c.sign * c.scale * measure(runs[c.command], c.value)
         ok, printed = holds(c, measured)
         failed += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {c.name:32s} printed {printed:>16s}  "

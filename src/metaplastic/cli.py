@@ -412,11 +412,14 @@ def _train_seeds(group, runs, cfgs, pieces, args, *, resume: bool) -> int:
             diverged.append(seed)
             line += f"  [red]{escape(summary['status'][:200])}[/]"
         console.print(line)
-    if not args.no_eval and cfg.eval.tasks > 0:
+    if not args.no_eval:
         for seed, run in zip(seeds, runs, strict=True):
             if seed not in diverged:
                 console.print(f"[bold]seed {seed}[/]")
-                _print_eval(run)
+                if cfg.eval.tasks > 0:
+                    _print_eval(run)
+                if cfg.task.get("name") == "recorded":
+                    _print_recovery(run)
     _compare_seeds(group, runs)
     return EXIT_NONFINITE if diverged else 0
 

@@ -556,8 +556,8 @@ terms, as published), from θ = 0, by
         network=network,
         rule={"name": "polynomial", "variables": ["pre", "modulator", "w"], "degree": 2,
               "eta": 0.5, "exclude": W_SQUARED},
-        meta=dict(steps=300, tasks_per_step=3, lr=1e-2, schedule="cosine", clip=1.0,
-                  l1=1e-4),
+        meta=dict(steps=300, tasks_per_step=6, lr=1e-2, schedule="cosine", clip=1.0,
+                  l1=1e-3),
         eval=EvalConfig(tasks=20, variants=(
             {"label": "training trajectories"},
             {"label": "held-out trajectories", "split": "heldout"}),
