@@ -7,9 +7,9 @@ run leaves it:
 * ``summary:KEY`` — a number in the run's ``summary.json``;
 * ``eval:RULE|VARIANT|METRIC`` — the mean of a held-out cell of ``eval.json``;
 * ``term:NAME`` — the learned coefficient of a term (from ``metaplastic export``);
-* ``recovery:SPLIT|RULE|KEY`` — a number of ``recovery.json`` (fits to recordings), e.g.
-  ``recovery:heldout|inferred|deviance_explained`` (a fraction; printed as a percentage,
-  give ``scale = 100``).
+* ``recovery:SPLIT|RULE|KEY`` or ``recovery:SPLIT|KEY`` — a number of ``recovery.json``
+  (fits to recordings), e.g. ``recovery:heldout|inferred|deviance_explained`` (a
+  fraction; printed as a percentage: ``scale = 100``) or ``recovery:heldout|weight_r2``.
 
 ``kind = "exact"`` (a seeded, deterministic number): the rerun must round to the printed
 digits (within half a unit of the last printed digit, plus ``slack`` units for
@@ -93,10 +93,11 @@ def measure(run: Path, value: str) -> float:
     where, what = value.split(":", 1)
     if where == "summary":
         return float(json.loads((run / "summary.json").read_text())[what])
-    if where == "recovery":
-        split, rule, key = what.split("|")
-        data = json.loads((run / "recovery.json").read_text())["splits"][split]["rules"]
-        return float(data[rule][key])
+    if where == "recovery":  # SPLIT|KEY (e.g. weight_r2) or SPLIT|RULE|KEY
+        parts = what.split("|")
+        data = json.loads((run / "recovery.json").read_text())["splits"][parts[0]]
+        value = data[parts[1]] if len(parts) == 2 else data["rules"][parts[1]][parts[2]]
+        return float(value["mean"] if isinstance(value, dict) else value)
     if where == "eval":
         rule, variant, metric = what.split("|")
         rows = json.loads((run / "eval.json").read_text())["rows"]

@@ -789,7 +789,9 @@ def _print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> 
                           f"[bold]{data['weight_r2']:.3f}[/]")
     coef = out.get("coefficients", {})
     if "cosine" in coef:
-        console.print(f"coefficients against {coef['reference']}'s: cosine "
+        who = ("the simulated truth" if coef["reference"] == "simulated truth"
+               else f"{coef['reference']}'s")
+        console.print(f"coefficients against {who}: cosine "
                       f"[bold]{coef['cosine']:.3f}[/], R² {coef['r2']:.3f}")
     if "ci_low" in coef:
         free = [i for i, f in enumerate(coef["free"]) if f]
