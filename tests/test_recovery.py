@@ -75,15 +75,16 @@ def test_frozen_rule_leaves_the_weights_where_they_started(fit):
     assert np.all(true["r2"] > null["r2"])
 
 
-def test_weight_r2_is_one_for_the_truth_and_lower_for_hebb(fit):
+def test_trajectory_r2_is_one_for_the_truth_and_lower_for_hebb(fit):
     truth = (fit["net"], fit["oja"], fit["theta_true"])
-    assert recovery.weight_r2(fit["task"], truth, truth, [0, 1, 2],
-                              jax.random.key(0)) == pytest.approx(1.0)
+    same = recovery.trajectory_r2(fit["task"], truth, truth, [0, 1, 2], jax.random.key(0))
+    assert same == {"weights": pytest.approx(1.0), "activity": pytest.approx(1.0)}
     hebb = mp.rules.make("hebb", eta=0.05)
-    got = recovery.weight_r2(fit["task"], (fit["net"], hebb,
-                                           hebb.init(jax.random.key(0), fit["net"].shapes)),
-                             truth, [0, 1, 2], jax.random.key(0))
-    assert got < 0.9
+    got = recovery.trajectory_r2(fit["task"], (fit["net"], hebb,
+                                               hebb.init(jax.random.key(0),
+                                                         fit["net"].shapes)),
+                                 truth, [0, 1, 2], jax.random.key(0))
+    assert got["weights"] < 0.9 and got["activity"] < 0.99
 
 
 def test_refit_on_the_training_pool_gives_the_runs_theta(fit):
@@ -144,7 +145,7 @@ def test_run_of_recordings_writes_its_recovery(run_dir):
     assert set(held["rules"]) == {"inferred", "truth", "no plasticity"}
     assert held["rules"]["truth"]["r2"]["mean"] > 0.9  # 5% noise
     assert held["rules"]["truth"]["r2"]["mean"] > held["rules"]["no plasticity"]["r2"]["mean"]
-    assert -10 < held["weight_r2"] <= 1.0
+    assert -10 < held["weight_r2"] <= 1.0 and held["activity_r2"] > 0.5
     coef = data["coefficients"]
     assert coef["reference"] == "simulated truth" and len(coef["names"]) == 27
     assert -1 <= coef["cosine"] <= 1 and coef["truth_values"][coef["names"].index("pre*post")] == 1

@@ -785,8 +785,9 @@ def _print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> 
     console.print(table)
     for split, data in out["splits"].items():
         if "weight_r2" in data:
-            console.print(f"weight-change R² against the truth, {split}: "
-                          f"[bold]{data['weight_r2']:.3f}[/]")
+            console.print(f"against the truth, {split}: weight-change R² "
+                          f"[bold]{data['weight_r2']:.3f}[/], output-activity R² "
+                          f"{data['activity_r2']:.3f}")
     coef = out.get("coefficients", {})
     if "cosine" in coef:
         who = ("the simulated truth" if coef["reference"] == "simulated truth"

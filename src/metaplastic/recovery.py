@@ -7,10 +7,11 @@ For a fit to a ``recorded`` task (:mod:`metaplastic.tasks.recorded`):
   the task's metrics: activity R², choice NLL);
 * :func:`deviance_explained` — for choices: ``1 − Σ NLL(rule) / Σ NLL(null)`` over every
   recorded choice, the null model being the same network without plasticity;
-* :func:`weight_r2` — where the truth is known (simulated recordings): R² of the weight
-  *changes* along each trajectory, ``1 − Σ (w − w*)² / Σ (w* − w*_0)²`` over steps,
-  synapses of the plastic layers and trajectories (``w*``: the true rule's weights on the
-  same replay; the recorded initial weights are common to both, so they do not count);
+* :func:`trajectory_r2` — where the truth is known (simulated recordings): R² of the
+  weight *changes* along each trajectory, ``1 − Σ (w − w*)² / Σ (w* − w*_0)²`` over
+  steps, synapses of the plastic layers and trajectories (``w*``: the true rule's
+  weights on the same replay; the recorded initial weights are common to both, so they
+  do not count), and R² of the output activity against the truth's;
 * :func:`refit` — the whole fit (the run's outer loop, optimiser, schedule and steps)
   repeated on other sets of trajectories, every repetition in one program (``vmap``):
   bootstrap resamples of the training trajectories give a confidence interval for every
@@ -105,24 +106,36 @@ def deviance_explained(nll, nll_null, counts) -> float:
     return float(1.0 - np.sum(c * np.asarray(nll)) / np.sum(c * np.asarray(nll_null)))
 
 
-def weight_r2(task: RecordedTask, fitted: tuple, truth: tuple, indices, key: Array) -> float:
-    """R² of the plastic layers' weight changes under ``fitted`` against ``truth`` (each a
-    ``(network, rule, θ)``) replayed on the trajectories ``indices``; see the module."""
-    def weights(piece, inst, k):
+def trajectory_r2(task: RecordedTask, fitted: tuple, truth: tuple, indices,
+                  key: Array) -> dict[str, float]:
+    """R² of ``fitted``'s weight changes and output activity against ``truth``'s (each a
+    ``(network, rule, θ)``) replayed on the trajectories ``indices``: ``weights`` over the
+    plastic layers' changes from the start (see the module), ``activity`` over the
+    output layer's activity at every step (for a choice network: the choice logit)."""
+    def run(piece, inst, k):
         network, rule, theta = piece
-        _, _, ws = trace(network, rule, theta, task, inst, k, lambda s: [x.w for x in s])
-        return [w for l, w in enumerate(ws) if network.learns(l)]
+        _, _, (ws, y) = trace(network, rule, theta, task, inst, k,
+                              lambda s: ([x.w for x in s], s[-1].post))
+        return [w for l, w in enumerate(ws) if network.learns(l)], y
 
     def one(i, k):
         inst = task.instance(i)
-        got, want = weights(fitted, inst, k), weights(truth, inst, k)
-        res = sum(jnp.sum((a - b) ** 2) for a, b in zip(got, want, strict=True))
-        tot = sum(jnp.sum((b - b[:1]) ** 2) for b in want)
-        return res, tot
+        live = (jnp.arange(task.n_steps) < inst.length)[:, None]
+        (got, y), (want, y_true) = run(fitted, inst, k), run(truth, inst, k)
+        res = sum(jnp.sum(live[..., None] * (a - b) ** 2) for a, b in zip(got, want,
+                                                                          strict=True))
+        tot = sum(jnp.sum(live[..., None] * (b - b[:1]) ** 2) for b in want)
+        return res, tot, jnp.sum(live * (y - y_true) ** 2), live * y_true, live
 
     idx = jnp.asarray(np.asarray(indices), jnp.int32)
-    res, tot = jax.jit(jax.vmap(one))(idx, jax.random.split(key, idx.shape[0]))
-    return float(1.0 - np.sum(np.asarray(res, np.float64)) / max(float(np.sum(tot)), 1e-30))
+    res, tot, y_res, y_true, live = jax.jit(jax.vmap(one))(
+        idx, jax.random.split(key, idx.shape[0]))
+    y_true, live = np.asarray(y_true, np.float64), np.asarray(live, bool)
+    values = y_true[np.broadcast_to(live, y_true.shape)]
+    y_tot = float(np.sum((values - values.mean()) ** 2))
+    return {"weights": float(1.0 - np.sum(np.asarray(res, np.float64))
+                             / max(float(np.sum(tot)), 1e-30)),
+            "activity": float(1.0 - np.sum(np.asarray(y_res, np.float64)) / max(y_tot, 1e-30))}
 
 
 def bootstrap_pools(indices, n: int, key: Array) -> np.ndarray:

@@ -126,8 +126,8 @@ def _score(objective, theta, idx, key, truth, rule) -> dict[str, Any]:
                 for a, b in zip(per["nll"], rows["no plasticity"]["nll"], strict=True)]
         out["rules"][name] = row
     if truth is not None:
-        out["weight_r2"] = recovery.weight_r2(task, (objective.network, rule, theta), truth,
-                                              idx, key)
+        r2 = recovery.trajectory_r2(task, (objective.network, rule, theta), truth, idx, key)
+        out["weight_r2"], out["activity_r2"] = r2["weights"], r2["activity"]
     return out
 
 

@@ -116,7 +116,8 @@ def _trajectories(ax, held: dict, fit: str) -> None:
     else:
         ax.set_xticks([])
         ax.set_ylabel("activity R² (mean, 95% CI over trajectories)")
-    extra = f", weight-change R² {held['weight_r2']:.3f}" if "weight_r2" in held else ""
+    extra = (f", R² vs truth: weight changes {held['weight_r2']:.3f}, output "
+             f"{held['activity_r2']:.3f}" if "weight_r2" in held else "")
     ax.set_title(f"held-out trajectories ({held['trajectories']}){extra}", fontsize=10)
     ax.legend(fontsize=8)
 
