@@ -58,7 +58,8 @@ def plot_inner(data: dict, path: Path) -> Path | None:
             (line,) = ax.plot(steps, mean, lw=1.6, label=f"{rule} θ")
             ax.fill_between(steps, mean - ci, mean + ci, color=line.get_color(), alpha=0.2)
         ax.set(xlabel="inner step", ylabel=metric, title=f"{metric} during inner learning")
-        ax.legend(fontsize=8)
+        if ax.get_lines():  # a damaged curve leaves its panel empty: no legend
+            ax.legend(fontsize=8)
     if not lines:  # nothing matched the steps: a damaged file
         plt.close(fig)
         return None
