@@ -21,6 +21,8 @@ one, the reference rule. What is recorded:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +52,38 @@ def _rules(cfg: RunConfig, pieces, theta, theta0) -> list[tuple[str, Any, Any]]:
     return out
 
 
-def _curves(task, network, rule, theta, keys, every: int) -> dict[str, np.ndarray]:
+def _shared(make: Callable[..., Callable], *pieces) -> Callable:
+    """``make(*pieces)`` compiled once per equal pieces (the learned and the starting θ,
+    and every seed of a run, share a program); built afresh for unhashable pieces."""
+    try:
+        return _cached(make, *pieces)
+    except TypeError:
+        return make(*pieces)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached(make: Callable[..., Callable], *pieces) -> Callable:
+    return make(*pieces)
+
+
+def _curves_fn(task, network, rule, every: int) -> Callable:
     objective = Objective(task, network, rule)
+    return jax.jit(lambda theta, keys: jax.vmap(
+        lambda k: objective.episode(theta, k, record_every=every)[2])(keys))
 
-    @jax.jit
-    def run(theta, keys):
-        return jax.vmap(lambda k: objective.episode(theta, k, record_every=every)[2])(keys)
 
+def _weights_fn(task, network, rule) -> Callable:
+    """(weights before, weights after) one inner episode of the task drawn with ``key``."""
+    def run(theta, key):
+        k_task, k_net = jax.random.split(key)
+        instance = task.sample(k_task)
+        before = initial_carry(network, rule, theta, task, instance, k_net)[0].weights
+        return before, unroll(network, rule, theta, task, instance, key=k_net).state.weights
+    return jax.jit(run)
+
+
+def _curves(task, network, rule, theta, keys, every: int) -> dict[str, np.ndarray]:
+    run = _shared(_curves_fn, task, network, rule, every)
     return {k: np.asarray(v, dtype=np.float32) for k, v in run(theta, keys).items()}
 
 
@@ -119,10 +146,7 @@ def record(cfg: RunConfig, pieces, theta, theta0) -> dict[str, np.ndarray]:
     for label, rule, th in compared:
         for metric, v in _curves(task, network, rule, th, keys, every).items():
             out[f"curve.{label}.{metric}"] = v
-    k_task, k_net = jax.random.split(keys[0])
-    instance = task.sample(k_task)
-    before = initial_carry(network, pieces.rule, theta, task, instance, k_net)[0].weights
-    after = unroll(network, pieces.rule, theta, task, instance, key=k_net).state.weights
+    before, after = _shared(_weights_fn, task, network, pieces.rule)(theta, keys[0])
     for l, (a, b) in enumerate(zip(before, after, strict=True)):
         out[f"w_before.{l}"] = np.asarray(a, dtype=np.float32)
         out[f"w_after.{l}"] = np.asarray(b, dtype=np.float32)
