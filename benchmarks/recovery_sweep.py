@@ -32,6 +32,7 @@ from jax.flatten_util import ravel_pytree
 from metaplastic import recovery
 from metaplastic.experiments import presets, recordings
 from metaplastic.experiments.build import build
+from metaplastic.experiments.evaluate import coefficient_cosine
 from metaplastic.experiments.runner import run_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,8 +84,7 @@ def run_setting(axis: str, values: list, steps: int, replicates: int) -> list[di
             r2 = recovery.per_trajectory(pieces.objective, theta, held, score_key)["r2"]
             out.append({"axis": axis, "value": group[0] if axis != "trajectories" else c,
                         "replicate": j % replicates, "fitted": c,
-                        "cosine": float(flat @ truth / (np.linalg.norm(flat)
-                                                        * np.linalg.norm(truth) + 1e-30)),
+                        "cosine": coefficient_cosine(flat, truth),
                         "heldout_r2": float(np.mean(r2)), "truth_r2": ceiling})
         print(f"{axis:12s} {group}: {len(rows)} fits in {seconds:.0f} s; cosines "
               + " ".join(f"{r['cosine']:.3f}" for r in out[-len(rows):]), flush=True)

@@ -33,6 +33,7 @@ from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import recordings
 from metaplastic.experiments.build import build, build_rule
+from metaplastic.experiments.evaluate import coefficient_cosine
 from metaplastic.experiments.rundir import RunDir
 from metaplastic.experiments.runner import run_keys, run_theta
 
@@ -91,7 +92,7 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
                                   min(5, splits["train"].size), key, say)
         if ref is not None:
             out["l1_path"]["kept_terms"] = [ref["names"][i] for i in out["l1_path"]["kept"]]
-    run.write_json(FILE, _plain(out))
+    run.write_json(FILE, out)
     return out
 
 
@@ -155,8 +156,7 @@ def _reference(cfg, rule, network, theta, truth) -> dict[str, Any] | None:
             continue
         values = values * float(getattr(ref, "eta", 1.0)) / float(getattr(rule, "eta", 1.0))
         out.update(reference=label, truth_values=values,
-                   cosine=float(flat @ values / (np.linalg.norm(flat)
-                                                 * np.linalg.norm(values) + 1e-30)),
+                   cosine=coefficient_cosine(flat, values),
                    r2=float(1 - np.sum((flat - values) ** 2)
                             / max(np.sum((values - values.mean()) ** 2), 1e-30)))
         break
@@ -165,7 +165,8 @@ def _reference(cfg, rule, network, theta, truth) -> dict[str, Any] | None:
 
 def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, say):
     pools, sizes, held = recovery.fold_pools(train, folds)
-    path = {"l1": list(strengths), "folds": folds, "cv_loss": [], "cv_se": [], "theta": []}
+    path = {"l1": list(strengths), "folds": folds, "cv_loss": [], "cv_se": [], "theta": [],
+            "diverged": []}
     for i, lam in enumerate(strengths):
         say(f"L1 {lam:g}: {folds} folds and the whole training set")
         thetas, _ = recovery.refit(objective, outer, theta0, pools, sizes, run_key, l1=lam)
@@ -179,7 +180,7 @@ def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, sa
         path["cv_loss"].append(float(finite.mean()) if finite.size else math.nan)
         path["cv_se"].append(float(finite.std(ddof=1) / math.sqrt(finite.size))
                              if finite.size > 1 else 0.0)
-        path["diverged"] = path.get("diverged", []) + [int(len(losses) - finite.size)]
+        path["diverged"].append(int(len(losses) - finite.size))
         path["theta"].append(np.asarray(ravel_pytree(jax.tree.map(lambda x: x[-1], thetas))[0],
                                         np.float64).tolist())
     losses = np.asarray(path["cv_loss"])
@@ -198,15 +199,3 @@ def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, sa
 def _mean_ci(values) -> dict[str, float]:
     m, ci, _ = mean_ci(values)
     return {"mean": m, "ci95": ci}
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.floating | np.integer):
-        return x.item()
-    return x

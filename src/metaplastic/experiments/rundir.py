@@ -120,6 +120,8 @@ def load_theta(path: str | Path) -> Any:
 
 
 def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.ndarray | np.generic):  # numpy arrays and scalars as plain values
+        x = x.tolist()
     if isinstance(x, float) and not math.isfinite(x):
         return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
     if isinstance(x, dict):
