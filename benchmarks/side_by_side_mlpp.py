@@ -3,6 +3,9 @@ same data: query accuracy per meta-episode and the learned coefficients.
 
     python benchmarks/side_by_side_mlpp.py --theirs PATH [--python PY] [--episodes 150]
 
+Also records their time per meta-episode (the median interval between their printed
+episode lines: start-up and data loading excluded) and their process's peak RSS.
+
 ``PATH`` is a local checkout of their code (github.com/NeuralDynamicsAndComputing/
 MetaLearning-Plasticity); it is copied to a scratch folder and run there, unchanged, with
 ``--fbk fix --vec 1 2`` (fixed random feedback; pseudo-gradient + error-Hebbian + Oja) and
@@ -31,10 +34,12 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,21 +101,35 @@ def run_theirs(checkout: Path, python: str, episodes: int, seed: int) -> dict:
         shutil.copytree(checkout, work, ignore=shutil.ignore_patterns(".git", "results"))
         write_images(work)
         (work / "_run_with_shims.py").write_text(SHIMS)
-        done = subprocess.run([python, "_run_with_shims.py", "--episodes", str(episodes),
-                               "--fbk", "fix", "--vec", "1", "2", "--gpu_mode", "0",
-                               "--seed", str(seed)], cwd=work, capture_output=True,
-                              text=True)
-    rows = []
-    for line in done.stdout.splitlines():
-        m = LINE.match(line)
-        if m:
-            coefs = [float(v) for v in re.findall(r"MetaParam_\d+: ([-\d.eE+]+)", m.group(4))]
-            rows.append({"episode": int(m.group(1)), "loss": float(m.group(2)),
-                         "accuracy": float(m.group(3)), "coef": coefs[:3]})
+        # Unbuffered, read line by line: each episode line is timestamped as it arrives,
+        # so the time per meta-episode excludes their start-up and data loading.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen([python, "_run_with_shims.py", "--episodes",
+                                     str(episodes), "--fbk", "fix", "--vec", "1", "2",
+                                     "--gpu_mode", "0", "--seed", str(seed)], cwd=work,
+                                    stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+            rows, stamps = [], []
+            for line in proc.stdout:
+                m = LINE.match(line)
+                if m:
+                    stamps.append(time.perf_counter())
+                    coefs = [float(v) for v in
+                             re.findall(r"MetaParam_\d+: ([-\d.eE+]+)", m.group(4))]
+                    rows.append({"episode": int(m.group(1)), "loss": float(m.group(2)),
+                                 "accuracy": float(m.group(3)), "coef": coefs[:3]})
+            status = proc.wait()
+            err.seek(0)
+            stderr = err.read()
     if not rows:
-        raise SystemExit(f"their code printed no episodes (exit {done.returncode}):\n"
-                         f"{done.stderr[-3000:]}")
-    return {"rows": rows, "exit_status": done.returncode}
+        raise SystemExit(f"their code printed no episodes (exit {status}):\n{stderr[-3000:]}")
+    # ru_maxrss of waited-for children (KiB on Linux): their process is the first child.
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    gaps = np.diff(stamps)
+    return {"rows": rows, "exit_status": status,
+            "seconds_per_episode_median": round(float(np.median(gaps)), 4)
+            if len(gaps) else None,
+            "peak_rss_mib": round(peak, 1)}
 
 
 OURS = {
@@ -197,6 +216,11 @@ def main() -> None:
     for name in OURS:
         results[f"metaplastic {name}"] = run_ours(name, args.episodes, args.seed)
     summary = {name: windows(res["rows"]) for name, res in results.items()}
+    theirs = results.get("their code", {})
+    if theirs.get("seconds_per_episode_median") is not None:
+        print(f"their code: {theirs['seconds_per_episode_median'] * 1e3:.0f} ms per "
+              f"meta-episode (median between episode lines), peak RSS "
+              f"{theirs['peak_rss_mib']:.0f} MiB")
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({"episodes": args.episodes, "seed": args.seed,
                                "mean_query_accuracy": summary, "runs": results},
