@@ -66,7 +66,8 @@ jax.block_until_ready(again.theta)
 print(json.dumps({"train": t2 - t1, "whole": t2 - t0, "direct": time.perf_counter() - t2}))
 """
 
-THEIRS = """
+#: MetaLearnPlasticity under current JAX/OmegaConf (argv[1]: its checkout), in memory
+THEIR_SHIMS = """
 import json, runpy, sys, time, types
 t0 = time.perf_counter()
 import jax
@@ -78,6 +79,9 @@ import plasticity.data_loader as dl
 dl.bernoulli = lambda key, p, *a: jax.random.bernoulli(key, jnp.squeeze(p), *a)
 import omegaconf
 omegaconf.DictConfig.__hash__ = lambda self: hash(str(self))
+"""
+
+THEIRS = THEIR_SHIMS + """
 sys.argv = [sys.argv[0], f"num_epochs={sys.argv[2]}", "num_eval=0", "log_expdata=False",
             f"log_dir={sys.argv[3]}"]
 runpy.run_module("plasticity.run", run_name="__main__")

@@ -44,7 +44,7 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
         x, target = task.observe(instance, env)
         act, state = network.run(state, x)
         e_out = task.output_error(act.rates[-1], target)
-        live = task.active(instance, env)
+        live = task.learns(instance, env)
         weights, new_rule_state, dws = [], [], []
         signals = network.signals(state, act, e_out,
                                   task.modulator(instance, env, act.rates[-1], target))

@@ -88,6 +88,7 @@ def test_steps_after_a_trajectory_ends_do_not_count(tmp_path, truth):
     (lambda d: d.update(activity_mask=np.ones(7)), "activity_mask must be"),
     (lambda d: d.update(lengths=np.full(N, 10_000)), "lengths must be"),
     (lambda d: d.update(bogus=np.zeros(2)), "unknown array"),
+    (lambda d: d.update(update_mask=np.ones((N, 3))), "update_mask must be"),
     (lambda d: d["inputs"].__setitem__((0, 0, 0), np.nan), "NaN"),
 ])
 def test_bad_recordings_are_one_message(tmp_path, truth, change, words):
@@ -114,3 +115,32 @@ def test_missing_damaged_and_mismatched_files(tmp_path, truth):
     del data["w0_1"]
     with pytest.raises(ConfigError, match="initial = 'drawn'"):
         mp.tasks.make("recorded", path=_write(tmp_path, data, "now0.npz"))
+
+
+def test_update_mask_says_when_the_synapses_change(tmp_path, truth):
+    """A recording's update_mask: no 1 → the weights stay the recorded ones; a single 1 at
+    step s → exactly one Oja step from w0 with step s's input; all ones = no mask."""
+    from metaplastic.inner import unroll
+
+    net, oja, theta, source = truth
+    data = simulate(net, oja, theta, source, N, jax.random.key(3))
+
+    def final(mask, name):
+        d = dict(data) if mask is None else {**data, "update_mask": mask}
+        task = mp.tasks.make("recorded", path=_write(tmp_path, d, name), split="all")
+        inst = task.instance(0)
+        return np.asarray(unroll(net, oja, theta, task, inst,
+                                 key=jax.random.key(0)).state.weights[0])
+
+    w0, x = data["w0_1"][0], data["inputs"][0]
+    np.testing.assert_array_equal(final(np.zeros((N, STEPS)), "none.npz"), w0)
+    s = 7
+    one = np.zeros((N, STEPS))
+    one[:, s] = 1
+    y = w0 @ x[s]  # linear neurons: the activity at step s under w0
+    expected = w0 + 0.02 * (np.outer(y, x[s]) - (y ** 2)[:, None] * w0)
+    np.testing.assert_allclose(final(one, "one.npz"), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(final(np.ones((N, STEPS)), "all.npz"), final(None, "no.npz"))
+    with pytest.raises(ConfigError, match="update_mask must hold only 0 and 1"):
+        mp.tasks.make("recorded", path=_write(tmp_path, {**data, "update_mask":
+                                                          np.full((N, STEPS), 0.5)}, "h.npz"))

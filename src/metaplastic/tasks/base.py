@@ -80,6 +80,12 @@ class Task:
     def active(self, instance: Any, env: Any) -> Array:
         return jnp.asarray(True)
 
+    def learns(self, instance: Any, env: Any) -> Array:
+        """Whether the synapses update this step (from the state before its transition):
+        while the task is active, unless a task says otherwise (e.g. recordings whose
+        synapses changed only at the end of each trial)."""
+        return self.active(instance, env)
+
     def loss(self, instance: Any, state: NetState, env: Any,
              network: Network | None = None) -> Array:
         raise NotImplementedError

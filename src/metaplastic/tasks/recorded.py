@@ -22,6 +22,8 @@ Recording file (``.npz``, no object arrays), ``N`` trajectories of at most ``T``
                    (n_out,)
 ``choices``        (N, T) int           the choice at every step (0/1, or 0..n_out-1)
 ``rewards``        (N, T) float         the modulator at every step (default 0)
+``update_mask``    (N, T) 0/1           1 where the synapses update (default: every
+                                        step; e.g. only at a trial's last step)
 ``w0_<l>``         (N, out, in) float   layer l's weights at the start (l = 1, 2, ...;
                                         default: drawn by the network)
 =================  ===================  ===============================================
@@ -50,7 +52,8 @@ from metaplastic.tasks.base import Task
 Array = jax.Array
 FITS = ("activity", "choices")
 SPLITS = ("train", "heldout", "all")
-KEYS = ("inputs", "lengths", "activity", "activity_mask", "choices", "rewards")
+KEYS = ("inputs", "lengths", "activity", "activity_mask", "choices", "rewards",
+        "update_mask")
 
 
 @functools.cache
@@ -77,7 +80,7 @@ def load(path: str) -> dict[str, np.ndarray]:
     if "activity" not in data and "choices" not in data:
         raise ConfigError(f"recordings {path!r} hold nothing to fit: neither 'activity' "
                           f"nor 'choices'")
-    want = {"lengths": (n,), "choices": (n, t), "rewards": (n, t)}
+    want = {"lengths": (n,), "choices": (n, t), "rewards": (n, t), "update_mask": (n, t)}
     if "activity" in data:
         a = data["activity"]
         if a.ndim != 3 or a.shape[:2] != (n, t):
@@ -91,6 +94,8 @@ def load(path: str) -> dict[str, np.ndarray]:
     for k, shape in want.items():
         if k in data and data[k].shape != shape:
             raise ConfigError(f"recordings {path!r}: {k} must be {shape}, got {data[k].shape}")
+    if "update_mask" in data and not np.isin(data["update_mask"], (0, 1)).all():
+        raise ConfigError(f"recordings {path!r}: update_mask must hold only 0 and 1")
     lengths = data.setdefault("lengths", np.full(n, t))
     if not np.all((lengths >= 1) & (lengths <= t)):
         raise ConfigError(f"recordings {path!r}: lengths must be in [1, {t}]")
@@ -107,6 +112,7 @@ class RecordedInstance(NamedTuple):
     mask: Array  # (T, n_out)
     choices: Array  # (T,)
     rewards: Array  # (T,)
+    learn: Array  # (T,) 1 where the synapses update
     w0: tuple  # per layer (out, in), or () when drawn by the network
 
 
@@ -213,7 +219,9 @@ class RecordedTask(Task):
             jnp.asarray(d["inputs"], jnp.float32)[i], jnp.asarray(d["lengths"])[i],
             get("activity", (t, n_out), jnp.float32), get("activity_mask", (t, n_out),
                                                           jnp.float32),
-            get("choices", (t,), jnp.int32), get("rewards", (t,), jnp.float32), w0)
+            get("choices", (t,), jnp.int32), get("rewards", (t,), jnp.float32),
+            jnp.asarray(d["update_mask"], jnp.float32)[i] if "update_mask" in d
+            else jnp.ones((t,), jnp.float32), w0)
 
     def initial_weights(self, instance: RecordedInstance):
         """The recorded initial weights of this trajectory, or None (drawn)."""
@@ -234,6 +242,9 @@ class RecordedTask(Task):
 
     def active(self, instance, env) -> Array:
         return env.t < instance.length
+
+    def learns(self, instance, env) -> Array:
+        return (env.t < instance.length) & (instance.learn[self._now(instance, env)] > 0)
 
     def transition(self, instance, env: RecordedState, y: Array) -> RecordedState:
         t = self._now(instance, env)
