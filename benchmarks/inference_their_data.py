@@ -29,6 +29,10 @@ Checks and scores, all on those 5 held-out trajectories:
   trajectories, L1 1e-3, from θ = 0), scored the same way;
 * the true rule (x·r), the upper reference.
 
+``--legacy-rng`` draws their data with JAX's random bits of before version 0.5
+(``jax_threefry_partitionable`` off): with it, flyid 1 is the data set of the 63.7% their
+code printed when it was first run here.
+
 Writes benchmarks/results/inference_their_data.json.
 """
 
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -53,6 +58,9 @@ OUT = ROOT / "benchmarks" / "results" / "inference_their_data.json"
 #: their run with hooks that keep what it simulates, fits and evaluates (argv: checkout,
 #: flyid, log dir, output .npz)
 EXPORT = THEIR_SHIMS + r"""
+import os
+if os.environ.get("THEIR_LEGACY_RNG"):  # JAX's random bits before 0.5 (their release)
+    jax.config.update("jax_threefry_partitionable", False)
 import numpy as np
 import plasticity.model as model
 saved, calls, inits, state = {}, [], [], {"eval": False}
@@ -100,13 +108,15 @@ np.savez(out_path, **arrays)
 """
 
 
-def run_theirs(python: str, checkout: str, flyid: int, work: Path) -> dict:
+def run_theirs(python: str, checkout: str, flyid: int, work: Path,
+               legacy_rng: bool = False) -> dict:
     """Their default run for one flyid; the hooks' arrays and their printed evaluation."""
     out = work / f"theirs_{flyid}.npz"
     t0 = time.perf_counter()
+    env = {**os.environ, **({"THEIR_LEGACY_RNG": "1"} if legacy_rng else {})}
     done = subprocess.run([python, "-c", EXPORT, checkout, str(flyid), str(work) + "/",
                            str(out)], capture_output=True, text=True, cwd=work,
-                          timeout=1800)
+                          timeout=1800, env=env)
     if done.returncode != 0 or not out.exists():
         raise SystemExit(f"MetaLearnPlasticity failed (flyid {flyid}, exit "
                          f"{done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
@@ -252,16 +262,21 @@ def main() -> None:
                    help="interpreter for MetaLearnPlasticity (with its dependencies)")
     p.add_argument("--flyids", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--seed", type=int, default=0, help="our run's seed")
+    p.add_argument("--legacy-rng", action="store_true",
+                   help="their data drawn with JAX's random bits before 0.5 "
+                        "(jax_threefry_partitionable off), as when their code was released")
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
     if not (Path(args.theirs) / "plasticity" / "run.py").is_file():
         raise SystemExit(f"--theirs {args.theirs!r} is not a MetaLearnPlasticity checkout "
                          f"(no plasticity/run.py)")
-    result: dict = {"date": time.strftime("%Y-%m-%d"), "flyids": {}}
+    result: dict = {"date": time.strftime("%Y-%m-%d"), "legacy_rng": args.legacy_rng,
+                    "flyids": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for flyid in args.flyids:
-            theirs = run_theirs(args.python, str(Path(args.theirs).resolve()), flyid, work)
+            theirs = run_theirs(args.python, str(Path(args.theirs).resolve()), flyid, work,
+                                args.legacy_rng)
             rec = work / f"recordings_{flyid}.npz"
             info = to_recordings(theirs["path"], rec)
             cfg_path = work / f"config_{flyid}.toml"

@@ -152,6 +152,17 @@ def test_run_of_recordings_writes_its_recovery(run_dir):
     assert (run_dir / "recovery.png").exists()
 
 
+def test_evaluation_of_recordings_scores_every_trajectory_once(run_dir):
+    """eval.json of a recorded run: the split's 6 trajectories each once (not eval.tasks
+    = 4 draws), the same mean as the recovery table's."""
+    ev = json.loads((run_dir / "eval.json").read_text())
+    (row,) = ev["rows"]
+    assert row["tasks"] == 6 and row["each_once"] and ev["tasks_per_row"] == 6
+    rec = json.loads((run_dir / "recovery.json").read_text())
+    want = rec["splits"]["train"]["rules"]["inferred"]["r2"]["mean"]
+    assert row["r2"]["mean"] == pytest.approx(want, abs=1e-6)
+
+
 def test_recover_bootstrap_and_l1_path(run_dir, capsys):
     assert main(["recover", str(run_dir), "--bootstrap", "6", "--l1", "0", "1e-3",
                  "--folds", "2"]) == 0

@@ -496,8 +496,10 @@ def _print_eval(run, n_tasks=None) -> None:
 
         rows = evaluate_run(run, n_tasks=n_tasks, progress=progress)
     score = rows[0]["score"]
-    table = Table(title=f"held-out evaluation ({rows[0]['tasks']} fresh tasks per row, "
-                        f"mean ± 95% CI)")
+    counts = [r["tasks"] for r in rows]
+    what = ("every trajectory once" if rows[0].get("each_once")
+            else f"{counts[0]} fresh tasks per row")
+    table = Table(title=f"held-out evaluation ({what}, mean ± 95% CI)")
     for col in ("rule", "evaluated on", score, "loss", "diverged"):
         table.add_column(col, justify="left" if col in ("rule", "evaluated on") else "right")
     for r in rows:

@@ -25,12 +25,13 @@ def eval_key(seed: int) -> jax.Array:
 
 
 @partial(jax.jit, static_argnums=0)
-def _evaluate(objective: Objective, theta: Any, keys: jax.Array) -> dict:
-    def one(k):
-        loss, metrics, _ = objective.episode(theta, k)
+def _evaluate(objective: Objective, theta: Any, keys: jax.Array,
+              ids: jax.Array | None = None) -> dict:
+    def one(k, i):
+        loss, metrics, _ = objective.episode(theta, k, instance_id=i)
         return {"loss": loss, **metrics}
 
-    return jax.vmap(one)(keys)
+    return jax.vmap(one)(keys, ids)
 
 
 #: more held-out tasks than this per row is a typing mistake (the keys alone would take
@@ -47,24 +48,32 @@ def evaluate(objective: Objective, theta: Any, *, key: jax.Array, n_tasks: int,
              batch: int | None = None) -> dict:
     """Per-task loss and metrics (numpy arrays of length ``n_tasks``) after inner learning.
 
+    A task with a finite set of instances (``Task.instance_ids``: recorded trajectories)
+    is scored on each instance exactly once instead (``n_tasks`` is then their number).
     Compiled once per distinct (hashable) objective: rules that differ only in their
     starting parameters share one compiled program. Tasks run all at once when they fit
     in memory, otherwise in batches of ``batch`` (default: what fits in half of it; the
     last batch padded, so one program) — same tasks, same keys.
     """
     check_eval_tasks(n_tasks, "n_tasks")
+    ids = objective.task.instance_ids()
+    if ids is not None:
+        ids = jnp.asarray(np.asarray(ids), jnp.int32)
+        n_tasks = int(ids.shape[0])
     keys = jax.random.split(key, n_tasks)
     batch = batch or eval_batch(objective, getattr(objective, "theta_like", theta), n_tasks)
     if batch >= n_tasks:
-        out = _evaluate(objective, theta, keys)
+        out = _evaluate(objective, theta, keys, ids)
         return {k: np.asarray(v) for k, v in out.items()}
     parts = []
     for start in range(0, n_tasks, batch):
         chunk = keys[start:start + batch]
+        part = None if ids is None else ids[start:start + batch]
         pad = batch - chunk.shape[0]
         if pad:
             chunk = jnp.concatenate([chunk, keys[:pad]])
-        out = _evaluate(objective, theta, chunk)
+            part = None if ids is None else jnp.concatenate([part, ids[:pad]])
+        out = _evaluate(objective, theta, chunk, part)
         parts.append({k: np.asarray(v)[:batch - pad] for k, v in out.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

@@ -310,13 +310,16 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
         for name, p, th, chosen in candidates:
             objective = Objective(p.task, p.network, p.rule)
             stats = summarise(evaluate(objective, th, key=key, n_tasks=n))
-            row = {"rule": name, "variant": label, "score": p.task.score, **stats}
+            row = {"rule": name, "variant": label, "score": p.task.score, **stats,
+                   "each_once": p.task.instance_ids() is not None}
             if chosen:
                 row["tuned"] = chosen
             rows.append(row)
             step(f"{name} on {label}")
         release_compiled()  # programs of this row's shapes are not needed again
-    run.write_json("eval.json", {"tasks_per_row": n, "rows": rows})
+    counts = sorted({r["tasks"] for r in rows}) or [n]  # recordings: their trajectories
+    per_row = counts[0] if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    run.write_json("eval.json", {"tasks_per_row": per_row, "rows": rows})
     from metaplastic.report import plot_eval  # matplotlib: only when plotting
 
     plot_eval(run.path)

@@ -100,11 +100,13 @@ class Objective(WholeEpisodes):
         return conform(self.rule, theta, what=what, like=self.theta_like)
 
     def episode(self, theta: Any, key: Array, record_every: int | None = None,
-                early_exit: int = 0):
-        """One task: (loss, metrics after learning, records during learning)."""
+                early_exit: int = 0, instance_id: Array | None = None):
+        """One task: (loss, metrics after learning, records during learning); drawn with
+        ``key``, or the task's instance ``instance_id`` (see ``Task.instance_ids``)."""
         theta = self.conform(theta)
         k_task, k_net = jax.random.split(key)
-        instance = self.task.sample(k_task)
+        instance = (self.task.sample(k_task) if instance_id is None
+                    else self.task.instance(instance_id))
         out = unroll(
             self.network, self.rule, theta, self.task, instance,
             key=k_net, record_every=record_every, checkpoint=self.checkpoint,

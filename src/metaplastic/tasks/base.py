@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metaplastic.errors import ConfigError
 from metaplastic.network import NetState, Network
@@ -79,6 +80,12 @@ class Task:
 
     def active(self, instance: Any, env: Any) -> Array:
         return jnp.asarray(True)
+
+    def instance_ids(self) -> np.ndarray | None:
+        """A task with a finite set of instances (recorded trajectories) returns their ids
+        for :meth:`instance`: an evaluation then scores each exactly once instead of
+        drawing with replacement. None (the default): instances are drawn at random."""
+        return None
 
     def learns(self, instance: Any, env: Any) -> Array:
         """Whether the synapses update this step (from the state before its transition):

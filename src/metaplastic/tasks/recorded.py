@@ -200,6 +200,10 @@ class RecordedTask(Task):
         m = d["activity_mask"] > 0
         return float(max(np.var(d["activity"][m]), 1e-12)) if m.any() else 1.0
 
+    def instance_ids(self) -> np.ndarray:
+        """The split's trajectories: an evaluation scores each once."""
+        return self.indices
+
     def sample(self, key: Array) -> RecordedInstance:
         """A trajectory of the split, drawn uniformly (with replacement)."""
         pool = jnp.asarray(self.indices)
