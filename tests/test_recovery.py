@@ -235,3 +235,40 @@ def test_simulated_truth_can_be_a_theta_file(tmp_path, monkeypatch):
     save_theta(tmp_path / "other.npz", {"w": np.zeros(3)})
     with pytest.raises(mp.errors.MetaplasticError):
         recordings.materialise({**spec, "theta": str(tmp_path / "other.npz")}, {})
+
+
+def test_readout_of_a_polynomial_gives_its_own_coefficients(fit):
+    """The projection used for rules without named terms, applied to a polynomial rule:
+    least squares on the signals met returns that rule's coefficients."""
+    from metaplastic import explain
+    from metaplastic.experiments.recovery import _projection
+
+    rule = mp.rules.make("polynomial", eta=0.05)
+    theta = {"coef": np.asarray(rule.coefficients("oja"))}
+    vector = _projection(explain, fit["task"], fit["net"], rule, rule, jax.random.key(0))
+    got = vector(theta)
+    np.testing.assert_allclose(got, np.ravel(theta["coef"]), atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory, run_dir):
+    out = tmp_path_factory.mktemp("mlp-runs")
+    assert main(["run", str(run_dir / "config.toml"), "--out", str(out), "--no-eval",
+                 "--set", "rule={name = 'mlp', eta = 0.05}"]) == 0
+    (run,) = list(out.iterdir())
+    return run
+
+
+def test_an_mlp_rule_is_read_out_with_intervals(mlp_run, capsys):
+    assert main(["recover", str(mlp_run), "--bootstrap", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "read out onto the polynomial's terms" in text
+    assert "read-out coefficients, bootstrap 95% CI" in text
+    coef = json.loads((mlp_run / "recovery.json").read_text())["coefficients"]
+    assert coef["kind"] == "readout" and coef["reference"] == "simulated truth"
+    assert len(coef["names"]) == 27 and coef["bootstrap"] == 4 and coef["readout_r2"] <= 1
+    truth = dict(zip(coef["names"], coef["truth_values"], strict=True))
+    assert truth["pre*post"] == 1.0 and truth["post^2*w"] == -1.0  # same eta
+    lo, hi = np.array(coef["ci_low"]), np.array(coef["ci_high"])
+    assert np.all(lo <= hi) and np.any(hi > lo) and np.all(np.isfinite(coef["inferred"]))
+    assert (mlp_run / "recovery.png").exists()

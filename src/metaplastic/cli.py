@@ -794,12 +794,18 @@ def _print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> 
     if "cosine" in coef:
         who = ("the simulated truth" if coef["reference"] == "simulated truth"
                else f"{coef['reference']}'s")
-        console.print(f"coefficients against {who}: cosine "
+        what = ("the rule read out onto the polynomial's terms (least squares over the "
+                "signals met)" if coef.get("kind") == "readout" else "coefficients")
+        console.print(f"{what} against {who}: cosine "
                       f"[bold]{coef['cosine']:.3f}[/], R² {coef['r2']:.3f}")
+        if "readout_r2" in coef:
+            console.print(f"  (the polynomial explains {coef['readout_r2']:.3f} of the "
+                          f"variance of the rule's weight changes there)")
     if "ci_low" in coef:
         free = [i for i, f in enumerate(coef["free"]) if f]
         order = sorted(free, key=lambda i: -abs(coef["inferred"][i]))
-        t = Table(title=f"coefficients, bootstrap 95% CI ({coef['bootstrap']} refits on "
+        t = Table(title=f"{'read-out ' if coef.get('kind') == 'readout' else ''}"
+                        f"coefficients, bootstrap 95% CI ({coef['bootstrap']} refits on "
                         f"resampled training trajectories)")
         for col in ("term", "inferred", "95% CI", *(["truth"] if coef["truth_values"]
                                                     is not None else [])):

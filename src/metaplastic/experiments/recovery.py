@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import jax
@@ -65,6 +66,13 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     out["splits"] = {s: _score(objective, theta, idx, key, truth, rule)
                      for s, idx in splits.items() if idx.size}
     ref = _reference(cfg, rule, network, theta, truth)
+    vector = None  # θ -> the vector compared with the truth (named rules: θ itself)
+    if ref is None:
+        readout = _readout(cfg, objective, rule, network, truth, jax.random.fold_in(key, 2))
+        if readout is not None:
+            vector, comparator = readout
+            ref = _compare(vector(theta), comparator, float(rule.eta), kind="readout")
+            ref["readout_r2"] = vector.cache["fit_r2"]
     if ref is not None:
         out["coefficients"] = ref
     k_init, run_key = run_keys(cfg)
@@ -72,13 +80,18 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     if bootstrap:
         if ref is None:
             raise ConfigError("--bootstrap gives intervals of named coefficients: this "
-                              "run's rule has none comparable with its reference")
+                              "run's rule has none, and no polynomial reference (the "
+                              "simulation's rule or `reference`) to read it out onto")
         say(f"{bootstrap} refits on resampled training trajectories")
         pools = recovery.bootstrap_pools(splits["train"], bootstrap,
                                          jax.random.fold_in(key, 1))
         thetas, _ = recovery.refit(objective, pieces.outer, theta0, pools,
                                    np.full(bootstrap, pools.shape[1]), run_key)
-        flat = np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(thetas), np.float64)
+        if vector is None:
+            flat = np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(thetas), np.float64)
+        else:
+            flat = np.stack([vector(jax.tree.map(lambda x, b=b: x[b], thetas))
+                             for b in range(bootstrap)])
         lo, hi = recovery.percentile_ci(flat)
         ref.update(bootstrap=bootstrap, ci_low=lo.tolist(), ci_high=hi.tolist())
         if ref.get("truth_values") is not None:
@@ -90,7 +103,7 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
         out["l1_path"] = _l1_path(objective, pieces.outer, theta0, run_key, splits["train"],
                                   tuple(float(v) for v in l1), folds or
                                   min(5, splits["train"].size), key, say)
-        if ref is not None:
+        if ref is not None and vector is None:  # θ's own entries are named terms
             out["l1_path"]["kept_terms"] = [ref["names"][i] for i in out["l1_path"]["kept"]]
     run.write_json(FILE, out)
     return out
@@ -155,12 +168,82 @@ def _reference(cfg, rule, network, theta, truth) -> dict[str, Any] | None:
                 list(getattr(ref, "term_names", [])) != names:
             continue
         values = values * float(getattr(ref, "eta", 1.0)) / float(getattr(rule, "eta", 1.0))
-        out.update(reference=label, truth_values=values,
-                   cosine=coefficient_cosine(flat, values),
-                   r2=float(1 - np.sum((flat - values) ** 2)
-                            / max(np.sum((values - values.mean()) ** 2), 1e-30)))
+        out.update(_agreement(flat, values), reference=label, truth_values=values)
         break
     return out
+
+
+def _agreement(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
+    return {"cosine": coefficient_cosine(got, want),
+            "r2": float(1 - np.sum((got - want) ** 2)
+                        / max(np.sum((want - want.mean()) ** 2), 1e-30))}
+
+
+#: samples of the signals met, for reading a rule without named terms out: tasks drawn
+#: from the training trajectories x synapses followed per plastic layer
+READOUT_TASKS, READOUT_SYNAPSES = 8, 16
+
+
+def _readout(cfg, objective, rule, network, truth, key):
+    """For a rule without named terms (an MLP): ``(vector, comparator)``, where
+    ``vector(θ)`` is the rule's weight change on the signals met in the training
+    trajectories (``READOUT_TASKS`` replays with the run's θ), projected by least squares
+    onto the terms of a polynomial — the simulation's rule, else ``reference`` — in units
+    of the fitted rule's eta; ``comparator = (label, rule, θ)`` that polynomial. None when
+    there is no such polynomial."""
+    from metaplastic import explain  # the signal sampler of `metaplastic explain`
+
+    candidates = []
+    if truth is not None:
+        candidates.append(("simulated truth", truth[1], truth[2]))
+    if cfg.reference:
+        ref = build_rule(cfg, cfg.reference)
+        candidates.append((cfg.reference, ref, ref.init(jax.random.key(0), network.shapes)))
+    comparator = next((c for c in candidates if hasattr(c[1], "term_values")), None)
+    if comparator is None or rule.per_layer:
+        return None
+    return _projection(explain, objective.task, network, rule, comparator[1],
+                       key), comparator
+
+
+def _projection(explain, task, network, rule, poly, key):
+    """θ -> least-squares coefficients of ``poly``'s terms for the rule's weight changes
+    (divided by its eta) on signals sampled once, with the first θ it is given."""
+    cache: dict[str, Any] = {}
+
+    def vector(theta) -> np.ndarray:
+        if not cache:
+            data = explain.collect(task, network, rule, theta, key=key,
+                                   tasks=READOUT_TASKS, synapses=READOUT_SYNAPSES)
+            plastic = [l for l in range(len(network.shapes)) if network.learns(l)]
+            keep = np.isin(data["layer"], plastic)
+            cache["values"] = {n: data[n][keep] for n in explain.SIGNALS}
+            signals = SimpleNamespace(**cache["values"])
+            n = int(keep.sum())
+            cache["x"] = np.stack([np.broadcast_to(np.asarray(v, np.float64), (n,))
+                                   for v in poly.term_values(signals)], axis=1)
+        values, x = cache["values"], cache["x"]
+        dw = explain.rule_dw(rule, theta, values, values["w"]).astype(np.float64)
+        dw = dw / float(rule.eta)
+        coef = np.linalg.lstsq(x, dw, rcond=None)[0]
+        # how much of the rule's weight change these terms explain (last θ read out)
+        cache["fit_r2"] = float(1 - np.sum((dw - x @ coef) ** 2)
+                                / max(np.sum((dw - dw.mean()) ** 2), 1e-30))
+        return coef
+
+    vector.cache = cache
+    return vector
+
+
+def _compare(got: np.ndarray, comparator, eta: float, kind: str) -> dict[str, Any]:
+    """A readout's coefficients against the comparator polynomial's own (times its eta
+    over the fitted rule's ``eta``: both in units of the fitted rule's eta)."""
+    label, poly, poly_theta = comparator
+    values = np.asarray(ravel_pytree(poly_theta)[0], np.float64) * float(poly.eta) / eta
+    names = list(poly.term_names)
+    return {"kind": kind, "names": names, "free": [True] * len(names),
+            "inferred": got.tolist(), "reference": label, "truth_values": values,
+            **_agreement(got, values)}
 
 
 def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, say):

@@ -89,7 +89,8 @@ def _coefficients(ax, coef: dict) -> None:
                 label=f"truth ({coef.get('reference', 'reference')})")
     ax.axhline(0.0, color="0.7", lw=0.8)
     ax.set_xticks(x, [names[i] for i in order], rotation=70, fontsize=7)
-    title = "coefficients"
+    title = ("the rule read out onto these terms" if coef.get("kind") == "readout"
+             else "coefficients")
     if "cosine" in coef:
         title += f": cosine {coef['cosine']:.3f}, R² {coef['r2']:.3f}"
     ax.set_title(title, fontsize=10)
