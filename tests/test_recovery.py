@@ -272,3 +272,12 @@ def test_an_mlp_rule_is_read_out_with_intervals(mlp_run, capsys):
     lo, hi = np.array(coef["ci_low"]), np.array(coef["ci_high"])
     assert np.all(lo <= hi) and np.any(hi > lo) and np.all(np.isfinite(coef["inferred"]))
     assert (mlp_run / "recovery.png").exists()
+
+
+def test_l1_path_of_an_mlp_rule_names_no_terms(mlp_run, capsys):
+    assert main(["recover", str(mlp_run), "--l1", "0", "1e-3", "--folds", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "chosen L1" in text and "terms kept" not in text
+    path = json.loads((mlp_run / "recovery.json").read_text())["l1_path"]
+    assert "kept_terms" not in path and all(np.isfinite(path["cv_loss"]))
+    assert (mlp_run / "l1_path.png").exists()

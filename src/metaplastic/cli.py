@@ -824,9 +824,10 @@ def _print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> 
     if path:
         for lam, m, se in zip(path["l1"], path["cv_loss"], path["cv_se"], strict=True):
             console.print(f"L1 {lam:<8g} cross-validated loss {m:.4g} ± {se:.2g} (SE)")
+        kept = (f"; terms kept: {', '.join(path['kept_terms'])}" if "kept_terms" in path
+                else "")  # a rule without named terms (an MLP) keeps no terms
         console.print(f"chosen L1 {path['chosen']:g} (the largest within one SE of the best,"
-                      f" {path['best']:g}); terms kept: "
-                      f"{', '.join(path.get('kept_terms', map(str, path['kept'])))}")
+                      f" {path['best']:g}){kept}")
     drawn = plot_recovery(run.path)
     console.print(f"wrote {run.path / 'recovery.json'}"
                   + "".join(f", {p.name}" for p in drawn))

@@ -137,8 +137,10 @@ def _plot_path(data: dict, path: Path) -> Path:
     a.set_ylabel(f"cross-validated loss ({p['folds']} folds)")
     a.legend(fontsize=8)
     theta = np.asarray(p["theta"], float)
-    names = (data.get("coefficients") or {}).get("names") or [f"θ[{i}]" for i in
-                                                                 range(theta.shape[1])]
+    coef = data.get("coefficients") or {}
+    names = coef.get("names") or []
+    if coef.get("kind") == "readout" or len(names) != theta.shape[1]:  # θ's own entries
+        names = [f"θ[{i}]" for i in range(theta.shape[1])]
     top = np.argsort(-np.abs(theta).max(axis=0))[:8]
     for i in range(theta.shape[1]):
         b.plot(x, theta[:, i], color="0.8" if i not in top else None, lw=0.8 if i not in top
