@@ -2,6 +2,7 @@
 masks, lengths and bad files."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -144,3 +145,44 @@ def test_update_mask_says_when_the_synapses_change(tmp_path, truth):
     with pytest.raises(ConfigError, match="update_mask must hold only 0 and 1"):
         mp.tasks.make("recorded", path=_write(tmp_path, {**data, "update_mask":
                                                           np.full((N, STEPS), 0.5)}, "h.npz"))
+
+
+def test_a_fitted_start_is_part_of_theta_and_is_learned(tmp_path, truth):
+    """initial = "fitted": θ = {rule, w0}; recordings made from one common start W* (not
+    stored) are replayed exactly from θ's W*, and a meta-gradient fit moves a drawn start
+    towards W* while the loss falls."""
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.config import from_dict
+    from metaplastic.meta import driver
+    from metaplastic.meta.gradient import MetaGradient
+    from metaplastic.rules.joint import WithFittedStart
+
+    net, oja, theta, source = truth
+    w_star = 0.5 * np.asarray(jax.random.normal(jax.random.key(7), net.shapes[0]))
+    start = WithFittedStart(oja, net)
+    data = simulate(net, start, {"rule": theta, "w0": (w_star,)}, source, N,
+                    jax.random.key(3))
+    np.testing.assert_allclose(data["w0_1"], np.broadcast_to(w_star, data["w0_1"].shape),
+                               rtol=1e-6)
+    del data["w0_1"]
+    path = _write(tmp_path, data, "common.npz")
+    cfg = from_dict({"name": "fit-start", "task": {"name": "recorded", "path": path,
+                                                   "initial": "fitted", "split": "all"},
+                     "network": {"activation": "linear"},
+                     "rule": {"name": "oja", "eta": 0.02},
+                     "meta": {"steps": 40, "chunk": 20, "tasks_per_step": 3, "lr": 0.02}})
+    pieces = build(cfg)
+    assert isinstance(pieces.rule, WithFittedStart)
+    exact = {"rule": theta, "w0": (jnp.asarray(w_star),)}
+    loss, r2 = _losses(path, net, pieces.rule, exact, initial="fitted")
+    np.testing.assert_allclose(r2, 1.0, atol=1e-5)
+    theta0 = pieces.rule.init(jax.random.key(1), net.shapes)
+    assert set(theta0) == {"rule", "w0"} and theta0["w0"][0].shape == net.shapes[0]
+    result = driver.run(MetaGradient(steps=40, lr=0.02, chunk=20), pieces.objective, theta0,
+                        key=jax.random.key(2))
+    before = np.linalg.norm(np.asarray(theta0["w0"][0]) - w_star)
+    after = np.linalg.norm(np.asarray(result.theta["w0"][0]) - w_star)
+    assert after < 0.7 * before
+    first, last = _losses(path, net, pieces.rule, theta0, initial="fitted")[0], \
+        _losses(path, net, pieces.rule, result.theta, initial="fitted")[0]
+    assert last.mean() < 0.5 * first.mean()

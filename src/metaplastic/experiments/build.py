@@ -16,7 +16,7 @@ from metaplastic.meta import MetaGradient, Objective, OuterLoop
 from metaplastic.meta.mixture import Mixture
 from metaplastic.network import Network
 from metaplastic.rules.base import Rule
-from metaplastic.rules.joint import WithLearnedNeurons
+from metaplastic.rules.joint import WithFittedStart, WithLearnedNeurons
 from metaplastic.tasks.base import Task
 
 
@@ -96,6 +96,8 @@ def _build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
     rule = build_rule(cfg)
     if network.learned_neurons:  # one θ for the synapses' rule and the neurons' φ
         rule = WithLearnedNeurons(rule, network.neuron_model)
+    if task.fits_start:  # the initial weights fitted with the rule (recordings)
+        rule = WithFittedStart(rule, network)
     objective: Any = Objective(task, network, rule, **sections.objective_options(cfg.meta))
     if cfg.mixture and not task_overrides and not net_overrides:
         objective = build_mixture(cfg)

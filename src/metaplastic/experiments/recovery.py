@@ -37,6 +37,7 @@ from metaplastic.experiments.build import build, build_rule
 from metaplastic.experiments.evaluate import coefficient_cosine
 from metaplastic.experiments.rundir import RunDir
 from metaplastic.experiments.runner import run_keys, run_theta
+from metaplastic.rules.joint import synapses_part
 
 RECOVERY_STREAM = 5_000_029  # keys of the replays, resamples and refits
 FILE = "recovery.json"
@@ -65,7 +66,11 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     say("scoring every trajectory once")
     out["splits"] = {s: _score(objective, theta, idx, key, truth, rule)
                      for s, idx in splits.items() if idx.size}
-    ref = _reference(cfg, rule, network, theta, truth)
+    # the synapses' rule within θ (without e.g. a fitted start or learned neurons)
+    def own(t):
+        return synapses_part(rule, t)[1]
+
+    ref = _reference(cfg, synapses_part(rule, theta)[0], network, own(theta), truth)
     vector = None  # θ -> the vector compared with the truth (named rules: θ itself)
     if ref is None:
         readout = _readout(cfg, objective, rule, network, truth, jax.random.fold_in(key, 2))
@@ -88,7 +93,8 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
         thetas, _ = recovery.refit(objective, pieces.outer, theta0, pools,
                                    np.full(bootstrap, pools.shape[1]), run_key)
         if vector is None:
-            flat = np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(thetas), np.float64)
+            flat = np.asarray(jax.vmap(lambda t: ravel_pytree(own(t))[0])(thetas),
+                              np.float64)
         else:
             flat = np.stack([vector(jax.tree.map(lambda x, b=b: x[b], thetas))
                              for b in range(bootstrap)])
@@ -102,7 +108,7 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     if l1:
         out["l1_path"] = _l1_path(objective, pieces.outer, theta0, run_key, splits["train"],
                                   tuple(float(v) for v in l1), folds or
-                                  min(5, splits["train"].size), key, say)
+                                  min(5, splits["train"].size), key, say, own)
         if ref is not None and vector is None:  # θ's own entries are named terms
             out["l1_path"]["kept_terms"] = [ref["names"][i] for i in out["l1_path"]["kept"]]
     run.write_json(FILE, out)
@@ -246,7 +252,7 @@ def _compare(got: np.ndarray, comparator, eta: float, kind: str) -> dict[str, An
             **_agreement(got, values)}
 
 
-def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, say):
+def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, say, own):
     pools, sizes, held = recovery.fold_pools(train, folds)
     path = {"l1": list(strengths), "folds": folds, "cv_loss": [], "cv_se": [], "theta": [],
             "diverged": []}
@@ -264,8 +270,8 @@ def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, sa
         path["cv_se"].append(float(finite.std(ddof=1) / math.sqrt(finite.size))
                              if finite.size > 1 else 0.0)
         path["diverged"].append(int(len(losses) - finite.size))
-        path["theta"].append(np.asarray(ravel_pytree(jax.tree.map(lambda x: x[-1], thetas))[0],
-                                        np.float64).tolist())
+        last = own(jax.tree.map(lambda x: x[-1], thetas))
+        path["theta"].append(np.asarray(ravel_pytree(last)[0], np.float64).tolist())
     losses = np.asarray(path["cv_loss"])
     if not np.isfinite(losses).any():
         raise ConfigError("every fit of the L1 path diverged (NaN/inf on every held-out "

@@ -42,6 +42,7 @@ from metaplastic.meta.memory import check_fits
 from metaplastic.meta.objective import Objective
 from metaplastic.plausibility import check_names
 from metaplastic.rules.base import conform
+from metaplastic.rules.joint import synapses_part
 
 
 def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None,
@@ -246,6 +247,7 @@ def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any
         ref = build_rule(cfg, cfg.reference)
         out["reference"] = cfg.reference
         ref_theta = ref.init(jax.random.key(0), pieces.network.shapes)
+        rule, theta = synapses_part(rule, theta)  # e.g. without a fitted start
         same = (type(ref) is type(rule)
                 and jax.tree.structure(ref_theta) == jax.tree.structure(theta)
                 and all(jnp.shape(a) == jnp.shape(b) for a, b in

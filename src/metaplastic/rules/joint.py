@@ -76,3 +76,77 @@ class WithLearnedNeurons(Rule):
     def formula(self, theta) -> str:
         return (f"{self.rule.formula(theta['rule'])}; neurons: "
                 f"{self.neuron.describe(theta['neuron'])}")
+
+
+@dataclass(frozen=True)
+class WithFittedStart(Rule):
+    """``rule`` for the synapses, and the network's initial weights fitted with it.
+
+    θ = ``{"rule": θ_rule, "w0": (W_1, W_2, ...)}``: every episode starts from the weights
+    ``w0`` (fitted jointly with the rule, one start shared by every trajectory) instead of
+    drawn or recorded ones; every synapse then updates by ``rule`` exactly as it would
+    alone. The library composes it for a recordings task with ``initial = "fitted"``:
+    when the recordings do not hold the weights each trajectory started from, the start
+    is inferred with the rule. ``w0`` starts at ``network``'s draw; L1 applies to the
+    rule only."""
+
+    rule: Rule
+    network: Any
+
+    @property
+    def family(self) -> str:  # type: ignore[override]
+        return f"{self.rule.family}+fitted-start"
+
+    @property
+    def per_layer(self) -> bool:  # type: ignore[override]
+        return self.rule.per_layer
+
+    @property
+    def linear_in_theta(self) -> bool:
+        return False  # scaling θ would scale the start too
+
+    @property
+    def term_names(self) -> list[str]:
+        return list(getattr(self.rule, "term_names", []))
+
+    def init(self, key: Array, shapes=None) -> dict:
+        k_rule, k_start = jax.random.split(key)
+        return {"rule": self.rule.init(k_rule, shapes),
+                "w0": tuple(self.network.init(k_start).weights)}
+
+    def layer_theta(self, theta, layer: int):
+        return self.rule.layer_theta(theta["rule"], layer)
+
+    def initial_weights(self, theta):
+        return tuple(theta["w0"])
+
+    def neuron_params(self, theta):
+        return getattr(self.rule, "neuron_params", lambda _: ())(theta["rule"])
+
+    def sparse_part(self, theta):
+        """What the objective's L1 penalty applies to: the synapses' rule only."""
+        inner = getattr(self.rule, "sparse_part", None)
+        return inner(theta["rule"]) if inner is not None else theta["rule"]
+
+    def init_state(self, shape):
+        return self.rule.init_state(shape)
+
+    def synapse(self, theta, s: LocalSignals) -> Array:
+        return self.rule.synapse(theta, s)
+
+    def update(self, theta, signals: LocalSignals, state):
+        return self.rule.update(theta, signals, state)
+
+    def update_per_synapse(self, theta, signals: LocalSignals, state):
+        return self.rule.update_per_synapse(theta, signals, state)
+
+    def formula(self, theta) -> str:
+        return f"{self.rule.formula(theta['rule'])}; initial weights fitted"
+
+
+def synapses_part(rule: Rule, theta: Any) -> tuple[Rule, Any]:
+    """The synapses' own rule and its θ within a composed rule (learned neurons, a fitted
+    start), or ``(rule, theta)`` as they are: what compares with a reference's terms."""
+    while isinstance(rule, (WithLearnedNeurons, WithFittedStart)):
+        rule, theta = rule.rule, theta["rule"]
+    return rule, theta

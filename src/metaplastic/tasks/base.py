@@ -81,6 +81,12 @@ class Task:
     def active(self, instance: Any, env: Any) -> Array:
         return jnp.asarray(True)
 
+    @property
+    def fits_start(self) -> bool:
+        """Whether the network's initial weights are fitted with the rule (part of θ:
+        recordings without the weights each trajectory started from)."""
+        return False
+
     def instance_ids(self) -> np.ndarray | None:
         """A task with a finite set of instances (recorded trajectories) returns their ids
         for :meth:`instance`: an evaluation then scores each exactly once instead of

@@ -52,6 +52,7 @@ from metaplastic.tasks.base import Task
 Array = jax.Array
 FITS = ("activity", "choices")
 SPLITS = ("train", "heldout", "all")
+INITIAL = ("recorded", "drawn", "fitted")
 KEYS = ("inputs", "lengths", "activity", "activity_mask", "choices", "rewards",
         "update_mask")
 
@@ -134,7 +135,9 @@ class RecordedTask(Task):
     fit: str = "activity"
     split: str = "train"
     heldout: float = 0.2
-    initial: str = "recorded"  # "recorded" (w0_<l> in the file) or "drawn"
+    #: "recorded" (w0_<l> in the file), "drawn" (by the network, per trajectory) or
+    #: "fitted" (one start for every trajectory, fitted with the rule: θ["w0"])
+    initial: str = "recorded"
     score = "r2"
 
     def __post_init__(self):
@@ -147,14 +150,15 @@ class RecordedTask(Task):
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if not 0.0 <= self.heldout < 1.0:
             raise ConfigError(f"heldout must be a fraction in [0, 1), got {self.heldout}")
-        if self.initial not in ("recorded", "drawn"):
-            raise ConfigError(f"initial must be 'recorded' or 'drawn', got {self.initial!r}")
+        if self.initial not in INITIAL:
+            raise ConfigError(f"initial must be one of {', '.join(INITIAL)}, got "
+                              f"{self.initial!r}")
         data = self._data
         if self.fit not in data and not (self.fit == "activity" and "activity" in data):
             raise ConfigError(f"fit = {self.fit!r} but {self.path!r} holds no {self.fit!r}")
         if self.initial == "recorded" and not any(k.startswith("w0_") for k in data):
             raise ConfigError(f"initial = 'recorded' but {self.path!r} holds no w0_1, ...; "
-                              f"set task.initial = 'drawn'")
+                              f"set task.initial = 'drawn' or 'fitted'")
         if not len(self.indices):
             raise ConfigError(f"split {self.split!r} of {self.path!r} holds no trajectory "
                               f"(heldout = {self.heldout})")
@@ -216,7 +220,9 @@ class RecordedTask(Task):
         get = lambda k, shape, dtype: (jnp.asarray(d[k], dtype)[i] if k in d  # noqa: E731
                                        else jnp.zeros(shape, dtype))
         w0 = ()
-        if self.initial == "recorded":
+        # "fitted": a rule with a fitted start ignores them; the truth's replay and
+        # rules without one (baselines) start where the recordings say, when they say
+        if self.initial != "drawn" and any(k.startswith("w0_") for k in d):
             layers = sorted(int(k[3:]) for k in d if k.startswith("w0_"))
             w0 = tuple(jnp.asarray(d[f"w0_{l}"], jnp.float32)[i] for l in layers)
         return RecordedInstance(
@@ -227,8 +233,13 @@ class RecordedTask(Task):
             jnp.asarray(d["update_mask"], jnp.float32)[i] if "update_mask" in d
             else jnp.ones((t,), jnp.float32), w0)
 
+    @property
+    def fits_start(self) -> bool:
+        return self.initial == "fitted"
+
     def initial_weights(self, instance: RecordedInstance):
-        """The recorded initial weights of this trajectory, or None (drawn)."""
+        """The recorded initial weights of this trajectory, or None (drawn). A rule with
+        a fitted start (``initial = "fitted"``) starts from its own θ["w0"] instead."""
         return instance.w0 or None
 
     def reset(self, instance, key: Array) -> RecordedState:
@@ -285,7 +296,7 @@ class RecordedTask(Task):
                               f"{self.n_out}; got sizes {network.sizes}")
         d = self._data
         layers = sorted(int(k[3:]) for k in d if k.startswith("w0_"))
-        if self.initial == "recorded":
+        if self.initial != "drawn" and layers:
             shapes = [tuple(d[f"w0_{l}"].shape[1:]) for l in layers]
             if shapes != list(network.shapes):
                 raise ConfigError(f"the recorded initial weights have shapes {shapes}, the "
