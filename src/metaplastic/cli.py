@@ -632,6 +632,7 @@ def cmd_export(args) -> int:
     from metaplastic.experiments.build import build
     from metaplastic.experiments.rundir import RunDir
     from metaplastic.experiments.runner import run_theta
+    from metaplastic.rules.joint import synapses_part
 
     _not_for_meta_meta(args.run, "export")
     run = RunDir.open(args.run)
@@ -644,10 +645,12 @@ def cmd_export(args) -> int:
         _check_exportable(pieces.network)  # before anything is computed or written
     explained = run.read_json("explain.json") if (run.path / "explain.json").exists() else None
     texts = {}
-    if rule_formats and (explained is None or hasattr(pieces.rule, "term_values")
-                         or getattr(pieces.rule, "family", "") == "abcd"):
+    # the synapses' own rule (a fitted start or learned neurons stay in theta.npz)
+    own, own_theta = synapses_part(pieces.rule, theta)
+    if rule_formats and (explained is None or hasattr(own, "term_values")
+                         or getattr(own, "family", "") == "abcd"):
         # rules of named terms, abcd; a network rule without explain.json: the message
-        texts = {("rule", f): export.render(pieces.rule, theta, f) for f in rule_formats}
+        texts = {("rule", f): export.render(own, own_theta, f) for f in rule_formats}
     if explained is not None:  # the formula `metaplastic explain` distilled, too
         texts |= {("explained", f): export.render_distilled(explained, f)
                   for f in rule_formats}
