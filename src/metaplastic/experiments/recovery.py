@@ -162,21 +162,32 @@ def _reference(cfg, rule, network, theta, truth) -> dict[str, Any] | None:
     free = [bool(v) for v in getattr(rule, "free_terms", [True] * len(names))]
     out: dict[str, Any] = {"names": names, "free": free, "inferred": flat.tolist(),
                            "truth_values": None}
-    candidates = []
-    if truth is not None:
-        candidates.append(("simulated truth", truth[1], truth[2]))
-    if cfg.reference:
-        ref = build_rule(cfg, cfg.reference)
-        candidates.append((cfg.reference, ref, ref.init(jax.random.key(0), network.shapes)))
-    for label, ref, ref_theta in candidates:
-        values = np.asarray(ravel_pytree(ref_theta)[0], np.float64)
-        if type(ref) is not type(rule) or values.size != flat.size or \
+    for label, ref, ref_theta in _candidates(cfg, network, truth):
+        if type(ref) is not type(rule) or ravel_pytree(ref_theta)[0].size != flat.size or \
                 list(getattr(ref, "term_names", [])) != names:
             continue
-        values = values * float(getattr(ref, "eta", 1.0)) / float(getattr(rule, "eta", 1.0))
+        values = _in_units_of(ref, ref_theta, float(getattr(rule, "eta", 1.0)))
         out.update(_agreement(flat, values), reference=label, truth_values=values)
         break
     return out
+
+
+def _candidates(cfg, network, truth) -> list[tuple]:
+    """``(label, rule, θ)`` to compare an inferred rule with: the simulation's own rule,
+    then ``reference``'s."""
+    out = []
+    if truth is not None:
+        out.append(("simulated truth", truth[1], truth[2]))
+    if cfg.reference:
+        ref = build_rule(cfg, cfg.reference)
+        out.append((cfg.reference, ref, ref.init(jax.random.key(0), network.shapes)))
+    return out
+
+
+def _in_units_of(rule, theta, eta: float) -> np.ndarray:
+    """``rule``'s coefficients times its eta over ``eta`` (the fitted rule's)."""
+    return (np.asarray(ravel_pytree(theta)[0], np.float64)
+            * float(getattr(rule, "eta", 1.0)) / eta)
 
 
 def _agreement(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
@@ -199,13 +210,8 @@ def _readout(cfg, objective, rule, network, truth, key):
     there is no such polynomial."""
     from metaplastic import explain  # the signal sampler of `metaplastic explain`
 
-    candidates = []
-    if truth is not None:
-        candidates.append(("simulated truth", truth[1], truth[2]))
-    if cfg.reference:
-        ref = build_rule(cfg, cfg.reference)
-        candidates.append((cfg.reference, ref, ref.init(jax.random.key(0), network.shapes)))
-    comparator = next((c for c in candidates if hasattr(c[1], "term_values")), None)
+    comparator = next((c for c in _candidates(cfg, network, truth)
+                       if hasattr(c[1], "term_values")), None)
     if comparator is None or rule.per_layer:
         return None
     return _projection(explain, objective.task, network, rule, comparator[1],
@@ -245,7 +251,7 @@ def _compare(got: np.ndarray, comparator, eta: float, kind: str) -> dict[str, An
     """A readout's coefficients against the comparator polynomial's own (times its eta
     over the fitted rule's ``eta``: both in units of the fitted rule's eta)."""
     label, poly, poly_theta = comparator
-    values = np.asarray(ravel_pytree(poly_theta)[0], np.float64) * float(poly.eta) / eta
+    values = _in_units_of(poly, poly_theta, eta)
     names = list(poly.term_names)
     return {"kind": kind, "names": names, "free": [True] * len(names),
             "inferred": got.tolist(), "reference": label, "truth_values": values,

@@ -20,16 +20,18 @@ from metaplastic.signals import LocalSignals
 Array = jax.Array
 
 
-@dataclass(frozen=True)
-class WithLearnedNeurons(Rule):
-    """``rule`` for the synapses, φ for the neurons; see the module docstring."""
+class Composed(Rule):
+    """A rule whose θ is ``{"rule": θ_rule, ...}``: every synapse updates by ``rule`` with
+    ``θ_rule`` exactly as it would alone; the other entries of θ are something else the
+    meta-learning fits with it (neurons' φ, a start). Subclasses are frozen dataclasses
+    with a ``rule`` field and say what ``SUFFIX`` their family gets."""
 
     rule: Rule
-    neuron: Any
+    SUFFIX = ""
 
     @property
     def family(self) -> str:  # type: ignore[override]
-        return f"{self.rule.family}+learned-neurons"
+        return f"{self.rule.family}+{self.SUFFIX}"
 
     @property
     def per_layer(self) -> bool:  # type: ignore[override]
@@ -37,29 +39,14 @@ class WithLearnedNeurons(Rule):
 
     @property
     def linear_in_theta(self) -> bool:
-        return False  # scaling θ would scale φ too
+        return False  # scaling θ would scale the other entries too
 
     @property
     def term_names(self) -> list[str]:
         return list(getattr(self.rule, "term_names", []))
 
-    def init(self, key: Array, shapes=None) -> dict:
-        k_rule, k_neuron = jax.random.split(key)
-        return {"rule": self.rule.init(k_rule, shapes),
-                "neuron": self.neuron.init_params(k_neuron)}
-
     def layer_theta(self, theta, layer: int):
         return self.rule.layer_theta(theta["rule"], layer)
-
-    def initial_weights(self, theta):
-        return self.rule.initial_weights(theta["rule"])
-
-    def neuron_params(self, theta):
-        return theta["neuron"]
-
-    def sparse_part(self, theta):
-        """What the objective's L1 penalty applies to: the synapses' rule only."""
-        return theta["rule"]
 
     def init_state(self, shape):
         return self.rule.init_state(shape)
@@ -73,49 +60,54 @@ class WithLearnedNeurons(Rule):
     def update_per_synapse(self, theta, signals: LocalSignals, state):
         return self.rule.update_per_synapse(theta, signals, state)
 
+
+@dataclass(frozen=True)
+class WithLearnedNeurons(Composed):
+    """``rule`` for the synapses, φ for the neurons; see the module docstring."""
+
+    rule: Rule
+    neuron: Any
+    SUFFIX = "learned-neurons"
+
+    def init(self, key: Array, shapes=None) -> dict:
+        k_rule, k_neuron = jax.random.split(key)
+        return {"rule": self.rule.init(k_rule, shapes),
+                "neuron": self.neuron.init_params(k_neuron)}
+
+    def initial_weights(self, theta):
+        return self.rule.initial_weights(theta["rule"])
+
+    def neuron_params(self, theta):
+        return theta["neuron"]
+
+    def sparse_part(self, theta):
+        """What the objective's L1 penalty applies to: the synapses' rule only."""
+        return theta["rule"]
+
     def formula(self, theta) -> str:
         return (f"{self.rule.formula(theta['rule'])}; neurons: "
                 f"{self.neuron.describe(theta['neuron'])}")
 
 
 @dataclass(frozen=True)
-class WithFittedStart(Rule):
+class WithFittedStart(Composed):
     """``rule`` for the synapses, and the network's initial weights fitted with it.
 
     θ = ``{"rule": θ_rule, "w0": (W_1, W_2, ...)}``: every episode starts from the weights
     ``w0`` (fitted jointly with the rule, one start shared by every trajectory) instead of
-    drawn or recorded ones; every synapse then updates by ``rule`` exactly as it would
-    alone. The library composes it for a recordings task with ``initial = "fitted"``:
-    when the recordings do not hold the weights each trajectory started from, the start
-    is inferred with the rule. ``w0`` starts at ``network``'s draw; L1 applies to the
-    rule only."""
+    drawn or recorded ones. The library composes it for a recordings task with
+    ``initial = "fitted"``: when the recordings do not hold the weights each trajectory
+    started from, the start is inferred with the rule. ``w0`` starts at ``network``'s
+    draw; L1 applies to the rule only."""
 
     rule: Rule
     network: Any
-
-    @property
-    def family(self) -> str:  # type: ignore[override]
-        return f"{self.rule.family}+fitted-start"
-
-    @property
-    def per_layer(self) -> bool:  # type: ignore[override]
-        return self.rule.per_layer
-
-    @property
-    def linear_in_theta(self) -> bool:
-        return False  # scaling θ would scale the start too
-
-    @property
-    def term_names(self) -> list[str]:
-        return list(getattr(self.rule, "term_names", []))
+    SUFFIX = "fitted-start"
 
     def init(self, key: Array, shapes=None) -> dict:
         k_rule, k_start = jax.random.split(key)
         return {"rule": self.rule.init(k_rule, shapes),
                 "w0": tuple(self.network.init(k_start).weights)}
-
-    def layer_theta(self, theta, layer: int):
-        return self.rule.layer_theta(theta["rule"], layer)
 
     def initial_weights(self, theta):
         return tuple(theta["w0"])
@@ -128,18 +120,6 @@ class WithFittedStart(Rule):
         inner = getattr(self.rule, "sparse_part", None)
         return inner(theta["rule"]) if inner is not None else theta["rule"]
 
-    def init_state(self, shape):
-        return self.rule.init_state(shape)
-
-    def synapse(self, theta, s: LocalSignals) -> Array:
-        return self.rule.synapse(theta, s)
-
-    def update(self, theta, signals: LocalSignals, state):
-        return self.rule.update(theta, signals, state)
-
-    def update_per_synapse(self, theta, signals: LocalSignals, state):
-        return self.rule.update_per_synapse(theta, signals, state)
-
     def formula(self, theta) -> str:
         return f"{self.rule.formula(theta['rule'])}; initial weights fitted"
 
@@ -147,6 +127,6 @@ class WithFittedStart(Rule):
 def synapses_part(rule: Rule, theta: Any) -> tuple[Rule, Any]:
     """The synapses' own rule and its θ within a composed rule (learned neurons, a fitted
     start), or ``(rule, theta)`` as they are: what compares with a reference's terms."""
-    while isinstance(rule, (WithLearnedNeurons, WithFittedStart)):
+    while isinstance(rule, Composed):
         rule, theta = rule.rule, theta["rule"]
     return rule, theta
