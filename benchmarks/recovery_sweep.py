@@ -33,7 +33,7 @@ from metaplastic import recovery
 from metaplastic.experiments import presets, recordings
 from metaplastic.experiments.build import build
 from metaplastic.experiments.evaluate import coefficient_cosine
-from metaplastic.experiments.runner import run_keys
+from metaplastic.experiments.lifecycle import run_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "recovery_sweep.json"

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from metaplastic.capabilities import HasEta, HasLayerStatistics, HasTermValues
 from metaplastic.errors import ConfigError
 from metaplastic.signals import NAMES
 
@@ -32,23 +33,29 @@ def _symbols():
     return SimpleNamespace(**{n: sympy.Symbol(n) for n in NAMES})
 
 
+def exportable(rule: Any) -> bool:
+    """Whether the rule can be written out whole: named terms whose values its code
+    computes, or per-layer coefficient tables."""
+    return isinstance(rule, HasTermValues | HasLayerStatistics)
+
+
 def table(rule: Any, theta: Any) -> list[dict]:
     """Rows of the rule's parameters: ``{term, coefficient}`` per term, or for per-synapse
     coefficient rules ``{layer, coefficient, mean, sd, min, max}``."""
-    if hasattr(rule, "term_values"):
-        coef = np.asarray(theta["coef"], float).reshape(-1)
+    if isinstance(rule, HasTermValues):
+        coef = np.asarray(rule.term_coefficients(theta), float).reshape(-1)
         return [{"term": n, "coefficient": float(c)}
                 for n, c in zip(rule.term_names, coef, strict=True)]
-    if getattr(rule, "family", "") == "abcd":
+    if isinstance(rule, HasLayerStatistics):
         rows = []
-        for layer, coefs in enumerate(theta, start=1):
+        for layer, coefs in enumerate(rule.layer_tables(theta), start=1):
             for name, v in coefs.items():
                 v = np.asarray(v, float)
                 rows.append({"layer": layer, "coefficient": name, "mean": float(v.mean()),
                              "sd": float(v.std()), "min": float(v.min()),
                              "max": float(v.max()), "synapses": int(v.size)})
         return rows
-    raise ConfigError(f"rule {getattr(rule, 'family', type(rule).__name__)!r} has no terms "
+    raise ConfigError(f"rule {rule.family!r} has no terms "
                       f"to export: `metaplastic explain RUN` distils it into a sparse "
                       f"polynomial first")
 
@@ -60,8 +67,8 @@ def expression(rule: Any, theta: Any, digits: int = 4):
     import sympy
 
     s = _symbols()
-    if hasattr(rule, "term_values"):
-        coef = np.asarray(theta["coef"], float).reshape(-1)
+    if isinstance(rule, HasTermValues):
+        coef = np.asarray(rule.term_coefficients(theta), float).reshape(-1)
         total = 0
         for name, c, value in zip(rule.term_names, coef, rule.term_values(s), strict=True):
             if c == 0:
@@ -84,8 +91,8 @@ def render(rule: Any, theta: Any, fmt: str) -> str:
     """The rule in one of :data:`FORMATS`."""
     _check_format(fmt)
     if fmt in ("csv", "json"):
-        extra = {"eta": float(rule.eta)} if hasattr(rule, "eta") and \
-            hasattr(rule, "term_values") else {}
+        extra = ({"eta": float(rule.eta)} if isinstance(rule, HasEta)
+                 and isinstance(rule, HasTermValues) else {})
         return _write(fmt, {"rule": rule.family, **extra}, table(rule, theta), None, {})
     expr, consts = expression(rule, theta)
     return _write(fmt, {}, [], expr, consts)

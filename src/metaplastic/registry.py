@@ -1,5 +1,5 @@
 """One registration mechanism for every kind of piece: rules, tasks, outer loops, neurons,
-plausibility checks.
+plausibility checks, and kinds of run (studies).
 
 A registry entry is a class (a frozen dataclass) under a name, optionally with options
 that the name fixes (``"oja"`` is the polynomial rule with ``start = "oja"``) or whose
@@ -39,7 +39,7 @@ from metaplastic.errors import ConfigError, check_kwargs, unknown_name
 #: the kinds of piece, and the package whose import registers the built-in ones
 KINDS = {"rule": "metaplastic.rules", "task": "metaplastic.tasks",
          "outer": "metaplastic.meta", "neuron": "metaplastic.neurons",
-         "check": "metaplastic.plausibility"}
+         "check": "metaplastic.plausibility", "study": "metaplastic.experiments.studies"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,8 @@ PROTOCOLS = {"rule": ("init", "update", "layer_theta", "init_state", "initial_we
              "outer": ("init", "step", "theta", "restart", "truncation_at", "check", "run",
                        "steps", "chunk", "max_nan_skips"),
              "neuron": ("init_state", "step", "derivative"),
-             "check": ("__call__",)}
+             "check": ("__call__",),
+             "study": ("from_dict", "to_dict", "build", "init", "report")}
 
 
 def check_protocol(kind: str, name: str, cls: Any) -> None:

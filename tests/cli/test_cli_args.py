@@ -22,7 +22,6 @@ from metaplastic.cli import main
     (["run", "oja", "--seeds", "0,x"], "--seeds takes seeds >= 0"),
     (["run", "oja", "--seeds", "0-1", "--seed", "3"], "not both"),
     (["run", "oja", "--seeds", "0-99999"], "100000 seeds"),
-    (["run", "selection-meta", "--seeds", "0-1"], "selection-meta takes one --seed"),
     (["run", "oja", "--seeds", "0-1", "--set", "meta.stepz=3"], "unknown option(s) 'stepz'"),
 ])
 def test_bad_input_is_one_clear_message(args, msg, capsys, tmp_path):

@@ -13,10 +13,15 @@ import pytest
 
 from metaplastic.experiments import config, presets
 from metaplastic.experiments.rundir import RunDir, new_run_dir
-from metaplastic.experiments.runner import train
+from metaplastic.experiments import lifecycle, study
 
 SETS = ["task.n_steps=100", "task.n_in=4", "meta.chunk=5", "eval.tasks=0", "meta.schedule=constant",
         "constraints=[]"]
+
+
+def train(cfg, run, progress=None, resume=False):
+    """The one lifecycle, for the study the config names (rule discovery here)."""
+    return lifecycle.train(study.get(cfg.study), cfg, run, progress, resume=resume)
 
 
 def _run(tmp_path, steps, stop_after_chunks=None, error=KeyboardInterrupt):

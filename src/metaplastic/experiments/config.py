@@ -73,10 +73,19 @@ class RunConfig:
     #: ``network = {hidden = [32, 32, 32]}``); every meta-step runs every entry and
     #: averages their losses with the weights (``metaplastic.meta.mixture``)
     mixture: tuple[dict, ...] = ()
+    #: the kind of run (:mod:`metaplastic.experiments.study`): "rule" discovery,
+    #: "inference" from recordings, or a user's own; empty: the one its task declares
+    study: str = ""
 
     def __post_init__(self):
         # one form for every entry (weight, task and network filled in), however built
         object.__setattr__(self, "mixture", tuple(check_mixture(self.mixture)))
+        if not self.study:
+            from metaplastic.experiments.study import task_study
+
+            name = self.task.get("name") if isinstance(self.task, dict) else None
+            object.__setattr__(self, "study",
+                               task_study(name) if isinstance(name, str) else "rule")
 
 
 _TABLES = ("task", "rule", "network", "meta")

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic.capabilities import HasLayerStatistics
 from metaplastic.experiments.build import build_rule
 from metaplastic.experiments.config import RunConfig
 from metaplastic.inner import initial_carry, trace, unroll
@@ -150,11 +151,11 @@ def record(cfg: RunConfig, pieces, theta, theta0) -> dict[str, np.ndarray]:
     for l, (a, b) in enumerate(zip(before, after, strict=True)):
         out[f"w_before.{l}"] = np.asarray(a, dtype=np.float32)
         out[f"w_after.{l}"] = np.asarray(b, dtype=np.float32)
-    if getattr(pieces.rule, "family", "") == "abcd":
-        for l, layer in enumerate(theta):
+    if isinstance(pieces.rule, HasLayerStatistics):  # per-synapse coefficients (abcd)
+        for l, layer in enumerate(pieces.rule.layer_tables(theta)):
             for name, v in layer.items():
                 out[f"abcd.{l}.{name}"] = np.asarray(v, dtype=np.float32)
-    if getattr(network, "spiking", False):
+    if network.spiking:
         out.update(_spiking(cfg, pieces, compared, keys[0], before))
     return out
 

@@ -35,8 +35,9 @@ from metaplastic.errors import ConfigError
 from metaplastic.experiments import recordings
 from metaplastic.experiments.build import build, build_rule
 from metaplastic.experiments.evaluate import coefficient_cosine
+from metaplastic.experiments.lifecycle import run_keys
 from metaplastic.experiments.rundir import RunDir
-from metaplastic.experiments.runner import run_keys, run_theta
+from metaplastic.experiments.runner import run_theta
 from metaplastic.rules.joint import synapses_part
 
 RECOVERY_STREAM = 5_000_029  # keys of the replays, resamples and refits

@@ -1,12 +1,10 @@
-"""Meta-train a configured run into a run directory, and evaluate a finished run.
-
-Pure pieces return numbers; this module is the edge that writes files. Progress goes to
-an optional ``progress(records)`` callback (the CLI draws a progress bar with it).
+"""What a rule run (the ``rule`` and ``inference`` studies) adds to the lifecycle: its
+checks before training (declared constraints), its summary (formula, reference), the
+episode recorded for the figures, and held-out evaluation against baselines.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from metaplastic.errors import NonFiniteError
+from metaplastic.capabilities import term_names
 from metaplastic.experiments.baselines import (
     Baseline,
     baseline_pieces,
@@ -25,7 +23,7 @@ from metaplastic.experiments.baselines import (
     validate_baselines,
 )
 from metaplastic.experiments.build import Pieces, build, build_rule, variants
-from metaplastic.experiments.config import RunConfig, portable
+from metaplastic.experiments.config import RunConfig
 from metaplastic.experiments.evaluate import (
     check_eval_tasks,
     cosine_to_reference,
@@ -34,9 +32,7 @@ from metaplastic.experiments.evaluate import (
     release_compiled,
     summarise,
 )
-from metaplastic.experiments.provenance import provenance
 from metaplastic.experiments.rundir import RunDir
-from metaplastic.interrupts import deferred
 from metaplastic.meta import driver
 from metaplastic.meta.memory import check_fits
 from metaplastic.meta.objective import Objective
@@ -45,132 +41,7 @@ from metaplastic.rules.base import conform
 from metaplastic.rules.joint import synapses_part
 
 
-def train(cfg: RunConfig, run: RunDir, progress: Callable[[list], None] | None = None,
-          pieces=None, resume: bool = False) -> dict:
-    """Meta-train; writes config, metrics, θ, a checkpoint after every chunk, summary and
-    plots. Returns the summary.
-
-    ``pieces``: the run's pieces if already built (``build(cfg)`` otherwise). ``resume``:
-    continue from the run directory's ``checkpoint.npz`` (same numbers as a run that was
-    never stopped). θ and the metrics so far are saved even when the run stops on NaN/inf,
-    Ctrl-C or SIGTERM.
-    """
-    pieces = build(cfg) if pieces is None else pieces
-    start = _Start(cfg, run, pieces, resume)
-    status, result = "finished", None
-    try:
-        result = pieces.outer.run(pieces.objective, start.theta0, key=start.key,
-                                  progress=start.on_chunk(progress), state=start.state,
-                                  checkpoint=run.save_checkpoint)
-    except NonFiniteError as e:
-        status, result = f"diverged: {e}", e.result
-        raise
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM from the command line
-        status, result = "interrupted", getattr(e, "result", None)
-        raise
-    except Exception as e:
-        status, result = f"crashed: {type(e).__name__}: {e}", getattr(e, "result", None)
-        raise
-    finally:
-        summary = start.finish(result, status)
-    return summary
-
-
-def train_seeds(cfgs: list[RunConfig], runs: list[RunDir],
-                progress: Callable[[int, list], None] | None = None, pieces=None,
-                batching: str = "loop", resume: bool = False) -> list[dict]:
-    """Meta-train several seeds of one configuration (``cfgs`` differ only in ``seed``)
-    as one program (:mod:`metaplastic.meta.seeds`), each into its own run directory with
-    everything :func:`train` writes. A seed that diverges stops alone (its summary says
-    so). ``resume``: every seed continues from its run directory's checkpoint. Returns
-    the summaries."""
-    from metaplastic.meta.seeds import run_seeds
-
-    pieces = build(cfgs[0]) if pieces is None else pieces
-    starts = [_Start(cfg, run, pieces, resume) for cfg, run in zip(cfgs, runs, strict=True)]
-    results, status = None, "finished"
-    try:
-        results = run_seeds(
-            pieces.outer, pieces.objective, [s.theta0 for s in starts],
-            [s.key for s in starts], batching=batching,
-            states=[s.state for s in starts] if resume else None,
-            progress=lambda i, records: starts[i].on_chunk(
-                None if progress is None else lambda r: progress(i, r))(records),
-            checkpoint=lambda i, state: runs[i].save_checkpoint(state))
-    except KeyboardInterrupt as e:
-        status, results = "interrupted", getattr(e, "results", None)
-        raise
-    except Exception as e:
-        status = f"crashed: {type(e).__name__}: {e}"
-        results = getattr(e, "results", None)
-        raise
-    finally:
-        summaries = []
-        for i, s in enumerate(starts):
-            r = results[i] if results is not None else None
-            why = status
-            if r is not None and r.error is not None and status == "finished":
-                why = f"diverged: {r.error}"
-            summaries.append(s.finish(r, why, together=[c.seed for c in cfgs]))
-    return summaries
-
-
-class _Start:
-    """One run's start (θ0, keys, resumed state, constraints) and its finish (θ, summary,
-    plots): what :func:`train` and :func:`train_seeds` share."""
-
-    def __init__(self, cfg: RunConfig, run: RunDir, pieces, resume: bool):
-        self.cfg, self.run, self.pieces, self.resume = cfg, run, pieces, resume
-        k_init, self.key = run_keys(cfg)
-        self.theta0 = pieces.rule.init(k_init, pieces.network.shapes)
-        self.state, self.resumed_at = None, None
-        if resume:
-            self.state = run.load_checkpoint(driver.init(pieces.outer, pieces.objective,
-                                                         self.theta0, self.key))
-            self.resumed_at = int(self.state.step)
-            run.keep_metrics_until(self.resumed_at)
-            self.constraints = run.read_json("summary.json").get("constraints", {})
-        else:
-            run.save_config(portable(cfg))
-            self.constraints = check_constraints(cfg, pieces, self.theta0, run)
-        self.started = time.perf_counter()
-
-    def on_chunk(self, progress: Callable[[list], None] | None) -> Callable[[list], None]:
-        def on_chunk(records):
-            self.run.append_metrics(records)
-            if progress is not None:
-                progress(records)
-
-        return on_chunk
-
-    def finish(self, result, status: str, together: list[int] | None = None) -> dict:
-        """Save θ after the last whole chunk (θ0 only when not one meta-step was taken:
-        the summary then says meta_steps 0), the summary and the plots. ``together``: the
-        seeds meta-trained in the same program (``seconds`` is then that program's)."""
-        cfg, pieces, run = self.cfg, self.pieces, self.run
-        theta = result.theta if result is not None else self.theta0
-        with deferred():  # a second Ctrl-C does not cut the saving of θ and summary short
-            run.save_theta(theta)
-            summary = _summary(cfg, pieces, theta, result, status,
-                               time.perf_counter() - self.started, run.metrics())
-            summary["constraints"] = self.constraints
-            summary["provenance"] = provenance()
-            if self.resume:
-                summary["provenance"]["resumed_at_step"] = self.resumed_at
-            if together:
-                summary["provenance"]["seeds_in_one_program"] = together
-            summary["plot"] = {"score": pieces.task.score,
-                               "theta_names": list(getattr(pieces.rule, "term_names", []))}
-            if status == "finished" and summary["meta_steps"] > 0:
-                summary["episode"] = _record_episode(cfg, pieces, theta, self.theta0, run)
-            run.write_json("summary.json", summary)
-        from metaplastic.report import make_report  # matplotlib: only when plotting
-
-        make_report(run.path)
-        return summary
-
-
-def _record_episode(cfg: RunConfig, pieces, theta, theta0, run: RunDir) -> str:
+def record_episode(cfg: RunConfig, pieces, theta, theta0, run: RunDir) -> str:
     """Record inner learning for the figures (``episode.npz``); says what happened. A
     failure here does not lose the trained run: it is reported in the summary."""
     from metaplastic.experiments import episode
@@ -184,12 +55,6 @@ def _record_episode(cfg: RunConfig, pieces, theta, theta0, run: RunDir) -> str:
 
 
 PLAUSIBILITY_STREAM = 4_000_037  # keys for the plausibility checks
-
-
-def run_keys(cfg: RunConfig) -> tuple[jax.Array, jax.Array]:
-    """(the key of θ0's draw, the key of meta-training) of a run."""
-    k_init, key = jax.random.split(jax.random.key(cfg.seed))
-    return k_init, key
 
 
 def plausibility(cfg: RunConfig, pieces, theta, names=None) -> list:
@@ -228,13 +93,11 @@ def run_theta(run: RunDir, pieces) -> Any:
                    what=str(run.path / "theta.npz"))
 
 
-def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any]:
+def summary(cfg: RunConfig, pieces, theta, hist: list[dict]) -> dict[str, Any]:
+    """A rule run's summary entries: the learned formula, the final meta-loss, the
+    comparison with the reference rule, and what the plots need."""
     rule = pieces.rule
-    done = int(result.state.step) if result is not None and result.state is not None else 0
     out: dict[str, Any] = {
-        "status": status,
-        "seconds": round(seconds, 2),
-        "meta_steps": done,
         "skipped_steps": sum(1 for r in hist if r.get("skipped")),
         "formula": rule.formula(theta),
     }
@@ -261,6 +124,7 @@ def _summary(cfg, pieces, theta, result, status, seconds, hist) -> dict[str, Any
             out["reference_note"] = (
                 f"θ of rule {rule.family!r} is not comparable with {cfg.reference!r}'s "
                 f"coefficients; `metaplastic explain RUN` distils it into a formula")
+    out["plot"] = {"score": pieces.task.score, "theta_names": term_names(pieces.rule)}
     return out
 
 

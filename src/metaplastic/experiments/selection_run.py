@@ -4,7 +4,7 @@
 and driver on a :class:`~metaplastic.meta.metameta.SelectionObjective`, and writes a run
 directory::
 
-    config.toml      the configuration (kind = "selection-meta"; metaplastic resume works)
+    config.toml      the configuration (study = "selection-meta"; metaplastic resume works)
     metrics.jsonl    one record per meta-meta step
     phi.npz          the trained selection network (plain arrays; use it with
                      meta.outer = "learned-es", meta.phi = "RUN/phi.npz")
@@ -17,8 +17,6 @@ directory::
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,7 @@ import numpy as np
 
 from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
-from metaplastic.experiments.provenance import provenance
-from metaplastic.experiments.rundir import RunDir
-from metaplastic.interrupts import deferred
+from metaplastic.experiments.study import Study
 from metaplastic.meta import MetaGradient, selection
 from metaplastic.meta.metameta import SelectionObjective
 
@@ -71,11 +67,11 @@ class SelectionConfig:
     hidden: int = 16
     meta: dict = field(default_factory=lambda: dict(steps=400, lr=3e-3, schedule="cosine",
                                                     clip=1.0, chunk=25, max_nan_skips=50))
-    kind: str = KIND
+    study: str = KIND
 
     def __post_init__(self):
-        if self.kind != KIND:
-            raise ConfigError(f"kind must be {KIND!r}, got {self.kind!r}")
+        if self.study != KIND:
+            raise ConfigError(f"study must be {KIND!r}, got {self.study!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         if self.hidden < 1:
@@ -107,60 +103,13 @@ def selection_meta() -> SelectionConfig:
 PRESETS = {KIND: selection_meta}
 
 
-def resolve(spec: str, sets: list[str], seed: int | None) -> SelectionConfig | None:
-    """The meta-meta config named by ``spec`` (a preset, or a TOML file with
-    ``kind = "selection-meta"``), with overrides; ``None`` if ``spec`` is not one."""
-    if spec in PRESETS:
-        cfg = PRESETS[spec]()
-    elif spec.endswith(".toml") and _kind(Path(spec)) == KIND:
-        cfg = load_config(Path(spec))
-    else:
-        return None
-    sets = [*sets, f"seed={seed}"] if seed is not None else sets
-    return override(cfg, sets) if sets else cfg
-
-
-def _kind(path: Path) -> str | None:
-    import tomllib
-
-    try:
-        return tomllib.loads(path.read_text()).get("kind")
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-
-
 def from_dict(d: dict) -> SelectionConfig:
+    d = {k: v for k, v in d.items() if (k, v) != ("kind", KIND)}  # written before studies
     names = {f.name for f in dataclasses.fields(SelectionConfig)}
     bad = sorted(set(d) - names)
     if bad:
         raise ConfigError(f"unknown key(s) {bad} in a {KIND} config; valid: {sorted(names)}")
     return SelectionConfig(**d)
-
-
-def override(cfg: SelectionConfig, assignments: list[str]) -> SelectionConfig:
-    """``key=value`` overrides (``meta.steps=100``, ``generations=20``)."""
-    from metaplastic.experiments.config import apply_assignments
-
-    return from_dict(apply_assignments(dataclasses.asdict(cfg), assignments))
-
-
-def save_config(cfg: SelectionConfig, path: Path) -> None:
-    import tomli_w
-
-    path.write_text(tomli_w.dumps(dataclasses.asdict(cfg)))
-
-
-def load_config(path: Path) -> SelectionConfig:
-    import tomllib
-
-    try:
-        return from_dict(tomllib.loads(Path(path).read_text()))
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
-
-
-def is_selection_run(path: str | Path) -> bool:
-    return _kind(Path(path) / "config.toml") == KIND
 
 
 def held_in(cfg: SelectionConfig, phi: dict, seeds: int = 8) -> tuple[float, float]:
@@ -237,54 +186,64 @@ def _sphere_curve(phi, problem, params, key, generations: int = 60, population: 
     return np.array([sig, fit])
 
 
-def train(cfg: SelectionConfig, run: RunDir, progress: Callable[[list], None] | None = None,
-          resume: bool = False) -> dict:
-    """Train φ; writes the run directory (module docstring). Returns the summary."""
-    objective, outer = cfg.objective(), cfg.outer()
-    k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
-    phi0 = selection.init_phi(k_init, cfg.hidden)
-    from metaplastic.meta import driver
+@dataclass(frozen=True)
+class SelectionStudy(Study):
+    """Meta-meta training of the learned ES's selection network φ (module docstring)."""
 
-    state = None
-    if resume:
-        state = run.load_checkpoint(driver.init(outer, objective, phi0, k_meta))
-        run.keep_metrics_until(int(state.step))
-    else:
-        save_config(cfg, run.path / "config.toml")
-    start = time.perf_counter()
+    name = KIND
+    training = "meta-meta training"
+    loss_name = "meta-meta loss"
+    theta_file = "phi.npz"
+    hint = "use its φ with --set meta.outer=learned-es --set meta.phi=RUN/phi.npz"
 
-    def on_chunk(records):
-        run.append_metrics(records)
-        if progress is not None:
-            progress(records)
+    def presets(self):
+        return dict(PRESETS)
 
-    status, result = "finished", None
-    try:
-        result = outer.run(objective, phi0, key=k_meta, progress=on_chunk, state=state,
-                           checkpoint=run.save_checkpoint)
-    except KeyboardInterrupt as e:
-        status, result = "interrupted", getattr(e, "result", None)
-        raise
-    except Exception as e:
-        status, result = f"crashed: {type(e).__name__}: {e}", getattr(e, "result", None)
-        raise
-    finally:
-        phi = result.theta if result is not None else phi0
-        with deferred():
-            selection.save_phi(run.path / "phi.npz", phi)
-            run.write_json("summary.json", {
-                "kind": KIND, "status": status, "seconds": time.perf_counter() - start,
-                "meta_steps": int(result.state.step) if result is not None else 0,
-                "provenance": provenance()})
-    summary = run.read_json("summary.json")
-    init_mean, init_ci = held_in(cfg, phi0)
-    mean, ci = held_in(cfg, phi)
-    summary["held_in"] = {"what": "meta-meta loss (mean log normalised fitness of the "
-                                  "search mean) on 8 fresh draws of the training problems",
-                          "trained": [mean, ci], "initial": [init_mean, init_ci]}
-    run.write_json("summary.json", summary)
-    run.write_json("selection.json", describe(phi))
-    from metaplastic.report.selection import plot_selection
+    def from_dict(self, d: dict) -> SelectionConfig:
+        return from_dict(d)
 
-    plot_selection(run.path)
-    return summary
+    def to_dict(self, cfg: SelectionConfig) -> dict:
+        return dataclasses.asdict(cfg)
+
+    def build(self, cfg: SelectionConfig, evaluation: bool = True) -> Built:
+        return Built(cfg.outer(), cfg.objective())
+
+    def init(self, cfg, built, key):
+        return selection.init_phi(key, cfg.hidden)
+
+    def save_theta(self, run, theta) -> None:
+        selection.save_phi(run.path / "phi.npz", theta)
+
+    def conclude(self, cfg, built, theta, theta0, run) -> dict:
+        init_mean, init_ci = held_in(cfg, theta0)
+        mean, ci = held_in(cfg, theta)
+        run.write_json("selection.json", describe(theta))
+        return {"held_in": {"what": "meta-meta loss (mean log normalised fitness of the "
+                                    "search mean) on 8 fresh draws of the training problems",
+                            "trained": [mean, ci], "initial": [init_mean, init_ci]}}
+
+    def describe(self, summary: dict, run) -> list[str]:
+        if "held_in" not in summary:
+            return []
+        held = summary["held_in"]
+        phi = run.path / "phi.npz"
+        return [f"held-in meta-meta loss: trained {held['trained'][0]:.3f} ± "
+                f"{held['trained'][1]:.3f}, at initialisation {held['initial'][0]:.3f} ± "
+                f"{held['initial'][1]:.3f} (lower: faster search)",
+                f"selection network: {phi}  (use it: --set meta.outer=learned-es --set "
+                f"meta.phi={phi})"]
+
+    def report(self, run) -> list[Path]:
+        if not (run.path / "selection.json").is_file():
+            return []
+        from metaplastic.report.selection import plot_selection
+
+        return [plot_selection(run.path)]
+
+
+@dataclass(frozen=True)
+class Built:
+    """What the lifecycle trains: the outer loop and the selection objective."""
+
+    outer: MetaGradient
+    objective: SelectionObjective

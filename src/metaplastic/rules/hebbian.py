@@ -81,6 +81,10 @@ class HebbianABCD(Rule):
         dw = (eta * t["A"] * post + eta * t["B"]) * pre + (eta * t["C"] * post + eta * t["D"])
         return jnp.broadcast_to(dw, signals.w.shape), state
 
+    def layer_tables(self, theta) -> list[dict]:
+        """Per layer, coefficient name -> its values (one per synapse, or one shared)."""
+        return [dict(layer) for layer in theta]
+
     def formula(self, theta) -> str:
         theta = self.checked(theta)
         parts = []

@@ -170,6 +170,10 @@ class PolynomialRule(Rule):
     def term_names(self) -> list[str]:
         return [term_name(*t, variables=self.variables) for t in self.terms]
 
+    def term_coefficients(self, theta):
+        """θ's coefficient of every term, in the order of :attr:`term_names`."""
+        return theta["coef"]
+
     def term_values(self, s) -> list:
         """Every term's value for one synapse's signals ``s`` (any numbers with ``*`` and
         ``**``: floats, arrays, SymPy symbols), in the order of :attr:`term_names`."""

@@ -94,6 +94,10 @@ class TermPool(Rule):
             coef[self.terms.index(self.start)] = self.start_coef
         return {"coef": jnp.asarray(coef)}
 
+    def term_coefficients(self, theta):
+        """θ's coefficient of every term, in the order of :attr:`term_names`."""
+        return theta["coef"]
+
     def term_values(self, s) -> list:
         """Every term's value for one synapse's signals ``s`` (floats, arrays or SymPy
         symbols), in the order of :attr:`term_names`; a non-local term has no value from

@@ -23,7 +23,7 @@ Inputs are produced step by step, so an unroll's memory does not grow with its l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +57,9 @@ class Task:
     #: the metric that evaluation reports first
     score: str = "score"
     maximise_score: bool = True
+    #: the kind of run (:mod:`metaplastic.experiments.study`) a config of this task is,
+    #: unless it names one: rule discovery; recordings say "inference"
+    study: ClassVar[str] = "rule"
 
     def sample(self, key: Array) -> Any:
         raise NotImplementedError

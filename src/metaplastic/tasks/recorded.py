@@ -139,6 +139,8 @@ class RecordedTask(Task):
     #: "fitted" (one start for every trajectory, fitted with the rule: θ["w0"])
     initial: str = "recorded"
     score = "r2"
+    study = "inference"  # a config of recordings is an inference run (rule recovery)
+    simulates = True  # task.simulate: recordings simulated from a known rule first
 
     def __post_init__(self):
         if not self.path:

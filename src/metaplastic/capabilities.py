@@ -1,0 +1,173 @@
+"""Optional abilities of pieces, declared as small runtime-checkable protocols.
+
+A piece (rule, task, network, neuron model, objective, outer loop) has the members its
+kind requires (:data:`metaplastic.registry.PROTOCOLS`) and may have more: named terms,
+linearity in θ, a fitted start, learned neuron parameters... Code asks
+``isinstance(rule, HasNamedTerms)``, never ``getattr(rule, "term_names", None)`` or
+``rule.family == "abcd"``: the ability is written once, here, and the docs' tables of
+members (docs/extending.md) follow from these protocols. A test fails on ``getattr`` /
+``hasattr`` / ``vars()`` / ``except AttributeError`` applied to a piece anywhere else.
+
+The helper functions at the bottom give each ability's value with its default, for
+pieces that do not declare it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+
+# --- rules ----------------------------------------------------------------------------------
+@runtime_checkable
+class HasNamedTerms(Protocol):
+    """A rule whose θ weighs named terms (``pre*post``, ``post^2*w``): polynomial, term
+    pool, and composed rules around them. ``term_names`` is in θ's order."""
+
+    term_names: list[str]
+
+
+@runtime_checkable
+class HasTermValues(HasNamedTerms, Protocol):
+    """Named terms whose values the rule computes from signals (floats, arrays or SymPy
+    symbols): exportable as equations (``metaplastic export``) and readable out."""
+
+    def term_values(self, s: Any) -> list: ...
+
+    def term_coefficients(self, theta: Any) -> Any: ...
+
+
+@runtime_checkable
+class HasFreeTerms(HasNamedTerms, Protocol):
+    """Named terms of which some are held at zero (excluded from the fit)."""
+
+    free_terms: list[bool]
+
+
+@runtime_checkable
+class HasEta(Protocol):
+    """A rule whose update is ``eta * (...)``: coefficients are in units of ``eta``."""
+
+    eta: float
+
+
+@runtime_checkable
+class LinearInTheta(Protocol):
+    """``dw(c θ) = c dw(θ)``: a learning rate is tuned by scaling θ (no rebuild). A rule
+    declares it with ``linear_in_theta = True`` (composed rules say False)."""
+
+    linear_in_theta: bool
+
+
+@runtime_checkable
+class HasSparsePart(Protocol):
+    """The part of θ an L1 penalty applies to (e.g. the synapses' rule, not φ)."""
+
+    def sparse_part(self, theta: Any) -> Any: ...
+
+
+@runtime_checkable
+class HasNeuronParams(Protocol):
+    """A rule whose θ also holds the neurons' learned parameters φ."""
+
+    def neuron_params(self, theta: Any) -> Any: ...
+
+
+@runtime_checkable
+class HasLayerStatistics(Protocol):
+    """A rule with per-layer coefficient tables (Hebbian ABCD): ``layer_tables(θ)``
+    gives, per layer, a dict of name -> array, recorded for the figures and exported."""
+
+    def layer_tables(self, theta: Any) -> list[dict]: ...
+
+
+@runtime_checkable
+class HasPrecision(Protocol):
+    """A rule that stores θ in a lower precision during the unroll (``"bfloat16"``)."""
+
+    dtype: str
+
+
+# --- tasks ----------------------------------------------------------------------------------
+@runtime_checkable
+class HasInitialWeights(Protocol):
+    """A task that gives each instance's initial weights (recordings)."""
+
+    def initial_weights(self, instance: Any) -> Any: ...
+
+
+@runtime_checkable
+class Records(Protocol):
+    """A task that records extra per-step quantities of an episode (``record``)."""
+
+    def record(self, instance: Any, env: Any) -> dict: ...
+
+
+@runtime_checkable
+class Simulated(Protocol):
+    """A task whose data a config may ask to simulate from a known rule first
+    (``task.simulate``): recordings with ground truth."""
+
+    simulates: bool
+
+
+# --- objectives and outer loops -----------------------------------------------------------------
+@runtime_checkable
+class Segmented(Protocol):
+    """An objective that unrolls in segments (truncated meta-gradients, persistent ES)."""
+
+    n_steps: int
+
+    def start(self, theta: Any, key: Any) -> Any: ...
+
+    def segment(self, theta: Any, carry: Any, t0: Any, length: int) -> Any: ...
+
+
+@runtime_checkable
+class HasParts(Protocol):
+    """An objective made of parts (a mixture of problems)."""
+
+    parts: tuple
+
+
+@runtime_checkable
+class Conforms(Protocol):
+    """An objective that checks a θ against the θ it expects."""
+
+    def conform(self, theta: Any) -> Any: ...
+
+
+@runtime_checkable
+class Population(Protocol):
+    """An outer loop that evaluates several members at once."""
+
+    def members_at_once(self) -> int: ...
+
+
+# --- values with their defaults ------------------------------------------------------------
+def term_names(rule: Any) -> list[str]:
+    """The rule's named terms, [] for a rule without them."""
+    return list(rule.term_names) if isinstance(rule, HasNamedTerms) else []
+
+
+def free_terms(rule: Any) -> list[bool]:
+    names = term_names(rule)
+    return ([bool(v) for v in rule.free_terms] if isinstance(rule, HasFreeTerms)
+            else [True] * len(names))
+
+
+def eta(rule: Any) -> float:
+    """The rule's ``eta`` (1 for a rule whose coefficients carry their own scale)."""
+    return float(rule.eta) if isinstance(rule, HasEta) else 1.0
+
+
+def linear_in_theta(rule: Any) -> bool:
+    return isinstance(rule, LinearInTheta) and bool(rule.linear_in_theta)
+
+
+def precision(rule: Any) -> str:
+    return rule.dtype if isinstance(rule, HasPrecision) else "float32"
+
+
+def parts(objective: Any) -> tuple:
+    """An objective's parts (itself alone when it has none)."""
+    return tuple(objective.parts) if isinstance(objective, HasParts) else (objective,)

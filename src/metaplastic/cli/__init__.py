@@ -1,0 +1,217 @@
+"""The ``metaplastic`` command line: parse, dispatch, print.
+
+``run`` and ``resume`` take any kind of run (:mod:`metaplastic.experiments.study`) through
+the one lifecycle; the other commands read a run or a config and apply to the studies
+that declare them. Errors a user can cause (bad config keys or values, unknown names,
+NaN during inner learning) are printed as one readable message with a non-zero exit
+status.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Do not grab the whole GPU when a run starts (JAX's default); must precede importing jax.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from rich.markup import escape  # noqa: E402
+
+from metaplastic.cli import analyses, training  # noqa: E402
+from metaplastic.cli.console import (  # noqa: E402
+    EXIT_CONSTRAINT,
+    EXIT_ERROR,
+    console,
+    exit_status,
+    processes,
+)
+from metaplastic.cli.tables import tuned_label  # noqa: E402
+from metaplastic.cli.training import parse_seeds  # noqa: E402
+from metaplastic.errors import MetaplasticError  # noqa: E402
+
+__all__ = ["main", "parse_seeds", "parser", "tuned_label"]
+
+
+def _version() -> str:
+    """metaplastic's version and those of the libraries results depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from metaplastic import __version__
+
+    parts = [f"metaplastic {__version__}"]
+    for lib in ("jax", "optax", "evosax", "gymnax"):
+        try:
+            parts.append(f"{lib} {version(lib)}")
+        except PackageNotFoundError:
+            parts.append(f"{lib} (not installed)")
+    return ", ".join(parts)
+
+
+def _process_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several processes or machines (jax.distributed; docs/scaling.md)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0, reachable by every process")
+    g.add_argument("--num-processes", type=int, default=None, metavar="N")
+    g.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process's number, 0..N-1 (process 0 writes the run directory)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a multi-process run that JAX detects (SLURM, Open MPI, ...)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metaplastic", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="meta-train a preset or a TOML config")
+    r.add_argument("config", help="preset name (see 'metaplastic list') or path to a .toml file")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set meta.steps=300 (repeatable)")
+    r.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    r.add_argument("--seeds", default=None, metavar="SEEDS",
+                   help="several seeds as one compiled program, e.g. 0-4 or 0,3,7: one run "
+                        "directory per seed under OUT/NAME-seeds-*/seed-N")
+    _process_options(r)
+    r.add_argument("--seeds-vmap", action="store_true",
+                   help="with --seeds: batch the seeds side by side (vmap; faster where one "
+                        "run leaves the device idle, e.g. a GPU) instead of in turn inside "
+                        "the program (bitwise the separate runs' numbers)")
+    r.add_argument("--out", default="runs", help="where run directories go (default: runs)")
+    r.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
+    r.add_argument("--log", choices=["jsonl", "tensorboard", "wandb"], default="jsonl",
+                   help="also write TensorBoard event files to RUN/tensorboard, or a W&B run "
+                        "(offline unless WANDB_MODE=online) to RUN/wandb; metrics.jsonl is "
+                        "always written")
+    r.set_defaults(func=training.cmd_run)
+
+    e = sub.add_parser("eval", help="evaluate a finished run on held-out tasks")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--tasks", "--episodes", type=int, default=None, dest="tasks",
+                   help="tasks (episodes) per row (default: from the config)")
+    e.set_defaults(func=analyses.cmd_eval)
+
+    rp = sub.add_parser("report", help="redraw a run's plots from its saved metrics")
+    rp.add_argument("run", help="run directory")
+    rp.add_argument("--tensorboard", action="store_true",
+                    help="also (re)write TensorBoard event files from metrics.jsonl")
+    rp.set_defaults(func=analyses.cmd_report)
+
+    cp = sub.add_parser("compare", help="aggregate seeds of the same config and compare "
+                                        "runs: table and curves with 95%% CI")
+    cp.add_argument("runs", nargs="+", help="run directories or glob patterns (runs/oja-*)")
+    cp.add_argument("--out", default=".", help="where compare.json and compare.png go "
+                                               "(default: the current directory)")
+    cp.set_defaults(func=analyses.cmd_compare)
+
+    x = sub.add_parser("explain", help="distil a run's learned rule into a sparse polynomial")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--degree", type=int, default=3, help="highest total degree (default 3)")
+    x.add_argument("--threshold", type=float, default=0.05,
+                   help="drop terms contributing less than this fraction of the largest")
+    x.add_argument("--tasks", type=int, default=8, help="fresh tasks to sample (default 8)")
+    x.add_argument("--synapses", type=int, default=64,
+                   help="synapses followed per layer and task (default 64)")
+    x.add_argument("--every", type=int, default=1, help="sample every N steps (default 1)")
+    x.add_argument("--inputs", nargs="+", default=None,
+                   help="signals to fit over (default: every signal that varies)")
+    x.set_defaults(func=analyses.cmd_explain)
+
+    rc = sub.add_parser("recover", help="rule recovery of a fit to recordings: every "
+                                        "trajectory scored once, bootstrap CIs, L1 path")
+    rc.add_argument("run", help="run directory of a fit to recordings (task 'recorded')")
+    rc.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                    help="refit on B resamples of the training trajectories for a 95%% "
+                         "interval of every coefficient (default 0: none)")
+    rc.add_argument("--l1", type=float, nargs="+", default=None, metavar="STRENGTH",
+                    help="L1 strengths to refit with, each cross-validated over folds of "
+                         "the training trajectories (e.g. --l1 0 1e-4 1e-3 1e-2)")
+    rc.add_argument("--folds", type=int, default=0,
+                    help="folds for --l1 (default: min(5, training trajectories))")
+    rc.set_defaults(func=analyses.cmd_recover)
+
+    ex = sub.add_parser("export", help="write a run's rule out whole: every term and "
+                                       "coefficient (csv, json), the update (sympy, latex)")
+    ex.add_argument("run", help="run directory")
+    ex.add_argument("--format", nargs="+", default=["csv", "json", "sympy", "latex"],
+                    choices=["csv", "json", "sympy", "latex", "nir"],
+                    help="nir: the spiking network after one inner episode with the "
+                         "learned rule, in the neuromorphic exchange format")
+    ex.add_argument("--task-seed", type=int, default=None,
+                    help="nir: the seed of the task the network learns before export "
+                         "(default: the run's seed)")
+    ex.set_defaults(func=analyses.cmd_export)
+
+    sm = sub.add_parser("simulate", help="write the recordings a config's task.simulate "
+                                         "describes (ground truth for rule inference)")
+    sm.add_argument("config", help="preset name or .toml file with a task.simulate table")
+    sm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, e.g. task.simulate.noise=0.2")
+    sm.add_argument("--out", required=True, help="the .npz file to write")
+    sm.set_defaults(func=analyses.cmd_simulate)
+
+    c = sub.add_parser("check", help="measure which plausibility constraints a config or a "
+                                     "finished run keeps")
+    c.add_argument("config", help="run directory, preset name or .toml file")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable)")
+    c.add_argument("--require", nargs="+", default=None, metavar="CONSTRAINT",
+                   help="constraints that must hold (default: the config's `constraints`)")
+    c.set_defaults(func=analyses.cmd_check)
+
+    rs = sub.add_parser("resume", help="continue a stopped run from its checkpoint.npz "
+                                       "(same numbers as an uninterrupted run)")
+    rs.add_argument("run", help="run directory (or a --seeds group directory: its seeds "
+                                "resume as one program)")
+    rs.add_argument("--no-eval", action="store_true", help="skip held-out evaluation")
+    rs.add_argument("--log", choices=["jsonl", "tensorboard", "wandb"], default="jsonl",
+                    help="also write TensorBoard event files (RUN/tensorboard) or a W&B run "
+                         "(RUN/wandb)")
+    _process_options(rs)
+    rs.set_defaults(func=training.cmd_resume)
+
+    ls = sub.add_parser("list", help="list presets, rules, tasks and options")
+    ls.set_defaults(func=analyses.cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    # user pieces named "module:Class" in a config are imported from the current
+    # directory, as `python -m` would
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    args = parser().parse_args(argv)
+    if getattr(args, "tasks", None) is not None and args.tasks < 1:
+        console.print("[red]error:[/] --tasks must be >= 1")
+        return EXIT_ERROR
+    from metaplastic.plausibility import ConstraintError
+
+    try:
+        with processes(args):
+            return args.func(args)
+    except ConstraintError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        return EXIT_CONSTRAINT
+    except MetaplasticError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        return EXIT_ERROR
+    except KeyboardInterrupt as e:
+        console.print("[yellow]interrupted[/]")
+        return exit_status(e)
+    except MemoryError as e:
+        console.print(f"[red]error:[/] out of memory: {escape(str(e))[:300]}. Try smaller "
+                      f"sizes, fewer tasks per step, meta.checkpoint = true or "
+                      f"meta.population_batch")
+        return EXIT_ERROR
+    except Exception as e:  # XLA's out-of-memory arrives as a runtime error
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        console.print(f"[red]error:[/] out of memory ({escape(str(e).splitlines()[0])[:300]}). "
+                      f"Try smaller sizes, fewer tasks per step, meta.checkpoint = true or "
+                      f"meta.population_batch")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

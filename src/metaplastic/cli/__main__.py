@@ -1,0 +1,5 @@
+import sys
+
+from metaplastic.cli import main
+
+sys.exit(main())

@@ -1,0 +1,321 @@
+"""The commands that read a finished run or a config: eval, report, compare, explain,
+recover, export, simulate, check, list. Each applies to the studies that declare it
+(``Study.analyses``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from metaplastic.cli.console import EXIT_CONSTRAINT, console, enable_compile_cache
+from metaplastic.cli.tables import print_compare, print_eval, print_recovery, warn_if_unfinished
+from metaplastic.errors import MetaplasticError
+from metaplastic.experiments import study as studies
+from metaplastic.experiments.rundir import RunDir
+
+
+def _open(path: str, analysis: str):
+    """(study, config, run) of a run directory whose study declares ``analysis``."""
+    study, cfg = studies.of_run(path)
+    studies.require(study, analysis, path)
+    return study, cfg, RunDir(path)
+
+
+def cmd_eval(args) -> int:
+    study, _, run = _open(args.run, "eval")
+    warn_if_unfinished(run)
+    enable_compile_cache()
+    print_eval(study, run, n_tasks=args.tasks)
+    return 0
+
+
+def cmd_report(args) -> int:
+    study, _, run = studies.of_run(args.run) + (RunDir(args.run),)
+    paths = study.report(run)
+    if not paths:
+        raise MetaplasticError(f"{run.path} has no metrics to plot")
+    if args.tensorboard:
+        from metaplastic.report.tensorboard import write_run
+
+        names = run.read_json("summary.json").get("plot", {}).get("theta_names", [])
+        paths.append(write_run(run.path, names))
+    try:
+        summary = run.read_json("summary.json")
+    except MetaplasticError as e:  # the plots need only metrics.jsonl
+        console.print(f"[yellow]warning:[/] {escape(str(e))}")
+        summary = {}
+    if summary.get("formula"):
+        console.print(f"learned rule: {summary['formula']}")
+    for p in paths:
+        console.print(f"wrote {p}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from metaplastic.report.compare import compare
+
+    summaries, js, png = compare(args.runs, args.out)
+    print_compare(summaries)
+    console.print(f"wrote {js} and {png}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """The run's rule written out whole into RUN/export/ (sympy and latex also printed);
+    also the formula ``metaplastic explain`` distilled, when the run has one; ``nir``: the
+    spiking network after learning."""
+    from metaplastic import export
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.runner import run_theta
+    from metaplastic.rules.joint import synapses_part
+
+    _, cfg, run = _open(args.run, "export")
+    pieces = build(cfg)
+    theta = run_theta(run, pieces)
+    rule_formats = [f for f in args.format if f != "nir"]
+    if "nir" in args.format:
+        from metaplastic.neuromorphic import _check_exportable
+
+        _check_exportable(pieces.network)  # before anything is computed or written
+    explained = run.read_json("explain.json") if (run.path / "explain.json").exists() else None
+    texts = {}
+    # the synapses' own rule (a fitted start or learned neurons stay in theta.npz)
+    own, own_theta = synapses_part(pieces.rule, theta)
+    if rule_formats and (explained is None or export.exportable(own)):
+        # rules of named terms, abcd; a network rule without explain.json: the message
+        texts = {("rule", f): export.render(own, own_theta, f) for f in rule_formats}
+    if explained is not None:  # the formula `metaplastic explain` distilled, too
+        texts |= {("explained", f): export.render_distilled(explained, f)
+                  for f in rule_formats}
+    out = run.path / "export"
+    out.mkdir(exist_ok=True)
+    suffix = {"csv": ".csv", "json": ".json", "sympy": "_sympy.txt", "latex": ".tex"}
+    written = []
+    for (what, fmt), text in texts.items():
+        written.append(out / f"{what}{suffix[fmt]}")
+        written[-1].write_text(text)
+        if fmt in ("sympy", "latex"):
+            if what == "explained" and fmt == next(f for f in rule_formats
+                                                 if f in ("sympy", "latex")):
+                console.print("distilled by metaplastic explain:")
+            console.print(text.rstrip(), markup=False, soft_wrap=True)
+    if "nir" in args.format:
+        seed = cfg.seed if args.task_seed is None else args.task_seed
+        written += _export_nir(run, pieces, theta, seed, out)
+    console.print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _export_nir(run, pieces, theta, seed: int, out) -> list:
+    """network.nir (the network after one inner episode with the learned θ on the task
+    drawn with ``seed``) and network_check.npz (that network's spikes, weights frozen, on
+    the task's input): then read back and rerun, the round trip is checked and reported."""
+    import numpy as np
+
+    from metaplastic import neuromorphic
+    from metaplastic.experiments.episode import after_learning
+
+    weights, spikes = after_learning(run.config(), pieces, theta, seed)
+    from metaplastic import __version__
+
+    path = neuromorphic.write(out / "network.nir", pieces.network, weights,
+                              source=f"metaplastic {__version__}")
+    check = out / "network_check.npz"
+    np.savez(check, task_seed=np.asarray(seed), input_spikes=spikes[0],
+             **{f"spikes_layer{l}": s for l, s in enumerate(spikes[1:], start=1)})
+    network, back = neuromorphic.from_nir(path)
+    again = neuromorphic.simulate(network, back, spikes[0])
+    differ = sum(int(np.sum(a != b)) for a, b in zip(again[1:], spikes[1:], strict=True))
+    total = sum(int(s.sum()) for s in spikes[1:])
+    lif = pieces.network.neuron_model
+    if lif.reset != "zero":
+        console.print("[yellow]note:[/] this network resets by subtraction, which NIR's "
+                      "LIF node cannot express: the file resets to 0 "
+                      "(network.reset = 'zero' exports exactly)")
+    console.print(f"NIR round trip (task seed {seed}, {spikes[0].shape[0]} steps, weights "
+                  f"after learning, frozen): {total} spikes of the original, {differ} "
+                  f"differ after reading the file back"
+                  + (" — identical" if differ == 0 and total else ""))
+    if not total:
+        console.print("[yellow]note:[/] the network after learning does not fire on this "
+                      "task, so the round trip compared no spikes; try another --task-seed")
+    return [path, check]
+
+
+def cmd_explain(args) -> int:
+    import jax
+
+    from metaplastic import capabilities
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.runner import run_theta
+    from metaplastic.explain import EXPLAIN_STREAM, check_options, collect, distil, heatmaps
+
+    check_options(args.degree, args.threshold)
+    for name in ("tasks", "synapses", "every"):
+        if getattr(args, name) < 1:
+            raise MetaplasticError(f"--{name} must be >= 1")
+    _, cfg, run = _open(args.run, "explain")
+    warn_if_unfinished(run)
+    enable_compile_cache()
+    pieces = build(cfg)
+    theta = run_theta(run, pieces)
+    key = jax.random.fold_in(jax.random.key(cfg.seed), EXPLAIN_STREAM)
+    with console.status("re-running inner learning to sample the rule's inputs..."):
+        data = collect(pieces.task, pieces.network, pieces.rule, theta, key=key,
+                       tasks=args.tasks, synapses=args.synapses, every=args.every)
+    fit = distil(data, args.inputs, degree=args.degree, threshold=args.threshold,
+                 scale=capabilities.eta(pieces.rule))
+    console.print(f"{data['dw'].size} samples of (signals, dw) from {args.tasks} tasks")
+    console.print(f"learned rule:    {pieces.rule.formula(theta)}")
+    console.print(f"distilled:       [bold]{fit.formula()}[/]")
+    console.print(f"R² on held-out samples: [bold]{fit.r2_heldout:.4f}[/] "
+                  f"(fit {fit.r2_train:.4f}; degree {args.degree}, threshold {args.threshold})")
+    table = Table(title="terms, largest contribution first")
+    for col in ("term", "coefficient", "contribution (|c| x RMS)"):
+        table.add_column(col, justify="right" if col != "term" else "left")
+    labels = fit.labels()
+    for k in fit.active():
+        table.add_row(labels[k], f"{fit.coef[k] / fit.scale:+.4g}", f"{fit.importance[k]:.3g}")
+    console.print(table)
+    png = heatmaps(pieces.rule, theta, data, fit, run.path / "explain.png")
+    run.write_json("explain.json", {**fit.to_json(), "samples": int(data["dw"].size),
+                                    "tasks": args.tasks, "degree": args.degree,
+                                    "threshold": args.threshold})
+    console.print(f"wrote {run.path / 'explain.json'} and {png}")
+    return 0
+
+
+def cmd_recover(args) -> int:
+    """Rule recovery of a fit to recordings: scores per trajectory, bootstrap intervals,
+    an L1 path (``recovery.json``, ``recovery.png``, ``l1_path.png``)."""
+    _, _, run = _open(args.run, "recover")
+    warn_if_unfinished(run)
+    enable_compile_cache()
+    print_recovery(run, bootstrap=args.bootstrap, l1=tuple(args.l1 or ()), folds=args.folds)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    """Write the recordings a config's ``task.simulate`` describes to ``--out`` (.npz)."""
+    import shutil
+
+    from metaplastic.errors import ConfigError
+    from metaplastic.experiments.recordings import materialise
+
+    _, cfg = studies.resolve(args.config, args.set, None)
+    spec = cfg.task.get("simulate")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{args.config} has no task.simulate table to simulate from "
+                          f"(e.g. metaplastic simulate infer-oja-activity --out rec.npz)")
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out must name a .npz file, got {args.out!r}")
+    made = materialise(spec, cfg.network)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(made, out)
+    from metaplastic.tasks.recorded import load
+
+    data = load(str(out))
+    n, t, n_in = data["inputs"].shape
+    console.print(f"wrote {out}: {n} trajectories of {t} steps, {n_in} inputs, "
+                  f"{', '.join(sorted(data))}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    import jax
+
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.runner import plausibility, run_theta
+    from metaplastic.plausibility import check_names
+
+    path = Path(args.config)
+    if path.is_dir():
+        _, cfg, run = _open(args.config, "check")
+        warn_if_unfinished(run)
+        pieces = build(cfg)
+        theta = run_theta(run, pieces)
+        what = f"run {path} (its learned θ)"
+    else:
+        study, cfg = studies.resolve(args.config, args.set, None)
+        studies.require(study, "check", args.config)
+        pieces = study.build(cfg)
+        k_init, _ = jax.random.split(jax.random.key(cfg.seed))
+        theta = pieces.rule.init(k_init, pieces.network.shapes)
+        what = f"config {args.config} (θ at initialisation)"
+    declared = check_names(args.require) if args.require else cfg.constraints
+    enable_compile_cache()
+    with console.status("measuring the computation..."):
+        results = plausibility(cfg, pieces, theta)
+    table = Table(title=f"plausibility of {what}: rule {pieces.rule.family!r}, feedback "
+                        f"{pieces.network.feedback!r}")
+    for col in ("constraint", "declared", "result", "how / where"):
+        table.add_column(col)
+    failed = []
+    for r in results:
+        is_declared = r.constraint in declared
+        if is_declared and not r.holds:
+            failed.append(r.constraint)
+        mark = "[green]holds[/]" if r.holds else (
+            "[red]FAILS[/]" if is_declared else "[yellow]fails[/]")
+        table.add_row(r.constraint, "yes" if is_declared else "", mark, r.detail)
+    console.print(table)
+    _print_outer_kind(cfg, pieces, theta)
+    if failed:
+        console.print(f"[red]declared constraint(s) fail:[/] {', '.join(failed)}")
+        return EXIT_CONSTRAINT
+    console.print("all declared constraints hold" if declared else
+                  "no constraints declared (config key `constraints`, or --require)")
+    return 0
+
+
+def _print_outer_kind(cfg, pieces, theta) -> None:
+    """The outer loop's kind, measured (meta.outer.measure_kind)."""
+    import jax
+
+    from metaplastic.meta.outer import KINDS, measure_kind
+
+    name = cfg.meta.get("outer", "gradient")
+    with console.status("tracing one meta-step..."):
+        kind, evidence = measure_kind(pieces.outer, pieces.objective, theta,
+                                      jax.random.key(cfg.seed))
+    console.print(f"outer loop {name!r}: [bold]{kind}[/] — {KINDS.get(kind, '')}. "
+                  f"Evidence: {evidence}.")
+
+
+def cmd_list(args) -> int:
+    from metaplastic import registry
+    from metaplastic.meta.es import strategy_names
+    from metaplastic.meta.gradient import OPTIMIZERS
+    from metaplastic.network import FEEDBACK
+    from metaplastic.neurons import ACTIVATIONS
+
+    table = Table(title="presets (metaplastic run NAME)")
+    table.add_column("preset")
+    table.add_column("what it does")
+    for name, (_, fn) in studies.presets().items():
+        first_paragraph = (fn.__doc__ or "").strip().split("\n\n")[0]
+        table.add_row(name, " ".join(first_paragraph.split()))
+    console.print(table)
+    titles = {"rule": "rules", "task": "tasks", "outer": "outer loops (meta.outer)",
+              "neuron": "neurons (network.neuron)", "check": "constraints",
+              "study": "kinds of run (study)"}
+    for kind, title in titles.items():
+        items = registry.entries(kind)
+        if kind in ("check", "study"):
+            console.print(f"{title}: " + ", ".join(items), markup=False)
+            continue
+        console.print(f"{title}: " + ", ".join(f"{n} ({', '.join(e.options())})"
+                                               for n, e in items.items()), markup=False)
+    console.print("activations: " + ", ".join(ACTIVATIONS))
+    console.print("feedback:    " + ", ".join(FEEDBACK))
+    console.print("optimizers:  " + ", ".join(OPTIMIZERS))
+    console.print("ES strategies (meta.strategy): " + ", ".join(strategy_names()),
+                  markup=False)
+    console.print("your own piece: name = \"module:Class\" in a config (see docs/extending.md)",
+                  markup=False)
+    return 0
+
+

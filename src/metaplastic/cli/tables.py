@@ -1,0 +1,175 @@
+"""Tables the command line prints: held-out evaluation, rule recovery, compared runs."""
+
+from __future__ import annotations
+
+import time
+
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from metaplastic.cli.console import console
+from metaplastic.errors import MetaplasticError
+
+
+def tuned_label(row: dict) -> str:
+    """A row's rule with the tuned values it was evaluated with: ``pair STDP (eta 0.03)``
+    (a label that says "(eta tuned)" gets the value in its place)."""
+    name, tuned = row["rule"], row.get("tuned", {})
+    if not tuned:
+        return name
+    values = ", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}"
+                       for k, v in tuned.items())
+    placeholder = "(" + " ".join(f"{k} tuned" for k in tuned) + ")"
+    if placeholder in name:
+        return name.replace(placeholder, f"({values})")
+    return f"{name} ({values})"
+
+
+def print_eval(study, run, n_tasks=None) -> None:
+    """Evaluate a run (its study's held-out rows) with a progress bar; print the table."""
+    t0 = time.perf_counter()
+    columns = [TextColumn("evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TextColumn("{task.fields[info]}")]
+    with Progress(*columns, console=console, transient=True) as bar:
+        tid = bar.add_task("eval", total=None, info="compiling...")
+
+        def progress(done, total, what):
+            bar.update(tid, completed=done, total=total, info=escape(what))
+
+        rows = study.evaluate(run, n_tasks=n_tasks, progress=progress)
+    score = rows[0]["score"]
+    counts = [r["tasks"] for r in rows]
+    what = ("every trajectory once" if rows[0].get("each_once")
+            else f"{counts[0]} fresh tasks per row")
+    table = Table(title=f"held-out evaluation ({what}, mean ± 95% CI)")
+    for col in ("rule", "evaluated on", score, "loss", "diverged"):
+        table.add_column(col, justify="left" if col in ("rule", "evaluated on") else "right")
+    for r in rows:
+        def fmt(m):
+            return f"{m['mean']:.4g} ± {m['ci95']:.2g}"
+        table.add_row(escape(tuned_label(r)), escape(r["variant"]), fmt(r[score]),
+                      fmt(r["loss"]), str(r["diverged"]))
+    console.print(table)
+    console.print(f"evaluation took {time.perf_counter() - t0:.1f} s; saved to "
+                  f"{run.path / 'eval.json'}")
+
+
+def warn_if_unfinished(run) -> None:
+    """A run that did not finish is used with the θ it reached, and the user is told."""
+    try:
+        summary = run.read_json("summary.json")
+    except MetaplasticError:
+        summary = {"status": "damaged summary.json"}
+    status = summary.get("status")
+    if status == "finished":
+        return
+    if status is None:
+        what = "has no summary.json (killed before it finished?)"
+    else:
+        what = f"did not finish ({status}; {summary.get('meta_steps', '?')} meta-steps)"
+    hint = (f"; continue it with: metaplastic resume {run.path}"
+            if (run.path / "checkpoint.npz").is_file() else "")
+    console.print(f"[yellow]warning:[/] {escape(str(run.path))} {escape(what)}: using the "
+                  f"θ it reached{escape(hint)}")
+
+
+def print_compare(summaries: list[dict]) -> None:
+    def fmt(v):
+        mean, ci = v
+        if mean != mean:  # NaN
+            return "-"
+        return f"{mean:.4g}" + (f" ± {ci:.2g}" if ci == ci else "")
+
+    table = Table(title="runs compared (mean ± 95% CI over seeds)")
+    for col in ("group", "seeds", f"final meta-loss (last {10})", "final score"):
+        table.add_column(col)
+    for g in summaries:
+        score = f"{g['score']} {fmt(g['final_score'])}" if "score" in g else "-"
+        table.add_row(escape(g["label"]), ", ".join(str(s) for s in g["seeds"]),
+                      fmt(g["final_meta_loss"]), score)
+    console.print(table)
+    cells = {(c["variant"], c["rule"], c["metric"]) for g in summaries for c in g["heldout"]}
+    if cells:
+        held = Table(title="held-out evaluation (eval.json): mean over seeds ± 95% CI")
+        for col in ("row", "rule", "metric", *[escape(g["label"]) for g in summaries]):
+            held.add_column(col)
+        for variant, rule, metric in sorted(cells):
+            vals = []
+            for g in summaries:
+                c = next((c for c in g["heldout"] if (c["variant"], c["rule"], c["metric"])
+                          == (variant, rule, metric)), None)
+                vals.append(fmt(c["value"]) + f" (n={c['n_runs']})" if c else "-")
+            held.add_row(escape(variant), escape(rule), metric, *vals)
+        console.print(held)
+
+
+def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> None:
+    from metaplastic.experiments.recovery import analyse
+    from metaplastic.report.recovery import plot_recovery
+
+    with console.status("rule recovery...") as status:
+        out = analyse(run, bootstrap=bootstrap, l1=l1, folds=folds,
+                      progress=lambda what: status.update(f"rule recovery: {what}..."))
+    fit = out["fit"]
+    table = Table(title="every trajectory scored once (mean ± 95% CI over trajectories)")
+    metric = "r2" if fit == "activity" else "nll"
+    for col in ("split", "rule", metric, *(["% deviance explained"] if fit == "choices"
+                                           else [])):
+        table.add_column(col)
+    for split, data in out["splits"].items():
+        for name, row in data["rules"].items():
+            cells = [f"{split} ({data['trajectories']})", name,
+                     f"{row[metric]['mean']:.4g} ± {row[metric]['ci95']:.2g}"]
+            if fit == "choices":
+                cells.append(f"{100 * row['deviance_explained']:.1f}")
+            table.add_row(*cells)
+    console.print(table)
+    for split, data in out["splits"].items():
+        if "weight_r2" in data:
+            console.print(f"against the truth, {split}: weight-change R² "
+                          f"[bold]{data['weight_r2']:.3f}[/], output-activity R² "
+                          f"{data['activity_r2']:.3f}")
+    coef = out.get("coefficients", {})
+    if "cosine" in coef:
+        who = ("the simulated truth" if coef["reference"] == "simulated truth"
+               else f"{coef['reference']}'s")
+        what = ("the rule read out onto the polynomial's terms (least squares over the "
+                "signals met)" if coef.get("kind") == "readout" else "coefficients")
+        console.print(f"{what} against {who}: cosine "
+                      f"[bold]{coef['cosine']:.3f}[/], R² {coef['r2']:.3f}")
+        if "readout_r2" in coef:
+            console.print(f"  (the polynomial explains {coef['readout_r2']:.3f} of the "
+                          f"variance of the rule's weight changes there)")
+    if "ci_low" in coef:
+        free = [i for i, f in enumerate(coef["free"]) if f]
+        order = sorted(free, key=lambda i: -abs(coef["inferred"][i]))
+        t = Table(title=f"{'read-out ' if coef.get('kind') == 'readout' else ''}"
+                        f"coefficients, bootstrap 95% CI ({coef['bootstrap']} refits on "
+                        f"resampled training trajectories)")
+        for col in ("term", "inferred", "95% CI", *(["truth"] if coef["truth_values"]
+                                                    is not None else [])):
+            t.add_column(col)
+        for i in order:
+            cells = [coef["names"][i], f"{coef['inferred'][i]:+.3f}",
+                     f"[{coef['ci_low'][i]:+.3f}, {coef['ci_high'][i]:+.3f}]"]
+            if coef["truth_values"] is not None:
+                cells.append(f"{coef['truth_values'][i]:+.3g}")
+            t.add_row(*cells)
+        console.print(t)
+        if "truth_inside_ci" in coef:
+            console.print(f"the truth lies inside {coef['truth_inside_ci']} of the "
+                          f"{len(free)} intervals")
+    path = out.get("l1_path")
+    if path:
+        for lam, m, se in zip(path["l1"], path["cv_loss"], path["cv_se"], strict=True):
+            console.print(f"L1 {lam:<8g} cross-validated loss {m:.4g} ± {se:.2g} (SE)")
+        kept = (f"; terms kept: {', '.join(path['kept_terms'])}" if "kept_terms" in path
+                else "")  # a rule without named terms (an MLP) keeps no terms
+        console.print(f"chosen L1 {path['chosen']:g} (the largest within one SE of the best,"
+                      f" {path['best']:g}){kept}")
+    drawn = plot_recovery(run.path)
+    console.print(f"wrote {run.path / 'recovery.json'}"
+                  + "".join(f", {p.name}" for p in drawn))
+
+

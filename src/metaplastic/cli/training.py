@@ -1,0 +1,237 @@
+"""``metaplastic run`` and ``metaplastic resume``: any kind of run (study), one seed or a
+``--seeds`` group, through the one lifecycle, with a progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from metaplastic.cli.console import (
+    EXIT_NONFINITE,
+    check_log,
+    console,
+    enable_compile_cache,
+    exit_status,
+    log_hint,
+    open_log,
+    stop_signals,
+)
+from metaplastic.cli.tables import print_compare, print_eval, print_recovery
+from metaplastic.errors import ConfigError, NonFiniteError
+from metaplastic.experiments import lifecycle
+from metaplastic.experiments import study as studies
+from metaplastic.experiments.rundir import RunDir, new_run_dir
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """``"0-4"``, ``"0,3,7"`` or ``"0-2,7"`` -> the seeds, in order, each once."""
+    seeds: list[int] = []
+    try:
+        for part in spec.split(","):
+            lo, dash, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if dash else int(lo)
+            if first < 0 or last < first:
+                raise ValueError
+            seeds += [s for s in range(first, last + 1) if s not in seeds]
+    except ValueError:
+        raise ConfigError(f"--seeds takes seeds >= 0 as a range or a list, e.g. 0-4 or "
+                          f"0,3,7; got {spec!r}") from None
+    if len(seeds) > 10_000:
+        raise ConfigError(f"--seeds {spec}: {len(seeds)} seeds is more than one program "
+                          f"should hold (at most 10,000)")
+    return seeds
+
+
+def cmd_run(args) -> int:
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if seeds is not None and args.seed is not None:
+        raise ConfigError("give --seed or --seeds, not both")
+    study, cfg = studies.resolve(args.config, args.set, args.seed)
+    built = study.build(cfg, evaluation=not args.no_eval)  # before anything is created
+    check_log(args)
+    enable_compile_cache()
+    if seeds is not None:
+        if args.seeds_vmap:  # the seeds' working memory side by side
+            from metaplastic.meta.memory import check_fits
+
+            check_fits(built.outer, built.objective, built.objective.theta_like,
+                       copies=len(seeds))
+        group = new_run_dir(args.out, f"{cfg.name}-seeds")
+        runs = [RunDir(group / f"seed-{s}") for s in seeds]
+        for run in runs:
+            run.path.mkdir()
+        cfgs = [dataclasses.replace(cfg, seed=s) for s in seeds]
+        return train_seeds(study, group, runs, cfgs, built, args, resume=False)
+    run = RunDir(new_run_dir(args.out, cfg.name))
+    console.print(f"run directory: [bold]{run.path}[/]")
+    return train(study, cfg, run, built, args, resume=False)
+
+
+def cmd_resume(args) -> int:
+    group = seed_group(args.run)
+    if group is not None:  # a --seeds group: the seeds resume as one program again
+        study, runs, cfgs = group
+        built = study.build(cfgs[0], evaluation=False)
+        check_log(args)
+        enable_compile_cache()
+        return train_seeds(study, Path(args.run), runs, cfgs, built, args, resume=True)
+    study, cfg = studies.of_run(args.run)
+    run = RunDir(args.run)
+    built = study.build(cfg, evaluation=False)
+    check_log(args)
+    enable_compile_cache()
+    console.print(f"resuming [bold]{run.path}[/]")
+    return train(study, cfg, run, built, args, resume=True)
+
+
+def _bar(what: str) -> Progress:
+    return Progress(TextColumn(what), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
+                    transient=False)
+
+
+def train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
+    """Meta-train with a progress bar; then what the study shows after training."""
+    score = study.score(built)
+    log = open_log(args, run, study, cfg, built)
+    with contextlib.ExitStack() as stack, _bar(study.training) as bar:
+        if log is not None:  # closed however the run ends
+            stack.callback(log.close)
+        tid = bar.add_task("meta", total=built.outer.steps, info="compiling...")
+
+        def progress(records):
+            if log is not None:
+                log.write(records)
+            last, tail = records[-1], records[-10:]
+            info = f"{study.loss_name} {sum(r['task_loss'] for r in tail) / len(tail):.4g}"
+            if score in last and last[score] is not None:
+                info += f"  {score} {last[score]:.4g}"
+            skipped = sum(r.get("skipped", 0) for r in records)
+            if skipped:
+                info += f"  [yellow]{skipped} NaN steps skipped[/]"
+            bar.update(tid, completed=last["step"], info=info)
+
+        stopped = None
+        try:
+            with stop_signals():
+                summary = lifecycle.train(study, cfg, run, progress, built=built,
+                                          resume=resume)
+        except (NonFiniteError, KeyboardInterrupt) as e:
+            stopped = e  # said below, once the progress bar is closed
+    if isinstance(stopped, NonFiniteError):
+        console.print(f"[red]error:[/] {escape(str(stopped))}")
+        console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
+        return EXIT_NONFINITE
+    if stopped is not None:
+        steps = run.read_json("summary.json").get("meta_steps", 0)
+        console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
+                      f"finished chunk, metrics and summary saved in {run.path} "
+                      f"(continue with: metaplastic resume {run.path})")
+        return exit_status(stopped)
+    log_hint(log)
+    console.print(f"{study.training}: {summary['meta_steps']} steps in "
+                  f"{summary['seconds']:.1f} s")
+    for line in study.describe(summary, run):
+        console.print(line)
+    _after_training(study, cfg, run, args)
+    if "eval" in study.after_training:
+        console.print(f"results in {run.path}  (metaplastic eval {run.path} · "
+                      f"metaplastic report {run.path})")
+    return 0
+
+
+def _after_training(study, cfg, run: RunDir, args) -> None:
+    """What the study shows after training (evaluation, rule recovery) unless --no-eval."""
+    if args.no_eval:
+        return
+    if "eval" in study.after_training and study.has_evaluation(cfg):
+        print_eval(study, run)
+    if "recover" in study.after_training:
+        print_recovery(run)
+
+
+def seed_group(path: str):
+    """(study, runs, configs) of a ``--seeds`` group directory, or None if ``path`` is
+    not one."""
+    root = Path(path)
+    if (root / "config.toml").exists() or not root.is_dir():
+        return None
+    runs = sorted((RunDir(p.parent) for p in root.glob("seed-*/config.toml")),
+                  key=lambda r: int(r.path.name.split("-")[1]))
+    if not runs:
+        return None
+    loaded = [studies.of_run(r.path) for r in runs]
+    study, cfgs = loaded[0][0], [c for _, c in loaded]
+    if any(dataclasses.replace(c, seed=0) != dataclasses.replace(cfgs[0], seed=0)
+           for c in cfgs):
+        raise ConfigError(f"{path}: the seed-* runs differ in more than their seed; resume "
+                          f"them one by one")
+    return study, runs, cfgs
+
+
+def train_seeds(study, group: Path, runs: list[RunDir], cfgs, built, args, *,
+                resume: bool) -> int:
+    """Seeds as one program (new, or resumed from each seed's checkpoint); then each
+    seed's evaluation and the comparison across seeds."""
+    seeds = [c.seed for c in cfgs]
+    console.print(f"{'resuming' if resume else 'run directories:'} [bold]{group}[/]/seed-"
+                  f"{{{','.join(map(str, seeds))}}} ({len(seeds)} seeds as one program)")
+    logs = [open_log(args, run, study, c, built) for run, c in zip(runs, cfgs, strict=True)]
+    with contextlib.ExitStack() as stack, \
+            _bar(f"{study.training} {len(seeds)} seeds") as bar:
+        for log in logs:
+            if log is not None:  # closed however the run ends
+                stack.callback(log.close)
+        tid = bar.add_task("meta", total=built.outer.steps, info="compiling...")
+        last: dict[int, dict] = {}
+
+        def progress(i, records):
+            if logs[i] is not None:
+                logs[i].write(records)
+            last[i] = records[-1]
+            if len(last) == len(seeds) or i == len(seeds) - 1:
+                losses = [r["task_loss"] for r in last.values() if r["task_loss"] is not None]
+                info = (f"{study.loss_name} {min(losses):.4g}..{max(losses):.4g}"
+                        if losses else "")
+                bar.update(tid, completed=max(r["step"] for r in last.values()), info=info)
+
+        stopped = None
+        try:
+            with stop_signals():
+                summaries = lifecycle.train_seeds(
+                    study, cfgs, runs, progress, built=built, resume=resume,
+                    batching="vmap" if getattr(args, "seeds_vmap", False) else "loop")
+        except KeyboardInterrupt as e:
+            stopped = e  # said below, once the progress bar is closed
+    if stopped is not None:
+        console.print(f"[yellow]interrupted[/]; each seed's θ of the last finished chunk, "
+                      f"metrics and summary saved under {group} (continue with: "
+                      f"metaplastic resume {group})")
+        return exit_status(stopped)
+    seconds = max(s["seconds"] for s in summaries)
+    console.print(f"{study.training}: {len(seeds)} seeds in {seconds:.1f} s")
+    diverged = []
+    for seed, run, summary in zip(seeds, runs, summaries, strict=True):
+        lines = study.describe(summary, run)
+        line = f"seed {seed}: {summary['meta_steps']} steps  " + (
+            lines[0].partition(":")[2].strip() if lines else "")
+        if "reference_cosine" in summary:
+            line += f"  (cosine with {summary['reference']}: {summary['reference_cosine']:.3f})"
+        if summary["status"] != "finished":
+            diverged.append(seed)
+            line += f"  [red]{escape(summary['status'][:200])}[/]"
+        console.print(line)
+    for seed, run, cfg in zip(seeds, runs, cfgs, strict=True):
+        if seed not in diverged and not args.no_eval and study.after_training:
+            console.print(f"[bold]seed {seed}[/]")
+            _after_training(study, cfg, run, args)
+    from metaplastic.report.compare import compare
+
+    compared, js, png = compare([str(r.path) for r in runs], group)
+    print_compare(compared)
+    console.print(f"seeds compared: {js} and {png}  (metaplastic compare {group}/seed-*)")
+    return EXIT_NONFINITE if diverged else 0

@@ -1,0 +1,176 @@
+"""One lifecycle for every kind of run (:mod:`metaplastic.experiments.study`).
+
+``train(study, cfg, run)`` and ``train_seeds(study, cfgs, runs)`` start a run (θ0, keys,
+the study's checks, ``config.toml``) or resume it from ``checkpoint.npz``, meta-train with
+the study's outer loop through the one driver (chunks, a checkpoint after every chunk,
+metrics appended), and finish it however it ends — finished, diverged, interrupted
+(Ctrl-C, SIGTERM) or crashed: θ of the last whole chunk, ``summary.json`` (status, steps,
+seconds, the study's own entries, provenance) and the study's plots. Pure pieces return
+numbers; this module is the edge that writes files. Progress goes to an optional
+``progress(records)`` callback (the command line draws a progress bar with it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from metaplastic.errors import NonFiniteError
+from metaplastic.experiments import study as studies
+from metaplastic.experiments.provenance import provenance
+from metaplastic.experiments.rundir import RunDir
+from metaplastic.interrupts import deferred
+from metaplastic.meta import driver
+
+
+def run_keys(cfg: Any) -> tuple[jax.Array, jax.Array]:
+    """(the key of θ0's draw, the key of meta-training) of a run."""
+    k_init, key = jax.random.split(jax.random.key(cfg.seed))
+    return k_init, key
+
+
+def _stopped(e: BaseException, attr: str = "result") -> Any:
+    """What an exception that stopped training carries: the state after the last chunk."""
+    return e.__dict__.get(attr)
+
+
+def train(study: studies.Study, cfg: Any, run: RunDir,
+          progress: Callable[[list], None] | None = None, built: Any = None,
+          resume: bool = False) -> dict:
+    """Meta-train one run into ``run`` (module docstring). ``built``: the study's pieces
+    if already built. ``resume``: continue from ``checkpoint.npz`` (same numbers as a run
+    that was never stopped). Returns the summary; re-raises what stopped training once
+    θ and the summary are saved."""
+    built = study.build(cfg) if built is None else built
+    start = Start(study, cfg, run, built, resume)
+    status, result = "finished", None
+    try:
+        result = built.outer.run(built.objective, start.theta0, key=start.key,
+                                 progress=start.on_chunk(progress), state=start.state,
+                                 checkpoint=run.save_checkpoint)
+    except NonFiniteError as e:
+        status, result = f"diverged: {e}", e.result
+        raise
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM from the command line
+        status, result = "interrupted", _stopped(e)
+        raise
+    except Exception as e:
+        status, result = f"crashed: {type(e).__name__}: {e}", _stopped(e)
+        raise
+    finally:
+        summary = start.finish(result, status)
+    return start.conclude(result, summary)
+
+
+def train_seeds(study: studies.Study, cfgs: list[Any], runs: list[RunDir],
+                progress: Callable[[int, list], None] | None = None, built: Any = None,
+                batching: str = "loop", resume: bool = False) -> list[dict]:
+    """Meta-train several seeds of one configuration (``cfgs`` differ only in ``seed``)
+    as one program (:mod:`metaplastic.meta.seeds`), each into its own run directory with
+    everything :func:`train` writes. A seed that diverges stops alone (its summary says
+    so). ``resume``: every seed continues from its run directory's checkpoint."""
+    from metaplastic.meta.seeds import run_seeds
+
+    built = study.build(cfgs[0]) if built is None else built
+    starts = [Start(study, cfg, run, built, resume) for cfg, run in zip(cfgs, runs, strict=True)]
+    results, status = None, "finished"
+    try:
+        results = run_seeds(
+            built.outer, built.objective, [s.theta0 for s in starts],
+            [s.key for s in starts], batching=batching,
+            states=[s.state for s in starts] if resume else None,
+            progress=lambda i, records: starts[i].on_chunk(
+                None if progress is None else lambda r: progress(i, r))(records),
+            checkpoint=lambda i, state: runs[i].save_checkpoint(state))
+    except KeyboardInterrupt as e:
+        status, results = "interrupted", _stopped(e, "results")
+        raise
+    except Exception as e:
+        status, results = f"crashed: {type(e).__name__}: {e}", _stopped(e, "results")
+        raise
+    finally:
+        summaries = []
+        for i, s in enumerate(starts):
+            r = results[i] if results is not None else None
+            why = status
+            if r is not None and r.error is not None and status == "finished":
+                why = f"diverged: {r.error}"
+            summaries.append(s.finish(r, why, together=[c.seed for c in cfgs]))
+    return [s.conclude(r, summary) for s, r, summary
+            in zip(starts, results, summaries, strict=True)]
+
+
+class Start:
+    """One run's start (θ0, keys, resumed state, the study's checks) and its finish (θ,
+    summary, plots): what :func:`train` and :func:`train_seeds` share."""
+
+    def __init__(self, study: studies.Study, cfg: Any, run: RunDir, built: Any,
+                 resume: bool):
+        self.study, self.cfg, self.run, self.built = study, cfg, run, built
+        self.resume = resume
+        k_init, self.key = run_keys(cfg)
+        self.theta0 = study.init(cfg, built, k_init)
+        self.state, self.resumed_at = None, None
+        if resume:
+            self.state = run.load_checkpoint(driver.init(built.outer, built.objective,
+                                                         self.theta0, self.key))
+            self.resumed_at = int(self.state.step)
+            run.keep_metrics_until(self.resumed_at)
+            saved = run.read_json("summary.json")
+            # what `before` gave is kept (run directories older than studies: constraints)
+            before = saved.get("before", ["constraints"])
+            self.kept = {k: v for k, v in saved.items() if k in before}
+        else:
+            studies.save(study, cfg, run.path / "config.toml")
+            self.kept = study.before(cfg, built, self.theta0, run)
+        self.started = time.perf_counter()
+
+    def on_chunk(self, progress: Callable[[list], None] | None) -> Callable[[list], None]:
+        def on_chunk(records):
+            self.run.append_metrics(records)
+            if progress is not None:
+                progress(records)
+
+        return on_chunk
+
+    def finish(self, result, status: str, together: list[int] | None = None) -> dict:
+        """Save θ after the last whole chunk (θ0 only when not one meta-step was taken:
+        the summary then says meta_steps 0) and the summary. ``together``: the seeds
+        meta-trained in the same program (``seconds`` is then that program's)."""
+        theta = result.theta if result is not None else self.theta0
+        done = int(result.state.step) if result is not None and result.state is not None else 0
+        with deferred():  # a second Ctrl-C does not cut the saving of θ and summary short
+            self.study.save_theta(self.run, theta)
+            summary: dict[str, Any] = {
+                "study": self.study.name, "status": status,
+                "seconds": round(time.perf_counter() - self.started, 2),
+                "meta_steps": done,
+                **self.study.summary(self.cfg, self.built, theta, status, self.run),
+                **self.kept, "before": sorted(self.kept), "provenance": provenance()}
+            if self.resume:
+                summary["provenance"]["resumed_at_step"] = self.resumed_at
+            if together:
+                summary["provenance"]["seeds_in_one_program"] = together
+            self.run.write_json("summary.json", summary)
+        self.theta = theta
+        if status != "finished":  # training stopped: plots of what was saved, then re-raise
+            self.study.report(self.run)
+        return summary
+
+    def conclude(self, result, summary: dict) -> dict:
+        """Once training ended without an exception: the study's concluding work (when it
+        finished), then its plots."""
+        if summary["status"] != "finished":  # finish drew the plots of what was saved
+            return summary
+        if summary["meta_steps"] > 0:
+            summary = {**summary, **self.study.conclude(self.cfg, self.built, self.theta,
+                                                        self.theta0, self.run)}
+            self.run.write_json("summary.json", summary)
+        self.study.report(self.run)
+        return summary
+
+
+__all__ = ["Start", "run_keys", "train", "train_seeds"]
