@@ -107,9 +107,9 @@ def test_a_missing_logger_package_is_one_message(kind, package, capsys, tmp_path
     ({"rule": "learned"}, "learned"),
 ])
 def test_tuned_baselines_are_labelled_once(row, label):
-    from metaplastic.cli import _tuned_label
+    from metaplastic.cli import tuned_label
 
-    assert _tuned_label(row) == label
+    assert tuned_label(row) == label
 
 
 def test_simulate_writes_recordings_a_run_can_fit(tmp_path, capsys):

@@ -191,6 +191,7 @@ class SelectionStudy(Study):
     """Meta-meta training of the learned ES's selection network φ (module docstring)."""
 
     name = KIND
+    what = "the learned ES's selection network"
     training = "meta-meta training"
     loss_name = "meta-meta loss"
     theta_file = "phi.npz"

@@ -26,6 +26,7 @@ class RuleStudy(Study):
     task, network, rule, objective and outer loop (:func:`~.build.build`)."""
 
     name = "rule"
+    what = "rule discovery"
     analyses = ("eval", "explain", "export", "check")
     after_training = ("eval",)
 
@@ -94,6 +95,7 @@ class InferenceStudy(RuleStudy):
     trajectories; after evaluation, rule recovery (``metaplastic recover``)."""
 
     name = "inference"
+    what = "a rule fitted to recordings: task 'recorded'"
     analyses = ("eval", "explain", "export", "check", "recover")
     after_training = ("eval", "recover")
 

@@ -48,6 +48,8 @@ class Study:
 
     #: the registered name; recorded in every run's config.toml as ``study``
     name: ClassVar[str] = "study"
+    #: what its runs are, in a few words (messages, ``metaplastic list``)
+    what: ClassVar[str] = ""
     #: what the progress bar calls training and its loss
     training: ClassVar[str] = "meta-training"
     loss_name: ClassVar[str] = "meta-loss"
@@ -239,4 +241,6 @@ def require(study: Study, analysis: str, what: str) -> None:
 
 
 def _studies_with(analysis: str) -> list[str]:
-    return [n for n in registry.names("study") if analysis in get(n).analyses]
+    studies = [get(n) for n in registry.names("study")]
+    return [f"{s.name} ({s.what})" if s.what else s.name for s in studies
+            if analysis in s.analyses]
