@@ -171,3 +171,165 @@ def precision(rule: Any) -> str:
 def parts(objective: Any) -> tuple:
     """An objective's parts (itself alone when it has none)."""
     return tuple(objective.parts) if isinstance(objective, HasParts) else (objective,)
+
+
+# --- more abilities, and their values with defaults ----------------------------------------
+@runtime_checkable
+class HasFamily(Protocol):
+    """A rule's family name, as in the registry (``Rule.family``)."""
+
+    family: str
+
+
+@runtime_checkable
+class HasInputNorm(Protocol):
+    """A task whose inputs are rescaled before the network (dataset statistics)."""
+
+    input_norm: str
+
+
+@runtime_checkable
+class HasTask(Protocol):
+    """An objective over one task (``Objective.task``)."""
+
+    task: Any
+
+
+@runtime_checkable
+class Stepped(Protocol):
+    """An objective with the outer loops' step interface (``step_value``)."""
+
+    def step_value(self, theta: Any, key: Any, inner: Any = ()) -> Any: ...
+
+
+@runtime_checkable
+class Starts(Protocol):
+    """An objective that draws its tasks' instances and first carries (``start``)."""
+
+    tasks_per_step: int
+
+    def start(self, theta: Any, key: Any) -> Any: ...
+
+
+@runtime_checkable
+class Unrolled(Protocol):
+    """An objective that differentiates an unroll of ``n_steps``: by ``grad_mode``
+    (reverse or forward), storing it or ``checkpoint``-ing it."""
+
+    n_steps: int
+    grad_mode: str
+    checkpoint: bool
+
+
+@runtime_checkable
+class HasLength(Protocol):
+    """An objective whose unroll length the driver records (segments)."""
+
+    length: int
+
+
+@runtime_checkable
+class KnowsTheta(Protocol):
+    """An objective that knows its θ's shapes without computing (``theta_like``)."""
+
+    theta_like: Any
+
+
+@runtime_checkable
+class HasShapes(Protocol):
+    """A network: its weight shapes ``[(n_out, n_in), ...]``."""
+
+    shapes: Any
+
+
+@runtime_checkable
+class NanPolicy(Protocol):
+    """An outer loop that says what a non-finite meta-step does: "skip" or "stop"."""
+
+    on_nan: str
+
+
+@runtime_checkable
+class Differentiates(Protocol):
+    """An outer loop that takes derivatives of the objective (meta-gradients)."""
+
+    differentiates: bool
+
+
+@runtime_checkable
+class HasOuterKind(Protocol):
+    """An outer loop's declared kind (gradient, evolutionary, learned-evolutionary)."""
+
+    kind: str
+
+
+@runtime_checkable
+class Spiking(Protocol):
+    """A neuron model or network whose outputs are 0/1 spikes (``spiking``)."""
+
+    spiking: bool
+
+
+@runtime_checkable
+class HasNeuronState(Protocol):
+    """A neuron model that says whether it carries state from step to step."""
+
+    stateful: bool
+
+
+@runtime_checkable
+class LearnedNeurons(Protocol):
+    """A neuron model with meta-learned parameters (``learned``)."""
+
+    learned: bool
+
+
+def family(rule: Any) -> str:
+    return rule.family if isinstance(rule, HasFamily) else type(rule).__name__
+
+
+def input_norm(task: Any) -> str:
+    return task.input_norm if isinstance(task, HasInputNorm) else "none"
+
+
+def tasks_per_step(objective: Any) -> int:
+    return objective.tasks_per_step if isinstance(objective, Starts) else 1
+
+
+def on_nan(outer: Any) -> str:
+    return outer.on_nan if isinstance(outer, NanPolicy) else "skip"
+
+
+def differentiates(outer: Any) -> bool:
+    return isinstance(outer, Differentiates) and bool(outer.differentiates)
+
+
+def outer_kind(outer: Any) -> str:
+    return outer.kind if isinstance(outer, HasOuterKind) else "evolutionary"
+
+
+def members_at_once(outer: Any) -> int:
+    return outer.members_at_once() if isinstance(outer, Population) else 1
+
+
+def spiking(piece: Any) -> bool:
+    """Whether a neuron model (class or instance) or a network emits spikes."""
+    return isinstance(piece, Spiking) and bool(piece.spiking)
+
+
+def stateful(neuron: Any) -> bool:
+    return neuron.stateful if isinstance(neuron, HasNeuronState) else True
+
+
+def learned(neuron: Any) -> bool:
+    return isinstance(neuron, LearnedNeurons) and bool(neuron.learned)
+
+
+def neuron_params(rule: Any, theta: Any) -> Any:
+    """Learned neurons' parameters within θ (rules that hold them), else ()."""
+    return rule.neuron_params(theta) if isinstance(rule, HasNeuronParams) else ()
+
+
+def sparse_part(rule: Any, theta: Any) -> Any:
+    """What an L1 penalty applies to: the rule's sparse part, else all of θ."""
+    return rule.sparse_part(theta) if isinstance(rule, HasSparsePart) else theta

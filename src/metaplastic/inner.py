@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from metaplastic import capabilities as cap
 from metaplastic import precision
 from metaplastic.network import NetState, Network
 from metaplastic.rules.base import Rule
@@ -37,7 +38,7 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
     """``carry -> (carry, signals, dws, live)``: one step, also returning every layer's
     :class:`LocalSignals` and weight change (what ``metaplastic explain`` samples)."""
 
-    theta = precision.store(theta, getattr(rule, "dtype", "float32"))  # read every step
+    theta = precision.store(theta, cap.precision(rule))  # read every step
 
     def step(carry):
         state, rule_state, env = carry
@@ -81,8 +82,7 @@ def make_step(network: Network, rule: Rule, theta: Any, task: Task, instance: An
 
 def neuron_params(rule: Rule, theta: Any) -> Any:
     """Learned neurons' parameters within θ (rules that have them), else ()."""
-    get = getattr(rule, "neuron_params", None)
-    return get(theta) if get is not None else ()
+    return cap.neuron_params(rule, theta)
 
 
 def initial_carry(network: Network, rule: Rule, theta: Any, task: Task, instance: Any,
@@ -90,7 +90,7 @@ def initial_carry(network: Network, rule: Rule, theta: Any, task: Task, instance
     """``(state, rule_state, env)`` before the first step: weights drawn with ``key``,
     unless the rule's θ holds them (static weights) or the task gives them (recordings)."""
     weights = rule.initial_weights(theta)
-    if weights is None and hasattr(task, "initial_weights"):
+    if weights is None and isinstance(task, cap.HasInitialWeights):
         weights = task.initial_weights(instance)
     state = network.init(key, weights, neuron_params(rule, theta))
     rule_state = tuple(rule.init_state(w.shape) for w in state.weights)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import capabilities as cap
 from metaplastic import precision
 from metaplastic.errors import ConfigError, ShapeError, unknown_name
 from metaplastic.neurons import RateNeuron
@@ -138,16 +139,16 @@ class Network:
         """Whether the neurons carry state from one step to the next (``forward`` then
         does not apply: step the network with ``run``)."""
         return self.tau is not None or (self.neuron_model is not None
-                                        and getattr(self.neuron_model, "stateful", True))
+                                        and cap.stateful(self.neuron_model))
 
     @property
     def learned_neurons(self) -> bool:
         """Whether the hidden neurons' behaviour has meta-learned parameters."""
-        return bool(getattr(self.neuron_model, "learned", False))
+        return cap.learned(self.neuron_model)
 
     def _params(self, layer: int, params: Any) -> tuple:
         """The extra argument of layer ``layer``'s neurons: their learned parameters."""
-        learned = getattr(self.neuron(layer), "learned", False)
+        learned = cap.learned(self.neuron(layer))
         return (params,) if learned else ()
 
     @property

@@ -35,13 +35,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError
 from metaplastic.network import Network
 from metaplastic.neurons.lif import LIFNeuron
 
 
 def _check_exportable(network) -> LIFNeuron:
-    if not getattr(network, "spiking", False):
+    if not cap.spiking(network):
         raise ConfigError("NIR export is for spiking networks (network.neuron = 'lif'); "
                           "this run's network has rate neurons")
     lif = network.neuron_model

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import capabilities as cap
 from metaplastic import registry
 from metaplastic.errors import ConfigError, MetaplasticError
 from metaplastic.inner import advance, initial_carry
@@ -256,13 +257,13 @@ def check_spikes(network: Network, key: jax.Array, *, steps: int = 20) -> CheckR
 
 def _locality(network, rule, theta, task, key):
     result = check_locality(network, rule, theta, key)
-    norm = getattr(task, "input_norm", "none")
+    norm = cap.input_norm(task)
     if norm != "none":  # what the synapses see was rescaled before the network
         result = dataclasses.replace(result, detail=(
             f"{result.detail}; the task's inputs are rescaled with statistics of the whole "
             f"dataset (input_norm = {norm!r}): preprocessing before the network, not "
             f"computed by any neuron or synapse"))
-    if getattr(network, "update_fan_in", 0):
+    if network.update_fan_in:
         result = dataclasses.replace(result, detail=(
             f"{result.detail}; every update is scaled by update_fan_in / (the neuron's "
             f"number of inputs) = {network.update_fan_in} / n_in, a constant of each neuron"))

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError
 from metaplastic.inner import trace, unroll
 from metaplastic.meta import driver
@@ -73,7 +74,7 @@ class Frozen:
 
 
 def check_recorded(objective: Any) -> RecordedTask:
-    task = getattr(objective, "task", None)
+    task = objective.task if isinstance(objective, cap.HasTask) else None
     if not isinstance(task, RecordedTask):
         raise ConfigError("rule recovery is for runs of the task 'recorded' (fits to "
                           f"recordings); this run's task is {type(task).__name__}")

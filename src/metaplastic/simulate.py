@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError
 from metaplastic.inner import trace
 from metaplastic.meta.memory import available, gib
@@ -31,7 +32,7 @@ def _check(n: int, record: float, noise: float, network: Network) -> None:
                           f"(0, 1], got {record}")
     if not noise >= 0.0:
         raise ConfigError(f"noise (relative to the activity's SD) must be >= 0, got {noise}")
-    if getattr(network, "spiking", False):
+    if cap.spiking(network):
         raise ConfigError("simulate: spiking networks re-encode their input, so recorded "
                           "inputs could not be replayed; use rate neurons")
 
@@ -59,7 +60,7 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
         instance = source.sample(k_task)
         start, end, xs = trace(network, rule, theta, source, instance, k_net,
                                lambda s: (s[0].pre, s[-1].post, s[0].modulator))
-        extra = source.record(instance, end[2]) if hasattr(source, "record") else {}
+        extra = source.record(instance, end[2]) if isinstance(source, cap.Records) else {}
         return xs, start[0].weights, extra
 
     (inputs, activity, rewards), w0, extra = jax.jit(jax.vmap(one))(

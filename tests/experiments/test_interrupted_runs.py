@@ -11,9 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from metaplastic.experiments import config, presets
+from metaplastic.experiments import config, lifecycle, presets, study
 from metaplastic.experiments.rundir import RunDir, new_run_dir
-from metaplastic.experiments import lifecycle, study
 
 SETS = ["task.n_steps=100", "task.n_in=4", "meta.chunk=5", "eval.tasks=0", "meta.schedule=constant",
         "constraints=[]"]

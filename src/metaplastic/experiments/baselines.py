@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 
+from metaplastic import capabilities as cap
 from metaplastic import rules
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import sections
@@ -106,7 +107,7 @@ def _scaled(theta: Any, factor: float) -> Any:
 
 def _eta_by_scaling(p, base: Baseline) -> bool:
     """Tuning only ``eta`` of a rule linear in θ: scale θ instead of recompiling."""
-    return list(base.tune) == ["eta"] and getattr(p.rule, "linear_in_theta", False)
+    return list(base.tune) == ["eta"] and cap.linear_in_theta(p.rule)
 
 
 def tune_points(base: Baseline) -> int:

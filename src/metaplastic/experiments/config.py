@@ -81,11 +81,22 @@ class RunConfig:
         # one form for every entry (weight, task and network filled in), however built
         object.__setattr__(self, "mixture", tuple(check_mixture(self.mixture)))
         if not self.study:
-            from metaplastic.experiments.study import task_study
-
             name = self.task.get("name") if isinstance(self.task, dict) else None
             object.__setattr__(self, "study",
                                task_study(name) if isinstance(name, str) else "rule")
+
+
+def task_study(task_name: str) -> str:
+    """The kind of run a task declares as its own (``Task.study``; :mod:`.study`),
+    "rule" if the task cannot be had (the build names the problem)."""
+    from metaplastic import registry
+    from metaplastic.tasks.base import Task
+
+    try:
+        cls = registry.entry("task", task_name).cls
+    except ConfigError:
+        return "rule"
+    return cls.study if isinstance(cls, type) and issubclass(cls, Task) else "rule"
 
 
 _TABLES = ("task", "rule", "network", "meta")

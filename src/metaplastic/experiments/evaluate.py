@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import capabilities as cap
 from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
 from metaplastic.meta.memory import eval_batch
@@ -61,7 +62,9 @@ def evaluate(objective: Objective, theta: Any, *, key: jax.Array, n_tasks: int,
         ids = jnp.asarray(np.asarray(ids), jnp.int32)
         n_tasks = int(ids.shape[0])
     keys = jax.random.split(key, n_tasks)
-    batch = batch or eval_batch(objective, getattr(objective, "theta_like", theta), n_tasks)
+    batch = batch or eval_batch(
+        objective, objective.theta_like if isinstance(objective, cap.KnowsTheta) else theta,
+        n_tasks)
     if batch >= n_tasks:
         out = _evaluate(objective, theta, keys, ids)
         return {k: np.asarray(v) for k, v in out.items()}

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from metaplastic import capabilities as cap
 from metaplastic import recovery
 from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
@@ -156,18 +157,18 @@ def _reference(cfg, rule, network, theta, truth) -> dict[str, Any] | None:
     """Inferred against true coefficients, for rules whose θ is a vector of named terms:
     the simulation's own rule and θ when it is of the fitted family, else ``reference``'s
     (each scaled by its rule's eta relative to the fitted rule's)."""
-    names = list(getattr(rule, "term_names", []) or [])
+    names = cap.term_names(rule)
     flat = np.asarray(ravel_pytree(theta)[0], np.float64)
     if not names or flat.size != len(names):
         return None
-    free = [bool(v) for v in getattr(rule, "free_terms", [True] * len(names))]
+    free = cap.free_terms(rule)
     out: dict[str, Any] = {"names": names, "free": free, "inferred": flat.tolist(),
                            "truth_values": None}
     for label, ref, ref_theta in _candidates(cfg, network, truth):
         if type(ref) is not type(rule) or ravel_pytree(ref_theta)[0].size != flat.size or \
-                list(getattr(ref, "term_names", [])) != names:
+                cap.term_names(ref) != names:
             continue
-        values = _in_units_of(ref, ref_theta, float(getattr(rule, "eta", 1.0)))
+        values = _in_units_of(ref, ref_theta, cap.eta(rule))
         out.update(_agreement(flat, values), reference=label, truth_values=values)
         break
     return out
@@ -188,7 +189,7 @@ def _candidates(cfg, network, truth) -> list[tuple]:
 def _in_units_of(rule, theta, eta: float) -> np.ndarray:
     """``rule``'s coefficients times its eta over ``eta`` (the fitted rule's)."""
     return (np.asarray(ravel_pytree(theta)[0], np.float64)
-            * float(getattr(rule, "eta", 1.0)) / eta)
+            * cap.eta(rule) / eta)
 
 
 def _agreement(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
@@ -212,7 +213,7 @@ def _readout(cfg, objective, rule, network, truth, key):
     from metaplastic import explain  # the signal sampler of `metaplastic explain`
 
     comparator = next((c for c in _candidates(cfg, network, truth)
-                       if hasattr(c[1], "term_values")), None)
+                       if isinstance(c[1], cap.HasTermValues)), None)
     if comparator is None or rule.per_layer:
         return None
     return _projection(explain, objective.task, network, rule, comparator[1],

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from metaplastic import capabilities as cap
 from metaplastic import registry
 from metaplastic._fields import coerce_kwargs
 from metaplastic.errors import ConfigError
@@ -76,7 +77,7 @@ def _network_groups(neuron: str):
     from metaplastic.spiking import SpikingNetwork
 
     entry = registry.entry("neuron", neuron)
-    net_cls = SpikingNetwork if getattr(entry.cls, "spiking", False) else Network
+    net_cls = SpikingNetwork if cap.spiking(entry.cls) else Network
     net_keys = [k for k in _fields(net_cls) if k not in ("sizes", "neuron_model")]
     # rate neurons are set by the network's own fields (activation, tau)
     neuron_keys = ([] if entry.cls is _rate_neuron() else

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from metaplastic import registry
 from metaplastic.errors import ConfigError, MetaplasticError
+from metaplastic.experiments.config import apply_assignments, task_study
 
 #: what follows training on the command line (unless --no-eval): held-out evaluation
 #: rows (``evaluate``) and rule recovery (``metaplastic recover``)
@@ -74,8 +75,6 @@ class Study:
 
     def override(self, cfg: Any, assignments: list[str]) -> Any:
         """``key=value`` overrides (dotted keys, TOML values), re-validated."""
-        from metaplastic.experiments.config import apply_assignments
-
         return self.from_dict(apply_assignments(self.to_dict(cfg), assignments))
 
     # --- building and training --------------------------------------------------------------
@@ -149,17 +148,6 @@ def name_of(d: dict) -> str:
     if isinstance(task, dict) and isinstance(task.get("name"), str):
         return task_study(task["name"])
     return "rule"
-
-
-def task_study(task_name: str) -> str:
-    """The study a task declares as its own (``Task.study``), "rule" if it cannot be had."""
-    try:
-        cls = registry.entry("task", task_name).cls
-    except ConfigError:
-        return "rule"  # the build names the problem
-    from metaplastic.tasks.base import Task
-
-    return cls.study if isinstance(cls, type) and issubclass(cls, Task) else "rule"
 
 
 def from_dict(d: dict) -> tuple[Study, Any]:

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from metaplastic import capabilities as cap
 from metaplastic import xla
 from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.interrupts import deferred
@@ -86,8 +87,8 @@ def theta_record(theta: Any) -> dict[str, Array]:
 def step_fn(outer: Any, objective: Any) -> Callable:
     """``(state, key, total) -> (state, metrics)``: one meta-step under the driver's rules
     (not jitted): inactive past ``total`` steps or once stopped."""
-    stop_on_nan = getattr(outer, "on_nan", "skip") == "stop"
-    length = getattr(objective, "length", 0)
+    stop_on_nan = cap.on_nan(outer) == "stop"
+    length = objective.length if isinstance(objective, cap.HasLength) else 0
 
     def step(s: RunState, key: Array, total: Array):
         new, m = outer.step(objective, s.outer, key, s.step)
@@ -177,7 +178,7 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
     try:
         return _loop(outer, objective, key, progress, checkpoint, state, result, total)
     except (Exception, KeyboardInterrupt) as e:  # Ctrl-C, SIGTERM, out of memory, ...
-        if getattr(e, "result", None) is None:  # the state after the last whole chunk
+        if e.__dict__.get("result") is None:  # the state after the last whole chunk
             try:
                 e.result = result
             except AttributeError:  # an exception type that takes no attributes
@@ -203,7 +204,7 @@ def as_key(key: Any) -> Array:
 def check_theta0(objective: Any, theta0: Any) -> Any:
     """θ0 checked against the objective's rule (when it has one: ``conform``) and for
     NaN/inf, before anything is compiled."""
-    if hasattr(objective, "conform"):
+    if isinstance(objective, cap.Conforms):
         theta0 = objective.conform(theta0, what="θ0")
     try:
         leaves = jax.tree.leaves(theta0)

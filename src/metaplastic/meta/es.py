@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metaplastic import capabilities as cap
 from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.meta.gradient import OPTIMIZERS
@@ -193,7 +194,7 @@ class EvolutionStrategy(PopulationEvaluation, OuterLoop):
         return state._replace(inner=self.restart_members(objective, state.mean, key))
 
     def check(self, objective: Any) -> None:
-        if self.persistent and getattr(objective, "n_steps", None) is None:
+        if self.persistent and not isinstance(objective, cap.Segmented):
             raise ConfigError("strategy 'pes' needs an Objective (start/segment/n_steps)")
         super().check(objective)
 

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError
 
 
@@ -42,7 +43,7 @@ def _itemsize(dtype: Any) -> int:
 def problem_bytes(objective: Any, theta: Any) -> tuple[int, int]:
     """(bytes of one task's instance, bytes of its network state) from shapes only; (0, 0)
     for an objective without ``start`` (a plain function)."""
-    if not hasattr(objective, "start") or not hasattr(objective, "tasks_per_step"):
+    if not isinstance(objective, cap.Starts):
         return 0, 0
     instances, _, carries = jax.eval_shape(objective.start, theta, jax.random.key(0))
     n = objective.tasks_per_step
@@ -52,18 +53,19 @@ def problem_bytes(objective: Any, theta: Any) -> tuple[int, int]:
 def estimate(outer: Any, objective: Any, theta: Any) -> Estimate:
     """A lower bound on the memory one meta-step of ``outer`` on ``objective`` needs (the
     sum over a mixture's parts, which one step runs together)."""
-    members = outer.members_at_once() if hasattr(outer, "members_at_once") else 1
+    members = cap.members_at_once(outer)
     parts = {"task instances": 0, "network states": 0}
-    for part in getattr(objective, "parts", (objective,)):
+    for part in cap.parts(objective):
         instance, carry = problem_bytes(part, theta)
-        at_once = getattr(part, "tasks_per_step", 1) * members
+        at_once = cap.tasks_per_step(part) * members
         parts["task instances"] += instance * at_once
         parts["network states"] += carry * at_once
-        if getattr(outer, "differentiates", False):
-            length = outer.truncation or getattr(part, "n_steps", 0) or 0
-            if getattr(part, "grad_mode", "reverse") == "forward":  # a tangent per number
+        unrolled = isinstance(part, cap.Unrolled)
+        if cap.differentiates(outer):
+            length = outer.truncation or (part.n_steps if unrolled else 0) or 0
+            if unrolled and part.grad_mode == "forward":  # a tangent per number
                 key, extra = "tangents", carry * at_once * nbytes_count(theta)
-            elif not getattr(part, "checkpoint", False):
+            elif not (unrolled and part.checkpoint):
                 key, extra = "stored unroll", carry * at_once * length
             else:
                 key, extra = "", 0
@@ -125,7 +127,7 @@ def eval_batch(objective: Any, theta: Any, n_tasks: int, limit: int | None = Non
     """How many tasks an evaluation runs at once: all of them when they fit in half the
     machine's memory, fewer otherwise (a ConfigError when not even one fits)."""
     per_task = max(max(sum(problem_bytes(p, theta))
-                       for p in getattr(objective, "parts", (objective,))), 1)
+                       for p in cap.parts(objective)), 1)
     if limit is None:
         limit = available()[0]
     if not limit:

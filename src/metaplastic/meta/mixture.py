@@ -27,6 +27,7 @@ from typing import Any
 
 import jax
 
+from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError
 from metaplastic.meta.objective import Objective, WholeEpisodes
 
@@ -164,7 +165,7 @@ class Mixture(WholeEpisodes):
 
 def parts_of(objective: Any) -> tuple:
     """The objectives a (possibly mixed) objective averages: its parts, or itself."""
-    return tuple(getattr(objective, "parts", (objective,)))
+    return cap.parts(objective)
 
 
 __all__ = ["Mixture", "parts_of"]

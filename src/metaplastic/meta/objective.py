@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from metaplastic import capabilities as cap
 from metaplastic import devices
 from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
@@ -74,7 +75,7 @@ class Objective(WholeEpisodes):
         check_fields(self)
         for kind in ("task", "rule"):
             check_protocol(kind, f"Objective.{kind}", type(getattr(self, kind)))
-        if not hasattr(self.network, "shapes"):
+        if not isinstance(self.network, cap.HasShapes):
             raise ConfigError(f"Objective.network must be a Network, got {self.network!r}")
         if self.tasks_per_step < 1:
             raise ConfigError(f"tasks_per_step must be >= 1, got {self.tasks_per_step}")
@@ -176,8 +177,7 @@ class Objective(WholeEpisodes):
     def _l1(self, theta: Any) -> Array:
         """|θ|_1 over the rule's sparse part (``rule.sparse_part``: e.g. the synapses'
         coefficients without learned neurons' parameters), all of θ otherwise."""
-        part = getattr(self.rule, "sparse_part", None)
-        return l1_norm(part(theta) if part is not None else theta)
+        return l1_norm(cap.sparse_part(self.rule, theta))
 
     def _aux(self, theta, losses, metrics, finite) -> dict[str, Array]:
         return {

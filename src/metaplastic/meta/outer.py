@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 
+from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError
 from metaplastic.meta import driver
 
@@ -74,10 +75,10 @@ class OuterLoop:
         lengths.discard(0)
         if not lengths:
             return
-        n = getattr(objective, "n_steps", None)
-        if not (hasattr(objective, "start") and hasattr(objective, "segment")) or n is None:
+        if not isinstance(objective, cap.Segmented):
             raise ConfigError("truncated unrolls need an Objective (start/segment/n_steps); "
                               "mixtures and plain functions take whole episodes")
+        n = objective.n_steps
         bad = sorted(v for v in lengths if n % v)
         if bad:
             raise ConfigError(f"truncation lengths {bad} must divide the inner problem's "
@@ -113,6 +114,6 @@ def measure_kind(outer: OuterLoop, objective: Any, theta0: Any, key: Array) -> t
     except GradientRequested:
         return "gradient", ("one meta-step traced on the objective wrapped to refuse "
                             "differentiation: it asked for a derivative")
-    kind = getattr(outer, "kind", "evolutionary")
+    kind = cap.outer_kind(outer)
     return kind, ("one meta-step traced on the objective wrapped to refuse "
                   "differentiation: no derivative of the objective was taken")

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError, GradientRequested
 
 Array = jax.Array
@@ -58,7 +59,7 @@ class FunctionObjective:
 def as_objective(fn: Any) -> Any:
     """An objective for outer loops: objectives (and problems with ``start``/``segment``,
     for truncated unrolls) pass through, plain functions are wrapped."""
-    if hasattr(fn, "step_value") or hasattr(fn, "segment"):
+    if isinstance(fn, cap.Stepped | cap.Segmented):
         return fn
     if not callable(fn):
         raise ConfigError(f"an objective is an Objective (or has init_inner, step_value, "

@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 
+from metaplastic import capabilities as cap
 from metaplastic.signals import LocalSignals, per_synapse
 
 Array = jax.Array
@@ -98,7 +99,7 @@ def conform(rule: Any, theta: Any, shapes: Sequence[tuple[int, int]] | None = No
     from metaplastic.errors import ShapeError
 
     like = theta_like(rule, shapes) if like is None else like
-    name = getattr(rule, "family", type(rule).__name__)
+    name = cap.family(rule)
     want = jax.tree.flatten_with_path(like)[0]
     try:
         got = {jax.tree_util.keystr(k): v for k, v in jax.tree.flatten_with_path(theta)[0]}

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 
+from metaplastic import capabilities as cap
 from metaplastic.rules.base import Rule
 from metaplastic.signals import LocalSignals
 
@@ -43,7 +44,7 @@ class Composed(Rule):
 
     @property
     def term_names(self) -> list[str]:
-        return list(getattr(self.rule, "term_names", []))
+        return cap.term_names(self.rule)
 
     def layer_theta(self, theta, layer: int):
         return self.rule.layer_theta(theta["rule"], layer)
@@ -113,12 +114,11 @@ class WithFittedStart(Composed):
         return tuple(theta["w0"])
 
     def neuron_params(self, theta):
-        return getattr(self.rule, "neuron_params", lambda _: ())(theta["rule"])
+        return cap.neuron_params(self.rule, theta["rule"])
 
     def sparse_part(self, theta):
         """What the objective's L1 penalty applies to: the synapses' rule only."""
-        inner = getattr(self.rule, "sparse_part", None)
-        return inner(theta["rule"]) if inner is not None else theta["rule"]
+        return cap.sparse_part(self.rule, theta["rule"])
 
     def formula(self, theta) -> str:
         return f"{self.rule.formula(theta['rule'])}; initial weights fitted"
