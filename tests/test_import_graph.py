@@ -14,7 +14,8 @@ SRC = Path(mp.__file__).parent
 #: layers, lowest first: a module may import its own layer and those below only
 LAYERS = [
     {"errors", "_stats", "_records", "_fields", "interrupts", "capabilities", "precision",
-     "xla", "devices", "signals", "registry"},
+     "xla", "devices", "signals", "registry", "streams",
+     "activations"},
     {"neurons", "rules", "network", "spiking", "tasks", "export"},
     {"inner", "meta"},
     {"plausibility", "explain", "recovery", "simulate", "neuromorphic", "report"},

@@ -14,6 +14,8 @@ def test_activation_values():
         "relu": [0.0, 0.0, 2.0],
         "sigmoid": 1 / (1 + np.exp([1.0, 0.0, -2.0])),
         "softplus": np.log1p(np.exp(10 * np.array([-1.0, 0.0, 2.0]))) / 10,
+        "softplus10": np.log1p(np.exp(10 * np.array([-1.0, 0.0, 2.0]))) / 10,
+        "softplus1": np.log1p(np.exp(np.array([-1.0, 0.0, 2.0]))),
     }
     assert set(expected) == set(neurons.ACTIVATIONS)
     for name, want in expected.items():
@@ -54,3 +56,18 @@ def test_no_device_arrays_at_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
     assert jax is not None
+
+
+def test_one_activation_table_names_softplus_beta_in_each_place():
+    """A neuron's "softplus" is β = 10, an MLP rule's β = 1 (as configs always meant)."""
+    from metaplastic import activations
+    from metaplastic.rules.mlp import ACTIVATIONS as RULE
+
+    v = jnp.array([-1.0, 0.5])
+    np.testing.assert_allclose(neurons.ACTIVATIONS["softplus"](v),
+                               activations.TABLE["softplus10"][0](v))
+    np.testing.assert_allclose(RULE["softplus"](v), activations.TABLE["softplus1"][0](v))
+    assert activations.canonical("softplus", "neuron") == "softplus10"
+    assert activations.canonical("softplus", "rule") == "softplus1"
+    with pytest.raises(ConfigError, match="gelu"):  # lists the valid names
+        activations.canonical("swish", "rule")

@@ -30,7 +30,6 @@ from metaplastic.signals import NAMES, LocalSignals, at_synapses
 from metaplastic.tasks.base import Task
 
 SIGNALS = NAMES
-EXPLAIN_STREAM = 3_000_017  # keys for explaining: neither training, evaluation nor tuning
 
 
 def collect(task: Task, network: Network, rule: Rule, theta: Any, *, key: jax.Array,

@@ -18,13 +18,12 @@ import jax
 import jax.numpy as jnp
 
 from metaplastic import capabilities as cap
-from metaplastic import precision
+from metaplastic import precision, streams
 from metaplastic.network import NetState, Network
 from metaplastic.rules.base import Rule
 from metaplastic.tasks.base import Task
 
 Array = jax.Array
-_ENV_STREAM = 0x5EED  # the task's key is folded from the episode key; weights use the key itself
 
 
 class Unrolled(NamedTuple):
@@ -94,7 +93,7 @@ def initial_carry(network: Network, rule: Rule, theta: Any, task: Task, instance
         weights = task.initial_weights(instance)
     state = network.init(key, weights, neuron_params(rule, theta))
     rule_state = tuple(rule.init_state(w.shape) for w in state.weights)
-    return state, rule_state, task.reset(instance, jax.random.fold_in(key, _ENV_STREAM))
+    return state, rule_state, task.reset(instance, jax.random.fold_in(key, streams.ENV))
 
 
 def advance(network: Network, rule: Rule, theta: Any, task: Task, instance: Any, carry,

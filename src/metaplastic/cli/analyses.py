@@ -145,12 +145,12 @@ def _export_nir(run, pieces, theta, seed: int, out) -> list:
 
 
 def cmd_explain(args) -> int:
-    import jax
 
     from metaplastic import capabilities
     from metaplastic.experiments.build import build
     from metaplastic.experiments.runner import run_theta
-    from metaplastic.explain import EXPLAIN_STREAM, check_options, collect, distil, heatmaps
+    from metaplastic.explain import check_options, collect, distil, heatmaps
+    from metaplastic.streams import EXPLAIN, stream_key
 
     check_options(args.degree, args.threshold)
     for name in ("tasks", "synapses", "every"):
@@ -161,7 +161,7 @@ def cmd_explain(args) -> int:
     enable_compile_cache()
     pieces = build(cfg)
     theta = run_theta(run, pieces)
-    key = jax.random.fold_in(jax.random.key(cfg.seed), EXPLAIN_STREAM)
+    key = stream_key(cfg.seed, EXPLAIN)
     with console.status("re-running inner learning to sample the rule's inputs..."):
         data = collect(pieces.task, pieces.network, pieces.rule, theta, key=key,
                        tasks=args.tasks, synapses=args.synapses, every=args.every)

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 
 from metaplastic import capabilities as cap
-from metaplastic import rules
+from metaplastic import rules, streams
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import sections
 from metaplastic.experiments.build import build
@@ -27,7 +27,6 @@ from metaplastic.meta.objective import Objective
 
 #: the baseline rule name that means "the run's own rule and θ" (for ablations)
 LEARNED = "learned"
-TUNE_STREAM = 2_000_003  # keys for tuning baselines: neither training nor evaluation
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
     grid = [dict(zip(keys, combo, strict=True))
             for combo in itertools.product(*(base.tune[k] for k in keys))]
     best, best_score = {}, None
-    key = jax.random.fold_in(jax.random.key(cfg.seed), TUNE_STREAM)
+    key = streams.stream_key(cfg.seed, streams.TUNE)
     p0 = build(base.config(cfg), **overrides)
     for point in grid:
         if _eta_by_scaling(p0, base):  # one compiled program for the whole grid

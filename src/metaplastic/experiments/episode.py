@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import streams
 from metaplastic.capabilities import HasLayerStatistics
 from metaplastic.experiments.build import build_rule
 from metaplastic.experiments.config import RunConfig
@@ -37,7 +38,6 @@ from metaplastic.inner import initial_carry, trace, unroll
 from metaplastic.meta.objective import Objective
 from metaplastic.signals import LocalSignals
 
-EPISODE_STREAM = 2_000_029  # keys for the recorded tasks (training and evaluation use others)
 N_TASKS = 8
 N_RECORDS = 50  # points on each learning curve
 MAX_SPIKE_ENTRIES = 20_000_000  # steps x neurons recorded per rule, at most
@@ -138,7 +138,7 @@ def stdp_window(rule, theta, decay: float, w: float, window: int = WINDOW,
 def record(cfg: RunConfig, pieces, theta, theta0) -> dict[str, np.ndarray]:
     """Everything listed in the module docstring, as numpy arrays by name."""
     task, network = pieces.task, pieces.network
-    keys = jax.random.split(jax.random.fold_in(jax.random.key(cfg.seed), EPISODE_STREAM),
+    keys = jax.random.split(streams.stream_key(cfg.seed, streams.EPISODE),
                             N_TASKS)
     every = max(1, task.n_steps // N_RECORDS)
     out: dict[str, np.ndarray] = {"curve_steps": every * np.arange(1, task.n_steps // every + 1),
@@ -193,7 +193,7 @@ def after_learning(cfg: RunConfig, pieces, theta, seed: int, steps: int | None =
     Returns ``(weights after learning, spikes of every layer (input first) of the frozen
     run, (steps, neurons) each)``."""
     task, network = pieces.task, pieces.network
-    k_task, k_net = jax.random.split(jax.random.fold_in(jax.random.key(seed), EPISODE_STREAM))
+    k_task, k_net = jax.random.split(streams.stream_key(seed, streams.EPISODE))
     instance = task.sample(k_task)
     weights = unroll(network, pieces.rule, theta, task, instance, key=k_net).state.weights
     steps = task.n_steps if steps is None else steps

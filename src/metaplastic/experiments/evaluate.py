@@ -1,6 +1,6 @@
 """Held-out evaluation: a rule on fresh tasks, as means with 95% confidence intervals.
 
-Evaluation tasks come from a key stream (``fold_in(key(seed), EVAL_STREAM)``) that
+Evaluation tasks come from a key stream (``streams.stream_key(seed, streams.EVAL)``) that
 meta-training never uses, so every evaluated task is one the rule never saw.
 """
 
@@ -14,15 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic import capabilities as cap
+from metaplastic import streams
 from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
 from metaplastic.meta.memory import eval_batch
 from metaplastic.meta.objective import Objective
 
-EVAL_STREAM = 1_000_003
 
 def eval_key(seed: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed), EVAL_STREAM)
+    return streams.stream_key(seed, streams.EVAL)
 
 
 @partial(jax.jit, static_argnums=0)

@@ -30,7 +30,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from metaplastic import capabilities as cap
-from metaplastic import recovery
+from metaplastic import recovery, streams
 from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import recordings
@@ -41,7 +41,6 @@ from metaplastic.experiments.rundir import RunDir
 from metaplastic.experiments.runner import run_theta
 from metaplastic.rules.joint import synapses_part
 
-RECOVERY_STREAM = 5_000_029  # keys of the replays, resamples and refits
 FILE = "recovery.json"
 #: a term is kept at the chosen L1 strength when |coefficient| exceeds this share of the
 #: largest (Adam's L1 steps leave small oscillations, not exact zeros)
@@ -59,7 +58,7 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     if bootstrap < 0 or bootstrap > 10_000:
         raise ConfigError(f"--bootstrap must be in [0, 10000] resamples, got {bootstrap}")
     theta = run_theta(run, pieces)
-    key = jax.random.fold_in(jax.random.key(cfg.seed), RECOVERY_STREAM)
+    key = streams.stream_key(cfg.seed, streams.RECOVERY)
     truth = _truth(cfg, network)
     splits = {s: np.asarray(dataclasses.replace(task, split=s).indices)
               for s in ("train", "heldout")}

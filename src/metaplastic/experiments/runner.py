@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from metaplastic import streams
 from metaplastic.capabilities import term_names
 from metaplastic.experiments.baselines import (
     Baseline,
@@ -54,14 +55,13 @@ def record_episode(cfg: RunConfig, pieces, theta, theta0, run: RunDir) -> str:
     return f"recorded in {FILE}"
 
 
-PLAUSIBILITY_STREAM = 4_000_037  # keys for the plausibility checks
 
 
 def plausibility(cfg: RunConfig, pieces, theta, names=None) -> list:
     """Run the plausibility checks ``names`` (default: all) on a run's pieces."""
     from metaplastic.plausibility import check
 
-    key = jax.random.fold_in(jax.random.key(cfg.seed), PLAUSIBILITY_STREAM)
+    key = streams.stream_key(cfg.seed, streams.PLAUSIBILITY)
     return check(names or (), pieces.network, pieces.rule, theta, pieces.task, key)
 
 

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import streams
 from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
 from metaplastic.experiments.study import Study
@@ -117,7 +118,7 @@ def held_in(cfg: SelectionConfig, phi: dict, seeds: int = 8) -> tuple[float, flo
     training problems (keys no training step used)."""
     objective = cfg.objective()
     f = jax.jit(lambda p, k: objective(p, k)[0])
-    mean, ci, _ = mean_ci(float(f(phi, jax.random.key(10_000_019 + s))) for s in range(seeds))
+    mean, ci, _ = mean_ci(float(f(phi, jax.random.key(streams.HELD_IN + s))) for s in range(seeds))
     return mean, ci
 
 

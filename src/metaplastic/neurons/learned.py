@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from metaplastic import activations
 from metaplastic.errors import ConfigError
-from metaplastic.neurons.rate import ACTIVATIONS, DERIVATIVES
 
 Array = jax.Array
 
@@ -47,9 +47,7 @@ class LearnedNeuron:
     learned = True
 
     def __post_init__(self):
-        if self.base not in ACTIVATIONS:
-            raise ConfigError(f"learned neuron: unknown base activation {self.base!r}; "
-                              f"valid: {', '.join(ACTIVATIONS)}")
+        activations.canonical(self.base, "neuron")  # a ConfigError if unknown
         if isinstance(self.units, bool) or not isinstance(self.units, int) or self.units < 1:
             raise ConfigError(f"learned neuron: units must be an integer >= 1, got "
                               f"{self.units!r}")
@@ -68,7 +66,7 @@ class LearnedNeuron:
         return jnp.tanh(v[..., None] * params["b"] + params["c"])
 
     def f(self, v: Array, params=None) -> Array:
-        out = ACTIVATIONS[self.base](v)
+        out = activations.function(self.base, "neuron")(v)
         if _absent(params):
             return out
         return out + self._hidden(params, v) @ params["a"]
@@ -78,7 +76,7 @@ class LearnedNeuron:
 
     def derivative(self, v: Array, params=None) -> Array:
         """f'(v): the base activation's derivative plus sum_k a_k b_k (1 - tanh^2)."""
-        out = DERIVATIVES[self.base](v)
+        out = activations.derivative(self.base, "neuron")(v)
         if _absent(params):
             return out
         h = self._hidden(params, v)

@@ -13,36 +13,15 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from metaplastic.errors import ConfigError, unknown_name
+from metaplastic import activations
+from metaplastic.errors import ConfigError
 
 Array = jax.Array
 
 
-SOFTPLUS_BETA = 10.0  # Softplus(beta = 10), as in Shervani-Tabar & Rosenbaum (2023)
-
-
-def _softplus10(v: Array) -> Array:
-    return jax.nn.softplus(SOFTPLUS_BETA * v) / SOFTPLUS_BETA
-
-
+#: the activations a neuron takes (``softplus`` is β = 10 here: :mod:`metaplastic.activations`)
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "linear": lambda v: v,
-    "tanh": jnp.tanh,
-    "relu": jax.nn.relu,
-    "sigmoid": jax.nn.sigmoid,
-    "softplus": _softplus10,
-}
-
-
-#: closed-form f' (cheaper than autodiff of f, above all inside a meta-gradient, which
-#: would otherwise differentiate a derivative); tested equal to jax.grad(f)
-DERIVATIVES: dict[str, Callable[[Array], Array]] = {
-    "linear": jnp.ones_like,
-    "tanh": lambda v: 1.0 - jnp.tanh(v) ** 2,
-    "relu": lambda v: (v > 0).astype(v.dtype),
-    "sigmoid": lambda v: jax.nn.sigmoid(v) * (1.0 - jax.nn.sigmoid(v)),
-    "softplus": lambda v: jax.nn.sigmoid(SOFTPLUS_BETA * v),
-}
+    name: activations.function(name, "neuron") for name in activations.NAMES["neuron"]}
 
 
 @dataclass(frozen=True)
@@ -61,8 +40,7 @@ class RateNeuron:
     spiking = False  # class constant: outputs are rates, not 0/1 spikes
 
     def __post_init__(self):
-        if self.activation not in ACTIVATIONS:
-            raise unknown_name("activation", self.activation, ACTIVATIONS)
+        activations.canonical(self.activation, "neuron")  # a ConfigError if unknown
         if self.tau is not None and not self.tau > 0:
             raise ConfigError(f"rate neuron tau must be positive (or unset), got {self.tau}")
 
@@ -83,9 +61,7 @@ class RateNeuron:
 
     def derivative(self, v: Array) -> Array:
         """f'(v), the local gain a feedback error is multiplied by."""
-        if self.activation in DERIVATIVES:
-            return DERIVATIVES[self.activation](v)
-        return jax.vmap(jax.grad(self.f))(v.reshape(-1)).reshape(v.shape)
+        return activations.derivative(self.activation, "neuron")(v)
 
 
 def make(name: str, **kw) -> RateNeuron:

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import activations
 from metaplastic.errors import ConfigError
 from metaplastic.rules.base import Rule
 from metaplastic.signals import NAMES, POST_SIDE, PRE_SIDE, LocalSignals, per_synapse
@@ -34,8 +35,8 @@ from metaplastic.signals import NAMES, POST_SIDE, PRE_SIDE, LocalSignals, per_sy
 Array = jax.Array
 
 INPUTS = NAMES
-ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "gelu": jax.nn.gelu,
-               "softplus": jax.nn.softplus, "silu": jax.nn.silu}
+#: the activations an MLP rule takes (``softplus`` is β = 1 here: :mod:`metaplastic.activations`)
+ACTIVATIONS = {name: activations.function(name, "rule") for name in activations.NAMES["rule"]}
 
 
 def _check_inputs(name: str, inputs, allowed=INPUTS) -> tuple[str, ...]:
@@ -55,7 +56,8 @@ def _check_common(name: str, eta: float, hidden, activation: str) -> tuple[int, 
         raise ConfigError(f"rule {name!r}: hidden sizes must be >= 1, got {list(hidden)}")
     if activation not in ACTIVATIONS:
         raise ConfigError(f"rule {name!r}: unknown activation {activation!r}; "
-                          f"valid: {', '.join(ACTIVATIONS)}")
+                          f"valid: {', '.join(ACTIVATIONS)} (softplus: beta 1; "
+                          f"metaplastic.activations)")
     return hidden
 
 
