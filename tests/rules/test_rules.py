@@ -212,3 +212,23 @@ def test_bad_polynomial_variables():
         rules.make("polynomial", variables=["pre", "reward"])
     with pytest.raises(ConfigError, match="needs variables pre, post and w"):
         rules.make("polynomial", variables=["pre", "e_post"], start="oja")
+
+
+@pytest.mark.parametrize("name", ["hebb", "oja", "pseudo_grad", "error_oja", "decay"])
+def test_one_named_term_vocabulary(name):
+    """A named term means the same in the polynomial (as a start), the term pool (as a
+    term) and the MLP rule (the signals it needs): all read metaplastic.rules.terms."""
+    from metaplastic.rules import terms
+    from metaplastic.rules.termpool import _term
+    from metaplastic.signals import per_synapse
+    from metaplastic.signals import random_signals as draw
+
+    poly = rules.make("polynomial", variables=["pre", "post", "w", "e_pre", "e_post"],
+                      start=name)
+    layer = draw(jax.random.key(3), 3, 4)
+    dw, _ = poly.update(poly.init(jax.random.key(0)), layer, ())
+    want = per_synapse(lambda s: _term(name, s), layer)
+    np.testing.assert_allclose(dw / poly.eta, want, rtol=1e-5, atol=1e-6)
+    assert terms.signals(name) <= {"pre", "post", "w", "e_pre", "e_post"}
+    with pytest.raises(ConfigError, match="needs inputs"):
+        rules.make("mlp", start=name, inputs=["modulator"])

@@ -29,6 +29,7 @@ import numpy as np
 
 from metaplastic import activations
 from metaplastic.errors import ConfigError
+from metaplastic.rules import terms
 from metaplastic.rules.base import Rule
 from metaplastic.signals import NAMES, POST_SIDE, PRE_SIDE, LocalSignals, per_synapse
 
@@ -113,9 +114,6 @@ def _start_term(name: str):
     return lambda s: _term(name, s)
 
 
-_START_SIGNALS = {"pseudo_grad": {"e_post", "pre"}, "error_hebb": {"e_post", "e_pre"},
-                  "hebb": {"post", "pre"}, "oja": {"post", "pre", "w"},
-                  "error_oja": {"e_post", "e_pre", "w"}, "decay": {"w"}}
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,7 @@ class MLPRule(Rule):
                            _check_common("mlp", self.eta, self.hidden, self.activation))
         if self.start != "zeros":
             _start_term(self.start)
-            missing = _START_SIGNALS[self.start] - set(self.inputs)
+            missing = terms.signals(self.start) - set(self.inputs)
             if missing:
                 raise ConfigError(f"rule 'mlp': start {self.start!r} needs inputs "
                                   f"{sorted(missing)}")

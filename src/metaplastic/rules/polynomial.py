@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic.errors import ConfigError
+from metaplastic.rules import terms
 from metaplastic.rules.base import Rule, signed_term
 from metaplastic.signals import NAMES, POST_SIDE, PRE_SIDE, SIDES, LocalSignals
 
@@ -37,29 +38,9 @@ VARIABLES = NAMES
 _PRE_SIDE = PRE_SIDE
 _POST_SIDE = (*POST_SIDE, *(n for n in NAMES if SIDES[n] == "broadcast"))
 
-#: members of the family named by their terms (any variables): {term name: coefficient}.
-#: Pair-based STDP with exponential traces (e.g. Morrison et al. 2008): potentiation by
-#: the presynaptic trace at a postsynaptic spike, slightly stronger depression by the
-#: postsynaptic trace at a presynaptic spike. Reward-modulated STDP without an eligibility
-#: trace: that STDP pairing gated by the broadcast modulator. The delta rule on spike
-#: traces: the presynaptic trace times the error arriving at the postsynaptic neuron. x·r:
-#: presynaptic activity times the reward.
-NAMED_TERMS = {
-    "stdp": {"post*pre_trace": 1.0, "pre*post_trace": -1.05},
-    "rstdp": {"post*pre_trace*modulator": 1.0, "pre*post_trace*modulator": -1.05},
-    "trace_delta": {"e_post*pre_trace": -1.0},
-    # presynaptic activity times reward: the mushroom-body rule Mehta et al. (NeurIPS
-    # 2023) recover from simulated fly choices
-    "xr": {"pre*modulator": 1.0},
-}
-
-#: hand-designed members of the family: {(pre, post, w exponents): coefficient}
-NAMED = {
-    "zeros": {},
-    "hebb": {(1, 1, 0): 1.0},
-    "anti-hebb": {(1, 1, 0): -1.0},
-    "oja": {(1, 1, 0): 1.0, (0, 2, 1): -1.0},
-}
+#: hand-designed members of the family, by name: the named terms of
+#: :mod:`metaplastic.rules.terms` (the one vocabulary), {term name: coefficient}
+NAMED = terms.NAMED
 
 
 def _powers(x: Array, degree: int) -> Array:
@@ -113,11 +94,9 @@ class PolynomialRule(Rule):
     family = "polynomial"
 
     def __post_init__(self):
-        if self.start not in NAMED and self.start not in NAMED_TERMS:
-            raise ConfigError(
-                f"unknown polynomial start {self.start!r}; valid: "
-                f"{', '.join([*NAMED, *NAMED_TERMS])}"
-            )
+        if self.start not in NAMED:
+            raise ConfigError(f"unknown polynomial start {self.start!r}; valid: "
+                              f"{', '.join(NAMED)}")
         if not 1 <= self.degree <= 4:
             raise ConfigError(f"polynomial degree must be 1..4, got {self.degree}")
         object.__setattr__(self, "variables", tuple(self.variables))
@@ -125,15 +104,7 @@ class PolynomialRule(Rule):
         if bad or len(set(self.variables)) != len(self.variables):
             raise ConfigError(f"polynomial variables must be distinct names from "
                               f"{', '.join(VARIABLES)}; got {list(self.variables)}")
-        missing = {"pre", "post", "w"} - set(self.variables)
-        if self.start in NAMED_TERMS:
-            names = {_factors(t) for t in self.term_names}
-            absent = [t for t in NAMED_TERMS[self.start] if _factors(t) not in names]
-            if absent:
-                raise ConfigError(f"start {self.start!r} needs the terms {absent}: add their "
-                                  f"variables")
-        elif missing and self.start != "zeros":
-            raise ConfigError(f"start {self.start!r} needs variables pre, post and w")
+        self._named_indices(self.start)  # a ConfigError if its terms are not all here
         if self.eta <= 0:
             raise ConfigError(f"eta must be positive, got {self.eta}")
         object.__setattr__(self, "exclude", tuple(self.exclude))
@@ -185,20 +156,27 @@ class PolynomialRule(Rule):
             out.append(value)
         return out
 
+    def _named_indices(self, named: str) -> dict[int, float]:
+        """{index in term_names: coefficient} of a named rule; a ConfigError naming the
+        variables and degree it needs when this polynomial lacks some of its terms."""
+        table = terms.get(named)
+        index = {frozenset(terms.factors(t).items()): i for i, t in enumerate(self.term_names)}
+        absent = [t for t in table if frozenset(terms.factors(t).items()) not in index]
+        if absent:
+            need = {v for t in table for v in terms.factors(t)}
+            order = [v for v in VARIABLES if v in need]
+            names = ", ".join(order[:-1]) + (" and " if len(order) > 1 else "") + order[-1]
+            degree = max(p for t in table for p in terms.factors(t).values())
+            raise ConfigError(f"start {named!r} needs variables {names} and degree >= "
+                              f"{degree} (its terms {absent})")
+        return {index[frozenset(terms.factors(t).items())]: v for t, v in table.items()}
+
     def coefficients(self, named: str) -> np.ndarray:
         """The coefficient array of a named rule ('oja', 'hebb', 'stdp', ...)."""
         coef = np.zeros((self.degree + 1,) * len(self.variables), np.float32)
-        if named in NAMED_TERMS:
-            flat = coef.reshape(-1)
-            names = [_factors(t) for t in self.term_names]
-            for term, v in NAMED_TERMS[named].items():
-                flat[names.index(_factors(term))] = v
-            return flat.reshape(coef.shape)
-        for powers, v in NAMED[named].items():
-            if max(powers) > self.degree:
-                raise ConfigError(f"rule {named!r} needs degree >= {max(powers)}")
-            exps = dict(zip(("pre", "post", "w"), powers, strict=True))
-            coef[tuple(exps.get(name, 0) for name in self.variables)] = v
+        flat = coef.reshape(-1)
+        for i, v in self._named_indices(named).items():
+            flat[i] = v
         return coef
 
     def init(self, key: Array, shapes=None) -> dict[str, Array]:

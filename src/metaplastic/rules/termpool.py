@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic.errors import ConfigError
+from metaplastic.rules import terms
 from metaplastic.rules.base import Rule, signed_term
 from metaplastic.signals import LocalSignals
 
@@ -46,14 +47,8 @@ TERMS = LOCAL_TERMS + NONLOCAL_TERMS
 
 
 def _term(name: str, s: LocalSignals) -> Array:
-    return {
-        "pseudo_grad": lambda: -s.e_post * s.pre,
-        "error_hebb": lambda: -s.e_post * s.e_pre,
-        "hebb": lambda: s.post * s.pre,
-        "oja": lambda: s.post * s.pre - s.post**2 * s.w,
-        "error_oja": lambda: s.e_post * s.e_pre - s.e_post**2 * s.w,
-        "decay": lambda: -s.w,
-    }[name]()
+    """A local term's value (the one vocabulary: :mod:`metaplastic.rules.terms`)."""
+    return terms.value(name, s)
 
 
 @dataclass(frozen=True)
