@@ -174,9 +174,11 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
         theta0 = check_theta0(objective, theta0)
     state = init(outer, objective, theta0, key) if state is None else state
     result = MetaResult(outer.theta(state.outer), [], state)
-    total = jnp.asarray(outer.steps, jnp.int32)
     try:
-        return _loop(outer, objective, key, progress, checkpoint, state, result, total)
+        host_loop(outer, objective, key, state, [result],
+                  None if progress is None else lambda i, records: progress(records),
+                  None if checkpoint is None else lambda i, one: checkpoint(one))
+        return result
     except (Exception, KeyboardInterrupt) as e:  # Ctrl-C, SIGTERM, out of memory, ...
         if e.__dict__.get("result") is None:  # the state after the last whole chunk
             try:
@@ -218,30 +220,72 @@ def check_theta0(objective: Any, theta0: Any) -> Any:
     return theta0
 
 
-def _loop(outer, objective, key, progress, checkpoint, state, result, total) -> MetaResult:
+def stack(trees: list[Any]) -> Any:
+    """Trees of equal structure -> one tree with a leading axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree: Any, i: int) -> Any:
+    """Entry ``i`` of a tree with a leading axis."""
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
+              results: list[MetaResult], progress: Callable[[int, list], None] | None,
+              checkpoint: Callable[[int, RunState], None] | None, seeds: str = "") -> RunState:
+    """The one host loop: chunks until every run is done or stopped, with the records,
+    θ and state of each run kept in ``results`` after every whole chunk (then
+    ``progress(i, records)`` and ``checkpoint(i, state)``), truncation lengths switched
+    between chunks, divergence checked. One run (``seeds = ""``), or several runs whose
+    state and key carry a leading axis (``seeds = "loop"`` or ``"vmap"``:
+    :mod:`metaplastic.meta.seeds`): a run that diverges then stops alone (its error in
+    ``result.error``); one run alone raises its NonFiniteError."""
+    many = bool(seeds)
+    get = unstack if many else (lambda tree, i: tree)
+    total = jnp.asarray(outer.steps, jnp.int32)
+
+    def running(s: RunState) -> np.ndarray:
+        return np.atleast_1d(jax.device_get((s.step < outer.steps) & ~s.stopped))
+
     chunks: dict[int, Callable] = {}
-    length = outer.truncation_at(int(state.step))
-    while int(state.step) < outer.steps and not bool(state.stopped):
-        now = outer.truncation_at(int(state.step))
+    length = outer.truncation_at(int(jnp.max(state.step)))
+    while running(state).any():
+        live = running(state)
+        at = int(np.max(np.where(live, np.atleast_1d(jax.device_get(state.step)), 0)))
+        now = outer.truncation_at(at)
         if now != length:  # a new truncation length starts fresh inner problems
-            fresh = outer.restart(objective_at(objective, now), state.outer,
-                                  jax.random.fold_in(key, int(state.step)))
-            state = state._replace(outer=fresh)
+            obj = objective_at(objective, now)
+            fresh = [outer.restart(obj, get(state.outer, i), jax.random.fold_in(get(key, i), at))
+                     for i in range(len(results))]
+            state = state._replace(outer=stack(fresh) if many else fresh[0])
         length = now
         if now not in chunks:
-            chunks[now] = chunk_fn(outer, objective, now)
+            chunks[now] = chunk_fn(outer, objective, now, seeds=seeds)
         state, metrics = chunks[now](state, key, total)
-        records = records_of(metrics)
-        with deferred():  # θ, metrics and checkpoint of a chunk agree, even on Ctrl-C
-            result.theta, result.state = outer.theta(state.outer), state
-            result.history.extend(records)
-            if progress is not None:
-                progress(records)
-            if checkpoint is not None:
-                checkpoint(state)
-        check_divergence(records, int(state.nan_streak), outer.max_nan_skips,
-                         bool(state.stopped), result)
-    return result
+        errors: dict[int, NonFiniteError] = {}
+        with deferred():  # θ, metrics and checkpoints of a chunk agree, even on Ctrl-C
+            for i, r in enumerate(results):
+                if not live[i]:
+                    continue
+                records, one = records_of(get(metrics, i)), get(state, i)
+                r.theta, r.state = outer.theta(one.outer), one
+                r.history.extend(records)
+                if progress is not None:
+                    progress(i, records)
+                if checkpoint is not None:
+                    checkpoint(i, one)
+                try:
+                    check_divergence(records, int(one.nan_streak), outer.max_nan_skips,
+                                     bool(one.stopped), r)
+                except NonFiniteError as err:
+                    errors[i] = err
+        if errors and not many:
+            raise errors[0]
+        for i, err in errors.items():  # those runs stop; the others go on
+            results[i].error = err
+        if errors:
+            state = state._replace(stopped=state.stopped.at[jnp.array(list(errors))].set(True))
+    return state
 
 
 def state_arrays(state: RunState) -> dict[str, np.ndarray]:

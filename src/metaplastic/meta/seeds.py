@@ -25,10 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
-from metaplastic.errors import ConfigError, NonFiniteError
-from metaplastic.interrupts import deferred
+from metaplastic.errors import ConfigError
 from metaplastic.meta import driver
 from metaplastic.meta.segments import as_objective
 
@@ -36,14 +34,7 @@ Array = jax.Array
 BATCHING = ("loop", "vmap")
 
 
-def stack(trees: list[Any]) -> Any:
-    """Trees of equal structure -> one tree with a leading axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def unstack(tree: Any, i: int) -> Any:
-    """Entry ``i`` of a tree with a leading axis."""
-    return jax.tree.map(lambda x: x[i], tree)
+stack, unstack = driver.stack, driver.unstack
 
 
 def run_seeds(outer: Any, objective: Any, theta0s: list[Any], keys: list[Array], *,
@@ -69,8 +60,8 @@ def run_seeds(outer: Any, objective: Any, theta0s: list[Any], keys: list[Array],
                   for t, k in zip(theta0s, keys, strict=True)]
     results = [driver.MetaResult(outer.theta(s.outer), [], s) for s in states]
     try:
-        _loop(outer, objective, stack(keys), stack(states), results, progress, checkpoint,
-              batching)
+        driver.host_loop(outer, objective, stack(keys), stack(states), results, progress,
+                         checkpoint, seeds=batching)
     except (Exception, KeyboardInterrupt) as e:
         try:
             e.results = results
@@ -78,48 +69,3 @@ def run_seeds(outer: Any, objective: Any, theta0s: list[Any], keys: list[Array],
             pass
         raise
     return results
-
-
-def _running(state: driver.RunState, steps: int) -> jax.Array:
-    return (state.step < steps) & ~state.stopped
-
-
-def _loop(outer, objective, key, state, results, progress, checkpoint, batching) -> None:
-    chunks: dict[int, Callable] = {}
-    total = jnp.asarray(outer.steps, jnp.int32)
-    length = outer.truncation_at(int(jnp.max(state.step)))
-    while bool(jnp.any(_running(state, outer.steps))):
-        at = int(jnp.max(jnp.where(_running(state, outer.steps), state.step, 0)))
-        now = outer.truncation_at(at)
-        if now != length:  # a new truncation length starts fresh inner problems
-            obj = driver.objective_at(objective, now)
-            fresh = [outer.restart(obj, unstack(state.outer, i),
-                                   jax.random.fold_in(unstack(key, i), at))
-                     for i in range(len(results))]
-            state = state._replace(outer=stack(fresh))
-        length = now
-        if now not in chunks:
-            chunks[now] = driver.chunk_fn(outer, objective, now, seeds=batching)
-        before = jax.device_get(_running(state, outer.steps))
-        state, metrics = chunks[now](state, key, total)
-        stop = []
-        with deferred():  # θ, metrics and checkpoints of a chunk agree, even on Ctrl-C
-            for i, r in enumerate(results):
-                if not before[i]:
-                    continue
-                records = driver.records_of(unstack(metrics, i))
-                one = unstack(state, i)
-                r.theta, r.state = outer.theta(one.outer), one
-                r.history.extend(records)
-                if progress is not None:
-                    progress(i, records)
-                if checkpoint is not None:
-                    checkpoint(i, one)
-                try:
-                    driver.check_divergence(records, int(one.nan_streak),
-                                            outer.max_nan_skips, bool(one.stopped), r)
-                except NonFiniteError as err:
-                    r.error = err
-                    stop.append(i)
-        if stop:  # those seeds stop; the others go on
-            state = state._replace(stopped=state.stopped.at[jnp.array(stop)].set(True))
