@@ -34,11 +34,10 @@ import jax.numpy as jnp
 import optax
 
 from metaplastic import capabilities as cap
-from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.meta.gradient import OPTIMIZERS
 from metaplastic.meta.outer import OuterLoop
-from metaplastic.meta.population import PopulationEvaluation, finite_fitness
+from metaplastic.meta.population import PopulationEvaluation
 from metaplastic.meta.segments import as_objective, select
 
 Array = jax.Array
@@ -112,34 +111,17 @@ class EvolutionStrategy(PopulationEvaluation, OuterLoop):
 
     strategy: str = "open_es"
     population: int = 64
-    steps: int = 100
-    sigma: float = 0.1
     lr: float = 0.05  # for strategies that take an optax optimiser (OpenAI-ES, PGPE, SNES)
     optimizer: str = "adam"
-    antithetic: bool = True  # where the strategy supports it
     fitness_shaping: str = "default"  # the strategy's own, or one of SHAPING
-    direction: str = "minimize"
-    max_nan_skips: int = 20
-    #: a generation counts as diverged (towards ``max_nan_skips``) when more than this
-    #: share of its members diverged, when every member did, or when its mean θ did
-    max_diverged_share: float = 1.0
-    chunk: int = 10
-    #: truncated unrolls: one generation per ``truncation`` inner steps, each member keeping
-    #: its own inner problems (0: whole episodes). With ``strategy="pes"`` (Persistent ES,
-    #: Vicol et al. 2021) the estimate is unbiased across truncations; with any other
-    #: strategy it is truncated ES (biased towards short horizons).
-    truncation: int = 0
-    #: evaluate the population in sequential vmapped batches of this many members (0: all
-    #: at once) — keeps the working set of per-synapse rules in cache; same results
-    population_batch: int = 0
-    #: split the population across devices when there are several
-    shard: bool = True
+    # truncation (PopulationEvaluation): with ``strategy="pes"`` (Persistent ES, Vicol et
+    # al. 2021) the estimate is unbiased across truncations; with any other strategy it is
+    # truncated ES (biased towards short horizons)
     kind = "evolutionary"  # for metaplastic check (meta.outer.measure_kind)
 
     def __post_init__(self):
-        check_fields(self)
         strategy_class(self.strategy)
-        self.check_population_options()
+        super().__post_init__()
         if self.persistent and not self.truncation:
             raise ConfigError("strategy 'pes' (Persistent ES) needs truncation > 0: it "
                               "estimates gradients across truncated unrolls")
@@ -204,24 +186,14 @@ class EvolutionStrategy(PopulationEvaluation, OuterLoop):
         _, k_run = jax.random.split(key)
         k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(k_run, t), 3)
         pop, asked = es.ask(k_ask, state.es_state, params)
-        values, inner = self.evaluate_step(objective, pop, k_eval, state.inner)
-        fit, ok = finite_fitness(values, self.sign)
+        fit, ok, inner = self.evaluate_generation(objective, pop, k_eval, state.inner)
         told, _ = es.tell(k_tell, pop, fit, asked, params)
         keep = jnp.any(ok)  # a generation where every member diverged changes nothing
         es_state = select(keep, told, state.es_state)
         mean = es.get_mean(es_state)
         value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
-        sign = self.sign
-        # members that diverge are part of exploring (they get the worst fitness); the
-        # generation diverged when too many did, nothing could be learned from it, or the
-        # mean diverges
-        too_many = jnp.mean(~ok) > self.max_diverged_share
-        metrics = {
-            "loss": value, "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
-            "pop_mean": sign * jnp.nanmean(jnp.where(ok, fit, jnp.nan)),  # finite members
-            "pop_nonfinite": jnp.mean(~ok), "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
-            **aux, "diverged": too_many | ~keep | ~jnp.isfinite(value), "skipped": ~keep}
-        return ESState(es_state, mean, select(keep, inner, state.inner)), metrics
+        return self.generation(state, ESState(es_state, mean), keep, inner, fit, ok, value,
+                               aux)
 
     def evaluate(self, objective: Any, pop: Any, key: Array) -> Array:
         """Every member's value (whole episodes) on the same key (common random numbers)."""

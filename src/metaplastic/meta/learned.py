@@ -28,11 +28,10 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
 from metaplastic.meta import selection
 from metaplastic.meta.outer import OuterLoop
-from metaplastic.meta.population import PopulationEvaluation, finite_fitness
+from metaplastic.meta.population import PopulationEvaluation
 from metaplastic.meta.segments import select
 
 Array = jax.Array
@@ -48,25 +47,13 @@ class LearnedESState(NamedTuple):
 class LearnedES(PopulationEvaluation, OuterLoop):
     """An evolution strategy whose selection and variation are a trained network φ."""
 
-    population: int = 16
-    steps: int = 100
-    sigma: float = 0.1  # the initial scale of every dimension
     #: the selection network: "" for the shipped one, or a .npz file of φ
     phi: str = ""
-    antithetic: bool = True
-    direction: str = "minimize"
-    max_nan_skips: int = 20
-    max_diverged_share: float = 1.0
-    chunk: int = 10
-    truncation: int = 0
-    population_batch: int = 0
-    shard: bool = True
     #: the kind of search, for ``metaplastic check``
     kind = "learned-evolutionary"
 
     def __post_init__(self):
-        check_fields(self)
-        self.check_population_options()
+        super().__post_init__()
         if self.antithetic and self.population % 2:
             raise ConfigError(f"antithetic sampling needs an even population, got "
                               f"{self.population} (or set antithetic = false)")
@@ -95,9 +82,8 @@ class LearnedES(PopulationEvaluation, OuterLoop):
         k_ask, k_eval = jax.random.split(jax.random.fold_in(k_run, t))
         eps = selection.perturbations(k_ask, self.population, flat.shape[0], self.antithetic)
         members = flat + jnp.exp(state.search.log_sigma) * eps
-        values, inner = self.evaluate_step(objective, jax.vmap(unravel)(members), k_eval,
-                                           state.inner)
-        fit, ok = finite_fitness(values, self.sign)
+        fit, ok, inner = self.evaluate_generation(objective, jax.vmap(unravel)(members),
+                                                  k_eval, state.inner)
         progress = state.search.t.astype(jnp.float32) / self.steps
         new_flat, search, info = selection.update(phi, state.search, flat, eps, fit, progress)
         # the new mean on whole episodes (for the log); a step whose mean diverges is
@@ -109,12 +95,5 @@ class LearnedES(PopulationEvaluation, OuterLoop):
         # the log shows the mean kept: the old one's value when the step was not taken
         value, aux = jax.lax.cond(keep, lambda: (value, aux),
                                   lambda: objective(state.mean, k_eval))
-        sign = self.sign
-        too_many = jnp.mean(~ok) > self.max_diverged_share
-        metrics = {
-            "loss": value, "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
-            "pop_mean": sign * jnp.nanmean(jnp.where(ok, fit, jnp.nan)),  # finite members
-            "pop_nonfinite": jnp.mean(~ok), "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
-            **aux, **{f"es_{k}": v for k, v in info.items()},
-            "diverged": too_many | ~keep | ~jnp.isfinite(value), "skipped": ~keep}
-        return LearnedESState(mean, search, select(keep, inner, state.inner)), metrics
+        return self.generation(state, LearnedESState(mean, search), keep, inner, fit, ok,
+                               value, aux, **{f"es_{k}": v for k, v in info.items()})

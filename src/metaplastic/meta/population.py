@@ -8,18 +8,22 @@ members if set; with truncated unrolls every member keeps its own inner problems
 member whose inner learning produced NaN/inf gets the worst finite fitness of its
 generation.
 
-The mixin reads three fields of the loop: ``population``, ``population_batch``, ``shard``.
+Both loops take the options of :class:`PopulationEvaluation` (declared and checked once,
+here) and end a generation the same way (:meth:`PopulationEvaluation.generation`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from metaplastic import devices
+from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
+from metaplastic.meta.segments import select
 
 Array = jax.Array
 DIRECTIONS = ("minimize", "maximize")
@@ -34,14 +38,34 @@ def finite_fitness(values: Array, sign: float) -> tuple[Array, Array]:
     return jnp.where(ok, fit, worst), ok
 
 
+@dataclass(frozen=True)
 class PopulationEvaluation:
     """Evaluation of a population of θ (a pytree with a leading member axis), and the
     options every population loop shares (checked by :meth:`check_population_options`)."""
 
-    population: int
-    population_batch: int = 0
-    shard: bool = True
+    population: int = 16
+    steps: int = 100
+    #: the initial scale of the search distribution (every dimension)
+    sigma: float = 0.1
+    antithetic: bool = True  # mirrored pairs of members (where the strategy supports it)
     direction: str = "minimize"
+    max_nan_skips: int = 20
+    #: a generation counts as diverged (towards ``max_nan_skips``) when more than this
+    #: share of its members diverged, when every member did, or when its mean θ did
+    max_diverged_share: float = 1.0
+    chunk: int = 10
+    #: truncated unrolls: one generation per ``truncation`` inner steps, each member keeping
+    #: its own inner problems (0: whole episodes)
+    truncation: int = 0
+    #: evaluate the population in sequential vmapped batches of this many members (0: all
+    #: at once) — keeps the working set of per-synapse rules in cache; same results
+    population_batch: int = 0
+    #: split the population across devices when there are several
+    shard: bool = True
+
+    def __post_init__(self):
+        check_fields(self)
+        self.check_population_options()
 
     def check_population_options(self) -> None:
         """ConfigError for a bad population, steps, chunk, max_nan_skips, sigma,
@@ -106,3 +130,27 @@ class PopulationEvaluation:
             return jax.lax.map(lambda a: one(*a), (pop, inner),
                                batch_size=self.population_batch)
         return jax.vmap(one)(pop, inner)
+
+    def evaluate_generation(self, objective: Any, pop: Any, key: Array, inner: Any = ()):
+        """``(fitness, ok, inner)``: every member's minimised fitness on the same key (a
+        diverged member gets the worst finite one), and the inner problems after it."""
+        values, inner = self.evaluate_step(objective, pop, key, inner)
+        fit, ok = finite_fitness(values, self.sign)
+        return fit, ok, inner
+
+    def generation(self, state: Any, new: Any, keep: Array, inner: Any, fit: Array,
+                   ok: Array, value: Array, aux: dict, **extra: Array):
+        """The end of a generation shared by every population loop: the new state where
+        the step is kept (``keep``; the old one otherwise) with the members' inner
+        problems, and the generation's record. ``value``/``aux``: the mean θ on whole
+        episodes. A generation diverged when more than ``max_diverged_share`` of its
+        members did, when it was not kept, or when its mean's value is not finite."""
+        sign = self.sign
+        too_many = jnp.mean(~ok) > self.max_diverged_share
+        metrics = {
+            "loss": value, "pop_best": sign * jnp.min(jnp.where(ok, fit, jnp.inf)),
+            "pop_mean": sign * jnp.nanmean(jnp.where(ok, fit, jnp.nan)),  # finite members
+            "pop_nonfinite": jnp.mean(~ok), "nonfinite": jnp.mean(~ok), "grad_norm": jnp.nan,
+            **aux, **extra, "diverged": too_many | ~keep | ~jnp.isfinite(value),
+            "skipped": ~keep}
+        return new._replace(inner=select(keep, inner, state.inner)), metrics
