@@ -54,11 +54,11 @@ NAMES = {"neuron": ("linear", "tanh", "relu", "sigmoid", "softplus", "softplus1"
          "rule": ("tanh", "relu", "gelu", "softplus", "softplus1", "softplus10", "silu")}
 
 
-def canonical(name: str, where: str) -> str:
+def canonical(name: str, where: str, what: str = "activation") -> str:
     """The table's name of ``name`` as ``where`` ("neuron" or "rule") reads it; an
-    unknown name is a ConfigError that lists the valid ones."""
+    unknown name is a ConfigError that lists the valid ones (``what`` names it)."""
     if name not in NAMES[where]:
-        raise unknown_name(f"{where} activation", name, NAMES[where])
+        raise unknown_name(what, name, NAMES[where])
     return SOFTPLUS[where] if name == "softplus" else name
 
 

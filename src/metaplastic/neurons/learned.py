@@ -47,7 +47,7 @@ class LearnedNeuron:
     learned = True
 
     def __post_init__(self):
-        activations.canonical(self.base, "neuron")  # a ConfigError if unknown
+        activations.canonical(self.base, "neuron", "base activation")
         if isinstance(self.units, bool) or not isinstance(self.units, int) or self.units < 1:
             raise ConfigError(f"learned neuron: units must be an integer >= 1, got "
                               f"{self.units!r}")
