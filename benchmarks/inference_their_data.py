@@ -190,10 +190,10 @@ def score(run: Path, their_theta: np.ndarray) -> dict:
     import jax
     import jax.numpy as jnp
 
+    from metaplastic.analysis.recovery_scores import Frozen, check_recorded
     from metaplastic.experiments import config as cfgmod
     from metaplastic.experiments.build import build
     from metaplastic.inner import trace
-    from metaplastic.recovery import Frozen, check_recorded
     from metaplastic.rules import make
 
     cfg = cfgmod.load(run / "config.toml")

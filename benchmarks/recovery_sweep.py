@@ -9,8 +9,8 @@ trajectories): ``record`` (fraction of the 4 neurons recorded: 0.25, 0.5, 1), ``
 (measurement noise, fraction of the activity's SD: 0, 0.1, 0.3, 1), ``trajectories``
 (trajectories fitted: 1, 2, 4, 8, 16, 32). Each point: ``--replicates`` fits, each to
 another random subset of the 32 training trajectories (all replicates of one setting in
-one program, :func:`metaplastic.recovery.refit`), ``--steps`` meta-steps of the preset's
-Adam (fewer than the preset's 1000: the sweep is about trends). Scores: cosine between
+one program, :func:`metaplastic.analysis.recovery_scores.refit`), ``--steps`` meta-steps of
+the preset's Adam (fewer than the preset's 1000: the sweep is about trends). Scores: cosine between
 the inferred and Oja's coefficients; held-out activity R² (the 8 held-out trajectories,
 each once) beside the truth's (the ceiling under that noise).
 
@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from metaplastic import recovery
+from metaplastic.analysis import recovery_scores as recovery
 from metaplastic.experiments import presets, recordings
 from metaplastic.experiments.build import build
 from metaplastic.experiments.evaluate import coefficient_cosine

@@ -22,14 +22,15 @@ NOT_PIECES = {
                                                  "attributes (the state it carries)",
     ("meta/seeds.py", "except AttributeError"): "the same, for the seeds' states",
     ("meta/memory.py", "except AttributeError"): "os.sysconf on a platform without it",
-    ("neuromorphic.py", "except AttributeError"): "nir.read of a damaged file",
-    ("report/recovery.py", "except AttributeError"): "a damaged recovery.json: its figure "
+    ("analysis/neuromorphic.py", "except AttributeError"): "nir.read of a damaged file",
+    ("report/recovery_plots.py", "except AttributeError"): "a damaged recovery.json: its figure "
                                                      "is skipped",
     ("meta/driver.py", "e"): "an exception: the state it carries, if any",
     ("meta/es.py", "params"): "evosax's strategy parameters (differ between versions)",
     ("tasks/gym.py", "self._space"): "gymnax's observation space (Box or Discrete)",
     ("devices.py", "_inside"): "a thread-local counter",
-    ("neuromorphic.py", "graph"): "a NIR graph read from a file (older nir lacks metadata)",
+    ("analysis/neuromorphic.py", "graph"): "a NIR graph read from a file (older nir: no "
+                                           "metadata)",
     ("report/plots.py", "run_path"): "a RunDir or a path",
     ("registry.py", "cls"): "the registry's own check of a class against its kind",
     ("registry.py", "obj"): "the registry resolving 'module:Name'",

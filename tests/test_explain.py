@@ -7,8 +7,8 @@ import optax
 import pytest
 
 import metaplastic as mp
+from metaplastic.analysis.explain import collect, distil, heatmaps, monomials, rule_dw
 from metaplastic.errors import ConfigError, MetaplasticError
-from metaplastic.explain import collect, distil, heatmaps, monomials, rule_dw
 
 
 def _random_data(n=4000, seed=0):

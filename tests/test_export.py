@@ -1,4 +1,4 @@
-"""metaplastic.export: the printed equation is the one the code computes."""
+"""metaplastic.analysis.export: the printed equation is the one the code computes."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 import sympy
 
 import metaplastic as mp
-from metaplastic import export
+from metaplastic.analysis import export
 from metaplastic.errors import ConfigError
 from metaplastic.signals import LocalSignals
 
@@ -65,7 +65,7 @@ def test_rules_without_terms_and_bad_formats_are_one_message():
 
 
 def test_the_distilled_formula_exports_as_what_the_fit_predicts():
-    from metaplastic.explain import distil
+    from metaplastic.analysis.explain import distil
 
     rng = np.random.default_rng(0)
     data = {n: rng.normal(size=400) for n in ("pre", "post", "w")}

@@ -14,11 +14,11 @@ SRC = Path(mp.__file__).parent
 #: layers, lowest first: a module may import its own layer and those below only
 LAYERS = [
     {"errors", "_stats", "_records", "_fields", "interrupts", "capabilities", "precision",
-     "xla", "devices", "signals", "registry", "streams",
+     "xla", "devices", "signals", "registry", "streams", "_version",
      "activations"},
-    {"neurons", "rules", "network", "spiking", "tasks", "export"},
+    {"neurons", "rules", "network", "spiking", "tasks"},
     {"inner", "meta"},
-    {"plausibility", "explain", "recovery", "simulate", "neuromorphic", "report"},
+    {"analysis", "report"},
     {"experiments"},
     {"cli", "__init__"},
 ]

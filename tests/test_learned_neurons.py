@@ -56,7 +56,7 @@ def test_meta_learning_changes_rule_and_neurons_together(learned, tmp_path):
 def test_the_synapses_stay_local_with_learned_neurons(learned):
     _, p = learned
     theta = p.rule.init(jax.random.key(0), p.network.shapes)
-    from metaplastic.plausibility import check
+    from metaplastic.analysis.plausibility import check
 
     results = check(["locality", "no_weight_transport"], p.network, p.rule,
                     theta, p.task, jax.random.key(0))

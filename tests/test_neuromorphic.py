@@ -7,9 +7,9 @@ import nir
 import numpy as np
 import pytest
 
+from metaplastic.analysis.neuromorphic import from_nir, simulate, to_nir, write
 from metaplastic.errors import ConfigError
 from metaplastic.network import Network
-from metaplastic.neuromorphic import from_nir, simulate, to_nir, write
 from metaplastic.neurons.lif import LIFNeuron
 from metaplastic.spiking import SpikingNetwork
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
-from metaplastic.errors import ConfigError
-from metaplastic.plausibility import (
+from metaplastic.analysis.plausibility import (
     check,
     check_dale,
     check_locality,
@@ -19,6 +18,7 @@ from metaplastic.plausibility import (
     check_spikes,
     check_weight_transport,
 )
+from metaplastic.errors import ConfigError
 from metaplastic.rules.base import Rule
 from metaplastic.signals import random_signals
 
@@ -184,5 +184,5 @@ def test_locality_says_when_inputs_were_rescaled_before_the_network():
     net = mp.Network(sizes=(64, 4, 5), activation="tanh", output_activation="linear",
                      feedback="random")
     rule = mp.rules.make("sgd")
-    (result,) = mp.plausibility.check(["locality"], net, rule, rule.init(KEY), task, KEY)
+    (result,) = mp.analysis.plausibility.check(["locality"], net, rule, rule.init(KEY), task, KEY)
     assert result.holds and "input_norm = 'global'" in result.detail

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
-from metaplastic import recovery
+from metaplastic.analysis import recovery_scores as recovery
+from metaplastic.analysis.simulate import simulate
 from metaplastic.cli import main
 from metaplastic.errors import ConfigError
 from metaplastic.inner import trace, unroll
 from metaplastic.meta import driver
 from metaplastic.meta.gradient import MetaGradient
 from metaplastic.meta.objective import Objective
-from metaplastic.simulate import simulate
 
 STEPS, N = 60, 6
 
@@ -200,7 +200,7 @@ def test_recover_refuses_a_run_that_is_not_a_fit_to_recordings(tmp_path, capsys)
 
 
 def test_damaged_recovery_file_draws_nothing(tmp_path):
-    from metaplastic.report.recovery import plot_recovery
+    from metaplastic.report.recovery_plots import plot_recovery
 
     (tmp_path / "recovery.json").write_text('{"coefficients": {"names": 3}}')
     assert plot_recovery(tmp_path) == []
@@ -240,8 +240,8 @@ def test_simulated_truth_can_be_a_theta_file(tmp_path, monkeypatch):
 def test_readout_of_a_polynomial_gives_its_own_coefficients(fit):
     """The projection used for rules without named terms, applied to a polynomial rule:
     least squares on the signals met returns that rule's coefficients."""
-    from metaplastic import explain
-    from metaplastic.experiments.recovery import _projection
+    from metaplastic.analysis import explain
+    from metaplastic.experiments.rule_recovery import _projection
 
     rule = mp.rules.make("polynomial", eta=0.05)
     theta = {"coef": np.asarray(rule.coefficients("oja"))}

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
+from metaplastic.analysis.plausibility import check_locality, check_spikes
 from metaplastic.errors import ConfigError
 from metaplastic.inner import initial_carry, make_step_detail
 from metaplastic.neurons.lif import LIFNeuron, spike
-from metaplastic.plausibility import check_locality, check_spikes
 from metaplastic.spiking import SpikingNetwork
 
 

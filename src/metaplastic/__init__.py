@@ -15,6 +15,7 @@ Compose a task, a network, a rule and an outer loop::
 """
 
 from metaplastic import neurons, registry, rules, tasks
+from metaplastic._version import __version__
 from metaplastic.errors import ConfigError, MetaplasticError, NonFiniteError, ShapeError
 from metaplastic.inner import unroll
 from metaplastic.meta import MetaGradient, MetaResult, Mixture, Objective
@@ -29,10 +30,9 @@ from metaplastic.registry import (
 )
 from metaplastic.signals import LocalSignals, per_synapse
 
-__version__ = "0.1.0"
-
 __all__ = [
     "ConfigError",
+    "__version__",
     "LocalSignals",
     "MetaGradient",
     "MetaResult",

@@ -40,7 +40,7 @@ class NetState(NamedTuple):
     feedback: tuple[Array, ...]  # B_{l+1} (n_l, n_{l+1}) or D_l (n_l, n_L); () without
     neurons: Any = ()  # the neurons' own state (spiking networks: voltages, traces, ...)
     #: parameters of learned neuron behaviour (meta-learned with the rule: θ["neuron"] of
-    #: a :class:`~metaplastic.rules.joint.WithLearnedNeurons` rule); () for fixed neurons
+    #: a :class:`~metaplastic.rules.composed.WithLearnedNeurons` rule); () for fixed neurons
     params: Any = ()
 
 

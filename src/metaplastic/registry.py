@@ -39,7 +39,7 @@ from metaplastic.errors import ConfigError, check_kwargs, unknown_name
 #: the kinds of piece, and the package whose import registers the built-in ones
 KINDS = {"rule": "metaplastic.rules", "task": "metaplastic.tasks",
          "outer": "metaplastic.meta", "neuron": "metaplastic.neurons",
-         "check": "metaplastic.plausibility", "study": "metaplastic.experiments.studies"}
+         "check": "metaplastic.analysis.plausibility", "study": "metaplastic.experiments.studies"}
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def test_tuning_picks_the_best_grid_point(small_fa):
 
 
 def test_bad_baseline_fails_before_training(small_fa):
-    from metaplastic.experiments.runner import validate
+    from metaplastic.experiments.rule_runs import validate
 
     bad = "eval.baselines=[{rule = 'sgd', network = {feedback = 'magic'}}]"
     cfg = config.override(small_fa, [bad])
@@ -96,8 +96,8 @@ def test_learned_rule_ablations_and_online_adam(small_fa, tmp_path):
     """``rule = "learned"`` evaluates the run's own θ under network changes: unchanged it
     reproduces the learned row exactly; without hidden feedback it differs. Online Adam
     with backprop's errors is tuned like the other baselines."""
+    from metaplastic.experiments.rule_runs import evaluate_run
     from metaplastic.experiments.rundir import RunDir
-    from metaplastic.experiments.runner import evaluate_run
 
     cfg = config.override(small_fa, ["eval.variants=[{label = 'train'}]"])
     cfg = config.override(cfg, ["eval.baselines=["
@@ -131,8 +131,8 @@ def test_learned_baseline_takes_only_network_changes():
 
 
 def test_baselines_tuned_per_row_on_that_rows_training_classes(small_fa, tmp_path):
+    from metaplastic.experiments.rule_runs import evaluate_run
     from metaplastic.experiments.rundir import RunDir
-    from metaplastic.experiments.runner import evaluate_run
 
     cfg = config.override(small_fa, [
         "eval.tune_per_variant=true", "eval.tasks=16",

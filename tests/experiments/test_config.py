@@ -41,9 +41,6 @@ def test_bad_overrides_name_the_problem(assignment, msg):
 
 
 @pytest.mark.parametrize("assignment, msg", [
-    ("task.n_stepz=3", "task 'pca': unknown option"),
-    ("rule.name=ojaa", "unknown rule 'ojaa'; valid rules"),
-    ("task.name=mnist", "unknown task 'mnist'"),
     ("network.feedback=magic", "valid feedback pathways"),
     ("network.hidden=[4]", "single layer"),
 ])
@@ -113,3 +110,24 @@ def test_an_explicit_override_the_chosen_loop_would_ignore_is_an_error():
     with pytest.raises(ConfigError, match="network.tau_mem: not an option of the neuron"):
         config.override(presets.get("oja"), ["network.tau_mem=3"])
     assert config.override(presets.get("oja-es"), ["meta.lr=0.1"]).meta["lr"] == 0.1
+
+
+@pytest.mark.parametrize("assignment, msg", [
+    ("task.n_stepz=3", "task 'pca': unknown option"),
+    ("rule.name=ojaa", "unknown rule 'ojaa'; valid rules"),
+    ("task.name=mnist", "unknown task 'mnist'"),
+    ("task.n_inputs=3", "unknown option(s) 'n_inputs'"),
+    ("rule.eta='fast'", "must be a number"),
+])
+def test_task_and_rule_tables_are_checked_when_read(assignment, msg):
+    """[task] and [rule] fail at load (config.override), before anything is built."""
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+        config.override(presets.get("oja"), [assignment])
+
+
+def test_network_and_meta_tables_are_parsed_once_into_sections():
+    cfg = config.override(presets.get("oja"), ["meta.steps=7", "network.hidden=[3]"])
+    assert cfg.meta_section.outer_options["steps"] == 7
+    assert cfg.network_section.hidden == (3,)
+    assert cfg.meta_section is cfg.meta_section  # parsed once, kept
+    assert "steps" not in cfg.meta_section.objective

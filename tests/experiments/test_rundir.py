@@ -65,8 +65,8 @@ def test_every_rules_theta_loads_back_checked(name, tmp_path):
     import jax
 
     import metaplastic as mp
+    from metaplastic.experiments.rule_runs import run_theta
     from metaplastic.experiments.rundir import RunDir
-    from metaplastic.experiments.runner import run_theta
 
     rule = mp.rules.make(name)
     net = mp.Network(sizes=(3, 4, 2))

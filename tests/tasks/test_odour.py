@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
+from metaplastic.analysis.simulate import simulate
 from metaplastic.errors import ConfigError
 from metaplastic.inner import unroll
-from metaplastic.simulate import simulate
 
 BLOCKS = ((0.2, 0.9), (0.9, 0.2))
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
+from metaplastic.analysis.simulate import simulate
 from metaplastic.errors import ConfigError
 from metaplastic.meta.objective import Objective
-from metaplastic.simulate import simulate
 
 STEPS, N = 120, 6
 
@@ -155,7 +155,7 @@ def test_a_fitted_start_is_part_of_theta_and_is_learned(tmp_path, truth):
     from metaplastic.experiments.config import from_dict
     from metaplastic.meta import driver
     from metaplastic.meta.gradient import MetaGradient
-    from metaplastic.rules.joint import WithFittedStart
+    from metaplastic.rules.composed import WithFittedStart
 
     net, oja, theta, source = truth
     w_star = 0.5 * np.asarray(jax.random.normal(jax.random.key(7), net.shapes[0]))

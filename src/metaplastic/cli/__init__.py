@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "tasks", None) is not None and args.tasks < 1:
         console.print("[red]error:[/] --tasks must be >= 1")
         return EXIT_ERROR
-    from metaplastic.plausibility import ConstraintError
+    from metaplastic.analysis.plausibility import ConstraintError
 
     try:
         with processes(args):

@@ -66,91 +66,44 @@ def cmd_export(args) -> int:
     """The run's rule written out whole into RUN/export/ (sympy and latex also printed);
     also the formula ``metaplastic explain`` distilled, when the run has one; ``nir``: the
     spiking network after learning."""
-    from metaplastic import export
-    from metaplastic.experiments.build import build
-    from metaplastic.experiments.runner import run_theta
-    from metaplastic.rules.joint import synapses_part
+    from metaplastic.experiments.run_analyses import export_nir, export_rule
 
     _, cfg, run = _open(args.run, "export")
-    pieces = build(cfg)
-    theta = run_theta(run, pieces)
-    rule_formats = [f for f in args.format if f != "nir"]
-    if "nir" in args.format:
-        from metaplastic.neuromorphic import _check_exportable
-
-        _check_exportable(pieces.network)  # before anything is computed or written
-    explained = run.read_json("explain.json") if (run.path / "explain.json").exists() else None
-    texts = {}
-    # the synapses' own rule (a fitted start or learned neurons stay in theta.npz)
-    own, own_theta = synapses_part(pieces.rule, theta)
-    if rule_formats and (explained is None or export.exportable(own)):
-        # rules of named terms, abcd; a network rule without explain.json: the message
-        texts = {("rule", f): export.render(own, own_theta, f) for f in rule_formats}
-    if explained is not None:  # the formula `metaplastic explain` distilled, too
-        texts |= {("explained", f): export.render_distilled(explained, f)
-                  for f in rule_formats}
-    out = run.path / "export"
-    out.mkdir(exist_ok=True)
-    suffix = {"csv": ".csv", "json": ".json", "sympy": "_sympy.txt", "latex": ".tex"}
-    written = []
-    for (what, fmt), text in texts.items():
-        written.append(out / f"{what}{suffix[fmt]}")
-        written[-1].write_text(text)
-        if fmt in ("sympy", "latex"):
-            if what == "explained" and fmt == next(f for f in rule_formats
-                                                 if f in ("sympy", "latex")):
+    formats = [f for f in args.format if f != "nir"]
+    pieces, theta, written = export_rule(run, cfg, formats, check_nir="nir" in args.format)
+    first_text = next((f for f in formats if f in ("sympy", "latex")), None)
+    for w in written:
+        if w.fmt in ("sympy", "latex"):
+            if w.what == "explained" and w.fmt == first_text:
                 console.print("distilled by metaplastic explain:")
-            console.print(text.rstrip(), markup=False, soft_wrap=True)
+            console.print(w.text.rstrip(), markup=False, soft_wrap=True)
+    paths = [w.path for w in written]
     if "nir" in args.format:
         seed = cfg.seed if args.task_seed is None else args.task_seed
-        written += _export_nir(run, pieces, theta, seed, out)
-    console.print(f"wrote {', '.join(str(p) for p in written)}")
+        trip = export_nir(cfg, pieces, theta, seed, run.path / "export")
+        _print_round_trip(trip)
+        paths += [trip.path, trip.check]
+    console.print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
 
-def _export_nir(run, pieces, theta, seed: int, out) -> list:
-    """network.nir (the network after one inner episode with the learned θ on the task
-    drawn with ``seed``) and network_check.npz (that network's spikes, weights frozen, on
-    the task's input): then read back and rerun, the round trip is checked and reported."""
-    import numpy as np
-
-    from metaplastic import neuromorphic
-    from metaplastic.experiments.episode import after_learning
-
-    weights, spikes = after_learning(run.config(), pieces, theta, seed)
-    from metaplastic import __version__
-
-    path = neuromorphic.write(out / "network.nir", pieces.network, weights,
-                              source=f"metaplastic {__version__}")
-    check = out / "network_check.npz"
-    np.savez(check, task_seed=np.asarray(seed), input_spikes=spikes[0],
-             **{f"spikes_layer{l}": s for l, s in enumerate(spikes[1:], start=1)})
-    network, back = neuromorphic.from_nir(path)
-    again = neuromorphic.simulate(network, back, spikes[0])
-    differ = sum(int(np.sum(a != b)) for a, b in zip(again[1:], spikes[1:], strict=True))
-    total = sum(int(s.sum()) for s in spikes[1:])
-    lif = pieces.network.neuron_model
-    if lif.reset != "zero":
+def _print_round_trip(trip) -> None:
+    if not trip.exact_reset:
         console.print("[yellow]note:[/] this network resets by subtraction, which NIR's "
                       "LIF node cannot express: the file resets to 0 "
                       "(network.reset = 'zero' exports exactly)")
-    console.print(f"NIR round trip (task seed {seed}, {spikes[0].shape[0]} steps, weights "
-                  f"after learning, frozen): {total} spikes of the original, {differ} "
-                  f"differ after reading the file back"
-                  + (" — identical" if differ == 0 and total else ""))
-    if not total:
+    console.print(f"NIR round trip (task seed {trip.seed}, {trip.steps} steps, weights "
+                  f"after learning, frozen): {trip.total} spikes of the original, "
+                  f"{trip.differ} differ after reading the file back"
+                  + (" — identical" if trip.differ == 0 and trip.total else ""))
+    if not trip.total:
         console.print("[yellow]note:[/] the network after learning does not fire on this "
                       "task, so the round trip compared no spikes; try another --task-seed")
-    return [path, check]
 
 
 def cmd_explain(args) -> int:
-
-    from metaplastic import capabilities
-    from metaplastic.experiments.build import build
-    from metaplastic.experiments.runner import run_theta
-    from metaplastic.explain import check_options, collect, distil, heatmaps
-    from metaplastic.streams import EXPLAIN, stream_key
+    from metaplastic.analysis.explain import check_options
+    from metaplastic.experiments.run_analyses import explain_run
 
     check_options(args.degree, args.threshold)
     for name in ("tasks", "synapses", "every"):
@@ -159,14 +112,10 @@ def cmd_explain(args) -> int:
     _, cfg, run = _open(args.run, "explain")
     warn_if_unfinished(run)
     enable_compile_cache()
-    pieces = build(cfg)
-    theta = run_theta(run, pieces)
-    key = stream_key(cfg.seed, EXPLAIN)
     with console.status("re-running inner learning to sample the rule's inputs..."):
-        data = collect(pieces.task, pieces.network, pieces.rule, theta, key=key,
-                       tasks=args.tasks, synapses=args.synapses, every=args.every)
-    fit = distil(data, args.inputs, degree=args.degree, threshold=args.threshold,
-                 scale=capabilities.eta(pieces.rule))
+        pieces, theta, data, fit, png = explain_run(
+            run, cfg, tasks=args.tasks, synapses=args.synapses, every=args.every,
+            inputs=args.inputs, degree=args.degree, threshold=args.threshold)
     console.print(f"{data['dw'].size} samples of (signals, dw) from {args.tasks} tasks")
     console.print(f"learned rule:    {pieces.rule.formula(theta)}")
     console.print(f"distilled:       [bold]{fit.formula()}[/]")
@@ -179,10 +128,6 @@ def cmd_explain(args) -> int:
     for k in fit.active():
         table.add_row(labels[k], f"{fit.coef[k] / fit.scale:+.4g}", f"{fit.importance[k]:.3g}")
     console.print(table)
-    png = heatmaps(pieces.rule, theta, data, fit, run.path / "explain.png")
-    run.write_json("explain.json", {**fit.to_json(), "samples": int(data["dw"].size),
-                                    "tasks": args.tasks, "degree": args.degree,
-                                    "threshold": args.threshold})
     console.print(f"wrote {run.path / 'explain.json'} and {png}")
     return 0
 
@@ -227,9 +172,9 @@ def cmd_simulate(args) -> int:
 def cmd_check(args) -> int:
     import jax
 
+    from metaplastic.analysis.plausibility import check_names
     from metaplastic.experiments.build import build
-    from metaplastic.experiments.runner import plausibility, run_theta
-    from metaplastic.plausibility import check_names
+    from metaplastic.experiments.rule_runs import plausibility, run_theta
 
     path = Path(args.config)
     if path.is_dir():

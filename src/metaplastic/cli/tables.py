@@ -105,8 +105,8 @@ def print_compare(summaries: list[dict]) -> None:
 
 
 def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> None:
-    from metaplastic.experiments.recovery import analyse
-    from metaplastic.report.recovery import plot_recovery
+    from metaplastic.experiments.rule_recovery import analyse
+    from metaplastic.report.recovery_plots import plot_recovery
 
     with console.status("rule recovery...") as status:
         out = analyse(run, bootstrap=bootstrap, l1=l1, folds=folds,

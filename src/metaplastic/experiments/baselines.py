@@ -2,7 +2,7 @@
 meta-training tasks), other learned rule families meta-trained with the same budget, and
 ablations of the run's own θ (``rule = "learned"`` under network changes).
 
-:func:`metaplastic.experiments.runner.evaluate_run` evaluates them beside the run's rule.
+:func:`metaplastic.experiments.rule_runs.evaluate_run` evaluates them beside the run's rule.
 """
 
 from __future__ import annotations

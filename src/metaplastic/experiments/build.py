@@ -16,7 +16,7 @@ from metaplastic.meta import MetaGradient, Objective, OuterLoop
 from metaplastic.meta.mixture import Mixture
 from metaplastic.network import Network
 from metaplastic.rules.base import Rule
-from metaplastic.rules.joint import WithFittedStart, WithLearnedNeurons
+from metaplastic.rules.composed import compose
 from metaplastic.tasks.base import Task
 
 
@@ -32,7 +32,7 @@ class Pieces:
 def build_task(cfg: RunConfig, **overrides: Any) -> Task:
     opts = {k: v for k, v in cfg.task.items() if k != "name"} | overrides
     # recordings simulated from a known rule (ground truth)
-    if "simulate" in opts and cfg.task["name"] == "recorded":
+    if "simulate" in opts and sections.simulates(cfg.task["name"]):
         from metaplastic.experiments.recordings import materialise
 
         if opts.get("path"):
@@ -53,7 +53,7 @@ def build_rule(cfg: RunConfig, name: str | None = None) -> Rule:
 
 
 def build_network(cfg: RunConfig, task: Task) -> Network:
-    return sections.build_network(cfg.network, task.n_in, task.n_out)
+    return cfg.network_section.build(task.n_in, task.n_out)
 
 
 #: pieces built so far, by configuration: validation, training, tuning and evaluation of
@@ -93,12 +93,8 @@ def _build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
             {**cfg.network, **net_overrides}))
     task = build_task(cfg, **task_overrides)
     network = build_network(cfg, task)
-    rule = build_rule(cfg)
-    if network.learned_neurons:  # one θ for the synapses' rule and the neurons' φ
-        rule = WithLearnedNeurons(rule, network.neuron_model)
-    if task.fits_start:  # the initial weights fitted with the rule (recordings)
-        rule = WithFittedStart(rule, network)
-    objective: Any = Objective(task, network, rule, **sections.objective_options(cfg.meta))
+    rule = compose(build_rule(cfg), network, task)
+    objective: Any = Objective(task, network, rule, **cfg.meta_section.objective)
     if cfg.mixture and not task_overrides and not net_overrides:
         objective = build_mixture(cfg)
     return Pieces(task, network, rule, objective, build_outer(cfg, objective))
@@ -133,7 +129,7 @@ def build_mixture(cfg: RunConfig) -> Mixture:
 
 def build_outer(cfg: RunConfig, objective: Objective | None = None) -> OuterLoop:
     """The outer loop; switching is one key, ``meta.outer``."""
-    outer = sections.build_outer(cfg.meta)
+    outer = cfg.meta_section.build_outer()
     if objective is not None:
         if isinstance(outer, MetaGradient) and objective.early_exit:
             raise ConfigError("meta.early_exit is for evolution strategies (a meta-gradient "

@@ -22,6 +22,7 @@ word that is not TOML is taken as a string (``network.activation=tanh``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -77,6 +78,20 @@ class RunConfig:
     #: "inference" from recordings, or a user's own; empty: the one its task declares
     study: str = ""
 
+    @functools.cached_property
+    def network_section(self):
+        """``[network]`` parsed (:class:`~.sections.NetworkSection`), once per config."""
+        from metaplastic.experiments import sections
+
+        return sections.parse_network(self.network)
+
+    @functools.cached_property
+    def meta_section(self):
+        """``[meta]`` parsed (:class:`~.sections.MetaSection`), once per config."""
+        from metaplastic.experiments import sections
+
+        return sections.parse_meta(self.meta)
+
     def __post_init__(self):
         # one form for every entry (weight, task and network filled in), however built
         object.__setattr__(self, "mixture", tuple(check_mixture(self.mixture)))
@@ -130,8 +145,12 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"name {cfg.name!r} must be a plain file name (letters, digits, "
                           f"'.', '_', '+', '-'; not starting with '.'): run directories "
                           f"are created under --out as NAME-DATE-TIME")
-    return dataclasses.replace(cfg, network=sections.network_options(cfg.network),
-                               meta=sections.meta_options(cfg.meta))
+    network, meta = sections.parse_network(cfg.network), sections.parse_meta(cfg.meta)
+    sections.check_piece("task", cfg.task)
+    sections.check_piece("rule", cfg.rule)
+    out = dataclasses.replace(cfg, network=network.table, meta=meta.table)
+    out.__dict__.update(network_section=network, meta_section=meta)  # parsed once
+    return out
 
 
 MIXTURE_KEYS = ("label", "weight", "task", "network")

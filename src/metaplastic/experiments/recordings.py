@@ -1,5 +1,5 @@
 """Simulated recordings for a run configuration: ``task.simulate`` (ground truth for rule
-inference, :mod:`metaplastic.simulate`).
+inference, :mod:`metaplastic.analysis.simulate`).
 
 A ``recorded`` task with a ``simulate`` table instead of ``path`` gets its recordings made
 from that table, once, and kept in a cache file named by the table's contents (the same
@@ -79,7 +79,7 @@ def _digest(spec: dict) -> str:
 
 def materialise(spec: dict, network_table: dict) -> str:
     """The path of the recordings ``spec`` describes, simulated now if not cached."""
-    from metaplastic.simulate import simulate
+    from metaplastic.analysis.simulate import simulate
 
     text = json.dumps({"spec": spec, "network": network_table, "theta": _digest(spec)},
                       sort_keys=True, default=str)

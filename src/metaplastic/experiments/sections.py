@@ -92,8 +92,29 @@ class _Hidden:
     hidden: tuple[int, ...] = ()
 
 
-def network_options(table: dict) -> dict:
-    """The ``[network]`` table checked (types converted); legacy defaults dropped."""
+@dataclasses.dataclass(frozen=True)
+class NetworkSection:
+    """The ``[network]`` table parsed once: the network class and its options, the neuron
+    model and its options, the hidden sizes; ``table`` is the checked table itself."""
+
+    table: dict
+    neuron: str
+    hidden: tuple[int, ...]
+    network_cls: type
+    network: dict
+    neuron_options: dict | None  # None: rate neurons, set by the network's own fields
+
+    def build(self, n_in: int, n_out: int):
+        """The network between a task's ``n_in`` inputs and ``n_out`` outputs."""
+        kw = dict(self.network)
+        if self.neuron_options is not None:
+            kw["neuron_model"] = registry.make("neuron", self.neuron, **self.neuron_options)
+        return self.network_cls(sizes=(n_in, *self.hidden, n_out), **kw)
+
+
+def parse_network(table: dict) -> NetworkSection:
+    """The ``[network]`` table checked (types converted; legacy defaults dropped) and
+    split into its parts, once."""
     table = dict(table)
     neuron = table.get("neuron", "rate")
     if neuron == "alif" and table.get("beta") == 0.0:  # written as "alif's default" before
@@ -106,20 +127,21 @@ def network_options(table: dict) -> dict:
         if any(h < 1 for h in hidden):
             raise ConfigError(f"network.hidden sizes must be >= 1, got {list(hidden)}")
         out["hidden"] = hidden
-    out |= coerce_kwargs(net_cls, parts["network"], "network")
-    return out | _coerce(entry, parts["neuron"], "network")
+    network = coerce_kwargs(net_cls, parts["network"], "network")
+    neuron_options = _coerce(entry, parts["neuron"], "network")
+    return NetworkSection(out | network | neuron_options, neuron, out.get("hidden", ()),
+                          net_cls, network,
+                          None if entry.cls is _rate_neuron() else neuron_options)
+
+
+def network_options(table: dict) -> dict:
+    """The ``[network]`` table checked (types converted); legacy defaults dropped."""
+    return parse_network(table).table
 
 
 def build_network(table: dict, n_in: int, n_out: int):
-    """The network between a task's ``n_in`` inputs and ``n_out`` outputs."""
-    neuron = table.get("neuron", "rate")
-    groups, _, net_cls, entry = _network_groups(neuron)
-    keys = dict(groups)
-    net_kw = {k: v for k, v in table.items() if k in keys["network"]}
-    if entry.cls is not _rate_neuron():
-        neuron_kw = {k: v for k, v in table.items() if k in keys["neuron"]}
-        net_kw["neuron_model"] = registry.make("neuron", neuron, **neuron_kw)
-    return net_cls(sizes=(n_in, *table.get("hidden", ()), n_out), **net_kw)
+    """The network of a ``[network]`` table between ``n_in`` inputs and ``n_out`` outputs."""
+    return parse_network(table).build(n_in, n_out)
 
 
 # --------------------------------------------------------------------------------- meta
@@ -135,26 +157,57 @@ def _meta_groups(outer: str):
     return groups, others, entry
 
 
-def meta_options(table: dict) -> dict:
-    """The ``[meta]`` table checked (types converted); legacy defaults dropped."""
+@dataclasses.dataclass(frozen=True)
+class MetaSection:
+    """The ``[meta]`` table parsed once: the outer loop's name and options, and the
+    :class:`~metaplastic.meta.Objective`'s options; ``table`` is the checked table."""
+
+    table: dict
+    outer: str
+    objective: dict
+    outer_options: dict
+
+    def build_outer(self):
+        return registry.make("outer", self.outer, **self.outer_options)
+
+
+def parse_meta(table: dict) -> MetaSection:
+    """The ``[meta]`` table checked (types converted) and split into its parts, once."""
     from metaplastic.meta.objective import Objective
 
     outer = table.get("outer", "gradient")
     groups, others, entry = _meta_groups(outer)
     parts = _split(table, "meta", groups, others, ("outer",))
-    out = {"outer": outer} if "outer" in table else {}
-    out |= coerce_kwargs(Objective, parts["objective"], "meta")
-    return out | _coerce(entry, parts["outer"], "meta")
+    objective = coerce_kwargs(Objective, parts["objective"], "meta")
+    outer_options = _coerce(entry, parts["outer"], "meta")
+    head = {"outer": outer} if "outer" in table else {}
+    return MetaSection(head | objective | outer_options, outer, objective, outer_options)
 
 
-def build_outer(table: dict):
-    """The outer loop of a ``[meta]`` table."""
-    groups, _, _ = _meta_groups(table.get("outer", "gradient"))
-    kw = {k: v for k, v in table.items() if k in dict(groups)["outer"]}
-    return registry.make("outer", table.get("outer", "gradient"), **kw)
+def meta_options(table: dict) -> dict:
+    """The ``[meta]`` table checked (types converted); legacy defaults dropped."""
+    return parse_meta(table).table
 
 
-def objective_options(table: dict) -> dict:
-    """The Objective's options in a ``[meta]`` table."""
-    groups, _, _ = _meta_groups(table.get("outer", "gradient"))
-    return {k: v for k, v in table.items() if k in dict(groups)["objective"]}
+# ---------------------------------------------------------------------- task and rule
+def check_piece(kind: str, table: dict) -> None:
+    """A ``[task]`` or ``[rule]`` table checked at load: a known name (or an importable
+    ``"module:Class"``), known options of the right types. (``task.simulate`` is taken
+    by a task that declares it: recordings simulated first.)"""
+    from metaplastic.errors import check_kwargs
+
+    name = table.get("name")
+    if not isinstance(name, str):
+        raise ConfigError(f"[{kind}] needs a 'name' (a string), got {name!r}")
+    entry = registry.entry(kind, name)
+    opts = {k: v for k, v in table.items() if k != "name"}
+    if "simulate" in opts and kind == "task" and simulates(name):
+        opts.pop("simulate")
+    check_kwargs(kind, name, opts, entry.options())
+    _coerce(entry, opts, f"{kind} {name!r}")
+
+
+def simulates(task_name: str) -> bool:
+    """Whether the task class declares ``task.simulate`` (:class:`~.capabilities.Simulated`)."""
+    cls = registry.entry("task", task_name).cls
+    return isinstance(cls, cap.Simulated) and bool(cls.simulates)

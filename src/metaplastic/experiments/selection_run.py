@@ -238,7 +238,7 @@ class SelectionStudy(Study):
     def report(self, run) -> list[Path]:
         if not (run.path / "selection.json").is_file():
             return []
-        from metaplastic.report.selection import plot_selection
+        from metaplastic.report.selection_plots import plot_selection
 
         return [plot_selection(run.path)]
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from metaplastic import capabilities, registry
-from metaplastic.experiments import config, presets, runner
+from metaplastic.experiments import config, presets
+from metaplastic.experiments import rule_runs as runner
 from metaplastic.experiments.selection_run import SelectionStudy
 from metaplastic.experiments.study import Study
 

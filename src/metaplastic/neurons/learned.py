@@ -11,7 +11,7 @@ untrained learned neuron is exactly its base activation. The local gain a feedba
 is multiplied by is f'(v), in closed form.
 
 φ is not a weight: it lives in θ (``θ["neuron"]`` of a
-:class:`~metaplastic.rules.joint.WithLearnedNeurons` rule, which the library composes when
+:class:`~metaplastic.rules.composed.WithLearnedNeurons` rule, which the library composes when
 ``network.neuron = "learned"``), reaches the network at the start of every episode
 (``NetState.params``) and does not change during inner learning — the meta-gradient or the
 evolution strategy changes it, between episodes. The output layer keeps the network's

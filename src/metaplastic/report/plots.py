@@ -9,7 +9,7 @@ import matplotlib
 
 from metaplastic._records import read_metrics
 from metaplastic.report.learning import plot_learning
-from metaplastic.report.recovery import plot_recovery
+from metaplastic.report.recovery_plots import plot_recovery
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -9,7 +9,7 @@ The broadcast modulator of a trial's plasticity is its reward prediction error o
 trials, ``choice · (reward − expected)`` (0 when the odour is refused), the expectation a
 running mean of the rewards of accepted trials (``baseline_rate`` per trial), so a rule
 ``dw ∝ pre · modulator`` learns to accept the better odour of each block. The task keeps
-every trial's choice (:meth:`record`); :func:`metaplastic.simulate.simulate` records it
+every trial's choice (:meth:`record`); :func:`metaplastic.analysis.simulate.simulate` records it
 with the modulator as ``rewards``. As a meta-learning task its loss is minus the mean
 reward.
 """

@@ -41,7 +41,7 @@ from metaplastic.network import Network
 from metaplastic.neurons.lif import LIFNeuron
 
 
-def _check_exportable(network) -> LIFNeuron:
+def check_exportable(network) -> LIFNeuron:
     if not cap.spiking(network):
         raise ConfigError("NIR export is for spiking networks (network.neuron = 'lif'); "
                           "this run's network has rate neurons")
@@ -60,7 +60,7 @@ def to_nir(network, weights, source: str = "metaplastic"):
     ``source`` goes into its metadata (the CLI writes the library's version)."""
     import nir
 
-    lif = _check_exportable(network)
+    lif = check_exportable(network)
     weights = [np.asarray(w, dtype=np.float32) for w in weights]
     if [w.shape for w in weights] != list(network.shapes):
         raise ConfigError(f"weights of shapes {[w.shape for w in weights]} do not fit the "

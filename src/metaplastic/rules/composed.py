@@ -130,3 +130,16 @@ def synapses_part(rule: Rule, theta: Any) -> tuple[Rule, Any]:
     while isinstance(rule, Composed):
         rule, theta = rule.rule, theta["rule"]
     return rule, theta
+
+
+def compose(rule: Rule, network: Any, task: Any) -> Rule:
+    """The rule a network and task need around ``rule``: learned neurons' φ in θ when the
+    network's hidden neurons are learned (:class:`WithLearnedNeurons`), and the initial
+    weights fitted with the rule when the task asks for it (``task.fits_start``:
+    recordings without the weights each trajectory started from; :class:`WithFittedStart`).
+    ``rule`` as it is otherwise."""
+    if network.learned_neurons:  # one θ for the synapses' rule and the neurons' φ
+        rule = WithLearnedNeurons(rule, network.neuron_model)
+    if task.fits_start:  # the initial weights fitted with the rule (recordings)
+        rule = WithFittedStart(rule, network)
+    return rule

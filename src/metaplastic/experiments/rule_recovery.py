@@ -1,7 +1,7 @@
 """Rule recovery for a finished fit to recordings: ``recovery.json`` in the run directory
 (``metaplastic recover RUN``; the cheap part also at the end of ``metaplastic run``).
 
-What it holds (the statistics are :mod:`metaplastic.recovery`'s):
+What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s):
 
 * ``splits``: for the training and the held-out trajectories, each scored once, the
   inferred rule, the truth (simulated recordings) and the network without plasticity:
@@ -30,16 +30,17 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from metaplastic import capabilities as cap
-from metaplastic import recovery, streams
+from metaplastic import streams
 from metaplastic._stats import mean_ci
+from metaplastic.analysis import recovery_scores as recovery
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import recordings
 from metaplastic.experiments.build import build, build_rule
 from metaplastic.experiments.evaluate import coefficient_cosine
 from metaplastic.experiments.lifecycle import run_keys
+from metaplastic.experiments.rule_runs import run_theta
 from metaplastic.experiments.rundir import RunDir
-from metaplastic.experiments.runner import run_theta
-from metaplastic.rules.joint import synapses_part
+from metaplastic.rules.composed import synapses_part
 
 FILE = "recovery.json"
 #: a term is kept at the chosen L1 strength when |coefficient| exceeds this share of the
@@ -209,7 +210,7 @@ def _readout(cfg, objective, rule, network, truth, key):
     onto the terms of a polynomial — the simulation's rule, else ``reference`` — in units
     of the fitted rule's eta; ``comparator = (label, rule, θ)`` that polynomial. None when
     there is no such polynomial."""
-    from metaplastic import explain  # the signal sampler of `metaplastic explain`
+    from metaplastic.analysis import explain  # the signal sampler of `metaplastic explain`
 
     comparator = next((c for c in _candidates(cfg, network, truth)
                        if isinstance(c[1], cap.HasTermValues)), None)

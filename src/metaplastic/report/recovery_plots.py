@@ -1,5 +1,5 @@
 """Figures of rule recovery, drawn from a run's ``recovery.json`` alone
-(:mod:`metaplastic.experiments.recovery` writes it):
+(:mod:`metaplastic.experiments.rule_recovery` writes it):
 
 * ``recovery.png``: left, every fitted coefficient — inferred (with its bootstrap 95%
   interval when there is one) beside the truth; right, the held-out trajectories' score

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from metaplastic import streams
+from metaplastic.analysis.plausibility import check_names
 from metaplastic.capabilities import term_names
 from metaplastic.experiments.baselines import (
     Baseline,
@@ -37,9 +38,8 @@ from metaplastic.experiments.rundir import RunDir
 from metaplastic.meta import driver
 from metaplastic.meta.memory import check_fits
 from metaplastic.meta.objective import Objective
-from metaplastic.plausibility import check_names
 from metaplastic.rules.base import conform
-from metaplastic.rules.joint import synapses_part
+from metaplastic.rules.composed import synapses_part
 
 
 def record_episode(cfg: RunConfig, pieces, theta, theta0, run: RunDir) -> str:
@@ -59,7 +59,7 @@ def record_episode(cfg: RunConfig, pieces, theta, theta0, run: RunDir) -> str:
 
 def plausibility(cfg: RunConfig, pieces, theta, names=None) -> list:
     """Run the plausibility checks ``names`` (default: all) on a run's pieces."""
-    from metaplastic.plausibility import check
+    from metaplastic.analysis.plausibility import check
 
     key = streams.stream_key(cfg.seed, streams.PLAUSIBILITY)
     return check(names or (), pieces.network, pieces.rule, theta, pieces.task, key)
@@ -68,7 +68,7 @@ def plausibility(cfg: RunConfig, pieces, theta, names=None) -> list:
 def check_constraints(cfg: RunConfig, pieces, theta, run: RunDir) -> dict[str, Any]:
     """The declared constraints, checked before training; recorded in the run directory.
     Raises ConstraintError (after recording) when one fails."""
-    from metaplastic.plausibility import ConstraintError
+    from metaplastic.analysis.plausibility import ConstraintError
 
     if not cfg.constraints:
         run.write_json("plausibility.json", {"declared": [], "results": []})
