@@ -32,7 +32,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    study, _, run = studies.of_run(args.run) + (RunDir(args.run),)
+    study, run = studies.named_by_run(args.run), RunDir(args.run)
     paths = study.report(run)
     if not paths:
         raise MetaplasticError(f"{run.path} has no metrics to plot")

@@ -219,6 +219,20 @@ def of_run(path: str | Path) -> tuple[Study, Any]:
     return load(path / "config.toml")
 
 
+def named_by_run(path: str | Path) -> Study:
+    """The study a run directory's ``config.toml`` names, without checking the rest of
+    its configuration (``metaplastic report`` needs the run's files only)."""
+    path = Path(path)
+    file = path / "config.toml"
+    if not file.is_file():
+        raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"{file} is damaged ({e})") from None
+    return get(name_of(data))
+
+
 def require(study: Study, analysis: str, what: str) -> None:
     """A clear message when ``analysis`` does not apply to ``study``'s runs."""
     if analysis not in study.analyses:
