@@ -64,6 +64,7 @@ def imitating_mlp():
     return rule, theta
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_distil_recovers_oja_from_a_network_trained_to_imitate_it(imitating_mlp, tmp_path):
     rule, theta = imitating_mlp
     d = _random_data(6000, seed=2)

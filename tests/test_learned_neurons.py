@@ -40,6 +40,7 @@ def test_untrained_learned_neurons_are_their_base_activation(learned):
     assert float(a) == float(b)  # exactly: a = 0, and no L1 on the neurons' φ
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_meta_learning_changes_rule_and_neurons_together(learned, tmp_path):
     _, p = learned
     theta = p.rule.init(jax.random.key(0), p.network.shapes)

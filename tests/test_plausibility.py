@@ -65,6 +65,7 @@ def _catalogue():
 
 
 @pytest.mark.parametrize("name, feedback", list(_catalogue()))
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_catalogue(name, feedback):
     """Expected table: every registered rule is local and online; only symmetric feedback
     (backprop) transports weights."""

@@ -18,6 +18,9 @@ from metaplastic.meta import driver
 from metaplastic.meta.gradient import MetaGradient
 from metaplastic.meta.objective import Objective
 
+#: fits to recordings end to end (training, bootstrap refits, L1 paths): second tier
+pytestmark = pytest.mark.tier2
+
 STEPS, N = 60, 6
 
 

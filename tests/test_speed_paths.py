@@ -51,6 +51,7 @@ def _cartpole_objective(early_exit):
     return mp.Objective(task, net, rule, tasks_per_step=3, early_exit=early_exit), rule, net
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_early_exit_and_population_batches_give_the_full_results():
     full, rule, net = _cartpole_objective(0)
     early, _, _ = _cartpole_objective(30)  # 80 = 2 chunks of 30 + a remainder of 20

@@ -4,12 +4,14 @@ same gradient (cosine >= 0.8; `pytest -s` prints it)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import metaplastic as mp
 from metaplastic.neurons.lif import LIFNeuron
 from metaplastic.spiking import SpikingNetwork
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_surrogate_gradient_agrees_with_evolution_strategies():
     task = mp.tasks.make("pca", n_in=4, n_steps=100)
     net = SpikingNetwork(sizes=(4, 1), neuron_model=LIFNeuron(threshold=0.3), rate=0.3,

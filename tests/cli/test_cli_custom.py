@@ -12,6 +12,7 @@ from metaplastic.cli import main
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "..", "examples")
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_custom_rule_and_task_from_a_user_module_get_everything(tmp_path, monkeypatch,
                                                                  capsys):
     """examples/custom_rule.toml names "custom_rule:DeltaTerms" and

@@ -92,6 +92,7 @@ def test_meta_train_spec_errors():
         Baseline.parse({"rule": "termpool", "meta_train": True, "tune": {"eta": [1.0]}})
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_learned_rule_ablations_and_online_adam(small_fa, tmp_path):
     """``rule = "learned"`` evaluates the run's own θ under network changes: unchanged it
     reproduces the learned row exactly; without hidden feedback it differs. Online Adam
@@ -130,6 +131,7 @@ def test_learned_baseline_takes_only_network_changes():
         Baseline.parse({"rule": {"name": "learned", "eta": 2.0}})
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_baselines_tuned_per_row_on_that_rows_training_classes(small_fa, tmp_path):
     from metaplastic.experiments.rule_runs import evaluate_run
     from metaplastic.experiments.rundir import RunDir

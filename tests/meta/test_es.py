@@ -73,6 +73,7 @@ def test_a_generation_where_every_member_diverges_counts_towards_the_stop():
     assert all(r["diverged"] and r["skipped"] for r in info.value.result.history)
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_es_improves_a_rule_through_the_same_objective(small_pca):
     _, _, rule, objective = small_pca
     es = mp.meta.EvolutionStrategy(strategy="cma_es", population=8, steps=40, sigma=0.1,

@@ -149,6 +149,7 @@ def tiny_meta_meta():
         generations=8)
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_meta_meta_gradient_reaches_phi_and_training_helps(tiny_meta_meta):
     """Backprop through unrolled generations: φ's gradient is finite and non-zero in
     both networks, and a few Adam steps lower the loss on fresh problem draws."""
@@ -177,6 +178,7 @@ def test_meta_meta_problems_are_checked():
         metameta.SelectionObjective(generations=0)
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_meta_meta_memory_is_bounded_by_recomputing_generations():
     """XLA's buffer plan for the meta-meta gradient: with generations recomputed in the
     backward pass only the carried state is kept per generation; without, every

@@ -27,6 +27,7 @@ THETA = jax.tree.map(lambda x: x + 0.1, RULE.init(jax.random.key(0)))
 KEY = jax.random.key(5)
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_a_mixture_is_the_weighted_mean_of_its_parts():
     value, aux, grads = jax.jit(MIX.value_and_grad)(THETA, KEY)
     parts = [p.value_and_grad(THETA, jax.random.fold_in(KEY, i))
@@ -43,6 +44,7 @@ def test_a_mixture_is_the_weighted_mean_of_its_parts():
 @pytest.mark.parametrize("outer", [mp.MetaGradient(steps=3, lr=1e-2, chunk=3),
                                    EvolutionStrategy(population=4, steps=3, chunk=3)],
                          ids=["gradient", "es"])
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_every_outer_loop_optimises_a_mixture(outer):
     result = outer.run(MIX, THETA, key=KEY)
     assert int(result.state.step) == 3

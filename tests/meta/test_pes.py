@@ -55,6 +55,7 @@ def _mean_estimate(strategy: str, runs: int = 400, lr: float = 1e-6) -> np.ndarr
     return np.asarray(jnp.mean(jax.vmap(one)(jax.random.split(jax.random.key(0), runs)), 0))
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_pes_is_unbiased_and_truncated_es_is_not():
     obj = LinearSystem()
     true = jax.grad(lambda t: obj(t, None)[0])(THETA0)

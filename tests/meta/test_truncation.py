@@ -44,6 +44,7 @@ def test_segments_continue_the_same_inner_problems(small_pca):
     assert not np.allclose(g_trunc["coef"], g_full["coef"], rtol=1e-2)
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_truncated_meta_training_learns_oja(small_pca):
     _, _, rule, obj = small_pca
     outer = mp.MetaGradient(steps=120, lr=2e-2, chunk=20, truncation=150,

@@ -54,6 +54,7 @@ def test_rate_episode_holds_curves_of_each_rule_and_weights(rate_run):
     assert not any(k.startswith(("spikes.", "window.", "abcd.")) for k in data)
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_spiking_episode_holds_spikes_rates_and_the_stdp_window(spiking_run):
     cfg, pieces, data = spiking_run
     n = pieces.task.n_steps
@@ -87,6 +88,7 @@ def test_the_figures_that_apply_are_drawn(tmp_path, rate_run, spiking_run):
             assert w > 300 and h > 200
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_abcd_coefficients_are_recorded_per_layer_and_drawn(tmp_path):
     import jax
 

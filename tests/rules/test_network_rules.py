@@ -101,6 +101,7 @@ def test_bad_network_rule_options(name, kw, msg):
         mp.rules.make(name, **kw)
 
 
+@pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
 def test_mlp_rule_trains_in_an_unroll():
     """A meta-gradient through an unroll with the MLP rule is finite and non-zero."""
     task = mp.tasks.make("pca", n_in=4, n_steps=20)

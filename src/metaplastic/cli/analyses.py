@@ -254,7 +254,8 @@ def cmd_list(args) -> int:
             continue
         console.print(f"{title}: " + ", ".join(f"{n} ({', '.join(e.options())})"
                                                for n, e in items.items()), markup=False)
-    console.print("activations: " + ", ".join(ACTIVATIONS))
+    console.print("activations (network.activation; softplus is beta 10 here, beta 1 in an "
+                  "mlp rule): " + ", ".join(ACTIVATIONS))
     console.print("feedback:    " + ", ".join(FEEDBACK))
     console.print("optimizers:  " + ", ".join(OPTIMIZERS))
     console.print("ES strategies (meta.strategy): " + ", ".join(strategy_names()),
