@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 
 import metaplastic as mp
-from metaplastic.rules.base import Rule
-from metaplastic.tasks.base import Task
+from metaplastic.rules import Rule
+from metaplastic.tasks import Task
 
 TERMS = ("delta", "hebb", "decay")
 

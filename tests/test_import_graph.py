@@ -5,6 +5,7 @@ dependency)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import metaplastic as mp
@@ -115,3 +116,12 @@ def test_no_lower_layer_imports_a_higher_one():
 def test_the_checks_can_fail():
     assert cycles({("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")}) == [["a", "b", "c"]]
     assert layer("rules.polynomial") < layer("experiments.study")
+
+
+def test_examples_and_docs_import_from_the_flat_public_api():
+    """Examples and docs import from ``metaplastic`` and its first-level modules only."""
+    root = SRC.parent.parent
+    texts = [*root.glob("examples/*.py"), *root.glob("docs/**/*.md"), root / "README.md"]
+    deep = [f"{p.relative_to(root)}: {m.group(0)}" for p in texts
+            for m in re.finditer(r"(from|import) metaplastic\.\w+\.\w+", p.read_text())]
+    assert deep == []
