@@ -11,7 +11,7 @@ from metaplastic.errors import ConfigError
 from metaplastic.rules.polynomial import PolynomialRule
 
 
-@pytest.mark.parametrize("kind", list(registry.KINDS))
+@pytest.mark.parametrize("kind", list(registry.PIECE_KINDS))
 def test_every_entry_of_every_kind_lists_its_options_from_its_class(kind):
     entries = registry.entries(kind)
     assert entries, f"no {kind} registered"
@@ -40,7 +40,7 @@ def test_every_entry_builds_with_its_defaults(kind):
             assert getattr(piece, option) == value
 
 
-@pytest.mark.parametrize("kind", list(registry.KINDS))
+@pytest.mark.parametrize("kind", list(registry.PIECE_KINDS))
 def test_unknown_names_list_the_valid_ones(kind):
     with pytest.raises(ConfigError, match=f"unknown {kind} 'nope'.*{registry.names(kind)[0]}"):
         registry.entry(kind, "nope")

@@ -36,8 +36,9 @@ from typing import Any
 from metaplastic._fields import coerce_kwargs
 from metaplastic.errors import ConfigError, check_kwargs, unknown_name
 
-#: the kinds of piece, and the package whose import registers the built-in ones
-KINDS = {"rule": "metaplastic.rules", "task": "metaplastic.tasks",
+#: the kinds of piece, and the package whose import registers the built-in ones (the
+#: kinds of *search* an outer loop is are ``meta.outer.SEARCH_KINDS``)
+PIECE_KINDS = {"rule": "metaplastic.rules", "task": "metaplastic.tasks",
          "outer": "metaplastic.meta", "neuron": "metaplastic.neurons",
          "check": "metaplastic.analysis.plausibility", "study": "metaplastic.experiments.studies"}
 
@@ -62,7 +63,7 @@ class Entry:
         return [n for n in names if n not in self.fixed]
 
 
-_REGISTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+_REGISTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in PIECE_KINDS}
 
 #: what a class of each kind must have (the protocols of docs/extending.md)
 PROTOCOLS = {"rule": ("init", "update", "layer_theta", "init_state", "initial_weights"),
@@ -86,14 +87,14 @@ def check_protocol(kind: str, name: str, cls: Any) -> None:
 
 
 def _check_kind(kind: str) -> dict[str, Entry]:
-    if kind not in KINDS:
-        raise unknown_name("kind of piece", kind, KINDS)
+    if kind not in PIECE_KINDS:
+        raise unknown_name("kind of piece", kind, PIECE_KINDS)
     return _REGISTRIES[kind]
 
 
 def register(kind: str, name: str, cls: type, *, fixed: dict | None = None,
              defaults: dict | None = None, doc: str = "", replace: bool = False) -> type:
-    """Register ``cls`` as ``name`` of ``kind`` (one of :data:`KINDS`); returns ``cls``.
+    """Register ``cls`` as ``name`` of ``kind`` (one of :data:`PIECE_KINDS`); returns ``cls``.
 
     ``fixed``: options the name sets and hides; ``defaults``: options whose default the
     name changes (still settable). Registering a taken name needs ``replace=True``.
@@ -131,7 +132,7 @@ def _all_fields(cls) -> list[str]:
 
 
 def _builtins(kind: str) -> None:
-    importlib.import_module(KINDS[kind])
+    importlib.import_module(PIECE_KINDS[kind])
 
 
 def names(kind: str) -> list[str]:

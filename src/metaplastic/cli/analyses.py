@@ -220,13 +220,13 @@ def _print_outer_kind(cfg, pieces, theta) -> None:
     """The outer loop's kind, measured (meta.outer.measure_kind)."""
     import jax
 
-    from metaplastic.meta.outer import KINDS, measure_kind
+    from metaplastic.meta.outer import SEARCH_KINDS, measure_kind
 
     name = cfg.meta.get("outer", "gradient")
     with console.status("tracing one meta-step..."):
         kind, evidence = measure_kind(pieces.outer, pieces.objective, theta,
                                       jax.random.key(cfg.seed))
-    console.print(f"outer loop {name!r}: [bold]{kind}[/] — {KINDS.get(kind, '')}. "
+    console.print(f"outer loop {name!r}: [bold]{kind}[/] — {SEARCH_KINDS.get(kind, '')}. "
                   f"Evidence: {evidence}.")
 
 

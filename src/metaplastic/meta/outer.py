@@ -94,7 +94,7 @@ class OuterLoop:
 
 
 #: what each kind of outer loop means, for ``metaplastic check``
-KINDS = {"gradient": "differentiates the objective through the unrolled learning",
+SEARCH_KINDS = {"gradient": "differentiates the objective through the unrolled learning",
          "evolutionary": "uses only fitness values; its update rule was designed by hand",
          "learned-evolutionary": "uses only fitness values; its selection network was "
                                  "trained by backpropagation beforehand, offline"}
