@@ -26,6 +26,7 @@ from metaplastic.cli.console import (  # noqa: E402
     console,
     exit_status,
     processes,
+    stop_signals,
 )
 from metaplastic.cli.tables import tuned_label  # noqa: E402
 from metaplastic.cli.training import parse_seeds  # noqa: E402
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     from metaplastic.analysis.plausibility import ConstraintError
 
     try:
-        with processes(args):
+        with processes(args), stop_signals():  # SIGTERM at start-up: exit 143, said
             return args.func(args)
     except ConstraintError as e:
         console.print(f"[red]error:[/] {escape(str(e))}")

@@ -36,16 +36,21 @@ def cmd_report(args) -> int:
     paths = study.report(run)
     if not paths:
         raise MetaplasticError(f"{run.path} has no metrics to plot")
-    if args.tensorboard:
-        from metaplastic.report.tensorboard import write_run
-
-        names = run.read_json("summary.json").get("plot", {}).get("theta_names", [])
-        paths.append(write_run(run.path, names))
     try:
         summary = run.read_json("summary.json")
     except MetaplasticError as e:  # the plots need only metrics.jsonl
         console.print(f"[yellow]warning:[/] {escape(str(e))}")
         summary = {}
+    if not isinstance(summary, dict):
+        console.print(f"[yellow]warning:[/] {run.path / 'summary.json'} is damaged (not a "
+                      f"table); its numbers are not used")
+        summary = {}
+    if args.tensorboard:
+        from metaplastic.report.tensorboard import write_run
+
+        plot = summary.get("plot")
+        names = plot.get("theta_names", []) if isinstance(plot, dict) else []
+        paths.append(write_run(run.path, names))
     if summary.get("formula"):
         console.print(f"learned rule: {summary['formula']}")
     for p in paths:

@@ -75,6 +75,9 @@ def warn_if_unfinished(run) -> None:
 
 
 def print_compare(summaries: list[dict]) -> None:
+    for note in (summaries[0].get("notes", []) if summaries else []):
+        console.print(f"[yellow]note:[/] {escape(note)}")
+
     def fmt(v):
         mean, ci = v
         if mean != mean:  # NaN

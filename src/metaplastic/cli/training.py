@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shlex
 from pathlib import Path
 
 from rich.markup import escape
@@ -50,6 +51,8 @@ def cmd_run(args) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     if seeds is not None and args.seed is not None:
         raise ConfigError("give --seed or --seeds, not both")
+    if args.seeds_vmap and seeds is None:
+        raise ConfigError("--seeds-vmap batches the seeds of --seeds; give --seeds too")
     study, cfg = studies.resolve(args.config, args.set, args.seed)
     built = study.build(cfg, evaluation=not args.no_eval)  # before anything is created
     check_log(args)
@@ -85,6 +88,10 @@ def cmd_resume(args) -> int:
     check_log(args)
     enable_compile_cache()
     console.print(f"resuming [bold]{run.path}[/]")
+    changed = lifecycle.config_changes(study, cfg, run)
+    if changed:
+        console.print("[yellow]note:[/] config.toml was changed since the run started: "
+                      + escape("; ".join(changed)))
     return train(study, cfg, run, built, args, resume=True)
 
 
@@ -94,8 +101,40 @@ def _bar(what: str) -> Progress:
                     transient=False)
 
 
+def q(path) -> str:
+    """A path as it can be pasted into a shell."""
+    return shlex.quote(str(path))
+
+
+def say_stopped(run: RunDir, stopped: BaseException) -> int:
+    """What an interrupted run kept, truthfully; the exit status (130, 143)."""
+    if (run.path / "checkpoint.npz").is_file():
+        steps = run.read_json("summary.json").get("meta_steps", "?")
+        console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
+                      f"finished chunk, metrics and summary saved in {q(run.path)} "
+                      f"(continue with: metaplastic resume {q(run.path)})")
+    elif (run.path / "config.toml").is_file():
+        console.print(f"[yellow]interrupted[/] before the first meta-step finished: nothing "
+                      f"trained was kept; the configuration is saved in {q(run.path)} "
+                      f"(start it again with: metaplastic resume {q(run.path)})")
+    else:
+        with contextlib.suppress(OSError):
+            run.path.rmdir()  # empty: nothing to keep
+        console.print("[yellow]interrupted[/] before anything was saved (no run directory "
+                      "was kept)")
+    return exit_status(stopped)
+
+
 def train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
     """Meta-train with a progress bar; then what the study shows after training."""
+    try:
+        with run.writer():
+            return _train(study, cfg, run, built, args, resume=resume)
+    except KeyboardInterrupt as e:  # before training started, or after it ended
+        return say_stopped(run, e)
+
+
+def _train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
     score = study.score(built)
     log = open_log(args, run, study, cfg, built)
     with contextlib.ExitStack() as stack, _bar(study.training) as bar:
@@ -124,23 +163,26 @@ def train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
             stopped = e  # said below, once the progress bar is closed
     if isinstance(stopped, NonFiniteError):
         console.print(f"[red]error:[/] {escape(str(stopped))}")
-        console.print(f"partial results (last finite θ, metrics) saved in {run.path}")
+        kept = ("the last finite θ" if (run.path / study.theta_file).is_file()
+                else "no θ (it was not finite)")
+        console.print(f"partial results ({kept}, metrics, summary) saved in {q(run.path)}")
         return EXIT_NONFINITE
     if stopped is not None:
-        steps = run.read_json("summary.json").get("meta_steps", 0)
-        console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
-                      f"finished chunk, metrics and summary saved in {run.path} "
-                      f"(continue with: metaplastic resume {run.path})")
-        return exit_status(stopped)
+        return say_stopped(run, stopped)
     log_hint(log)
     console.print(f"{study.training}: {summary['meta_steps']} steps in "
                   f"{summary['seconds']:.1f} s")
     for line in study.describe(summary, run):
         console.print(line)
-    _after_training(study, cfg, run, args)
+    try:
+        _after_training(study, cfg, run, args)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM during evaluation or recovery
+        console.print(f"[yellow]interrupted[/] after training: the trained run is saved in "
+                      f"{q(run.path)} (evaluate it with: metaplastic eval {q(run.path)})")
+        return exit_status(e)
     if "eval" in study.after_training:
-        console.print(f"results in {run.path}  (metaplastic eval {run.path} · "
-                      f"metaplastic report {run.path})")
+        console.print(f"results in {q(run.path)}  (metaplastic eval {q(run.path)} · "
+                      f"metaplastic report {q(run.path)})")
     return 0
 
 
@@ -150,6 +192,9 @@ def _after_training(study, cfg, run: RunDir, args) -> None:
         return
     if "eval" in study.after_training and study.has_evaluation(cfg):
         print_eval(study, run)
+    elif "eval" in study.after_training:
+        console.print("no held-out evaluation: eval.tasks = 0 (metaplastic eval RUN "
+                      "--tasks N evaluates later)")
     if "recover" in study.after_training:
         print_recovery(run)
 
@@ -201,16 +246,18 @@ def train_seeds(study, group: Path, runs: list[RunDir], cfgs, built, args, *,
 
         stopped = None
         try:
-            with stop_signals():
+            with stop_signals(), contextlib.ExitStack() as locks:
+                for run in runs:
+                    locks.enter_context(run.writer())
                 summaries = lifecycle.train_seeds(
                     study, cfgs, runs, progress, built=built, resume=resume,
                     batching="vmap" if getattr(args, "seeds_vmap", False) else "loop")
         except KeyboardInterrupt as e:
             stopped = e  # said below, once the progress bar is closed
     if stopped is not None:
-        console.print(f"[yellow]interrupted[/]; each seed's θ of the last finished chunk, "
-                      f"metrics and summary saved under {group} (continue with: "
-                      f"metaplastic resume {group})")
+        console.print(f"[yellow]interrupted[/]; what each seed kept is saved under "
+                      f"{q(group)} (its summary.json says: `resume`); continue with: "
+                      f"metaplastic resume {q(group)}")
         return exit_status(stopped)
     seconds = max(s["seconds"] for s in summaries)
     console.print(f"{study.training}: {len(seeds)} seeds in {seconds:.1f} s")
@@ -233,5 +280,6 @@ def train_seeds(study, group: Path, runs: list[RunDir], cfgs, built, args, *,
 
     compared, js, png = compare([str(r.path) for r in runs], group)
     print_compare(compared)
-    console.print(f"seeds compared: {js} and {png}  (metaplastic compare {group}/seed-*)")
+    console.print(f"seeds compared: {js} and {png}  (metaplastic compare "
+                  f"{q(group)}/seed-*)")
     return EXIT_NONFINITE if diverged else 0

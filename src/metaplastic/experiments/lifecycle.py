@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 from metaplastic.errors import NonFiniteError
 from metaplastic.experiments import study as studies
@@ -81,7 +82,10 @@ def train_seeds(study: studies.Study, cfgs: list[Any], runs: list[RunDir],
         results = run_seeds(
             built.outer, built.objective, [s.theta0 for s in starts],
             [s.key for s in starts], batching=batching,
-            states=[s.state for s in starts] if resume else None,
+            states=None if all(s.state is None for s in starts) else [
+                s.state if s.state is not None
+                else driver.init(built.outer, built.objective, s.theta0, s.key)
+                for s in starts],
             progress=lambda i, records: starts[i].on_chunk(
                 None if progress is None else lambda r: progress(i, r))(records),
             checkpoint=lambda i, state: runs[i].save_checkpoint(state))
@@ -103,6 +107,47 @@ def train_seeds(study: studies.Study, cfgs: list[Any], runs: list[RunDir],
             in zip(starts, results, summaries, strict=True)]
 
 
+def config_changes(study: studies.Study, cfg: Any, run: RunDir) -> list[str]:
+    """``key: before -> now`` for every value of ``cfg`` that differs from the
+    configuration the run started with (its summary's ``config_at_start``)."""
+    import json
+
+    try:
+        start = run.read_json("summary.json").get("config_at_start")
+    except Exception:  # noqa: BLE001 - a damaged summary: nothing to compare with
+        return []
+    if not isinstance(start, dict):
+        return []
+    now = json.loads(json.dumps(study.to_dict(cfg), default=str))
+    flat_start, flat_now = _flatten(start), _flatten(now)
+    return [f"{k}: {flat_start.get(k, '(absent)')!r} -> {flat_now.get(k, '(absent)')!r}"
+            for k in sorted(set(flat_start) | set(flat_now))
+            if flat_start.get(k) != flat_now.get(k)]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _finite(theta: Any) -> bool:
+    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(theta))
+
+
+def _resume_from(run: RunDir) -> str:
+    """What ``metaplastic resume`` of this run directory does, in words."""
+    if (run.path / "checkpoint.npz").is_file():
+        return "continues from the checkpoint of the last whole chunk"
+    if run.metrics():
+        return "refused: metrics were written but no checkpoint.npz (damaged)"
+    return "starts from meta-step 0 (nothing trained was kept; the configuration is saved)"
+
+
 class Start:
     """One run's start (θ0, keys, resumed state, the study's checks) and its finish (θ,
     summary, plots): what :func:`train` and :func:`train_seeds` share."""
@@ -110,7 +155,14 @@ class Start:
     def __init__(self, study: studies.Study, cfg: Any, run: RunDir, built: Any,
                  resume: bool):
         self.study, self.cfg, self.run, self.built = study, cfg, run, built
+        if resume and not (run.path / "checkpoint.npz").is_file() and not run.metrics():
+            # stopped before its first chunk ended: nothing trained was kept; the saved
+            # configuration starts again from meta-step 0 (a run that trained and lost its
+            # checkpoint is refused by load_checkpoint below, never restarted)
+            resume = False
         self.resume = resume
+        if not resume:  # first: a run stopped at any later moment can be resumed
+            studies.save(study, cfg, run.path / "config.toml")
         k_init, self.key = run_keys(cfg)
         self.theta0 = study.init(cfg, built, k_init)
         self.state, self.resumed_at = None, None
@@ -123,9 +175,9 @@ class Start:
             # what `before` gave is kept (run directories older than studies: constraints)
             before = saved.get("before", ["constraints"])
             self.kept = {k: v for k, v in saved.items() if k in before}
-        else:
-            studies.save(study, cfg, run.path / "config.toml")
-            self.kept = study.before(cfg, built, self.theta0, run)
+        else:  # the study's checks, and the configuration as it started (resume compares)
+            self.kept = {**study.before(cfg, built, self.theta0, run),
+                         "config_at_start": study.to_dict(cfg)}
         self.started = time.perf_counter()
 
     def on_chunk(self, progress: Callable[[list], None] | None) -> Callable[[list], None]:
@@ -142,13 +194,21 @@ class Start:
         meta-trained in the same program (``seconds`` is then that program's)."""
         theta = result.theta if result is not None else self.theta0
         done = int(result.state.step) if result is not None and result.state is not None else 0
+        finite = _finite(theta)
         with deferred():  # a second Ctrl-C does not cut the saving of θ and summary short
-            self.study.save_theta(self.run, theta)
+            if finite:
+                self.study.save_theta(self.run, theta)
+            else:  # never a non-finite θ on disk (nor an older θ that disagrees)
+                (self.run.path / self.study.theta_file).unlink(missing_ok=True)
             summary: dict[str, Any] = {
                 "study": self.study.name, "status": status,
                 "seconds": round(time.perf_counter() - self.started, 2),
                 "meta_steps": done,
-                **self.study.summary(self.cfg, self.built, theta, status, self.run),
+                **(self.study.summary(self.cfg, self.built, theta, status, self.run)
+                   if finite else {}),
+                "theta": (f"saved ({self.study.theta_file})" if finite else
+                          "none: θ was not finite"),
+                "resume": _resume_from(self.run),
                 **self.kept, "before": sorted(self.kept), "provenance": provenance()}
             if self.resume:
                 summary["provenance"]["resumed_at_step"] = self.resumed_at

@@ -203,6 +203,9 @@ def validate(cfg: RunConfig, evaluation: bool = True) -> Pieces:
     check_names(cfg.constraints)
     if cfg.reference:
         build_rule(cfg, cfg.reference)
+    check_eval_tasks(cfg.eval.tasks, "eval.tasks")
+    for spec in cfg.eval.baselines:  # their form even when not evaluated now (--no-eval)
+        Baseline.parse(spec)
     if not evaluation:
         return pieces
     validate_baselines(cfg)

@@ -14,6 +14,7 @@ import numpy as np
 from metaplastic import capabilities
 from metaplastic.analysis import export, neuromorphic
 from metaplastic.analysis.explain import check_options, collect, distil, heatmaps
+from metaplastic.errors import ConfigError
 from metaplastic.experiments.build import build
 from metaplastic.experiments.rule_runs import run_theta
 from metaplastic.experiments.rundir import RunDir
@@ -70,6 +71,8 @@ def export_rule(run: RunDir, cfg: Any, formats: list[str], check_nir: bool = Fal
     if explained is not None:  # the formula `metaplastic explain` distilled, too
         texts |= {("explained", f): export.render_distilled(explained, f) for f in formats}
     out = run.path / "export"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a folder: move it away to export")
     out.mkdir(exist_ok=True)
     written = []
     for (what, fmt), text in texts.items():

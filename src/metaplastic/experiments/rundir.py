@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -136,6 +137,29 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    @contextlib.contextmanager
+    def writer(self):
+        """Hold the run directory's lock while writing it (``run.lock``; an advisory
+        ``flock``, released by the system when the process ends, even by kill -9): a
+        second writer — ``metaplastic resume`` of a run still training — gets one
+        ConfigError instead of two processes writing the same files."""
+        try:
+            import fcntl
+        except ImportError:  # no POSIX locks (Windows): no second-writer check
+            yield
+            return
+        with open(self.path / "run.lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise ConfigError(f"{self.path} is being written by another process (a run "
+                                  f"or resume still going on); wait for it or stop it "
+                                  f"first") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:

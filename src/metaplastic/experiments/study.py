@@ -27,6 +27,7 @@ named ``"module:Class"`` in a config's ``study`` key; docs/extending.md has a wo
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -150,10 +151,24 @@ def name_of(d: dict) -> str:
     return "rule"
 
 
+def check_finite(d: Any, where: str = "") -> None:
+    """A ConfigError naming the first non-finite number (inf, nan) of a configuration:
+    no run starts from one (an infinite learning rate would make every θ infinite)."""
+    if isinstance(d, dict):
+        for k, v in d.items():
+            check_finite(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(d, list | tuple):
+        for i, v in enumerate(d):
+            check_finite(v, f"{where}[{i}]")
+    elif isinstance(d, float) and not math.isfinite(d):
+        raise ConfigError(f"{where} = {d}: a config's numbers must be finite")
+
+
 def from_dict(d: dict) -> tuple[Study, Any]:
     """(study, configuration) of a configuration table (a parsed TOML file)."""
     if not isinstance(d, dict):
         raise ConfigError(f"a config must be a table, got {type(d).__name__}")
+    check_finite(d)
     study = get(name_of(d))
     return study, study.from_dict({k: v for k, v in d.items() if k != "kind"
                                    or v != "selection-meta"})
@@ -168,10 +183,15 @@ def load(path: str | Path) -> tuple[Study, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: tables nested too deeply to be a config") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    if not data:
+        raise ConfigError(f"{path} is empty: a config names at least its task and rule (or "
+                          f"a study); see docs/config.md, or start from a preset")
     return from_dict(data)
 
 
@@ -208,7 +228,10 @@ def resolve(spec: str, sets: list[str], seed: int | None) -> tuple[Study, Any]:
         study = get(cfg.study) if cfg.study != study.name else study
     if seed is not None:
         sets = [*sets, f"seed={seed}"]
-    return study, (study.override(cfg, sets) if sets else cfg)
+    if sets:
+        cfg = study.override(cfg, sets)
+        check_finite(study.to_dict(cfg))
+    return study, cfg
 
 
 def of_run(path: str | Path) -> tuple[Study, Any]:
@@ -228,8 +251,8 @@ def named_by_run(path: str | Path) -> Study:
         raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
     try:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"{file} is damaged ({e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError, RecursionError) as e:
+        raise ConfigError(f"{file} is damaged ({type(e).__name__}: {e})") from None
     return get(name_of(data))
 
 

@@ -68,7 +68,7 @@ def load_run(path: str | Path) -> Run:
         raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
     try:
         config = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{cfg_path} is damaged ({e})") from None
     metrics = read_metrics(path / "metrics.jsonl") if (path / "metrics.jsonl").is_file() else []
     return Run(path, config, metrics, read_json(path / "summary.json", strict=False),
@@ -85,11 +85,40 @@ def expand(specs: list[str]) -> list[Path]:
             hits = sorted(p for p in Path(base).glob(rel) if p.is_dir())
             if not hits:
                 raise ConfigError(f"no run directories match {spec!r}")
-            out += hits
+            out += [q for p in hits for q in _seeds_of(p)]
         else:
-            out.append(Path(spec))
+            out += _seeds_of(Path(spec))
     seen: set[Path] = set()
     return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+def _seeds_of(path: Path) -> list[Path]:
+    """A ``--seeds`` group directory as its seed runs (in seed order); a run as itself."""
+    if (path / "config.toml").exists() or not path.is_dir():
+        return [path]
+    seeds = sorted((p.parent for p in path.glob("seed-*/config.toml")),
+                   key=lambda p: int(p.name.split("-")[1]) if p.name[5:].isdigit() else 0)
+    return seeds or [path]
+
+
+def distinct(runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """Runs with a configuration (seed included) met before — a copied run, or the same
+    seed reached through two paths — counted once; and notes that say which, and which
+    runs have no metrics to compare (named, not shown as numbers)."""
+    seen: dict[str, Run] = {}
+    kept, notes = [], []
+    for run in runs:
+        key = json.dumps(run.config, sort_keys=True, default=str)
+        if key in seen:
+            notes.append(f"{run.path} has the configuration and seed of {seen[key].path}: "
+                         f"counted once")
+            continue
+        seen[key] = run
+        kept.append(run)
+        if not run.metrics:
+            notes.append(f"{run.path} has no readable metrics.jsonl (missing or damaged): "
+                         f"it adds no meta-loss")
+    return kept, notes
 
 
 def group(runs: list[Run]) -> list[Group]:
@@ -207,13 +236,17 @@ def compare(specs: list[str], out: str | Path = ".") -> tuple[list[dict], Path, 
     paths = expand(specs)
     if not paths:
         raise ConfigError("compare needs at least one run directory")
-    groups = group([load_run(p) for p in paths])
+    runs, notes = distinct([load_run(p) for p in paths])
+    groups = group(runs)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot write to {str(out)!r}: {e.strerror or e}") from None
     summaries = [summarise(g) for g in groups]
+    if summaries:
+        summaries[0]["notes"] = notes  # said once, with the first group
     js = out / "compare.json"
-    js.write_text(json.dumps({"groups": _no_nan(summaries)}, indent=1, default=str) + "\n")
+    js.write_text(json.dumps({"groups": _no_nan(summaries), "notes": notes}, indent=1,
+                             default=str) + "\n")
     return summaries, js, plot(groups, out / "compare.png")

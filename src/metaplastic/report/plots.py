@@ -168,11 +168,14 @@ def make_report(run_path: str | Path) -> list[Path]:
         summary = json.loads((run_path / "summary.json").read_text())
     except (OSError, ValueError):
         summary = {}
-    plot = summary.get("plot", {}) if isinstance(summary, dict) else {}
+    if not isinstance(summary, dict):  # damaged: plots from the metrics alone
+        summary = {}
+    plot = summary.get("plot", {})
+    plot = plot if isinstance(plot, dict) else {}
     out = [plot_meta_loss(history, run_path / "meta_loss.png", score=plot.get("score"))]
     if "theta" in history[0]:
         names = plot.get("theta_names") or []
-        ref = summary.get("reference_theta") if isinstance(summary, dict) else None
+        ref = summary.get("reference_theta")
         if not (isinstance(ref, list) and all(isinstance(v, int | float) for v in ref)):
             ref = None  # absent, or a damaged summary: no reference lines
         out.append(plot_coefficients(history, names, run_path / "coefficients.png",

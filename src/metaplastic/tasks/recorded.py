@@ -72,6 +72,10 @@ def load(path: str) -> dict[str, np.ndarray]:
     if unknown:
         raise ConfigError(f"recordings {path!r}: unknown array(s) {unknown}; the layout "
                           f"has {', '.join(KEYS)}, w0_1, w0_2, ...")
+    kinds = {k: v.dtype for k, v in data.items() if v.dtype.kind not in "biuf"}
+    if kinds:
+        raise ConfigError(f"recordings {path!r}: arrays must hold numbers; "
+                          + ", ".join(f"{k} holds {d}" for k, d in sorted(kinds.items())))
     if "inputs" not in data or data["inputs"].ndim != 3:
         raise ConfigError(f"recordings {path!r} need 'inputs' of shape (trajectories, "
                           f"steps, n_in)")

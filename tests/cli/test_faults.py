@@ -1,0 +1,150 @@
+"""Every fault tells the truth: an interrupt at start-up or during evaluation, non-finite
+numbers in a config, damaged files, pasteable hints (issue 30's first items)."""
+
+import json
+import shlex
+
+import numpy as np
+import pytest
+
+from metaplastic.cli import main
+from metaplastic.errors import Terminated
+from metaplastic.experiments.rundir import RunDir
+
+TINY = ["--set", "task.n_steps=100", "--set", "task.n_in=4", "--set", "meta.steps=4",
+        "--set", "meta.chunk=2", "--set", "eval.tasks=0", "--set", "constraints=[]"]
+
+
+def _out(capsys) -> str:
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_an_interrupt_before_the_first_chunk_says_so_and_resumes_from_step_0(
+        tmp_path, capsys, monkeypatch):
+    from metaplastic.meta import driver
+
+    chunk_fn = driver.chunk_fn
+
+    def stopped_while_compiling(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "chunk_fn", stopped_while_compiling)
+    assert main(["run", "oja", *TINY, "--out", str(tmp_path / "cut")]) == 130
+    monkeypatch.setattr(driver, "chunk_fn", chunk_fn)
+    (cut,) = (tmp_path / "cut").iterdir()
+    out = _out(capsys)
+    assert "before the first meta-step finished" in out and "nothing trained" in out
+    assert "metaplastic resume" in out and "continue with" not in out
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["meta_steps"] == 0 and summary["resume"].startswith("starts from")
+    assert not (cut / "checkpoint.npz").exists()
+    assert main(["resume", str(cut)]) == 0  # from step 0 with the saved configuration
+    assert main(["run", "oja", *TINY, "--out", str(tmp_path / "whole")]) == 0
+    (whole,) = (tmp_path / "whole").iterdir()
+    np.testing.assert_array_equal(RunDir(cut).theta()["coef"], RunDir(whole).theta()["coef"])
+    assert [r["step"] for r in RunDir(cut).metrics()] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_numbers_in_a_config_are_refused_at_load(value, tmp_path, capsys):
+    assert main(["run", "oja", "--set", f"meta.lr={value}", "--out", str(tmp_path)]) == 2
+    assert "must be finite" in _out(capsys) and not list(tmp_path.iterdir())
+
+
+def test_a_non_finite_number_in_a_toml_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text('[task]\nname = "pca"\n[rule]\nname = "polynomial"\neta = inf\n')
+    assert main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "rule.eta = inf" in _out(capsys)
+
+
+def test_an_interrupt_during_evaluation_keeps_and_says_the_trained_run(
+        tmp_path, capsys, monkeypatch):
+    import metaplastic.cli.training as training
+
+    def terminated(*a, **kw):
+        raise Terminated("signal 15")
+
+    monkeypatch.setattr(training, "print_eval", terminated)
+    args = ["run", "oja", *TINY, "--set", "eval.tasks=2", "--out", str(tmp_path)]
+    assert main(args) == 143
+    (run,) = tmp_path.iterdir()
+    out = _out(capsys)
+    assert "the trained run is saved" in out and "metaplastic eval" in out
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_damaged_inputs_are_one_message(tmp_path, capsys):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert main(["run", str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert "is empty" in _out(capsys)
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "{a = " * 500 + "1" + "}" * 500 + "\n")
+    assert main(["run", str(deep), "--out", str(tmp_path / "o")]) == 2
+    assert "Traceback" not in _out(capsys)
+    assert main(["run", "oja", "--seeds-vmap", "--out", str(tmp_path / "o")]) == 2
+    assert "--seeds too" in _out(capsys)
+
+
+def test_a_damaged_run_is_reported_not_a_traceback(tmp_path, capsys):
+    assert main(["run", "oja", *TINY, "--out", str(tmp_path)]) == 0
+    (run,) = tmp_path.iterdir()
+    (run / "summary.json").write_text("[1, 2]")
+    assert main(["report", str(run), "--tensorboard"]) == 0
+    assert "summary.jsonisdamaged" in _out(capsys).replace(" ", "")
+    (run / "export").write_text("a file where the folder goes")
+    assert main(["export", str(run)]) == 2
+    assert "is a file" in _out(capsys)
+
+
+def test_recordings_of_strings_are_one_message(tmp_path):
+    from metaplastic.errors import ConfigError
+    from metaplastic.tasks.recorded import load
+
+    path = tmp_path / "r.npz"
+    np.savez(path, inputs=np.full((2, 3, 4), "x"), activity=np.zeros((2, 3, 1)))
+    with pytest.raises(ConfigError, match="inputs holds"):
+        load(str(path))
+
+
+def test_printed_hints_can_be_pasted_into_a_shell(tmp_path, capsys):
+    out = tmp_path / "o ut;x"
+    assert main(["run", "oja", *TINY, "--set", "eval.tasks=2", "--out", str(out)]) == 0
+    (run,) = out.iterdir()
+    text = capsys.readouterr().out.replace("\n", "")
+    assert f"metaplastic eval {shlex.quote(str(run))}" in text
+
+
+def test_a_second_writer_is_refused_and_an_edited_config_is_said(tmp_path, capsys):
+    assert main(["run", "oja", *TINY, "--out", str(tmp_path)]) == 0
+    (run,) = tmp_path.iterdir()
+    capsys.readouterr()
+    with RunDir(run).writer():  # another process still training this run
+        assert main(["resume", str(run)]) == 2
+        assert "being written by another process" in _out(capsys)
+    cfg = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(cfg.replace("steps = 4", "steps = 6"))
+    assert main(["resume", str(run)]) == 0
+    out = _out(capsys)
+    assert "config.toml was changed since the run started" in out and "meta.steps: 4 -> 6" in out
+    assert [r["step"] for r in RunDir(run).metrics()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_compare_counts_a_seed_once_expands_groups_and_names_damage(tmp_path, capsys):
+    import shutil
+
+    assert main(["run", "oja", *TINY, "--seeds", "0-1", "--out", str(tmp_path)]) == 0
+    (group,) = tmp_path.iterdir()
+    shutil.copytree(group / "seed-0", tmp_path / "copy-of-seed-0")
+    shutil.copytree(group / "seed-1", tmp_path / "torn")
+    (tmp_path / "torn" / "config.toml").write_text(
+        (group / "seed-1" / "config.toml").read_text().replace("seed = 1", "seed = 7"))
+    (tmp_path / "torn" / "metrics.jsonl").write_text('{"step": 1, "task_lo')
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "*"), "--out", str(tmp_path / "cmp")]) == 0
+    out = _out(capsys).replace(" ", "")
+    assert "countedonce" in out and "noreadablemetrics.jsonl" in out
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    (g,) = data["groups"]
+    assert sorted(g["seeds"]) == [0, 1, 7]  # the group expanded, the copy counted once
