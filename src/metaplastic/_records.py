@@ -27,6 +27,23 @@ def read_metrics(path: str | Path) -> list[dict]:
     return out
 
 
+def unreadable_lines(path: str | Path) -> int:
+    """How many non-empty lines of a metrics file are not JSON objects (torn by a kill,
+    garbled): what :func:`read_metrics` skips, for the edges to say."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    bad = 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            bad += not isinstance(json.loads(line), dict)
+        except json.JSONDecodeError:
+            bad += 1
+    return bad
+
+
 def read_json(path: str | Path, strict: bool = True) -> dict:
     """A JSON object file ({} if absent). Not JSON: a ConfigError naming the file; JSON but
     not an object: a ConfigError when ``strict``, else {}."""

@@ -148,3 +148,16 @@ def test_compare_counts_a_seed_once_expands_groups_and_names_damage(tmp_path, ca
     data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     (g,) = data["groups"]
     assert sorted(g["seeds"]) == [0, 1, 7]  # the group expanded, the copy counted once
+
+
+def test_torn_metrics_lines_are_said_by_report_and_resume(tmp_path, capsys):
+    assert main(["run", "oja", *TINY, "--out", str(tmp_path)]) == 0
+    (run,) = tmp_path.iterdir()
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "task_lo')
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    assert "1 line(s) of metrics.jsonl could not be read" in _out(capsys)
+    assert main(["resume", str(run)]) == 0
+    assert "they are dropped" in _out(capsys)
+    assert [r["step"] for r in RunDir(run).metrics()] == [1, 2, 3, 4]

@@ -32,7 +32,13 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from metaplastic._records import unreadable_lines
+
     study, run = studies.named_by_run(args.run), RunDir(args.run)
+    torn = unreadable_lines(run.path / "metrics.jsonl")
+    if torn:
+        console.print(f"[yellow]warning:[/] {torn} line(s) of metrics.jsonl could not be "
+                      f"read (cut by a kill, or garbled): the plots skip them")
     paths = study.report(run)
     if not paths:
         raise MetaplasticError(f"{run.path} has no metrics to plot")

@@ -88,6 +88,12 @@ def cmd_resume(args) -> int:
     check_log(args)
     enable_compile_cache()
     console.print(f"resuming [bold]{run.path}[/]")
+    from metaplastic._records import unreadable_lines
+
+    torn = unreadable_lines(run.path / "metrics.jsonl")
+    if torn:
+        console.print(f"[yellow]note:[/] {torn} line(s) of metrics.jsonl could not be read "
+                      f"(cut by a kill, or garbled): they are dropped")
     changed = lifecycle.config_changes(study, cfg, run)
     if changed:
         console.print("[yellow]note:[/] config.toml was changed since the run started: "
