@@ -11,8 +11,9 @@ from metaplastic.cli import main
 from metaplastic.errors import Terminated
 from metaplastic.experiments.rundir import RunDir
 
-TINY = ["--set", "task.n_steps=100", "--set", "task.n_in=4", "--set", "meta.steps=4",
-        "--set", "meta.chunk=2", "--set", "eval.tasks=0", "--set", "constraints=[]"]
+#: the shapes of tests/cli/test_cli.py's shared run (its compiled programs are reused)
+TINY = ["--set", "task.n_steps=200", "--set", "task.n_in=6", "--set", "meta.steps=20",
+        "--set", "meta.chunk=10", "--set", "eval.tasks=0", "--set", "constraints=[]"]
 
 
 def _out(capsys) -> str:
@@ -42,7 +43,7 @@ def test_an_interrupt_before_the_first_chunk_says_so_and_resumes_from_step_0(
     assert main(["run", "oja", *TINY, "--out", str(tmp_path / "whole")]) == 0
     (whole,) = (tmp_path / "whole").iterdir()
     np.testing.assert_array_equal(RunDir(cut).theta()["coef"], RunDir(whole).theta()["coef"])
-    assert [r["step"] for r in RunDir(cut).metrics()] == [1, 2, 3, 4]
+    assert [r["step"] for r in RunDir(cut).metrics()] == list(range(1, 21))
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
@@ -124,13 +125,15 @@ def test_a_second_writer_is_refused_and_an_edited_config_is_said(tmp_path, capsy
         assert main(["resume", str(run)]) == 2
         assert "being written by another process" in _out(capsys)
     cfg = (run / "config.toml").read_text()
-    (run / "config.toml").write_text(cfg.replace("steps = 4", "steps = 6"))
+    (run / "config.toml").write_text(cfg.replace("steps = 20", "steps = 30"))
     assert main(["resume", str(run)]) == 0
     out = _out(capsys)
-    assert "config.toml was changed since the run started" in out and "meta.steps: 4 -> 6" in out
-    assert [r["step"] for r in RunDir(run).metrics()] == [1, 2, 3, 4, 5, 6]
+    assert "config.toml was changed since the run started" in out
+    assert "meta.steps: 20 -> 30" in out
+    assert [r["step"] for r in RunDir(run).metrics()] == list(range(1, 31))
 
 
+@pytest.mark.tier2  # seeds as one program: a program of its own (second tier)
 def test_compare_counts_a_seed_once_expands_groups_and_names_damage(tmp_path, capsys):
     import shutil
 
@@ -154,10 +157,10 @@ def test_torn_metrics_lines_are_said_by_report_and_resume(tmp_path, capsys):
     assert main(["run", "oja", *TINY, "--out", str(tmp_path)]) == 0
     (run,) = tmp_path.iterdir()
     with open(run / "metrics.jsonl", "a") as f:
-        f.write('{"step": 5, "task_lo')
+        f.write('{"step": 21, "task_lo')
     capsys.readouterr()
     assert main(["report", str(run)]) == 0
     assert "1 line(s) of metrics.jsonl could not be read" in _out(capsys)
     assert main(["resume", str(run)]) == 0
     assert "they are dropped" in _out(capsys)
-    assert [r["step"] for r in RunDir(run).metrics()] == [1, 2, 3, 4]
+    assert [r["step"] for r in RunDir(run).metrics()] == list(range(1, 21))
