@@ -42,6 +42,7 @@ def _run(tmp_path, steps, stop_after_chunks=None, error=KeyboardInterrupt):
     return run
 
 
+@pytest.mark.tier2  # slow: trains end to end (second tier)
 def test_ctrl_c_keeps_the_theta_of_the_last_whole_chunk(tmp_path):
     stopped = _run(tmp_path, steps=50, stop_after_chunks=2)
     summary = stopped.read_json("summary.json")
@@ -52,6 +53,7 @@ def test_ctrl_c_keeps_the_theta_of_the_last_whole_chunk(tmp_path):
     assert np.any(stopped.theta()["coef"] != 0)  # not θ0 (all zeros)
 
 
+@pytest.mark.tier2  # slow: trains end to end (second tier)
 def test_a_crash_is_recorded_as_crashed_with_provenance(tmp_path, capsys):
     from metaplastic.cli import main
 

@@ -39,6 +39,7 @@ def test_heldout_classes_can_be_named():
         mp.tasks.make("fewshot", dataset="digits", ways=6)
 
 
+@pytest.mark.tier2  # slow: trains end to end (second tier)
 def test_sgd_rule_with_symmetric_feedback_is_backprop(digits_task):
     net = mp.Network(sizes=(64, 16, 12, 5), activation="tanh", output_activation="linear",
                      feedback="symmetric")

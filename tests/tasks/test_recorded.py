@@ -147,6 +147,7 @@ def test_update_mask_says_when_the_synapses_change(tmp_path, truth):
                                                           np.full((N, STEPS), 0.5)}, "h.npz"))
 
 
+@pytest.mark.tier2  # slow: trains end to end (second tier)
 def test_a_fitted_start_is_part_of_theta_and_is_learned(tmp_path, truth):
     """initial = "fitted": θ = {rule, w0}; recordings made from one common start W* (not
     stored) are replayed exactly from θ's W*, and a meta-gradient fit moves a drawn start

@@ -111,6 +111,7 @@ def test_a_homeostatic_rule_holds_the_target_rate_and_stdp_does_not():
     assert homeo < 0.75 and none > 1.2 and stdp > 1.2, (homeo, none, stdp)
 
 
+@pytest.mark.tier2  # slow: trains end to end (second tier)
 def test_fewshot_hold_reward_and_spiking_queries():
     task = mp.tasks.make("fewshot", ways=2, shots=2, queries=3, hold=5, modulation="reward",
                          readout_scale=5.0)
