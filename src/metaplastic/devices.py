@@ -112,8 +112,9 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
             raise ConfigError(f"--process-id must be in [0, {num_processes - 1}] and "
                               f"--num-processes >= 1; got {process_id} of {num_processes}")
         host, _, port = coordinator.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"--coordinator must be HOST:PORT with a port in 1..65535, "
+                              f"got {coordinator!r}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id)

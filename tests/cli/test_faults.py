@@ -164,3 +164,14 @@ def test_torn_metrics_lines_are_said_by_report_and_resume(tmp_path, capsys):
     assert main(["resume", str(run)]) == 0
     assert "they are dropped" in _out(capsys)
     assert [r["step"] for r in RunDir(run).metrics()] == list(range(1, 21))
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--coordinator", "127.0.0.1:99999", "--num-processes", "2", "--process-id", "0"],
+     "1..65535"),
+    (["--distributed", "--coordinator", "127.0.0.1:1234", "--num-processes", "2",
+      "--process-id", "0"], "not both"),
+])
+def test_impossible_process_options_are_refused_at_once(args, msg, tmp_path, capsys):
+    assert main(["run", "oja", *args, "--out", str(tmp_path)]) == 2
+    assert msg in _out(capsys) and not list(tmp_path.iterdir())

@@ -94,6 +94,13 @@ def processes(args):
 
     from metaplastic import devices
 
+    explicit = (args.coordinator is not None or args.num_processes is not None
+                or args.process_id is not None)
+    if args.distributed and explicit:
+        from metaplastic.errors import ConfigError
+
+        raise ConfigError("--distributed lets JAX detect the cluster; give it or "
+                          "--coordinator/--num-processes/--process-id, not both")
     devices.initialize(args.coordinator, args.num_processes, args.process_id)
     if devices.is_main():
         console.print(f"process 0 of {jax.process_count()}: {jax.device_count()} devices in "
