@@ -175,3 +175,31 @@ def test_torn_metrics_lines_are_said_by_report_and_resume(tmp_path, capsys):
 def test_impossible_process_options_are_refused_at_once(args, msg, tmp_path, capsys):
     assert main(["run", "oja", *args, "--out", str(tmp_path)]) == 2
     assert msg in _out(capsys) and not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_is_one_message_and_the_last_checkpoint_resumes(
+        tmp_path, capsys, monkeypatch):
+    import errno
+
+    import metaplastic.experiments.rundir as rundir
+
+    savez, calls = rundir.np.savez, []
+
+    def full_after_the_first(file, **arrays):
+        calls.append(file)
+        if len(calls) > 1:  # the second save: part written, then the disk is full
+            open(file, "wb").write(b"PK\x03\x04 partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        savez(file, **arrays)
+
+    monkeypatch.setattr(rundir.np, "savez", full_after_the_first)
+    assert main(["run", "oja", *TINY, "--out", str(tmp_path / "full")]) == 1
+    monkeypatch.setattr(rundir.np, "savez", savez)
+    out = _out(capsys)
+    assert "No space left on device" in out and "Traceback" not in out
+    (run,) = (tmp_path / "full").iterdir()
+    assert not list(run.glob(".*tmp*"))  # no half-written file left behind
+    assert main(["resume", str(run)]) == 0
+    assert main(["run", "oja", *TINY, "--out", str(tmp_path / "whole")]) == 0
+    (whole,) = (tmp_path / "whole").iterdir()
+    np.testing.assert_array_equal(RunDir(run).theta()["coef"], RunDir(whole).theta()["coef"])

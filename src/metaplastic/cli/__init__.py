@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import argparse  # noqa: E402
+import errno  # noqa: E402
 import sys  # noqa: E402
 
 from rich.markup import escape  # noqa: E402
@@ -22,6 +23,7 @@ from rich.markup import escape  # noqa: E402
 from metaplastic.cli import analyses, training  # noqa: E402
 from metaplastic.cli.console import (  # noqa: E402
     EXIT_CONSTRAINT,
+    EXIT_CRASHED,
     EXIT_ERROR,
     console,
     exit_status,
@@ -200,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         console.print("[yellow]interrupted[/]")
         return exit_status(e)
+    except OSError as e:  # a full disk or a file-size limit while writing a run
+        if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise
+        console.print(f"[red]error:[/] cannot write {escape(str(e.filename or ''))}: "
+                      f"{escape(e.strerror or str(e))}. The files written before stay as "
+                      f"they were: a run keeps its last checkpoint whole, and `metaplastic "
+                      f"resume RUN` continues from it once there is space")
+        return EXIT_CRASHED
     except MemoryError as e:
         console.print(f"[red]error:[/] out of memory: {escape(str(e))[:300]}. Try smaller "
                       f"sizes, fewer tasks per step, meta.checkpoint = true or "

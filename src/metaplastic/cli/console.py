@@ -16,7 +16,7 @@ from metaplastic.errors import Terminated
 #: piped into a file or a log (no terminal to ask), lines of up to 160 columns: a table of
 #: rules x datasets stays one line per row instead of wrapping at rich's default 80
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-EXIT_ERROR, EXIT_NONFINITE, EXIT_CONSTRAINT = 2, 3, 4
+EXIT_CRASHED, EXIT_ERROR, EXIT_NONFINITE, EXIT_CONSTRAINT = 1, 2, 3, 4
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 

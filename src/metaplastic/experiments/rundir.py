@@ -96,8 +96,13 @@ def _replace_atomically(path: str | Path, write: Any) -> None:
     """``write(tmp)`` beside ``path``, then rename: a kill mid-write leaves the old file."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a kill: no half-written file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def save_theta(path: str | Path, theta: Any) -> None:
