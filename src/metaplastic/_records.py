@@ -1,10 +1,11 @@
 """Reading a run's files: ``metrics.jsonl`` (one JSON object per meta-step), tolerant of a
-last line cut short by a kill, and its JSON files; shared by the run directory and the
+last line cut short by a kill, and its JSON and TOML files; shared by the run directory and the
 report (which must not import the experiments)."""
 
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 from metaplastic.errors import ConfigError
@@ -42,6 +43,23 @@ def unreadable_lines(path: str | Path) -> int:
         except json.JSONDecodeError:
             bad += 1
     return bad
+
+
+def read_toml(path: str | Path) -> dict:
+    """A TOML file's table; anything that keeps it from being read (not TOML, not UTF-8,
+    nested too deeply, unreadable) is one ConfigError naming the file."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is damaged: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is damaged: tables nested too deeply") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is damaged: not UTF-8 text ({e.reason} at byte "
+                          f"{e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def read_json(path: str | Path, strict: bool = True) -> dict:

@@ -32,6 +32,7 @@ from typing import Any
 import tomli_w
 
 from metaplastic._fields import coerce_kwargs
+from metaplastic._records import read_toml
 from metaplastic.errors import ConfigError
 
 
@@ -233,17 +234,7 @@ def load(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: tables nested too deeply to be a config") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
-    return from_dict(data)
+    return from_dict(read_toml(path))
 
 
 def save(cfg: RunConfig, path: str | Path) -> None:

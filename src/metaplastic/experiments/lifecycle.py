@@ -118,21 +118,13 @@ def config_changes(study: studies.Study, cfg: Any, run: RunDir) -> list[str]:
         return []
     if not isinstance(start, dict):
         return []
+    from metaplastic.report.compare import flat_config
+
     now = json.loads(json.dumps(study.to_dict(cfg), default=str))
-    flat_start, flat_now = _flatten(start), _flatten(now)
-    return [f"{k}: {flat_start.get(k, '(absent)')!r} -> {flat_now.get(k, '(absent)')!r}"
+    flat_start, flat_now = flat_config(start), flat_config(now)
+    return [f"{k}: {flat_start.get(k, '(absent)')} -> {flat_now.get(k, '(absent)')}"
             for k in sorted(set(flat_start) | set(flat_now))
             if flat_start.get(k) != flat_now.get(k)]
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flatten(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _finite(theta: Any) -> bool:

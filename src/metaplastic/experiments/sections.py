@@ -184,11 +184,6 @@ def parse_meta(table: dict) -> MetaSection:
     return MetaSection(head | objective | outer_options, outer, objective, outer_options)
 
 
-def meta_options(table: dict) -> dict:
-    """The ``[meta]`` table checked (types converted); legacy defaults dropped."""
-    return parse_meta(table).table
-
-
 # ---------------------------------------------------------------------- task and rule
 def check_piece(kind: str, table: dict) -> None:
     """A ``[task]`` or ``[rule]`` table checked at load: a known name (or an importable

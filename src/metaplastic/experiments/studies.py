@@ -113,7 +113,3 @@ _register()
 
 __all__ = ["InferenceStudy", "RuleStudy", "SelectionStudy", "Study"]
 
-
-def study_of(cfg: Any) -> Study:
-    """The registered study a configuration names."""
-    return registry.make("study", cfg.study)

@@ -28,12 +28,12 @@ named ``"module:Class"`` in a config's ``study`` key; docs/extending.md has a wo
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from metaplastic import registry
+from metaplastic._records import read_toml
 from metaplastic.errors import ConfigError, MetaplasticError
 from metaplastic.experiments.config import apply_assignments, task_study
 
@@ -179,16 +179,7 @@ def load(path: str | Path) -> tuple[Study, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: tables nested too deeply to be a config") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    data = read_toml(path)
     if not data:
         raise ConfigError(f"{path} is empty: a config names at least its task and rule (or "
                           f"a study); see docs/config.md, or start from a preset")
@@ -249,11 +240,7 @@ def named_by_run(path: str | Path) -> Study:
     file = path / "config.toml"
     if not file.is_file():
         raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError, RecursionError) as e:
-        raise ConfigError(f"{file} is damaged ({type(e).__name__}: {e})") from None
-    return get(name_of(data))
+    return get(name_of(read_toml(file)))
 
 
 def require(study: Study, analysis: str, what: str) -> None:

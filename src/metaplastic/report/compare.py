@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import matplotlib
 
 from metaplastic import _stats as stats
-from metaplastic._records import read_json, read_metrics
+from metaplastic._records import read_json, read_metrics, read_toml
 from metaplastic.errors import ConfigError
 
 matplotlib.use("Agg")
@@ -66,10 +65,7 @@ def load_run(path: str | Path) -> Run:
     cfg_path = path / "config.toml"
     if not cfg_path.is_file():
         raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
-    try:
-        config = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ConfigError(f"{cfg_path} is damaged ({e})") from None
+    config = read_toml(cfg_path)
     metrics = read_metrics(path / "metrics.jsonl") if (path / "metrics.jsonl").is_file() else []
     return Run(path, config, metrics, read_json(path / "summary.json", strict=False),
                read_json(path / "eval.json", strict=False))
@@ -127,7 +123,7 @@ def group(runs: list[Run]) -> list[Group]:
     groups: dict[str, Group] = {}
     for run in runs:
         groups.setdefault(run.key(), Group("", [])).runs.append(run)
-    flat = {k: _flatten(g.runs[0].config) for k, g in groups.items()}
+    flat = {k: flat_config(g.runs[0].config) for k, g in groups.items()}
     shared = set.intersection(*(set(f.items()) for f in flat.values())) if flat else set()
     for k, g in groups.items():
         diff = sorted(f"{a}={b}" for a, b in flat[k].items()
@@ -137,11 +133,12 @@ def group(runs: list[Run]) -> list[Group]:
     return list(groups.values())
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+def flat_config(d: dict, prefix: str = "") -> dict[str, str]:
+    """A nested configuration as ``{"meta.steps": "300", ...}`` (values as JSON text)."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out |= _flatten(v, f"{prefix}{k}.")
+            out |= flat_config(v, f"{prefix}{k}.")
         else:
             out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
     return out
