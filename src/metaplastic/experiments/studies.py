@@ -112,4 +112,3 @@ def _register() -> None:
 _register()
 
 __all__ = ["InferenceStudy", "RuleStudy", "SelectionStudy", "Study"]
-
