@@ -264,6 +264,21 @@ class HasOuterKind(Protocol):
 
 
 @runtime_checkable
+class HasDirection(Protocol):
+    """An outer loop that says whether it minimises or maximises its objective."""
+
+    direction: str
+
+
+@runtime_checkable
+class SetsTheta(Protocol):
+    """An outer loop whose state's θ can be replaced (the guard's rollback scales its
+    steps through it: :mod:`metaplastic.meta.guard`)."""
+
+    def with_theta(self, state: Any, theta: Any) -> Any: ...
+
+
+@runtime_checkable
 class Spiking(Protocol):
     """A neuron model or network whose outputs are 0/1 spikes (``spiking``)."""
 
@@ -306,6 +321,11 @@ def differentiates(outer: Any) -> bool:
 
 def outer_kind(outer: Any) -> str:
     return outer.kind if isinstance(outer, HasOuterKind) else "evolutionary"
+
+
+def sign(outer: Any) -> float:
+    """+1 for an outer loop that minimises its objective, -1 for one that maximises it."""
+    return -1.0 if isinstance(outer, HasDirection) and outer.direction == "maximize" else 1.0
 
 
 def members_at_once(outer: Any) -> int:

@@ -31,6 +31,13 @@ class Unrolled(NamedTuple):
     rule_state: Any
     env: Any  # the task's final state (e.g. accumulated return)
     records: dict[str, Array]  # task metrics every `record_every` steps, (n_records,)
+    w0_max: Array  # the largest |w| of the weights before learning
+
+
+def weight_max(weights: Any) -> Array:
+    """The largest |w| over every layer's weights (divergence bounds: meta.guard)."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(w)).astype(jnp.float32)
+                              for w in jax.tree.leaves(weights)]))
 
 
 def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, instance: Any):
@@ -51,6 +58,7 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
         for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
             dw, rs = rule.update(precision.compute(rule.layer_theta(theta, l)), s, rs)
             dw_applied = dw * network.update_scale(l) if network.update_fan_in else dw
+            dw_applied = network.bound_update(l, s.w, dw_applied)
             if network.learns(l):
                 w = network.constrain(l, s.w + jnp.where(live, dw_applied, 0.0), live)
             else:  # a fixed layer
@@ -146,6 +154,7 @@ def unroll(
         step = jax.checkpoint(step)
     n = task.n_steps
     carry = initial_carry(network, rule, theta, task, instance, key)
+    w0_max = weight_max(carry[0].weights)
 
     def run(carry, length: int):
         return jax.lax.scan(step, carry, None, length=length)[0]
@@ -163,7 +172,7 @@ def unroll(
         if rest:  # the remainder, only while still active
             carry = jax.lax.cond(task.active(instance, carry[2]), lambda c: run(c, rest),
                                  lambda c: c, carry)
-        return Unrolled(carry[0], carry[1], carry[2], records)
+        return Unrolled(carry[0], carry[1], carry[2], records, w0_max)
     done = 0
     if record_every:
         chunks = n // record_every
@@ -176,4 +185,4 @@ def unroll(
         done = chunks * record_every
     if done < n:
         carry = run(carry, n - done)
-    return Unrolled(carry[0], carry[1], carry[2], records)
+    return Unrolled(carry[0], carry[1], carry[2], records, w0_max)

@@ -73,6 +73,12 @@ class Network:
     #: changes a neuron's input by the same amount per step whatever its fan-in (784 raw
     #: pixels or 32 hidden units). A constant of each neuron; 0: off
     update_fan_in: int = 0
+    #: bounded rule outputs (both local; 0 and 0: off): a synapse's applied update is
+    #: softly limited to ``B = update_bound_w · |w| + update_bound_init · s_l``
+    #: (``Δw → B · tanh(Δw / B)``), where ``s_l`` is its layer's initial weight scale (a
+    #: constant: ``init_scale / sqrt(n_in)``, or ``init_scale / sqrt(3)`` for uniform)
+    update_bound_w: float = 0.0
+    update_bound_init: float = 0.0
     #: which layers learn (1 = the first weight matrix); () = every layer. A fixed layer
     #: keeps its initial weights (e.g. random Kenyon-cell projections, only the output
     #: synapses plastic)
@@ -106,6 +112,10 @@ class Network:
             raise ConfigError(f"normalize must be 'none' or 'max_abs', got {self.normalize!r}")
         if self.update_fan_in < 0:
             raise ConfigError(f"update_fan_in must be >= 0, got {self.update_fan_in}")
+        for name in ("update_bound_w", "update_bound_init"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"network.{name} must be >= 0 (0: off), got "
+                                  f"{getattr(self, name)}")
         if not 0.0 <= self.excitatory <= 1.0:
             raise ConfigError(f"excitatory must be a fraction in [0, 1], got {self.excitatory}")
         precision.check(self.dtype, "network")
@@ -203,6 +213,28 @@ class Network:
     def update_scale(self, layer: int) -> float:
         """What the rule's update of weight matrix ``layer`` (0-based) is multiplied by."""
         return self.update_fan_in / self.sizes[layer] if self.update_fan_in else 1.0
+
+    @property
+    def bounds_updates(self) -> bool:
+        """Whether the rule's updates are bounded (``update_bound_w``/``update_bound_init``)."""
+        return bool(self.update_bound_w or self.update_bound_init)
+
+    def weight_scale(self, layer: int) -> float:
+        """The initial weight scale of weight matrix ``layer`` (0-based): the standard
+        deviation its weights are drawn with."""
+        if self.init_dist == "uniform":
+            return self.init_scale / 3 ** 0.5
+        return self.init_scale / self.sizes[layer] ** 0.5
+
+    def bound_update(self, layer: int, w: Array, dw: Array) -> Array:
+        """``dw`` softly limited to ``update_bound_w · |w| + update_bound_init · s_l``
+        (unchanged when neither is set)."""
+        if not self.bounds_updates:
+            return dw
+        bound = self.update_bound_w * jnp.abs(w) + self.update_bound_init * \
+            self.weight_scale(layer)
+        safe = jnp.where(bound > 0, bound, 1.0)
+        return jnp.where(bound > 0, safe * jnp.tanh(dw / safe), 0.0)
 
     def _draw(self, key: Array, shape: tuple[int, int]) -> Array:
         if self.init_dist == "uniform":

@@ -28,9 +28,15 @@ PLAUSIBILITY = 4_000_037
 RECOVERY = 5_000_029
 #: held-in draws of a selection-meta run's training problems (``HELD_IN + i``)
 HELD_IN = 10_000_019
+#: keep-best θ: the fixed validation tasks (meta-training distribution), from the run's
+#: meta-training key
+VALIDATION = 6_000_047
+#: after a rollback: the meta-training key is folded with ``ROLLBACK + n`` (n rollbacks)
+ROLLBACK = 7_000_003
 
 TABLE = {"env": ENV, "eval": EVAL, "tune": TUNE, "episode": EPISODE, "explain": EXPLAIN,
-         "plausibility": PLAUSIBILITY, "recovery": RECOVERY, "held_in": HELD_IN}
+         "plausibility": PLAUSIBILITY, "recovery": RECOVERY, "held_in": HELD_IN,
+         "validation": VALIDATION, "rollback": ROLLBACK}
 
 
 def stream_key(seed: int, stream: int) -> jax.Array:

@@ -267,6 +267,11 @@ def _locality(network, rule, theta, task, key):
         result = dataclasses.replace(result, detail=(
             f"{result.detail}; every update is scaled by update_fan_in / (the neuron's "
             f"number of inputs) = {network.update_fan_in} / n_in, a constant of each neuron"))
+    if network.bounds_updates:
+        result = dataclasses.replace(result, detail=(
+            f"{result.detail}; every update is softly bounded by {network.update_bound_w:g} "
+            f"× |w| (the synapse's own weight) + {network.update_bound_init:g} × the layer's "
+            f"initial weight scale (a constant of each layer)"))
     return result
 
 

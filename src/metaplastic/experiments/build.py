@@ -95,6 +95,9 @@ def _build(cfg: RunConfig, **task_overrides: Any) -> Pieces:
     network = build_network(cfg, task)
     rule = compose(build_rule(cfg), network, task)
     objective: Any = Objective(task, network, rule, **cfg.meta_section.objective)
+    if cfg.meta_section.mixture and not cfg.mixture:
+        raise ConfigError(f"meta.{', meta.'.join(cfg.meta_section.mixture)} is for runs "
+                          f"with [[mixture]] entries; this run has none")
     if cfg.mixture and not task_overrides and not net_overrides:
         objective = build_mixture(cfg)
     return Pieces(task, network, rule, objective, build_outer(cfg, objective))
@@ -109,8 +112,9 @@ def mixture_parts(cfg: RunConfig) -> list[tuple[str, float, RunConfig]]:
             network = sections.network_options({**cfg.network, **entry["network"]})
         except ConfigError as e:
             raise ConfigError(f"mixture entry {i + 1} ({label!r}): {e}") from None
+        meta = {k: v for k, v in cfg.meta.items() if k not in sections.MIXTURE_KEYS}
         part = dataclasses.replace(cfg, task={**cfg.task, **entry["task"]}, network=network,
-                                   mixture=())
+                                   meta=meta, mixture=())
         out.append((label, entry["weight"], part))
     return out
 
@@ -124,7 +128,7 @@ def build_mixture(cfg: RunConfig) -> Mixture:
         except ConfigError as e:
             raise ConfigError(f"mixture entry {i + 1} ({label!r}): {e}") from None
     labels, weights = zip(*[(lab, w) for lab, w, _ in mixture_parts(cfg)], strict=True)
-    return Mixture(tuple(parts), weights, labels)
+    return Mixture(tuple(parts), weights, labels, **cfg.meta_section.mixture)
 
 
 def build_outer(cfg: RunConfig, objective: Objective | None = None) -> OuterLoop:

@@ -51,7 +51,7 @@ def train(study: studies.Study, cfg: Any, run: RunDir,
     try:
         result = built.outer.run(built.objective, start.theta0, key=start.key,
                                  progress=start.on_chunk(progress), state=start.state,
-                                 checkpoint=run.save_checkpoint)
+                                 checkpoint=run.save_checkpoint, guard=start.guard)
     except NonFiniteError as e:
         status, result = f"diverged: {e}", e.result
         raise
@@ -88,7 +88,8 @@ def train_seeds(study: studies.Study, cfgs: list[Any], runs: list[RunDir],
                 for s in starts],
             progress=lambda i, records: starts[i].on_chunk(
                 None if progress is None else lambda r: progress(i, r))(records),
-            checkpoint=lambda i, state: runs[i].save_checkpoint(state))
+            checkpoint=lambda i, state: runs[i].save_checkpoint(state),
+            guard=starts[0].guard)
     except KeyboardInterrupt as e:
         status, results = "interrupted", _stopped(e, "results")
         raise
@@ -153,6 +154,8 @@ class Start:
             # checkpoint is refused by load_checkpoint below, never restarted)
             resume = False
         self.resume = resume
+        self.guard = study.guard(cfg)
+        self.rollbacks: list[dict] = []  # rollbacks before this call (a resumed run)
         if not resume:  # first: a run stopped at any later moment can be resumed
             studies.save(study, cfg, run.path / "config.toml")
         k_init, self.key = run_keys(cfg)
@@ -164,6 +167,8 @@ class Start:
             self.resumed_at = int(self.state.step)
             run.keep_metrics_until(self.resumed_at)
             saved = run.read_json("summary.json")
+            self.rollbacks = [e for e in saved.get("guard", {}).get("events", [])
+                              if e.get("back_to_step", 0) < self.resumed_at]
             # what `before` gave is kept (run directories older than studies: constraints)
             before = saved.get("before", ["constraints"])
             self.kept = {k: v for k, v in saved.items() if k in before}
@@ -200,6 +205,7 @@ class Start:
                    if finite else {}),
                 "theta": (f"saved ({self.study.theta_file})" if finite else
                           "none: θ was not finite"),
+                "guard": self.guard_summary(result),
                 "resume": _resume_from(self.run),
                 **self.kept, "before": sorted(self.kept), "provenance": provenance()}
             if self.resume:
@@ -211,6 +217,21 @@ class Start:
         if status != "finished":  # training stopped: plots of what was saved, then re-raise
             self.study.report(self.run)
         return summary
+
+    def guard_summary(self, result) -> dict:
+        """What the safeguards did: rollbacks (each: where, why, the step size after) and,
+        with keep-best, which θ was kept."""
+        events = self.rollbacks + (list(result.rollbacks) if result is not None else [])
+        state = result.state if result is not None else None
+        out: dict[str, Any] = {"rollbacks": len(events), "events": events}
+        if self.guard.keep_best:
+            best = -1 if state is None else int(state.guard.best_step)
+            out["kept_theta"] = ("the last (nothing validated yet)" if best < 0 else
+                                 f"best on validation tasks, from meta-step {best}")
+            if best >= 0:
+                out["best_step"] = best
+                out["validation_loss"] = float(state.guard.best_value)
+        return out
 
     def conclude(self, result, summary: dict) -> dict:
         """Once training ended without an exception: the study's concluding work (when it

@@ -335,11 +335,21 @@ def _matrix_variants(depths=(2, 3, 5, 6)) -> tuple[dict, ...]:
 
 
 def _as_published(baseline: dict) -> dict:
-    """A hand-designed baseline in its classical form: no ``update_fan_in`` scaling (its
-    learning rate is tuned instead); the learned rule's ablations keep the run's."""
+    """A hand-designed baseline in its classical form: no ``update_fan_in`` scaling and no
+    bounded updates (its learning rate is tuned instead); the learned rule's ablations
+    keep the run's."""
     if baseline["rule"] == "learned":
         return baseline
-    return {**baseline, "network": {**baseline.get("network", {}), "update_fan_in": 0}}
+    return {**baseline, "network": {**baseline.get("network", {}), "update_fan_in": 0,
+                                    "update_bound_w": 0.0, "update_bound_init": 0.0}}
+
+
+#: mixture-fewshot's safeguards (meta.guard): keep-best θ on validation tasks of the
+#: mixture, each task's loss clipped above 5 (chance is ln 5 = 1.6), each part's
+#: meta-gradient clipped to norm 1 before averaging; rollback at the default bounds
+MIXTURE_SAFEGUARDS = dict(keep_best=True, task_loss_clip=5.0, part_clip=1.0)
+#: bounded rule outputs: |Δw| softly below 0.5 |w| + 1 × the layer's initial weight scale
+MIXTURE_BOUNDS = dict(update_bound_w=0.5, update_bound_init=1.0)
 
 
 def mixture_fewshot() -> RunConfig:
@@ -374,9 +384,9 @@ def mixture_fewshot() -> RunConfig:
         rule={"name": "mlp", "inputs": ["pre", "post", "w", "e_pre", "e_post"],
               "hidden": [16], "activation": "gelu", "eta": 0.03, "start": "pseudo_grad"},
         network=dict(hidden=(32, 32), activation="softplus", output_activation="linear",
-                     feedback="random", update_fan_in=64),
+                     feedback="random", update_fan_in=64, **MIXTURE_BOUNDS),
         meta=dict(steps=300, tasks_per_step=4, lr=3e-3, schedule="cosine", clip=1.0,
-                  l1=1e-4, chunk=10),
+                  l1=1e-4, chunk=10, **MIXTURE_SAFEGUARDS),
         mixture=MIXTURE_PARTS,
         eval=EvalConfig(tasks=200, variants=_matrix_variants(), tune_per_variant=True,
                         baselines=(termpool, *map(_as_published, HONEST_BASELINES))),

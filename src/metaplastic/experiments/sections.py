@@ -145,13 +145,21 @@ def build_network(table: dict, n_in: int, n_out: int):
 
 
 # --------------------------------------------------------------------------------- meta
+#: ``[meta]`` keys of a mixture objective (``[[mixture]]`` runs only)
+MIXTURE_KEYS = ("part_clip",)
+
+
 def _meta_groups(outer: str):
+    from metaplastic.meta.guard import guard_fields
     from metaplastic.meta.objective import Objective
 
     entry = registry.entry("outer", outer)
     objective_keys = [k for k in _fields(Objective) if k not in _OBJECTIVE_PIECES]
-    groups = [("objective", objective_keys),
-              ("outer", [k for k in entry.options() if k not in objective_keys])]
+    guard_keys = guard_fields()
+    groups = [("objective", objective_keys), ("guard", guard_keys),
+              ("mixture", list(MIXTURE_KEYS)),
+              ("outer", [k for k in entry.options()
+                         if k not in objective_keys and k not in guard_keys])]
     others = [(f"outer loop {n!r}", e.cls) for n, e in registry.entries("outer").items()
               if e.cls is not entry.cls]
     return groups, others, entry
@@ -159,16 +167,25 @@ def _meta_groups(outer: str):
 
 @dataclasses.dataclass(frozen=True)
 class MetaSection:
-    """The ``[meta]`` table parsed once: the outer loop's name and options, and the
-    :class:`~metaplastic.meta.Objective`'s options; ``table`` is the checked table."""
+    """The ``[meta]`` table parsed once: the outer loop's name and options, the
+    :class:`~metaplastic.meta.Objective`'s options, the safeguards'
+    (:class:`~metaplastic.meta.guard.Guard`) and a mixture's (``part_clip``); ``table`` is
+    the checked table."""
 
     table: dict
     outer: str
     objective: dict
     outer_options: dict
+    guard_options: dict = dataclasses.field(default_factory=dict)
+    mixture: dict = dataclasses.field(default_factory=dict)
 
     def build_outer(self):
         return registry.make("outer", self.outer, **self.outer_options)
+
+    def build_guard(self):
+        from metaplastic.meta.guard import Guard
+
+        return Guard(**self.guard_options)
 
 
 def parse_meta(table: dict) -> MetaSection:
@@ -178,10 +195,17 @@ def parse_meta(table: dict) -> MetaSection:
     outer = table.get("outer", "gradient")
     groups, others, entry = _meta_groups(outer)
     parts = _split(table, "meta", groups, others, ("outer",))
+    from metaplastic.meta.guard import Guard
+    from metaplastic.meta.mixture import Mixture
+
     objective = coerce_kwargs(Objective, parts["objective"], "meta")
     outer_options = _coerce(entry, parts["outer"], "meta")
+    guard = coerce_kwargs(Guard, parts["guard"], "meta")
+    Guard(**guard)  # its checks, at load
+    mixture = coerce_kwargs(Mixture, parts["mixture"], "meta")
     head = {"outer": outer} if "outer" in table else {}
-    return MetaSection(head | objective | outer_options, outer, objective, outer_options)
+    return MetaSection(head | objective | guard | mixture | outer_options, outer, objective,
+                       outer_options, guard, mixture)
 
 
 # ---------------------------------------------------------------------- task and rule

@@ -49,6 +49,9 @@ class RuleStudy(Study):
     def init(self, cfg, built, key):
         return built.rule.init(key, built.network.shapes)
 
+    def guard(self, cfg):
+        return cfg.meta_section.build_guard()
+
     def before(self, cfg, built, theta0, run) -> dict:
         return {"constraints": runner.check_constraints(cfg, built, theta0, run)}
 

@@ -87,6 +87,13 @@ class Study:
     def init(self, cfg: Any, built: Any, key: Any) -> Any:
         raise NotImplementedError
 
+    def guard(self, cfg: Any) -> Any:
+        """The safeguards of its meta-training (a :class:`~metaplastic.meta.guard.Guard`:
+        divergence bounds, rollback, keep-best θ); the defaults unless it has options."""
+        from metaplastic.meta.guard import Guard
+
+        return Guard()
+
     def before(self, cfg: Any, built: Any, theta0: Any, run: Any) -> dict:
         """Checks before the first meta-step of a new run; what it returns is kept in the
         summary (also when the run is resumed). May raise to stop the run."""

@@ -12,12 +12,14 @@ divergence streak, the outer loop's own state) — so a run resumes from it exac
 Non-finite values: the outer loop keeps its own state where a step was not finite and
 reports ``diverged``; with ``on_nan = "stop"``, or after ``max_nan_skips`` meta-steps in a
 row with diverging tasks, the run stops with a :class:`~metaplastic.errors.NonFiniteError`
-that carries the partial result.
+that carries the partial result. Finite blow-ups (beyond bounds relative to the run's
+start), rollbacks and keep-best θ: the :class:`~metaplastic.meta.guard.Guard`.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -28,9 +30,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from metaplastic import capabilities as cap
-from metaplastic import xla
+from metaplastic import streams, xla
 from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.interrupts import deferred
+from metaplastic.meta.guard import Guard, GuardState
 from metaplastic.meta.segments import Truncated, as_objective, select
 
 Array = jax.Array
@@ -44,6 +47,7 @@ class RunState(NamedTuple):
     nan_streak: Array  # meta-steps in a row with diverging tasks
     stopped: Array  # set by a diverging step when on_nan == "stop"
     outer: Any  # the outer loop's own state
+    guard: GuardState  # the safeguards' (meta.guard): start values, rollbacks, best θ
 
 
 @dataclass
@@ -53,6 +57,8 @@ class MetaResult:
     state: RunState | None = None
     #: why this run stopped early (several seeds in one program: meta.seeds)
     error: Exception | None = None
+    #: the rollbacks taken in this call (meta.guard): one dict per rollback
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def objective_at(objective: Any, length: int) -> Any:
@@ -65,7 +71,16 @@ def init(outer: Any, objective: Any, theta0: Any, key: Array) -> RunState:
     """The state before the first meta-step."""
     zero = jnp.zeros((), jnp.int32)
     obj = objective_at(objective, outer.truncation_at(0))
-    return strong(RunState(zero, zero, jnp.zeros((), bool), outer.init(obj, theta0, key)))
+    return strong(RunState(zero, zero, jnp.zeros((), bool), outer.init(obj, theta0, key),
+                           Guard().init(theta0)))
+
+
+def result_theta(outer: Any, state: RunState, guard: Guard) -> Any:
+    """The run's θ: with ``keep_best``, the best validated so far (once there is one);
+    otherwise the current one."""
+    if guard.keep_best and int(state.guard.best_step) >= 0:
+        return state.guard.best_theta
+    return outer.theta(state.outer)
 
 
 def strong(tree: Any) -> Any:
@@ -84,23 +99,45 @@ def theta_record(theta: Any) -> dict[str, Array]:
     return {"theta": flat} if flat.size <= THETA_LOG_MAX else {}
 
 
-def step_fn(outer: Any, objective: Any) -> Callable:
+def rollback_key(key: Array, rollbacks: Array) -> Array:
+    """The meta-training key after ``rollbacks`` rollbacks (the key itself before any)."""
+    folded = jax.random.fold_in(key, streams.ROLLBACK + rollbacks)
+    return jax.random.wrap_key_data(jnp.where(rollbacks > 0, jax.random.key_data(folded),
+                                              jax.random.key_data(key)))
+
+
+def scaled(outer: Any, before: Any, after: Any, scale: Array) -> Any:
+    """``after`` with its θ step from ``before`` multiplied by ``scale`` (outer loops that
+    can set θ; bitwise ``after`` at scale 1)."""
+    if not isinstance(outer, cap.SetsTheta):
+        return after
+    old, new = outer.theta(before), outer.theta(after)
+    theta = jax.tree.map(lambda a, b: jnp.where(scale == 1, b, a + scale * (b - a)), old, new)
+    return outer.with_theta(after, theta)
+
+
+def step_fn(outer: Any, objective: Any, guard: Guard = Guard()) -> Callable:
     """``(state, key, total) -> (state, metrics)``: one meta-step under the driver's rules
-    (not jitted): inactive past ``total`` steps or once stopped."""
+    (not jitted): inactive past ``total`` steps or once stopped; ``blowup`` by ``guard``."""
     stop_on_nan = cap.on_nan(outer) == "stop"
     length = objective.length if isinstance(objective, cap.HasLength) else 0
+    sign = cap.sign(outer)
 
     def step(s: RunState, key: Array, total: Array):
+        key = rollback_key(key, s.guard.rollbacks)
         new, m = outer.step(objective, s.outer, key, s.step)
+        new = scaled(outer, s.outer, new, s.guard.scale)
         active = (s.step < total) & ~s.stopped
         bad = m["diverged"]
+        g, blowup = guard.step(s.guard, m, active, sign)
         state = RunState(
             s.step + active,
             jnp.where(active, jnp.where(bad, s.nan_streak + 1, 0), s.nan_streak),
             s.stopped | (active & bad & stop_on_nan),
-            select(active, new, s.outer))
+            select(active, new, s.outer), g)
         metrics = {**m, "step": s.step + 1, "active": active, "diverged": active & bad,
-                   "skipped": active & m["skipped"], **theta_record(outer.theta(new))}
+                   "skipped": active & m["skipped"], "blowup": blowup,
+                   **theta_record(outer.theta(new))}
         if length:
             metrics["truncation"] = jnp.asarray(length)
         return state, metrics
@@ -109,7 +146,7 @@ def step_fn(outer: Any, objective: Any) -> Callable:
 
 
 def chunk_fn(outer: Any, objective: Any, length: int | None = None,
-             seeds: str = "") -> Callable:
+             seeds: str = "", guard: Guard = Guard()) -> Callable:
     """Jitted ``(state, key, total) -> (state, stacked metrics)`` of ``outer.chunk`` steps
     (segments of ``length`` inner steps; default: the length in force at step 0). With
     ``seeds`` (``"loop"`` or ``"vmap"``: :mod:`metaplastic.meta.seeds`), state and key
@@ -119,14 +156,15 @@ def chunk_fn(outer: Any, objective: Any, length: int | None = None,
     the same configuration again — or resuming it — compiles nothing."""
     length = outer.truncation_at(0) if length is None else length
     try:
-        return _cached_chunk_fn(outer, objective, length, seeds)
+        return _cached_chunk_fn(outer, objective, length, seeds, guard)
     except TypeError:  # an unhashable piece: compile for this run only
-        return _chunk_fn(outer, objective, length, seeds)
+        return _chunk_fn(outer, objective, length, seeds, guard)
 
 
-def _chunk_fn(outer: Any, objective: Any, length: int, seeds: str = "") -> Callable:
+def _chunk_fn(outer: Any, objective: Any, length: int, seeds: str = "",
+              guard: Guard = Guard()) -> Callable:
     obj = objective_at(objective, length)
-    step = step_fn(outer, obj)
+    step = step_fn(outer, obj, guard)
 
     def run_chunk(state, key, total):
         return jax.lax.scan(lambda s, _: step(s, key, total), state, None, length=outer.chunk)
@@ -160,9 +198,11 @@ def records_of(metrics: dict[str, Array]) -> list[dict[str, Any]]:
 def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
         progress: Callable[[list[dict]], None] | None = None,
         state: RunState | None = None,
-        checkpoint: Callable[[RunState], None] | None = None) -> MetaResult:
+        checkpoint: Callable[[RunState], None] | None = None,
+        guard: Guard = Guard()) -> MetaResult:
     """Run ``outer`` on ``objective`` from ``theta0`` (or resume from ``state``) until
-    ``outer.steps`` meta-steps are done. ``progress(records)``, then ``checkpoint(state)``,
+    ``outer.steps`` meta-steps are done, under ``guard``'s safeguards
+    (:mod:`metaplastic.meta.guard`). ``progress(records)``, then ``checkpoint(state)``,
     follow every chunk.
 
     An exception that stops the run (NaN/inf, Ctrl-C, any error) carries ``.result``: θ,
@@ -173,11 +213,12 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
     if state is None:
         theta0 = check_theta0(objective, theta0)
     state = init(outer, objective, theta0, key) if state is None else state
-    result = MetaResult(outer.theta(state.outer), [], state)
+    result = MetaResult(result_theta(outer, state, guard), [], state)
     try:
         host_loop(outer, objective, key, state, [result],
                   None if progress is None else lambda i, records: progress(records),
-                  None if checkpoint is None else lambda i, one: checkpoint(one))
+                  None if checkpoint is None else lambda i, one: checkpoint(one),
+                  guard=guard)
         return result
     except (Exception, KeyboardInterrupt) as e:  # Ctrl-C, SIGTERM, out of memory, ...
         if e.__dict__.get("result") is None:  # the state after the last whole chunk
@@ -230,18 +271,48 @@ def unstack(tree: Any, i: int) -> Any:
     return jax.tree.map(lambda x: x[i], tree)
 
 
+def restack(tree: Any, i: int, one: Any) -> Any:
+    """``tree`` (with a leading axis) with entry ``i`` replaced by ``one``."""
+    return jax.tree.map(lambda x, y: x.at[i].set(y), tree, one)
+
+
+@functools.lru_cache(maxsize=8)
+def _validator(objective: Any, batches: int) -> Callable:
+    def value(theta, key):
+        key = jax.random.fold_in(key, streams.VALIDATION)
+        vals = [objective(theta, jax.random.fold_in(key, b))[0] for b in range(batches)]
+        return jnp.mean(jnp.stack(vals))
+
+    return xla.jit(value)
+
+
+def validate(objective: Any, theta: Any, key: Array, batches: int) -> float:
+    """θ's score on the run's fixed validation tasks (``batches`` batches of the
+    objective's own tasks, keys of the ``VALIDATION`` stream: the meta-training
+    distribution, never an evaluation column)."""
+    try:
+        fn = _validator(objective, batches)
+    except TypeError:  # an unhashable objective
+        fn = _validator.__wrapped__(objective, batches)
+    return float(fn(theta, key))
+
+
 def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
               results: list[MetaResult], progress: Callable[[int, list], None] | None,
-              checkpoint: Callable[[int, RunState], None] | None, seeds: str = "") -> RunState:
+              checkpoint: Callable[[int, RunState], None] | None, seeds: str = "",
+              guard: Guard = Guard()) -> RunState:
     """The one host loop: chunks until every run is done or stopped, with the records,
     θ and state of each run kept in ``results`` after every whole chunk (then
     ``progress(i, records)`` and ``checkpoint(i, state)``), truncation lengths switched
-    between chunks, divergence checked. One run (``seeds = ""``), or several runs whose
-    state and key carry a leading axis (``seeds = "loop"`` or ``"vmap"``:
-    :mod:`metaplastic.meta.seeds`): a run that diverges then stops alone (its error in
-    ``result.error``); one run alone raises its NonFiniteError."""
+    between chunks, divergence checked, ``guard``'s rollbacks and keep-best θ applied.
+    One run (``seeds = ""``), or several runs whose state and key carry a leading axis
+    (``seeds = "loop"`` or ``"vmap"``: :mod:`metaplastic.meta.seeds`): a run that diverges
+    then stops alone (its error in ``result.error``); one run alone raises its
+    NonFiniteError."""
     many = bool(seeds)
     get = unstack if many else (lambda tree, i: tree)
+    put = restack if many else (lambda tree, i, one: one)
+    sign = cap.sign(outer)
     total = jnp.asarray(outer.steps, jnp.int32)
 
     def running(s: RunState) -> np.ndarray:
@@ -260,7 +331,8 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
             state = state._replace(outer=stack(fresh) if many else fresh[0])
         length = now
         if now not in chunks:
-            chunks[now] = chunk_fn(outer, objective, now, seeds=seeds)
+            chunks[now] = chunk_fn(outer, objective, now, seeds=seeds, guard=guard)
+        before = state
         state, metrics = chunks[now](state, key, total)
         errors: dict[int, NonFiniteError] = {}
         with deferred():  # θ, metrics and checkpoints of a chunk agree, even on Ctrl-C
@@ -268,7 +340,20 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
                 if not live[i]:
                     continue
                 records, one = records_of(get(metrics, i)), get(state, i)
-                r.theta, r.state = outer.theta(one.outer), one
+                blown = [rec for rec in records if rec.get("blowup")]
+                if blown:  # undo the chunk: roll back, or stop once rollbacks are spent
+                    one, err = _blown_up(guard, get(before, i), one, blown[0], records,
+                                         sign, r, progress, i)
+                    state = put(state, i, one)
+                    if err is not None:
+                        errors[i] = err
+                    elif checkpoint is not None:
+                        checkpoint(i, one)
+                    continue
+                if guard.keep_best:
+                    one = _keep_best(guard, outer, objective, one, get(key, i), sign)
+                    state = put(state, i, one)
+                r.theta, r.state = result_theta(outer, one, guard), one
                 r.history.extend(records)
                 if progress is not None:
                     progress(i, records)
@@ -288,6 +373,58 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
     return state
 
 
+def _blown_up(guard: Guard, before: RunState, after: RunState, first: dict,
+              records: list[dict], sign: float, result: MetaResult,
+              progress: Callable[[int, list], None] | None,
+              i: int) -> tuple[RunState, NonFiniteError | None]:
+    """A chunk of one run with a blown-up meta-step: ``(state, None)`` rolled back to
+    ``before`` with the step size cut, or — rollbacks spent — ``(before stopped, error)``
+    with the chunk's records (flagged) kept in the history."""
+    ref = np.asarray(jax.device_get(after.guard.ref)).tolist()
+    what = guard.describe(first, ref, sign)
+    taken = int(before.guard.rollbacks)
+    if taken < guard.max_rollbacks:
+        g = before.guard
+        one = before._replace(guard=g._replace(
+            ref=after.guard.ref, scale=(g.scale * guard.rollback_lr).astype(g.scale.dtype),
+            rollbacks=g.rollbacks + 1))
+        result.rollbacks.append({"rollback": taken + 1, "at_step": int(first["step"]),
+                                 "back_to_step": int(before.step), "why": what,
+                                 "step_size_scale": float(one.guard.scale)})
+        result.state = one
+        return one, None
+    result.history.extend(records)
+    if progress is not None:
+        progress(i, records)
+    stopped = before._replace(stopped=jnp.ones_like(before.stopped),
+                              guard=before.guard._replace(ref=after.guard.ref))
+    result.state = stopped
+    err = NonFiniteError(
+        f"meta-training blew up at meta-step {first['step']}: {what}"
+        + (f", after {taken} rollback(s) (meta.max_rollbacks = {guard.max_rollbacks})"
+           if guard.max_rollbacks else " (meta.max_rollbacks = 0: no rollback)")
+        + f". θ was kept at meta-step {int(before.step)}, the last chunk within the bounds. "
+        f"Try a smaller meta learning rate (lr), meta.task_loss_clip, bounded rule outputs "
+        f"(network.update_bound_w), or looser bounds (meta.loss_bound, meta.grad_bound, "
+        f"meta.weight_bound) if this growth is expected.")
+    err.result = result
+    return stopped, err
+
+
+def _keep_best(guard: Guard, outer: Any, objective: Any, one: RunState, key: Array,
+               sign: float) -> RunState:
+    """``one`` with its best θ updated after scoring its θ on the validation tasks."""
+    theta = outer.theta(one.outer)
+    value = validate(objective, theta, key, guard.validation_batches)
+    g = one.guard
+    first = int(g.best_step) < 0
+    if math.isfinite(value) and (first or sign * value < sign * float(g.best_value)):
+        g = g._replace(best_value=jnp.asarray(value, g.best_value.dtype),
+                       best_step=jnp.asarray(one.step, g.best_step.dtype),
+                       best_theta=jax.tree.map(jnp.asarray, theta))
+    return one._replace(guard=g)
+
+
 def state_arrays(state: RunState) -> dict[str, np.ndarray]:
     """The run state as named plain arrays (``leaf_0``, ...; PRNG keys as their raw data):
     what a checkpoint ``.npz`` holds. :func:`state_from_arrays` inverts it exactly."""
@@ -300,8 +437,14 @@ def state_arrays(state: RunState) -> dict[str, np.ndarray]:
 
 
 def state_from_arrays(like: RunState, arrays: dict[str, np.ndarray]) -> RunState:
-    """A run state shaped like ``like`` (e.g. :func:`init`'s) from :func:`state_arrays`."""
+    """A run state shaped like ``like`` (e.g. :func:`init`'s) from :func:`state_arrays`.
+    A state saved before the guard existed (its arrays are the first ones) takes the
+    guard's state from ``like``."""
     leaves, tree = jax.tree.flatten(like)
+    n_guard = len(jax.tree.leaves(like.guard))
+    if len(arrays) == len(leaves) - n_guard:  # saved before meta.guard: fresh guard state
+        arrays = {**arrays, **{f"leaf_{len(arrays) + j}": np.asarray(leaf) for j, leaf
+                               in enumerate(jax.tree.leaves(like.guard))}}
     if len(arrays) != len(leaves):
         raise ValueError(f"a saved state has {len(arrays)} arrays, this run's has "
                          f"{len(leaves)}")

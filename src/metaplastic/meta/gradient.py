@@ -105,6 +105,9 @@ class MetaGradient(OuterLoop):
     def theta(self, state: GradientState) -> Any:
         return state.theta
 
+    def with_theta(self, state: GradientState, theta: Any) -> GradientState:
+        return state._replace(theta=theta)
+
     def step(self, objective: Any, state: GradientState, key: jax.Array, t: jax.Array):
         """One meta-step: θ moves only where the loss and the gradient are finite."""
         loss, aux, grads, inner = objective.step_grad(state.theta, jax.random.fold_in(key, t),

@@ -71,6 +71,9 @@ class LearnedES(PopulationEvaluation, OuterLoop):
     def theta(self, state: LearnedESState) -> Any:
         return state.mean
 
+    def with_theta(self, state: LearnedESState, theta: Any) -> LearnedESState:
+        return state._replace(mean=theta)
+
     def restart(self, objective: Any, state: LearnedESState, key: Array) -> LearnedESState:
         return state._replace(inner=self.restart_members(objective, state.mean, key))
 

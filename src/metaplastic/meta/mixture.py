@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import optax
 
 from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError
@@ -45,6 +47,10 @@ class Mixture(WholeEpisodes):
     parts: tuple[Objective, ...]
     weights: tuple[float, ...] = ()
     labels: tuple[str, ...] = ()
+    #: > 0: each part's meta-gradient is clipped to this global norm before the parts are
+    #: averaged, so that one part whose learning explodes cannot dominate a step (its
+    #: direction is kept); 0: off
+    part_clip: float = 0.0
 
     def __post_init__(self):
         parts = tuple(self.parts) if isinstance(self.parts, list | tuple) else ()
@@ -60,6 +66,8 @@ class Mixture(WholeEpisodes):
                               f"labels; got {len(weights)} and {len(labels)}")
         if not all(w > 0 and w < float("inf") for w in weights):
             raise ConfigError(f"mixture weights must be positive numbers, got {list(weights)}")
+        if not self.part_clip >= 0:
+            raise ConfigError(f"meta.part_clip must be >= 0 (0: off), got {self.part_clip}")
         if len(set(labels)) != len(labels):
             raise ConfigError(f"mixture labels must differ from each other, got {list(labels)}")
         object.__setattr__(self, "weights", weights)
@@ -158,8 +166,16 @@ class Mixture(WholeEpisodes):
                 for i, p in enumerate(self.parts)]
         value, aux = self._combine([o[0] for o in outs], [o[1] for o in outs])
         ws = self.normalised_weights
+        part_grads = [o[2] for o in outs]
+        if self.part_clip:
+            norms = [optax.tree.norm(g) for g in part_grads]
+            for label, n in zip(self.labels, norms, strict=True):
+                aux[f"grad_norm[{label}]"] = n
+            part_grads = [jax.tree.map(lambda x, n=n: x * jnp.minimum(
+                1.0, self.part_clip / jnp.maximum(n, 1e-30)), g)
+                for g, n in zip(part_grads, norms, strict=True)]
         grads = jax.tree.map(lambda *gs: sum(w * g for w, g in zip(ws, gs, strict=True)),
-                             *[o[2] for o in outs])
+                             *part_grads)
         return value, aux, grads
 
 

@@ -19,7 +19,7 @@ from metaplastic import capabilities as cap
 from metaplastic import devices
 from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
-from metaplastic.inner import advance, initial_carry, unroll
+from metaplastic.inner import advance, initial_carry, unroll, weight_max
 from metaplastic.network import Network
 from metaplastic.registry import check_protocol
 from metaplastic.rules.base import Rule, conform
@@ -70,6 +70,10 @@ class Objective(WholeEpisodes):
     #: number in θ carried along the unroll: memory independent of its length; faster
     #: when θ has few numbers, e.g. a term pool or a polynomial). Same gradient.
     grad_mode: str = "reverse"
+    #: > 0: a task whose loss L exceeds this counts as ``c · (1 + ln(L / c))`` (its
+    #: gradient scaled by c / L: direction kept, size normalised), so that one exploding
+    #: task cannot dominate a meta-step; the metrics' ``task_loss`` stays unclipped. 0: off
+    task_loss_clip: float = 0.0
 
     def __post_init__(self):
         check_fields(self)
@@ -84,6 +88,9 @@ class Objective(WholeEpisodes):
         if self.grad_mode not in GRAD_MODES:
             raise ConfigError(f"grad_mode must be one of {', '.join(GRAD_MODES)}, "
                               f"got {self.grad_mode!r}")
+        if not self.task_loss_clip >= 0:
+            raise ConfigError(f"task_loss_clip must be >= 0 (0: off), got "
+                              f"{self.task_loss_clip}")
         if self.early_exit < 0:
             raise ConfigError(f"early_exit must be >= 0 steps, got {self.early_exit}")
         self.task.check_network(self.network)
@@ -115,7 +122,9 @@ class Objective(WholeEpisodes):
         )
         return (
             self.task.loss(instance, out.state, out.env, self.network),
-            self.task.metrics(instance, out.state, out.env, self.network),
+            {**self.task.metrics(instance, out.state, out.env, self.network),
+             "w_max": jax.lax.stop_gradient(weight_max(out.state.weights)),
+             "w0_max": jax.lax.stop_gradient(out.w0_max)},
             out.records,
         )
 
@@ -159,14 +168,19 @@ class Objective(WholeEpisodes):
                             length, checkpoint=self.checkpoint)
             state, _, env = carry
             return (self.task.loss(instance, state, env, self.network),
-                    self.task.metrics(instance, state, env, self.network), carry)
+                    {**self.task.metrics(instance, state, env, self.network),
+                     "w_max": jax.lax.stop_gradient(weight_max(state.weights))}, carry)
 
         losses, metrics, carries = devices.spread(
             lambda b, s: jax.vmap(lambda *a: one(*a, *s))(*b), (instances, carries, keys),
             (theta, first), size=self.tasks_per_step)
         finite = jnp.isfinite(losses)
         aux = self._aux(theta, losses, metrics, finite)
-        return jnp.mean(losses) + aux["l1"], aux, (instances, keys, carries)
+        return jnp.mean(self._clipped(losses)) + aux["l1"], aux, (instances, keys, carries)
+
+    def _clipped(self, losses: Array) -> Array:
+        """The task losses as they count towards the meta-loss (``task_loss_clip``)."""
+        return clip_losses(losses, self.task_loss_clip)
 
     def _episodes(self, theta: Any, key: Array):
         keys = jax.random.split(key, self.tasks_per_step)
@@ -193,7 +207,7 @@ class Objective(WholeEpisodes):
         theta = self.conform(theta)
         losses, metrics = self._episodes(theta, key)
         aux = self._aux(theta, losses, metrics, jnp.isfinite(losses))
-        return jnp.mean(losses) + aux["l1"], aux
+        return jnp.mean(self._clipped(losses)) + aux["l1"], aux
 
     def value_and_grad(self, theta: Any, key: Array):
         """(loss, metrics, dloss/dθ) over the tasks whose inner learning stayed finite.
@@ -209,10 +223,15 @@ class Objective(WholeEpisodes):
         finite = jnp.isfinite(losses) & _all_finite_per_task(grads)
         aux = self._aux(theta, losses, metrics, finite)
         n_ok = jnp.sum(finite)
+        if self.task_loss_clip:  # each task's gradient scaled as its loss is clipped
+            c = self.task_loss_clip
+            factor = jnp.where(losses > c, c / jnp.where(losses > c, losses, 1.0), 1.0)
+            grads = jax.tree.map(lambda g: g * _expand(factor, g), grads)
         mean_grad = jax.tree.map(
             lambda g: jnp.sum(jnp.where(_expand(finite, g), g, 0.0), axis=0) / n_ok, grads)
         l1_grad = jax.grad(lambda t: self.l1 * self._l1(t))(theta)
-        total = aux["task_loss"] + aux["l1"]
+        total = (_masked_mean(self._clipped(losses), finite) if self.task_loss_clip
+                 else aux["task_loss"]) + aux["l1"]
         return total, aux, jax.tree.map(jnp.add, mean_grad, l1_grad)
 
 
@@ -249,6 +268,15 @@ def map_tasks(fn, keys: Array, *shared: Any):
         return jax.tree.map(lambda x: jnp.expand_dims(x, 0), fn(keys[0], *shared))
     return devices.spread(lambda k, s: jax.vmap(lambda kk: fn(kk, *s))(k), keys, shared,
                           size=keys.shape[0])
+
+
+def clip_losses(losses: Array, c: float) -> Array:
+    """``losses`` with every value above ``c`` > 0 replaced by ``c · (1 + ln(L / c))``
+    (continuous, slope c / L); unchanged when ``c`` is 0."""
+    if not c:
+        return losses
+    safe = jnp.where(losses > c, losses, c)
+    return jnp.where(losses > c, c * (1.0 + jnp.log(safe / c)), losses)
 
 
 def _expand(mask: Array, like: Array) -> Array:

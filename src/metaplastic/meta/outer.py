@@ -27,6 +27,7 @@ import jax
 from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError
 from metaplastic.meta import driver
+from metaplastic.meta.guard import Guard
 
 Array = jax.Array
 
@@ -86,11 +87,12 @@ class OuterLoop:
 
     def run(self, objective: Any, theta0: Any, *, key: Array,
             progress: Callable[[list[dict]], None] | None = None, state: Any = None,
-            checkpoint: Callable[[Any], None] | None = None):
+            checkpoint: Callable[[Any], None] | None = None, guard: Guard = Guard()):
         """Optimise θ from ``theta0`` (or resume from a driver ``state``) for ``steps``
-        meta-steps; ``progress(records)`` and ``checkpoint(state)`` follow every chunk."""
+        meta-steps under ``guard``'s safeguards (:mod:`metaplastic.meta.guard`);
+        ``progress(records)`` and ``checkpoint(state)`` follow every chunk."""
         return driver.run(self, objective, theta0, key=key, progress=progress, state=state,
-                          checkpoint=checkpoint)
+                          checkpoint=checkpoint, guard=guard)
 
 
 #: what each kind of outer loop means, for ``metaplastic check``

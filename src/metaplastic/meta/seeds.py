@@ -28,6 +28,7 @@ import jax
 
 from metaplastic.errors import ConfigError
 from metaplastic.meta import driver
+from metaplastic.meta.guard import Guard
 from metaplastic.meta.segments import as_objective
 
 Array = jax.Array
@@ -41,7 +42,7 @@ def run_seeds(outer: Any, objective: Any, theta0s: list[Any], keys: list[Array],
               progress: Callable[[int, list[dict]], None] | None = None,
               states: list[driver.RunState] | None = None,
               checkpoint: Callable[[int, driver.RunState], None] | None = None,
-              batching: str = "loop") -> list[driver.MetaResult]:
+              batching: str = "loop", guard: Guard = Guard()) -> list[driver.MetaResult]:
     """One :class:`~metaplastic.meta.driver.MetaResult` per seed (see the module).
 
     ``progress(i, records)`` and ``checkpoint(i, state)`` follow every chunk for every seed
@@ -58,10 +59,10 @@ def run_seeds(outer: Any, objective: Any, theta0s: list[Any], keys: list[Array],
     if states is None:
         states = [driver.init(outer, objective, driver.check_theta0(objective, t), k)
                   for t, k in zip(theta0s, keys, strict=True)]
-    results = [driver.MetaResult(outer.theta(s.outer), [], s) for s in states]
+    results = [driver.MetaResult(driver.result_theta(outer, s, guard), [], s) for s in states]
     try:
         driver.host_loop(outer, objective, stack(keys), stack(states), results, progress,
-                         checkpoint, seeds=batching)
+                         checkpoint, seeds=batching, guard=guard)
     except (Exception, KeyboardInterrupt) as e:
         try:
             e.results = results
