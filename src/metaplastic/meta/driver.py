@@ -33,7 +33,7 @@ from metaplastic import capabilities as cap
 from metaplastic import streams, xla
 from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.interrupts import deferred
-from metaplastic.meta.guard import Guard, GuardState
+from metaplastic.meta.guard import DEFAULT_GUARD, Guard, GuardState
 from metaplastic.meta.segments import Truncated, as_objective, select
 
 Array = jax.Array
@@ -116,7 +116,7 @@ def scaled(outer: Any, before: Any, after: Any, scale: Array) -> Any:
     return outer.with_theta(after, theta)
 
 
-def step_fn(outer: Any, objective: Any, guard: Guard = Guard()) -> Callable:
+def step_fn(outer: Any, objective: Any, guard: Guard = DEFAULT_GUARD) -> Callable:
     """``(state, key, total) -> (state, metrics)``: one meta-step under the driver's rules
     (not jitted): inactive past ``total`` steps or once stopped; ``blowup`` by ``guard``."""
     stop_on_nan = cap.on_nan(outer) == "stop"
@@ -146,7 +146,7 @@ def step_fn(outer: Any, objective: Any, guard: Guard = Guard()) -> Callable:
 
 
 def chunk_fn(outer: Any, objective: Any, length: int | None = None,
-             seeds: str = "", guard: Guard = Guard()) -> Callable:
+             seeds: str = "", guard: Guard = DEFAULT_GUARD) -> Callable:
     """Jitted ``(state, key, total) -> (state, stacked metrics)`` of ``outer.chunk`` steps
     (segments of ``length`` inner steps; default: the length in force at step 0). With
     ``seeds`` (``"loop"`` or ``"vmap"``: :mod:`metaplastic.meta.seeds`), state and key
@@ -162,7 +162,7 @@ def chunk_fn(outer: Any, objective: Any, length: int | None = None,
 
 
 def _chunk_fn(outer: Any, objective: Any, length: int, seeds: str = "",
-              guard: Guard = Guard()) -> Callable:
+              guard: Guard = DEFAULT_GUARD) -> Callable:
     obj = objective_at(objective, length)
     step = step_fn(outer, obj, guard)
 
@@ -199,7 +199,7 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
         progress: Callable[[list[dict]], None] | None = None,
         state: RunState | None = None,
         checkpoint: Callable[[RunState], None] | None = None,
-        guard: Guard = Guard()) -> MetaResult:
+        guard: Guard = DEFAULT_GUARD) -> MetaResult:
     """Run ``outer`` on ``objective`` from ``theta0`` (or resume from ``state``) until
     ``outer.steps`` meta-steps are done, under ``guard``'s safeguards
     (:mod:`metaplastic.meta.guard`). ``progress(records)``, then ``checkpoint(state)``,
@@ -300,7 +300,7 @@ def validate(objective: Any, theta: Any, key: Array, batches: int) -> float:
 def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
               results: list[MetaResult], progress: Callable[[int, list], None] | None,
               checkpoint: Callable[[int, RunState], None] | None, seeds: str = "",
-              guard: Guard = Guard()) -> RunState:
+              guard: Guard = DEFAULT_GUARD) -> RunState:
     """The one host loop: chunks until every run is done or stopped, with the records,
     θ and state of each run kept in ``results`` after every whole chunk (then
     ``progress(i, records)`` and ``checkpoint(i, state)``), truncation lengths switched

@@ -136,6 +136,10 @@ class Guard:
         return ", ".join(out) or "beyond its bounds"
 
 
+#: the safeguards at their defaults
+DEFAULT_GUARD = Guard()
+
+
 def episode_diverged(loss: Array, w_max: Array, w0_max: Array,
                      weight_bound: float = Guard.weight_bound) -> Array:
     """Whether one inner episode diverged: a non-finite loss or weights, or weights whose
@@ -151,4 +155,4 @@ def guard_fields() -> list[str]:
     return [f.name for f in fields(Guard)]
 
 
-__all__ = ["BOUNDED", "Guard", "GuardState", "episode_diverged", "guard_fields"]
+__all__ = ["BOUNDED", "DEFAULT_GUARD", "Guard", "GuardState", "episode_diverged", "guard_fields"]

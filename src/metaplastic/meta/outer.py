@@ -27,7 +27,7 @@ import jax
 from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError
 from metaplastic.meta import driver
-from metaplastic.meta.guard import Guard
+from metaplastic.meta.guard import DEFAULT_GUARD, Guard
 
 Array = jax.Array
 
@@ -87,7 +87,7 @@ class OuterLoop:
 
     def run(self, objective: Any, theta0: Any, *, key: Array,
             progress: Callable[[list[dict]], None] | None = None, state: Any = None,
-            checkpoint: Callable[[Any], None] | None = None, guard: Guard = Guard()):
+            checkpoint: Callable[[Any], None] | None = None, guard: Guard = DEFAULT_GUARD):
         """Optimise θ from ``theta0`` (or resume from a driver ``state``) for ``steps``
         meta-steps under ``guard``'s safeguards (:mod:`metaplastic.meta.guard`);
         ``progress(records)`` and ``checkpoint(state)`` follow every chunk."""

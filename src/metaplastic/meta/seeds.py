@@ -28,7 +28,7 @@ import jax
 
 from metaplastic.errors import ConfigError
 from metaplastic.meta import driver
-from metaplastic.meta.guard import Guard
+from metaplastic.meta.guard import DEFAULT_GUARD, Guard
 from metaplastic.meta.segments import as_objective
 
 Array = jax.Array
@@ -42,7 +42,7 @@ def run_seeds(outer: Any, objective: Any, theta0s: list[Any], keys: list[Array],
               progress: Callable[[int, list[dict]], None] | None = None,
               states: list[driver.RunState] | None = None,
               checkpoint: Callable[[int, driver.RunState], None] | None = None,
-              batching: str = "loop", guard: Guard = Guard()) -> list[driver.MetaResult]:
+              batching: str = "loop", guard: Guard = DEFAULT_GUARD) -> list[driver.MetaResult]:
     """One :class:`~metaplastic.meta.driver.MetaResult` per seed (see the module).
 
     ``progress(i, records)`` and ``checkpoint(i, state)`` follow every chunk for every seed
