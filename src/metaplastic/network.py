@@ -33,6 +33,8 @@ from metaplastic.signals import LocalSignals, layer_signals
 
 Array = jax.Array
 FEEDBACK = ("none", "symmetric", "random", "direct")
+#: credit-assignment controls (``Network.error_ablation``)
+ERROR_ABLATIONS = ("none", "hidden_synapses")
 
 
 class NetState(NamedTuple):
@@ -79,10 +81,16 @@ class Network:
     #: constant: ``init_scale / sqrt(n_in)``, or ``init_scale / sqrt(3)`` for uniform)
     update_bound_w: float = 0.0
     update_bound_init: float = 0.0
-    #: which layers learn (1 = the first weight matrix); () = every layer. A fixed layer
-    #: keeps its initial weights (e.g. random Kenyon-cell projections, only the output
-    #: synapses plastic)
-    plastic: tuple[int, ...] = ()
+    #: which layers learn (1 = the first weight matrix); () = every layer; "last": the
+    #: output layer only, at any depth. A fixed layer keeps its initial weights (e.g.
+    #: random Kenyon-cell projections, only the output synapses plastic)
+    plastic: tuple[int, ...] | str = ()
+    #: a credit-assignment control: "hidden_synapses" zeroes the errors (``e_pre`` and
+    #: ``e_post``) that the synapses of every weight matrix but the last read — the hidden
+    #: neurons' errors reach no hidden-layer synapse — while the output layer's synapses
+    #: keep every signal they had (``e_pre``: the last hidden layer's error through the
+    #: feedback pathway; ``e_post``: the output error). "none": off
+    error_ablation: str = "none"
     #: rate neurons' time constant (``tau dv/dt = -v + I``); None: instantaneous, r = f(I)
     tau: float | None = None
     #: one neuron model for every layer (any object with the neuron interface of
@@ -119,11 +127,16 @@ class Network:
         if not 0.0 <= self.excitatory <= 1.0:
             raise ConfigError(f"excitatory must be a fraction in [0, 1], got {self.excitatory}")
         precision.check(self.dtype, "network")
+        if self.plastic == "last":
+            object.__setattr__(self, "plastic", (len(self.sizes) - 1,))
+        if self.error_ablation not in ERROR_ABLATIONS:
+            raise unknown_name("error ablation", self.error_ablation, ERROR_ABLATIONS)
         if isinstance(self.plastic, int | str) or not all(
                 isinstance(l, int | np.integer) and 1 <= l <= len(self.sizes) - 1
                 for l in self.plastic):
             raise ConfigError(f"network.plastic lists the layers that learn, each in "
-                              f"[1, {len(self.sizes) - 1}]; got {self.plastic!r}")
+                              f"[1, {len(self.sizes) - 1}], or is \"last\" (the output layer "
+                              f"only); got {self.plastic!r}")
         object.__setattr__(self, "plastic", tuple(int(l) for l in self.plastic))
 
     def learns(self, layer: int) -> bool:
@@ -347,9 +360,15 @@ class Network:
         """The local signals of every layer's synapses after a forward pass."""
         errs = self.errors(state, act, e_out)
         tr = self.traces(state)
+        last = self.n_layers - 1
+
+        def read(l: int, e: Array) -> Array:  # the error synapses of matrix l read
+            ablated = self.error_ablation == "hidden_synapses" and l < last
+            return jnp.zeros_like(e) if ablated else e
+
         return tuple(
-            layer_signals(act.rates[l], act.rates[l + 1], w, errs[l], errs[l + 1], modulator,
-                          tr[l], tr[l + 1])
+            layer_signals(act.rates[l], act.rates[l + 1], w, read(l, errs[l]),
+                          read(l, errs[l + 1]), modulator, tr[l], tr[l + 1])
             for l, w in enumerate(state.weights)
         )
 

@@ -61,6 +61,25 @@ def test_eval_table_has_rules_and_variants(finished_run, capsys):
     assert all(0.0 <= r["abs_cos"]["mean"] <= 1.0 for r in oja)
 
 
+def test_eval_with_other_settings_writes_its_own_file(finished_run, capsys):
+    before = (finished_run / "eval.json").read_bytes()
+    assert main(["eval", str(finished_run), "--set", "eval.tasks=8", "--set",
+                 "eval.vary={}", "--set", "eval.baselines=[{label='oja', rule='oja'}]",
+                 "--name", "oja-only"]) == 0
+    data = json.loads((finished_run / "oja-only.json").read_text())
+    assert [r["rule"] for r in data["rows"]] == ["learned", "oja"]
+    assert all(r["tasks"] == 8 for r in data["rows"])
+    assert data["eval_settings"]["tasks"] == 8
+    assert (finished_run / "oja-only.png").is_file()
+    assert (finished_run / "eval.json").read_bytes() == before  # untouched
+    # only eval.* keys: training is not redone; a file name, not a path
+    assert main(["eval", str(finished_run), "--set", "meta.steps=3"]) == 2
+    assert main(["eval", str(finished_run), "--name", "../x"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "takes eval.* keys only" in out and "--name must be" in out
+    assert "Traceback" not in out
+
+
 def test_report_redraws_plots(finished_run):
     (finished_run / "meta_loss.png").unlink()
     assert main(["report", str(finished_run)]) == 0

@@ -90,7 +90,7 @@ class ToyStudy(Study):
     def has_evaluation(self, cfg):
         return True
 
-    def evaluate(self, run, n_tasks=None, progress=None):
+    def evaluate(self, run, n_tasks=None, progress=None, sets=(), name="eval"):
         x = run.theta()["x"]
         losses = [float(np.mean((x - 1.0) ** 2))] * (n_tasks or 4)
         row = {"rule": "learned", "variant": "default", "score": "loss", "tasks": len(losses),

@@ -93,6 +93,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run directory")
     e.add_argument("--tasks", "--episodes", type=int, default=None, dest="tasks",
                    help="tasks (episodes) per row (default: from the config)")
+    e.add_argument("--set", action="append", default=[], metavar="eval.KEY=VALUE",
+                   dest="sets", help="override an evaluation setting (rows, baselines, "
+                   "controls) of the trained run, e.g. --set eval.tasks=50 (repeatable)")
+    e.add_argument("--name", default=None,
+                   help="write NAME.json and NAME.png (default: eval; eval-set with --set)")
     e.set_defaults(func=analyses.cmd_eval)
 
     rp = sub.add_parser("report", help="redraw a run's plots from its saved metrics")

@@ -4,6 +4,7 @@ recover, export, simulate, check, list. Each applies to the studies that declare
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.markup import escape
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from metaplastic.cli.console import EXIT_CONSTRAINT, console, enable_compile_cache
 from metaplastic.cli.tables import print_compare, print_eval, print_recovery, warn_if_unfinished
-from metaplastic.errors import MetaplasticError
+from metaplastic.errors import ConfigError, MetaplasticError
 from metaplastic.experiments import study as studies
 from metaplastic.experiments.rundir import RunDir
 
@@ -27,7 +28,11 @@ def cmd_eval(args) -> int:
     study, _, run = _open(args.run, "eval")
     warn_if_unfinished(run)
     enable_compile_cache()
-    print_eval(study, run, n_tasks=args.tasks)
+    name = args.name or ("eval-set" if args.sets else "eval")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or name.endswith(".json"):
+        raise ConfigError(f"--name must be a plain file name stem (letters, digits, '_', "
+                          f"'-', '.'), got {name!r}")
+    print_eval(study, run, n_tasks=args.tasks, sets=tuple(args.sets), name=name)
     return 0
 
 

@@ -26,7 +26,7 @@ def tuned_label(row: dict) -> str:
     return f"{name} ({values})"
 
 
-def print_eval(study, run, n_tasks=None) -> None:
+def print_eval(study, run, n_tasks=None, sets=(), name="eval") -> None:
     """Evaluate a run (its study's held-out rows) with a progress bar; print the table."""
     t0 = time.perf_counter()
     columns = [TextColumn("evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -37,7 +37,7 @@ def print_eval(study, run, n_tasks=None) -> None:
         def progress(done, total, what):
             bar.update(tid, completed=done, total=total, info=escape(what))
 
-        rows = study.evaluate(run, n_tasks=n_tasks, progress=progress)
+        rows = study.evaluate(run, n_tasks=n_tasks, progress=progress, sets=sets, name=name)
     score = rows[0]["score"]
     counts = [r["tasks"] for r in rows]
     what = ("every trajectory once" if rows[0].get("each_once")
@@ -52,7 +52,7 @@ def print_eval(study, run, n_tasks=None) -> None:
                       fmt(r["loss"]), str(r["diverged"]))
     console.print(table)
     console.print(f"evaluation took {time.perf_counter() - t0:.1f} s; saved to "
-                  f"{run.path / 'eval.json'}")
+                  f"{run.path / (name + '.json')}")
 
 
 def warn_if_unfinished(run) -> None:

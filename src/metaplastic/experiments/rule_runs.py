@@ -5,6 +5,7 @@ episode recorded for the figures, and held-out evaluation against baselines.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from jax.flatten_util import ravel_pytree
 from metaplastic import streams
 from metaplastic.analysis.plausibility import check_names
 from metaplastic.capabilities import term_names
+from metaplastic.errors import ConfigError
 from metaplastic.experiments.baselines import (
     Baseline,
     baseline_pieces,
@@ -25,7 +27,7 @@ from metaplastic.experiments.baselines import (
     validate_baselines,
 )
 from metaplastic.experiments.build import Pieces, build, build_rule, variants
-from metaplastic.experiments.config import RunConfig
+from metaplastic.experiments.config import RunConfig, apply_assignments, from_dict, to_dict
 from metaplastic.experiments.evaluate import (
     check_eval_tasks,
     cosine_to_reference,
@@ -129,14 +131,20 @@ def summary(cfg: RunConfig, pieces, theta, hist: list[dict]) -> dict[str, Any]:
 
 
 def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
-                 progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
-    """Evaluate a run's θ and the baselines on held-out tasks; writes eval.json.
+                 progress: Callable[[int, int, str], None] | None = None,
+                 sets: tuple[str, ...] = (), name: str = "eval") -> list[dict]:
+    """Evaluate a run's θ and the baselines on held-out tasks; writes ``NAME.json``
+    (default ``eval.json``; with ``sets`` it also records the evaluation settings used).
 
-    Baselines with a ``tune`` grid are tuned first on meta-training tasks (the run's own
-    task configuration, with keys used neither by training nor by evaluation).
-    ``progress(done, total, what)`` follows every tuning point and every table cell.
+    ``sets``: ``eval.KEY=VALUE`` overrides (other rows, baselines or controls for a
+    trained run; only ``eval.*`` keys: training is not redone). Baselines with a ``tune``
+    grid are tuned first on meta-training tasks (the run's own task configuration, with
+    keys used neither by training nor by evaluation). ``progress(done, total, what)``
+    follows every tuning point and every table cell.
     """
-    cfg = run.config()
+    cfg, file_stem = run.config(), name
+    if sets:
+        cfg = eval_overrides(cfg, sets)
     theta = run_theta(run, build(cfg))
     n = n_tasks or cfg.eval.tasks
     check_eval_tasks(n, "--tasks" if n_tasks else "eval.tasks")
@@ -185,11 +193,27 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
         release_compiled()  # programs of this row's shapes are not needed again
     counts = sorted({r["tasks"] for r in rows}) or [n]  # recordings: their trajectories
     per_row = counts[0] if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    run.write_json("eval.json", {"tasks_per_row": per_row, "rows": rows})
+    out: dict = {"tasks_per_row": per_row, "rows": rows}
+    if sets:
+        out["eval_settings"] = json.loads(json.dumps(to_dict(cfg)["eval"], default=str))
+    run.write_json(f"{file_stem}.json", out)
     from metaplastic.report import plot_eval  # matplotlib: only when plotting
 
-    plot_eval(run.path)
+    plot_eval(run.path, file_stem)
     return rows
+
+
+def eval_overrides(cfg: RunConfig, sets: tuple[str, ...]) -> RunConfig:
+    """``cfg`` with ``eval.KEY=VALUE`` overrides (one ConfigError for any other key)."""
+    other = [s for s in sets if not s.strip().startswith("eval.")]
+    if other:
+        raise ConfigError(f"metaplastic eval --set takes eval.* keys only (training is not "
+                          f"redone); got {', '.join(map(repr, other))}")
+    cfg = from_dict(apply_assignments(to_dict(cfg), list(sets)))
+    validate_baselines(cfg)
+    for _, var in variants(cfg):
+        build(cfg, **var)
+    return cfg
 
 
 def validate(cfg: RunConfig, evaluation: bool = True) -> Pieces:

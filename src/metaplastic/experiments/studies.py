@@ -86,8 +86,9 @@ class RuleStudy(Study):
 
         return make_report(run.path)
 
-    def evaluate(self, run, n_tasks=None, progress=None) -> list[dict]:
-        return runner.evaluate_run(run, n_tasks=n_tasks, progress=progress)
+    def evaluate(self, run, n_tasks=None, progress=None, sets=(), name="eval") -> list[dict]:
+        return runner.evaluate_run(run, n_tasks=n_tasks, progress=progress, sets=sets,
+                                   name=name)
 
     def has_evaluation(self, cfg) -> bool:
         return cfg.eval.tasks > 0

@@ -128,8 +128,10 @@ class Study:
         return []
 
     def evaluate(self, run: Any, n_tasks: int | None = None,
-                 progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
-        """Held-out evaluation rows (written to ``eval.json``)."""
+                 progress: Callable[[int, int, str], None] | None = None,
+                 sets: tuple[str, ...] = (), name: str = "eval") -> list[dict]:
+        """Held-out evaluation rows (written to ``NAME.json``, default ``eval.json``);
+        ``sets``: ``eval.KEY=VALUE`` overrides of the run's evaluation settings."""
         raise MetaplasticError(f"{self.name} runs have no held-out evaluation")
 
     def has_evaluation(self, cfg: Any) -> bool:

@@ -104,14 +104,14 @@ def plot_coefficients(
     return Path(path)
 
 
-def plot_eval(run_path: str | Path) -> Path | None:
-    """The held-out evaluation (``eval.json``) as grouped bars: one group per evaluation
-    row (dataset, depth, ...), one bar per rule (learned and baselines), each the mean
-    score with its 95% CI as an error bar; rows where tasks diverged are marked. None
-    without ``eval.json``."""
+def plot_eval(run_path: str | Path, name: str = "eval") -> Path | None:
+    """The held-out evaluation (``NAME.json``, default ``eval.json``) as grouped bars
+    (``NAME.png``): one group per evaluation row (dataset, depth, ...), one bar per rule
+    (learned and baselines), each the mean score with its 95% CI as an error bar; rows
+    where tasks diverged are marked. None without ``NAME.json``."""
     run_path = Path(run_path)
     try:
-        data = json.loads((run_path / "eval.json").read_text())
+        data = json.loads((run_path / f"{name}.json").read_text())
         rows = data["rows"]
         score = rows[0]["score"]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
@@ -148,7 +148,7 @@ def plot_eval(run_path: str | Path) -> Path | None:
     ax.axhline(0, color="k", lw=0.5)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    out = run_path / "eval.png"
+    out = run_path / f"{name}.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out

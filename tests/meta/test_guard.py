@@ -1,0 +1,177 @@
+"""The safeguards of meta-training (meta.guard): one definition of divergence, rollback
+with the step size cut, keep-best θ, and the safeguards inside objective and network."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import metaplastic as mp
+from metaplastic import ConfigError, NonFiniteError
+from metaplastic.experiments.evaluate import summarise
+from metaplastic.meta import driver
+from metaplastic.meta.guard import Guard, episode_diverged
+from metaplastic.meta.objective import WholeEpisodes, clip_losses
+
+
+class Quadratic(WholeEpisodes):
+    """0.5 · 3 · θ²: plain SGD with lr 1 multiplies θ by -2 every step (a finite blow-up);
+    at a third of that step size it converges."""
+
+    def __call__(self, theta, key):
+        return 1.5 * jnp.sum(theta["x"] ** 2), {"nonfinite": jnp.zeros(())}
+
+    def value_and_grad(self, theta, key):
+        (value, aux), g = jax.value_and_grad(self, has_aux=True)(theta, key)
+        return value, aux, g
+
+
+quadratic = Quadratic()
+
+
+SGD = mp.MetaGradient(steps=40, lr=1.0, optimizer="sgd", clip=0, chunk=10)
+THETA0 = {"x": jnp.ones(3)}
+
+
+def test_the_issue_blow_up_is_flagged_at_the_default_bounds():
+    # the meta-loss of the issue: 1.1 at the start, 3.1e10 at meta-step 77 (finite)
+    g, active = Guard(), jnp.asarray(True)
+    state = g.init(THETA0)
+    state, first = g.step(state, {"loss": 1.1, "grad_norm": 2.0, "w_max": 0.5}, active, 1.0)
+    assert not first and np.allclose(state.ref, [1.1, 2.0, 0.5])
+    for loss, flagged in ((1.5, False), (90.0, False), (3.1e10, True)):
+        _, blown = g.step(state, {"loss": loss, "grad_norm": 2.0, "w_max": 0.5}, active, 1.0)
+        assert bool(blown) == flagged, loss
+    # gradient norm 4.8e13 and weights 1e4 x their start are blow-ups too
+    assert bool(g.step(state, {"loss": 1.0, "grad_norm": 4.8e13, "w_max": 0.5}, active, 1.0)[1])
+    assert bool(g.step(state, {"loss": 1.0, "grad_norm": 2.0, "w_max": 5e3}, active, 1.0)[1])
+    # a maximising loop: a *drop* of its objective is the blow-up
+    state_max, _ = g.step(g.init(THETA0), {"loss": 10.0}, active, -1.0)
+    assert bool(g.step(state_max, {"loss": -5000.0}, active, -1.0)[1])
+    assert not bool(g.step(state_max, {"loss": 5000.0}, active, -1.0)[1])
+
+
+def test_rollback_cuts_the_step_and_the_run_then_converges():
+    result = SGD.run(quadratic, THETA0, key=jax.random.key(0))
+    assert len(result.rollbacks) == 1, result.rollbacks
+    event = result.rollbacks[0]
+    assert event["back_to_step"] == 0 and "loss" in event["why"]
+    assert event["step_size_scale"] == pytest.approx(0.3)
+    assert int(result.state.step) == 40 and int(result.state.guard.rollbacks) == 1
+    assert float(jnp.max(jnp.abs(result.theta["x"]))) < 1e-3  # converged at 0.3x
+    assert not any(r["blowup"] for r in result.history)  # the undone chunk is not logged
+    assert [r["step"] for r in result.history] == list(range(1, 41))
+
+
+def test_spent_rollbacks_stop_the_run_as_diverged_with_the_last_good_theta():
+    with pytest.raises(NonFiniteError, match="blew up at meta-step .*loss") as e:
+        SGD.run(quadratic, THETA0, key=jax.random.key(0), guard=Guard(max_rollbacks=0))
+    assert "max_rollbacks = 0" in str(e.value)
+    result = e.value.result
+    assert int(result.state.step) == 0 and bool(result.state.stopped)
+    np.testing.assert_array_equal(result.theta["x"], THETA0["x"])
+    assert any(r["blowup"] for r in result.history)  # the blow-up is in the metrics
+
+
+def test_keep_best_returns_the_best_validated_theta():
+    obj = mp.Objective(mp.tasks.make("pca", n_in=3, n_steps=30), mp.Network(sizes=(3, 1)),
+                       mp.rules.make("polynomial", eta=0.05), tasks_per_step=2)
+    outer = mp.MetaGradient(steps=30, lr=3e-2, chunk=10)
+    theta0 = obj.rule.init(jax.random.key(0))
+    plain = outer.run(obj, theta0, key=jax.random.key(1))
+    best = outer.run(obj, theta0, key=jax.random.key(1), guard=Guard(keep_best=True))
+    # the path is the same; only the θ returned differs
+    for a, b in zip(jax.tree.leaves(plain.state.outer), jax.tree.leaves(best.state.outer)):
+        np.testing.assert_array_equal(a, b)
+    g = best.state.guard
+    assert int(g.best_step) in (10, 20, 30)
+    np.testing.assert_array_equal(best.theta["coef"], g.best_theta["coef"])
+    value = driver.validate(obj, best.theta, jax.random.key(1), Guard().validation_batches)
+    assert value == pytest.approx(float(g.best_value), rel=1e-6)
+
+
+def test_the_guard_state_saves_and_an_older_checkpoint_still_loads():
+    result = SGD.run(quadratic, THETA0, key=jax.random.key(0))
+    like = driver.init(SGD, quadratic, THETA0, jax.random.key(0))
+    arrays = driver.state_arrays(result.state)
+    back = driver.state_from_arrays(like, arrays)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(result.state)):
+        np.testing.assert_array_equal(a, b)
+    n_guard = len(jax.tree.leaves(like.guard))
+    old = {f"leaf_{i}": arrays[f"leaf_{i}"] for i in range(len(arrays) - n_guard)}
+    loaded = driver.state_from_arrays(like, old)  # saved before the guard existed
+    assert int(loaded.guard.rollbacks) == 0 and int(loaded.step) == 40
+
+
+def test_task_loss_clip_is_continuous_and_keeps_direction():
+    losses = jnp.array([1.0, 5.0, 50.0, jnp.nan])
+    out = np.asarray(clip_losses(losses, 5.0))
+    assert out[:2].tolist() == [1.0, 5.0]
+    assert out[2] == pytest.approx(5.0 * (1 + np.log(10.0)))
+    assert np.isnan(out[3])
+    slope = jax.grad(lambda x: clip_losses(x, 5.0))(50.0)
+    assert float(slope) == pytest.approx(0.1)  # c / L
+    np.testing.assert_array_equal(clip_losses(losses, 0.0), losses)
+
+
+def test_task_loss_clip_scales_each_task_gradient(small_pca):
+    task, net, rule, _ = small_pca
+    theta = {"coef": jnp.asarray(rule.coefficients("oja"))}
+    key = jax.random.key(3)
+    plain = mp.Objective(task, net, rule, tasks_per_step=2)
+    loss, aux, g = plain.value_and_grad(theta, key)
+    c = 0.5 * float(aux["task_loss"])  # at least one task's loss is above c
+    clipped = mp.Objective(task, net, rule, tasks_per_step=2, task_loss_clip=c)
+    loss_c, aux_c, g_c = clipped.value_and_grad(theta, key)
+    assert float(aux_c["task_loss"]) == pytest.approx(float(aux["task_loss"]))  # unclipped
+    assert float(loss_c) < float(loss)
+    norm, norm_c = (float(jnp.linalg.norm(x["coef"])) for x in (g, g_c))
+    assert norm_c < norm
+
+
+def test_part_clip_bounds_every_part_gradient(small_pca):
+    task, net, rule, _ = small_pca
+    part = mp.Objective(task, net, rule, tasks_per_step=2)
+    theta = {"coef": jnp.asarray(rule.coefficients("oja")) * 3}
+    from metaplastic.meta.mixture import Mixture
+
+    raw = Mixture((part, part), labels=("a", "b"))
+    clip = Mixture((part, part), labels=("a", "b"), part_clip=1e-3)
+    _, _, g = raw.value_and_grad(theta, jax.random.key(0))
+    _, aux, gc = clip.value_and_grad(theta, jax.random.key(0))
+    assert float(jnp.linalg.norm(g["coef"])) > 1e-3
+    assert float(jnp.linalg.norm(gc["coef"])) <= 1e-3 * (1 + 1e-5)
+    assert float(aux["grad_norm[a]"]) > 1e-3
+    with pytest.raises(ConfigError, match="part_clip"):
+        Mixture((part,), part_clip=-1.0)
+
+
+def test_bounded_rule_outputs():
+    net = mp.Network(sizes=(4, 3), update_bound_w=0.5, update_bound_init=1.0)
+    w = jnp.array([[0.0, 1.0, -2.0, 0.1]] * 3)
+    dw = jnp.array([[10.0, -10.0, 1e-4, 0.0]] * 3)
+    out = np.asarray(net.bound_update(0, w, dw))
+    bound = 0.5 * np.abs(np.asarray(w)) + 1.0 * net.weight_scale(0)
+    assert np.all(np.abs(out) <= bound + 1e-7)
+    assert out[0, 2] == pytest.approx(1e-4, rel=1e-3)  # small updates pass unchanged
+    assert net.weight_scale(0) == pytest.approx(0.5)  # init_scale / sqrt(4)
+    np.testing.assert_array_equal(mp.Network(sizes=(4, 3)).bound_update(0, w, dw), dw)
+    with pytest.raises(ConfigError, match="update_bound_w"):
+        mp.Network(sizes=(4, 3), update_bound_w=-1.0)
+
+
+def test_evaluation_counts_a_finite_blow_up_as_diverged_and_keeps_its_score():
+    per_task = {"loss": np.array([1.0, 2.0, np.inf, 3.0]),
+                "w_max": np.array([1.0, 5e3, 1.0, 1.0]),
+                "w0_max": np.ones(4), "accuracy": np.array([0.5, 0.1, 0.9, 0.3])}
+    stats = summarise(per_task)
+    assert stats["diverged"] == 2  # the inf one and the one whose weights grew 5000x
+    assert stats["accuracy"]["mean"] == pytest.approx(0.3)  # finite tasks, blow-up kept
+    assert bool(episode_diverged(jnp.asarray(1.0), jnp.asarray(2e3), jnp.asarray(1.0)))
+
+
+def test_guard_options_are_checked():
+    for bad in (dict(loss_bound=0), dict(max_rollbacks=-1), dict(rollback_lr=1.5),
+                dict(validation_batches=0)):
+        with pytest.raises(ConfigError):
+            Guard(**bad)
