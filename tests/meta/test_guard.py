@@ -81,7 +81,8 @@ def test_keep_best_returns_the_best_validated_theta():
     plain = outer.run(obj, theta0, key=jax.random.key(1))
     best = outer.run(obj, theta0, key=jax.random.key(1), guard=Guard(keep_best=True))
     # the path is the same; only the θ returned differs
-    for a, b in zip(jax.tree.leaves(plain.state.outer), jax.tree.leaves(best.state.outer)):
+    for a, b in zip(jax.tree.leaves(plain.state.outer), jax.tree.leaves(best.state.outer),
+                    strict=True):
         np.testing.assert_array_equal(a, b)
     g = best.state.guard
     assert int(g.best_step) in (10, 20, 30)
@@ -95,7 +96,7 @@ def test_the_guard_state_saves_and_an_older_checkpoint_still_loads():
     like = driver.init(SGD, quadratic, THETA0, jax.random.key(0))
     arrays = driver.state_arrays(result.state)
     back = driver.state_from_arrays(like, arrays)
-    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(result.state)):
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(result.state), strict=True):
         np.testing.assert_array_equal(a, b)
     n_guard = len(jax.tree.leaves(like.guard))
     old = {f"leaf_{i}": arrays[f"leaf_{i}"] for i in range(len(arrays) - n_guard)}
