@@ -196,6 +196,20 @@ def _pseudo_gradient(label: str, feedback: str) -> dict:
 
 ADAM_ETAS = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 
+#: the credit-assignment controls of every few-shot preset: the learned rule and online
+#: Adam (learning rate tuned) on the output layer only, hidden layers frozen at their
+#: initial weights; and the learned rule with the hidden neurons' errors zeroed in the
+#: signals of hidden-layer synapses only (the output layer's synapses keep every signal,
+#: unlike "no hidden feedback", which also zeroes what they read as e_pre)
+CONTROLS = (
+    {"label": "learned, output layer only", "rule": "learned",
+     "network": {"plastic": "last"}},
+    {"label": "Adam, output layer only", "rule": {"name": "adam"},
+     "network": {"feedback": "symmetric", "plastic": "last"}, "tune": {"eta": ADAM_ETAS}},
+    {"label": "learned, hidden errors ablated", "rule": "learned",
+     "network": {"error_ablation": "hidden_synapses"}},
+)
+
 #: what a learned few-shot rule is compared with: online SGD with backprop, FA and DFA
 #: errors; online Adam with backprop's errors (the strongest hand-designed learner in the
 #: same protocol); all with learning rates tuned on meta-training classes; and the learned
@@ -209,6 +223,7 @@ HONEST_BASELINES = (
      "network": {"feedback": "symmetric"}},
     {"label": "learned, no hidden feedback", "rule": "learned",
      "network": {"feedback": "none"}},
+    *CONTROLS,
 )
 
 

@@ -1,0 +1,135 @@
+"""mixture-fewshot over meta-training seeds: the headline columns with every control.
+
+    metaplastic run mixture-fewshot --seeds 0-4 --no-eval --out runs/seeds
+    python benchmarks/mixture_seeds.py runs/seeds/mixture-fewshot-seeds-*/ [--evaluate]
+
+With ``--evaluate``, every seed's θ is evaluated (``metaplastic eval RUN --name headline
+--set ...``) on the two depth-5 headline columns — MNIST-5k (never in the mixture) and
+digits, held-out classes 5-9, 200 tasks per cell — against the preset's baselines and
+controls in their classical form: FA and backprop-Adam on the whole network, Adam on the
+output layer only (learning rates tuned per column on meta-training classes, grids of 5),
+the learned rule on the output layer only and with the hidden neurons' errors ablated in
+hidden-layer synapses. Then (always) the seeds are aggregated: per column and learner the
+mean over seeds ± 95% CI (t over seeds), the fraction of the FA-to-Adam gap per seed and its
+mean ± CI, the seeds that ended flagged (status other than finished) and the rollbacks of
+each. Writes benchmarks/results/mixture_seeds.json (or ``--out``) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from metaplastic._stats import mean_ci
+from metaplastic.experiments import presets
+
+OUT = Path(__file__).parent / "results" / "mixture_seeds.json"
+NAME = "headline"
+DEPTH5 = {"hidden": [32, 32, 32, 32]}
+COLUMNS = [
+    {"label": "MNIST-5k (unseen) held-out, depth 5", "dataset": "mnist5k",
+     "classes": "heldout", "network": DEPTH5},
+    {"label": "digits held-out, depth 5", "classes": "heldout", "network": DEPTH5},
+]
+WANTED = ("FA", "backprop Adam", "Adam, output layer only", "learned, output layer only",
+          "learned, hidden errors ablated")
+
+
+def inline(value) -> str:
+    """A value as inline TOML (for --set)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {inline(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(inline(v) for v in value) + "]"
+
+
+def baselines() -> list[dict]:
+    cfg = presets.get("mixture-fewshot")
+    by_label = {b["label"]: b for b in cfg.eval.baselines}
+    return [by_label[label] for label in WANTED]
+
+
+def evaluate(run: Path, tasks: int = 200) -> None:
+    sets = [f"eval.variants={inline(COLUMNS)}", f"eval.baselines={inline(baselines())}",
+            f"eval.tasks={tasks}", "eval.vary={}", "eval.tune_per_variant=true"]
+    args = [sys.executable, "-m", "metaplastic.cli", "eval", str(run), "--name", NAME]
+    for s in sets:
+        args += ["--set", s]
+    subprocess.run(args, check=True)
+
+
+def aggregate(runs: list[Path]) -> dict:
+    seeds = []
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        entry = {"run": str(run), "seed": json.loads(json.dumps(summary.get(
+            "config_at_start", {}).get("seed"))), "status": summary["status"],
+            "rollbacks": summary.get("guard", {}).get("rollbacks"),
+            "kept_theta": summary.get("guard", {}).get("kept_theta"),
+            "meta_steps": summary["meta_steps"], "seconds": summary["seconds"]}
+        path = run / f"{NAME}.json"
+        if path.is_file():
+            rows = json.loads(path.read_text())["rows"]
+            entry["cells"] = {f"{r['rule']}|{r['variant']}": {
+                "mean": r["accuracy"]["mean"], "ci95": r["accuracy"]["ci95"],
+                "diverged": r["diverged"], "tuned": r.get("tuned")} for r in rows}
+        seeds.append(entry)
+    table: dict = {}
+    evaluated = [s for s in seeds if "cells" in s]
+    for col in COLUMNS:
+        c = col["label"]
+        out = {}
+        for rule in ("learned", *WANTED):
+            vals = [s["cells"][f"{rule}|{c}"]["mean"] for s in evaluated]
+            m, ci, n = mean_ci(vals)
+            out[rule] = {"mean": m, "ci95": ci, "n": n, "per_seed": vals}
+        gaps = [(s["cells"][f"learned|{c}"]["mean"] - s["cells"][f"FA|{c}"]["mean"])
+                / (s["cells"][f"backprop Adam|{c}"]["mean"] - s["cells"][f"FA|{c}"]["mean"])
+                for s in evaluated]
+        m, ci, n = mean_ci(gaps)
+        out["gap_fraction"] = {"mean": m, "ci95": ci, "n": n, "per_seed": gaps}
+        diffs = [s["cells"][f"learned|{c}"]["mean"]
+                 - s["cells"][f"Adam, output layer only|{c}"]["mean"] for s in evaluated]
+        m, ci, n = mean_ci(diffs)
+        out["learned_minus_output_only_adam"] = {"mean": m, "ci95": ci, "n": n,
+                                                 "per_seed": diffs}
+        table[c] = out
+    return {"seeds": seeds, "flagged": [s["seed"] for s in seeds if s["status"] != "finished"],
+            "columns": table}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("parent", type=Path, help="the --seeds run directory (seed-N inside)")
+    p.add_argument("--evaluate", action="store_true", help="evaluate every seed first")
+    p.add_argument("--tasks", type=int, default=200, help="tasks per cell (and per tuning "
+                   "point)")
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args()
+    runs = sorted(args.parent.glob("seed-*"), key=lambda r: int(r.name.split("-")[1]))
+    if not runs:
+        raise SystemExit(f"no seed-N run directories in {args.parent}")
+    if args.evaluate:
+        for run in runs:
+            evaluate(run, args.tasks)
+    result = aggregate(runs)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"seeds: {len(runs)}, flagged: {result['flagged']}, rollbacks: "
+          f"{[s['rollbacks'] for s in result['seeds']]}")
+    for col, out in result["columns"].items():
+        print(col)
+        for rule, v in out.items():
+            print(f"  {rule:34s} {v['mean']:.3f} ± {v['ci95']:.3f} (n={v['n']})")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
