@@ -66,6 +66,39 @@ def evaluate(run: Path, tasks: int = 200) -> None:
     subprocess.run(args, check=True)
 
 
+def alignment(run: Path, n_tasks: int) -> dict:
+    """Per headline column: the learned rule's per-layer cosine with backprop's gradient
+    step over the episode (metaplastic.analysis.alignment); FA's beside it."""
+    import dataclasses
+
+    import jax
+
+    from metaplastic.analysis.alignment import gradient_alignment
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.evaluate import eval_key
+    from metaplastic.experiments.rundir import RunDir
+    from metaplastic.experiments.rule_runs import run_theta
+
+    rd = RunDir(run)
+    cfg = rd.config()
+    theta = run_theta(rd, build(cfg))
+    out = {}
+    for i, col in enumerate(COLUMNS):
+        var = {k: v for k, v in col.items() if k != "label"}
+        key = jax.random.fold_in(eval_key(cfg.seed), 1000 + i)
+        pieces = build(cfg, **var)
+        fa_cfg = dataclasses.replace(cfg, rule={"name": "sgd", "eta": 0.03})
+        fa = build(fa_cfg, **{**var, "network": {**var["network"], "update_fan_in": 0,
+                                                 "update_bound_w": 0.0,
+                                                 "update_bound_init": 0.0}})
+        out[col["label"]] = {
+            "learned": gradient_alignment(pieces.objective, theta, key, n_tasks),
+            "FA": gradient_alignment(fa.objective, fa.rule.init(
+                jax.random.key(0), fa.network.shapes), key, n_tasks)}
+    (run / "alignment.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
 def aggregate(runs: list[Path]) -> dict:
     seeds = []
     for run in runs:
@@ -75,6 +108,8 @@ def aggregate(runs: list[Path]) -> dict:
             "rollbacks": summary.get("guard", {}).get("rollbacks"),
             "kept_theta": summary.get("guard", {}).get("kept_theta"),
             "meta_steps": summary["meta_steps"], "seconds": summary["seconds"]}
+        if (run / "alignment.json").is_file():
+            entry["alignment"] = json.loads((run / "alignment.json").read_text())
         path = run / f"{NAME}.json"
         if path.is_file():
             rows = json.loads(path.read_text())["rows"]
@@ -101,6 +136,14 @@ def aggregate(runs: list[Path]) -> dict:
         m, ci, n = mean_ci(diffs)
         out["learned_minus_output_only_adam"] = {"mean": m, "ci95": ci, "n": n,
                                                  "per_seed": diffs}
+        if all("alignment" in s for s in seeds):
+            out["alignment_episode_cosine"] = {}
+            for who in ("learned", "FA"):
+                layers = seeds[0]["alignment"][c][who]
+                out["alignment_episode_cosine"][who] = {
+                    layer: dict(zip(("mean", "ci95", "n"), mean_ci(
+                        [s["alignment"][c][who][layer]["episode"]["mean"] for s in seeds]),
+                        strict=True)) for layer in layers}
         table[c] = out
     return {"seeds": seeds, "flagged": [s["seed"] for s in seeds if s["status"] != "finished"],
             "columns": table}
@@ -120,6 +163,7 @@ def main() -> None:
     if args.evaluate:
         for run in runs:
             evaluate(run, args.tasks)
+            alignment(run, min(args.tasks, 50))
     result = aggregate(runs)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"seeds: {len(runs)}, flagged: {result['flagged']}, rollbacks: "
@@ -127,6 +171,11 @@ def main() -> None:
     for col, out in result["columns"].items():
         print(col)
         for rule, v in out.items():
+            if rule == "alignment_episode_cosine":
+                for who, layers in v.items():
+                    print(f"  cos with backprop, {who}: " + ", ".join(
+                        f"{k} {x['mean']:+.2f}±{x['ci95']:.2f}" for k, x in layers.items()))
+                continue
             print(f"  {rule:34s} {v['mean']:.3f} ± {v['ci95']:.3f} (n={v['n']})")
     print(f"wrote {args.out}")
 

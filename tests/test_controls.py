@@ -53,3 +53,20 @@ def test_guard_and_mixture_keys_in_meta():
     cfg = presets.get("oja")
     with pytest.raises(ConfigError, match=r"meta.part_clip is for runs with \[\[mixture\]\]"):
         build(dataclasses.replace(cfg, meta={**cfg.meta, "part_clip": 1.0}))
+
+
+def test_gradient_alignment_is_one_for_backprop_and_hidden_fa_is_not():
+    from metaplastic.analysis.alignment import gradient_alignment
+
+    cfg = presets.get("fa-digits")
+    out = {}
+    for fb in ("symmetric", "random"):
+        c = dataclasses.replace(cfg, rule={"name": "sgd", "eta": 0.03},
+                                network={**cfg.network, "feedback": fb, "hidden": [8]})
+        p = build(c)
+        theta = p.rule.init(jax.random.key(0), p.network.shapes)
+        out[fb] = gradient_alignment(p.objective, theta, jax.random.key(1), n_tasks=6)
+    for layer in ("layer 1", "layer 2"):  # SGD with backprop's errors is backprop
+        assert out["symmetric"][layer]["episode"]["mean"] == pytest.approx(1.0, abs=1e-5)
+    assert out["random"]["layer 2"]["episode"]["mean"] == pytest.approx(1.0, abs=1e-5)
+    assert abs(out["random"]["layer 1"]["episode"]["mean"]) < 0.5  # FA's hidden layer

@@ -40,9 +40,13 @@ def weight_max(weights: Any) -> Array:
                               for w in jax.tree.leaves(weights)]))
 
 
-def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, instance: Any):
+def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, instance: Any,
+                     reference: Network | None = None):
     """``carry -> (carry, signals, dws, live)``: one step, also returning every layer's
-    :class:`LocalSignals` and weight change (what ``metaplastic explain`` samples)."""
+    :class:`LocalSignals` and weight change (what ``metaplastic explain`` samples). With a
+    ``reference`` network (the same weights, another feedback pathway, e.g. symmetric:
+    backprop's errors), the step also returns the signals it would give
+    (``(carry, signals, dws, live, reference_signals)``; :mod:`.analysis.alignment`)."""
 
     theta = precision.store(theta, cap.precision(rule))  # read every step
 
@@ -53,8 +57,8 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
         e_out = task.output_error(act.rates[-1], target)
         live = task.learns(instance, env)
         weights, new_rule_state, dws = [], [], []
-        signals = network.signals(state, act, e_out,
-                                  task.modulator(instance, env, act.rates[-1], target))
+        modulator = task.modulator(instance, env, act.rates[-1], target)
+        signals = network.signals(state, act, e_out, modulator)
         for l, (s, rs) in enumerate(zip(signals, rule_state, strict=True)):
             dw, rs = rule.update(precision.compute(rule.layer_theta(theta, l)), s, rs)
             dw_applied = dw * network.update_scale(l) if network.update_fan_in else dw
@@ -68,6 +72,9 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
             dws.append(dw)
         env = task.transition(instance, env, act.rates[-1])
         carry = (state._replace(weights=tuple(weights)), tuple(new_rule_state), env)
+        if reference is not None:
+            ref = reference.signals(state, act, e_out, modulator)
+            return carry, tuple(signals), tuple(dws), live, tuple(ref)
         return carry, tuple(signals), tuple(dws), live
 
     return step
