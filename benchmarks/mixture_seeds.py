@@ -76,8 +76,8 @@ def alignment(run: Path, n_tasks: int) -> dict:
     from metaplastic.analysis.alignment import gradient_alignment
     from metaplastic.experiments.build import build
     from metaplastic.experiments.evaluate import eval_key
-    from metaplastic.experiments.rundir import RunDir
     from metaplastic.experiments.rule_runs import run_theta
+    from metaplastic.experiments.rundir import RunDir
 
     rd = RunDir(run)
     cfg = rd.config()
