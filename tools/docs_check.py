@@ -9,7 +9,11 @@ run leaves it:
 * ``term:NAME`` — the learned coefficient of a term (from ``metaplastic export``);
 * ``recovery:SPLIT|RULE|KEY`` or ``recovery:SPLIT|KEY`` — a number of ``recovery.json``
   (fits to recordings), e.g. ``recovery:heldout|inferred|deviance_explained`` (a
-  fraction; printed as a percentage: ``scale = 100``) or ``recovery:heldout|weight_r2``.
+  fraction; printed as a percentage: ``scale = 100``) or ``recovery:heldout|weight_r2``;
+* ``seeds:RULE|VARIANT|METRIC`` — a command with ``--seeds``: the mean over its seeds of
+  a held-out cell (each seed's ``eval.json``);
+* ``seedgap:VARIANT|RULE|LOW|HIGH`` — the mean over seeds of ``(RULE - LOW) / (HIGH -
+  LOW)`` in that row's score (e.g. the share of the FA-to-Adam gap a rule closes).
 
 ``kind = "exact"`` (a seeded, deterministic number): the rerun must round to the printed
 digits (within half a unit of the last printed digit, plus ``slack`` units for
@@ -75,9 +79,10 @@ def load(path: Path = CLAIMS) -> list[Claim]:
     for c in claims:
         if c.kind not in ("exact", "ci"):
             raise SystemExit(f"error: claim {c.name!r}: kind must be 'exact' or 'ci'")
-        if c.value.split(":", 1)[0] not in ("summary", "eval", "term", "recovery"):
+        if c.value.split(":", 1)[0] not in ("summary", "eval", "term", "recovery", "seeds",
+                                            "seedgap"):
             raise SystemExit(f"error: claim {c.name!r}: value must start with summary:, "
-                             f"eval:, term: or recovery:")
+                             f"eval:, term:, recovery:, seeds: or seedgap:")
     return claims
 
 
@@ -89,8 +94,26 @@ def _metaplastic(args: list[str]) -> None:
         raise RuntimeError(f"metaplastic {' '.join(args)} exited {code}")
 
 
+def _cell(run: Path, rule: str, variant: str, metric: str | None = None) -> float:
+    rows = json.loads((run / "eval.json").read_text())["rows"]
+    (row,) = [r for r in rows if r["rule"] == rule and r["variant"] == variant]
+    return float(row[metric or row["score"]]["mean"])
+
+
 def measure(run: Path, value: str) -> float:
     where, what = value.split(":", 1)
+    if where in ("seeds", "seedgap"):  # a --seeds run: its seed-N directories
+        seeds = sorted(run.glob("seed-*"))
+        if not seeds:
+            raise FileNotFoundError(f"{run} has no seed-N directories (a --seeds command?)")
+        if where == "seeds":
+            rule, variant, metric = what.split("|")
+            vals = [_cell(s, rule, variant, metric) for s in seeds]
+        else:
+            variant, rule, low, high = what.split("|")
+            vals = [(_cell(s, rule, variant) - _cell(s, low, variant))
+                    / (_cell(s, high, variant) - _cell(s, low, variant)) for s in seeds]
+        return sum(vals) / len(vals)
     if where == "summary":
         return float(json.loads((run / "summary.json").read_text())[what])
     if where == "recovery":  # SPLIT|KEY (e.g. weight_r2) or SPLIT|RULE|KEY
