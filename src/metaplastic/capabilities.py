@@ -73,6 +73,13 @@ class HasNeuronParams(Protocol):
 
 
 @runtime_checkable
+class HasFeedbackParams(Protocol):
+    """A rule whose θ also holds the feedback synapses' rule (plastic feedback)."""
+
+    def feedback_params(self, theta: Any) -> Any: ...
+
+
+@runtime_checkable
 class HasLayerStatistics(Protocol):
     """A rule with per-layer coefficient tables (Hebbian ABCD): ``layer_tables(θ)``
     gives, per layer, a dict of name -> array, recorded for the figures and exported."""
@@ -343,6 +350,11 @@ def stateful(neuron: Any) -> bool:
 
 def learned(neuron: Any) -> bool:
     return isinstance(neuron, LearnedNeurons) and bool(neuron.learned)
+
+
+def feedback_params(rule: Any, theta: Any) -> Any:
+    """The feedback synapses' rule coefficients within θ (plastic feedback), else None."""
+    return rule.feedback_params(theta) if isinstance(rule, HasFeedbackParams) else None
 
 
 def neuron_params(rule: Any, theta: Any) -> Any:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from metaplastic import capabilities as cap
 from metaplastic import precision, streams
 from metaplastic.network import NetState, Network
+from metaplastic.rules import feedback
 from metaplastic.rules.base import Rule
 from metaplastic.tasks.base import Task
 
@@ -49,6 +50,7 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
     (``(carry, signals, dws, live, reference_signals)``; :mod:`.analysis.alignment`)."""
 
     theta = precision.store(theta, cap.precision(rule))  # read every step
+    fb_coef = cap.feedback_params(rule, theta)  # plastic feedback's rule, or None
 
     def step(carry):
         state, rule_state, env = carry
@@ -70,6 +72,13 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
             weights.append(network.store(w))
             new_rule_state.append(rs)
             dws.append(dw)
+        if fb_coef is not None:  # plastic feedback: every feedback synapse by its rule
+            errs = network.errors(state, act, e_out)
+            state = state._replace(feedback=tuple(
+                b + jnp.where(live, network.feedback_eta * feedback.update(
+                    fb_coef, src, act.rates[l + 1], b), 0.0)
+                for l, (b, src) in enumerate(zip(state.feedback,
+                                                 network.feedback_sources(errs), strict=True))))
         env = task.transition(instance, env, act.rates[-1])
         carry = (state._replace(weights=tuple(weights)), tuple(new_rule_state), env)
         if reference is not None:

@@ -32,7 +32,9 @@ from metaplastic.neurons import RateNeuron
 from metaplastic.signals import LocalSignals, layer_signals
 
 Array = jax.Array
-FEEDBACK = ("none", "symmetric", "random", "direct")
+FEEDBACK = ("none", "symmetric", "random", "direct", "sign")
+#: feedback pathways whose synapses may be plastic (``feedback_plasticity``)
+PLASTIC_FEEDBACK = ("random", "direct")
 #: credit-assignment controls (``Network.error_ablation``)
 ERROR_ABLATIONS = ("none", "hidden_synapses")
 
@@ -62,6 +64,13 @@ class Network:
     init_scale: float = 1.0  # W_l ~ N(0, init_scale^2 / n_{l-1}), or U[-init_scale, init_scale]
     init_dist: str = "normal"  # "normal" (scaled by fan-in) or "uniform"
     feedback_scale: float = 1.0
+    #: "learned": the feedback synapses (random or direct feedback) change during the
+    #: episode by their own meta-learned local rule (θ["feedback"];
+    #: :mod:`metaplastic.rules.feedback`), started as Kolen-Pollack; "none": fixed
+    feedback_plasticity: str = "none"
+    feedback_eta: float = 0.01  # the feedback rule's learning rate
+    feedback_start: str = "kolen_pollack"  # or "zeros"
+    feedback_decay: float = 0.0  # Kolen-Pollack's decay λ in the start
     #: Dale's law: each presynaptic neuron is excitatory (the first ``excitatory`` fraction
     #: of a layer) or inhibitory; its outgoing weights start with its sign and learning
     #: cannot flip them (a weight that would cross zero stays at zero)
@@ -129,6 +138,13 @@ class Network:
         precision.check(self.dtype, "network")
         if self.plastic == "last":
             object.__setattr__(self, "plastic", (len(self.sizes) - 1,))
+        if self.feedback_plasticity not in ("none", "learned"):
+            raise unknown_name("feedback plasticity", self.feedback_plasticity,
+                               ("none", "learned"))
+        if self.feedback_plasticity == "learned" and self.feedback not in PLASTIC_FEEDBACK:
+            raise ConfigError(f"feedback_plasticity = 'learned' needs feedback synapses of "
+                              f"their own: feedback = {' or '.join(map(repr, PLASTIC_FEEDBACK))}"
+                              f", got {self.feedback!r}")
         if self.error_ablation not in ERROR_ABLATIONS:
             raise unknown_name("error ablation", self.error_ablation, ERROR_ABLATIONS)
         if isinstance(self.plastic, int | str) or not all(
@@ -257,7 +273,7 @@ class Network:
     def _init_feedback(self, key: Array) -> tuple[Array, ...]:
         hidden = self.sizes[1:-1]
         keys = jax.random.split(key, max(len(hidden), 1))
-        if self.feedback == "random":
+        if self.feedback in ("random", "sign"):
             src = self.sizes[2:]
         elif self.feedback == "direct":
             src = (self.sizes[-1],) * len(hidden)
@@ -267,6 +283,13 @@ class Network:
             self.feedback_scale * jax.random.normal(k, (n, m)) / jnp.sqrt(m)
             for k, n, m in zip(keys, hidden, src, strict=False)
         )
+
+    def feedback_sources(self, errs: tuple[Array, ...]) -> tuple[Array, ...]:
+        """The error each feedback matrix carries (from ``errors``): the layer above's
+        (random feedback) or the output's (direct), one per hidden layer."""
+        if self.feedback == "direct":
+            return tuple(errs[-1] for _ in self.sizes[1:-1])
+        return tuple(errs[l + 1] for l in range(1, self.n_layers))
 
     def check_input(self, x: Array) -> None:
         if x.shape[-1] != self.sizes[0]:
@@ -349,6 +372,9 @@ class Network:
                 arriving = state.feedback[l - 1] @ errs[l + 1]
             elif self.feedback == "direct":
                 arriving = state.feedback[l - 1] @ errs[-1]
+            elif self.feedback == "sign":  # sign-concordant: reads the forward weights' signs
+                arriving = (jnp.sign(state.weights[l].T) * jnp.abs(state.feedback[l - 1])
+                            ) @ errs[l + 1]
             else:
                 arriving = jnp.zeros_like(act.rates[l])
             errs[l] = arriving * gain

@@ -167,8 +167,18 @@ def check_weight_transport(network: Network, key: jax.Array, *, draws: int = 2) 
                         "no_weight_transport", False,
                         f"the error at hidden layer {l} depends on forward weights W{k + 1} "
                         f"(feedback = {network.feedback!r} reads the forward weights)")
+        flipped = errs(tuple(-w for w in state.weights))  # signs read (zero derivative)
+        same = errs(state.weights)
+        for l in range(1, network.n_layers):
+            if not np.array_equal(np.asarray(flipped[l]), np.asarray(same[l])):
+                return CheckResult(
+                    "no_weight_transport", False,
+                    f"the error at hidden layer {l} changes when the forward weights change "
+                    f"sign (feedback = {network.feedback!r} reads them: a non-local "
+                    f"reference, not a biologically plausible pathway)")
     return CheckResult("no_weight_transport", True,
-                       f"d(errors)/d(forward weights) = 0 exactly with activities fixed "
+                       f"d(errors)/d(forward weights) = 0 exactly with activities fixed, and the "
+                       f"errors unchanged when the forward weights flip sign "
                        f"(feedback = {network.feedback!r}), {draws} random draws")
 
 
@@ -267,6 +277,11 @@ def _locality(network, rule, theta, task, key):
         result = dataclasses.replace(result, detail=(
             f"{result.detail}; every update is scaled by update_fan_in / (the neuron's "
             f"number of inputs) = {network.update_fan_in} / n_in, a constant of each neuron"))
+    if network.feedback_plasticity == "learned":
+        result = dataclasses.replace(result, detail=(
+            f"{result.detail}; the feedback synapses change by their own learned rule, "
+            f"reading only the error they carry, the activity of the neuron they end on and "
+            f"their own weight (metaplastic.rules.feedback)"))
     if network.bounds_updates:
         result = dataclasses.replace(result, detail=(
             f"{result.detail}; every update is softly bounded by {network.update_bound_w:g} "

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 
 from metaplastic import capabilities as cap
+from metaplastic.rules import feedback
 from metaplastic.rules.base import Rule
 from metaplastic.signals import LocalSignals
 
@@ -60,6 +61,10 @@ class Composed(Rule):
 
     def update_per_synapse(self, theta, signals: LocalSignals, state):
         return self.rule.update_per_synapse(theta, signals, state)
+
+    def feedback_params(self, theta):
+        """The feedback synapses' rule coefficients within θ (None: fixed feedback)."""
+        return cap.feedback_params(self.rule, theta["rule"])
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,40 @@ class WithFittedStart(Composed):
         return f"{self.rule.formula(theta['rule'])}; initial weights fitted"
 
 
+@dataclass(frozen=True)
+class WithPlasticFeedback(Composed):
+    """``rule`` for the forward synapses; the feedback synapses by the meta-learned
+    feedback rule of :mod:`metaplastic.rules.feedback`. θ = ``{"rule": θ_rule, "feedback": c}``."""
+
+    rule: Rule
+    start: str = "kolen_pollack"
+    decay: float = 0.0
+    SUFFIX = "plastic-feedback"
+
+    def __post_init__(self):
+        feedback.coefficients(self.start)  # a clear error for an unknown start
+
+    def init(self, key: Array, shapes=None) -> dict:
+        return {"rule": self.rule.init(key, shapes),
+                "feedback": feedback.coefficients(self.start, self.decay)}
+
+    def initial_weights(self, theta):
+        return self.rule.initial_weights(theta["rule"])
+
+    def feedback_params(self, theta) -> Array:
+        return theta["feedback"]
+
+    def neuron_params(self, theta):
+        return cap.neuron_params(self.rule, theta["rule"])
+
+    def sparse_part(self, theta):
+        return cap.sparse_part(self.rule, theta["rule"])
+
+    def formula(self, theta) -> str:
+        return (f"{self.rule.formula(theta['rule'])}; feedback: "
+                f"{feedback.formula(theta['feedback'])}")
+
+
 def synapses_part(rule: Rule, theta: Any) -> tuple[Rule, Any]:
     """The synapses' own rule and its θ within a composed rule (learned neurons, a fitted
     start), or ``(rule, theta)`` as they are: what compares with a reference's terms."""
@@ -134,12 +173,15 @@ def synapses_part(rule: Rule, theta: Any) -> tuple[Rule, Any]:
 
 def compose(rule: Rule, network: Any, task: Any) -> Rule:
     """The rule a network and task need around ``rule``: learned neurons' φ in θ when the
-    network's hidden neurons are learned (:class:`WithLearnedNeurons`), and the initial
+    network's hidden neurons are learned (:class:`WithLearnedNeurons`), the feedback
+    synapses' rule when they are plastic (:class:`WithPlasticFeedback`), and the initial
     weights fitted with the rule when the task asks for it (``task.fits_start``:
     recordings without the weights each trajectory started from; :class:`WithFittedStart`).
     ``rule`` as it is otherwise."""
     if network.learned_neurons:  # one θ for the synapses' rule and the neurons' φ
         rule = WithLearnedNeurons(rule, network.neuron_model)
+    if network.feedback_plasticity == "learned":  # the feedback synapses' rule in θ
+        rule = WithPlasticFeedback(rule, network.feedback_start, network.feedback_decay)
     if task.fits_start:  # the initial weights fitted with the rule (recordings)
         rule = WithFittedStart(rule, network)
     return rule
