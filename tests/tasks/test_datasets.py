@@ -18,7 +18,7 @@ def _write_idx(path, arr, code=0x08):
 
 
 @pytest.mark.parametrize("name, n, dim", [("digits", 1797, 64), ("mnist1d", 5000, 40),
-                                          ("mnist5k", 5000, 784)])
+                                          ("mnist5k", 5000, 784), ("shapes", 5000, 256)])
 def test_builtin_datasets_load_offline(name, n, dim):
     ds = datasets.load(name)
     assert ds.x.shape == (n, dim) and ds.x.dtype == np.float32 and ds.y.shape == (n,)
@@ -80,5 +80,17 @@ def test_bad_files_give_clear_errors(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(ConfigError, match="valid datasets: digits, file, mnist1d, mnist5k"):
+    with pytest.raises(ConfigError, match="valid datasets: digits, file, mnist1d, mnist5k, shapes"):
         datasets.load("cifar")
+
+
+def test_shapes_are_procedural_balanced_and_learnable():
+    x, y = datasets.shapes(per_class=40, seed=3)
+    again, _ = datasets.shapes(per_class=40, seed=3)
+    np.testing.assert_array_equal(x, again)  # the same numbers every time
+    assert np.bincount(y).tolist() == [40] * 10 and 0 <= x.min() and x.max() <= 1
+    # the classes differ: a nearest-class-mean classifier is far above chance (0.1)
+    means = np.stack([x[y == c][:20].mean(0) for c in range(10)])
+    test = np.concatenate([np.flatnonzero(y == c)[20:] for c in range(10)])
+    pred = np.argmin(((x[test, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert np.mean(pred == y[test]) > 0.4
