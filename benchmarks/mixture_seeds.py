@@ -29,23 +29,9 @@ from metaplastic.experiments import presets
 
 OUT = Path(__file__).parent / "results" / "mixture_seeds.json"
 NAME = "headline"
-DEPTH5 = {"hidden": [32, 32, 32, 32]}
-HEADLINE = [
-    {"label": "MNIST-5k (unseen) held-out, depth 5", "dataset": "mnist5k",
-     "classes": "heldout", "network": DEPTH5},
-    {"label": "digits held-out, depth 5", "classes": "heldout", "network": DEPTH5},
-]
-#: farther transfer: another domain (procedural shapes, never in the mixture) and a larger
-#: regime (width 128, 100 shots: 500 inner updates; the mixture has width 32, 50 updates)
-FARTHER = [
-    {"label": "shapes (unseen domain) held-out, depth 5", "dataset": "shapes",
-     "classes": "heldout", "network": DEPTH5},
-    {"label": "digits held-out, width 128, 500 updates", "classes": "heldout",
-     "shots": 100, "network": {"hidden": [128, 128]}},
-]
-COLUMNS = HEADLINE + FARTHER
-WANTED = ("FA", "backprop Adam", "Adam, output layer only", "learned, output layer only",
-          "learned, hidden errors ablated")
+HEADLINE = [dict(c) for c in presets.MIXTURE_HEADLINE]
+COLUMNS = presets.mixture_headline_eval()["variants"]
+WANTED = presets.MIXTURE_HEADLINE_LEARNERS
 
 
 def inline(value) -> str:
@@ -61,15 +47,9 @@ def inline(value) -> str:
     return "[" + ", ".join(inline(v) for v in value) + "]"
 
 
-def baselines() -> list[dict]:
-    cfg = presets.get("mixture-fewshot")
-    by_label = {b["label"]: b for b in cfg.eval.baselines}
-    return [by_label[label] for label in WANTED]
-
-
 def evaluate(run: Path, tasks: int = 200) -> None:
-    sets = [f"eval.variants={inline(COLUMNS)}", f"eval.baselines={inline(baselines())}",
-            f"eval.tasks={tasks}", "eval.vary={}", "eval.tune_per_variant=true"]
+    settings = {**presets.mixture_headline_eval(), "tasks": tasks}
+    sets = [f"eval.{k}={inline(v)}" for k, v in settings.items()]
     args = [sys.executable, "-m", "metaplastic.cli", "eval", str(run), "--name", NAME]
     for s in sets:
         args += ["--set", s]

@@ -408,6 +408,35 @@ def mixture_fewshot() -> RunConfig:
     )
 
 
+#: the headline columns of mixture-fewshot (depth 5, held-out classes; MNIST-5k never in
+#: the mixture), and the farther ones: another domain (procedural shapes) and a larger
+#: regime (width 128, 100 shots: 500 inner updates; the mixture has width 32, 50)
+MIXTURE_HEADLINE = (
+    {"label": "MNIST-5k (unseen) held-out, depth 5", "dataset": "mnist5k",
+     "classes": "heldout", "network": _depth(5)},
+    {"label": "digits held-out, depth 5", "classes": "heldout", "network": _depth(5)},
+)
+MIXTURE_FARTHER = (
+    {"label": "shapes (unseen domain) held-out, depth 5", "dataset": "shapes",
+     "classes": "heldout", "network": _depth(5)},
+    {"label": "digits held-out, width 128, 500 updates", "classes": "heldout",
+     "shots": 100, "network": {"hidden": [128, 128]}},
+)
+#: the learners the seed study compares on them (labels of mixture-fewshot's baselines)
+MIXTURE_HEADLINE_LEARNERS = ("FA", "backprop Adam", "Adam, output layer only",
+                             "learned, output layer only", "learned, hidden errors ablated")
+
+
+def mixture_headline_eval(farther: bool = True) -> dict:
+    """The ``[eval]`` settings of mixture-fewshot's seed study (``metaplastic eval RUN
+    --name headline``; benchmarks/mixture_seeds.py): the headline (and farther) columns,
+    200 tasks per cell, the classical baselines and controls tuned per column."""
+    by_label = {b["label"]: b for b in mixture_fewshot().eval.baselines}
+    return {"variants": [*MIXTURE_HEADLINE, *(MIXTURE_FARTHER if farther else ())],
+            "baselines": [by_label[label] for label in MIXTURE_HEADLINE_LEARNERS],
+            "tasks": 200, "vary": {}, "tune_per_variant": True}
+
+
 STDP_ETAS = [0.001, 0.003, 0.01, 0.03, 0.1]
 SPIKE_TRACE_VARIABLES = ["pre", "post", "pre_trace", "post_trace", "w"]
 
