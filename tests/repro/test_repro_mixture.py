@@ -1,10 +1,13 @@
-"""One local rule over a mixture of datasets and depths (make test-slow).
+"""One local rule over a mixture of datasets and depths, over five meta-training seeds
+(make test-slow; about an hour on 2 cores).
 
-`metaplastic run mixture-fewshot`, evaluated on its headline cell only: depth 5 (five
-plastic layers) on MNIST-5k at its 784 raw inputs, a dataset never in the mixture. The
-learned MLP rule (fixed random feedback; locality and no weight transport measured)
-beats feedback alignment and DFA by more than the confidence intervals and closes at
-least 40% of the gap between FA and online backprop-with-Adam (measured: 50%, seed 0).
+`metaplastic run mixture-fewshot --seeds 0-4`, each seed evaluated on the headline columns
+(depth 5, held-out classes of MNIST-5k — a dataset never in the mixture — and of digits)
+against FA, online Adam and the output-layer-only controls (`metaplastic eval RUN --name
+headline`, the settings of `presets.mixture_headline_eval`). What docs/results.md claims
+from it, checked on the seed mean: no seed ends flagged (diverged or blown up), the
+constraints hold, and the rule closes a share of the FA-to-Adam gap on the unseen dataset
+(thresholds below, from the measurement in docs/results.md with its spread).
 """
 
 import json
@@ -12,30 +15,43 @@ import json
 import pytest
 
 from metaplastic.cli import main
+from metaplastic.experiments import presets
 
-HEADLINE = ("eval.variants=[{label = 'headline', dataset = 'mnist5k', classes = 'heldout', "
-            "network = {hidden = [32, 32, 32, 32]}}]")
-BASELINES = ("eval.baselines=["
-             "{label = 'FA', rule = 'sgd', network = {feedback = 'random', update_fan_in = 0},"
-             " tune = {eta = [0.003, 0.01, 0.03, 0.1, 0.3]}},"
-             "{label = 'DFA', rule = 'sgd', network = {feedback = 'direct', update_fan_in = 0},"
-             " tune = {eta = [0.003, 0.01, 0.03, 0.1, 0.3]}},"
-             "{label = 'Adam', rule = 'adam',"
-             " network = {feedback = 'symmetric', update_fan_in = 0},"
-             " tune = {eta = [0.0003, 0.001, 0.003, 0.01, 0.03]}}]")
+UNSEEN = presets.MIXTURE_HEADLINE[0]["label"]
+#: the seed mean of (rule - FA) / (Adam - FA) on the unseen dataset must reach this
+MIN_GAP_SHARE = 0.2
+
+
+def _inline(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(_inline(v) for v in value) + "]"
 
 
 @pytest.mark.slow
-def test_mixture_rule_on_an_unseen_dataset_at_depth_5(tmp_path):
-    assert main(["run", "mixture-fewshot", "--out", str(tmp_path), "--set", HEADLINE,
-                 "--set", BASELINES]) == 0
-    (run,) = list(tmp_path.iterdir())
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["constraints"] == {"locality": "holds", "no_weight_transport": "holds",
-                                      "online": "holds"}
-    rows = {r["rule"]: r["accuracy"] for r in
-            json.loads((run / "eval.json").read_text())["rows"]}
-    learned, fa, dfa, adam = rows["learned"], rows["FA"], rows["DFA"], rows["Adam"]
-    for hand in (fa, dfa):
-        assert learned["mean"] - learned["ci95"] > hand["mean"] + hand["ci95"]
-    assert (learned["mean"] - fa["mean"]) / (adam["mean"] - fa["mean"]) >= 0.4
+def test_mixture_headline_over_five_seeds(tmp_path):
+    assert main(["run", "mixture-fewshot", "--seeds", "0-4", "--no-eval",
+                 "--out", str(tmp_path)]) == 0
+    (parent,) = list(tmp_path.iterdir())
+    runs = sorted(parent.glob("seed-*"))
+    assert len(runs) == 5
+    settings = presets.mixture_headline_eval(farther=False)
+    sets = [a for k, v in settings.items() for a in ("--set", f"eval.{k}={_inline(v)}")]
+    shares = []
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "finished", (run, summary["status"])  # 0 of 5 flagged
+        assert summary["constraints"] == {"locality": "holds",
+                                          "no_weight_transport": "holds", "online": "holds"}
+        assert main(["eval", str(run), "--name", "headline", *sets]) == 0
+        rows = {(r["rule"], r["variant"]): r["accuracy"]["mean"] for r in
+                json.loads((run / "headline.json").read_text())["rows"]}
+        learned, fa, adam = (rows[(k, UNSEEN)] for k in ("learned", "FA", "backprop Adam"))
+        shares.append((learned - fa) / (adam - fa))
+    assert sum(shares) / len(shares) >= MIN_GAP_SHARE, shares
