@@ -28,6 +28,20 @@ from metaplastic.experiments import study as studies
 from metaplastic.experiments.rundir import RunDir, new_run_dir
 
 
+def guard_words(summary: dict) -> str:
+    """What the safeguards did (rollbacks, the θ kept), in words; "" when nothing."""
+    guard = summary.get("guard")
+    if not isinstance(guard, dict):
+        return ""
+    words = []
+    if guard.get("rollbacks"):
+        words.append(f"{guard['rollbacks']} rollback(s), at meta-step(s) "
+                     + ", ".join(str(e.get("at_step")) for e in guard.get("events", [])))
+    if "best_step" in guard:
+        words.append(f"θ kept from meta-step {guard['best_step']} (best on validation "
+                     f"tasks, loss {guard['validation_loss']:.4g})")
+    return "; ".join(words)
+
 def parse_seeds(spec: str) -> list[int]:
     """``"0-4"``, ``"0,3,7"`` or ``"0-2,7"`` -> the seeds, in order, each once."""
     seeds: list[int] = []
@@ -180,6 +194,8 @@ def _train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
                   f"{summary['seconds']:.1f} s")
     for line in study.describe(summary, run):
         console.print(line)
+    if guard_words(summary):
+        console.print(f"safeguards:    {guard_words(summary)}")
     try:
         _after_training(study, cfg, run, args)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM during evaluation or recovery
@@ -274,6 +290,8 @@ def train_seeds(study, group: Path, runs: list[RunDir], cfgs, built, args, *,
             lines[0].partition(":")[2].strip() if lines else "")
         if "reference_cosine" in summary:
             line += f"  (cosine with {summary['reference']}: {summary['reference_cosine']:.3f})"
+        if guard_words(summary):
+            line += f"  ({guard_words(summary)})"
         if summary["status"] != "finished":
             diverged.append(seed)
             line += f"  [red]{escape(summary['status'][:200])}[/]"
