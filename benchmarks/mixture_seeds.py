@@ -3,10 +3,11 @@
     metaplastic run mixture-fewshot --seeds 0-4 --no-eval --out runs/seeds
     python benchmarks/mixture_seeds.py runs/seeds/mixture-fewshot-seeds-*/ [--evaluate]
 
-With ``--evaluate``, every seed's θ is evaluated (``metaplastic eval RUN --name headline
---set ...``) on the two depth-5 headline columns — MNIST-5k (never in the mixture) and
-digits, held-out classes 5-9, 200 tasks per cell — and two farther columns (procedural
-shapes at depth 5; digits at width 128 with 500 inner updates) against the preset's baselines and
+With ``--evaluate [headline] [farther]``, every seed's θ is evaluated (``metaplastic eval
+RUN --name headline|farther --set ...``) on the two depth-5 headline columns — MNIST-5k
+(never in the mixture) and digits, held-out classes 5-9, 200 tasks per cell — and on two
+farther columns (procedural shapes at depth 5; digits at width 128 with 500 inner
+updates; 100 tasks per cell) against the preset's baselines and
 controls in their classical form: FA and backprop-Adam on the whole network, Adam on the
 output layer only (learning rates tuned per column on meta-training classes, grids of 5),
 the learned rule on the output layer only and with the hidden neurons' errors ablated in
@@ -28,9 +29,9 @@ from metaplastic._stats import mean_ci
 from metaplastic.experiments import presets
 
 OUT = Path(__file__).parent / "results" / "mixture_seeds.json"
-NAME = "headline"
+NAMES = ("headline", "farther")
 HEADLINE = [dict(c) for c in presets.MIXTURE_HEADLINE]
-COLUMNS = presets.mixture_headline_eval()["variants"]
+COLUMNS = [*HEADLINE, *map(dict, presets.MIXTURE_FARTHER)]
 WANTED = presets.MIXTURE_HEADLINE_LEARNERS
 
 
@@ -47,10 +48,12 @@ def inline(value) -> str:
     return "[" + ", ".join(inline(v) for v in value) + "]"
 
 
-def evaluate(run: Path, tasks: int = 200) -> None:
-    settings = {**presets.mixture_headline_eval(), "tasks": tasks}
+def evaluate(run: Path, name: str, tasks: int | None = None) -> None:
+    settings = presets.mixture_headline_eval(name)
+    if tasks:
+        settings["tasks"] = tasks
     sets = [f"eval.{k}={inline(v)}" for k, v in settings.items()]
-    args = [sys.executable, "-m", "metaplastic.cli", "eval", str(run), "--name", NAME]
+    args = [sys.executable, "-m", "metaplastic.cli", "eval", str(run), "--name", name]
     for s in sets:
         args += ["--set", s]
     subprocess.run(args, check=True)
@@ -100,17 +103,22 @@ def aggregate(runs: list[Path]) -> dict:
             "meta_steps": summary["meta_steps"], "seconds": summary["seconds"]}
         if (run / "alignment.json").is_file():
             entry["alignment"] = json.loads((run / "alignment.json").read_text())
-        path = run / f"{NAME}.json"
-        if path.is_file():
-            rows = json.loads(path.read_text())["rows"]
-            entry["cells"] = {f"{r['rule']}|{r['variant']}": {
-                "mean": r["accuracy"]["mean"], "ci95": r["accuracy"]["ci95"],
-                "diverged": r["diverged"], "tuned": r.get("tuned")} for r in rows}
+        entry["cells"] = {}
+        for name in NAMES:
+            path = run / f"{name}.json"
+            if path.is_file():
+                rows = json.loads(path.read_text())["rows"]
+                entry["cells"].update({f"{r['rule']}|{r['variant']}": {
+                    "mean": r["accuracy"]["mean"], "ci95": r["accuracy"]["ci95"],
+                    "tasks": r["tasks"], "diverged": r["diverged"], "tuned": r.get("tuned")}
+                    for r in rows})
         seeds.append(entry)
     table: dict = {}
-    evaluated = [s for s in seeds if "cells" in s]
     for col in COLUMNS:
         c = col["label"]
+        evaluated = [s for s in seeds if f"learned|{c}" in s["cells"]]
+        if not evaluated:
+            continue
         out = {}
         for rule in ("learned", *WANTED):
             vals = [s["cells"][f"{rule}|{c}"]["mean"] for s in evaluated]
@@ -142,18 +150,21 @@ def aggregate(runs: list[Path]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("parent", type=Path, help="the --seeds run directory (seed-N inside)")
-    p.add_argument("--evaluate", action="store_true", help="evaluate every seed first")
-    p.add_argument("--tasks", type=int, default=200, help="tasks per cell (and per tuning "
-                   "point)")
+    p.add_argument("--evaluate", nargs="*", choices=NAMES, default=None,
+                   help="evaluate every seed first on these columns (default: both)")
+    p.add_argument("--tasks", type=int, default=None, help="tasks per cell and tuning "
+                   "point (default: 200 headline, 100 farther)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     runs = sorted(args.parent.glob("seed-*"), key=lambda r: int(r.name.split("-")[1]))
     if not runs:
         raise SystemExit(f"no seed-N run directories in {args.parent}")
-    if args.evaluate:
-        for run in runs:
-            evaluate(run, args.tasks)
-            alignment(run, min(args.tasks, 50))
+    if args.evaluate is not None:
+        for name in args.evaluate or NAMES:
+            for run in runs:
+                evaluate(run, name, args.tasks)
+                if name == "headline":
+                    alignment(run, min(args.tasks or 50, 50))
     result = aggregate(runs)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"seeds: {len(runs)}, flagged: {result['flagged']}, rollbacks: "

@@ -41,7 +41,7 @@ def test_mixture_headline_over_five_seeds(tmp_path):
     (parent,) = list(tmp_path.iterdir())
     runs = sorted(parent.glob("seed-*"))
     assert len(runs) == 5
-    settings = presets.mixture_headline_eval(farther=False)
+    settings = presets.mixture_headline_eval("headline")
     sets = [a for k, v in settings.items() for a in ("--set", f"eval.{k}={_inline(v)}")]
     shares = []
     for run in runs:
