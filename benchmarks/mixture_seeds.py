@@ -92,15 +92,45 @@ def alignment(run: Path, n_tasks: int) -> dict:
     return out
 
 
+def safeguards(run: Path, part_clip: float = 1.0) -> dict:
+    """What the safeguards saw in a run's metrics: the largest ratio of each bounded
+    quantity to its start (the bounds: 100 for the loss, 1e4 gradient norm, 1e3 weights),
+    and per mixture part the share of meta-steps whose gradient the part clip shortened
+    (norm above ``part_clip``) with the median norm."""
+    import numpy as np
+
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+               if line.strip()]
+    first = records[0]
+    out = {"steps": len(records),
+           "max_loss_over_start": max(r["loss"] for r in records) / first["loss"],
+           "max_grad_norm_over_start": max(r["grad_norm"] for r in records)
+           / first["grad_norm"],
+           "max_w_max_over_start": max(r["w_max"] for r in records) / first["w_max"],
+           "blowups": sum(bool(r["blowup"]) for r in records), "parts": {}}
+    for key in first:
+        if key.startswith("grad_norm["):
+            norms = np.array([r[key] for r in records])
+            out["parts"][key[10:-1]] = {"clipped_share": float(np.mean(norms > part_clip)),
+                                        "median_norm": float(np.median(norms))}
+    return out
+
+
 def aggregate(runs: list[Path]) -> dict:
     seeds = []
     for run in runs:
-        summary = json.loads((run / "summary.json").read_text())
+        try:
+            summary = json.loads((run / "summary.json").read_text())
+        except FileNotFoundError:  # still training, or killed
+            summary = {"status": "no summary.json (running, or killed)", "meta_steps": None,
+                       "seconds": None, "config_at_start": {"seed": int(run.name[5:])}}
         entry = {"run": str(run), "seed": json.loads(json.dumps(summary.get(
             "config_at_start", {}).get("seed"))), "status": summary["status"],
             "rollbacks": summary.get("guard", {}).get("rollbacks"),
             "kept_theta": summary.get("guard", {}).get("kept_theta"),
             "meta_steps": summary["meta_steps"], "seconds": summary["seconds"]}
+        if (run / "metrics.jsonl").is_file():
+            entry["safeguards"] = safeguards(run)
         if (run / "alignment.json").is_file():
             entry["alignment"] = json.loads((run / "alignment.json").read_text())
         entry["cells"] = {}
