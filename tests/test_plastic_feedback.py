@@ -60,6 +60,7 @@ def test_kolen_pollack_is_a_special_case(kolen_pollack):
     assert "feedback: db = eta_b * (-1 e*r -0.05 b)" in rule.formula(theta)
 
 
+@pytest.mark.tier2  # one compiled meta-gradient (second tier)
 def test_the_feedback_rule_is_meta_learned(kolen_pollack):
     p, theta = kolen_pollack
     obj = mp.Objective(p.task, p.network, p.rule, tasks_per_step=2)
