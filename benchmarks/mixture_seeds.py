@@ -124,8 +124,8 @@ def aggregate(runs: list[Path]) -> dict:
         except FileNotFoundError:  # still training, or killed
             summary = {"status": "no summary.json (running, or killed)", "meta_steps": None,
                        "seconds": None, "config_at_start": {"seed": int(run.name[5:])}}
-        entry = {"run": str(run), "seed": json.loads(json.dumps(summary.get(
-            "config_at_start", {}).get("seed"))), "status": summary["status"],
+        entry = {"run": str(run), "seed": int(run.name.split("-")[1]),
+                 "status": summary["status"],
             "rollbacks": summary.get("guard", {}).get("rollbacks"),
             "kept_theta": summary.get("guard", {}).get("kept_theta"),
             "meta_steps": summary["meta_steps"], "seconds": summary["seconds"]}

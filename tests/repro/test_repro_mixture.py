@@ -6,8 +6,9 @@
 against FA, online Adam and the output-layer-only controls (`metaplastic eval RUN --name
 headline`, the settings of `presets.mixture_headline_eval`). What docs/results.md claims
 from it, checked on the seed mean: no seed ends flagged (diverged or blown up), the
-constraints hold, and the rule closes a share of the FA-to-Adam gap on the unseen dataset
-(thresholds below, from the measurement in docs/results.md with its spread).
+constraints hold, the rule closes a share of the FA-to-Adam gap on the unseen dataset and
+beats online Adam on the output layer alone (thresholds below, from the measurement in
+docs/results.md with its spread).
 """
 
 import json
@@ -19,7 +20,11 @@ from metaplastic.experiments import presets
 
 UNSEEN = presets.MIXTURE_HEADLINE[0]["label"]
 #: the seed mean of (rule - FA) / (Adam - FA) on the unseen dataset must reach this
-MIN_GAP_SHARE = 0.2
+#: (measured 0.508 ± 0.032 over seeds 0-4, every seed 0.47-0.54; docs/results.md)
+MIN_GAP_SHARE = 0.45
+#: and the rule must beat online Adam on the output layer only by this much, seed mean
+#: (measured +0.131 ± 0.011)
+MIN_OVER_OUTPUT_ONLY = 0.05
 
 
 def _inline(value) -> str:
@@ -43,7 +48,7 @@ def test_mixture_headline_over_five_seeds(tmp_path):
     assert len(runs) == 5
     settings = presets.mixture_headline_eval("headline")
     sets = [a for k, v in settings.items() for a in ("--set", f"eval.{k}={_inline(v)}")]
-    shares = []
+    shares, over = [], []
     for run in runs:
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "finished", (run, summary["status"])  # 0 of 5 flagged
@@ -54,4 +59,6 @@ def test_mixture_headline_over_five_seeds(tmp_path):
                 json.loads((run / "headline.json").read_text())["rows"]}
         learned, fa, adam = (rows[(k, UNSEEN)] for k in ("learned", "FA", "backprop Adam"))
         shares.append((learned - fa) / (adam - fa))
+        over.append(learned - rows[("Adam, output layer only", UNSEEN)])
     assert sum(shares) / len(shares) >= MIN_GAP_SHARE, shares
+    assert sum(over) / len(over) >= MIN_OVER_OUTPUT_ONLY, over
