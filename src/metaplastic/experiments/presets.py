@@ -350,13 +350,14 @@ def _matrix_variants(depths=(2, 3, 5, 6)) -> tuple[dict, ...]:
 
 
 def _as_published(baseline: dict) -> dict:
-    """A hand-designed baseline in its classical form: no ``update_fan_in`` scaling and no
-    bounded updates (its learning rate is tuned instead); the learned rule's ablations
-    keep the run's."""
+    """A hand-designed baseline in its classical form: no ``update_fan_in`` scaling, no
+    bounded updates and fixed feedback (its learning rate is tuned instead); the learned
+    rule's ablations keep the run's."""
     if baseline["rule"] == "learned":
         return baseline
     return {**baseline, "network": {**baseline.get("network", {}), "update_fan_in": 0,
-                                    "update_bound_w": 0.0, "update_bound_init": 0.0}}
+                                    "update_bound_w": 0.0, "update_bound_init": 0.0,
+                                    "feedback_plasticity": "none"}}
 
 
 #: mixture-fewshot's safeguards (meta.guard): keep-best θ on validation tasks of the
