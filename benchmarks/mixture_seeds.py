@@ -27,6 +27,7 @@ from pathlib import Path
 
 from metaplastic._stats import mean_ci
 from metaplastic.experiments import presets
+from metaplastic.experiments.config import set_arguments
 
 OUT = Path(__file__).parent / "results" / "mixture_seeds.json"
 NAMES = ("headline", "farther")
@@ -35,27 +36,12 @@ COLUMNS = [*HEADLINE, *map(dict, presets.MIXTURE_FARTHER)]
 WANTED = presets.MIXTURE_HEADLINE_LEARNERS
 
 
-def inline(value) -> str:
-    """A value as inline TOML (for --set)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {inline(v)}" for k, v in value.items()) + "}"
-    return "[" + ", ".join(inline(v) for v in value) + "]"
-
-
 def evaluate(run: Path, name: str, tasks: int | None = None) -> None:
     settings = presets.mixture_headline_eval(name)
     if tasks:
         settings["tasks"] = tasks
-    sets = [f"eval.{k}={inline(v)}" for k, v in settings.items()]
-    args = [sys.executable, "-m", "metaplastic.cli", "eval", str(run), "--name", name]
-    for s in sets:
-        args += ["--set", s]
+    args = [sys.executable, "-m", "metaplastic.cli", "eval", str(run), "--name", name,
+            *set_arguments("eval", settings)]
     subprocess.run(args, check=True)
 
 

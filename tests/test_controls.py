@@ -70,3 +70,15 @@ def test_gradient_alignment_is_one_for_backprop_and_hidden_fa_is_not():
         assert out["symmetric"][layer]["episode"]["mean"] == pytest.approx(1.0, abs=1e-5)
     assert out["random"]["layer 2"]["episode"]["mean"] == pytest.approx(1.0, abs=1e-5)
     assert abs(out["random"]["layer 1"]["episode"]["mean"]) < 0.5  # FA's hidden layer
+
+
+def test_inline_toml_round_trips_the_seed_study_settings():
+    from metaplastic.experiments.config import inline_value, parse_value, set_arguments
+
+    settings = presets.mixture_headline_eval("farther")
+    for key, value in settings.items():
+        back = parse_value(inline_value(value))
+        assert back == (value if not isinstance(value, list | tuple)
+                        else [dict(v) if isinstance(v, dict) else v for v in value]), key
+    args = set_arguments("eval", {"tasks": 3, "vary": {}})
+    assert args == ["--set", "eval.tasks=3", "--set", "eval.vary={}"]

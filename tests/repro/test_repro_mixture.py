@@ -17,6 +17,7 @@ import pytest
 
 from metaplastic.cli import main
 from metaplastic.experiments import presets
+from metaplastic.experiments.config import set_arguments
 
 UNSEEN = presets.MIXTURE_HEADLINE[0]["label"]
 #: the seed mean of (rule - FA) / (Adam - FA) on the unseen dataset must reach this
@@ -27,18 +28,6 @@ MIN_GAP_SHARE = 0.45
 MIN_OVER_OUTPUT_ONLY = 0.05
 
 
-def _inline(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + "}"
-    return "[" + ", ".join(_inline(v) for v in value) + "]"
-
-
 @pytest.mark.slow
 def test_mixture_headline_over_five_seeds(tmp_path):
     assert main(["run", "mixture-fewshot", "--seeds", "0-4", "--no-eval",
@@ -47,7 +36,7 @@ def test_mixture_headline_over_five_seeds(tmp_path):
     runs = sorted(parent.glob("seed-*"))
     assert len(runs) == 5
     settings = presets.mixture_headline_eval("headline")
-    sets = [a for k, v in settings.items() for a in ("--set", f"eval.{k}={_inline(v)}")]
+    sets = set_arguments("eval", settings)
     shares, over = [], []
     for run in runs:
         summary = json.loads((run / "summary.json").read_text())

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -247,6 +248,25 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def inline_value(value: Any) -> str:
+    """``value`` (bools, numbers, strings, lists, tables) as one line of inline TOML, as
+    ``--set KEY=VALUE`` takes it: :func:`parse_value` inverts it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {inline_value(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(inline_value(v) for v in value) + "]"
+
+
+def set_arguments(section: str, table: dict) -> list[str]:
+    """``["--set", "SECTION.KEY=VALUE", ...]`` for every entry of ``table``."""
+    return [a for k, v in table.items() for a in ("--set", f"{section}.{k}={inline_value(v)}")]
 
 
 def apply_assignments(d: dict, assignments: list[str]) -> dict:
