@@ -69,7 +69,8 @@ def alignment(run: Path, n_tasks: int) -> dict:
         fa_cfg = dataclasses.replace(cfg, rule={"name": "sgd", "eta": 0.03})
         fa = build(fa_cfg, **{**var, "network": {**var["network"], "update_fan_in": 0,
                                                  "update_bound_w": 0.0,
-                                                 "update_bound_init": 0.0}})
+                                                 "update_bound_init": 0.0,
+                                                 "feedback_plasticity": "none"}})
         out[col["label"]] = {
             "learned": gradient_alignment(pieces.objective, theta, key, n_tasks),
             "FA": gradient_alignment(fa.objective, fa.rule.init(

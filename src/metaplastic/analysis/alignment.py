@@ -36,7 +36,8 @@ def episode_alignment(objective: Any, theta: Any, key: Array) -> tuple[Array, Ar
     """One task: per weight layer, (cosine of the episode's summed updates, mean per-step
     cosine) between the rule's update and backprop's gradient step."""
     network, rule, task = objective.network, objective.rule, objective.task
-    reference = dataclasses.replace(network, feedback="symmetric", error_ablation="none")
+    reference = dataclasses.replace(network, feedback="symmetric", error_ablation="none",
+                                    feedback_plasticity="none")
     k_task, k_net = jax.random.split(key)
     instance = task.sample(k_task)
     carry = initial_carry(network, rule, theta, task, instance, k_net)
