@@ -266,28 +266,29 @@ def check_spikes(network: Network, key: jax.Array, *, steps: int = 20) -> CheckR
 
 
 def _locality(network, rule, theta, task, key):
+    """The locality check, its detail naming every per-neuron constant and preprocessing
+    step the run adds to what the synapses read."""
     result = check_locality(network, rule, theta, key)
+    notes = []
     norm = cap.input_norm(task)
     if norm != "none":  # what the synapses see was rescaled before the network
-        result = dataclasses.replace(result, detail=(
-            f"{result.detail}; the task's inputs are rescaled with statistics of the whole "
-            f"dataset (input_norm = {norm!r}): preprocessing before the network, not "
-            f"computed by any neuron or synapse"))
+        notes.append(f"the task's inputs are rescaled with statistics of the whole dataset "
+                     f"(input_norm = {norm!r}): preprocessing before the network, not "
+                     f"computed by any neuron or synapse")
     if network.update_fan_in:
-        result = dataclasses.replace(result, detail=(
-            f"{result.detail}; every update is scaled by update_fan_in / (the neuron's "
-            f"number of inputs) = {network.update_fan_in} / n_in, a constant of each neuron"))
+        notes.append(f"every update is scaled by update_fan_in / (the neuron's number of "
+                     f"inputs) = {network.update_fan_in} / n_in, a constant of each neuron")
     if network.feedback_plasticity == "learned":
-        result = dataclasses.replace(result, detail=(
-            f"{result.detail}; the feedback synapses change by their own learned rule, "
-            f"reading only the error they carry, the activity of the neuron they end on and "
-            f"their own weight (metaplastic.rules.feedback)"))
+        notes.append("the feedback synapses change by their own learned rule, reading only "
+                     "the error they carry, the activity of the neuron they end on and their "
+                     "own weight (metaplastic.rules.feedback)")
     if network.bounds_updates:
-        result = dataclasses.replace(result, detail=(
-            f"{result.detail}; every update is softly bounded by {network.update_bound_w:g} "
-            f"× |w| (the synapse's own weight) + {network.update_bound_init:g} × the layer's "
-            f"initial weight scale (a constant of each layer)"))
-    return result
+        notes.append(f"every update is softly bounded by {network.update_bound_w:g} × |w| "
+                     f"(the synapse's own weight) + {network.update_bound_init:g} × the "
+                     f"layer's initial weight scale (a constant of each layer)")
+    if not notes:
+        return result
+    return dataclasses.replace(result, detail="; ".join([result.detail, *notes]))
 
 
 def _weight_transport(network, rule, theta, task, key):
