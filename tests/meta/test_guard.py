@@ -176,3 +176,18 @@ def test_guard_options_are_checked():
                 dict(validation_batches=0)):
         with pytest.raises(ConfigError):
             Guard(**bad)
+
+
+def test_a_resumed_run_keeps_its_rollbacks_and_best_theta():
+    # stopped after 10 meta-steps and resumed from the saved arrays: the same run
+    guard = Guard(keep_best=True)
+    whole = SGD.run(quadratic, THETA0, key=jax.random.key(0), guard=guard)
+    short = mp.MetaGradient(steps=10, lr=1.0, optimizer="sgd", clip=0, chunk=10)
+    first = short.run(quadratic, THETA0, key=jax.random.key(0), guard=guard)
+    like = driver.init(SGD, quadratic, THETA0, jax.random.key(0))
+    saved = driver.state_from_arrays(like, driver.state_arrays(first.state))
+    rest = SGD.run(quadratic, THETA0, key=jax.random.key(0), guard=guard, state=saved)
+    for a, b in zip(jax.tree.leaves(rest.state), jax.tree.leaves(whole.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(rest.state.guard.rollbacks) == 1
+    np.testing.assert_array_equal(rest.theta["x"], whole.theta["x"])
