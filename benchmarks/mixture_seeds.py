@@ -3,15 +3,18 @@
     metaplastic run mixture-fewshot --seeds 0-4 --no-eval --out runs/seeds
     python benchmarks/mixture_seeds.py runs/seeds/mixture-fewshot-seeds-*/ [--evaluate]
 
-With ``--evaluate [headline] [farther]``, every seed's θ is evaluated (``metaplastic eval
-RUN --name headline|farther --set ...``) on the two depth-5 headline columns — MNIST-5k
+With ``--evaluate [headline] [farther] [last]``, every seed's θ is evaluated (``metaplastic
+eval RUN --name headline|farther|last --set ...``) on the two depth-5 headline columns — MNIST-5k
 (never in the mixture) and digits, held-out classes 5-9, 200 tasks per cell — and on two
 farther columns (procedural shapes at depth 5; digits at width 128 with 500 inner
 updates; 100 tasks per cell) against the preset's baselines and
 controls in their classical form: FA and backprop-Adam on the whole network, Adam on the
 output layer only (learning rates tuned per column on meta-training classes, grids of 5),
 the learned rule on the output layer only and with the hidden neurons' errors ablated in
-hidden-layer synapses. Then (always) the seeds are aggregated: per column and learner the
+hidden-layer synapses, and FA with per-layer learning rates meta-learned for each column
+on its meta-training classes (step sizes without learned credit assignment); ``last``
+evaluates the last meta-step's θ instead of the kept-best one (the keep-best ablation,
+no training again). Then (always) the seeds are aggregated: per column and learner the
 mean over seeds ± 95% CI (t over seeds), the fraction of the FA-to-Adam gap per seed and its
 mean ± CI, the seeds that ended flagged (status other than finished) and the rollbacks of
 each. Writes benchmarks/results/mixture_seeds.json (or ``--out``) and prints a table.
@@ -30,7 +33,9 @@ from metaplastic.experiments import presets
 from metaplastic.experiments.config import set_arguments
 
 OUT = Path(__file__).parent / "results" / "mixture_seeds.json"
-NAMES = ("headline", "farther")
+NAMES = ("headline", "farther", "last")
+#: the row name of the "last" evaluation's learned rule (θ of the last meta-step)
+LAST = "learned, last θ (no keep-best)"
 HEADLINE = [dict(c) for c in presets.MIXTURE_HEADLINE]
 COLUMNS = [*HEADLINE, *map(dict, presets.MIXTURE_FARTHER)]
 WANTED = presets.MIXTURE_HEADLINE_LEARNERS
@@ -125,7 +130,8 @@ def aggregate(runs: list[Path]) -> dict:
             path = run / f"{name}.json"
             if path.is_file():
                 rows = json.loads(path.read_text())["rows"]
-                entry["cells"].update({f"{r['rule']}|{r['variant']}": {
+                entry["cells"].update({f"{LAST if name == 'last' else r['rule']}|"
+                                       f"{r['variant']}": {
                     "mean": r["accuracy"]["mean"], "ci95": r["accuracy"]["ci95"],
                     "tasks": r["tasks"], "diverged": r["diverged"], "tuned": r.get("tuned")}
                     for r in rows})
@@ -137,7 +143,9 @@ def aggregate(runs: list[Path]) -> dict:
         if not evaluated:
             continue
         out = {}
-        for rule in ("learned", *WANTED):
+        for rule in ("learned", *WANTED, LAST):
+            if not all(f"{rule}|{c}" in s["cells"] for s in evaluated):
+                continue  # evaluated before this learner was in the study
             vals = [s["cells"][f"{rule}|{c}"]["mean"] for s in evaluated]
             m, ci, n = mean_ci(vals)
             out[rule] = {"mean": m, "ci95": ci, "n": n, "per_seed": vals}

@@ -188,3 +188,31 @@ def test_eval_of_absurdly_many_tasks(finished_run, capsys):
     assert main(["eval", str(finished_run), "--tasks", "1000000000"]) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert "--tasks must be an integer in [0, 10,000,000]" in out and "Traceback" not in out
+
+
+def test_eval_theta_last_reads_the_checkpoint_not_the_kept_theta(finished_run, tmp_path,
+                                                                  capsys):
+    """``eval.theta = "last"`` evaluates the last meta-step's θ from the checkpoint (the
+    keep-best ablation): here theta.npz is replaced, and "last" still gives the trained
+    run's numbers; a run without a checkpoint, or another value, is one message."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    common = ["--set", "eval.tasks=8", "--set", "eval.vary={}", "--set", "eval.baselines=[]"]
+    assert main(["eval", str(copy), *common, "--name", "saved"]) == 0
+    with np.load(copy / "theta.npz") as f:
+        np.savez(copy / "theta.npz", coef=np.zeros_like(f["coef"]))
+    assert main(["eval", str(copy), *common, "--name", "zeroed"]) == 0
+    assert main(["eval", str(copy), *common, "--set", "eval.theta='last'",
+                 "--name", "last"]) == 0
+    loss = {n: json.loads((copy / f"{n}.json").read_text())["rows"][0]["loss"]["mean"]
+            for n in ("saved", "zeroed", "last")}
+    assert loss["last"] == loss["saved"] != loss["zeroed"]
+    assert json.loads((copy / "last.json").read_text())["eval_settings"]["theta"] == "last"
+    (copy / "checkpoint.npz").unlink()
+    assert main(["eval", str(copy), *common, "--set", "eval.theta='last'"]) == 2
+    assert main(["eval", str(copy), "--set", "eval.theta='best'"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "eval.theta = 'last' needs the run's checkpoint" in out
+    assert "eval.theta must be 'saved' or 'last'" in out and "Traceback" not in out

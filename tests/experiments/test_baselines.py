@@ -86,8 +86,34 @@ def test_meta_trained_baseline_is_trained_once_and_kept(small_fa, tmp_path):
 
 
 def test_meta_train_spec_errors():
-    with pytest.raises(ConfigError, match="meta_train must be true or false"):
+    with pytest.raises(ConfigError, match="meta_train must be true, false or"):
         Baseline.parse({"rule": "termpool", "meta_train": "yes"})
+    with pytest.raises(ConfigError, match="'meta' is a table of"):
+        Baseline.parse({"rule": "sgd", "meta": {"lr": 0.1}})  # not meta-trained
+    with pytest.raises(ConfigError, match="'meta' is a table of"):
+        Baseline.parse({"rule": "sgd", "meta_train": True, "meta": 0.1})
+
+
+def test_per_row_meta_trained_baseline_learns_each_rows_layer_rates(small_fa, tmp_path):
+    """FA with meta-learned per-layer rates (``meta_train = "row"``): trained afresh on
+    every row's meta-training classes with the baseline's [meta] changes, kept per row."""
+    from metaplastic.experiments.baselines import meta_trained_baseline
+    from metaplastic.experiments.rundir import RunDir
+
+    cfg = config.override(small_fa, ["meta.steps=6", "meta.chunk=3"])
+    b = Baseline.parse(presets.CONTROLS[-1])
+    assert b.meta_train == "row" and b.config(cfg).meta["lr"] == 0.05
+    assert b.config(cfg).meta["steps"] == 6  # the run's budget
+    run = RunDir(tmp_path)
+    rows = [("digits", {}), ("mnist1d", {"dataset": "mnist1d"})]
+    thetas = [meta_trained_baseline(cfg, b, run, row) for row in rows]
+    for (label, _), theta in zip(rows, thetas, strict=True):
+        assert (tmp_path / f"baseline-{b.label.replace(' ', '-').replace(',', '-')}"
+                           f"-{label}.npz").exists()
+        assert len(theta) == 2  # one rate per layer of 64-8-5
+        assert all(abs(float(t["log_rate"])) > 0.01 for t in theta)  # it was meta-trained
+    a, c = ([float(t["log_rate"]) for t in th] for th in thetas)
+    assert not np.allclose(a, c)  # each row its own rates
     with pytest.raises(ConfigError, match="not both"):
         Baseline.parse({"rule": "termpool", "meta_train": True, "tune": {"eta": [1.0]}})
 

@@ -33,7 +33,11 @@ LEARNED = "learned"
 class Baseline:
     """A comparison rule: a registered rule, its options, network changes, a tuning grid,
     or ``meta_train = true``: meta-trained like the run's own rule (same outer loop,
-    budget and seed) — another learned rule family in the same table.
+    budget and seed) — another learned rule family in the same table; ``meta_train =
+    "row"``: meta-trained afresh for every evaluation row on that row's meta-training
+    classes (like a tuned learning rate: it favours the baseline). ``meta`` changes the
+    outer loop of a meta-trained baseline (e.g. ``{lr = 0.05}``; budget and seed stay
+    the run's).
 
     ``rule = "learned"`` is the run's own rule with its meta-trained θ, under the
     baseline's ``network`` changes: the ablations that say what the learned rule uses
@@ -43,7 +47,8 @@ class Baseline:
     rule: dict  # {"name": ..., options}
     network: dict  # [network] overrides, e.g. {"feedback": "symmetric"}
     tune: dict  # {rule option: [values]} searched on the meta-training tasks
-    meta_train: bool = False
+    meta_train: bool | str = False  # True: like the run's rule; "row": for every row
+    meta: dict = dataclasses.field(default_factory=dict)  # [meta] changes when meta-trained
 
     @classmethod
     def parse(cls, spec: Any) -> Baseline:
@@ -51,17 +56,22 @@ class Baseline:
             return cls(spec, {"name": spec}, {}, {})
         if not isinstance(spec, dict) or "rule" not in spec:
             raise ConfigError(f"a baseline is a rule name or a table with 'rule' (and "
-                              f"optionally 'label', 'network', 'tune', 'meta_train'); "
-                              f"got {spec!r}")
-        bad = sorted(set(spec) - {"label", "rule", "network", "tune", "meta_train"})
+                              f"optionally 'label', 'network', 'tune', 'meta_train', "
+                              f"'meta'); got {spec!r}")
+        bad = sorted(set(spec) - {"label", "rule", "network", "tune", "meta_train", "meta"})
         if bad:
             raise ConfigError(f"baseline {spec!r}: unknown key(s) {bad}")
         rule = spec["rule"] if isinstance(spec["rule"], dict) else {"name": spec["rule"]}
         if not isinstance(rule.get("name"), str):
             raise ConfigError(f"baseline {spec!r}: the rule needs a 'name' (a string)")
         meta_train = spec.get("meta_train", False)
-        if not isinstance(meta_train, bool):
-            raise ConfigError(f"baseline {spec!r}: meta_train must be true or false")
+        if not (isinstance(meta_train, bool) or meta_train == "row"):
+            raise ConfigError(f"baseline {spec!r}: meta_train must be true, false or "
+                              f"\"row\" (meta-trained for every evaluation row)")
+        meta = spec.get("meta", {})
+        if not isinstance(meta, dict) or (meta and not meta_train):
+            raise ConfigError(f"baseline {spec!r}: 'meta' is a table of [meta] changes "
+                              f"for a baseline with meta_train, e.g. meta = {{lr = 0.05}}")
         network, tune = spec.get("network", {}), spec.get("tune", {})
         default = rule["name"]
         if default == LEARNED and isinstance(network, dict) and network:
@@ -82,7 +92,7 @@ class Baseline:
         if rule["name"] == LEARNED and (tune or meta_train or len(rule) > 1):
             raise ConfigError(f"baseline {spec!r}: rule 'learned' is the run's own rule and "
                               f"θ; it takes only 'label' and 'network' changes")
-        return cls(label, dict(rule), dict(network), dict(tune), meta_train)
+        return cls(label, dict(rule), dict(network), dict(tune), meta_train, dict(meta))
 
     @property
     def learned(self) -> bool:
@@ -97,7 +107,9 @@ class Baseline:
         shared = {k: v for k, v in shared.items() if k in rules.options(self.rule["name"])}
         rule = {"name": self.rule["name"], **shared,
                 **{k: v for k, v in self.rule.items() if k != "name"}, **rule_opts}
-        return dataclasses.replace(cfg, rule=rule, network=network, reference=None)
+        meta = {**cfg.meta, **self.meta} if self.meta else cfg.meta
+        return dataclasses.replace(cfg, rule=rule, network=network, meta=meta,
+                                   reference=None)
 
 
 def _scaled(theta: Any, factor: float) -> Any:
@@ -159,18 +171,22 @@ def baseline_pieces(cfg: RunConfig, base: Baseline, tuned: dict, **task_override
     return p, theta
 
 
-def meta_trained_baseline(cfg: RunConfig, base: Baseline, run: RunDir | None) -> Any:
-    """θ of a ``meta_train`` baseline: trained with the run's outer loop, budget and seed,
-    and kept in the run directory (``baseline-<label>.npz``) so evaluation reuses it."""
+def meta_trained_baseline(cfg: RunConfig, base: Baseline, run: RunDir | None,
+                          row: tuple[str, dict] | None = None) -> Any:
+    """θ of a ``meta_train`` baseline: trained with the run's outer loop, budget and seed
+    (and the baseline's ``meta`` changes) — on the run's own tasks, or with ``row``
+    (label, changes) on that evaluation row's meta-training classes — and kept in the run
+    directory (``baseline-<label>[-<row>].npz``) so evaluation reuses it."""
     from metaplastic.experiments.rundir import load_theta, save_theta
 
     path = None
     if run is not None:
-        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in base.label)
+        name = base.label if row is None else f"{base.label}-{row[0]}"
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
         path = run.path / f"baseline-{safe}.npz"
         if path.exists():
             return load_theta(path)
-    p = build(base.config(cfg))
+    p = build(base.config(cfg), **({} if row is None else on_training_classes(cfg, row[1])))
     k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
     theta = p.outer.run(p.objective, p.rule.init(k_init, p.network.shapes), key=k_meta).theta
     if path is not None:

@@ -55,6 +55,14 @@ class EvalConfig:
     #: tune the baselines' ``tune`` grids for every row on that row's meta-training
     #: classes (e.g. a learning rate per depth), instead of once on the run's own task
     tune_per_variant: bool = False
+    #: which θ of the run is evaluated: "saved" (theta.npz: the kept-best θ where
+    #: meta.keep_best is on) or "last" (the last meta-step's, from the checkpoint: what
+    #: keep-best replaced; the ablation of keep-best without training again)
+    theta: str = "saved"
+
+    def __post_init__(self):
+        if self.theta not in ("saved", "last"):
+            raise ConfigError(f"eval.theta must be 'saved' or 'last', got {self.theta!r}")
 
 
 @dataclass(frozen=True)

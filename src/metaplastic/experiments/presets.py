@@ -200,7 +200,10 @@ ADAM_ETAS = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 #: Adam (learning rate tuned) on the output layer only, hidden layers frozen at their
 #: initial weights; and the learned rule with the hidden neurons' errors zeroed in the
 #: signals of hidden-layer synapses only (the output layer's synapses keep every signal,
-#: unlike "no hidden feedback", which also zeroes what they read as e_pre)
+#: unlike "no hidden feedback", which also zeroes what they read as e_pre); and FA with
+#: one learning rate per layer, meta-learned for every evaluation row on its
+#: meta-training classes (the run's budget; log-rates at meta lr 0.05): step sizes
+#: without learned credit assignment
 CONTROLS = (
     {"label": "learned, output layer only", "rule": "learned",
      "network": {"plastic": "last"}},
@@ -208,6 +211,8 @@ CONTROLS = (
      "network": {"feedback": "symmetric", "plastic": "last"}, "tune": {"eta": ADAM_ETAS}},
     {"label": "learned, hidden errors ablated", "rule": "learned",
      "network": {"error_ablation": "hidden_synapses"}},
+    {"label": "FA, meta-learned per-layer rates", "rule": {"name": "layer-rates"},
+     "network": {"feedback": "random"}, "meta_train": "row", "meta": {"lr": 0.05}},
 )
 
 #: what a learned few-shot rule is compared with: online SGD with backprop, FA and DFA
@@ -425,7 +430,8 @@ MIXTURE_FARTHER = (
 )
 #: the learners the seed study compares on them (labels of mixture-fewshot's baselines)
 MIXTURE_HEADLINE_LEARNERS = ("FA", "backprop Adam", "Adam, output layer only",
-                             "learned, output layer only", "learned, hidden errors ablated")
+                             "learned, output layer only", "learned, hidden errors ablated",
+                             "FA, meta-learned per-layer rates")
 
 
 def mixture_headline_eval(columns: str = "headline") -> dict:
@@ -433,7 +439,11 @@ def mixture_headline_eval(columns: str = "headline") -> dict:
     --name headline`` or ``--name farther``; benchmarks/mixture_seeds.py): the headline
     columns (200 tasks per cell) or the farther ones (100: a 500-step episode of the MLP
     rule at width 128 costs ten times a headline one), the classical baselines and
-    controls tuned per column."""
+    controls tuned per column; ``"last"``: the headline columns for the last meta-step's
+    θ alone (``eval.theta = "last"``: the keep-best ablation)."""
+    if columns == "last":
+        return {"variants": list(MIXTURE_HEADLINE), "baselines": [], "tasks": 200,
+                "vary": {}, "theta": "last"}
     by_label = {b["label"]: b for b in mixture_fewshot().eval.baselines}
     far = columns == "farther"
     return {"variants": list(MIXTURE_FARTHER if far else MIXTURE_HEADLINE),

@@ -88,9 +88,21 @@ def check_constraints(cfg: RunConfig, pieces, theta, run: RunDir) -> dict[str, A
     return states
 
 
-def run_theta(run: RunDir, pieces) -> Any:
+def run_theta(run: RunDir, pieces, which: str = "saved") -> Any:
     """The run's θ, checked against what its rule's ``init`` gives (structure, shapes,
-    numbers): a θ file of another rule, cut short or damaged is one clear error."""
+    numbers): a θ file of another rule, cut short or damaged is one clear error.
+    ``which = "last"``: the last meta-step's θ, from the checkpoint (keep-best's θ is the
+    saved one)."""
+    if which == "last":
+        like = driver.init(pieces.outer, pieces.objective,
+                           pieces.rule.init(jax.random.key(0), pieces.network.shapes),
+                           jax.random.key(0))
+        try:
+            state = run.load_checkpoint(like)
+        except ConfigError as e:
+            raise ConfigError(f"eval.theta = 'last' needs the run's checkpoint: {e}") from None
+        return conform(pieces.rule, pieces.outer.theta(state.outer), pieces.network.shapes,
+                       what=str(run.path / "checkpoint.npz"))
     return conform(pieces.rule, run.theta(), pieces.network.shapes,
                    what=str(run.path / "theta.npz"))
 
@@ -145,7 +157,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
     cfg, file_stem = run.config(), name
     if sets:
         cfg = eval_overrides(cfg, sets)
-    theta = run_theta(run, build(cfg))
+    theta = run_theta(run, build(cfg), cfg.eval.theta)
     n = n_tasks or cfg.eval.tasks
     check_eval_tasks(n, "--tasks" if n_tasks else "eval.tasks")
     specs = [Baseline.parse(b) for b in (cfg.eval.baselines if baselines is None
@@ -153,7 +165,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
     rows_of = variants(cfg)
     per_variant = cfg.eval.tune_per_variant
     total = (sum(tune_points(b) for b in specs) * (len(rows_of) if per_variant else 1)
-             + len(rows_of) * (1 + len(specs)))
+             + len(rows_of) * (1 + len(specs) + sum(b.meta_train == "row" for b in specs)))
     done = [0]
 
     def step(what: str) -> None:
@@ -167,7 +179,17 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
                  for b in specs for label, var in rows_of}
     else:
         tuned = {(b.label, ""): tune_baseline(cfg, b, n, step) for b in specs}
-    trained = {b.label: meta_trained_baseline(cfg, b, run) for b in specs if b.meta_train}
+    trained = {(b.label, ""): meta_trained_baseline(cfg, b, run)
+               for b in specs if b.meta_train is True}
+    once: dict = {}  # rows with the same meta-training classes share one training
+    for b in (b for b in specs if b.meta_train == "row"):
+        for label, var in rows_of:
+            same = (b.label, json.dumps(on_training_classes(cfg, var), sort_keys=True,
+                                        default=str))
+            if same not in once:
+                once[same] = meta_trained_baseline(cfg, b, run, (label, var))
+            trained[b.label, label] = once[same]
+            step(f"meta-trained {b.label} for {label}")
     rows = []
     for i, (label, var) in enumerate(rows_of):
         key = jax.random.fold_in(eval_key(cfg.seed), i)
@@ -177,7 +199,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
             chosen = tuned[b.label, label if per_variant else ""]
             p, th = baseline_pieces(cfg, b, chosen, **var)
             if b.meta_train:
-                th = trained[b.label]
+                th = trained[b.label, label if b.meta_train == "row" else ""]
             elif b.learned:
                 th = theta
             candidates.append((b.label, p, th, chosen))

@@ -13,6 +13,8 @@ Registered names:
   (pseudo-gradient, error-Hebbian, Hebb, Oja, Oja on errors, decay);
 * ``sgd`` — the pseudo-gradient term alone: backprop's SGD with symmetric feedback,
   feedback alignment with random feedback, DFA with direct feedback;
+* ``layer-rates`` — the pseudo-gradient term with one meta-learned learning rate per
+  layer (FA with learned per-layer step sizes: step size apart from credit assignment);
 * ``adam`` — online Adam on the pseudo-gradient, per synapse (backprop-Adam with
   symmetric feedback): the strongest hand-designed baseline;
 * ``mlp`` — a small MLP shared by every synapse maps its local signals to dw;
@@ -31,7 +33,7 @@ from metaplastic.rules.base import Rule
 from metaplastic.rules.hebbian import HebbianABCD, StaticWeights
 from metaplastic.rules.mlp import MLPRule, NeuronMLP, RecurrentRule
 from metaplastic.rules.polynomial import NAMED, PolynomialRule, term_name
-from metaplastic.rules.termpool import TermPool
+from metaplastic.rules.termpool import LayerRates, TermPool
 from metaplastic.rules.threefactor import ThreeFactor
 
 #: the spike-trace polynomial family that pair STDP belongs to (degree 1: 32 terms)
@@ -53,6 +55,7 @@ register("rule", "static", StaticWeights)
 register("rule", "termpool", TermPool)
 register("rule", "sgd", TermPool, fixed={"terms": ("pseudo_grad",), "start": "pseudo_grad"},
          doc="The pseudo-gradient term alone: SGD / FA / DFA by the feedback pathway.")
+register("rule", "layer-rates", LayerRates)
 register("rule", "adam", OnlineAdam)
 register("rule", "mlp", MLPRule)
 register("rule", "neuron-mlp", NeuronMLP)
@@ -73,4 +76,4 @@ def make(name: str, **kw) -> Rule:
 
 __all__ = ["NAMED", "STDP_VARIABLES", "HebbianABCD", "MLPRule", "NeuronMLP", "OnlineAdam",
            "PolynomialRule", "RecurrentRule", "Rule", "StaticWeights", "TermPool",
-           "ThreeFactor", "make", "options", "register", "term_name"]
+           "ThreeFactor", "LayerRates", "make", "options", "register", "term_name"]

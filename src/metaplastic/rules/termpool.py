@@ -37,6 +37,7 @@ import numpy as np
 from metaplastic.errors import ConfigError
 from metaplastic.rules import terms
 from metaplastic.rules.base import Rule, signed_term
+from metaplastic.rules.hebbian import _need_shapes
 from metaplastic.signals import LocalSignals
 
 Array = jax.Array
@@ -129,3 +130,42 @@ class TermPool(Rule):
         body = " ".join(signed_term(coef[k], self.terms[k])
                         for k in order if abs(coef[k]) >= rel_tol * top)
         return f"dw = eta * ({body}),  eta = {self.eta:g}"
+
+
+@dataclass(frozen=True)
+class LayerRates(Rule):
+    """The pseudo-gradient term with one meta-learned learning rate per layer:
+
+        dw_l = eta * exp(theta_l) * (-e_post * pre)
+
+    SGD / FA / DFA by the feedback pathway, each layer's step size learned (θ_l is its
+    log factor, 0 at the start: every layer at ``eta``). The control that separates
+    step-size tuning from credit assignment: a learned rule that beats FA only by
+    scaling each layer's step would be matched by this one."""
+
+    eta: float = 0.03
+    family = "layer-rates"
+    per_layer = True
+
+    def __post_init__(self):
+        if not self.eta > 0:
+            raise ConfigError(f"eta must be positive, got {self.eta}")
+
+    def init(self, key, shapes=None):
+        _need_shapes("layer-rates", shapes)
+        return tuple({"log_rate": jnp.zeros((), jnp.float32)} for _ in shapes)
+
+    def rates(self, theta) -> np.ndarray:
+        """Every layer's learning rate, input side first."""
+        return self.eta * np.exp([float(t["log_rate"]) for t in theta])
+
+    def synapse(self, theta, s: LocalSignals) -> Array:
+        return self.eta * jnp.exp(theta["log_rate"]) * _term("pseudo_grad", s)
+
+    def update(self, theta, signals: LocalSignals, state):
+        step = self.eta * jnp.exp(theta["log_rate"])
+        return -step * jnp.outer(signals.e_post, signals.pre), state
+
+    def formula(self, theta) -> str:
+        rates = ", ".join(f"{r:.3g}" for r in self.rates(theta))
+        return f"dw_l = -r_l * e_post * pre,  r = ({rates}) (layers 1-{len(theta)})"
