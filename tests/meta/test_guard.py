@@ -191,3 +191,32 @@ def test_a_resumed_run_keeps_its_rollbacks_and_best_theta():
         np.testing.assert_array_equal(a, b)
     assert int(rest.state.guard.rollbacks) == 1
     np.testing.assert_array_equal(rest.theta["x"], whole.theta["x"])
+
+
+@pytest.mark.parametrize("preset", ["oja", "cartpole-hebbian"])
+def test_evaluation_flags_the_finite_blow_ups_of_real_presets(preset):
+    """The faults issue's two cases: Hebb on `oja` (a finite loss of ~1e12) and a Hebbian
+    CartPole controller whose weights grow from ±0.1 by 100 per step are counted as
+    diverged by the one definition; Oja's rule and a still controller are not."""
+    from metaplastic import rules
+    from metaplastic.experiments import build, config, presets
+    from metaplastic.experiments.evaluate import evaluate
+
+    cfg = presets.get(preset)
+    if preset == "cartpole-hebbian":
+        cfg = config.override(cfg, ["task.n_steps=50"])
+    p = build(cfg)
+    if preset == "oja":
+        pairs = [(rules.make(n, eta=p.rule.eta), n == "hebb") for n in ("hebb", "oja")]
+        cases = [(r, r.init(jax.random.key(0)), bad) for r, bad in pairs]
+    else:
+        zero = jax.tree.map(jnp.zeros_like, p.rule.init(jax.random.key(0), p.network.shapes))
+        grow = tuple({**t, "D": jnp.full_like(t["D"], 100.0), "eta": jnp.ones_like(t["eta"])}
+                     for t in zero)
+        cases = [(p.rule, grow, True), (p.rule, zero, False)]
+    for rule, theta, blows_up in cases:
+        per_task = evaluate(mp.Objective(p.task, p.network, rule), theta,
+                            key=jax.random.key(1), n_tasks=8)
+        stats = summarise(per_task)
+        assert np.all(np.isfinite(per_task["loss"]))  # finite: NaN checks alone miss it
+        assert (stats["diverged"] >= 2) if blows_up else (stats["diverged"] == 0), rule
