@@ -96,12 +96,21 @@ def replicated() -> jax.sharding.NamedSharding | None:
     return jax.sharding.NamedSharding(mesh(), jax.sharding.PartitionSpec())
 
 
+#: seconds a process waits for its peers (to join, or to answer heartbeats) by default
+PEER_TIMEOUT = 60
+
+
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+               process_id: int | None = None, peer_timeout: int = PEER_TIMEOUT) -> None:
     """Join a multi-process run (``jax.distributed.initialize``), before any other JAX
     work. With no arguments JAX detects the cluster (SLURM, Open MPI, ...). On CPUs the
     processes exchange arrays with gloo. ConfigError for inconsistent arguments or a
-    coordinator that cannot be reached."""
+    coordinator that cannot be reached. ``peer_timeout``: seconds to wait for every
+    process to join, to wait at the end for the others, and without a heartbeat from a
+    peer before it counts as lost."""
+    if not isinstance(peer_timeout, int) or not 1 <= peer_timeout <= 86400:
+        raise ConfigError(f"--peer-timeout must be whole seconds in 1..86400, got "
+                          f"{peer_timeout!r}")
     given = [coordinator is not None, num_processes is not None, process_id is not None]
     if any(given) and not all(given):
         raise ConfigError("a multi-process run needs all of --coordinator HOST:PORT, "
@@ -117,10 +126,30 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                               f"got {coordinator!r}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
-        jax.distributed.initialize(coordinator, num_processes, process_id)
+        jax.distributed.initialize(coordinator, num_processes, process_id,
+                                   initialization_timeout=peer_timeout,
+                                   heartbeat_timeout_seconds=peer_timeout,
+                                   shutdown_timeout_seconds=peer_timeout)
     except (RuntimeError, ValueError) as e:
         raise ConfigError(f"could not join the multi-process run: "
                           f"{str(e).splitlines()[0][:300]}") from None
+
+
+_LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "heartbeat timeout",
+              "stopped sending heartbeats", "Broken pipe", "Connection refused")
+
+
+def lost_peer(e: BaseException) -> str | None:
+    """What an exception of a multi-process run says about a lost peer process (its first
+    line), or None when it is something else: a collective whose peer died (gloo's
+    connection closed), or the distributed service's heartbeat timeout."""
+    if jax.process_count() == 1:
+        return None
+    text = str(e)
+    if any(m in text for m in _LOST_PEER) and ("Gloo" in text or "oordination" in text
+                                              or "heartbeat" in text):
+        return text.strip().splitlines()[0][:300]
+    return None
 
 
 def is_main() -> bool:

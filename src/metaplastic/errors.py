@@ -47,6 +47,11 @@ def check_kwargs(kind: str, name: str, given: Iterable[str], valid: Iterable[str
         )
 
 
+class PeerLostError(MetaplasticError, RuntimeError):
+    """A process of a multi-process run was lost (killed, crashed, unreachable) while
+    this one trained: what was saved is said; ``metaplastic resume`` continues it."""
+
+
 class Terminated(KeyboardInterrupt):
     """The process was asked to stop (SIGTERM: ``timeout``, SLURM, Kubernetes); handled
     like Ctrl-C: partial results are saved."""

@@ -35,6 +35,21 @@ def _processes(args: list[str], n: int = 2) -> list[subprocess.Popen]:
             for i in range(n)]
 
 
+def _kill_9(p: subprocess.Popen) -> None:
+    """kill -9 a launched process: the process doing the work (the child of the CLI's
+    watching parent, docs/runs.md) and the parent, so that no handler runs anywhere."""
+    try:
+        children = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+    except OSError:
+        children = []
+    for pid in children:
+        try:
+            os.kill(int(pid), 9)
+        except ProcessLookupError:
+            pass
+    p.kill()
+
+
 def _sets(preset: str, extra=()) -> list[str]:
     return [preset, "--no-eval", *[a for s in [*SETS, *extra] for a in ("--set", s)]]
 
@@ -57,7 +72,7 @@ def test_two_processes_kill_9_resume_equal_one_process(preset, extra, tmp_path):
             ckpt = list((tmp_path / "two").glob("*/checkpoint.npz"))
         time.sleep(0.2)
     for p in procs:
-        p.kill()  # SIGKILL: no handler runs, in either process
+        _kill_9(p)  # SIGKILL: no handler runs, in either process
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert ckpt, outs[0][-2000:]
     (two,) = list((tmp_path / "two").iterdir())  # process 1 wrote nothing here
@@ -91,3 +106,56 @@ def test_bad_process_options_are_one_message(tmp_path):
         assert done.returncode == 2 and msg in done.stdout, done.stdout + done.stderr
         assert "Traceback" not in done.stdout + done.stderr
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.tier2
+def test_a_lost_peer_ends_the_survivor_with_one_message_and_resume_continues(tmp_path):
+    """kill -9 of process 1: process 0 stops within seconds (gloo's closed connection;
+    at most --peer-timeout when no collective is under way) with one message and exit 5,
+    its summary says so, and a resume with both processes finishes the run."""
+    args = _sets("oja", ["meta.steps=100000"])
+    procs = _processes(["run", *args, "--out", str(tmp_path), "--peer-timeout", "20"])
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(tmp_path.glob("*/checkpoint.npz")):
+        time.sleep(0.2)
+    _kill_9(procs[1])
+    t0 = time.time()
+    out = procs[0].communicate(timeout=120)[0]
+    procs[1].communicate(timeout=60)
+    assert procs[0].returncode == 5, out[-3000:]
+    assert time.time() - t0 < 45
+    assert "a peer process of this 2-process run was lost" in " ".join(out.split())
+    assert "Traceback" not in out and "Check failure" not in out
+    (run,) = list(tmp_path.iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"].startswith("lost a peer process")
+    assert summary["resume"] == "continues from the checkpoint of the last whole chunk"
+    stopped_at = summary["meta_steps"]
+    (run / "config.toml").write_text((run / "config.toml").read_text().replace(
+        "steps = 100000", f"steps = {stopped_at + 2}"))
+    procs = _processes(["resume", str(run), "--no-eval"])
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.tier2
+def test_an_unreachable_coordinator_is_one_message_within_the_peer_timeout(tmp_path):
+    port = _free_port()  # nobody listens there
+    t0 = time.time()
+    done = subprocess.run(_cmd("run", "oja", "--out", str(tmp_path), "--coordinator",
+                               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id",
+                               "1", "--peer-timeout", "5"),
+                          capture_output=True, text=True, timeout=120)
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 5, said + done.stderr[-2000:]
+    assert time.time() - t0 < 60  # about twice the timeout, plus start-up
+    assert "could not be reached within 5 s (--peer-timeout)" in said
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "Check failure" not in done.stdout + done.stderr
+    assert not any(tmp_path.iterdir())
+    done = subprocess.run(_cmd("run", "oja", "--out", str(tmp_path), "--coordinator",
+                               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id",
+                               "1", "--peer-timeout", "0"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--peer-timeout must be whole seconds" in done.stdout

@@ -25,14 +25,19 @@ from metaplastic.cli.console import (  # noqa: E402
     EXIT_CONSTRAINT,
     EXIT_CRASHED,
     EXIT_ERROR,
+    EXIT_PEER,
+    abandon,
     console,
     exit_status,
+    multi_process,
     processes,
     stop_signals,
+    supervised,
 )
 from metaplastic.cli.tables import tuned_label  # noqa: E402
 from metaplastic.cli.training import parse_seeds  # noqa: E402
-from metaplastic.errors import MetaplasticError  # noqa: E402
+from metaplastic.devices import PEER_TIMEOUT, lost_peer  # noqa: E402
+from metaplastic.errors import MetaplasticError, PeerLostError  # noqa: E402
 
 __all__ = ["main", "parse_seeds", "parser", "tuned_label"]
 
@@ -61,6 +66,10 @@ def _process_options(p: argparse.ArgumentParser) -> None:
                    help="this process's number, 0..N-1 (process 0 writes the run directory)")
     g.add_argument("--distributed", action="store_true",
                    help="join a multi-process run that JAX detects (SLURM, Open MPI, ...)")
+    g.add_argument("--peer-timeout", type=int, default=PEER_TIMEOUT, metavar="SECONDS",
+                   help="seconds to wait for every process to join, and for a silent peer "
+                        f"before it counts as lost (default {PEER_TIMEOUT}): then every "
+                        "process stops with one message, exit 5 (docs/runs.md)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -190,6 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     args = parser().parse_args(argv)
+    if not multi_process(args):
+        return _dispatch(args)
+    # several processes: this one is watched by a parent process (a lost peer is one
+    # message); a process that stops early leaves at once, so that its peers learn it
+    # from the closed connection instead of waiting for it at JAX's shutdown barrier
+    rc = supervised(sys.argv[1:] if argv is None else list(argv), args.peer_timeout)
+    if rc is not None:
+        return rc
+    rc = _dispatch(args)
+    if rc != 0:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
+
+
+def _dispatch(args) -> int:
+    """Run the parsed command; errors a user can cause are one message and an exit status."""
     if getattr(args, "tasks", None) is not None and args.tasks < 1:
         console.print("[red]error:[/] --tasks must be >= 1")
         return EXIT_ERROR
@@ -201,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConstraintError as e:
         console.print(f"[red]error:[/] {escape(str(e))}")
         return EXIT_CONSTRAINT
+    except PeerLostError as e:  # the distributed service must not hold this process
+        return abandon(f"error: {e}", EXIT_PEER)
     except MetaplasticError as e:
         console.print(f"[red]error:[/] {escape(str(e))}")
         return EXIT_ERROR
@@ -221,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"meta.population_batch")
         return EXIT_ERROR
     except Exception as e:  # XLA's out-of-memory arrives as a runtime error
+        if lost_peer(e):  # outside training (evaluation, start-up): nothing more to save
+            abandon(f"error: a peer process of this multi-process run was lost "
+                    f"({lost_peer(e)}); this process stops", EXIT_PEER)
         if "RESOURCE_EXHAUSTED" not in str(e):
             raise
         console.print(f"[red]error:[/] out of memory ({escape(str(e).splitlines()[0])[:300]}). "

@@ -18,11 +18,12 @@ from metaplastic.cli.console import (
     enable_compile_cache,
     exit_status,
     log_hint,
+    note_run_dir,
     open_log,
     stop_signals,
 )
 from metaplastic.cli.tables import print_compare, print_eval, print_recovery
-from metaplastic.errors import ConfigError, NonFiniteError
+from metaplastic.errors import ConfigError, NonFiniteError, PeerLostError
 from metaplastic.experiments import lifecycle
 from metaplastic.experiments import study as studies
 from metaplastic.experiments.rundir import RunDir, new_run_dir
@@ -147,11 +148,34 @@ def say_stopped(run: RunDir, stopped: BaseException) -> int:
 
 def train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
     """Meta-train with a progress bar; then what the study shows after training."""
+    note_run_dir(run.path)
     try:
-        with run.writer():
+        with run.writer(), peer_lost(run.path):
             return _train(study, cfg, run, built, args, resume=resume)
     except KeyboardInterrupt as e:  # before training started, or after it ended
         return say_stopped(run, e)
+
+
+@contextlib.contextmanager
+def peer_lost(where: Path):
+    """A lost peer process of a multi-process run, as one PeerLostError saying what
+    was kept in ``where`` (a run or a --seeds group) and how to continue."""
+    import jax
+
+    from metaplastic import devices
+
+    try:
+        yield
+    except Exception as e:
+        why = devices.lost_peer(e)
+        if why is None:
+            raise
+        raise PeerLostError(
+            f"a peer process of this {jax.process_count()}-process run was lost "
+            f"({why}). θ, metrics and summary of the last whole chunk are saved in "
+            f"{q(where)} (summary.json: status 'lost a peer process'); once every "
+            f"process can run again, continue with: metaplastic resume {q(where)} and the "
+            f"same process options") from None
 
 
 def _train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
@@ -247,6 +271,13 @@ def train_seeds(study, group: Path, runs: list[RunDir], cfgs, built, args, *,
     seeds = [c.seed for c in cfgs]
     console.print(f"{'resuming' if resume else 'run directories:'} [bold]{group}[/]/seed-"
                   f"{{{','.join(map(str, seeds))}}} ({len(seeds)} seeds as one program)")
+    note_run_dir(group)
+    with peer_lost(group):
+        return _train_seeds(study, group, runs, cfgs, built, args, resume=resume, seeds=seeds)
+
+
+def _train_seeds(study, group: Path, runs: list[RunDir], cfgs, built, args, *,
+                 resume: bool, seeds: list[int]) -> int:
     logs = [open_log(args, run, study, c, built) for run, c in zip(runs, cfgs, strict=True)]
     with contextlib.ExitStack() as stack, \
             _bar(f"{study.training} {len(seeds)} seeds") as bar:

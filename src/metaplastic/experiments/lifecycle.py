@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from metaplastic import devices
 from metaplastic.errors import NonFiniteError
 from metaplastic.experiments import study as studies
 from metaplastic.experiments.provenance import provenance
@@ -36,6 +37,13 @@ def run_keys(cfg: Any) -> tuple[jax.Array, jax.Array]:
 def _stopped(e: BaseException, attr: str = "result") -> Any:
     """What an exception that stopped training carries: the state after the last chunk."""
     return e.__dict__.get(attr)
+
+
+def crash_status(e: BaseException) -> str:
+    """The status of a run stopped by an exception: a lost peer process of a
+    multi-process run (``metaplastic resume`` with every process continues it), or a crash."""
+    why = devices.lost_peer(e)
+    return f"lost a peer process: {why}" if why else f"crashed: {type(e).__name__}: {e}"
 
 
 def train(study: studies.Study, cfg: Any, run: RunDir,
@@ -59,7 +67,7 @@ def train(study: studies.Study, cfg: Any, run: RunDir,
         status, result = "interrupted", _stopped(e)
         raise
     except Exception as e:
-        status, result = f"crashed: {type(e).__name__}: {e}", _stopped(e)
+        status, result = crash_status(e), _stopped(e)
         raise
     finally:
         summary = start.finish(result, status)
@@ -94,7 +102,7 @@ def train_seeds(study: studies.Study, cfgs: list[Any], runs: list[RunDir],
         status, results = "interrupted", _stopped(e, "results")
         raise
     except Exception as e:
-        status, results = f"crashed: {type(e).__name__}: {e}", _stopped(e, "results")
+        status, results = crash_status(e), _stopped(e, "results")
         raise
     finally:
         summaries = []
@@ -132,7 +140,7 @@ def _finite(theta: Any) -> bool:
     return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(theta))
 
 
-def _resume_from(run: RunDir) -> str:
+def resume_from(run: RunDir) -> str:
     """What ``metaplastic resume`` of this run directory does, in words."""
     if (run.path / "checkpoint.npz").is_file():
         return "continues from the checkpoint of the last whole chunk"
@@ -206,7 +214,7 @@ class Start:
                 "theta": (f"saved ({self.study.theta_file})" if finite else
                           "none: θ was not finite"),
                 "guard": self.guard_summary(result),
-                "resume": _resume_from(self.run),
+                "resume": resume_from(self.run),
                 **self.kept, "before": sorted(self.kept), "provenance": provenance()}
             if self.resume:
                 summary["provenance"]["resumed_at_step"] = self.resumed_at
