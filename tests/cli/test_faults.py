@@ -203,3 +203,42 @@ def test_a_full_disk_is_one_message_and_the_last_checkpoint_resumes(
     assert main(["run", "oja", *TINY, "--out", str(tmp_path / "whole")]) == 0
     (whole,) = (tmp_path / "whole").iterdir()
     np.testing.assert_array_equal(RunDir(run).theta()["coef"], RunDir(whole).theta()["coef"])
+
+
+@pytest.mark.tier2  # a process of its own under a file-size limit (second tier)
+def test_a_file_size_limit_is_one_message_and_resume_finishes_the_run(tmp_path):
+    """`ulimit -f` (RLIMIT_FSIZE) as a real limit: a write past it fails (EFBIG); the run
+    says so once (exit 1), leaves no temporary file, and resume without the limit ends
+    at the θ of a run never stopped."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    sets = [*TINY[:-6], "--set", "meta.steps=60", "--set", "meta.chunk=2",
+            "--set", "eval.tasks=0", "--set", "constraints=[]"]
+    limit = 24_000  # bytes per file: metrics.jsonl outgrows it after about 30 steps
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = dict(os.environ, METAPLASTIC_CACHE_DIR="off")
+    cmd = [sys.executable, "-m", "metaplastic.cli"]
+    done = subprocess.run([*cmd, "run", "oja", *sets, "--no-eval", "--out",
+                           str(tmp_path / "full")], capture_output=True, text=True,
+                          timeout=600, preexec_fn=limited, env=env)
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 1, said + done.stderr[-3000:]
+    assert "File too large" in said and "resume" in said
+    assert "Traceback" not in done.stdout + done.stderr
+    (run,) = (tmp_path / "full").iterdir()
+    assert not list(run.glob(".*tmp*")) and not list(run.glob("*.tmp*"))
+    resumed = subprocess.run([*cmd, "resume", str(run), "--no-eval"], capture_output=True,
+                             text=True, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert main(["run", "oja", *sets, "--no-eval", "--out", str(tmp_path / "whole")]) == 0
+    (whole,) = (tmp_path / "whole").iterdir()
+    np.testing.assert_array_equal(RunDir(run).theta()["coef"], RunDir(whole).theta()["coef"])
+    steps = [json.loads(line)["step"] for line in
+             (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 61))
