@@ -14,6 +14,10 @@ Compose a task, a network, a rule and an outer loop::
     print(rule.formula(result.theta))
 """
 
+from metaplastic import _startup
+
+_startup.install()  # the command line: a stop while loading is said, not a traceback
+
 from metaplastic import neurons, registry, rules, tasks
 from metaplastic._version import __version__
 from metaplastic.errors import ConfigError, MetaplasticError, NonFiniteError, ShapeError

@@ -242,3 +242,41 @@ def test_a_file_size_limit_is_one_message_and_resume_finishes_the_run(tmp_path):
     steps = [json.loads(line)["step"] for line in
              (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 61))
+
+
+def test_a_stop_noted_while_loading_is_said_at_once(tmp_path, capsys):
+    """A signal that arrived while the command line was loading (noted by
+    metaplastic._startup) stops the command before it writes anything."""
+    import signal
+
+    from metaplastic import _startup
+
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        _startup.pending.append(sig)
+        try:
+            assert main(["run", "oja", *TINY, "--out", str(tmp_path)]) == code
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        assert "interrupted during start-up, before anything was written" in _out(capsys)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+@pytest.mark.tier2  # processes of their own (second tier)
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_stop_while_importing_is_one_message_not_a_traceback(sig, code, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "metaplastic.cli", "run", "oja",
+                             "--out", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.8)  # importing JAX and the library
+    proc.send_signal(getattr(signal, sig))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, out + err
+    assert "interrupted during start-up, before anything was written" in out
+    assert "Traceback" not in out + err
+    assert not any(tmp_path.iterdir())

@@ -26,6 +26,7 @@ from metaplastic.cli.console import (  # noqa: E402
     EXIT_CRASHED,
     EXIT_ERROR,
     EXIT_PEER,
+    STARTUP,
     abandon,
     console,
     exit_status,
@@ -234,7 +235,8 @@ def _dispatch(args) -> int:
         console.print(f"[red]error:[/] {escape(str(e))}")
         return EXIT_ERROR
     except KeyboardInterrupt as e:
-        console.print("[yellow]interrupted[/]")
+        console.print("[yellow]interrupted[/] during start-up, before anything was written"
+                      if str(e) == STARTUP else "[yellow]interrupted[/]")
         return exit_status(e)
     except OSError as e:  # a full disk or a file-size limit while writing a run
         if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):

@@ -14,6 +14,7 @@ from typing import NoReturn
 from rich.console import Console
 from rich.markup import escape
 
+from metaplastic import _startup
 from metaplastic.errors import Terminated
 
 #: piped into a file or a log (no terminal to ask), lines of up to 160 columns: a table of
@@ -21,6 +22,8 @@ from metaplastic.errors import Terminated
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 EXIT_CRASHED, EXIT_ERROR, EXIT_NONFINITE, EXIT_CONSTRAINT, EXIT_PEER = 1, 2, 3, 4, 5
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+#: what a stop that arrived while the command line was loading carries
+STARTUP = "during start-up"
 
 
 def exit_status(stopped: BaseException) -> int:
@@ -49,6 +52,12 @@ def stop_signals():
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
+    if _startup.pending:  # a stop while the command line was loading (metaplastic._startup)
+        signum = _startup.pending.pop(0)
+        _startup.pending.clear()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise (Terminated(STARTUP) if signum == signal.SIGTERM else KeyboardInterrupt(STARTUP))
     try:
         yield
     finally:
