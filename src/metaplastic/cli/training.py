@@ -23,7 +23,7 @@ from metaplastic.cli.console import (
     stop_signals,
 )
 from metaplastic.cli.tables import print_compare, print_eval, print_recovery
-from metaplastic.errors import ConfigError, NonFiniteError, PeerLostError
+from metaplastic.errors import ConfigError, MetaplasticError, NonFiniteError, PeerLostError
 from metaplastic.experiments import lifecycle
 from metaplastic.experiments import study as studies
 from metaplastic.experiments.rundir import RunDir, new_run_dir
@@ -129,8 +129,12 @@ def q(path) -> str:
 
 def say_stopped(run: RunDir, stopped: BaseException) -> int:
     """What an interrupted run kept, truthfully; the exit status (130, 143)."""
-    if (run.path / "checkpoint.npz").is_file():
-        steps = run.read_json("summary.json").get("meta_steps", "?")
+    done = _summary_of(run)
+    if done.get("status") == "finished":  # stopped after training, before or in evaluation
+        console.print(f"[yellow]interrupted[/] after training: the trained run is saved in "
+                      f"{q(run.path)} (evaluate it with: metaplastic eval {q(run.path)})")
+    elif (run.path / "checkpoint.npz").is_file():
+        steps = done.get("meta_steps", "?")
         console.print(f"[yellow]interrupted[/] after {steps} meta-steps; θ of the last "
                       f"finished chunk, metrics and summary saved in {q(run.path)} "
                       f"(continue with: metaplastic resume {q(run.path)})")
@@ -144,6 +148,15 @@ def say_stopped(run: RunDir, stopped: BaseException) -> int:
         console.print("[yellow]interrupted[/] before anything was saved (no run directory "
                       "was kept)")
     return exit_status(stopped)
+
+
+def _summary_of(run: RunDir) -> dict:
+    """The run's summary, or {} where there is none (or it is damaged)."""
+    try:
+        summary = run.read_json("summary.json")
+    except (OSError, ValueError, MetaplasticError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:

@@ -205,7 +205,14 @@ def on_training_classes(cfg: RunConfig, var: dict) -> dict:
 
 
 def validate_baselines(cfg: RunConfig) -> None:
+    """Every baseline builds (before training): on the run's own tasks, or — meta-trained
+    for every row — on the first row's meta-training classes (a rule with θ per layer
+    cannot take a mixture of depths, but each row has one network)."""
+    from metaplastic.experiments.build import variants
+
+    first = on_training_classes(cfg, variants(cfg)[0][1])
     for spec in cfg.eval.baselines:
         base = Baseline.parse(spec)
+        row = first if base.meta_train == "row" else {}
         for point in [{}] + [{k: v[0]} for k, v in base.tune.items() if v]:
-            build(base.config(cfg, **point))
+            build(base.config(cfg, **point), **row)
