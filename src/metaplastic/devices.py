@@ -100,14 +100,9 @@ def replicated() -> jax.sharding.NamedSharding | None:
 PEER_TIMEOUT = 60
 
 
-def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, peer_timeout: int = PEER_TIMEOUT) -> None:
-    """Join a multi-process run (``jax.distributed.initialize``), before any other JAX
-    work. With no arguments JAX detects the cluster (SLURM, Open MPI, ...). On CPUs the
-    processes exchange arrays with gloo. ConfigError for inconsistent arguments or a
-    coordinator that cannot be reached. ``peer_timeout``: seconds to wait for every
-    process to join, to wait at the end for the others, and without a heartbeat from a
-    peer before it counts as lost."""
+def check_process_options(coordinator: str | None, num_processes: int | None,
+                          process_id: int | None, peer_timeout: int = PEER_TIMEOUT) -> None:
+    """ConfigError for process options that cannot work, before anything starts."""
     if not isinstance(peer_timeout, int) or not 1 <= peer_timeout <= 86400:
         raise ConfigError(f"--peer-timeout must be whole seconds in 1..86400, got "
                           f"{peer_timeout!r}")
@@ -124,6 +119,17 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ConfigError(f"--coordinator must be HOST:PORT with a port in 1..65535, "
                               f"got {coordinator!r}")
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None, peer_timeout: int = PEER_TIMEOUT) -> None:
+    """Join a multi-process run (``jax.distributed.initialize``), before any other JAX
+    work. With no arguments JAX detects the cluster (SLURM, Open MPI, ...). On CPUs the
+    processes exchange arrays with gloo. ConfigError for inconsistent arguments or a
+    coordinator that cannot be reached. ``peer_timeout``: seconds to wait for every
+    process to join, to wait at the end for the others, and without a heartbeat from a
+    peer before it counts as lost."""
+    check_process_options(coordinator, num_processes, process_id, peer_timeout)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id,

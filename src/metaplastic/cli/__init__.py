@@ -28,6 +28,7 @@ from metaplastic.cli.console import (  # noqa: E402
     EXIT_PEER,
     STARTUP,
     abandon,
+    check_processes,
     console,
     exit_status,
     multi_process,
@@ -205,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     # several processes: this one is watched by a parent process (a lost peer is one
     # message); a process that stops early leaves at once, so that its peers learn it
     # from the closed connection instead of waiting for it at JAX's shutdown barrier
+    try:
+        check_processes(args)
+    except MetaplasticError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        return EXIT_ERROR
     rc = supervised(sys.argv[1:] if argv is None else list(argv), args.peer_timeout)
     if rc is not None:
         return rc

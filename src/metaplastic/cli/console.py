@@ -84,6 +84,20 @@ def enable_compile_cache() -> None:
         console.print(f"[yellow]compilation cache disabled: {e}[/]")
 
 
+def check_processes(args) -> None:
+    """ConfigError for process options that cannot work (before a process is started)."""
+    from metaplastic import devices
+    from metaplastic.errors import ConfigError
+
+    explicit = (args.coordinator is not None or args.num_processes is not None
+                or args.process_id is not None)
+    if args.distributed and explicit:
+        raise ConfigError("--distributed lets JAX detect the cluster; give it or "
+                          "--coordinator/--num-processes/--process-id, not both")
+    devices.check_process_options(args.coordinator, args.num_processes, args.process_id,
+                                  args.peer_timeout)
+
+
 def multi_process(args) -> bool:
     return bool(getattr(args, "distributed", False) or getattr(args, "coordinator", None)
                 or getattr(args, "num_processes", None) is not None
@@ -106,13 +120,7 @@ def processes(args):
 
     from metaplastic import devices
 
-    explicit = (args.coordinator is not None or args.num_processes is not None
-                or args.process_id is not None)
-    if args.distributed and explicit:
-        from metaplastic.errors import ConfigError
-
-        raise ConfigError("--distributed lets JAX detect the cluster; give it or "
-                          "--coordinator/--num-processes/--process-id, not both")
+    check_processes(args)
     devices.initialize(args.coordinator, args.num_processes, args.process_id,
                        args.peer_timeout)
     if devices.is_main():
