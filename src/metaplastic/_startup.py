@@ -19,7 +19,7 @@ pending: list[int] = []
 def _is_cli() -> bool:
     if os.path.basename(sys.argv[0] if sys.argv else "") == "metaplastic":
         return True
-    argv = list(getattr(sys, "orig_argv", sys.argv))
+    argv = list(sys.orig_argv)
     return any(a == "-m" and b == "metaplastic.cli" for a, b in zip(argv, argv[1:], strict=False))
 
 
