@@ -183,3 +183,27 @@ def test_baselines_tuned_per_row_on_that_rows_training_classes(small_fa, tmp_pat
     from metaplastic.experiments.evaluate import _evaluate
 
     assert _evaluate._cache_size() == 0
+
+
+def test_a_baseline_whose_meta_training_blows_up_is_kept_at_its_last_good_theta(
+        small_fa, monkeypatch):
+    """Its row is evaluated (at the θ the guard kept) with a warning, not a crashed
+    evaluation of every other row."""
+    from types import SimpleNamespace
+
+    from metaplastic.errors import NonFiniteError
+    from metaplastic.experiments.baselines import meta_trained_baseline
+
+    b = Baseline.parse(presets.CONTROLS[-1])
+    outer = type(build(b.config(small_fa), classes="train").outer)
+    kept = ({"log_rate": np.float32(0.5)}, {"log_rate": np.float32(-0.5)})
+
+    def blows_up(self, objective, theta0, key=None, **kw):
+        err = NonFiniteError("meta-training blew up at meta-step 1: loss 1.4e+04. θ kept")
+        err.result = SimpleNamespace(theta=kept)
+        raise err
+
+    monkeypatch.setattr(outer, "run", blows_up)
+    with pytest.warns(UserWarning, match="its meta-training stopped .*last good θ"):
+        theta = meta_trained_baseline(small_fa, b, None, ("digits", {}))
+    assert theta is kept

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import jax
 
 from metaplastic import capabilities as cap
 from metaplastic import rules, streams
-from metaplastic.errors import ConfigError
+from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.experiments import sections
 from metaplastic.experiments.build import build
 from metaplastic.experiments.config import RunConfig
@@ -188,7 +189,17 @@ def meta_trained_baseline(cfg: RunConfig, base: Baseline, run: RunDir | None,
             return load_theta(path)
     p = build(base.config(cfg), **({} if row is None else on_training_classes(cfg, row[1])))
     k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
-    theta = p.outer.run(p.objective, p.rule.init(k_init, p.network.shapes), key=k_meta).theta
+    try:
+        theta = p.outer.run(p.objective, p.rule.init(k_init, p.network.shapes),
+                            key=k_meta).theta
+    except NonFiniteError as e:  # the baseline's row is evaluated at its last good θ
+        result = e.__dict__.get("result")
+        if result is None:
+            raise
+        theta = result.theta
+        warnings.warn(f"baseline {base.label!r}{'' if row is None else ' on ' + row[0]}: "
+                      f"its meta-training stopped ({str(e).split('.')[0]}); evaluated "
+                      f"at its last good θ", stacklevel=2)
     if path is not None:
         save_theta(path, theta)
     return theta

@@ -202,8 +202,9 @@ ADAM_ETAS = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 #: signals of hidden-layer synapses only (the output layer's synapses keep every signal,
 #: unlike "no hidden feedback", which also zeroes what they read as e_pre); and FA with
 #: one learning rate per layer, meta-learned for every evaluation row on its
-#: meta-training classes (the run's budget; log-rates at meta lr 0.05): step sizes
-#: without learned credit assignment
+#: meta-training classes (the run's budget; log-rates at meta lr 0.05, each task's loss
+#: clipped above 5 as in mixture-fewshot, whatever the run's own): step sizes without
+#: learned credit assignment
 CONTROLS = (
     {"label": "learned, output layer only", "rule": "learned",
      "network": {"plastic": "last"}},
@@ -212,7 +213,8 @@ CONTROLS = (
     {"label": "learned, hidden errors ablated", "rule": "learned",
      "network": {"error_ablation": "hidden_synapses"}},
     {"label": "FA, meta-learned per-layer rates", "rule": {"name": "layer-rates"},
-     "network": {"feedback": "random"}, "meta_train": "row", "meta": {"lr": 0.05}},
+     "network": {"feedback": "random"}, "meta_train": "row",
+     "meta": {"lr": 0.05, "task_loss_clip": 5.0}},
 )
 
 #: what a learned few-shot rule is compared with: online SGD with backprop, FA and DFA
