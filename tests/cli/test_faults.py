@@ -233,6 +233,12 @@ def test_a_file_size_limit_is_one_message_and_resume_finishes_the_run(tmp_path):
     assert "Traceback" not in done.stdout + done.stderr
     (run,) = (tmp_path / "full").iterdir()
     assert not list(run.glob(".*tmp*")) and not list(run.glob("*.tmp*"))
+    # the files agree: summary, metrics and checkpoint at the last whole chunk
+    summary = json.loads((run / "summary.json").read_text())
+    with np.load(run / "checkpoint.npz") as f:
+        at = int(f["leaf_0"])
+    assert summary["status"].startswith("crashed") and 0 < summary["meta_steps"] == at < 60
+    assert [r["step"] for r in RunDir(run).metrics()] == list(range(1, at + 1))
     resumed = subprocess.run([*cmd, "resume", str(run), "--no-eval"], capture_output=True,
                              text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stdout[-3000:]

@@ -247,7 +247,8 @@ def _dispatch(args) -> int:
     except OSError as e:  # a full disk or a file-size limit while writing a run
         if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             raise
-        console.print(f"[red]error:[/] cannot write {escape(str(e.filename or ''))}: "
+        what = escape(str(e.filename)) if e.filename else "the run's files"
+        console.print(f"[red]error:[/] cannot write {what}: "
                       f"{escape(e.strerror or str(e))}. The files written before stay as "
                       f"they were: a run keeps its last checkpoint whole, and `metaplastic "
                       f"resume RUN` continues from it once there is space")

@@ -12,6 +12,7 @@ numbers; this module is the edge that writes files. Progress goes to an optional
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -201,6 +202,11 @@ class Start:
         done = int(result.state.step) if result is not None and result.state is not None else 0
         finite = _finite(theta)
         with deferred():  # a second Ctrl-C does not cut the saving of θ and summary short
+            if status.startswith("crashed") and (self.run.path / "metrics.jsonl").is_file():
+                # a write that failed (a full disk) may have left metrics of a chunk whose
+                # checkpoint was not written: drop them, so that the files agree
+                with contextlib.suppress(OSError):
+                    self.run.keep_metrics_until(done)
             if finite:
                 self.study.save_theta(self.run, theta)
             else:  # never a non-finite θ on disk (nor an older θ that disagrees)
