@@ -57,3 +57,13 @@ def test_without_tensorboardx_one_message(tmp_path, monkeypatch):
         TensorBoardLog(tmp_path)
     with pytest.raises(ConfigError, match="no metrics"):
         write_run(tmp_path)
+
+
+def test_what_a_record_does_not_have_is_not_logged():
+    """An ES run's grad_norm is null (or NaN in older records): no scalar, and no
+    "NaN or Inf found in input tensor" per step."""
+    from metaplastic.report.loggers import scalars
+
+    got = scalars({"step": 1, "task_loss": 0.5, "grad_norm": None, "grad_norm[a]": float("nan"),
+                   "sigma": float("inf"), "theta": [0.1, float("nan")]}, ["x", "y"])
+    assert got == {"task_loss": 0.5, "theta/x": 0.1}

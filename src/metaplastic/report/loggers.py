@@ -31,8 +31,8 @@ def scalars(record: dict, theta_names: list[str] | tuple = ()) -> dict[str, floa
     for key, value in record.items():
         if key in ("step", "theta"):
             continue
-        if isinstance(value, bool | int | float) and value is not None:
-            out[key] = float(value)
+        if isinstance(value, bool | int | float) and math.isfinite(float(value)):
+            out[key] = float(value)  # what does not exist (null, NaN) is not logged
     theta = record.get("theta")
     if theta is not None:
         for i, v in enumerate(np.asarray(theta, float)):
