@@ -184,8 +184,7 @@ def cell(root: Path, loop: str, fault: str, reference: list[np.ndarray]) -> dict
     stdout, stderr = proc.communicate(timeout=600)
     stop_seconds = round(time.time() - t0, 1)
     said = next((line.strip() for line in stdout.splitlines()
-                 if line.startswith(("error", "interrupted", "[", "note"))
-                 or "interrupted" in line), "")
+                 if line.startswith(("error", "interrupted")) or "interrupted" in line), "")
     row = {"exit_status": proc.returncode, "said": said[:160],
            "stopped_after_s": stop_seconds if peers else None,
            "traceback": "Traceback" in stdout + stderr,
