@@ -176,10 +176,10 @@ def test_a_stopped_seeds_group_resumes_as_one_program(tmp_path, capsys, monkeypa
     assert main(["run", "oja", *small, "--seeds", "0-1", "--out", str(tmp_path / "ref")]) == 0
     save = RunDir.save_checkpoint
 
-    def save_then_stop(self, state):
-        save(self, state)
-        if self.path.name == "seed-1" and int(state.step) == 10:
+    def save_then_stop(self, state):  # stopped as the next chunk's save begins
+        if self.path.name == "seed-0" and int(state.step) == 20:
             raise KeyboardInterrupt
+        save(self, state)
 
     monkeypatch.setattr(RunDir, "save_checkpoint", save_then_stop)
     assert main(["run", "oja", *small, "--seeds", "0-1", "--out", str(tmp_path / "b")]) == 130
@@ -199,6 +199,19 @@ def test_a_stopped_seeds_group_resumes_as_one_program(tmp_path, capsys, monkeypa
         steps = [json.loads(x)["step"] for x in
                  (group / f"seed-{seed}" / "metrics.jsonl").read_text().splitlines()]
         assert steps == list(range(1, 21))
+    # stopped at start-up, before seed 1's config.toml was written: resume starts both
+    # from meta-step 0 (seed 1 with the group's configuration and its own seed), never
+    # only the seeds that have a config
+    import shutil
+
+    early = tmp_path / "early" / group.name
+    (early / "seed-1").mkdir(parents=True)
+    (early / "seed-0").mkdir()
+    shutil.copy(group / "seed-0" / "config.toml", early / "seed-0" / "config.toml")
+    assert main(["resume", str(early), "--no-eval"]) == 0
+    for seed in (0, 1):
+        a = np.load(early / f"seed-{seed}" / "theta.npz")["coef"]
+        assert np.array_equal(a, np.load(ref / f"seed-{seed}" / "theta.npz")["coef"])
 
 
 @pytest.mark.tier2

@@ -264,12 +264,18 @@ def seed_group(path: str):
     root = Path(path)
     if (root / "config.toml").exists() or not root.is_dir():
         return None
-    runs = sorted((RunDir(p.parent) for p in root.glob("seed-*/config.toml")),
-                  key=lambda r: int(r.path.name.split("-")[1]))
-    if not runs:
+    runs = sorted((RunDir(p) for p in root.glob("seed-*")
+                   if p.is_dir() and p.name[5:].isdigit()),
+                  key=lambda r: int(r.path.name[5:]))
+    loaded = {r.path.name: studies.of_run(r.path) for r in runs
+              if (r.path / "config.toml").is_file()}
+    if not loaded:
         return None
-    loaded = [studies.of_run(r.path) for r in runs]
-    study, cfgs = loaded[0][0], [c for _, c in loaded]
+    study, first = next(iter(loaded.values()))
+    # a seed stopped before its config.toml was written (Ctrl-C at start-up) starts
+    # from meta-step 0 with the group's configuration and its own seed
+    cfgs = [loaded[r.path.name][1] if r.path.name in loaded
+            else dataclasses.replace(first, seed=int(r.path.name[5:])) for r in runs]
     if any(dataclasses.replace(c, seed=0) != dataclasses.replace(cfgs[0], seed=0)
            for c in cfgs):
         raise ConfigError(f"{path}: the seed-* runs differ in more than their seed; resume "

@@ -202,9 +202,9 @@ class Start:
         done = int(result.state.step) if result is not None and result.state is not None else 0
         finite = _finite(theta)
         with deferred():  # a second Ctrl-C does not cut the saving of θ and summary short
-            if status.startswith("crashed") and (self.run.path / "metrics.jsonl").is_file():
-                # a write that failed (a full disk) may have left metrics of a chunk whose
-                # checkpoint was not written: drop them, so that the files agree
+            if status != "finished" and (self.run.path / "metrics.jsonl").is_file():
+                # a stop or a write that failed (a full disk) may have left metrics of a
+                # chunk whose checkpoint was not written: drop them, so the files agree
                 with contextlib.suppress(OSError):
                     self.run.keep_metrics_until(done)
             if finite:
