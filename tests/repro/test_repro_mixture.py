@@ -27,7 +27,7 @@ MIN_GAP_SHARE = 0.45
 #: (measured +0.131 ± 0.011)
 MIN_OVER_OUTPUT_ONLY = 0.05
 #: and FA with per-layer learning rates meta-learned for the column by this much (step
-#: sizes alone; measured +0.146 ± 0.021 over seeds 0-2 in two ablated configurations)
+#: sizes alone; measured +0.143 ± 0.024 over seeds 0-2, paired)
 MIN_OVER_FA_RATES = 0.05
 
 
