@@ -176,10 +176,10 @@ def test_a_stopped_seeds_group_resumes_as_one_program(tmp_path, capsys, monkeypa
     assert main(["run", "oja", *small, "--seeds", "0-1", "--out", str(tmp_path / "ref")]) == 0
     save = RunDir.save_checkpoint
 
-    def save_then_stop(self, state):  # stopped as the next chunk's save begins
-        if self.path.name == "seed-0" and int(state.step) == 20:
-            raise KeyboardInterrupt
+    def save_then_stop(self, state):
         save(self, state)
+        if self.path.name == "seed-1" and int(state.step) == 10:
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(RunDir, "save_checkpoint", save_then_stop)
     assert main(["run", "oja", *small, "--seeds", "0-1", "--out", str(tmp_path / "b")]) == 130

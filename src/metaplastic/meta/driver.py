@@ -353,14 +353,14 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
                 if guard.keep_best:
                     one = _keep_best(guard, outer, objective, one, get(key, i), sign)
                     state = put(state, i, one)
-                # the chunk's metrics, then its checkpoint, then the result: a write that
-                # fails (a full disk) leaves the result at the last saved chunk
+                # the chunk's metrics first: a write that fails there (a full disk: the
+                # metrics are the largest file) leaves the result at the last saved chunk
                 if progress is not None:
                     progress(i, records)
-                if checkpoint is not None:
-                    checkpoint(i, one)
                 r.theta, r.state = result_theta(outer, one, guard), one
                 r.history.extend(records)
+                if checkpoint is not None:
+                    checkpoint(i, one)
                 try:
                     check_divergence(records, int(one.nan_streak), outer.max_nan_skips,
                                      bool(one.stopped), r)
