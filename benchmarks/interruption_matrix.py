@@ -9,7 +9,9 @@ Outer loops: meta-gradients (`oja`), CMA-ES (`oja-es`), PES (`oja`, truncated ES
 * SIGINT / SIGTERM at **start-up** (0.3 s after launch: imports, before the run directory)
   and during the **first compile** (once config.toml exists, before the first checkpoint);
 * SIGINT / SIGTERM / SIGKILL **mid-run** (after the first checkpoint);
-* SIGTERM during **evaluation** (once training's summary says finished);
+* SIGTERM at the **final save** (once the last chunk's metrics are written: θ, checkpoint
+  and summary being saved) and during **evaluation** (once training's summary says
+  finished);
 * a **full disk**: a real file-size limit (RLIMIT_FSIZE, ``ulimit -f``) that metrics.jsonl
   outgrows mid-run;
 * a **killed peer**: a 2-process run (``--coordinator``), process 1 killed by SIGKILL mid-run;
@@ -20,7 +22,8 @@ was printed, what the run directory holds (summary status; meta-steps in summary
 / checkpoint), the exit status of `metaplastic resume` (or why it does not apply), and
 whether the resumed θ equals the uninterrupted run's bit for bit (multi-process: within
 1e-6, the tasks split across processes). Writes benchmarks/results/interruption_matrix.json
-and prints a markdown table (docs/runs.md). ``--quick``: the meta-gradient loop only.
+and prints a markdown table (docs/runs.md). ``--quick``: the meta-gradient loop only;
+``--only FAULT``: that fault alone, merged into the existing JSON.
 """
 
 from __future__ import annotations
@@ -172,6 +175,9 @@ def cell(root: Path, loop: str, fault: str, reference: list[np.ndarray]) -> dict
         _wait(lambda: _has(out, "**/config.toml"), proc)
     elif fault == "SIGTERM in evaluation":
         _wait(lambda: _finished_training(out), proc)
+    elif fault == "SIGTERM at the final save":  # the last chunk's metrics are written
+        _wait(lambda: any(len(p.read_text().splitlines()) >= STEPS
+                          for p in out.glob("**/metrics.jsonl")), proc)
     elif fault != "full disk (RLIMIT_FSIZE)":
         _wait(lambda: _has(out, "**/checkpoint.npz"), proc)
         time.sleep(0.3)  # a few chunks in
@@ -218,15 +224,20 @@ def cell(root: Path, loop: str, fault: str, reference: list[np.ndarray]) -> dict
 
 FAULTS = ["SIGINT at start-up", "SIGTERM at start-up", "SIGINT in first compile",
           "SIGTERM in first compile", "SIGINT mid-run", "SIGTERM mid-run", "SIGKILL mid-run",
-          "SIGTERM in evaluation", "full disk (RLIMIT_FSIZE)", "killed peer"]
+          "SIGTERM at the final save", "SIGTERM in evaluation", "full disk (RLIMIT_FSIZE)",
+          "killed peer"]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="the meta-gradient loop only")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--only", default=None, choices=FAULTS,
+                   help="run this fault alone and merge its cells into --out")
     args = p.parse_args()
     rows: dict[str, dict] = {}
+    if args.only and args.out.is_file():
+        rows = json.loads(args.out.read_text())["cells"]
     with tempfile.TemporaryDirectory() as d:
         for loop in (["meta-gradient"] if args.quick else list(LOOPS)):
             preset, extra, more = LOOPS[loop]
@@ -234,7 +245,7 @@ def main() -> None:
             subprocess.run(cli("run", preset, "--no-eval", "--out", str(ref_dir),
                                *sets(extra), *more), check=True, capture_output=True, env=ENV)
             reference = thetas(ref_dir)
-            for fault in FAULTS:
+            for fault in [args.only] if args.only else FAULTS:
                 if fault == "killed peer" and loop == "seeds group":
                     continue  # several processes with --seeds: not combined
                 rows[f"{loop} x {fault}"] = row = cell(Path(d) / loop / fault.replace(
