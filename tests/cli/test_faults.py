@@ -279,7 +279,14 @@ def test_a_stop_while_importing_is_one_message_not_a_traceback(sig, code, tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "metaplastic.cli", "run", "oja",
                              "--out", str(tmp_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(0.8)  # importing JAX and the library
+    deadline = time.time() + 60  # while JAX is being imported (its library is mapped)
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if "jaxlib" in open(f"/proc/{proc.pid}/maps").read():
+                break
+        except OSError:
+            pass
+        time.sleep(0.01)
     proc.send_signal(getattr(signal, sig))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, out + err

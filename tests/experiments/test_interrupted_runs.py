@@ -44,7 +44,9 @@ def _run(tmp_path, steps, stop_after_chunks=None, error=KeyboardInterrupt):
 
 @pytest.mark.tier2  # slow: trains end to end (second tier)
 def test_ctrl_c_keeps_the_theta_of_the_last_whole_chunk(tmp_path):
-    stopped = _run(tmp_path, steps=50, stop_after_chunks=2)
+    # stopped while the third chunk is being recorded (its metrics written, its checkpoint
+    # not): the last whole chunk is the second
+    stopped = _run(tmp_path, steps=50, stop_after_chunks=3)
     summary = stopped.read_json("summary.json")
     assert summary["status"] == "interrupted" and summary["meta_steps"] == 10
     assert len(stopped.metrics()) == 10
@@ -57,7 +59,7 @@ def test_ctrl_c_keeps_the_theta_of_the_last_whole_chunk(tmp_path):
 def test_a_crash_is_recorded_as_crashed_with_provenance(tmp_path, capsys):
     from metaplastic.cli import main
 
-    run = _run(tmp_path, steps=50, stop_after_chunks=2, error=RuntimeError("disk full"))
+    run = _run(tmp_path, steps=50, stop_after_chunks=3, error=RuntimeError("disk full"))
     summary = run.read_json("summary.json")
     assert summary["status"] == "crashed: RuntimeError: disk full"
     assert summary["meta_steps"] == 10 and len(run.metrics()) == 10
