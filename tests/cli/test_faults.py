@@ -293,3 +293,23 @@ def test_a_stop_while_importing_is_one_message_not_a_traceback(sig, code, tmp_pa
     assert "interrupted during start-up, before anything was written" in out
     assert "Traceback" not in out + err
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.tier2  # seeds as one program: a program of its own (second tier)
+def test_a_seeds_group_stopped_in_evaluation_says_the_trained_runs_are_kept(
+        tmp_path, capsys, monkeypatch):
+    import metaplastic.cli.training as training
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_after_training", stopped)
+    sets = [a for a in TINY if a != "eval.tasks=0" and a != "--set"]
+    sets = [x for s in sets for x in ("--set", s)] + ["--set", "eval.tasks=2"]
+    assert main(["run", "oja", *sets, "--seeds", "0-1", "--out", str(tmp_path)]) == 130
+    said = _out(capsys)
+    assert "interrupted after training: every seed's trained run is saved under" in said
+    (group,) = tmp_path.iterdir()
+    for seed in (0, 1):
+        summary = json.loads((group / f"seed-{seed}" / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["meta_steps"] == 20

@@ -150,6 +150,14 @@ def say_stopped(run: RunDir, stopped: BaseException) -> int:
     return exit_status(stopped)
 
 
+def _stopped_after_training(group: Path, stopped: BaseException) -> int:
+    """A --seeds group stopped once every seed had finished training: what was kept."""
+    console.print(f"[yellow]interrupted[/] after training: every seed's trained run is "
+                  f"saved under {q(group)} (evaluate one with: metaplastic eval "
+                  f"{q(group)}/seed-N)")
+    return exit_status(stopped)
+
+
 def _summary_of(run: RunDir) -> dict:
     """The run's summary, or {} where there is none (or it is damaged)."""
     try:
@@ -327,6 +335,8 @@ def _train_seeds(study, group: Path, runs: list[RunDir], cfgs, built, args, *,
         except KeyboardInterrupt as e:
             stopped = e  # said below, once the progress bar is closed
     if stopped is not None:
+        if all(_summary_of(r).get("status") == "finished" for r in runs):
+            return _stopped_after_training(group, stopped)
         console.print(f"[yellow]interrupted[/]; what each seed kept is saved under "
                       f"{q(group)} (its summary.json says: `resume`); continue with: "
                       f"metaplastic resume {q(group)}")
@@ -346,10 +356,13 @@ def _train_seeds(study, group: Path, runs: list[RunDir], cfgs, built, args, *,
             diverged.append(seed)
             line += f"  [red]{escape(summary['status'][:200])}[/]"
         console.print(line)
-    for seed, run, cfg in zip(seeds, runs, cfgs, strict=True):
-        if seed not in diverged and not args.no_eval and study.after_training:
-            console.print(f"[bold]seed {seed}[/]")
-            _after_training(study, cfg, run, args)
+    try:
+        for seed, run, cfg in zip(seeds, runs, cfgs, strict=True):
+            if seed not in diverged and not args.no_eval and study.after_training:
+                console.print(f"[bold]seed {seed}[/]")
+                _after_training(study, cfg, run, args)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM during a seed's evaluation
+        return _stopped_after_training(group, e)
     from metaplastic.report.compare import compare
 
     compared, js, png = compare([str(r.path) for r in runs], group)
