@@ -259,9 +259,10 @@ def _dispatch(args) -> int:
                       f"meta.population_batch")
         return EXIT_ERROR
     except Exception as e:  # XLA's out-of-memory arrives as a runtime error
-        if lost_peer(e):  # outside training (evaluation, start-up): nothing more to save
-            abandon(f"error: a peer process of this multi-process run was lost "
-                    f"({lost_peer(e)}); this process stops", EXIT_PEER)
+        why = lost_peer(e)
+        if why:  # outside training (evaluation, start-up): nothing more to save
+            abandon(f"error: a peer process of this multi-process run was lost ({why}); "
+                    f"this process stops", EXIT_PEER)
         if "RESOURCE_EXHAUSTED" not in str(e):
             raise
         console.print(f"[red]error:[/] out of memory ({escape(str(e).splitlines()[0])[:300]}). "

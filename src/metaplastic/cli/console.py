@@ -293,21 +293,14 @@ def note_run_dir(path: Path) -> None:
 def _note_lost(run: Path, why: str) -> None:
     """The summaries of a run (or of each seed of a --seeds group) say that a peer was
     lost, and what ``resume`` will do."""
-    import json
-
     from metaplastic.experiments.lifecycle import resume_from
     from metaplastic.experiments.rundir import RunDir
 
     for path in [run, *sorted(run.glob("seed-*"))]:
         if not (path / "config.toml").is_file():
             continue
-        summary_path = path / "summary.json"
-        try:
-            summary = json.loads(summary_path.read_text())
-            summary = summary if isinstance(summary, dict) else {}
-        except (OSError, ValueError):
-            summary = {}
-        summary.update(status=f"lost a peer process: {why}",
-                       resume=resume_from(RunDir(path)))
+        rd = RunDir(path)
+        summary = {**rd.summary(), "status": f"lost a peer process: {why}",
+                   "resume": resume_from(rd)}
         with contextlib.suppress(OSError):
-            summary_path.write_text(json.dumps(summary, indent=1))
+            rd.write_json("summary.json", summary)

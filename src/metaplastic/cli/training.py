@@ -23,7 +23,7 @@ from metaplastic.cli.console import (
     stop_signals,
 )
 from metaplastic.cli.tables import print_compare, print_eval, print_recovery
-from metaplastic.errors import ConfigError, MetaplasticError, NonFiniteError, PeerLostError
+from metaplastic.errors import ConfigError, NonFiniteError, PeerLostError
 from metaplastic.experiments import lifecycle
 from metaplastic.experiments import study as studies
 from metaplastic.experiments.rundir import RunDir, new_run_dir
@@ -129,7 +129,7 @@ def q(path) -> str:
 
 def say_stopped(run: RunDir, stopped: BaseException) -> int:
     """What an interrupted run kept, truthfully; the exit status (130, 143)."""
-    done = _summary_of(run)
+    done = run.summary()
     if done.get("status") == "finished":  # stopped after training, before or in evaluation
         console.print(f"[yellow]interrupted[/] after training: the trained run is saved in "
                       f"{q(run.path)} (evaluate it with: metaplastic eval {q(run.path)})")
@@ -156,15 +156,6 @@ def _stopped_after_training(group: Path, stopped: BaseException) -> int:
                   f"saved under {q(group)} (evaluate one with: metaplastic eval "
                   f"{q(group)}/seed-N)")
     return exit_status(stopped)
-
-
-def _summary_of(run: RunDir) -> dict:
-    """The run's summary, or {} where there is none (or it is damaged)."""
-    try:
-        summary = run.read_json("summary.json")
-    except (OSError, ValueError, MetaplasticError):
-        return {}
-    return summary if isinstance(summary, dict) else {}
 
 
 def train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
@@ -335,7 +326,7 @@ def _train_seeds(study, group: Path, runs: list[RunDir], cfgs, built, args, *,
         except KeyboardInterrupt as e:
             stopped = e  # said below, once the progress bar is closed
     if stopped is not None:
-        if all(_summary_of(r).get("status") == "finished" for r in runs):
+        if all(r.summary().get("status") == "finished" for r in runs):
             return _stopped_after_training(group, stopped)
         console.print(f"[yellow]interrupted[/]; what each seed kept is saved under "
                       f"{q(group)} (its summary.json says: `resume`); continue with: "

@@ -232,3 +232,12 @@ class RunDir:
     def read_json(self, name: str) -> dict:
         """A JSON file of the run ({} if absent); a damaged one is a ConfigError."""
         return read_json(self.path / name)
+
+    def summary(self) -> dict:
+        """``summary.json`` as a table; {} where there is none, or it is damaged (not
+        JSON, or not a table)."""
+        try:
+            summary = self.read_json("summary.json")
+        except (OSError, ValueError):  # ConfigError is a ValueError
+            return {}
+        return summary if isinstance(summary, dict) else {}
