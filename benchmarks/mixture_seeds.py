@@ -3,7 +3,7 @@
     metaplastic run mixture-fewshot --seeds 0-4 --no-eval --out runs/seeds
     python benchmarks/mixture_seeds.py runs/seeds/mixture-fewshot-seeds-*/ [--evaluate]
 
-With ``--evaluate [headline] [farther] [last]``, every seed's θ is evaluated (``metaplastic
+With ``--evaluate [headline] [farther] [last] [matrix]``, every seed's θ is evaluated (``metaplastic
 eval RUN --name headline|farther|last --set ...``) on the two depth-5 headline columns — MNIST-5k
 (never in the mixture) and digits, held-out classes 5-9, 200 tasks per cell — and on two
 farther columns (procedural shapes at depth 5; digits at width 128 with 500 inner
@@ -14,10 +14,13 @@ the learned rule on the output layer only and with the hidden neurons' errors ab
 hidden-layer synapses, and FA with per-layer learning rates meta-learned for each column
 on its meta-training classes (step sizes without learned credit assignment); ``last``
 evaluates the last meta-step's θ instead of the kept-best one (the keep-best ablation,
-no training again). Then (always) the seeds are aggregated: per column and learner the
-mean over seeds ± 95% CI (t over seeds), the fraction of the FA-to-Adam gap per seed and its
-mean ± CI, the seeds that ended flagged (status other than finished) and the rollbacks of
-each. Writes benchmarks/results/mixture_seeds.json (or ``--out``) and prints a table.
+no training again); ``matrix`` the preset's whole matrix (13 columns) with every learner
+that needs no meta-training of its own (aggregated apart: its columns share labels with
+the headline's but are other tasks). Then (always) the seeds are aggregated: per column
+and learner the mean over seeds ± 95% CI (t over seeds), the fraction of the FA-to-Adam
+gap per seed and its mean ± CI, the seeds that ended flagged (status other than finished)
+and the rollbacks of each. Writes benchmarks/results/mixture_seeds.json (or ``--out``)
+and prints a table.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from metaplastic.experiments import presets
 from metaplastic.experiments.config import set_arguments
 
 OUT = Path(__file__).parent / "results" / "mixture_seeds.json"
-NAMES = ("headline", "farther", "last")
+NAMES = ("headline", "farther", "last", "matrix")
 #: the row name of the "last" evaluation's learned rule (θ of the last meta-step)
 LAST = "learned, last θ (no keep-best)"
 HEADLINE = [dict(c) for c in presets.MIXTURE_HEADLINE]
@@ -125,16 +128,17 @@ def aggregate(runs: list[Path]) -> dict:
             entry["safeguards"] = safeguards(run)
         if (run / "alignment.json").is_file():
             entry["alignment"] = json.loads((run / "alignment.json").read_text())
-        entry["cells"] = {}
+        entry["cells"], entry["matrix"] = {}, {}
         for name in NAMES:
             path = run / f"{name}.json"
             if path.is_file():
                 rows = json.loads(path.read_text())["rows"]
-                entry["cells"].update({f"{LAST if name == 'last' else r['rule']}|"
-                                       f"{r['variant']}": {
-                    "mean": r["accuracy"]["mean"], "ci95": r["accuracy"]["ci95"],
-                    "tasks": r["tasks"], "diverged": r["diverged"], "tuned": r.get("tuned")}
-                    for r in rows})
+                # the matrix has columns of the same labels, on other tasks: kept apart
+                entry["matrix" if name == "matrix" else "cells"].update({
+                    f"{LAST if name == 'last' else r['rule']}|{r['variant']}": {
+                        "mean": r["accuracy"]["mean"], "ci95": r["accuracy"]["ci95"],
+                        "tasks": r["tasks"], "diverged": r["diverged"],
+                        "tuned": r.get("tuned")} for r in rows})
         seeds.append(entry)
     table: dict = {}
     for col in COLUMNS:
@@ -169,14 +173,57 @@ def aggregate(runs: list[Path]) -> dict:
                         strict=True)) for layer in layers}
         table[c] = out
     return {"seeds": seeds, "flagged": [s["seed"] for s in seeds if s["status"] != "finished"],
-            "columns": table}
+            "columns": table, "matrix": matrix_table(seeds)}
+
+
+def matrix_table(seeds: list[dict]) -> dict:
+    """The whole matrix over the seeds that have it: per column and learner the mean
+    over seeds ± 95% CI, the cells flagged diverged (episodes, summed over seeds) and,
+    per column, the learned rule's share of the FA-to-Adam gap."""
+    evaluated = [s for s in seeds if s["matrix"]]
+    if not evaluated:
+        return {}
+    keys = [k for k in evaluated[0]["matrix"] if all(k in s["matrix"] for s in evaluated)]
+    columns = list(dict.fromkeys(k.split("|", 1)[1] for k in keys))
+    learners = list(dict.fromkeys(k.split("|", 1)[0] for k in keys))
+    table = {}
+    for c in columns:
+        out = {}
+        for rule in learners:
+            cells = [s["matrix"][f"{rule}|{c}"] for s in evaluated]
+            m, ci, n = mean_ci([x["mean"] for x in cells])
+            out[rule] = {"mean": m, "ci95": ci, "n": n,
+                         "per_seed": [x["mean"] for x in cells],
+                         "diverged": sum(x["diverged"] for x in cells)}
+        gaps = [(s["matrix"][f"learned|{c}"]["mean"] - s["matrix"][f"FA|{c}"]["mean"])
+                / (s["matrix"][f"backprop Adam|{c}"]["mean"] - s["matrix"][f"FA|{c}"]["mean"])
+                for s in evaluated]
+        m, ci, n = mean_ci(gaps)
+        out["gap_fraction"] = {"mean": m, "ci95": ci, "n": n, "per_seed": gaps}
+        table[c] = out
+    return {"seeds": [s["seed"] for s in evaluated], "columns": table}
+
+
+def matrix_markdown(matrix: dict) -> str:
+    """The matrix as a Markdown table (columns of the evaluation as rows)."""
+    cols = matrix["columns"]
+    learners = [k for k in next(iter(cols.values())) if k != "gap_fraction"]
+    lines = ["| evaluated on | " + " | ".join(learners) + " | share of FA→Adam gap |",
+             "|---" * (len(learners) + 2) + "|"]
+    for c, out in cols.items():
+        g = out["gap_fraction"]
+        lines.append(f"| {c} | " + " | ".join(
+            f"{out[r]['mean']:.3f} ± {out[r]['ci95']:.3f}" for r in learners)
+            + f" | {100 * g['mean']:.0f} ± {100 * g['ci95']:.0f}% |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("parent", type=Path, help="the --seeds run directory (seed-N inside)")
     p.add_argument("--evaluate", nargs="*", choices=NAMES, default=None,
-                   help="evaluate every seed first on these columns (default: both)")
+                   help="evaluate every seed first on these columns (default: headline "
+                   "and farther)")
     p.add_argument("--tasks", type=int, default=None, help="tasks per cell and tuning "
                    "point (default: 200 headline, 100 farther)")
     p.add_argument("--out", type=Path, default=OUT)
@@ -185,7 +232,7 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"no seed-N run directories in {args.parent}")
     if args.evaluate is not None:
-        for name in args.evaluate or NAMES:
+        for name in args.evaluate or ("headline", "farther"):
             for run in runs:
                 evaluate(run, name, args.tasks)
                 if name == "headline":
@@ -203,6 +250,9 @@ def main() -> None:
                         f"{k} {x['mean']:+.2f}±{x['ci95']:.2f}" for k, x in layers.items()))
                 continue
             print(f"  {rule:34s} {v['mean']:.3f} ± {v['ci95']:.3f} (n={v['n']})")
+    if result["matrix"]:
+        print(f"matrix over seeds {result['matrix']['seeds']} (mean ± 95% CI over seeds):")
+        print(matrix_markdown(result["matrix"]))
     print(f"wrote {args.out}")
 
 

@@ -442,11 +442,21 @@ def mixture_headline_eval(columns: str = "headline") -> dict:
     columns (200 tasks per cell) or the farther ones (100: a 500-step episode of the MLP
     rule at width 128 costs ten times a headline one), the classical baselines and
     controls tuned per column; ``"last"``: the headline columns for the last meta-step's
-    θ alone (``eval.theta = "last"``: the keep-best ablation)."""
+    θ alone (``eval.theta = "last"``: the keep-best ablation); ``"matrix"``: the preset's
+    whole matrix (13 columns, 200 tasks per cell) with every baseline and control that
+    is not meta-trained (the term pool and FA's per-layer rates would each be another
+    meta-training per seed, or per column: they are measured on the headline columns)."""
     if columns == "last":
         return {"variants": list(MIXTURE_HEADLINE), "baselines": [], "tasks": 200,
                 "vary": {}, "theta": "last"}
-    by_label = {b["label"]: b for b in mixture_fewshot().eval.baselines}
+    preset = mixture_fewshot().eval
+    if columns == "matrix":
+        return {"variants": list(preset.variants), "tasks": 200, "vary": {},
+                "tune_per_variant": True,
+                "baselines": [b for b in preset.baselines if not b.get("meta_train")]}
+    if columns not in ("headline", "farther"):
+        raise ValueError(f"unknown columns {columns!r}: headline, farther, last or matrix")
+    by_label = {b["label"]: b for b in preset.baselines}
     far = columns == "farther"
     return {"variants": list(MIXTURE_FARTHER if far else MIXTURE_HEADLINE),
             "baselines": [by_label[label] for label in MIXTURE_HEADLINE_LEARNERS],
