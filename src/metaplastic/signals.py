@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metaplastic.errors import ShapeError
 
@@ -63,13 +64,24 @@ def at_synapses(signals: LocalSignals, j: Array, i: Array) -> dict[str, Array]:
             for n in NAMES}
 
 
+def _signal_shapes(n_out: int, n_in: int) -> list[tuple[int, ...]]:
+    side = {"pre": (n_in,), "post": (n_out,), "synapse": (n_out, n_in), "broadcast": ()}
+    return [side[SIDES[n]] for n in NAMES]
+
+
 def random_signals(key: Array, n_out: int, n_in: int) -> LocalSignals:
     """A layer's signals with every field (errors, modulator, traces) drawn N(0, 1): what
-    tests and the locality check feed a rule."""
+    tests feed a rule."""
     keys = jax.random.split(key, len(NAMES))
-    shape = {"pre": (n_in,), "post": (n_out,), "synapse": (n_out, n_in), "broadcast": ()}
-    return LocalSignals(*(jax.random.normal(k, shape[SIDES[n]])
-                          for k, n in zip(keys, NAMES, strict=True)))
+    return LocalSignals(*(jax.random.normal(k, shape) for k, shape
+                          in zip(keys, _signal_shapes(n_out, n_in), strict=True)))
+
+
+def numpy_signals(rng: np.random.Generator, n_out: int, n_in: int) -> LocalSignals:
+    """:func:`random_signals` drawn by NumPy (float32): inputs of a check that must not
+    compile a random-number program first (the locality check before a run)."""
+    return LocalSignals(*(jnp.asarray(rng.standard_normal(shape, np.float32))
+                          for shape in _signal_shapes(n_out, n_in)))
 
 
 def layer_signals(pre, post, w, e_pre=None, e_post=None, modulator=0.0, pre_trace=None,

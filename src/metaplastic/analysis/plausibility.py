@@ -37,7 +37,7 @@ from metaplastic.inner import advance, initial_carry
 from metaplastic.network import NetState, Network
 from metaplastic.registry import register
 from metaplastic.rules.base import Rule
-from metaplastic.signals import NAMES, SIDES, own_index, random_signals
+from metaplastic.signals import NAMES, SIDES, numpy_signals, own_index
 from metaplastic.tasks.base import Task
 
 CONSTRAINTS = ("locality", "no_weight_transport", "online", "dale", "spikes_only")
@@ -67,13 +67,12 @@ def check_names(names) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------ locality
-def _random_state(key, state, shape):
+def _random_state(rng: np.random.Generator, state, shape):
     """Rule state with random values where it is a float array (to exercise dependencies)."""
     leaves, tree = jax.tree.flatten(state)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    out = [jax.random.normal(k, jnp.shape(x)) if jnp.issubdtype(jnp.result_type(x), jnp.floating)
-           and jnp.ndim(x) >= 2 and tuple(jnp.shape(x)[:2]) == tuple(shape) else x
-           for k, x in zip(keys, leaves, strict=False)]
+    out = [jnp.asarray(rng.standard_normal(jnp.shape(x)), jnp.result_type(x))
+           if jnp.issubdtype(jnp.result_type(x), jnp.floating) and _per_synapse(x, shape)
+           else x for x in leaves]
     return jax.tree.unflatten(tree, out)
 
 
@@ -91,6 +90,7 @@ def _foreign(g: np.ndarray, own: tuple) -> np.ndarray:
 def check_locality(network: Network, rule: Rule, theta: Any, key: jax.Array, *,
                    draws: int = 2, synapses: int = 12) -> CheckResult:
     """dw[j, i] (and the rule state of (j, i)) must not depend on other synapses' signals."""
+    seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
     for l, shape in enumerate(network.shapes):
         n_out, n_in = shape
         theta_l = rule.layer_theta(theta, l)
@@ -112,10 +112,10 @@ def check_locality(network: Network, rule: Rule, theta: Any, key: jax.Array, *,
                                  jax.grad(lambda a, b: outputs(a, b, j, i)[1],
                                           argnums=(0, 1))(s, st)),
             in_axes=(None, None, 0, 0)))
-        for d in range(draws):
-            k_s, k_st = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, l), d))
-            s = random_signals(k_s, n_out, n_in)
-            state = _random_state(k_st, state0, shape)
+        # one program draws a layer's signals and rule state (not one per random array)
+        for d in range(draws):  # drawn by NumPy: no random-number program to compile
+            draw = np.random.default_rng([*seed, l, d])
+            s, state = numpy_signals(draw, *shape), _random_state(draw, state0, shape)
             for which, (g_s, g_state) in zip(("dw", "rule state"), grads(s, state, js, is_),
                                              strict=True):
                 for n, (j, i) in enumerate(pairs):
@@ -191,8 +191,13 @@ def check_online(network: Network, rule: Rule, theta: Any, task: Task, key: jax.
                  lengths: tuple[int, int] = (8, 64)) -> CheckResult:
     """Carried state and XLA working memory of ``length`` inner steps, for two lengths."""
     k_inst, k_net = jax.random.split(key)
-    instance = task.sample(k_inst)
-    carry = initial_carry(network, rule, theta, task, instance, k_net)
+
+    @jax.jit  # one program for the task and the carry (not one per operation)
+    def start(k_inst, k_net):
+        instance = task.sample(k_inst)
+        return instance, initial_carry(network, rule, theta, task, instance, k_net)
+
+    instance, carry = start(k_inst, k_net)
     sizes = []
     for n in lengths:
         fn = jax.jit(lambda c, n=n: advance(network, rule, theta, task, instance, c, n))

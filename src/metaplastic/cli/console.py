@@ -79,7 +79,10 @@ def enable_compile_cache() -> None:
     try:
         Path(cache).mkdir(parents=True, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        # every program, however small: a run's start compiles dozens of small ones
+        # (checks, initial states) whose compile times add up to seconds
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     except OSError as e:  # a read-only home must not stop a run
         console.print(f"[yellow]compilation cache disabled: {e}[/]")
 

@@ -182,6 +182,8 @@ class Start:
             before = saved.get("before", ["constraints"])
             self.kept = {k: v for k, v in saved.items() if k in before}
         else:  # the study's checks, and the configuration as it started (resume compares)
+            # while the first chunk's program compiles in the background
+            driver.precompile(built.outer, built.objective, self.theta0, self.key, self.guard)
             self.kept = {**study.before(cfg, built, self.theta0, run),
                          "config_at_start": study.to_dict(cfg)}
         self.started = time.perf_counter()

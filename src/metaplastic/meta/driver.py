@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -179,6 +180,53 @@ def _chunk_fn(outer: Any, objective: Any, length: int, seeds: str = "",
 
 _cached_chunk_fn = functools.lru_cache(maxsize=16)(_chunk_fn)
 
+#: first-chunk programs being compiled in the background (:func:`precompile`), by program
+_compiling: dict[Callable, threading.Thread] = {}
+
+
+def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
+               guard: Guard = DEFAULT_GUARD) -> None:
+    """Start compiling the first chunk's program of ``run(outer, objective, theta0,
+    key=key, guard=guard)`` in a background thread, while the caller does other work
+    (a run's constraint checks: small programs of their own), so that on two or more
+    cores the two compilations overlap. ``run`` waits for it instead of compiling the
+    program a second time. Nothing is started for a single-process program that cannot
+    be shared (an unhashable piece) or in a multi-process run.
+
+    The thread is not a daemon: a process that ends early (a failed check, Ctrl-C) waits
+    for the compilation to end first, because XLA aborts the interpreter's exit while a
+    compilation is running."""
+    from metaplastic import devices
+
+    if devices.replicated() is not None:
+        return
+    try:
+        fn = _cached_chunk_fn(outer, objective, outer.truncation_at(0), "", guard)
+    except TypeError:
+        return
+    if fn in _compiling:
+        return
+
+    def compile_first_chunk() -> None:
+        try:
+            state = init(outer, objective, check_theta0(objective, theta0), key)
+            fn.lower(state, key, jnp.asarray(outer.steps, jnp.int32)).compile()
+        except Exception:  # noqa: BLE001  the run compiles it again and reports the error
+            pass
+
+    thread = threading.Thread(target=compile_first_chunk, name="metaplastic-precompile")
+    _compiling[fn] = thread
+    thread.start()
+
+
+def _compiled(fn: Callable) -> Callable:
+    """``fn``, once a background compilation of it (:func:`precompile`) has ended."""
+    thread = _compiling.get(fn)
+    if thread is not None:
+        thread.join()
+        _compiling.pop(fn, None)
+    return fn
+
 
 def records_of(metrics: dict[str, Array]) -> list[dict[str, Any]]:
     """Stacked chunk metrics -> one plain-Python dict per active meta-step."""
@@ -331,7 +379,7 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
             state = state._replace(outer=stack(fresh) if many else fresh[0])
         length = now
         if now not in chunks:
-            chunks[now] = chunk_fn(outer, objective, now, seeds=seeds, guard=guard)
+            chunks[now] = _compiled(chunk_fn(outer, objective, now, seeds=seeds, guard=guard))
         before = state
         state, metrics = chunks[now](state, key, total)
         errors: dict[int, NonFiniteError] = {}

@@ -1,0 +1,208 @@
+"""What a researcher waits for before a preset's first meta-step: compilation, import, the
+whole process, memory — with a cold and a warm persistent compilation cache.
+
+    python benchmarks/bench_compile.py [--presets oja mixture-fewshot ...] [--timeout 600]
+
+Every preset is started as the command line starts it (``metaplastic run PRESET --no-eval``
+in a fresh process, a fresh output folder) twice: with an empty persistent compilation
+cache (cold: every program compiled on this machine) and again with the cache the cold
+run filled (warm). JAX's own monitoring events (``jax.monitoring``) are recorded in the
+child: every XLA program compiled or read from the cache (``backend_compile``), tracing
+and lowering to MLIR, persistent-cache hits. The parent watches the run's
+``metrics.jsonl``: the first record is written after the first chunk of meta-steps, the
+next after the second; the time to the first meta-step is the first record's time less
+the rest of its chunk (the second chunk's time per meta-step, which compiles nothing, times
+the chunk's other steps). Then the run is stopped with SIGINT (it saves and exits).
+Peak RSS is the child's VmHWM at the first record. Import time is the child's own time to
+import JAX and the command line.
+
+Writes benchmarks/results/compile.json (``--out``) and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OUT = Path(__file__).parent / "results" / "compile.json"
+EVENTS = {"/jax/core/compile/backend_compile_duration": "backend_compile",
+          "/jax/core/compile/jaxpr_trace_duration": "trace",
+          "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower"}
+
+
+def child(events_path: str, argv: list[str]) -> int:
+    """Run the command line with JAX's compile events recorded (the subprocess's side)."""
+    t0 = time.time()
+    import jax.monitoring
+
+    from metaplastic.cli import main
+
+    imported = time.time()
+    records: list[tuple[str, float, float, str]] = []
+    hits: list[float] = []
+
+    def on_duration(event: str, duration: float, **kw) -> None:
+        if event in EVENTS:
+            records.append((EVENTS[event], time.time(), duration, str(kw.get("fun_name"))))
+
+    def on_event(event: str, **kw) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            hits.append(time.time())
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(on_event)
+
+    def dump() -> None:
+        Path(events_path).write_text(json.dumps(
+            {"start": t0, "imported": imported, "events": records, "cache_hits": hits}))
+
+    try:
+        return main(argv)
+    finally:
+        dump()
+
+
+def _lines(path: Path) -> int:
+    try:
+        return sum(1 for ln in path.read_text().splitlines() if ln.strip())
+    except OSError:
+        return 0
+
+
+def _settled(path: Path, n: int) -> int:
+    """The number of records once the chunk being written is whole (two equal reads)."""
+    while True:
+        time.sleep(0.05)
+        m = _lines(path)
+        if m == n:
+            return n
+        n = m
+
+
+def _hwm(pid: int) -> float | None:
+    try:
+        for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if ln.startswith("VmHWM:"):
+                return int(ln.split()[1]) / 1024  # MiB
+    except OSError:
+        return None
+    return None
+
+
+def measure(preset: str, cache: Path, timeout: float) -> dict:
+    """One start of ``preset`` with the persistent cache at ``cache``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, events = Path(tmp) / "runs", Path(tmp) / "events.json"
+        env = {**os.environ, "METAPLASTIC_CACHE_DIR": str(cache)}
+        start = time.time()
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(events), "run", preset, "--no-eval",
+             "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        first = second = None
+        lines_first = 0
+        hwm = None
+        while proc.poll() is None and time.time() - start < timeout:
+            metrics = next(out.glob("*/metrics.jsonl"), None) if out.exists() else None
+            n = _lines(metrics) if metrics else 0
+            if n and first is None:
+                first, hwm = time.time(), _hwm(proc.pid)
+                lines_first = _settled(metrics, n)  # a chunk's records, written at once
+            elif first is not None and n > lines_first:
+                second = time.time()
+                break
+            time.sleep(0.02)
+        finished_early = proc.poll() is not None
+        if not finished_early:
+            proc.send_signal(signal.SIGINT)
+        try:
+            tail = proc.communicate(timeout=120)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            tail = proc.communicate()[0]
+        if not events.exists():
+            return {"error": f"no events written (exit {proc.returncode}): {tail[-400:]}"}
+        ev = json.loads(events.read_text())
+        if first is None:
+            return {"error": f"no metrics record within {timeout:.0f} s (exit "
+                             f"{proc.returncode}): {tail[-400:]}"}
+        chunk = lines_first
+        per_step = (second - first) / chunk if second else None
+        before = [e for e in ev["events"] if e[1] <= first]
+        compiles = [e for e in before if e[0] == "backend_compile"]
+        return {
+            "load_1min": round(os.getloadavg()[0], 1),
+            "import_s": round(ev["imported"] - ev["start"], 2),
+            "process_to_import_s": round(ev["imported"] - start, 2),
+            "first_record_s": round(first - start, 2),
+            "chunk": chunk,
+            "meta_step_s": None if per_step is None else round(per_step, 3),
+            "to_first_meta_step_s": round(first - start - (chunk - 1) * (per_step or 0), 2),
+            "programs": len(compiles),
+            "distinct_names": len({e[3] for e in compiles}),
+            "backend_compile_s": round(sum(e[2] for e in compiles), 2),
+            "trace_s": round(sum(e[2] for e in before if e[0] == "trace"), 2),
+            "lower_s": round(sum(e[2] for e in before if e[0] == "lower"), 2),
+            "cache_hits": sum(t <= first for t in ev["cache_hits"]),
+            "peak_rss_mib": None if hwm is None else round(hwm),
+            "slowest": sorted(((round(e[2], 2), e[3]) for e in compiles), reverse=True)[:3],
+        }
+
+
+def presets() -> list[str]:
+    from metaplastic.experiments.presets import PRESETS
+
+    return list(PRESETS)
+
+
+def table(results: dict) -> str:
+    rows = ["| preset | cache | import s | to 1st meta-step s | compile s (backend + trace "
+            "+ lower) | programs | cache hits | peak RSS MiB |", "|---" * 8 + "|"]
+    for preset, by in results.items():
+        for which in ("cold", "warm"):
+            r = by.get(which, {})
+            if "error" in r:
+                rows.append(f"| {preset} | {which} | {r['error'][:60]} |||||||")
+                continue
+            total = r["backend_compile_s"] + r["trace_s"] + r["lower_s"]
+            rows.append(f"| {preset} | {which} | {r['import_s']} | {r['to_first_meta_step_s']} "
+                        f"| {total:.1f} ({r['backend_compile_s']} + {r['trace_s']} + "
+                        f"{r['lower_s']}) | {r['programs']} | {r['cache_hits']} | "
+                        f"{r['peak_rss_mib']} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        sys.exit(child(sys.argv[2], sys.argv[3:]))
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", nargs="*", default=None, help="default: every preset")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds to wait for a run's second record")
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args()
+    names = args.presets or presets()
+    results = json.loads(args.out.read_text())["presets"] if args.out.exists() else {}
+    for name in names:
+        with tempfile.TemporaryDirectory() as cache:
+            results[name] = {"cold": measure(name, Path(cache), args.timeout)}
+            results[name]["warm"] = measure(name, Path(cache), args.timeout)
+        print(name, json.dumps(results[name]), flush=True)
+        args.out.write_text(json.dumps({
+            "machine": f"{platform.processor() or platform.machine()}, "
+                       f"{os.cpu_count()} cores",
+            "command": "python benchmarks/bench_compile.py " + " ".join(sys.argv[1:]),
+            "presets": results}, indent=1) + "\n")
+    print(table({n: results[n] for n in names}))
+
+
+if __name__ == "__main__":
+    main()
