@@ -17,14 +17,18 @@ data simulation and compilation included; the persistent compilation cache off):
 * ``fit``: the fit itself without start-up and compilation: the process's own training
   time for the full 250 epochs minus that for 25 epochs (both include the same start-up
   and compilation), scaled by 250/225; for ours also ``fit_direct``: the same fit run a
-  second time in the same process (compiled), timed alone.
+  second time in the same process (compiled), timed alone (the fit figure quoted).
 
 ``--theirs`` runs MetaLearnPlasticity from a local checkout (never copied here) with
 in-memory shims for three JAX/OmegaConf changes since its release (``jax.lib.xla_bridge``
 removed, ``float()`` of a 1-element array refused, unhashable ``DictConfig`` as a static
 argument); its files are not modified. ``--python``: an interpreter with its dependencies
-(omegaconf, pandas, ...). Without ``--theirs`` only ours is measured. Medians over
-``--repeats``. Writes benchmarks/results/inference.json.
+(omegaconf, pandas, ...). The processes alternate (ours, theirs, ours, theirs, ...) so
+that the machine's load falls on both alike; medians over ``--repeats``. The fit's ratio
+uses ours timed directly (``fit_direct``) against theirs by subtraction. Without
+``--theirs`` only ours is measured, and compared with their figures stored in the
+previous results file (``theirs_stored``, labelled with its date: not interleaved).
+Writes benchmarks/results/inference.json.
 """
 
 from __future__ import annotations
@@ -116,16 +120,36 @@ def theirs(python: str, checkout: str, epochs: int) -> dict:
     return {"train": float(train.group(1)), "whole": data["whole"]}
 
 
-def measure(fn, repeats: int) -> dict:
-    full = [fn(EPOCHS) for _ in range(repeats)]
-    short = [fn(SHORT) for _ in range(repeats)]
+def summarise(full: list[dict], short: list[dict]) -> dict:
     med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
     fit = (med(full, "train") - med(short, "train")) * EPOCHS / (EPOCHS - SHORT)
     direct = {"fit_direct_s": round(med(full, "direct"), 3)} if "direct" in full[0] else {}
     return direct | {"whole_s": round(med(full, "whole"), 2),
                      "train_s": round(med(full, "train"), 2),
-            "train_25_epochs_s": round(med(short, "train"), 2), "fit_s": round(fit, 3),
-            "runs": {"full": full, "short": short}}
+                     "train_25_epochs_s": round(med(short, "train"), 2),
+                     "fit_subtracted_s": round(fit, 3), "runs": {"full": full, "short": short}}
+
+
+def measure(fns: dict, repeats: int) -> dict:
+    """Every learner's processes interleaved (ours, theirs, ours, theirs, ...), so that a
+    change of the machine's load falls on both alike; medians per learner."""
+    rows = {name: {"full": [], "short": []} for name in fns}
+    for _ in range(repeats):
+        for epochs, kind in ((EPOCHS, "full"), (SHORT, "short")):
+            for name, fn in fns.items():
+                rows[name][kind].append(fn(epochs))
+    return {name: summarise(r["full"], r["short"]) for name, r in rows.items()}
+
+
+def ratios(ours: dict, theirs: dict) -> dict:
+    """Theirs over ours. The fit: ours timed directly (the same fit run again, compiled)
+    against theirs by subtraction (250 − 25 epochs of their training clock, scaled):
+    their code offers no other handle; ours by subtraction beside it."""
+    return {"whole": round(theirs["whole_s"] / ours["whole_s"], 2),
+            "train": round(theirs["train_s"] / ours["train_s"], 2),
+            "fit": round(theirs["fit_subtracted_s"] / ours["fit_direct_s"], 1),
+            "fit_both_subtracted": round(theirs["fit_subtracted_s"]
+                                         / ours["fit_subtracted_s"], 1)}
 
 
 def main() -> None:
@@ -136,22 +160,29 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
-    result = {"machine": platform.platform(), "cpus": os.cpu_count(),
-              "date": time.strftime("%Y-%m-%d"), "epochs": EPOCHS,
-              "ours": measure(lambda e: ours(sys.executable, e), args.repeats)}
+    fns = {"ours": lambda e: ours(sys.executable, e)}
     if args.theirs:
-        result["theirs"] = measure(lambda e: theirs(args.python, args.theirs, e),
-                                   args.repeats)
-        for k in ("fit_s", "whole_s", "fit_direct_s"):
-            if k not in result["theirs"]:
-                result["speedup_fit_direct_vs_their_fit"] = round(
-                    result["theirs"]["fit_s"] / result["ours"][k], 1)
-                continue
-            result[f"speedup_{k[:-2]}"] = round(result["theirs"][k] / result["ours"][k], 2)
+        fns["theirs"] = lambda e: theirs(args.python, args.theirs, e)
+    stored = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    result = {"machine": platform.platform(), "cpus": os.cpu_count(),
+              "load_1min_at_start": round(os.getloadavg()[0], 1),
+              "date": time.strftime("%Y-%m-%d"), "epochs": EPOCHS,
+              "interleaved": bool(args.theirs), **measure(fns, args.repeats)}
+    if args.theirs:
+        result["ratios"] = ratios(result["ours"], result["theirs"])
+    else:  # their figures from the stored results: another run, not interleaved with ours
+        old = stored.get("theirs") or stored.get("theirs_stored")
+        if old:
+            old.setdefault("fit_subtracted_s", old.get("fit_s"))  # results before the rename
+            result["theirs_stored"] = {**old, "measured": stored.get("theirs_measured",
+                                                                      stored.get("date"))}
+            result["ratios_vs_stored"] = ratios(result["ours"], old)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k not in ("ours", "theirs")}
+    print(json.dumps({k: v for k, v in result.items() if k not in ("ours", "theirs",
+                                                                   "theirs_stored")}
                      | {w: {k: v for k, v in result[w].items() if k != "runs"}
-                        for w in ("ours", "theirs") if w in result}, indent=2))
+                        for w in ("ours", "theirs", "theirs_stored") if w in result},
+                     indent=2))
 
 
 if __name__ == "__main__":
