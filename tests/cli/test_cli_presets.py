@@ -352,3 +352,19 @@ def test_inference_presets_fit_a_network_rule_and_explain_reads_it(tmp_path, cap
                  "w"]) == 0
     data = json.loads((run / "explain.json").read_text())
     assert data["inputs"] == ["pre", "modulator", "w"] and data["terms"]
+
+
+@pytest.mark.tier2
+def test_hebbian_cartpole_is_not_stopped_by_its_weights_growing(tmp_path):
+    """The ABCD rule grows a tanh network's weights thousands of times their start (the
+    published setting working): under the default weight bound the guard stopped the
+    preset at generation 10 (exit 3); its own bound lets it learn."""
+    args = ["run", "cartpole-hebbian", "--set", "meta.steps=40", "--no-eval",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    (run,) = list(tmp_path.iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["guard"]["rollbacks"] == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["w_max"] for r in records) > 1e3 * records[0]["w_max"] / 10  # it grows
+    assert records[-1]["pop_best"] < records[0]["pop_best"]  # minus the return: it learns

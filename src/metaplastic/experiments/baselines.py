@@ -149,7 +149,8 @@ def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
             p = build(base.config(cfg, **point), **overrides)
             theta = p.rule.init(jax.random.key(0), p.network.shapes)
         stats = summarise(evaluate(Objective(p.task, p.network, p.rule), theta, key=key,
-                                   n_tasks=n_tasks))
+                                   n_tasks=n_tasks),
+                          cfg.meta_section.build_guard().weight_bound)
         score = stats[p.task.score]["mean"]
         score = score if p.task.maximise_score else -score
         if progress is not None:

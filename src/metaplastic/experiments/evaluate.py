@@ -17,7 +17,7 @@ from metaplastic import capabilities as cap
 from metaplastic import streams
 from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
-from metaplastic.meta.guard import episode_diverged
+from metaplastic.meta.guard import Guard, episode_diverged
 from metaplastic.meta.memory import eval_batch
 from metaplastic.meta.objective import Objective
 
@@ -90,15 +90,17 @@ def release_compiled() -> None:
     _evaluate.clear_cache()
 
 
-def summarise(per_task: dict) -> dict[str, Any]:
+def summarise(per_task: dict, weight_bound: float = Guard.weight_bound) -> dict[str, Any]:
     """Mean and CI of every metric over the tasks whose loss is finite, and how many
     tasks diverged — the one definition (:func:`metaplastic.meta.guard.episode_diverged`):
-    a non-finite loss, or weights grown beyond the bound relative to their start (such a
-    task's finite scores stay in the mean: leaving them out would flatter the rule)."""
+    a non-finite loss, or weights grown beyond ``weight_bound`` (the run's
+    ``meta.weight_bound``) relative to their start (such a task's finite scores stay in
+    the mean: leaving them out would flatter the rule)."""
     loss = np.asarray(per_task["loss"])
     finite = np.isfinite(loss)
     if "w_max" in per_task and "w0_max" in per_task:
-        bad = np.asarray(episode_diverged(loss, per_task["w_max"], per_task["w0_max"]))
+        bad = np.asarray(episode_diverged(loss, per_task["w_max"], per_task["w0_max"],
+                                          weight_bound))
     else:
         bad = ~finite
     out: dict[str, Any] = {"tasks": int(finite.size), "diverged": int(bad.sum())}

@@ -191,6 +191,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
             trained[b.label, label] = once[same]
             step(f"meta-trained {b.label} for {label}")
     rows = []
+    bound = cfg.meta_section.build_guard().weight_bound  # what counts as diverged
     for i, (label, var) in enumerate(rows_of):
         key = jax.random.fold_in(eval_key(cfg.seed), i)
         pieces = build(cfg, **var)
@@ -205,7 +206,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
             candidates.append((b.label, p, th, chosen))
         for name, p, th, chosen in candidates:
             objective = Objective(p.task, p.network, p.rule)
-            stats = summarise(evaluate(objective, th, key=key, n_tasks=n))
+            stats = summarise(evaluate(objective, th, key=key, n_tasks=n), bound)
             row = {"rule": name, "variant": label, "score": p.task.score, **stats,
                    "each_once": p.task.instance_ids() is not None}
             if chosen:
