@@ -38,7 +38,8 @@ def test_the_run_uses_the_program_compiled_in_the_background(small_pca):
 
     result, seen = _compiles_of_chunks(both)
     assert seen == ["metaplastic-precompile"]  # once, and not in the main thread
-    assert not driver._compiling  # waited for and forgotten
+    program = driver.chunk_fn(outer, objective)
+    assert program not in driver._compiling  # waited for and forgotten
     # the same numbers as a run of an equal configuration compiled in the main thread
     twin = mp.MetaGradient(steps=2, lr=0.0123, chunk=1)  # another program
     again, seen_again = _compiles_of_chunks(lambda: twin.run(objective, theta0, key=key))

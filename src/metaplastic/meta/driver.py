@@ -200,6 +200,8 @@ def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
 
     if devices.replicated() is not None:
         return
+    for done in [f for f, t in _compiling.items() if not t.is_alive()]:
+        del _compiling[done]  # runs that ended before their first chunk (a failed check)
     try:
         fn = _cached_chunk_fn(outer, objective, outer.truncation_at(0), "", guard)
     except TypeError:
