@@ -158,9 +158,11 @@ def measure(preset: str, cache: Path, timeout: float) -> dict:
 
 
 def presets() -> list[str]:
-    from metaplastic.experiments.presets import PRESETS
+    """Every preset of every study (the rule studies' and ``selection-meta``)."""
+    from metaplastic.experiments import studies  # noqa: F401  (registers the studies)
+    from metaplastic.experiments.study import presets as all_presets
 
-    return list(PRESETS)
+    return list(all_presets())
 
 
 def table(results: dict) -> str:
