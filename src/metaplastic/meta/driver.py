@@ -190,8 +190,8 @@ def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
     key=key, guard=guard)`` in a background thread, while the caller does other work
     (a run's constraint checks: small programs of their own), so that on two or more
     cores the two compilations overlap. ``run`` waits for it instead of compiling the
-    program a second time. Nothing is started for a single-process program that cannot
-    be shared (an unhashable piece) or in a multi-process run.
+    program a second time. Nothing is started for a program that cannot be shared (an
+    unhashable piece: ``run`` compiles its own) or in a multi-process run.
 
     The thread is not a daemon: a process that ends early (a failed check, Ctrl-C) waits
     for the compilation to end first, because XLA aborts the interpreter's exit while a
