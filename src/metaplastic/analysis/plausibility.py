@@ -112,7 +112,6 @@ def check_locality(network: Network, rule: Rule, theta: Any, key: jax.Array, *,
                                  jax.grad(lambda a, b: outputs(a, b, j, i)[1],
                                           argnums=(0, 1))(s, st)),
             in_axes=(None, None, 0, 0)))
-        # one program draws a layer's signals and rule state (not one per random array)
         for d in range(draws):  # drawn by NumPy: no random-number program to compile
             draw = np.random.default_rng([*seed, l, d])
             s, state = numpy_signals(draw, *shape), _random_state(draw, state0, shape)

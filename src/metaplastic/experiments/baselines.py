@@ -139,6 +139,7 @@ def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
             for combo in itertools.product(*(base.tune[k] for k in keys))]
     best, best_score = {}, None
     key = streams.stream_key(cfg.seed, streams.TUNE)
+    bound = cfg.meta_section.build_guard().weight_bound  # what counts as diverged
     p0 = build(base.config(cfg), **overrides)
     for point in grid:
         if _eta_by_scaling(p0, base):  # one compiled program for the whole grid
@@ -149,8 +150,7 @@ def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
             p = build(base.config(cfg, **point), **overrides)
             theta = p.rule.init(jax.random.key(0), p.network.shapes)
         stats = summarise(evaluate(Objective(p.task, p.network, p.rule), theta, key=key,
-                                   n_tasks=n_tasks),
-                          cfg.meta_section.build_guard().weight_bound)
+                                   n_tasks=n_tasks), bound)
         score = stats[p.task.score]["mean"]
         score = score if p.task.maximise_score else -score
         if progress is not None:
