@@ -87,13 +87,28 @@ def _foreign(g: np.ndarray, own: tuple) -> np.ndarray:
     return np.argwhere(g != 0)
 
 
+def _nearby(theta: Any, rng: np.random.Generator, rel: float = 0.01) -> Any:
+    """θ moved slightly in every float entry, so that no part of the rule is switched off
+    by an exact zero (a term pool's coefficient at 0 hides what its term reads)."""
+    def move(x):
+        if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            return x
+        a = np.asarray(x, np.float64)
+        scale = rel * (float(np.max(np.abs(a))) if a.size and np.any(a) else 1.0)
+        return jnp.asarray(a + scale * rng.standard_normal(a.shape), jnp.result_type(x))
+    return jax.tree.map(move, theta)
+
+
 def check_locality(network: Network, rule: Rule, theta: Any, key: jax.Array, *,
                    draws: int = 2, synapses: int = 12) -> CheckResult:
-    """dw[j, i] (and the rule state of (j, i)) must not depend on other synapses' signals."""
+    """dw[j, i] (and the rule state of (j, i)) must not depend on other synapses' signals,
+    at ``theta`` and at a θ moved slightly from it: a part of the rule that reads other
+    synapses but is switched off at ``theta`` by an exact zero (a term pool's coefficient
+    that meta-training has not moved yet) fails too, because meta-training can turn it on."""
     seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
+    thetas = (("", theta), ("near", _nearby(theta, np.random.default_rng([*seed, 7]))))
     for l, shape in enumerate(network.shapes):
         n_out, n_in = shape
-        theta_l = rule.layer_theta(theta, l)
         state0 = rule.init_state(shape)
         rng = np.random.default_rng(l)
         pairs = np.array([(j, i) for j in range(n_out) for i in range(n_in)])
@@ -101,45 +116,56 @@ def check_locality(network: Network, rule: Rule, theta: Any, key: jax.Array, *,
             pairs = pairs[rng.choice(len(pairs), synapses, replace=False)]
         js, is_ = jnp.asarray(pairs[:, 0]), jnp.asarray(pairs[:, 1])
 
-        def outputs(s, st, j, i, theta_l=theta_l, shape=shape):
+        def outputs(theta_l, s, st, j, i, shape=shape):
             dw, new = rule.update(theta_l, s, st)
             own = [jnp.sum(x[j, i]) for x in jax.tree.leaves(new) if _per_synapse(x, shape)]
             return dw[j, i], sum(own, jnp.zeros(()))
 
+        # one program per layer for both θ: θ is an argument, not a constant
         grads = jax.jit(jax.vmap(
-            lambda s, st, j, i: (jax.grad(lambda a, b: outputs(a, b, j, i)[0],
-                                          argnums=(0, 1))(s, st),
-                                 jax.grad(lambda a, b: outputs(a, b, j, i)[1],
-                                          argnums=(0, 1))(s, st)),
-            in_axes=(None, None, 0, 0)))
-        for d in range(draws):  # drawn by NumPy: no random-number program to compile
-            draw = np.random.default_rng([*seed, l, d])
-            s, state = numpy_signals(draw, *shape), _random_state(draw, state0, shape)
-            for which, (g_s, g_state) in zip(("dw", "rule state"), grads(s, state, js, is_),
-                                             strict=True):
-                for n, (j, i) in enumerate(pairs):
-                    for name in NAMES:
-                        if SIDES[name] == "broadcast":  # shared by every synapse
-                            continue
-                        bad = _foreign(np.asarray(getattr(g_s, name))[n], own_index(name, j, i))
-                        if bad.size:
-                            return CheckResult(
-                                "locality", False,
-                                f"layer {l + 1}: {which} of synapse {i}->{j} depends on "
-                                f"{name}{list(map(int, bad[0]))}")
-                    for g in jax.tree.leaves(g_state):
-                        g = np.asarray(g)[n]
-                        if g.ndim >= 2 and tuple(g.shape[:2]) == tuple(shape):
-                            bad = _foreign(g, (j, i))
-                            if bad.size:
-                                return CheckResult(
-                                    "locality", False,
-                                    f"layer {l + 1}: {which} of synapse {i}->{j} depends on "
-                                    f"the rule state of synapse "
-                                    f"{int(bad[0][1])}->{int(bad[0][0])}")
+            lambda t, s, st, j, i: tuple(
+                jax.grad(lambda a, b, k=k: outputs(t, a, b, j, i)[k], argnums=(0, 1))(s, st)
+                for k in (0, 1)),
+            in_axes=(None, None, None, 0, 0)))
+        for where, th in thetas:
+            theta_l = rule.layer_theta(th, l)
+            for d in range(draws):  # drawn by NumPy: no random-number program to compile
+                draw = np.random.default_rng([*seed, l, d])
+                s, state = numpy_signals(draw, *shape), _random_state(draw, state0, shape)
+                bad = _first_foreign(grads(theta_l, s, state, js, is_), pairs, shape)
+                if bad is None:
+                    continue
+                if where == "near":
+                    bad = (f"{bad}, for θ moved slightly from this one (at this θ it "
+                           f"holds: a part of the rule that is switched off here by a zero, "
+                           f"such as a term's coefficient, reads other synapses, and "
+                           f"meta-training can turn it on)")
+                return CheckResult("locality", False, f"layer {l + 1}: {bad}")
     return CheckResult("locality", True, f"d(dw_ji)/d(other synapses' pre, post, w, e_pre, "
                        f"e_post, rule state) = 0 exactly for {synapses} sampled synapses per "
-                       f"layer x {draws} random signal draws")
+                       f"layer x {draws} random signal draws, at this θ and at a θ moved "
+                       f"slightly from it")
+
+
+def _first_foreign(grads, pairs, shape) -> str | None:
+    """Where the first sampled synapse's update or rule state depends on another
+    synapse's signals or rule state, in words; None where none does."""
+    for which, (g_s, g_state) in zip(("dw", "rule state"), grads, strict=True):
+        for n, (j, i) in enumerate(pairs):
+            for name in NAMES:
+                if SIDES[name] == "broadcast":  # shared by every synapse
+                    continue
+                bad = _foreign(np.asarray(getattr(g_s, name))[n], own_index(name, j, i))
+                if bad.size:
+                    return f"{which} of synapse {i}->{j} depends on {name}{list(map(int, bad[0]))}"
+            for g in jax.tree.leaves(g_state):
+                g = np.asarray(g)[n]
+                if g.ndim >= 2 and tuple(g.shape[:2]) == tuple(shape):
+                    bad = _foreign(g, (j, i))
+                    if bad.size:
+                        return (f"{which} of synapse {i}->{j} depends on the rule state of "
+                                f"synapse {int(bad[0][1])}->{int(bad[0][0])}")
+    return None
 
 
 # ------------------------------------------------------------------ no weight transport
