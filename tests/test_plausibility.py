@@ -178,6 +178,9 @@ def test_the_published_oja_subspace_term_is_flagged_non_local():
     on = check_locality(net, rule, {"coef": jnp.array([1.0, 0.5])}, KEY)
     assert not on.holds and "for θ moved slightly" not in on.detail
     assert not off.holds and "for θ moved slightly" in off.detail
+    (named,) = mp.analysis.plausibility.check(["locality"], net, rule,
+                                              {"coef": jnp.array([1.0, 0.0])}, TASK, KEY)
+    assert not named.holds and "non-local term(s) of the rule: oja_subspace" in named.detail
     local = mp.rules.make("termpool", terms=["pseudo_grad", "oja"], start="pseudo_grad")
     assert check_locality(net, local, {"coef": jnp.array([1.0, 0.0])}, KEY).holds
     s = random_signals(jax.random.key(2), 3, 4)  # the layer formula, exactly

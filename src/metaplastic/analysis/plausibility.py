@@ -300,6 +300,15 @@ def _locality(network, rule, theta, task, key):
     step the run adds to what the synapses read."""
     result = check_locality(network, rule, theta, key)
     notes = []
+    if not result.holds and isinstance(rule, cap.HasTermValues):
+        # a named term without a per-synapse value reads more than one synapse
+        values = rule.term_values(numpy_signals(np.random.default_rng(0), 1, 1))
+        names = cap.term_names(rule)
+        coef = np.ravel(np.asarray(rule.term_coefficients(theta), np.float64))
+        found = [name + (f" (coefficient {coef[k]:.3g})" if coef.size == len(names) else "")
+                 for k, (name, v) in enumerate(zip(names, values, strict=True)) if v is None]
+        if found:
+            notes.append(f"non-local term(s) of the rule: {', '.join(found)}")
     norm = cap.input_norm(task)
     if norm != "none":  # what the synapses see was rescaled before the network
         notes.append(f"the task's inputs are rescaled with statistics of the whole dataset "
