@@ -73,10 +73,16 @@ def test_feedback_matrices_never_change_during_learning(digits_task):
     assert not np.allclose(out.state.weights[0], before.weights[0])  # the weights did learn
 
 
-def test_termpool_fast_path_equals_per_synapse_definition():
-    fast = mp.rules.make("termpool", eta=0.3)
-    slow = mp.rules.make("termpool", eta=0.3, fast=False)
-    theta = {"coef": jax.random.normal(jax.random.key(0), (6,))}
+@pytest.mark.parametrize("terms", [None, ("pseudo_grad",), ("error_hebb", "decay"),
+                                   ("pseudo_grad", "error_hebb", "error_oja"),
+                                   ("hebb", "oja"), ("decay",)])
+@pytest.mark.parametrize("eta", [0.3, 1.0])
+def test_termpool_fast_path_equals_per_synapse_definition(terms, eta):
+    """Every subset of the local terms (the fast path skips the parts no term uses)."""
+    kw = {"eta": eta} if terms is None else {"eta": eta, "terms": terms}
+    fast = mp.rules.make("termpool", **kw)
+    slow = mp.rules.make("termpool", fast=False, **kw)
+    theta = {"coef": jax.random.normal(jax.random.key(0), (len(fast.terms),))}
     s = random_signals(jax.random.key(1), 7, 4)
     np.testing.assert_allclose(fast.update(theta, s, ())[0], slow.update(theta, s, ())[0],
                                rtol=1e-5, atol=1e-6)

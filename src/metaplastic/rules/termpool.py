@@ -109,16 +109,26 @@ class TermPool(Rule):
             return self.update_per_synapse(theta, signals, state)
         c = dict(zip(self.terms, theta["coef"], strict=True))
         get = lambda name: c.get(name, 0.0)  # noqa: E731
+        has = lambda *names: any(n in c for n in names)  # noqa: E731
         s = signals
-        # rank-1 parts: a_post (x) pre + b_post (x) e_pre; w-scaled part: g_post * w
-        a = -get("pseudo_grad") * s.e_post + (get("hebb") + get("oja")) * s.post
-        b = -get("error_hebb") * s.e_post + get("error_oja") * s.e_post
-        g = -get("oja") * s.post**2 - get("error_oja") * s.e_post**2 - get("decay")
-        dw = jnp.outer(a, s.pre) + jnp.outer(b, s.e_pre) + g[:, None] * s.w
-        if "oja_subspace" in c:  # y x^T - y (y^T W): reads every neuron's weights
-            y = c["oja_subspace"] * s.post
-            dw = dw + jnp.outer(y, s.pre) - jnp.outer(y, s.post @ s.w)
-        return self.eta * dw, state
+        # rank-1 parts: a_post (x) pre + b_post (x) e_pre; w-scaled part: g_post * w; a
+        # part is computed only when one of its terms is in the pool (no pass over w for
+        # a part that is zero)
+        dw = jnp.zeros_like(s.w)
+        if has("pseudo_grad", "hebb", "oja", "oja_subspace"):
+            a = -get("pseudo_grad") * s.e_post + (get("hebb") + get("oja")) * s.post
+            if "oja_subspace" in c:  # y x^T - y (y^T W): reads every neuron's weights
+                a = a + c["oja_subspace"] * s.post
+            dw = jnp.outer(a, s.pre)
+        if has("error_hebb", "error_oja"):
+            b = -get("error_hebb") * s.e_post + get("error_oja") * s.e_post
+            dw = dw + jnp.outer(b, s.e_pre)
+        if has("oja", "error_oja", "decay"):
+            g = -get("oja") * s.post**2 - get("error_oja") * s.e_post**2 - get("decay")
+            dw = dw + g[:, None] * s.w
+        if "oja_subspace" in c:
+            dw = dw - jnp.outer(c["oja_subspace"] * s.post, s.post @ s.w)
+        return (dw if self.eta == 1 else self.eta * dw), state
 
     def formula(self, theta, rel_tol: float = 0.05) -> str:
         theta = self.checked(theta)
