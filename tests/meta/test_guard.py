@@ -51,6 +51,19 @@ def test_the_issue_blow_up_is_flagged_at_the_default_bounds():
     assert not bool(g.step(state_max, {"loss": 5000.0}, active, -1.0)[1])
 
 
+def test_a_start_of_zero_waits_for_the_first_positive_value():
+    """Weights that all collapsed to 0 in the first meta-step gave a bound of 0 x 1000:
+    any later weight flagged a blow-up (an ES search of spiking-homeostasis stopped at
+    meta-step 5 on w_max 0.02)."""
+    g, active = Guard(), jnp.asarray(True)
+    state, blown = g.step(g.init(THETA0), {"loss": 0.0, "grad_norm": 0.0, "w_max": 0.0},
+                          active, 1.0)
+    assert not blown and float(state.ref[0]) == 0.0 and np.isnan(state.ref[1:]).all()
+    state, blown = g.step(state, {"loss": 0.5, "grad_norm": 1.0, "w_max": 0.02}, active, 1.0)
+    assert not blown and np.allclose(state.ref, [0.0, 1.0, 0.02])
+    assert bool(g.step(state, {"loss": 0.5, "grad_norm": 1.0, "w_max": 30.0}, active, 1.0)[1])
+
+
 def test_rollback_cuts_the_step_and_the_run_then_converges():
     result = SGD.run(quadratic, THETA0, key=jax.random.key(0))
     assert len(result.rollbacks) == 1, result.rollbacks

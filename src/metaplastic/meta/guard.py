@@ -7,7 +7,8 @@ driver (:mod:`metaplastic.meta.driver`) does about it.
 * non-finite numbers: NaN/inf in a task's loss or meta-gradient (the outer loop drops
   such tasks and counts them: ``diverged`` in the metrics; see ``on_nan``), or
 * a **blow-up that stays finite**, beyond bounds relative to the run's own start (the
-  first meta-step's value of each quantity; for an episode, its initial weights):
+  first meta-step's value of each quantity, or its first positive value where that was 0;
+  for an episode, its initial weights):
 
   - the meta-loss above ``start + loss_bound · max(|start|, 1)``
     (towards worse: maximising loops compare the other way),
@@ -115,7 +116,11 @@ class Guard:
              sign: float) -> tuple[GuardState, Array]:
         """(state with the start values recorded, whether this step blew up)."""
         vals = self.values(metrics)
-        ref = jnp.where(jnp.isnan(g.ref) & jnp.isfinite(vals) & active, vals, g.ref)
+        # a start of 0 gives no scale for a bound relative to it (weights that all
+        # collapsed to 0 in the first meta-step, a zero gradient): the first positive
+        # value is the start instead (the loss's bound has its own floor of 1)
+        usable = jnp.isfinite(vals) & ((vals > 0) | (jnp.arange(len(BOUNDED)) == 0))
+        ref = jnp.where(jnp.isnan(g.ref) & usable & active, vals, g.ref)
         signed = vals.at[0].multiply(sign)
         over = jnp.isfinite(signed) & (signed > self.limits(ref, sign))  # NaN ref: False
         return g._replace(ref=ref), active & jnp.any(over)
