@@ -1,0 +1,397 @@
+"""The learned evolution strategy against tuned hand-designed ones, by the protocol fixed in
+benchmarks/learned_es_protocol.toml (read it first: searches, budgets, scores, grids,
+statistics).
+
+    python benchmarks/learned_es_protocol.py tune [--searches ...] [--strategies ...]
+    python benchmarks/learned_es_protocol.py evaluate [--searches ...] [--phi PATH]
+    python benchmarks/learned_es_protocol.py table
+    ... --quick   a smoke run: 2 seeds, 1 tuning seed, a fifth of the generations, a
+                  corner of the grid, written to --out (default /tmp), never to results
+
+``tune`` runs every hand-designed strategy at every grid point on the tuning seeds, on
+the test and the development searches, and keeps each grid point's mean generalising
+score (``benchmarks/results/learned_es_tuning.json``). ``evaluate`` runs every strategy on
+the evaluation seeds with both tunings (per test search; from the development searches)
+and the learned ES once per seed, scores the mean every ``score_every`` generations on
+fixed fresh tasks, counts every fitness evaluation, and writes
+``benchmarks/results/learned_es_protocol.json``; ``table`` prints the Markdown table with
+the paired statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import platform
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOL = ROOT / "benchmarks" / "learned_es_protocol.toml"
+RESULTS = ROOT / "benchmarks" / "results"
+#: fresh-task keys: the evaluation's and the tuning's streams (disjoint from every search)
+EVAL_STREAM, TUNE_STREAM = 99_991, 77_777
+
+STRATEGIES = {
+    "learned-es": {"outer": "learned-es"},
+    "openai-es": {"outer": "es", "strategy": "open_es", "optimizer": "sgd",
+                  "fitness_shaping": "centered_rank"},
+    "openai-es-adam": {"outer": "es", "strategy": "open_es", "optimizer": "adam",
+                       "fitness_shaping": "centered_rank"},
+    "snes": {"outer": "es", "strategy": "snes"},
+    "cma-es": {"outer": "es", "strategy": "cma_es"},
+    "evosax-les": {"outer": "es", "strategy": "LES"},
+    "pes": {"outer": "es", "strategy": "pes"},
+}
+HAS_LR = {"openai-es", "openai-es-adam", "snes"}
+
+
+def load_protocol() -> dict:
+    p = tomllib.loads(PROTOCOL.read_text())
+    p["searches"] = {s["name"]: {**s, "role": role}
+                     for role in ("test", "development") for s in p[role]}
+    return p
+
+
+def applies(protocol: dict, search: dict, strategy: str, dim: int) -> str | None:
+    """Why ``strategy`` does not run on ``search`` (None: it runs)."""
+    if strategy == "cma-es" and dim > protocol["strategies"]["cma_max_dim"]:
+        return f"θ has {dim} numbers > cma_max_dim"
+    if strategy == "pes" and not search.get("truncation"):
+        return "the search uses no truncation"
+    return None
+
+
+def config(search: dict, strategy: str, seed: int, sigma: float, lr: float | None,
+           generations: int, chunk: int):
+    from metaplastic.experiments import config as cfgmod
+    from metaplastic.experiments import presets
+
+    base = presets.get(search["preset"])
+    meta = {**STRATEGIES[strategy], "population": search["population"], "sigma": sigma,
+            "steps": generations, "tasks_per_step": search["tasks"], "chunk": chunk}
+    for key in ("l1", "weight_bound", "early_exit"):
+        if key in base.meta:
+            meta[key] = base.meta[key]
+    if lr is not None:
+        meta["lr"] = lr
+    cfg = dataclasses.replace(base, meta=meta, seed=seed)
+    return cfgmod.from_dict(cfgmod.to_dict(cfg))
+
+
+def dimension(search: dict) -> int:
+    from metaplastic.experiments.build import build
+
+    cfg = config(search, "openai-es", 0, 0.1, None, 1, 1)
+    p = build(cfg)
+    theta = p.rule.init(jax.random.key(0), p.network.shapes)
+    return int(sum(np.size(x) for x in jax.tree.leaves(theta)))
+
+
+def scorer(search: dict, cfg, n_tasks: int):
+    """θ -> the generalising score on ``n_tasks`` fresh tasks (the protocol's overrides)."""
+    from metaplastic.experiments.build import build
+
+    fresh = dataclasses.replace(cfg, meta={**cfg.meta, "tasks_per_step": n_tasks})
+    pieces = build(fresh, **search["fresh"])
+    fn = jax.jit(pieces.objective.__call__)
+    metric = search["metric"]
+
+    def score(theta, key) -> float:
+        _, aux = fn(theta, key)
+        return float(aux["task_loss"] if metric == "loss" else aux[metric])
+
+    return score
+
+
+def run_one(protocol: dict, search: dict, strategy: str, seed: int, sigma: float,
+            lr: float | None, generations: int, stream: int, curve: bool) -> dict:
+    """One search: the final mean's generalising score, (optionally) the score every
+    ``score_every`` generations, evaluations counted, wall time."""
+    from metaplastic.experiments.build import build
+    from metaplastic.meta import driver
+    from metaplastic.meta.guard import DEFAULT_GUARD
+
+    every = protocol["evaluation"]["score_every"]
+    cfg = config(search, strategy, seed, sigma, lr, generations, every)
+    pieces = build(cfg)
+    k_init, k_meta = jax.random.split(jax.random.key(cfg.seed))
+    theta0 = pieces.rule.init(k_init, pieces.network.shapes)
+    snapshots, stamps = [], [time.perf_counter()]
+
+    def keep(state):
+        stamps.append(time.perf_counter())
+        if curve:
+            snapshots.append(jax.device_get(driver.result_theta(pieces.outer, state,
+                                                                DEFAULT_GUARD)))
+
+    t0 = time.perf_counter()
+    res = driver.run(pieces.outer, pieces.objective, theta0, key=k_meta, checkpoint=keep)
+    wall = time.perf_counter() - t0
+    score = scorer(search, cfg, protocol["evaluation"]["fresh_tasks"])
+    key = jax.random.key(stream + seed)
+    skipped = sum(bool(r.get("skipped")) for r in res.history)
+    evaluations = len(res.history) * (search["population"] + 1) + (
+        skipped if strategy == "learned-es" else 0)
+    out = {"final": score(res.theta, key), "evaluations": evaluations,
+           "rejected_steps": skipped, "seconds": wall,
+           "seconds_per_generation": float(np.median(np.diff(stamps[2:]))) / every
+           if len(stamps) > 3 else float("nan"),
+           "train_curve": [r["loss"] for r in res.history]}
+    if curve:
+        out["curve"] = [score(t, key) for t in snapshots]
+        out["curve_evaluations"] = [(i + 1) * every * (search["population"] + 1)
+                                    for i in range(len(snapshots))]
+    return out
+
+
+def grid(protocol: dict, strategy: str, quick: bool) -> list[tuple[float, float | None]]:
+    t = protocol["tuning"]
+    sigmas, lrs = t["sigma"], t["lr"]
+    if quick:
+        sigmas, lrs = sigmas[1:2], lrs[1:2]
+    if strategy in HAS_LR:
+        return list(itertools.product(sigmas, lrs))
+    return [(s, None) for s in sigmas]
+
+
+def better(direction: str, a: float, b: float) -> bool:
+    return a > b if direction == "maximise" else a < b
+
+
+def tune(args, protocol: dict) -> None:
+    out = args.out / "learned_es_tuning.json"
+    data = json.loads(out.read_text()) if out.is_file() else {}
+    data.update({"protocol_sha256": sha256(PROTOCOL), "machine": machine()})
+    seeds = protocol["tuning"]["seeds"][:1 if args.quick else None]
+    results = data.setdefault("results", {})
+    for name in args.searches:
+        search = protocol["searches"][name]
+        dim = dimension(search)
+        gens = generations(search, args.quick)
+        for strategy in args.strategies:
+            if strategy == "learned-es" or applies(protocol, search, strategy, dim):
+                continue
+            rows = results.setdefault(name, {}).setdefault(strategy, {})
+            for sigma, lr in grid(protocol, strategy, args.quick):
+                label = f"sigma={sigma}" + ("" if lr is None else f",lr={lr}")
+                if label in rows and not args.redo:
+                    continue
+                finals = []
+                for seed in seeds:
+                    r = run_one(protocol, search, strategy, seed, sigma, lr, gens,
+                                TUNE_STREAM, curve=False)
+                    finals.append(r["final"])
+                rows[label] = {"sigma": sigma, "lr": lr, "finals": finals,
+                               "mean": float(np.mean(finals)) if all(
+                                   map(math.isfinite, finals)) else None}
+                print(f"tune {name} {strategy} {label}: {rows[label]['mean']}", flush=True)
+                out.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def chosen(protocol: dict, tuning: dict, name: str, strategy: str, mode: str) -> dict:
+    """The tuned grid point of ``strategy`` for search ``name`` (``mode`` per the protocol),
+    with whether it lies on the grid's edge."""
+    def best_of(rows: dict, direction: str) -> str:
+        ok = {k: v for k, v in rows.items() if v["mean"] is not None}
+        sign = -1 if direction == "maximise" else 1
+        return min(ok, key=lambda k: sign * ok[k]["mean"])
+
+    if mode == "per_test_search":
+        rows = tuning[name][strategy]
+        label = best_of(rows, protocol["searches"][name]["direction"])
+    else:  # from_development: the best mean rank over the development searches
+        ranks: dict[str, list[float]] = {}
+        for dev in (s["name"] for s in protocol["development"]):
+            rows = tuning.get(dev, {}).get(strategy, {})
+            direction = protocol["searches"][dev]["direction"]
+            ordered = sorted((k for k in rows if rows[k]["mean"] is not None),
+                             key=lambda k: (-1 if direction == "maximise" else 1)
+                             * rows[k]["mean"])
+            for r, k in enumerate(ordered):
+                ranks.setdefault(k, []).append(r)
+        devs = [s["name"] for s in protocol["development"]]
+        if not ranks:
+            raise SystemExit(f"no tuning of {strategy} on the development searches: run "
+                             f"`tune --searches {' '.join(devs)}`")
+        label = min(ranks, key=lambda k: np.mean(ranks[k]))
+        rows = next(tuning[dev][strategy] for dev in devs
+                    if label in tuning.get(dev, {}).get(strategy, {}))
+    point = rows[label]
+    t = protocol["tuning"]
+    edge = point["sigma"] in (t["sigma"][0], t["sigma"][-1]) or (
+        point["lr"] is not None and point["lr"] in (t["lr"][0], t["lr"][-1]))
+    return {"label": label, "sigma": point["sigma"], "lr": point["lr"], "on_edge": edge}
+
+
+def evaluate(args, protocol: dict) -> None:
+    tuning_file = args.out / "learned_es_tuning.json"
+    if not tuning_file.is_file():
+        raise SystemExit(f"no tuning results at {tuning_file}: run `tune` first")
+    tuning = json.loads(tuning_file.read_text())["results"]
+    out = args.out / "learned_es_protocol.json"
+    data = json.loads(out.read_text()) if out.is_file() else {}
+    phi = {"path": args.phi or "shipped"}
+    if args.phi:
+        phi["sha256"] = sha256(Path(args.phi))
+    data.update({"protocol_sha256": sha256(PROTOCOL), "machine": machine(), "phi": phi,
+                 "command": " ".join(["python", *sys.argv])})
+    seeds = range(2 if args.quick else protocol["evaluation"]["seeds"])
+    results = data.setdefault("results", {})
+    for name in args.searches:
+        search = protocol["searches"][name]
+        dim = dimension(search)
+        gens = generations(search, args.quick)
+        for strategy in args.strategies:
+            why = applies(protocol, search, strategy, dim)
+            if why:
+                results.setdefault(name, {})[strategy] = {"skipped": why}
+                continue
+            if strategy == "learned-es":
+                settings = {"untuned": {"sigma": search["sigma"], "lr": None}}
+            else:
+                modes = protocol["tuning"]["modes"] if search["role"] == "test" else \
+                    ["per_test_search"]
+                settings = {m: chosen(protocol, tuning, name, strategy, m) for m in modes}
+            for mode, point in settings.items():
+                runs = []
+                for seed in seeds:
+                    runs.append(run_one(protocol, search, strategy, seed, point["sigma"],
+                                        point["lr"], gens, EVAL_STREAM, curve=True))
+                    print(f"{name} {strategy} {mode} seed {seed}: {runs[-1]['final']:.4g} "
+                          f"({runs[-1]['seconds']:.0f} s)", flush=True)
+                results.setdefault(name, {}).setdefault(strategy, {})[mode] = {
+                    "setting": point, "runs": runs,
+                    "budget": gens * (search["population"] + 1)}
+                out.write_text(json.dumps(data, indent=1) + "\n")
+    print(table(protocol, data))
+
+
+def paired(protocol: dict, data: dict, name: str) -> dict | None:
+    """The learned ES against the best tuned hand-designed strategy (best seed-mean
+    score) on ``name``, for each tuning mode: the paired difference over seeds."""
+    from scipy import stats
+
+    from metaplastic._stats import mean_ci
+
+    by = data["results"].get(name, {})
+    if "learned-es" not in by:
+        return None
+    ours = np.array([r["final"] for r in by["learned-es"]["untuned"]["runs"]])
+    direction = protocol["searches"][name]["direction"]
+    sign = 1.0 if direction == "maximise" else -1.0
+    out = {}
+    for mode in protocol["tuning"]["modes"]:
+        cands = {s: np.array([r["final"] for r in v[mode]["runs"]])
+                 for s, v in by.items() if s != "learned-es" and mode in v}
+        if not cands:
+            continue
+        best = max(cands, key=lambda s: sign * np.mean(cands[s]))
+        diff = sign * (ours - cands[best][:len(ours)])  # > 0: the learned ES is better
+        mean, half, n = mean_ci(diff)
+        p = float(stats.ttest_1samp(diff, 0.0).pvalue) if n > 1 else float("nan")
+        out[mode] = {"best": best, "difference": mean, "ci95": half, "n": n, "p": p}
+    return out
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm-adjusted p-values (step-down), keyed as given."""
+    items = sorted(pvalues.items(), key=lambda kv: kv[1])
+    m, running, out = len(items), 0.0, {}
+    for i, (k, p) in enumerate(items):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
+def table(protocol: dict, data: dict) -> str:
+    from metaplastic._stats import mean_ci
+
+    lines = ["| search | strategy | tuning | setting | final score (mean ± 95% CI) | "
+             "evaluations | s / generation |", "|---|---|---|---|---|---|---|"]
+    for name, by in data["results"].items():
+        for strategy, modes in by.items():
+            if "skipped" in modes:
+                lines.append(f"| {name} | {strategy} | | not run: {modes['skipped']} | | | |")
+                continue
+            for mode, v in modes.items():
+                m, h, _ = mean_ci([r["final"] for r in v["runs"]])
+                ev = int(np.max([r["evaluations"] for r in v["runs"]]))
+                flag = " (over budget)" if ev > 1.01 * v["budget"] else ""
+                edge = " (grid edge)" if v["setting"].get("on_edge") else ""
+                setting = f"σ {v['setting']['sigma']}" + (
+                    f", lr {v['setting']['lr']}" if v["setting"].get("lr") else "")
+                spg = np.median([r["seconds_per_generation"] for r in v["runs"]])
+                lines.append(f"| {name} | {strategy} | {mode} | {setting}{edge} | "
+                             f"{m:.4g} ± {h:.2g} | {ev}{flag} | {spg:.3f} |")
+    tests = [s["name"] for s in protocol["test"] if s["name"] in data["results"]]
+    rows = {n: paired(protocol, data, n) for n in tests}
+    for mode in protocol["tuning"]["modes"]:
+        ps = {n: r[mode]["p"] for n, r in rows.items() if r and mode in r}
+        adj = holm(ps)
+        lines += ["", f"Learned ES − best tuned strategy ({mode}), paired over seeds "
+                  f"(> 0: the learned ES is better):", "",
+                  "| search | best tuned | difference ± 95% CI | p | Holm p |",
+                  "|---|---|---|---|---|"]
+        for n in ps:
+            r = rows[n][mode]
+            lines.append(f"| {n} | {r['best']} | {r['difference']:+.4g} ± {r['ci95']:.2g} "
+                         f"| {r['p']:.3g} | {adj[n]:.3g} |")
+    return "\n".join(lines)
+
+
+def generations(search: dict, quick: bool) -> int:
+    return max(search["generations"] // (5 if quick else 1), 2)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "jax": jax.__version__, "backend": jax.default_backend()}
+
+
+def main() -> None:
+    protocol = load_protocol()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("phase", choices=("tune", "evaluate", "table"))
+    ap.add_argument("--searches", nargs="+", choices=list(protocol["searches"]),
+                    default=list(protocol["searches"]))
+    ap.add_argument("--strategies", nargs="+", choices=list(STRATEGIES),
+                    default=list(STRATEGIES))
+    ap.add_argument("--phi", default="", help="a phi.npz from selection-meta (default: "
+                                              "the shipped φ)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--redo", action="store_true", help="tune grid points already done")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    if args.out is None:
+        args.out = Path("/tmp/learned_es_protocol_quick") if args.quick else RESULTS
+    if args.quick and args.out.resolve() == RESULTS.resolve():
+        raise SystemExit("--quick never writes to benchmarks/results: pass another --out")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.phi:
+        STRATEGIES["learned-es"] = {**STRATEGIES["learned-es"], "phi": args.phi}
+    if args.phase == "table":
+        data = json.loads((args.out / "learned_es_protocol.json").read_text())
+        print(table(protocol, data))
+        return
+    jax.config.update("jax_compilation_cache_dir",
+                      str(Path.home() / ".cache" / "metaplastic" / "jax"))
+    (tune if args.phase == "tune" else evaluate)(args, protocol)
+
+
+if __name__ == "__main__":
+    main()
