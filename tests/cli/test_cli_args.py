@@ -53,6 +53,31 @@ def test_list(capsys):
         assert word in out
 
 
+def test_list_one_kind_with_one_spelling_per_strategy(capsys):
+    assert main(["list", "strategies"]) == 0
+    names = capsys.readouterr().out.split(":", 1)[1].replace("\n", " ").split(", ")
+    names = [n.strip() for n in names]
+    assert "open_es" in names and "cma_es" in names
+    assert not {"Open_ES", "openai_es", "CMA_ES"} & set(names)  # one spelling each
+    assert main(["list", "rules"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("rules:") and "termpool" in out and "presets" not in out
+
+
+@pytest.mark.parametrize("preset", ["oja", "selection-meta"])
+def test_show_prints_the_config_that_runs(preset, tmp_path, capsys):
+    """`metaplastic show` prints the resolved config as TOML; saved, it loads back as the
+    same config (what `metaplastic run FILE` runs), overrides included."""
+    from metaplastic.experiments import study as studies
+
+    assert main(["show", preset, "--set", "seed=7"]) == 0
+    (tmp_path / "my.toml").write_text(capsys.readouterr().out)
+    study, cfg = studies.load(tmp_path / "my.toml")
+    want_study, want = studies.resolve(preset, ["seed=7"], None)
+    assert study.name == want_study.name and study.to_dict(cfg) == want_study.to_dict(want)
+    assert main(["show", "nosuch"]) == 2
+
+
 @pytest.mark.parametrize("setup, args, msg", [
     (lambda d: (d / "bad.toml").write_bytes(b"name = \"\xff\xfe\"\n"), ["run", "{d}/bad.toml"],
      "not UTF-8"),

@@ -102,7 +102,8 @@ def test_selection_meta_trains_resumes_and_feeds_the_learned_es(tmp_path, capsys
 
 @pytest.mark.tier2
 @pytest.mark.parametrize("bad, message", [
-    (["--set", "meta.bogus=1"], "bogus"),
+    (["--set", "meta.bogus=1"], "unknown option(s) 'bogus'; valid options: chunk"),
+    (["--set", "meta.steps=abc"], "steps must be an integer"),
     (["--set", 'problems=[{name = "sphere"}]'], "unknown training problem"),
     (["--set", "generations=0"], "generations"),
     (["--set", "wrong=1"], "unknown key"),

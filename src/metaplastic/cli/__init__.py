@@ -191,7 +191,17 @@ def parser() -> argparse.ArgumentParser:
     rs.set_defaults(func=training.cmd_resume)
 
     ls = sub.add_parser("list", help="list presets, rules, tasks and options")
+    ls.add_argument("what", nargs="?", choices=analyses.LISTS, default=None,
+                    help="one list only (default: all)")
     ls.set_defaults(func=analyses.cmd_list)
+
+    sh = sub.add_parser("show", help="print a preset's or a TOML file's full resolved config "
+                                     "as TOML, ready to save, edit and run")
+    sh.add_argument("config", help="a preset name or a .toml file")
+    sh.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config value (repeatable)")
+    sh.add_argument("--seed", type=int, default=None)
+    sh.set_defaults(func=analyses.cmd_show)
     return p
 
 

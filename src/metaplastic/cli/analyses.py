@@ -5,6 +5,7 @@ recover, export, simulate, check, list. Each applies to the studies that declare
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from rich.markup import escape
@@ -246,38 +247,63 @@ def _print_outer_kind(cfg, pieces, theta) -> None:
                   f"Evidence: {evidence}.")
 
 
+LISTS = ("presets", "rules", "tasks", "outer", "neurons", "constraints", "studies",
+         "activations", "feedback", "optimizers", "strategies")
+
+
 def cmd_list(args) -> int:
+    """Every list, or the one named (``metaplastic list rules``)."""
     from metaplastic import registry
     from metaplastic.meta.es import strategy_names
     from metaplastic.meta.gradient import OPTIMIZERS
     from metaplastic.network import FEEDBACK
     from metaplastic.neurons import ACTIVATIONS
 
-    table = Table(title="presets (metaplastic run NAME)")
-    table.add_column("preset")
-    table.add_column("what it does")
-    for name, (_, fn) in studies.presets().items():
-        first_paragraph = (fn.__doc__ or "").strip().split("\n\n")[0]
-        table.add_row(name, " ".join(first_paragraph.split()))
-    console.print(table)
-    titles = {"rule": "rules", "task": "tasks", "outer": "outer loops (meta.outer)",
-              "neuron": "neurons (network.neuron)", "check": "constraints",
-              "study": "kinds of run (study)"}
-    for kind, title in titles.items():
+    what = getattr(args, "what", None)
+    show = lambda name: what in (None, name)  # noqa: E731
+    if show("presets"):
+        table = Table(title="presets (metaplastic run NAME; metaplastic show NAME)")
+        table.add_column("preset")
+        table.add_column("what it does")
+        for name, (_, fn) in studies.presets().items():
+            first_paragraph = (fn.__doc__ or "").strip().split("\n\n")[0]
+            table.add_row(name, " ".join(first_paragraph.split()))
+        console.print(table)
+    kinds = {"rules": ("rule", "rules"), "tasks": ("task", "tasks"),
+             "outer": ("outer", "outer loops (meta.outer)"),
+             "neurons": ("neuron", "neurons (network.neuron)"),
+             "constraints": ("check", "constraints"), "studies": ("study", "kinds of run (study)")}
+    for key, (kind, title) in kinds.items():
+        if not show(key):
+            continue
         items = registry.entries(kind)
         if kind in ("check", "study"):
             console.print(f"{title}: " + ", ".join(items), markup=False)
             continue
         console.print(f"{title}: " + ", ".join(f"{n} ({', '.join(e.options())})"
                                                for n, e in items.items()), markup=False)
-    console.print("activations (network.activation; softplus is beta 10 here, beta 1 in an "
-                  "mlp rule): " + ", ".join(ACTIVATIONS))
-    console.print("feedback:    " + ", ".join(FEEDBACK))
-    console.print("optimizers:  " + ", ".join(OPTIMIZERS))
-    console.print("ES strategies (meta.strategy): " + ", ".join(strategy_names()),
-                  markup=False)
-    console.print("your own piece: name = \"module:Class\" in a config (see docs/extending.md)",
-                  markup=False)
+    if show("activations"):
+        console.print("activations (network.activation; softplus is beta 10 here, beta 1 in "
+                      "an mlp rule): " + ", ".join(ACTIVATIONS), markup=False)
+    if show("feedback"):
+        console.print("feedback:    " + ", ".join(FEEDBACK), markup=False)
+    if show("optimizers"):
+        console.print("optimizers:  " + ", ".join(OPTIMIZERS), markup=False)
+    if show("strategies"):
+        console.print("ES strategies (meta.strategy; evosax's own class names work too): "
+                      + ", ".join(strategy_names(one_per_strategy=True)), markup=False)
+    if what is None:
+        console.print("your own piece: name = \"module:Class\" in a config (see "
+                      "docs/extending.md)", markup=False)
+    return 0
+
+
+def cmd_show(args) -> int:
+    """The full resolved config as TOML on stdout (``metaplastic show oja > my.toml``)."""
+    from metaplastic.experiments import study as study_mod
+
+    study, cfg = studies.resolve(args.config, args.set, args.seed)
+    sys.stdout.write(study_mod.dumps(study, cfg))
     return 0
 
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic import streams
+from metaplastic._fields import coerce_kwargs
 from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
 from metaplastic.experiments.study import Study
@@ -86,10 +87,8 @@ class SelectionConfig:
         return SelectionObjective(self.problems, self.generations, self.sigma_range)
 
     def outer(self) -> MetaGradient:
-        try:
-            return MetaGradient(**self.meta)
-        except TypeError as e:
-            raise ConfigError(f"[meta] of {self.name}: {e}") from None
+        return MetaGradient(**coerce_kwargs(MetaGradient, dict(self.meta),
+                                            f"[meta] of {self.name}"))
 
 
 def selection_meta() -> SelectionConfig:

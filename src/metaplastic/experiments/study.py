@@ -195,12 +195,17 @@ def load(path: str | Path) -> tuple[Study, Any]:
     return from_dict(data)
 
 
-def save(study: Study, cfg: Any, path: str | Path) -> None:
-    """Write ``cfg`` as TOML with its study named so another process can rebuild it."""
+def dumps(study: Study, cfg: Any) -> str:
+    """``cfg`` as TOML with its study named, so that another process can rebuild it."""
     import tomli_w
 
     name, _ = registry.portable("study", study.name)
-    Path(path).write_text(tomli_w.dumps({**study.to_dict(cfg), "study": name}))
+    return tomli_w.dumps({**study.to_dict(cfg), "study": name})
+
+
+def save(study: Study, cfg: Any, path: str | Path) -> None:
+    """Write ``cfg`` as TOML (:func:`dumps`)."""
+    Path(path).write_text(dumps(study, cfg))
 
 
 def presets() -> dict[str, tuple[Study, Callable[[], Any]]]:

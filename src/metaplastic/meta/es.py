@@ -76,10 +76,17 @@ def _evosax_algorithms() -> dict[str, type]:
     return out
 
 
-def strategy_names() -> list[str]:
+def strategy_names(one_per_strategy: bool = False) -> list[str]:
     """Every accepted strategy name: our short names and the evosax algorithms this outer
-    loop can drive."""
-    return sorted(set(ALIASES) | set(_evosax_algorithms()))
+    loop can drive; ``one_per_strategy``: one spelling per algorithm (our short name where
+    it has one, else evosax's class name)."""
+    algorithms = _evosax_algorithms()
+    if not one_per_strategy:
+        return sorted(set(ALIASES) | set(algorithms))
+    short: dict[str, str] = {}
+    for alias, target in ALIASES.items():  # the first alias of each algorithm
+        short.setdefault(target, alias)
+    return sorted({short.get(name, name) for name in algorithms})
 
 
 def strategy_class(name: str) -> type:
