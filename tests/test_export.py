@@ -85,3 +85,27 @@ def test_the_distilled_formula_exports_as_what_the_fit_predicts():
     del explained["terms"][0]["powers"]  # an explain.json from before powers were saved
     with pytest.raises(ConfigError, match="explain RUN"):
         export.render_distilled(explained, "sympy")
+
+
+def test_full_precision_for_sympify_rounded_for_people_latex_for_papers():
+    """The full file is one expression sympy.sympify reads back at the coefficients'
+    precision; the rounded one has 4 significant digits everywhere; LaTeX names its
+    symbols, orders terms by magnitude and can leave out the smallest."""
+    rule = mp.rules.make("termpool", terms=["pseudo_grad", "error_hebb", "hebb", "oja",
+                                            "decay"])
+    theta = {"coef": np.array([1.0, -4.6e-7, 0.3, 0.25, -0.0123456], np.float32)}
+    full = sympy.sympify(export.render(rule, theta, "sympy_full"))
+    s = _signals(jax.random.key(3))
+    subs = {sympy.Symbol(n): getattr(s, n) for n in s._fields}
+    want = float(rule.synapse(theta, jax.tree.map(np.float32, s)))
+    assert float(full.subs(subs)) == pytest.approx(want, rel=1e-6)
+    human = export.render(rule, theta, "sympy")
+    assert "0.55*post*pre" in human and "4.6e-7*e_post*e_pre" in human  # hebb + oja
+    assert "0.01235*w" in human and "0.0123456" not in human
+    latex = export.render(rule, theta, "latex")
+    assert "\\mathrm{e\\_post} \\cdot \\mathrm{pre}" in latex and "\\eta = 0.01000" in latex
+    order = [latex.index(t) for t in ("1.000 \\mathrm{e", "0.5500", "0.2500", "0.01235",
+                                      "4.600 \\times 10^{-7}")]
+    assert order == sorted(order)
+    short = export.render(rule, theta, "latex", latex_threshold=1e-3)
+    assert "10^{-7}" not in short and "1 term(s) below 0.001" in short

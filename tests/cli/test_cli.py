@@ -124,7 +124,8 @@ def test_explain_a_finished_run(finished_run, capsys):
     out = capsys.readouterr().out
     assert out.count("distilled by metaplastic explain:") == 1
     names = {p.name for p in (finished_run / "export").iterdir()}
-    assert {"rule.json", "rule_sympy.txt", "explained.json", "explained_sympy.txt"} <= names
+    assert {"rule.json", "rule_sympy.txt", "rule_sympy_full.txt", "explained.json",
+            "explained_sympy.txt", "explained_sympy_full.txt"} <= names
     rows = json.loads((finished_run / "export" / "explained.json").read_text())["rows"]
     assert len(rows) == len(data["terms"]) and rows[0]["term"] == data["terms"][0]["term"]
 

@@ -240,7 +240,8 @@ def test_export_writes_the_rule_out_whole(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "dw = eta*(" in out and "\\Delta w = \\eta" in out
     files = sorted(p.name for p in (run / "export").iterdir())
-    assert files == ["rule.csv", "rule.json", "rule.tex", "rule_sympy.txt"]
+    assert files == ["rule.csv", "rule.json", "rule.tex", "rule_sympy.txt",
+                     "rule_sympy_full.txt"]
     rows = json.loads((run / "export" / "rule.json").read_text())["rows"]
     theta = np.load(run / "theta.npz")["coef"].reshape(-1)
     assert [r["coefficient"] for r in rows] == pytest.approx(theta.tolist())

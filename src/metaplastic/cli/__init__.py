@@ -157,6 +157,9 @@ def parser() -> argparse.ArgumentParser:
                     choices=["csv", "json", "sympy", "latex", "nir"],
                     help="nir: the spiking network after one inner episode with the "
                          "learned rule, in the neuromorphic exchange format")
+    ex.add_argument("--latex-threshold", type=float, default=0.0, metavar="X",
+                    help="LaTeX: leave out terms below X times the largest coefficient "
+                         "(default 0: every term)")
     ex.add_argument("--task-seed", type=int, default=None,
                     help="nir: the seed of the task the network learns before export "
                          "(default: the run's seed)")

@@ -87,7 +87,10 @@ def cmd_export(args) -> int:
 
     _, cfg, run = _open(args.run, "export")
     formats = [f for f in args.format if f != "nir"]
-    pieces, theta, written = export_rule(run, cfg, formats, check_nir="nir" in args.format)
+    if not 0 <= args.latex_threshold < 1:
+        raise ConfigError(f"--latex-threshold must be in [0, 1), got {args.latex_threshold}")
+    pieces, theta, written = export_rule(run, cfg, formats, check_nir="nir" in args.format,
+                                         latex_threshold=args.latex_threshold)
     first_text = next((f for f in formats if f in ("sympy", "latex")), None)
     for w in written:
         if w.fmt in ("sympy", "latex"):

@@ -21,7 +21,8 @@ from metaplastic.experiments.rundir import RunDir
 from metaplastic.rules.composed import synapses_part
 from metaplastic.streams import EXPLAIN, stream_key
 
-SUFFIX = {"csv": ".csv", "json": ".json", "sympy": "_sympy.txt", "latex": ".tex"}
+SUFFIX = {"csv": ".csv", "json": ".json", "sympy": "_sympy.txt",
+          "sympy_full": "_sympy_full.txt", "latex": ".tex"}
 
 
 def explain_run(run: RunDir, cfg: Any, *, tasks: int, synapses: int, every: int,
@@ -52,7 +53,8 @@ class Written:
     text: str
 
 
-def export_rule(run: RunDir, cfg: Any, formats: list[str], check_nir: bool = False):
+def export_rule(run: RunDir, cfg: Any, formats: list[str], check_nir: bool = False,
+                latex_threshold: float = 0.0):
     """The run's rule written out whole (the synapses' own rule: a fitted start or learned
     neurons stay in theta.npz), and explain's formula when the run has one, into
     ``RUN/export/``. ``check_nir``: refuse a network NIR cannot take before anything is
@@ -64,12 +66,16 @@ def export_rule(run: RunDir, cfg: Any, formats: list[str], check_nir: bool = Fal
     path = run.path / "explain.json"
     explained = run.read_json("explain.json") if path.exists() else None
     texts: dict[tuple[str, str], str] = {}
+    if "sympy" in formats:  # the rounded file for people, the full one for sympify
+        formats = [*formats, "sympy_full"]
     own, own_theta = synapses_part(pieces.rule, theta)
     if formats and (explained is None or export.exportable(own)):
         # rules of named terms, abcd; a network rule without explain.json: the message
-        texts = {("rule", f): export.render(own, own_theta, f) for f in formats}
+        texts = {("rule", f): export.render(own, own_theta, f, latex_threshold)
+                 for f in formats}
     if explained is not None:  # the formula `metaplastic explain` distilled, too
-        texts |= {("explained", f): export.render_distilled(explained, f) for f in formats}
+        texts |= {("explained", f): export.render_distilled(explained, f, latex_threshold)
+                  for f in formats}
     out = run.path / "export"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file, not a folder: move it away to export")
