@@ -130,11 +130,22 @@ def test_a_missing_logger_package_is_one_message(kind, package, capsys, tmp_path
     ({"rule": "pair STDP (eta tuned)", "tuned": {"eta": 0.03}}, "pair STDP (eta 0.03)"),
     ({"rule": "SGD", "tuned": {"eta": 0.1}}, "SGD (eta 0.1)"),
     ({"rule": "learned"}, "learned"),
+    ({"rule": "SGD", "tuned": {"eta": 0.3}, "tuned_on_grid_edge": ["eta"]},
+     "SGD (eta 0.3 at the grid's edge)"),
 ])
 def test_tuned_baselines_are_labelled_once(row, label):
     from metaplastic.cli import tuned_label
 
     assert tuned_label(row) == label
+
+
+def test_a_tuned_value_on_the_grid_edge_is_found():
+    from metaplastic.experiments.baselines import Baseline, grid_edges
+
+    base = Baseline.parse({"label": "SGD", "rule": "sgd", "tune": {"eta": [0.01, 0.1, 1.0]}})
+    assert grid_edges(base, {"eta": 1.0}) == ["eta"]
+    assert grid_edges(base, {"eta": 0.01}) == ["eta"]
+    assert grid_edges(base, {"eta": 0.1}) == []
 
 
 def test_simulate_writes_recordings_a_run_can_fit(tmp_path, capsys):

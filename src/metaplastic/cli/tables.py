@@ -18,7 +18,9 @@ def tuned_label(row: dict) -> str:
     name, tuned = row["rule"], row.get("tuned", {})
     if not tuned:
         return name
-    values = ", ".join(f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}"
+    edge = set(row.get("tuned_on_grid_edge", ()))
+    values = ", ".join((f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}")
+                       + (" at the grid's edge" if k in edge else "")
                        for k, v in tuned.items())
     placeholder = "(" + " ".join(f"{k} tuned" for k in tuned) + ")"
     if placeholder in name:
@@ -51,6 +53,11 @@ def print_eval(study, run, n_tasks=None, sets=(), name="eval") -> None:
         table.add_row(escape(tuned_label(r)), escape(r["variant"]), fmt(r[score]),
                       fmt(r["loss"]), str(r["diverged"]))
     console.print(table)
+    edges = sorted({r["rule"] for r in rows if r.get("tuned_on_grid_edge")})
+    if edges:
+        console.print(f"[yellow]note:[/] tuned at the edge of its grid: "
+                      f"{escape(', '.join(edges))} — the best setting may lie outside the "
+                      f"grid (eval.baselines' tune)")
     console.print(f"evaluation took {time.perf_counter() - t0:.1f} s; saved to "
                   f"{run.path / (name + '.json')}")
 
@@ -171,6 +178,10 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
                 else "")  # a rule without named terms (an MLP) keeps no terms
         console.print(f"chosen L1 {path['chosen']:g} (the largest within one SE of the best,"
                       f" {path['best']:g}){kept}")
+        if len(path["l1"]) >= 2 and path["chosen"] in (min(path["l1"]), max(path["l1"])):
+            console.print(f"[yellow]note:[/] the chosen L1 {path['chosen']:g} is at the edge "
+                          f"of the grid {min(path['l1']):g}-{max(path['l1']):g}: the best "
+                          f"strength may lie outside it; widen --l1")
     drawn = plot_recovery(run.path)
     console.print(f"wrote {run.path / 'recovery.json'}"
                   + "".join(f", {p.name}" for p in drawn))

@@ -161,6 +161,17 @@ def tune_baseline(cfg: RunConfig, base: Baseline, n_tasks: int,
     return best
 
 
+def grid_edges(base: Baseline, chosen: dict) -> list[str]:
+    """The tuned options whose chosen value is the smallest or the largest of a grid of
+    two or more numbers: the best may lie outside the grid."""
+    out = []
+    for k, v in chosen.items():
+        values = [x for x in base.tune.get(k, ()) if isinstance(x, int | float)]
+        if len(values) >= 2 and v in (min(values), max(values)):
+            out.append(k)
+    return out
+
+
 def baseline_pieces(cfg: RunConfig, base: Baseline, tuned: dict, **task_overrides):
     """(pieces, θ) of a baseline with its tuned options (by θ scaling where possible)."""
     p = build(base.config(cfg), **task_overrides)

@@ -20,6 +20,7 @@ from metaplastic.errors import ConfigError
 from metaplastic.experiments.baselines import (
     Baseline,
     baseline_pieces,
+    grid_edges,
     meta_trained_baseline,
     on_training_classes,
     tune_baseline,
@@ -211,6 +212,9 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
                    "each_once": p.task.instance_ids() is not None}
             if chosen:
                 row["tuned"] = chosen
+                edges = grid_edges(next(b for b in specs if b.label == name), chosen)
+                if edges:
+                    row["tuned_on_grid_edge"] = edges
             rows.append(row)
             step(f"{name} on {label}")
         release_compiled()  # programs of this row's shapes are not needed again
