@@ -131,3 +131,19 @@ def test_network_and_meta_tables_are_parsed_once_into_sections():
     assert cfg.network_section.hidden == (3,)
     assert cfg.meta_section is cfg.meta_section  # parsed once, kept
     assert "steps" not in cfg.meta_section.objective
+
+
+def test_task_env_is_enough_to_run_an_rl_preset_in_another_environment():
+    """`--set task.env=X` on cartpole-hebbian runs gymnax's X (the general gym task), the
+    run is named after X, and evaluation rows with CartPole's physics are left out, said."""
+    base = presets.get("cartpole-hebbian")
+    with pytest.warns(UserWarning, match="'pole length 1.0 \\(2x\\)' is left out"):
+        cfg = config.override(base, ["task.env=MountainCar-v0"])
+    assert cfg.name == "mountaincar-v0-hebbian"
+    assert cfg.task["name"] == "gym" and cfg.task["env"] == "MountainCar-v0"
+    assert [v["label"] for v in cfg.eval.variants] == ["train physics"]
+    from metaplastic.experiments.build import build_task
+
+    assert build_task(cfg).n_in == 2  # MountainCar observes position and velocity
+    same = config.override(base, ["task.env=CartPole-v1"])
+    assert same.name == "cartpole-hebbian" and same.task == base.task

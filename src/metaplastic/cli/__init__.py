@@ -17,6 +17,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import argparse  # noqa: E402
 import errno  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 
 from rich.markup import escape  # noqa: E402
 
@@ -208,7 +209,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """The library's own warnings as one line, ``note: ...``; others as Python shows them."""
+    if f"{os.sep}metaplastic{os.sep}" in str(filename) and file is None:
+        console.print(f"[yellow]note:[/] {escape(str(message))}", soft_wrap=True)
+        return
+    _default_showwarning(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     # user pieces named "module:Class" in a config are imported from the current
     # directory, as `python -m` would
     if os.getcwd() not in sys.path and "" not in sys.path:

@@ -296,9 +296,51 @@ def apply_assignments(d: dict, assignments: list[str]) -> dict:
 
 def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
     """Apply ``key=value`` overrides (dotted keys) and re-validate."""
-    out = from_dict(apply_assignments(to_dict(cfg), assignments))
+    d = apply_assignments(to_dict(cfg), assignments)
+    if any(a.partition("=")[0].strip() == "task.env" for a in assignments):
+        d = switch_environment(d)
+    out = from_dict(d)
     _check_not_inert(out, assignments)
     return out
+
+
+def switch_environment(d: dict) -> dict:
+    """``--set task.env=X`` on a task registered as one environment (``cartpole``: gymnax's
+    CartPole-v1): the task becomes the general task of that kind for X (``gym``), the run
+    is named after X (``cartpole-hebbian`` -> ``mountaincar-v0-hebbian``), and evaluation
+    rows that set physics X does not have are left out, each with a warning."""
+    import warnings
+
+    from metaplastic import registry
+
+    task = d.get("task", {})
+    entries = registry.entries("task")
+    entry = entries.get(task.get("name"))
+    if entry is None or "env" not in entry.fixed:
+        return d
+    alias, env = task["name"], task["env"]
+    general = next((n for n, e in entries.items() if e.cls is entry.cls and not e.fixed),
+                   None)
+    if env == entry.fixed["env"] or general is None:
+        task.pop("env")
+        return d
+    task["name"] = general
+    slug = re.sub(r"[^a-z0-9]+", "-", env.lower()).strip("-")
+    name = d.get("name", "")
+    d["name"] = slug + name[len(alias):] if name.startswith(alias) else f"{slug}-{name}"
+    kept = []
+    for var in d.get("eval", {}).get("variants", []):
+        physics = {k: var[k] for k in ("params", "ranges") if k in var}
+        try:
+            registry.make("task", general, env=env, **physics)
+        except ConfigError as e:
+            warnings.warn(f"evaluation row {var.get('label', physics)!r} is left out: {e}",
+                          stacklevel=2)
+            continue
+        kept.append(var)
+    if "variants" in d.get("eval", {}):
+        d["eval"]["variants"] = kept or [{"label": f"{env}, default physics"}]
+    return d
 
 
 def _check_not_inert(cfg: RunConfig, assignments: list[str]) -> None:
