@@ -136,6 +136,26 @@ def test_log_tensorboard_writes_what_metrics_jsonl_has(tmp_path, capsys):
 
 
 @pytest.mark.tier2
+def test_tensorboard_gets_the_evaluation_the_config_and_the_figures(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["run", "oja", *SMALL, "--set", "meta.steps=10", "--log", "tensorboard",
+                 "--out", str(tmp_path)]) == 0
+    (run,) = list(tmp_path.iterdir())
+    ea = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0,
+                                                                  "images": 0})
+    ea.Reload()
+    from metaplastic.report.loggers import tag
+
+    rows = json.loads((run / "eval.json").read_text())["rows"]
+    for r in rows:  # every row and rule of the table, at its mean
+        key = f"eval/{tag(r['variant'])}/{tag(r['rule'])}/{tag(r['score'])}"
+        assert ea.Scalars(key)[-1].value == pytest.approx(r[r["score"]]["mean"], rel=1e-6)
+    assert "figures/meta_loss" in ea.Tags()["images"]
+    assert list((run / "tensorboard" / "hparams").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.tier2
 def test_seeds_as_one_program_equal_separate_runs(tmp_path, capsys):
     """--seeds 0-1: one run directory per seed, each θ bitwise the separate run's; then
     the evaluation of each and the comparison across seeds."""

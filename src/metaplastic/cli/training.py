@@ -238,6 +238,10 @@ def _train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
         console.print(f"[yellow]interrupted[/] after training: the trained run is saved in "
                       f"{q(run.path)} (evaluate it with: metaplastic eval {q(run.path)})")
         return exit_status(e)
+    if args.log == "tensorboard":  # the evaluation, the config and the figures too
+        from metaplastic.report.tensorboard import write_results
+
+        write_results(run.path, summary["meta_steps"])
     if "eval" in study.after_training:
         console.print(f"results in {q(run.path)}  (metaplastic eval {q(run.path)} · "
                       f"metaplastic report {q(run.path)})")
