@@ -262,7 +262,7 @@ def cmd_list(args) -> int:
     from metaplastic.network import FEEDBACK
     from metaplastic.neurons import ACTIVATIONS
 
-    what = getattr(args, "what", None)
+    what = args.what
     show = lambda name: what in (None, name)  # noqa: E731
     if show("presets"):
         table = Table(title="presets (metaplastic run NAME; metaplastic show NAME)")

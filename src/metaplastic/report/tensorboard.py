@@ -88,10 +88,13 @@ def eval_scalars(run_dir: Path) -> dict[str, float]:
     out = {}
     for path in sorted(run_dir.glob("eval*.json")):
         try:
-            rows = json.loads(path.read_text()).get("rows", [])
-        except (OSError, ValueError, AttributeError):
+            table = json.loads(path.read_text())
+        except (OSError, ValueError):
             continue  # a damaged table is not the logger's to report
-        for r in rows:
+        rows = table.get("rows") if isinstance(table, dict) else None
+        for r in rows if isinstance(rows, list) else []:
+            if not isinstance(r, dict):
+                continue
             base = f"{tag(path.stem)}/{tag(r.get('variant', ''))}/{tag(r.get('rule', ''))}"
             for key in (r.get("score"), "loss"):
                 stats = r.get(key)
