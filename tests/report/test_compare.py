@@ -89,3 +89,25 @@ def test_a_damaged_file_is_named(runs, tmp_path):
     (d / "config.toml").write_text("name = [")
     with pytest.raises(ConfigError, match="config.toml is damaged"):
         cmp.load_run(d)
+
+
+def test_gradient_and_es_runs_compare_by_evaluations_and_seconds(tmp_path):
+    """An ES generation of population 4 costs 5 evaluations (members and mean), a
+    gradient step 1; the table and the figure's axes count them, and wall time."""
+    for name, meta, wall in (("grad", "", 0.5), ("es", 'outer = "es"\npopulation = 4\n', 2.0)):
+        d = tmp_path / name
+        d.mkdir()
+        d.joinpath("config.toml").write_text(f'name = "{name}"\nseed = 0\n\n[meta]\n{meta}')
+        d.joinpath("metrics.jsonl").write_text("".join(
+            json.dumps({"step": i + 1, "task_loss": 1.0 / (i + 1), "wall_s": wall * (i + 1)})
+            + "\n" for i in range(20)))
+        d.joinpath("summary.json").write_text(json.dumps({"seconds": wall * 20}))
+    summaries, _, png = cmp.compare([str(tmp_path / "grad"), str(tmp_path / "es")],
+                                    tmp_path / "out")
+    by = {g["label"].split(" ")[0]: g for g in summaries}
+    assert by["grad"]["evaluations"][0] == 20 and by["es"]["evaluations"][0] == 100
+    assert by["grad"]["seconds"][0] == 10 and by["es"]["seconds"][0] == 40
+    run = cmp.load_run(tmp_path / "es")
+    np.testing.assert_array_equal(cmp._x(run, "evaluations", 3), [5, 10, 15])
+    np.testing.assert_array_equal(cmp._x(run, "seconds", 3), [2, 4, 6])
+    assert png.is_file()

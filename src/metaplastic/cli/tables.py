@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from rich.markup import escape
@@ -92,12 +93,15 @@ def print_compare(summaries: list[dict]) -> None:
         return f"{mean:.4g}" + (f" ± {ci:.2g}" if ci == ci else "")
 
     table = Table(title="runs compared (mean ± 95% CI over seeds)")
-    for col in ("group", "seeds", f"final meta-loss (last {10})", "final score"):
+    for col in ("group", "seeds", f"final meta-loss (last {10})", "final score",
+                "evaluations", "seconds"):
         table.add_column(col)
     for g in summaries:
         score = f"{g['score']} {fmt(g['final_score'])}" if "score" in g else "-"
         table.add_row(escape(g["label"]), ", ".join(str(s) for s in g["seeds"]),
-                      fmt(g["final_meta_loss"]), score)
+                      fmt(g["final_meta_loss"]), score,
+                      fmt(g.get("evaluations", (math.nan, math.nan))),
+                      fmt(g.get("seconds", (math.nan, math.nan))))
     console.print(table)
     cells = {(c["variant"], c["rule"], c["metric"]) for g in summaries for c in g["heldout"]}
     if cells:

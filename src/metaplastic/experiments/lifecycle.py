@@ -189,7 +189,19 @@ class Start:
         self.started = time.perf_counter()
 
     def on_chunk(self, progress: Callable[[list], None] | None) -> Callable[[list], None]:
+        # wall-clock seconds of meta-training at each record (``wall_s``; a resumed run
+        # continues from its last record's): exact at each chunk's end, spread evenly
+        # over the chunk's meta-steps (compilation included: the user's cost too)
+        last = self.run.metrics()[-1:] if self.resume else []
+        base = float(last[0].get("wall_s", 0.0)) if last else 0.0
+        previous = [0.0]
+
         def on_chunk(records):
+            now = time.perf_counter() - self.started
+            for i, r in enumerate(records):
+                r["wall_s"] = round(base + previous[0] + (now - previous[0]) * (i + 1)
+                                    / len(records), 3)
+            previous[0] = now
             self.run.append_metrics(records)
             if progress is not None:
                 progress(records)

@@ -4,9 +4,10 @@
 (``config.toml``, ``metrics.jsonl``, ``summary.json``, ``eval.json``): runs whose
 configurations differ only in ``seed`` form one group; each group gets the mean ± 95% CI
 (Student t over seeds) of its final meta-loss (mean of the last 10 meta-steps), final
-score and every held-out evaluation cell (rule × row), and one curve of the meta-loss
-with a CI band, aligned by meta-step (up to the shortest run of the group). Writes
-``compare.json`` and ``compare.png`` to ``--out``.
+score and every held-out evaluation cell (rule × row), the fitness evaluations and
+seconds it spent, and one curve of the meta-loss with a CI band and each seed as a thin
+line, against meta-steps, fitness evaluations and wall time (up to the shortest run of the
+group). Writes ``compare.json`` and ``compare.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -150,14 +151,42 @@ def _final(run: Run, key: str) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def evaluations_per_step(config: dict) -> int:
+    """Fitness evaluations of one meta-step, as the learned-ES benchmark counts them: one
+    evaluation = one member's (or one gradient step's) objective on one step's tasks. A
+    population loop evaluates its members and its mean (population + 1); a gradient step
+    is one."""
+    meta = config.get("meta", {}) if isinstance(config.get("meta"), dict) else {}
+    if meta.get("outer") in ("es", "learned-es"):
+        return int(meta.get("population", 64)) + 1
+    return 1
+
+
+def _x(run: Run, axis: str, n: int) -> np.ndarray:
+    """The first ``n`` records' position on ``axis``: meta-step, evaluations or wall
+    seconds (``wall_s`` of the records; NaN for runs written before it was recorded)."""
+    steps = np.array([r.get("step", i + 1) for i, r in enumerate(run.metrics[:n])], float)
+    if axis == "evaluations":
+        return steps * evaluations_per_step(run.config)
+    if axis == "seconds":
+        return np.array([r["wall_s"] if isinstance(r.get("wall_s"), int | float) else np.nan
+                         for r in run.metrics[:n]], float)
+    return steps
+
+
 def summarise(g: Group) -> dict:
-    """One group's numbers: seeds, final meta-loss and score, held-out cells."""
+    """One group's numbers: seeds, final meta-loss and score, evaluations and seconds
+    spent, held-out cells."""
     score = next((r.summary.get("plot", {}).get("score") for r in g.runs
                   if r.summary.get("plot")), None)
     out: dict[str, Any] = {
         "label": g.label, "runs": [str(r.path) for r in g.runs],
         "seeds": [r.seed for r in g.runs],
         "final_meta_loss": mean_ci(_final(r, "task_loss") for r in g.runs),
+        "evaluations": mean_ci(len(r.metrics) * evaluations_per_step(r.config)
+                               for r in g.runs if r.metrics),
+        "seconds": mean_ci(r.summary.get("seconds") for r in g.runs
+                           if isinstance(r.summary.get("seconds"), int | float)),
     }
     if score:
         out["score"] = score
@@ -190,28 +219,55 @@ def curve(g: Group, key: str = "task_loss") -> tuple[np.ndarray, np.ndarray, np.
     return steps, mean, ci
 
 
+AXES = (("step", "meta-step (generation)"),
+        ("evaluations", "fitness evaluations (members + mean per generation; 1 per "
+                        "gradient step)"),
+        ("seconds", "wall-clock seconds of meta-training"))
+
+
+def _smooth(y: np.ndarray, k: int) -> np.ndarray:
+    kernel = np.ones(k) / k
+    return np.convolve(np.pad(y, (k - 1, 0), mode="edge"), kernel, mode="valid")
+
+
 def plot(groups: list[Group], path: Path, smooth: int = 10) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    positive = True
-    for i, g in enumerate(groups):
-        steps, mean, ci = curve(g)
-        if not steps.size:
-            continue
-        k = max(1, min(smooth, steps.size // 5))
-        kernel = np.ones(k) / k
-        sm = np.convolve(np.pad(mean, (k - 1, 0), mode="edge"), kernel, mode="valid")
-        ax.plot(steps, sm, color=f"C{i}", label=f"{g.label} ({len(g.runs)} seeds)")
-        positive &= bool(np.nanmin(mean) > 0)
-        if np.isfinite(ci).any():
-            sc = np.convolve(np.pad(ci, (k - 1, 0), mode="edge"), kernel, mode="valid")
-            low = np.maximum(sm - sc, sm / 10) if positive else sm - sc
-            ax.fill_between(steps, low, sm + sc, color=f"C{i}", alpha=0.15)
-    ax.set(xlabel="meta-step (generation)", ylabel=f"meta-loss (running mean of {smooth})",
-           yscale="log" if positive else "linear",
-           title="Runs compared: mean over seeds, 95% CI"
-                 + (" (bands clipped at mean/10)" if positive else ""))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    """The meta-loss of every group (mean over seeds, 95% CI band, each seed a thin line
+    behind) against meta-steps, fitness evaluations and wall time: gradient and ES runs
+    compare on the last two."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharey=True)
+    means = [curve(g) for g in groups]
+    positive = all(np.nanmin(m) > 0 for _, m, _ in means if m.size)
+    for ax, (axis, label) in zip(axes, AXES, strict=True):
+        for i, (g, (steps, mean, ci)) in enumerate(zip(groups, means, strict=True)):
+            if not steps.size:
+                continue
+            n, k = steps.size, max(1, min(smooth, steps.size // 5))
+            xs = [_x(run, axis, n) for run in g.runs if len(run.metrics) >= n]
+            for run, x in zip(g.runs, xs, strict=False):
+                y = np.array([r.get("task_loss") if isinstance(r.get("task_loss"),
+                                                               int | float) else np.nan
+                              for r in run.metrics[:n]], float)
+                ax.plot(x, _smooth(y, k), color=f"C{i}", lw=0.6, alpha=0.35)
+            stack = np.stack(xs) if xs else steps[None]
+            if not np.isfinite(stack).all(axis=0).any():
+                continue  # runs written before wall time was recorded
+            x = np.mean(stack, 0)
+            sm = _smooth(mean, k)
+            ax.plot(x, sm, color=f"C{i}", lw=2, label=f"{g.label} ({len(g.runs)} seeds)")
+            if np.isfinite(ci).any():
+                sc = _smooth(ci, k)
+                low = np.maximum(sm - sc, sm / 10) if positive else sm - sc
+                ax.fill_between(x, low, sm + sc, color=f"C{i}", alpha=0.15)
+        ax.set(xlabel=label, yscale="log" if positive else "linear")
+    axes[0].set_ylabel(f"meta-loss (running mean of {smooth})")
+    fig.suptitle("Runs compared: mean over seeds, 95% CI, seeds as thin lines"
+                 + (" (bands clipped at mean/10)" if positive else ""), fontsize=11)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # below the panels: a long label does not squeeze them
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)),
+                   fontsize=8, frameon=False)
+    rows = (len(labels) + 2) // 3 if handles else 0
+    fig.tight_layout(rect=(0, 0.06 * rows, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
