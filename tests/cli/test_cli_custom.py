@@ -34,7 +34,10 @@ def test_custom_rule_and_task_from_a_user_module_get_everything(tmp_path, monkey
     assert main(["report", str(run)]) == 0 and (run / "coefficients.png").is_file()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["plot"]["theta_names"] == ["delta", "hebb", "decay"]
+    capsys.readouterr()
     assert main(["check", str(run)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "rule 'custom_rule:DeltaTerms'" in out and "rule 'rule'" not in out
 
 
 @pytest.mark.tier2

@@ -214,7 +214,10 @@ def cmd_check(args) -> int:
     enable_compile_cache()
     with console.status("measuring the computation..."):
         results = plausibility(cfg, pieces, theta)
-    table = Table(title=f"plausibility of {what}: rule {pieces.rule.family!r}, feedback "
+    # the rule as the config names it (a registered name or "module:Class"), never the
+    # base class's generic family
+    rule_name = cfg.rule.get("name", type(pieces.rule).__name__)
+    table = Table(title=f"plausibility of {what}: rule {rule_name!r}, feedback "
                         f"{pieces.network.feedback!r}")
     for col in ("constraint", "declared", "result", "how / where"):
         table.add_column(col)
