@@ -313,3 +313,40 @@ def test_a_seeds_group_stopped_in_evaluation_says_the_trained_runs_are_kept(
     for seed in (0, 1):
         summary = json.loads((group / f"seed-{seed}" / "summary.json").read_text())
         assert summary["status"] == "finished" and summary["meta_steps"] == 20
+
+
+BAD_PIECE = '''
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+
+from metaplastic.errors import ConfigError
+from metaplastic.rules.base import Rule
+
+
+@dataclass(frozen=True)
+class Refuses(Rule):
+    eta: float = 0.01
+
+    def init(self, key, shapes=None):
+        return {"coef": jnp.zeros(1)}
+
+    def update(self, theta, s, state):
+        raise ConfigError("this rule refuses to be traced")
+'''
+
+
+def test_an_error_of_a_users_piece_after_the_run_exists_is_a_crash(tmp_path, monkeypatch,
+                                                                   capsys):
+    """Exit 2 means bad input and nothing created; an error raised once the run directory
+    exists (a user's rule while the first program is traced) is the documented crash:
+    status 'crashed: ...' and exit 1, the message saying where the run is."""
+    (tmp_path / "bad_piece_for_test.py").write_text(BAD_PIECE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = main(["run", "oja", "--set", "rule.name=bad_piece_for_test:Refuses",
+                 "--set", "constraints=[]", "--no-eval", "--out", str(tmp_path / "out")])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 1 and "this rule refuses to be traced" in out and "crashed" in out
+    (run,) = list((tmp_path / "out").iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "crashed: ConfigError: this rule refuses to be traced"

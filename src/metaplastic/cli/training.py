@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from metaplastic.cli.console import (
+    EXIT_CRASHED,
     EXIT_NONFINITE,
     check_log,
     console,
@@ -23,7 +24,7 @@ from metaplastic.cli.console import (
     stop_signals,
 )
 from metaplastic.cli.tables import print_compare, print_eval, print_recovery
-from metaplastic.errors import ConfigError, NonFiniteError, PeerLostError
+from metaplastic.errors import ConfigError, MetaplasticError, NonFiniteError, PeerLostError
 from metaplastic.experiments import lifecycle
 from metaplastic.experiments import study as studies
 from metaplastic.experiments.rundir import RunDir, new_run_dir
@@ -166,6 +167,26 @@ def train(study, cfg, run: RunDir, built, args, *, resume: bool) -> int:
             return _train(study, cfg, run, built, args, resume=resume)
     except KeyboardInterrupt as e:  # before training started, or after it ended
         return say_stopped(run, e)
+    except MetaplasticError as e:
+        return crashed(run, e)
+
+
+def crashed(run: RunDir, e: MetaplasticError) -> int:
+    """An error raised once the run directory exists (by a user's piece while the first
+    program is traced, say) is a crash, as summary.json says: exit 1 and where the run
+    is, not the exit 2 of bad input that creates nothing. A failed declared constraint
+    (4), a lost peer (5) and NaN (3) keep their own statuses."""
+    from metaplastic.analysis.plausibility import ConstraintError
+
+    if isinstance(e, ConstraintError | PeerLostError | NonFiniteError):
+        raise e
+    status = run.summary().get("status", "")
+    if not status.startswith("crashed"):
+        raise e
+    console.print(f"[red]error:[/] {escape(str(e))}")
+    console.print(f"the run crashed after its directory was created; summary.json says "
+                  f"how, and what was saved is in {q(run.path)}")
+    return EXIT_CRASHED
 
 
 @contextlib.contextmanager
