@@ -18,6 +18,7 @@ start), rollbacks and keep-best θ: the :class:`~metaplastic.meta.guard.Guard`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
@@ -36,6 +37,8 @@ from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.interrupts import deferred
 from metaplastic.meta.guard import DEFAULT_GUARD, Guard, GuardState
 from metaplastic.meta.segments import Truncated, as_objective, select
+from metaplastic.progress import bar as progress_bar
+from metaplastic.progress import resolve as resolve_progress
 
 Array = jax.Array
 
@@ -246,29 +249,40 @@ def records_of(metrics: dict[str, Array]) -> list[dict[str, Any]]:
 
 
 def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
-        progress: Callable[[list[dict]], None] | None = None,
+        progress: Callable[[list[dict]], None] | bool | None = None,
         state: RunState | None = None,
         checkpoint: Callable[[RunState], None] | None = None,
         guard: Guard = DEFAULT_GUARD) -> MetaResult:
     """Run ``outer`` on ``objective`` from ``theta0`` (or resume from ``state``) until
     ``outer.steps`` meta-steps are done, under ``guard``'s safeguards
     (:mod:`metaplastic.meta.guard`). ``progress(records)``, then ``checkpoint(state)``,
-    follow every chunk.
+    follow every chunk; ``progress=None`` draws a bar on a terminal, ``False`` is silent
+    (:mod:`metaplastic.progress`).
 
     An exception that stops the run (NaN/inf, Ctrl-C, any error) carries ``.result``: θ,
     history and state after the last whole chunk, never the starting θ by mistake."""
     objective = as_objective(objective)
     outer.check(objective)
     key = as_key(key)
+    progress, draw = resolve_progress(progress)
     if state is None:
         theta0 = check_theta0(objective, theta0)
     state = init(outer, objective, theta0, key) if state is None else state
     result = MetaResult(result_theta(outer, state, guard), [], state)
     try:
-        host_loop(outer, objective, key, state, [result],
-                  None if progress is None else lambda i, records: progress(records),
-                  None if checkpoint is None else lambda i, one: checkpoint(one),
-                  guard=guard)
+        with contextlib.ExitStack() as stack:
+            if draw:  # no callable given, a terminal attached: a bar (metaplastic.progress)
+                update = stack.enter_context(progress_bar("meta-training", outer.steps))
+
+                def progress(records, update=update):
+                    last = records[-1]
+                    loss = last.get("task_loss")
+                    update(int(last["step"]), f"meta-loss {loss:.4g}"
+                           if isinstance(loss, int | float) else "")
+            host_loop(outer, objective, key, state, [result],
+                      None if progress is None else lambda i, records: progress(records),
+                      None if checkpoint is None else lambda i, one: checkpoint(one),
+                      guard=guard)
         return result
     except (Exception, KeyboardInterrupt) as e:  # Ctrl-C, SIGTERM, out of memory, ...
         if e.__dict__.get("result") is None:  # the state after the last whole chunk

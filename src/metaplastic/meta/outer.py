@@ -86,11 +86,14 @@ class OuterLoop:
                               f"{n} steps")
 
     def run(self, objective: Any, theta0: Any, *, key: Array,
-            progress: Callable[[list[dict]], None] | None = None, state: Any = None,
-            checkpoint: Callable[[Any], None] | None = None, guard: Guard = DEFAULT_GUARD):
+            progress: Callable[[list[dict]], None] | bool | None = None,
+            state: Any = None, checkpoint: Callable[[Any], None] | None = None,
+            guard: Guard = DEFAULT_GUARD):
         """Optimise θ from ``theta0`` (or resume from a driver ``state``) for ``steps``
         meta-steps under ``guard``'s safeguards (:mod:`metaplastic.meta.guard`);
-        ``progress(records)`` and ``checkpoint(state)`` follow every chunk."""
+        ``progress(records)`` and ``checkpoint(state)`` follow every chunk. Without a
+        ``progress`` callable a bar is drawn when a terminal is attached (``False``:
+        silent; :mod:`metaplastic.progress`)."""
         return driver.run(self, objective, theta0, key=key, progress=progress, state=state,
                           checkpoint=checkpoint, guard=guard)
 
