@@ -85,3 +85,63 @@ def test_coefficients_are_drawn_beside_the_reference_rule(tmp_path, drawn):
                     if line.get_linestyle() == "--")
     assert dashed == [-1.0, 1.0] and "oja" in ax.get_title()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["pre*post", "post^2*w"]
+
+
+def test_a_reward_is_drawn_on_a_linear_axis_and_a_loss_over_decades_on_a_log_one(
+        tmp_path, drawn):
+    from metaplastic.report import plots
+
+    rl = [{"step": i, "task_loss": -10.0 * i, "return": 10.0 * i} for i in range(1, 31)]
+    plots.plot_meta_loss(rl, tmp_path / "m.png", score="return")
+    assert drawn["axes"][0, 0].get_yscale() == "linear"  # CartPole's returns, 9 .. 500
+    loss = [{"step": i, "task_loss": 10.0 ** (2 - i / 10)} for i in range(1, 41)]
+    plots.plot_meta_loss(loss, tmp_path / "l.png")
+    assert drawn["axes"][0, 0].get_yscale() == "log"
+
+
+def test_eval_separates_a_saturated_score_by_its_loss_on_a_log_axis(tmp_path, drawn):
+    """abs_cos 0.99 for Oja and Hebb alike, but Hebb's loss is 4.8e14: the score panel is
+    fitted to the values (not bars from 0) and the loss panel is logarithmic."""
+    rows = [{"rule": r, "variant": "n_in=10", "score": "abs_cos", "tasks": 20,
+             "diverged": 0, "abs_cos": {"mean": c, "ci95": 0.001},
+             "loss": {"mean": loss, "ci95": loss / 10}}
+            for r, c, loss in [("learned", 0.991, 0.2), ("oja", 0.993, 0.1),
+                               ("hebb", 0.990, 4.8e14)]]
+    (tmp_path / "eval.json").write_text(json.dumps({"tasks_per_row": 20, "rows": rows}))
+    plot_eval(tmp_path)
+    score_ax, loss_ax = drawn["axes"][0]
+    low, high = score_ax.get_ylim()
+    assert low > 0.9 and high < 1.0  # the differences are visible
+    assert loss_ax.get_yscale() == "log"
+
+
+def test_inner_curves_merge_identical_metrics_keep_rates_non_negative_and_name_the_start(
+        tmp_path):
+    from metaplastic.report import learning
+
+    steps = np.arange(1, 11)
+    ret = np.tile(np.linspace(10, 200, 10), (4, 1))
+    rate = np.abs(np.random.default_rng(0).normal(0.001, 0.01, (4, 10)))
+    data = {"curve_steps": steps, "start_name": np.asarray("stdp")}
+    for rule in ("learned", "start"):
+        data[f"curve.{rule}.return"] = ret
+        data[f"curve.{rule}.length"] = ret.copy()  # CartPole: the same numbers
+        data[f"curve.{rule}.rate"] = rate
+    seen = {}
+    real = learning.plt.subplots
+
+    def spy(*a, **k):
+        seen["fig"], seen["axes"] = real(*a, **k)
+        return seen["fig"], seen["axes"]
+
+    learning.plt.subplots = spy
+    try:
+        learning.plot_inner(data, tmp_path / "inner.png")
+    finally:
+        learning.plt.subplots = real
+    axes = seen["axes"][0]
+    assert [ax.get_ylabel() for ax in axes] == ["return (= length)", "rate"]
+    labels = [line.get_label() for line in axes[0].get_lines()]
+    assert labels == ["learned θ", "start θ (pair STDP)"]
+    for coll in axes[1].collections:  # the CI bands of a non-negative metric
+        assert min(path.vertices[:, 1].min() for path in coll.get_paths()) >= 0

@@ -143,6 +143,9 @@ def record(cfg: RunConfig, pieces, theta, theta0) -> dict[str, np.ndarray]:
     every = max(1, task.n_steps // N_RECORDS)
     out: dict[str, np.ndarray] = {"curve_steps": every * np.arange(1, task.n_steps // every + 1),
                                   "score": np.asarray(str(task.score))}
+    start = cfg.rule.get("start") if isinstance(cfg.rule, dict) else None
+    if isinstance(start, str) and start != "zeros":  # the starting rule, for the legends
+        out["start_name"] = np.asarray(start)
     compared = _rules(cfg, pieces, theta, theta0)
     for label, rule, th in compared:
         for metric, v in _curves(task, network, rule, th, keys, every).items():

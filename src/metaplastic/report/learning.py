@@ -43,6 +43,8 @@ def plot_inner(data: dict, path: Path) -> Path | None:
         return None
     rules = list(dict.fromkeys(k.split(".")[1] for k in keys))
     metrics = list(dict.fromkeys(k.split(".", 2)[2] for k in keys))
+    same = _same_as(data, rules, metrics)  # e.g. CartPole: return = length, step by step
+    metrics = [m for m in metrics if m not in same]
     steps = data["curve_steps"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6),
                              squeeze=False)
@@ -55,9 +57,14 @@ def plot_inner(data: dict, path: Path) -> Path | None:
             lines += 1
             mean = np.nanmean(v, axis=0)
             ci = 1.96 * np.nanstd(v, axis=0) / np.sqrt(max(v.shape[0], 1))
-            (line,) = ax.plot(steps, mean, lw=1.6, label=f"{rule} θ")
-            ax.fill_between(steps, mean - ci, mean + ci, color=line.get_color(), alpha=0.2)
-        ax.set(xlabel="inner step", ylabel=metric, title=f"{metric} during inner learning")
+            low = mean - ci
+            if np.nanmin(v) >= 0:  # a rate, a length: the band stops at 0
+                low = np.maximum(low, 0.0)
+            (line,) = ax.plot(steps, mean, lw=1.6, label=_rule_label(data, rule))
+            ax.fill_between(steps, low, mean + ci, color=line.get_color(), alpha=0.2)
+        twins = [m for m, of in same.items() if of == metric]
+        name = metric + "".join(f" (= {t})" for t in twins)
+        ax.set(xlabel="inner step", ylabel=name, title=f"{name} during inner learning")
         if ax.get_lines():  # a damaged curve leaves its panel empty: no legend
             ax.legend(fontsize=8)
     if not lines:  # nothing matched the steps: a damaged file
@@ -68,17 +75,50 @@ def plot_inner(data: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _same_as(data: dict, rules: list[str], metrics: list[str]) -> dict[str, str]:
+    """Metrics whose curves equal an earlier metric's for every rule (CartPole's return
+    and length): drawn once, the panel named for both."""
+    out: dict[str, str] = {}
+    for i, m in enumerate(metrics):
+        for first in metrics[:i]:
+            if first in out:
+                continue
+            pairs = [(data.get(f"curve.{r}.{m}"), data.get(f"curve.{r}.{first}"))
+                     for r in rules]
+            if all(a is not None and b is not None and a.shape == b.shape
+                   and np.allclose(a, b, equal_nan=True) for a, b in pairs):
+                out[m] = first
+                break
+    return out
+
+
+#: how a starting rule's name reads in a legend
+START_NAMES = {"stdp": "pair STDP", "pseudo_grad": "feedback alignment (pseudo-gradient)",
+               "oja": "Oja's rule", "hebb": "Hebb", "trace_delta": "delta rule on traces"}
+
+
+def _rule_label(data: dict, rule: str) -> str:
+    """``learned θ``; ``start θ (pair STDP)`` where the file names the start."""
+    if rule == "start" and "start_name" in data:
+        name = str(data["start_name"])
+        return f"start θ ({START_NAMES.get(name, name)})"
+    return f"{rule} θ"
+
+
 def plot_weights(data: dict, path: Path) -> Path | None:
     layers = _layers(data, "w_before")
     if not layers:
         return None
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(layers), figsize=(max(4.2 * len(layers), 7.0), 3.4),
+                             squeeze=False)
     for ax, l in zip(axes[0], layers, strict=True):
         a, b = data[f"w_before.{l}"].ravel(), data[f"w_after.{l}"].ravel()
         both = np.concatenate([a, b])
         both = both[np.isfinite(both)]
         lo, hi = (both.min(), both.max()) if both.size else (-1.0, 1.0)
-        bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 40)
+        # about two synapses per bin at least: 10 synapses are not spread over 40 bins
+        n_bins = int(np.clip(np.sqrt(a.size) * 2, 5, 40))
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, n_bins + 1)
         ax.hist(a[np.isfinite(a)], bins=bins, alpha=0.55, label="before learning")
         ax.hist(b[np.isfinite(b)], bins=bins, alpha=0.55, label="after learning")
         ax.set(xlabel="weight", ylabel="synapses", title=f"layer {l + 1} ({a.size} synapses)")
@@ -93,17 +133,25 @@ def plot_abcd(data: dict, path: Path) -> Path | None:
         return None
     layers = sorted({int(k.split(".")[1]) for k in keys})
     coefs = list(dict.fromkeys(k.split(".")[2] for k in keys))
-    fig, axes = plt.subplots(1, len(coefs), figsize=(3.4 * len(coefs), 3.2), squeeze=False)
-    for ax, c in zip(axes[0], coefs, strict=True):
-        for l in layers:
+    # one row per layer (histograms of layers side by side hid each other), one column
+    # per coefficient with a shared x axis
+    fig, axes = plt.subplots(len(layers), len(coefs), figsize=(2.9 * len(coefs),
+                                                              1.9 * len(layers) + 0.6),
+                             squeeze=False, sharex="col")
+    for row, l in enumerate(layers):
+        for ax, c in zip(axes[row], coefs, strict=True):
             v = data.get(f"abcd.{l}.{c}")
             if v is None:
+                ax.set_visible(False)
                 continue
             v = v.ravel()
-            ax.hist(v[np.isfinite(v)], bins=40, alpha=0.5, histtype="stepfilled",
-                    density=True, label=f"layer {l + 1}: mean {np.nanmean(v):+.3g}")
-        ax.set(xlabel=c, ylabel="density (each layer)", title=f"coefficient {c}")
-        ax.legend(fontsize=7)
+            ax.hist(v[np.isfinite(v)], bins=40, color=f"C{row}", alpha=0.8)
+            ax.set_title(f"layer {l + 1}, {c}: mean {np.nanmean(v):+.3g}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if row == len(layers) - 1:
+                ax.set_xlabel(c)
+            if c == coefs[0]:
+                ax.set_ylabel("synapses", fontsize=8)
     fig.suptitle("Learned per-synapse ABCD coefficients", fontsize=10)
     return _save(fig, path)
 
@@ -151,8 +199,12 @@ def plot_rates(data: dict, path: Path) -> Path | None:
         if "phase_steps" in data:
             for x in range(int(data["phase_steps"]), n_steps, int(data["phase_steps"])):
                 ax.axvline(x, color="0.6", lw=0.6, ls=":")
-        ax.set(xlabel="step", ylabel=f"spikes per neuron per step (mean over {width})",
+        ax.set(xlabel="step (1 ms)", ylabel=f"spikes per neuron per step (mean over {width})",
                title=f"layer {l} firing rate")
+        ax.set_ylim(bottom=0)
+        hz = ax.secondary_yaxis("right", functions=(lambda r: r * 1000.0,
+                                                    lambda f: f / 1000.0))
+        hz.set_ylabel("Hz at 1 ms steps")
         ax.legend(fontsize=8)
     fig.suptitle("Firing rates through one task" + (" (dotted: phase boundaries)"
                                                    if "phase_steps" in data else ""),

@@ -59,9 +59,12 @@ def plot_meta_loss(history: list[dict], path: str | Path, score: str | None = No
         ax.plot(steps, sign * _col(history, "pop_mean"), lw=0.9, ls="--",
                 label="population mean")
     drawn = sign * loss
-    positive = bool(np.nanmin(drawn) > 0) if np.isfinite(drawn).any() else False
-    ax.set(xlabel=x, ylabel=what, yscale="log" if positive else "linear",
-           title="Meta-loss")
+    finite = drawn[np.isfinite(drawn)]
+    # a log axis for a loss that spans decades; a reward (a return) stays linear
+    log = (sign > 0 and finite.size > 0 and finite.min() > 0
+           and finite.max() / finite.min() > 100)
+    ax.set(xlabel=x, ylabel=what, yscale="log" if log else "linear",
+           title="Meta-loss" if sign > 0 else "Reward (minus the meta-loss)")
     ax.legend(fontsize=8)
     if panels == 2:
         ax = axes[0, 1]
@@ -105,10 +108,11 @@ def plot_coefficients(
 
 
 def plot_eval(run_path: str | Path, name: str = "eval") -> Path | None:
-    """The held-out evaluation (``NAME.json``, default ``eval.json``) as grouped bars
-    (``NAME.png``): one group per evaluation row (dataset, depth, ...), one bar per rule
-    (learned and baselines), each the mean score with its 95% CI as an error bar; rows
-    where tasks diverged are marked. None without ``NAME.json``."""
+    """The held-out evaluation (``NAME.json``, default ``eval.json``) as ``NAME.png``: a
+    panel for the score and one for the loss (logarithmic where it spans decades), one
+    group per evaluation row (dataset, depth, ...), one point per rule (learned and
+    baselines) with its 95% CI; rows where tasks diverged are marked. None without
+    ``NAME.json``."""
     run_path = Path(run_path)
     try:
         data = json.loads((run_path / f"{name}.json").read_text())
@@ -122,32 +126,49 @@ def plot_eval(run_path: str | Path, name: str = "eval") -> Path | None:
             if x not in seen:
                 seen.append(x)
     cell = {(r["rule"], r["variant"]): r for r in rows}
+    # two panels: the score and the loss, each as points with 95% CI bars on an axis fitted
+    # to the values (bars from 0 hid differences of a score that saturates near 1, and a
+    # loss of 1e14 beside one of 0.1 showed only on the loss's own, logarithmic, axis)
+    metrics = [score] + (["loss"] if score != "loss" else [])
     width = 0.8 / len(rules)
-    fig, ax = plt.subplots(figsize=(2.0 + len(variants) * (0.5 + 0.32 * len(rules)), 4.4))
-    for i, ru in enumerate(rules):
-        x, mean, ci = [], [], []
-        for j, va in enumerate(variants):
-            r = cell.get((ru, va))
-            stats = r.get(score) if r is not None else None
-            if not isinstance(stats, dict) or stats.get("mean") is None:
-                continue
-            x.append(j - 0.4 + (i + 0.5) * width)
-            mean.append(float(stats["mean"]))
-            c = stats.get("ci95")
-            ci.append(float(c) if c is not None and np.isfinite(c) else 0.0)
-            if r.get("diverged"):
-                ax.annotate(f"{r['diverged']} div.", (x[-1], mean[-1]), fontsize=6,
-                            ha="center", va="bottom", rotation=90)
-        ax.bar(x, mean, width=width * 0.95, yerr=ci, capsize=2, label=ru,
-               error_kw={"lw": 0.8})
-    ax.set_xticks(range(len(variants)), [v.replace(", ", ",\n") for v in variants],
-                  fontsize=7, rotation=30 if len(variants) > 4 else 0,
-                  ha="right" if len(variants) > 4 else "center")
-    ax.set(ylabel=f"{score} (mean over {data.get('tasks_per_row', '?')} held-out tasks)",
-           title="Held-out evaluation: mean and 95% CI")
-    ax.axhline(0, color="k", lw=0.5)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
+    fig, axes = plt.subplots(1, len(metrics), squeeze=False, figsize=(
+        max(7.0, len(metrics) * (1.6 + len(variants) * (0.45 + 0.22 * len(rules)))), 4.6))
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        values = []
+        for i, ru in enumerate(rules):
+            x, mean, ci = [], [], []
+            for j, va in enumerate(variants):
+                r = cell.get((ru, va))
+                stats = r.get(metric) if r is not None else None
+                if not isinstance(stats, dict) or stats.get("mean") is None:
+                    continue
+                x.append(j - 0.4 + (i + 0.5) * width)
+                mean.append(float(stats["mean"]))
+                c = stats.get("ci95")
+                ci.append(float(c) if c is not None and np.isfinite(c) else 0.0)
+                if r.get("diverged") and metric == score:
+                    ax.annotate(f"{r['diverged']} div.", (x[-1], mean[-1]), fontsize=6,
+                                ha="center", va="bottom", rotation=90,
+                                xytext=(0, 4), textcoords="offset points")
+            values += [m for m in mean if np.isfinite(m)]
+            ax.errorbar(x, mean, yerr=ci, fmt="o", ms=4, capsize=2, lw=0.9,
+                        color=f"C{i}", label=ru)
+        finite = np.array(values)
+        if (metric == "loss" and finite.size and finite.min() > 0
+                and finite.max() / finite.min() > 30):
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(variants)), [v.replace(", ", ",\n") for v in variants],
+                      fontsize=7, rotation=30 if len(variants) > 4 else 0,
+                      ha="right" if len(variants) > 4 else "center")
+        ax.set_xlim(-0.6, len(variants) - 0.4)
+        ax.grid(axis="y", lw=0.4, alpha=0.5)
+        ax.set(ylabel=f"{metric} (mean over {data.get('tasks_per_row', '?')} tasks)",
+               title=metric + (" (log axis)" if ax.get_yscale() == "log" else ""))
+    fig.suptitle("Held-out evaluation: mean and 95% CI per row and rule", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.05 * ((len(labels) + 3) // 4) + 0.02, 1, 1))
     out = run_path / f"{name}.png"
     fig.savefig(out, dpi=110)
     plt.close(fig)
