@@ -407,3 +407,40 @@ def test_the_published_mlpp_presets_learn_without_nan(preset, least, tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 10 and all(r["accuracy"] is not None for r in records)
     assert np.mean([r["accuracy"] for r in records[5:]]) > least
+
+
+@pytest.mark.tier2
+@pytest.mark.parametrize("preset, sets", [
+    ("oja", ["task.n_steps=200", "eval.tasks=4"]),
+    ("cartpole-hebbian", ["eval.tasks=4"]),
+    ("stdp-pca", ["task.n_steps=200", "eval.tasks=0"]),
+    ("spiking-homeostasis", ["task.phases=2", "task.phase_steps=100", "eval.tasks=0"]),
+    ("infer-oja-activity", ["eval.tasks=4"]),
+])
+def test_every_figure_goes_into_a_talk_unedited(preset, sets, tmp_path, monkeypatch):
+    """Every figure a short run of the preset draws (training, inner learning, evaluation):
+    no text cut off by the figure's edge, no legend covering more than a third of its
+    axes (checked on the figure's drawn artists, just before it is saved)."""
+    from matplotlib.figure import Figure
+
+    from helpers import layout_problems
+
+    found: dict[str, list[str]] = {}
+    real = Figure.savefig
+
+    def checked(fig, fname, *a, **k):
+        fig.canvas.draw()
+        problems = layout_problems(fig)
+        if problems:
+            found[str(fname).rsplit("/", 1)[-1]] = problems
+        return real(fig, fname, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", checked)
+    args = ["run", preset, "--out", str(tmp_path), "--set", "meta.steps=4",
+            "--set", "meta.chunk=2"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    (run,) = list(tmp_path.iterdir())
+    assert len(list(run.glob("*.png"))) >= 3
+    assert not found, found
