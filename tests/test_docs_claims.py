@@ -36,3 +36,24 @@ def test_exact_claims_hold_to_the_printed_digits_and_ci_claims_within_the_ci(tmp
     twice = docs_check.Claim("c", "d.md", r"(0\.\d+)", "run oja", "summary:x")
     with pytest.raises(ValueError, match="found 3 times"):
         twice.printed()
+
+
+def test_another_floating_point_path_is_accepted_within_the_measured_tolerance(
+        tmp_path, monkeypatch):
+    """A seeded fit moves on another CPU's floating-point path (+0.337 here, +0.339 with
+    SSE4.2 only, +0.331 elsewhere): within the claim's path_tolerance it holds, and says
+    so; beyond it, it fails; without one, only the printed digits count."""
+    doc = tmp_path / "d.md"
+    doc.write_text("top term +0.337 here")
+    monkeypatch.setattr(docs_check, "ROOT", tmp_path)
+    claim = docs_check.Claim("a", "d.md", r"\+(0\.\d+) here", "run x", "term:t",
+                             path_tolerance=0.01)
+    assert docs_check.holds(claim, 0.3372)[0]
+    ok, said = docs_check.holds(claim, 0.331)
+    assert ok and "(path)" in said
+    assert not docs_check.holds(claim, 0.325)[0]
+    strict = docs_check.Claim("b", "d.md", r"\+(0\.\d+) here", "run x", "term:t")
+    assert not docs_check.holds(strict, 0.331)[0]
+    with_path = [c for c in docs_check.load() if c.path_tolerance > 0]
+    assert {c.name for c in with_path} >= {"inference-reward-seed0-top-term",
+                                           "inference-reward-seed0-deviance"}
