@@ -102,6 +102,22 @@ def test_refit_on_the_training_pool_gives_the_runs_theta(fit):
     assert not np.allclose(np.asarray(thetas["coef"][1]), got)
 
 
+def test_refit_in_chunks_reports_progress_and_gives_the_same_numbers(fit, monkeypatch):
+    train = np.asarray(fit["task"].indices)
+    pools, sizes = np.stack([train, train[::-1]]), [train.size, train.size]
+    whole, loss = recovery.refit(fit["objective"], fit["outer"], fit["theta0"], pools, sizes,
+                                 jax.random.key(2))
+    monkeypatch.setattr(recovery, "REFIT_CHUNK", 7)
+    seen = []
+    parts, loss7 = recovery.refit(fit["objective"], fit["outer"], fit["theta0"], pools,
+                                  sizes, jax.random.key(2),
+                                  progress=lambda done, total: seen.append((done, total)))
+    np.testing.assert_array_equal(np.asarray(parts["coef"]), np.asarray(whole["coef"]))
+    np.testing.assert_array_equal(loss7, loss)
+    steps = fit["outer"].steps
+    assert seen[-1] == (steps, steps) and len(seen) == -(-steps // 7)
+
+
 def test_pools_resample_and_fold_the_training_trajectories():
     idx = np.array([3, 4, 7, 9, 11])
     boot = recovery.bootstrap_pools(idx, 40, jax.random.key(0))
@@ -164,6 +180,21 @@ def test_evaluation_of_recordings_scores_every_trajectory_once(run_dir):
     rec = json.loads((run_dir / "recovery.json").read_text())
     want = rec["splits"]["train"]["rules"]["inferred"]["r2"]["mean"]
     assert row["r2"]["mean"] == pytest.approx(want, abs=1e-6)
+
+
+def test_recovery_reports_its_progress_step_by_step(run_dir):
+    """The bootstrap's refits (one program, minutes on real recordings) and the L1 path
+    report (done, total, what) as they go, ending at their totals."""
+    from metaplastic.experiments.rule_recovery import analyse
+    from metaplastic.experiments.rundir import RunDir
+
+    seen = []
+    analyse(RunDir(run_dir), bootstrap=3, l1=(0.0, 1e-3), folds=2,
+            progress=lambda done, total, what: seen.append((done, total, what)))
+    boot = [(d, t) for d, t, w in seen if "refits" in w]
+    path = [(d, t) for d, t, w in seen if w.startswith("L1 path")]
+    assert boot[0][0] == 0 and boot[-1][0] == boot[-1][1] > 0 and len(boot) >= 2
+    assert path[-1][0] == path[-1][1] and len({t for _, t in path}) == 1
 
 
 def test_recover_bootstrap_and_l1_path(run_dir, capsys):

@@ -1,7 +1,8 @@
 """Progress of long library calls, for people.
 
-Every long call takes ``progress=``: a callable the call reports to (``outer.run``: the
-records of each chunk), ``False`` for silence, or ``None`` (the default): a progress bar
+Every long call takes ``progress=``: a callable the call reports to — ``progress(done,
+total, what)`` (rule recovery: its refits, meta-step by meta-step; ``outer.run``: the
+records of each chunk instead) — ``False`` for silence, or ``None`` (the default): a bar
 on the terminal when one is attached (stderr is a TTY and ``METAPLASTIC_PROGRESS`` is not
 ``0``), else silence, so that scripts, notebooks' logs and tests print nothing unasked.
 The command line draws its own bars and passes its own callables.
@@ -24,18 +25,28 @@ def interactive() -> bool:
 
 @contextlib.contextmanager
 def bar(what: str, total: int | None, console: Any = None) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr (or ``console``) while the block runs; yields
-    ``update(done, info="")``. Transient: it leaves nothing behind in the terminal."""
+    """A rich progress bar on stderr (or ``console``) while the block runs, with the time
+    left; yields ``update(done, info="", total=None)`` (``total``: a new total, for work
+    whose size is known as it goes). Transient: it leaves nothing behind."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [TextColumn(what), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TextColumn("{task.fields[info]}")]
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+               TextColumn("{task.fields[info]}")]
     with Progress(*columns, console=console or Console(stderr=True),
                   transient=True) as p:
         task = p.add_task(what, total=total, info="compiling...")
 
-        def update(done: int, info: str = "") -> None:
+        def update(done: int, info: str = "", total: int | None = None) -> None:
+            if total is not None:
+                p.update(task, total=total)
             p.update(task, completed=done, info=info)
 
         yield update

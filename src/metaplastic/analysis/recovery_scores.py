@@ -22,6 +22,7 @@ For a fit to a ``recorded`` task (:mod:`metaplastic.tasks.recorded`):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -161,29 +162,50 @@ def fold_pools(indices, folds: int) -> tuple[np.ndarray, np.ndarray, list[np.nda
     return pools, np.array([r.size for r in rows]), held
 
 
+#: meta-steps of refits run between two progress reports (one program for every chunk)
+REFIT_CHUNK = 50
+
+
 def refit(objective: Any, outer: Any, theta0: Any, pools, sizes, key: Array,
-          l1: float | None = None) -> tuple[Any, np.ndarray]:
+          l1: float | None = None,
+          progress: Callable[[int, int], None] | None = None) -> tuple[Any, np.ndarray]:
     """The run's fit from ``theta0`` repeated on every row of ``pools`` (trajectory indices
-    drawn uniformly from ``pools[b, :sizes[b]]``), all in one program. Returns θ with a
-    leading axis over rows and the final meta-loss of each (mean of the last 10 steps).
-    ``l1``: another L1 strength than the run's."""
+    drawn uniformly from ``pools[b, :sizes[b]]``), all rows side by side in one program.
+    Returns θ with a leading axis over rows and the final meta-loss of each (mean of the
+    last 10 steps). ``l1``: another L1 strength than the run's. ``progress(done, total)``
+    follows every ``REFIT_CHUNK`` meta-steps (the same numbers as one unbroken scan)."""
     task = check_recorded(objective)
     if l1 is not None:
         objective = dataclasses.replace(objective, l1=float(l1))
     total = jnp.asarray(outer.steps, jnp.int32)
 
-    def one(pool, size):
-        obj = dataclasses.replace(objective, task=pooled(task, pool, size))
-        step = driver.step_fn(outer, obj)
-        state = driver.init(outer, obj, theta0, key)
+    def made(pool, size):
+        return dataclasses.replace(objective, task=pooled(task, pool, size))
+
+    def start(pool, size):
+        return driver.init(outer, made(pool, size), theta0, key)
+
+    def advance(state, pool, size, length: int):
+        step = driver.step_fn(outer, made(pool, size))
         state, m = jax.lax.scan(lambda s, _: step(s, key, total), state, None,
-                                length=outer.steps)
-        return outer.theta(state.outer), jnp.mean(m["loss"][-10:])
+                                length=length)
+        return state, m["loss"]
 
     pools = jnp.asarray(np.asarray(pools), jnp.int32)
     sizes = jnp.asarray(np.asarray(sizes), jnp.int32)
-    thetas, losses = jax.jit(jax.vmap(one))(pools, sizes)
-    return thetas, np.asarray(losses, np.float64)
+    states = jax.jit(jax.vmap(start))(pools, sizes)
+    chunk = jax.jit(jax.vmap(advance, in_axes=(0, 0, 0, None)), static_argnums=3)
+    losses, done = [], 0
+    while done < outer.steps:
+        n = min(REFIT_CHUNK, outer.steps - done)
+        states, loss = chunk(states, pools, sizes, n)
+        losses.append(loss)
+        done += n
+        if progress is not None:
+            progress(done, outer.steps)
+    loss = jnp.concatenate(losses, axis=1)
+    thetas = jax.vmap(outer.theta)(states.outer)
+    return thetas, np.asarray(jnp.mean(loss[:, -10:], axis=1), np.float64)
 
 
 def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

@@ -120,11 +120,12 @@ def print_compare(summaries: list[dict]) -> None:
 
 def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> None:
     from metaplastic.experiments.rule_recovery import analyse
+    from metaplastic.progress import bar
     from metaplastic.report.recovery_plots import plot_recovery
 
-    with console.status("rule recovery...") as status:
+    with bar("rule recovery", None, console=console) as update:  # with the time left
         out = analyse(run, bootstrap=bootstrap, l1=l1, folds=folds,
-                      progress=lambda what: status.update(f"rule recovery: {what}..."))
+                      progress=lambda done, total, what: update(done, escape(what), total))
     fit = out["fit"]
     table = Table(title="every trajectory scored once (mean ± 95% CI over trajectories)")
     metric = "r2" if fit == "activity" else "nll"

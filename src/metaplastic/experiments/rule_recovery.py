@@ -19,6 +19,7 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
@@ -40,6 +41,8 @@ from metaplastic.experiments.evaluate import coefficient_cosine
 from metaplastic.experiments.lifecycle import run_keys
 from metaplastic.experiments.rule_runs import run_theta
 from metaplastic.experiments.rundir import RunDir
+from metaplastic.progress import bar as progress_bar
+from metaplastic.progress import resolve as resolve_progress
 from metaplastic.rules.composed import synapses_part
 
 FILE = "recovery.json"
@@ -49,9 +52,22 @@ KEEP_SHARE = 0.05
 
 
 def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), folds: int = 0,
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Everything above for the run in ``run``; writes ``recovery.json`` and returns it."""
-    say = progress or (lambda _: None)
+            progress: Callable[[int, int | None, str], None] | bool | None = None
+            ) -> dict[str, Any]:
+    """Everything above for the run in ``run``; writes ``recovery.json`` and returns it.
+    ``progress(done, total, what)`` follows the work (the library's one progress contract,
+    :mod:`metaplastic.progress`: refits report every chunk of meta-steps); ``None``: a
+    bar on a terminal, ``False``: silent."""
+    report, draw = resolve_progress(progress)
+    with contextlib.ExitStack() as stack:
+        if draw:
+            update = stack.enter_context(progress_bar("rule recovery", None))
+            report = lambda done, total, what: update(done, what, total)  # noqa: E731
+        return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None))
+
+
+def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
+             say: Callable[[int, int | None, str], None]) -> dict[str, Any]:
     cfg = run.config()
     pieces = build(cfg)
     objective, rule, network = pieces.objective, pieces.rule, pieces.network
@@ -65,7 +81,7 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
               for s in ("train", "heldout")}
     out: dict[str, Any] = {"fit": task.fit, "trajectories": {s: int(v.size)
                                                              for s, v in splits.items()}}
-    say("scoring every trajectory once")
+    say(0, None, "scoring every trajectory once")
     out["splits"] = {s: _score(objective, theta, idx, key, truth, rule)
                      for s, idx in splits.items() if idx.size}
     # the synapses' rule within θ (without e.g. a fitted start or learned neurons)
@@ -89,11 +105,13 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
             raise ConfigError("--bootstrap gives intervals of named coefficients: this "
                               "run's rule has none, and no polynomial reference (the "
                               "simulation's rule or `reference`) to read it out onto")
-        say(f"{bootstrap} refits on resampled training trajectories")
+        what = f"{bootstrap} refits on resampled training trajectories (meta-steps)"
+        say(0, pieces.outer.steps, what)
         pools = recovery.bootstrap_pools(splits["train"], bootstrap,
                                          jax.random.fold_in(key, 1))
         thetas, _ = recovery.refit(objective, pieces.outer, theta0, pools,
-                                   np.full(bootstrap, pools.shape[1]), run_key)
+                                   np.full(bootstrap, pools.shape[1]), run_key,
+                                   progress=lambda d, t: say(d, t, what))
         if vector is None:
             flat = np.asarray(jax.vmap(lambda t: ravel_pytree(own(t))[0])(thetas),
                               np.float64)
@@ -265,8 +283,15 @@ def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, sa
     path = {"l1": list(strengths), "folds": folds, "cv_loss": [], "cv_se": [], "theta": [],
             "diverged": []}
     for i, lam in enumerate(strengths):
-        say(f"L1 {lam:g}: {folds} folds and the whole training set")
-        thetas, _ = recovery.refit(objective, outer, theta0, pools, sizes, run_key, l1=lam)
+        what = (f"L1 path, {lam:g} ({i + 1} of {len(strengths)}): {folds} folds and the "
+                f"whole training set")
+
+        def step(done, total, i=i, what=what):
+            say(i * total + done, len(strengths) * total, what)
+
+        step(0, outer.steps)
+        thetas, _ = recovery.refit(objective, outer, theta0, pools, sizes, run_key, l1=lam,
+                                   progress=step)
         losses = []
         for f, idx in enumerate(held):
             theta_f = jax.tree.map(lambda x, f=f: x[f], thetas)
