@@ -118,6 +118,16 @@ def test_refit_in_chunks_reports_progress_and_gives_the_same_numbers(fit, monkey
     assert seen[-1] == (steps, steps) and len(seen) == -(-steps // 7)
 
 
+def test_few_distinct_resamples_are_counted_and_warned_about():
+    """3 training trajectories allow 10 different resamples: 20 refits repeat them, and
+    the intervals say so (6 of 18 point estimates fell outside their own intervals)."""
+    idx = np.array([0, 1, 2])
+    boot = recovery.bootstrap_pools(idx, 20, jax.random.key(0))
+    assert recovery.possible_resamples(3) == 10
+    assert recovery.distinct_resamples(boot) <= 10
+    assert recovery.distinct_resamples(np.array([[0, 1, 1], [1, 0, 1], [2, 2, 2]])) == 2
+
+
 def test_pools_resample_and_fold_the_training_trajectories():
     idx = np.array([3, 4, 7, 9, 11])
     boot = recovery.bootstrap_pools(idx, 40, jax.random.key(0))
@@ -206,6 +216,8 @@ def test_recover_bootstrap_and_l1_path(run_dir, capsys):
     coef, path = data["coefficients"], data["l1_path"]
     lo, hi = np.array(coef["ci_low"]), np.array(coef["ci_high"])
     assert coef["bootstrap"] == 6 and np.all(lo <= hi) and np.any(hi > lo)
+    assert 1 <= coef["distinct_resamples"] <= 6 and "distinct" in text
+    assert "note:" in text and "not reliable" in text  # 6 refits: fewer than 20 distinct
     assert 0 <= coef["truth_inside_ci"] <= 27
     assert path["l1"] == [0.0, 1e-3] and len(path["theta"]) == 2 and path["folds"] == 2
     assert path["chosen"] in path["l1"] and all(np.isfinite(path["cv_loss"]))

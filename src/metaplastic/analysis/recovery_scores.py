@@ -22,6 +22,7 @@ For a fit to a ``recorded`` task (:mod:`metaplastic.tasks.recorded`):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -145,6 +146,17 @@ def bootstrap_pools(indices, n: int, key: Array) -> np.ndarray:
     indices = np.asarray(indices)
     draws = jax.random.randint(key, (n, indices.size), 0, indices.size)
     return indices[np.asarray(draws)]
+
+
+def distinct_resamples(pools) -> int:
+    """How many of the resamples differ as multisets of trajectories (the order within a
+    resample changes nothing the fit sees on average)."""
+    return len({tuple(sorted(row)) for row in np.asarray(pools).tolist()})
+
+
+def possible_resamples(n: int) -> int:
+    """How many different resamples (multisets of ``n`` from ``n`` trajectories) exist."""
+    return math.comb(2 * n - 1, n)
 
 
 def fold_pools(indices, folds: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:

@@ -161,7 +161,8 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
         order = sorted(free, key=lambda i: -abs(coef["inferred"][i]))
         t = Table(title=f"{'read-out ' if coef.get('kind') == 'readout' else ''}"
                         f"coefficients, bootstrap 95% CI ({coef['bootstrap']} refits on "
-                        f"resampled training trajectories)")
+                        f"resampled training trajectories, "
+                        f"{coef.get('distinct_resamples', '?')} distinct)")
         for col in ("term", "inferred", "95% CI", *(["truth"] if coef["truth_values"]
                                                     is not None else [])):
             t.add_column(col)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -49,6 +50,10 @@ FILE = "recovery.json"
 #: a term is kept at the chosen L1 strength when |coefficient| exceeds this share of the
 #: largest (Adam's L1 steps leave small oscillations, not exact zeros)
 KEEP_SHARE = 0.05
+
+
+#: fewer distinct bootstrap resamples than this: the intervals are said to be unreliable
+MIN_DISTINCT = 20
 
 
 def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), folds: int = 0,
@@ -119,7 +124,17 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
             flat = np.stack([vector(jax.tree.map(lambda x, b=b: x[b], thetas))
                              for b in range(bootstrap)])
         lo, hi = recovery.percentile_ci(flat)
-        ref.update(bootstrap=bootstrap, ci_low=lo.tolist(), ci_high=hi.tolist())
+        distinct = recovery.distinct_resamples(pools)
+        possible = recovery.possible_resamples(int(splits["train"].size))
+        ref.update(bootstrap=bootstrap, ci_low=lo.tolist(), ci_high=hi.tolist(),
+                   distinct_resamples=distinct, possible_resamples=possible)
+        if distinct < MIN_DISTINCT or distinct < bootstrap / 2:
+            warnings.warn(
+                f"the bootstrap's {bootstrap} resamples hold only {distinct} distinct sets "
+                f"of trajectories ({splits['train'].size} training trajectories allow "
+                f"{possible}): percentile intervals from so few are not reliable (they "
+                f"can exclude the truth or collapse); record more trajectories",
+                stacklevel=2)
         if ref.get("truth_values") is not None:
             inside = (lo <= ref["truth_values"]) & (ref["truth_values"] <= hi)
             ref["truth_inside_ci"] = int(np.sum(inside[np.asarray(ref["free"])]))
