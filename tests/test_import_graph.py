@@ -16,7 +16,7 @@ SRC = Path(mp.__file__).parent
 LAYERS = [
     {"errors", "_stats", "_records", "_fields", "interrupts", "capabilities", "precision",
      "xla", "devices", "signals", "registry", "streams", "_version", "_startup",
-     "activations"},
+     "activations", "progress"},
     {"neurons", "rules", "network", "spiking", "tasks"},
     {"inner", "meta"},
     {"analysis", "report"},
