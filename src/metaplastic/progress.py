@@ -1,8 +1,10 @@
 """Progress of long library calls, for people.
 
 Every long call takes ``progress=``: a callable the call reports to — ``progress(done,
-total, what)`` (rule recovery: its refits, meta-step by meta-step; ``outer.run``: the
-records of each chunk instead) — ``False`` for silence, or ``None`` (the default): a bar
+total, what)`` (evaluation, ``rule_runs.evaluate_run``: every tuning point and table cell;
+rule recovery, ``rule_recovery.analyse``: its refits, meta-step by meta-step;
+``outer.run``: the records of each chunk instead) — ``False`` for silence, or ``None``
+(the default): a bar
 on the terminal when one is attached (stderr is a TTY and ``METAPLASTIC_PROGRESS`` is not
 ``0``), else silence, so that scripts, notebooks' logs and tests print nothing unasked.
 The command line draws its own bars and passes its own callables.

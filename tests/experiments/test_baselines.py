@@ -119,7 +119,7 @@ def test_per_row_meta_trained_baseline_learns_each_rows_layer_rates(small_fa, tm
 
 
 @pytest.mark.tier2  # slow: trains or tunes end to end (second tier)
-def test_learned_rule_ablations_and_online_adam(small_fa, tmp_path):
+def test_learned_rule_ablations_and_online_adam(small_fa, tmp_path, monkeypatch):
     """``rule = "learned"`` evaluates the run's own θ under network changes: unchanged it
     reproduces the learned row exactly; without hidden feedback it differs. Online Adam
     with backprop's errors is tuned like the other baselines."""
@@ -140,6 +140,22 @@ def test_learned_rule_ablations_and_online_adam(small_fa, tmp_path):
     seen = []
     rows = {r["rule"]: r for r in evaluate_run(run, progress=lambda *a: seen.append(a))}
     assert set(rows) == {"learned", "same", "learned (feedback = none)", "BP-Adam"}
+    # no callable on a terminal: the library's bar (metaplastic.progress), same numbers
+    import io
+
+    from rich.console import Console
+
+    from metaplastic import progress as prog
+    from metaplastic.experiments import rule_runs
+
+    screen = io.StringIO()
+    real_bar = prog.bar
+    monkeypatch.setattr(rule_runs, "progress_bar", lambda what, total: real_bar(
+        what, total, Console(file=screen, force_terminal=True, width=100)))
+    monkeypatch.setattr(prog, "interactive", lambda: True)
+    again = {r["rule"]: r for r in evaluate_run(run)}
+    assert "evaluating" in screen.getvalue() and "6/6" in screen.getvalue()
+    assert again["learned"]["accuracy"] == rows["learned"]["accuracy"]
     # progress: 2 tuning points, then 4 cells of the one row, counted up to the total
     assert [d for d, _, _ in seen] == list(range(1, 7)) and {t for _, t, _ in seen} == {6}
     assert seen[0][2] == "tuning BP-Adam" and seen[-1][2] == "BP-Adam on train"

@@ -5,6 +5,7 @@ episode recorded for the figures, and held-out evaluation against baselines.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,8 @@ from metaplastic.experiments.rundir import RunDir
 from metaplastic.meta import driver
 from metaplastic.meta.memory import check_fits
 from metaplastic.meta.objective import Objective
+from metaplastic.progress import bar as progress_bar
+from metaplastic.progress import resolve as resolve_progress
 from metaplastic.rules.base import conform
 from metaplastic.rules.composed import synapses_part
 
@@ -144,8 +147,22 @@ def summary(cfg: RunConfig, pieces, theta, hist: list[dict]) -> dict[str, Any]:
 
 
 def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
-                 progress: Callable[[int, int, str], None] | None = None,
+                 progress: Callable[[int, int, str], None] | bool | None = None,
                  sets: tuple[str, ...] = (), name: str = "eval") -> list[dict]:
+    """:func:`_evaluate_run` with the library's progress contract
+    (:mod:`metaplastic.progress`): ``progress(done, total, what)``, ``None`` a bar on a
+    terminal, ``False`` silent."""
+    report, draw = resolve_progress(progress)
+    with contextlib.ExitStack() as stack:
+        if draw:
+            update = stack.enter_context(progress_bar("evaluating", None))
+            report = lambda done, total, what: update(done, what, total)  # noqa: E731
+        return _evaluate_run(run, n_tasks, baselines, report, sets, name)
+
+
+def _evaluate_run(run: RunDir, n_tasks: int | None, baselines,
+                  progress: Callable[[int, int, str], None] | None,
+                  sets: tuple[str, ...], name: str) -> list[dict]:
     """Evaluate a run's θ and the baselines on held-out tasks; writes ``NAME.json``
     (default ``eval.json``; with ``sets`` it also records the evaluation settings used).
 
