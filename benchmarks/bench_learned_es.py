@@ -98,7 +98,8 @@ def run_one(name: str, strategy: str, seed: int, generations: int) -> dict:
     theta0 = pieces.rule.init(k_init, pieces.network.shapes)
     stamps = []
     res = pieces.outer.run(pieces.objective, theta0, key=k_meta,
-                           progress=lambda recs: stamps.append(time.perf_counter()))
+                           progress=lambda recs: stamps.append(time.perf_counter()),
+                           guard=cfg.meta_section.build_guard())  # the preset's bounds
     chunk_times = np.diff(stamps) / 10 if len(stamps) > 2 else [float("nan")]
     curve = [r["loss"] for r in res.history]
     heldout_cfg = _config(search, STRATEGIES[strategy], seed, generations)

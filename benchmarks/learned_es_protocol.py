@@ -118,6 +118,7 @@ def run_one(protocol: dict, search: dict, strategy: str, seed: int, sigma: float
             lr: float | None, generations: int, stream: int, curve: bool) -> dict:
     """One search: the final mean's generalising score, (optionally) the score every
     ``score_every`` generations, evaluations counted, wall time."""
+    from metaplastic.errors import NonFiniteError
     from metaplastic.experiments.build import build
     from metaplastic.meta import driver
     from metaplastic.meta.guard import DEFAULT_GUARD
@@ -136,14 +137,19 @@ def run_one(protocol: dict, search: dict, strategy: str, seed: int, sigma: float
                                                                 DEFAULT_GUARD)))
 
     t0 = time.perf_counter()
-    res = driver.run(pieces.outer, pieces.objective, theta0, key=k_meta, checkpoint=keep)
+    stopped = None
+    try:  # under the preset's own safeguards (e.g. the Hebbian presets' weight bound)
+        res = driver.run(pieces.outer, pieces.objective, theta0, key=k_meta,
+                         checkpoint=keep, guard=cfg.meta_section.build_guard())
+    except NonFiniteError as e:  # stopped by the safeguards: its last good θ is scored
+        res, stopped = e.result, str(e).split(". ")[0]
     wall = time.perf_counter() - t0
     score = scorer(search, cfg, protocol["evaluation"]["fresh_tasks"])
     key = jax.random.key(stream + seed)
     skipped = sum(bool(r.get("skipped")) for r in res.history)
     evaluations = len(res.history) * (search["population"] + 1) + (
         skipped if strategy == "learned-es" else 0)
-    out = {"final": score(res.theta, key), "evaluations": evaluations,
+    out = {"final": score(res.theta, key), "stopped": stopped, "evaluations": evaluations,
            "rejected_steps": skipped, "seconds": wall,
            "seconds_per_generation": float(np.median(np.diff(stamps[2:]))) / every
            if len(stamps) > 3 else float("nan"),
@@ -187,14 +193,17 @@ def tune(args, protocol: dict) -> None:
                 label = f"sigma={sigma}" + ("" if lr is None else f",lr={lr}")
                 if label in rows and not args.redo:
                     continue
-                finals = []
+                finals, stopped = [], 0
                 for seed in seeds:
                     r = run_one(protocol, search, strategy, seed, sigma, lr, gens,
                                 TUNE_STREAM, curve=False)
                     finals.append(r["final"])
+                    stopped += r["stopped"] is not None
+                # a setting whose search diverged or was stopped is not chosen
+                ok = all(map(math.isfinite, finals)) and not stopped
                 rows[label] = {"sigma": sigma, "lr": lr, "finals": finals,
-                               "mean": float(np.mean(finals)) if all(
-                                   map(math.isfinite, finals)) else None}
+                               "stopped": stopped,
+                               "mean": float(np.mean(finals)) if ok else None}
                 print(f"tune {name} {strategy} {label}: {rows[label]['mean']}", flush=True)
                 out.write_text(json.dumps(data, indent=1) + "\n")
 
@@ -327,12 +336,17 @@ def table(protocol: dict, data: dict) -> str:
             for mode, v in modes.items():
                 m, h, _ = mean_ci([r["final"] for r in v["runs"]])
                 ev = int(np.max([r["evaluations"] for r in v["runs"]]))
+                stops = sum(r.get("stopped") is not None for r in v["runs"])
+                if stops:
+                    setting_note = f" ({stops} seed(s) stopped by the safeguards)"
+                else:
+                    setting_note = ""
                 flag = " (over budget)" if ev > 1.01 * v["budget"] else ""
                 edge = " (grid edge)" if v["setting"].get("on_edge") else ""
                 setting = f"σ {v['setting']['sigma']}" + (
                     f", lr {v['setting']['lr']}" if v["setting"].get("lr") else "")
                 spg = np.median([r["seconds_per_generation"] for r in v["runs"]])
-                lines.append(f"| {name} | {strategy} | {mode} | {setting}{edge} | "
+                lines.append(f"| {name} | {strategy} | {mode} | {setting}{edge}{setting_note} | "
                              f"{m:.4g} ± {h:.2g} | {ev}{flag} | {spg:.3f} |")
     tests = [s["name"] for s in protocol["test"] if s["name"] in data["results"]]
     rows = {n: paired(protocol, data, n) for n in tests}
