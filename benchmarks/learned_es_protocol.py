@@ -175,16 +175,26 @@ def better(direction: str, a: float, b: float) -> bool:
     return a > b if direction == "maximise" else a < b
 
 
-def tune(args, protocol: dict) -> None:
-    out = args.out / "learned_es_tuning.json"
+def opened(out: Path, **header) -> tuple[dict, dict]:
+    """(the results file's data so far with ``header`` updated, its ``results`` table):
+    a rerun continues what an earlier one wrote."""
     data = json.loads(out.read_text()) if out.is_file() else {}
-    data.update({"protocol_sha256": sha256(PROTOCOL), "machine": machine()})
-    seeds = protocol["tuning"]["seeds"][:1 if args.quick else None]
-    results = data.setdefault("results", {})
+    data.update({"protocol_sha256": sha256(PROTOCOL), "machine": machine(), **header})
+    return data, data.setdefault("results", {})
+
+
+def searches(args, protocol: dict):
+    """(name, search, θ's dimension, generations) of every search asked for."""
     for name in args.searches:
         search = protocol["searches"][name]
-        dim = dimension(search)
-        gens = generations(search, args.quick)
+        yield name, search, dimension(search), generations(search, args.quick)
+
+
+def tune(args, protocol: dict) -> None:
+    out = args.out / "learned_es_tuning.json"
+    data, results = opened(out)
+    seeds = protocol["tuning"]["seeds"][:1 if args.quick else None]
+    for name, search, dim, gens in searches(args, protocol):
         for strategy in args.strategies:
             if strategy == "learned-es" or applies(protocol, search, strategy, dim):
                 continue
@@ -249,18 +259,12 @@ def evaluate(args, protocol: dict) -> None:
         raise SystemExit(f"no tuning results at {tuning_file}: run `tune` first")
     tuning = json.loads(tuning_file.read_text())["results"]
     out = args.out / "learned_es_protocol.json"
-    data = json.loads(out.read_text()) if out.is_file() else {}
     phi = {"path": args.phi or "shipped"}
     if args.phi:
         phi["sha256"] = sha256(Path(args.phi))
-    data.update({"protocol_sha256": sha256(PROTOCOL), "machine": machine(), "phi": phi,
-                 "command": " ".join(["python", *sys.argv])})
+    data, results = opened(out, phi=phi, command=" ".join(["python", *sys.argv]))
     seeds = range(2 if args.quick else protocol["evaluation"]["seeds"])
-    results = data.setdefault("results", {})
-    for name in args.searches:
-        search = protocol["searches"][name]
-        dim = dimension(search)
-        gens = generations(search, args.quick)
+    for name, search, dim, gens in searches(args, protocol):
         for strategy in args.strategies:
             why = applies(protocol, search, strategy, dim)
             if why:

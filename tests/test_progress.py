@@ -33,7 +33,7 @@ def test_outer_run_draws_a_bar_on_a_terminal_and_nothing_elsewhere(monkeypatch, 
     def on_screen(what, total, console=None):  # a terminal we can read
         return real(what, total, Console(file=screen, force_terminal=True, width=100))
 
-    monkeypatch.setattr("metaplastic.meta.driver.progress_bar", on_screen)
+    monkeypatch.setattr(progress, "bar", on_screen)
     monkeypatch.setattr(progress, "interactive", lambda: True)
     OUTER.run(Bowl(), THETA0, key=jax.random.key(0))
     assert "meta-training" in screen.getvalue() and "20/20" in screen.getvalue()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from metaplastic.errors import ConfigError
 
@@ -77,3 +78,16 @@ def read_json(path: str | Path, strict: bool = True) -> dict:
             raise ConfigError(f"{path} is damaged (not a JSON object)")
         return {}
     return data
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested configuration with dotted keys (``{"meta.steps": 300, ...}``), leaf
+    values as they are (compare's labels, TensorBoard's hyperparameters)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+

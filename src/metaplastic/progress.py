@@ -66,3 +66,17 @@ def resolve(progress: Any) -> tuple[Any, bool]:
 
         raise ConfigError(f"progress must be a callable, False or None; got {progress!r}")
     return progress, False
+
+
+@contextlib.contextmanager
+def reporting(progress: Any, title: str) -> Iterator[Callable[[int, int | None, str], None] | None]:
+    """What a long call reports ``(done, total, what)`` to while the block runs: the
+    callable given, a bar titled ``title`` for ``None`` on a terminal, nothing (None)
+    otherwise or for ``False``."""
+    report, draw = resolve(progress)
+    if not draw:
+        yield report
+        return
+    with bar(title, None) as update:
+        yield lambda done, total, what: update(done, what, total)
+

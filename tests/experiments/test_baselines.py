@@ -146,11 +146,10 @@ def test_learned_rule_ablations_and_online_adam(small_fa, tmp_path, monkeypatch)
     from rich.console import Console
 
     from metaplastic import progress as prog
-    from metaplastic.experiments import rule_runs
 
     screen = io.StringIO()
     real_bar = prog.bar
-    monkeypatch.setattr(rule_runs, "progress_bar", lambda what, total: real_bar(
+    monkeypatch.setattr(prog, "bar", lambda what, total: real_bar(
         what, total, Console(file=screen, force_terminal=True, width=100)))
     monkeypatch.setattr(prog, "interactive", lambda: True)
     again = {r["rule"]: r for r in evaluate_run(run)}

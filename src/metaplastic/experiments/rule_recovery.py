@@ -19,7 +19,6 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import warnings
@@ -42,8 +41,7 @@ from metaplastic.experiments.evaluate import coefficient_cosine
 from metaplastic.experiments.lifecycle import run_keys
 from metaplastic.experiments.rule_runs import run_theta
 from metaplastic.experiments.rundir import RunDir
-from metaplastic.progress import bar as progress_bar
-from metaplastic.progress import resolve as resolve_progress
+from metaplastic.progress import reporting
 from metaplastic.rules.composed import synapses_part
 
 FILE = "recovery.json"
@@ -63,11 +61,7 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     ``progress(done, total, what)`` follows the work (the library's one progress contract,
     :mod:`metaplastic.progress`: refits report every chunk of meta-steps); ``None``: a
     bar on a terminal, ``False``: silent."""
-    report, draw = resolve_progress(progress)
-    with contextlib.ExitStack() as stack:
-        if draw:
-            update = stack.enter_context(progress_bar("rule recovery", None))
-            report = lambda done, total, what: update(done, what, total)  # noqa: E731
+    with reporting(progress, "rule recovery") as report:
         return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None))
 
 

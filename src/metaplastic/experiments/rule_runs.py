@@ -5,7 +5,6 @@ episode recorded for the figures, and held-out evaluation against baselines.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -42,8 +41,7 @@ from metaplastic.experiments.rundir import RunDir
 from metaplastic.meta import driver
 from metaplastic.meta.memory import check_fits
 from metaplastic.meta.objective import Objective
-from metaplastic.progress import bar as progress_bar
-from metaplastic.progress import resolve as resolve_progress
+from metaplastic.progress import reporting
 from metaplastic.rules.base import conform
 from metaplastic.rules.composed import synapses_part
 
@@ -152,11 +150,7 @@ def evaluate_run(run: RunDir, n_tasks: int | None = None, baselines=None,
     """:func:`_evaluate_run` with the library's progress contract
     (:mod:`metaplastic.progress`): ``progress(done, total, what)``, ``None`` a bar on a
     terminal, ``False`` silent."""
-    report, draw = resolve_progress(progress)
-    with contextlib.ExitStack() as stack:
-        if draw:
-            update = stack.enter_context(progress_bar("evaluating", None))
-            report = lambda done, total, what: update(done, what, total)  # noqa: E731
+    with reporting(progress, "evaluating") as report:
         return _evaluate_run(run, n_tasks, baselines, report, sets, name)
 
 

@@ -18,7 +18,6 @@ start), rollbacks and keep-best θ: the :class:`~metaplastic.meta.guard.Guard`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import threading
@@ -37,8 +36,7 @@ from metaplastic.errors import ConfigError, NonFiniteError
 from metaplastic.interrupts import deferred
 from metaplastic.meta.guard import DEFAULT_GUARD, Guard, GuardState
 from metaplastic.meta.segments import Truncated, as_objective, select
-from metaplastic.progress import bar as progress_bar
-from metaplastic.progress import resolve as resolve_progress
+from metaplastic.progress import reporting
 
 Array = jax.Array
 
@@ -264,25 +262,28 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
     objective = as_objective(objective)
     outer.check(objective)
     key = as_key(key)
-    progress, draw = resolve_progress(progress)
+    given = progress if callable(progress) else None  # a callable gets the records
+    with reporting(None if given else progress, "meta-training") as report:
+        if report is not None:  # no callable, a terminal attached: a bar
+
+            def given(records):
+                last = records[-1]
+                loss = last.get("task_loss")
+                report(int(last["step"]), outer.steps, f"meta-loss {loss:.4g}"
+                       if isinstance(loss, int | float) else "")
+        return _run(outer, objective, theta0, key, given, state, checkpoint, guard)
+
+
+def _run(outer, objective, theta0, key, progress, state, checkpoint, guard) -> MetaResult:
     if state is None:
         theta0 = check_theta0(objective, theta0)
     state = init(outer, objective, theta0, key) if state is None else state
     result = MetaResult(result_theta(outer, state, guard), [], state)
     try:
-        with contextlib.ExitStack() as stack:
-            if draw:  # no callable given, a terminal attached: a bar (metaplastic.progress)
-                update = stack.enter_context(progress_bar("meta-training", outer.steps))
-
-                def progress(records, update=update):
-                    last = records[-1]
-                    loss = last.get("task_loss")
-                    update(int(last["step"]), f"meta-loss {loss:.4g}"
-                           if isinstance(loss, int | float) else "")
-            host_loop(outer, objective, key, state, [result],
-                      None if progress is None else lambda i, records: progress(records),
-                      None if checkpoint is None else lambda i, one: checkpoint(one),
-                      guard=guard)
+        host_loop(outer, objective, key, state, [result],
+                  None if progress is None else lambda i, records: progress(records),
+                  None if checkpoint is None else lambda i, one: checkpoint(one),
+                  guard=guard)
         return result
     except (Exception, KeyboardInterrupt) as e:  # Ctrl-C, SIGTERM, out of memory, ...
         if e.__dict__.get("result") is None:  # the state after the last whole chunk

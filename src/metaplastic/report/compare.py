@@ -21,7 +21,7 @@ from typing import Any
 import matplotlib
 
 from metaplastic import _stats as stats
-from metaplastic._records import read_json, read_metrics, read_toml
+from metaplastic._records import flatten, read_json, read_metrics, read_toml
 from metaplastic.errors import ConfigError
 
 matplotlib.use("Agg")
@@ -136,13 +136,8 @@ def group(runs: list[Run]) -> list[Group]:
 
 def flat_config(d: dict, prefix: str = "") -> dict[str, str]:
     """A nested configuration as ``{"meta.steps": "300", ...}`` (values as JSON text)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= flat_config(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
-    return out
+    return {k: json.dumps(v, sort_keys=True, default=str)
+            for k, v in flatten(d, prefix).items()}
 
 
 def _final(run: Run, key: str) -> float | None:

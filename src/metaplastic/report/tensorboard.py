@@ -17,7 +17,7 @@ import json
 import math
 from pathlib import Path
 
-from metaplastic._records import read_metrics, read_toml
+from metaplastic._records import flatten, read_metrics, read_toml
 from metaplastic.errors import ConfigError
 from metaplastic.report.loggers import check_available, scalars, tag, theta_values
 
@@ -67,19 +67,11 @@ def write_run(run_dir: str | Path, theta_names: list[str] | tuple = ()) -> Path:
     return log.path
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def _hparams(config: dict) -> dict:
     """A config as HParams values: dotted keys; numbers, booleans and strings as they are,
-    anything else (lists, tables) as its JSON text."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        elif isinstance(v, bool | int | float | str):
-            out[key] = v
-        else:
-            out[key] = json.dumps(v, default=str)
-    return out
+    anything else (lists) as its JSON text."""
+    return {k: v if isinstance(v, bool | int | float | str) else json.dumps(v, default=str)
+            for k, v in flatten(config).items()}
 
 
 def eval_scalars(run_dir: Path) -> dict[str, float]:
@@ -134,7 +126,7 @@ def write_results(run_dir: str | Path, step: int) -> None:
             if last and math.isfinite(last[-1]):
                 metrics["result/final_meta_loss"] = float(last[-1])
             if metrics:
-                writer.add_hparams(_flat(read_toml(config)), metrics, name="hparams",
+                writer.add_hparams(_hparams(read_toml(config)), metrics, name="hparams",
                                    global_step=step)
     finally:
         writer.close()
