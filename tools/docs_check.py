@@ -49,6 +49,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = ROOT / "docs" / "claims.toml"
+#: instruction sets XLA's CPU backend can be limited to (``--xla_cpu_max_isa``)
+ISAS = ("SSE4_2", "AVX", "AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16")
 
 
 @dataclass
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", help="claims to check (default: all)")
     p.add_argument("--list", action="store_true", help="list the claims and stop")
     p.add_argument("--out", help="where the runs go (default: a temporary directory)")
-    p.add_argument("--fp-path", metavar="ISA", help="run on another floating-point path: "
+    p.add_argument("--fp-path", metavar="ISA", choices=ISAS,
+                   help="run on another floating-point path: "
                    "XLA's CPU code limited to this instruction set (SSE4_2, AVX, AVX2), "
                    "as another machine would compile it; the compilation cache is off")
     args = p.parse_args(argv)
