@@ -44,3 +44,28 @@ def test_no_signal_no_change():
     with deferred():
         pass
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_stop_inside_nested_stop_signals_keeps_later_presses_ignored():
+    """The command line nests stop_signals() (the command, and training within it). A
+    Ctrl-C caught by the inner one used to let the outer one restore Python's default
+    handler on the way out: a later press then killed the exiting process by SIGINT
+    (exit -2 instead of 130 in the three-presses test)."""
+    import signal
+
+    from metaplastic.cli.console import stop_signals
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with stop_signals():
+            try:
+                with stop_signals():
+                    signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        signal.raise_signal(signal.SIGINT)  # ignored: no KeyboardInterrupt
+    finally:
+        signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -40,6 +40,9 @@ def test_outer_run_draws_a_bar_on_a_terminal_and_nothing_elsewhere(monkeypatch, 
     screen.truncate(0)
     OUTER.run(Bowl(), THETA0, key=jax.random.key(0), progress=False)
     assert screen.getvalue() == ""
+    seen = []  # a callable given (the command line's own bar): no second bar
+    OUTER.run(Bowl(), THETA0, key=jax.random.key(0), progress=seen.append)
+    assert screen.getvalue() == "" and len(seen) == 2
     monkeypatch.setattr(progress, "interactive", lambda: False)  # not a terminal
     OUTER.run(Bowl(), THETA0, key=jax.random.key(0))
     assert screen.getvalue() == "" and capsys.readouterr().err == ""

@@ -61,7 +61,12 @@ def stop_signals():
     try:
         yield
     finally:
-        if not stopping:
+        # a stop here, or in a stop_signals() nested inside (which left the signals
+        # ignored): they stay ignored until the process exits, else a later press would
+        # land in the interpreter's exit with the default handler (death by SIGINT)
+        stopped_inside = signal.getsignal(signal.SIGINT) is signal.SIG_IGN and \
+            old[signal.SIGINT] is not signal.SIG_IGN
+        if not stopping and not stopped_inside:
             for sig, handler_before in old.items():
                 signal.signal(sig, handler_before)
 

@@ -263,7 +263,7 @@ def run(outer: Any, objective: Any, theta0: Any, *, key: Array,
     outer.check(objective)
     key = as_key(key)
     given = progress if callable(progress) else None  # a callable gets the records
-    with reporting(None if given else progress, "meta-training") as report:
+    with reporting(False if given else progress, "meta-training") as report:
         if report is not None:  # no callable, a terminal attached: a bar
 
             def given(records):
