@@ -1,21 +1,25 @@
 """The first chunk's program compiled in the background (driver.precompile) is the one the
-run uses: compiled once, in the background thread, and the run's numbers are unchanged."""
+run uses: compiled once, in the background thread, and the run's numbers are unchanged;
+with keep-best, so is the validation program, one for every validation batch."""
 
 import threading
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import metaplastic as mp
+from metaplastic import streams
 from metaplastic.meta import driver
+from metaplastic.meta.guard import Guard
 
 
-def _compiles_of_chunks(fn):
+def _compiles_of_chunks(fn, name="jit(run_chunk)"):
     seen = []
 
     def on(event, duration, **kw):
         if (event == "/jax/core/compile/backend_compile_duration"
-                and kw.get("fun_name") == "jit(run_chunk)"):
+                and kw.get("fun_name") == name):
             seen.append(threading.current_thread().name)
 
     jax.monitoring.register_event_duration_secs_listener(on)
@@ -46,3 +50,33 @@ def test_the_run_uses_the_program_compiled_in_the_background(small_pca):
     assert seen_again == [threading.main_thread().name]
     np.testing.assert_array_equal(np.asarray(result.theta["coef"]),
                                   np.asarray(again.theta["coef"]))
+
+
+def test_the_validation_program_compiles_once_beside_the_chunk(small_pca):
+    """keep-best: one validation program for every batch (the batch index an argument),
+    compiled in the background; the run's validation value is the mean of the batches'
+    values, as when the batches were unrolled into one program (to one ulp)."""
+    _, _, rule, objective = small_pca
+    outer = mp.MetaGradient(steps=2, lr=0.0321, chunk=2)  # a program of its own
+    guard = Guard(keep_best=True, validation_batches=3)
+    theta0, key = rule.init(jax.random.key(0)), jax.random.key(6)
+    driver._validator.cache_clear()  # this objective's validator compiled here, not before
+
+    def both():
+        driver.precompile(outer, objective, theta0, key, guard)
+        return outer.run(objective, theta0, key=key, guard=guard)
+
+    result, seen = _compiles_of_chunks(both, name="jit(value)")
+    assert seen == ["metaplastic-precompile"]  # once for 3 batches, not in the main thread
+    assert int(result.state.guard.best_step) >= 0
+
+    def unrolled(theta, k):
+        k = jax.random.fold_in(k, streams.VALIDATION)
+        vals = [objective(theta, jax.random.fold_in(k, b))[0] for b in range(3)]
+        return jnp.mean(jnp.stack(vals))
+
+    theta = result.state.guard.best_theta
+    want = float(jax.jit(unrolled)(theta, key))
+    got = driver.validate(objective, theta, key, 3)
+    assert got == want or abs(got - want) <= abs(np.spacing(np.float32(want)))
+    assert got == float(result.state.guard.best_value)

@@ -188,10 +188,10 @@ _compiling: dict[Callable, threading.Thread] = {}
 def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
                guard: Guard = DEFAULT_GUARD) -> None:
     """Start compiling the first chunk's program of ``run(outer, objective, theta0,
-    key=key, guard=guard)`` in a background thread, while the caller does other work
-    (a run's constraint checks: small programs of their own), so that on two or more
-    cores the two compilations overlap. ``run`` waits for it instead of compiling the
-    program a second time. Nothing is started for a program that cannot be shared (an
+    key=key, guard=guard)`` in a background thread, and with ``guard.keep_best`` the
+    validation program in another, while the caller does other work (a run's constraint
+    checks: small programs of their own), so that on two or more cores the compilations
+    overlap. ``run`` waits for them instead of compiling the programs a second time. Nothing is started for a program that cannot be shared (an
     unhashable piece: ``run`` compiles its own) or in a multi-process run.
 
     The thread is not a daemon: a process that ends early (a failed check, Ctrl-C) waits
@@ -207,17 +207,36 @@ def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
         fn = _cached_chunk_fn(outer, objective, outer.truncation_at(0), "", guard)
     except TypeError:
         return
+
+    def compile_first_chunk() -> None:
+        state = init(outer, objective, check_theta0(objective, theta0), key)
+        fn.lower(state, key, jnp.asarray(outer.steps, jnp.int32)).compile()
+
+    _in_background(fn, compile_first_chunk)
+    if guard.keep_best:  # the validation program, compiled beside the chunk's
+        val = validator(objective)
+
+        def compile_validator() -> None:
+            state = init(outer, objective, check_theta0(objective, theta0), key)
+            val.lower(outer.theta(state.outer), key, jnp.asarray(0, jnp.int32)).compile()
+
+        _in_background(val, compile_validator)
+
+
+def _in_background(fn: Callable, compile_fn: Callable[[], None]) -> None:
+    """Run ``compile_fn`` (which compiles ``fn``) in its own thread; :func:`_compiled`
+    waits for it. A failure is left for the run, which compiles ``fn`` again and reports
+    the error."""
     if fn in _compiling:
         return
 
-    def compile_first_chunk() -> None:
+    def target() -> None:
         try:
-            state = init(outer, objective, check_theta0(objective, theta0), key)
-            fn.lower(state, key, jnp.asarray(outer.steps, jnp.int32)).compile()
+            compile_fn()
         except Exception:  # noqa: BLE001  the run compiles it again and reports the error
             pass
 
-    thread = threading.Thread(target=compile_first_chunk, name="metaplastic-precompile")
+    thread = threading.Thread(target=target, name="metaplastic-precompile")
     _compiling[fn] = thread
     thread.start()
 
@@ -342,24 +361,31 @@ def restack(tree: Any, i: int, one: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _validator(objective: Any, batches: int) -> Callable:
-    def value(theta, key):
-        key = jax.random.fold_in(key, streams.VALIDATION)
-        vals = [objective(theta, jax.random.fold_in(key, b))[0] for b in range(batches)]
-        return jnp.mean(jnp.stack(vals))
+def _validator(objective: Any) -> Callable:
+    """Jitted ``(θ, key, batch) -> value`` of one validation batch: one program whatever
+    the number of batches (the batch index is an argument, not unrolled into it)."""
+    def value(theta, key, batch):
+        key = jax.random.fold_in(jax.random.fold_in(key, streams.VALIDATION), batch)
+        return objective(theta, key)[0]
 
     return xla.jit(value)
+
+
+def validator(objective: Any) -> Callable:
+    """:func:`_validator`, shared between runs of an equal (hashable) objective."""
+    try:
+        return _validator(objective)
+    except TypeError:  # an unhashable objective
+        return _validator.__wrapped__(objective)
 
 
 def validate(objective: Any, theta: Any, key: Array, batches: int) -> float:
     """θ's score on the run's fixed validation tasks (``batches`` batches of the
     objective's own tasks, keys of the ``VALIDATION`` stream: the meta-training
-    distribution, never an evaluation column)."""
-    try:
-        fn = _validator(objective, batches)
-    except TypeError:  # an unhashable objective
-        fn = _validator.__wrapped__(objective, batches)
-    return float(fn(theta, key))
+    distribution, never an evaluation column): the mean of the batches' values."""
+    fn = _compiled(validator(objective))
+    vals = [fn(theta, key, jnp.asarray(b, jnp.int32)) for b in range(batches)]
+    return float(np.mean(np.asarray(jax.device_get(vals), np.float32), dtype=np.float32))
 
 
 def host_loop(outer: Any, objective: Any, key: Array, state: RunState,

@@ -54,6 +54,11 @@ class HebbianABCD(Rule):
 
     def init(self, key: Array, shapes=None):
         _need_shapes("abcd", shapes)
+        if not self.init_noise:  # constants: built on the host, no program compiled per shape
+            return tuple({name: jnp.asarray(np.full(() if self.shared else tuple(shape),
+                                                    self.eta_init if name == "eta" else 0.0,
+                                                    np.float32))
+                          for name in COEFS} for shape in shapes)
         theta = []
         for k, shape in zip(jax.random.split(key, len(shapes)), shapes, strict=True):
             size = () if self.shared else tuple(shape)
