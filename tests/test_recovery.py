@@ -148,6 +148,40 @@ def test_percentile_ci_covers_the_middle():
     assert lo[0] == pytest.approx(25.0) and hi[0] == pytest.approx(975.0)
 
 
+def test_observed_information_is_the_hessian_of_the_profile_nll(fit):
+    """The information matrix against central differences of (N/2) log SSE over the
+    training trajectories, on three coefficients (the rest fixed at the fit)."""
+    from jax.flatten_util import ravel_pytree
+
+    from metaplastic.analysis.identifiability import observed_information
+
+    obj, theta, task = fit["objective"], fit["theta"], fit["task"]
+    train = np.asarray(task.indices)
+    coefs, info, n = observed_information(obj, theta, train, jax.random.key(0),
+                                          lambda t: t, lambda t, part: part)
+    flat, unravel = ravel_pytree(theta)
+    assert coefs.shape == (flat.size,) and info.shape == (flat.size, flat.size)
+    np.testing.assert_allclose(info, info.T)
+
+    def sse_n(v):
+        th = unravel(jax.numpy.asarray(v, flat.dtype))
+        envs = [unroll(fit["net"], fit["rule"], th, task, task.instance(int(i)),
+                       key=jax.random.key(9)).env for i in train]
+        return sum(float(e.sse) for e in envs), sum(float(e.n) for e in envs)
+
+    def profile(v):
+        return 0.5 * n * np.log(sse_n(v)[0])
+
+    base = np.asarray(flat, np.float64)
+    assert n == sse_n(base)[1]  # every recorded activity entry of the training split
+    h = 1e-2
+    for i in np.argsort(-np.abs(np.diag(info)))[:3]:  # the best determined entries
+        e = np.zeros_like(base)
+        e[i] = h
+        fd = (profile(base + e) - 2 * profile(base) + profile(base - e)) / h ** 2
+        assert fd == pytest.approx(info[i, i], rel=0.05)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, fit):
     """A `metaplastic run` of a small simulated fit (the CLI's own run directory)."""
@@ -179,6 +213,12 @@ def test_run_of_recordings_writes_its_recovery(run_dir):
     assert coef["reference"] == "simulated truth" and len(coef["names"]) == 27
     assert -1 <= coef["cosine"] <= 1 and coef["truth_values"][coef["names"].index("pre*post")] == 1
     assert (run_dir / "recovery.png").exists()
+    ident = data["identifiability"]
+    assert ident["free_directions"] == sum(coef["free"]) == len(ident["names"])
+    assert 0 <= ident["determined_directions"] <= ident["free_directions"]
+    assert ident["observations"] > 0 and len(ident["directions"]) == ident["free_directions"]
+    lam = [d["eigenvalue"] for d in ident["directions"]]
+    assert lam == sorted(lam, reverse=True)
 
 
 def test_evaluation_of_recordings_scores_every_trajectory_once(run_dir):
@@ -212,6 +252,8 @@ def test_recover_bootstrap_and_l1_path(run_dir, capsys):
                  "--folds", "2"]) == 0
     text = capsys.readouterr().out
     assert "bootstrap 95% CI" in text and "cross-validated loss" in text
+    assert "identifiability (observed Fisher information" in text
+    assert "directions determined" in text and "Wald intervals" in text
     data = json.loads((run_dir / "recovery.json").read_text())
     coef, path = data["coefficients"], data["l1_path"]
     lo, hi = np.array(coef["ci_low"]), np.array(coef["ci_high"])

@@ -176,6 +176,15 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
         if "truth_inside_ci" in coef:
             console.print(f"the truth lies inside {coef['truth_inside_ci']} of the "
                           f"{len(free)} intervals")
+    if "identifiability" in out:
+        from metaplastic.analysis.identifiability import describe
+
+        ident = out["identifiability"]
+        for line in describe(ident):
+            console.print(escape(line))
+        if "truth_inside_wald" in ident:
+            console.print(f"  the truth lies inside {ident['truth_inside_wald']} of the "
+                          f"{ident['free_directions']} Wald intervals")
     path = out.get("l1_path")
     if path:
         for lam, m, se in zip(path["l1"], path["cv_loss"], path["cv_se"], strict=True):

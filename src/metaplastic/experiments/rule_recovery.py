@@ -11,6 +11,10 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
 * ``coefficients`` (rules with named terms compared with ``reference``): inferred and true
   coefficients, their cosine and R², and with ``bootstrap = B`` a 95% percentile interval
   of every coefficient over B refits on resampled training trajectories;
+* ``identifiability`` (rules with named terms): which directions of the coefficients the
+  training trajectories determine, the confounds, Wald intervals and the rule up to its
+  scale, from the observed Fisher information at the fit
+  (:mod:`metaplastic.analysis.identifiability`);
 * ``l1_path`` (with ``l1 = [...]``): for every L1 strength, the cross-validated loss over
   folds of the training trajectories (each held-out fold scored once), the coefficients
   fitted on all training trajectories, the strength chosen (the largest within one
@@ -33,6 +37,7 @@ from jax.flatten_util import ravel_pytree
 from metaplastic import capabilities as cap
 from metaplastic import streams
 from metaplastic._stats import mean_ci
+from metaplastic.analysis import identifiability
 from metaplastic.analysis import recovery_scores as recovery
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import recordings
@@ -42,7 +47,7 @@ from metaplastic.experiments.lifecycle import run_keys
 from metaplastic.experiments.rule_runs import run_theta
 from metaplastic.experiments.rundir import RunDir
 from metaplastic.progress import reporting
-from metaplastic.rules.composed import synapses_part
+from metaplastic.rules.composed import synapses_part, with_synapses_part
 
 FILE = "recovery.json"
 #: a term is kept at the chosen L1 strength when |coefficient| exceeds this share of the
@@ -97,6 +102,14 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
             ref["readout_r2"] = vector.cache["fit_r2"]
     if ref is not None:
         out["coefficients"] = ref
+    if ref is not None and vector is None:  # θ's own entries are the named terms
+        say(0, None, "observed information at the fit (identifiability)")
+        coefs, info, n_obs = identifiability.observed_information(
+            objective, theta, splits["train"], jax.random.fold_in(key, 3), own,
+            lambda t, part: with_synapses_part(rule, t, part))
+        out["identifiability"] = {**identifiability.identifiability(
+            coefs, info, ref["names"], ref["free"], truth=ref.get("truth_values")),
+            "observations": n_obs}
     k_init, run_key = run_keys(cfg)
     theta0 = rule.init(k_init, network.shapes)
     if bootstrap:

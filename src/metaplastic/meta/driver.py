@@ -191,10 +191,11 @@ def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
     key=key, guard=guard)`` in a background thread, and with ``guard.keep_best`` the
     validation program in another, while the caller does other work (a run's constraint
     checks: small programs of their own), so that on two or more cores the compilations
-    overlap. ``run`` waits for them instead of compiling the programs a second time. Nothing is started for a program that cannot be shared (an
-    unhashable piece: ``run`` compiles its own) or in a multi-process run.
+    overlap. ``run`` waits for them instead of compiling the programs a second time.
+    Nothing is started for a program that cannot be shared (an unhashable piece: ``run``
+    compiles its own) or in a multi-process run.
 
-    The thread is not a daemon: a process that ends early (a failed check, Ctrl-C) waits
+    The threads are not daemons: a process that ends early (a failed check, Ctrl-C) waits
     for the compilation to end first, because XLA aborts the interpreter's exit while a
     compilation is running."""
     from metaplastic import devices

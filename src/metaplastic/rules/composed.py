@@ -171,6 +171,14 @@ def synapses_part(rule: Rule, theta: Any) -> tuple[Rule, Any]:
     return rule, theta
 
 
+def with_synapses_part(rule: Rule, theta: Any, part: Any) -> Any:
+    """``theta`` with the synapses' own θ (what :func:`synapses_part` returns) replaced by
+    ``part``; the composed rule's other entries unchanged."""
+    if isinstance(rule, Composed):
+        return {**theta, "rule": with_synapses_part(rule.rule, theta["rule"], part)}
+    return part
+
+
 def compose(rule: Rule, network: Any, task: Any) -> Rule:
     """The rule a network and task need around ``rule``: learned neurons' φ in θ when the
     network's hidden neurons are learned (:class:`WithLearnedNeurons`), the feedback
