@@ -1,0 +1,176 @@
+"""Which directions of an inferred rule's coefficients the recordings determine.
+
+Method: the **observed Fisher information** at the fit — the Hessian of the negative
+log-likelihood of the training trajectories with respect to the rule's own coefficients
+(the free ones), computed exactly by automatic differentiation through every trajectory's
+replay:
+
+* choices: the summed negative log-likelihood of every recorded choice;
+* activity: the Gaussian likelihood with the noise variance profiled out,
+  ``(N / 2) log SSE`` over the ``N`` recorded entries, whose Hessian at the fit is
+  ``N H_SSE / (2 SSE)`` (no noise level needs to be known).
+
+Its eigenvectors are directions in coefficient space and ``z / sqrt(eigenvalue)`` the
+half-width of a Wald 95% interval along each (``z = 1.96``). A direction is **determined**
+when that half-width is at most ``relative`` (default 10%) of the norm of the fitted
+coefficients; the others are **undetermined**: the data move the likelihood too little
+along them to say where the rule lies. An undetermined direction that loads on two or
+more terms is a **confound**: those terms can stand in for one another (e.g. ``x·r`` and
+``r`` when ``x`` is nearly constant). Per coefficient, the Wald interval is
+``θ_i ± z sqrt((I⁻¹)_ii)`` (infinite where an eigenvalue is not positive). The rule is
+also reported up to its scale: the unit vector ``θ / |θ|`` and the interval of ``|θ|``
+(eta × coefficients is one product: a fit with eta fixed determines only it).
+
+Wald intervals are local (a quadratic approximation at the fit): bootstrap intervals
+(``metaplastic recover --bootstrap``) are the check where the likelihood is not quadratic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from metaplastic.analysis.recovery_scores import check_recorded
+from metaplastic.inner import unroll
+
+Array = jax.Array
+
+#: the normal quantile of a two-sided 95% interval
+Z95 = 1.959963984540054
+#: a loading at least this large (of a unit eigenvector) names a term in a direction
+LOADING = 0.3
+#: loadings below this on a direction without curvature are the eigensolver's rounding
+NOISE = 1e-6
+
+
+def observed_information(objective: Any, theta: Any, indices, key: Array,
+                         get: Callable[[Any], Any], put: Callable[[Any, Any], Any]
+                         ) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(coefficients, information, observations)``: the rule's own coefficients at the
+    fit (``get(theta)`` raveled), the observed information matrix over them (see the
+    module) from the trajectories ``indices``, and the number of recorded observations
+    (choices, or activity entries). ``put(theta, part)`` rebuilds θ around new
+    coefficients."""
+    task = check_recorded(objective)
+    flat0, unravel = ravel_pytree(get(theta))
+    idx = jnp.asarray(np.asarray(indices), jnp.int32)
+    keys = jax.random.split(key, idx.shape[0])
+
+    def envs(flat):
+        th = put(theta, unravel(flat))
+
+        def one(i, k):
+            return unroll(objective.network, objective.rule, th, task, task.instance(i),
+                          key=k).env
+
+        return jax.vmap(one)(idx, keys)
+
+    env = jax.jit(envs)(flat0)
+    if task.fit == "choices":
+        n = float(np.sum(np.asarray(env.n_choices)))
+
+        def nll(flat):
+            return jnp.sum(envs(flat).nll)
+    else:
+        n = float(np.sum(np.asarray(env.n)))
+
+        def nll(flat):
+            return 0.5 * n * jnp.log(jnp.sum(envs(flat).sse))
+
+    info = np.asarray(jax.jit(jax.hessian(nll))(flat0), np.float64)
+    return np.asarray(flat0, np.float64), 0.5 * (info + info.T), n
+
+
+def identifiability(coefficients, information, names: list[str], free: list[bool],
+                    relative: float = 0.1, truth=None) -> dict[str, Any]:
+    """The report of the module from a fit's coefficients and observed information (over
+    every coefficient; only the ``free`` ones are analysed). ``truth``: the true
+    coefficients (simulated recordings), checked against the Wald intervals."""
+    if not (relative > 0 and math.isfinite(relative)):
+        raise ValueError(f"relative must be a positive number, got {relative}")
+    theta = np.asarray(coefficients, np.float64)
+    keep = np.flatnonzero(np.asarray(free, bool))
+    t, info = theta[keep], np.asarray(information, np.float64)[np.ix_(keep, keep)]
+    kept_names = [names[i] for i in keep]
+    finite = bool(np.all(np.isfinite(info)))
+    if not finite:  # no quadratic approximation to report
+        return {"method": "observed Fisher information (Hessian of the NLL at the fit)",
+                "finite": False, "names": kept_names}
+    lam, vec = np.linalg.eigh(info)
+    order = np.argsort(lam)[::-1]
+    lam, vec = lam[order], vec[:, order]
+    scale = float(np.linalg.norm(t))
+    tol = max(float(np.max(np.abs(lam))), 1e-300) * 1e-12  # numerically zero
+    half = np.where(lam > tol, Z95 / np.sqrt(np.maximum(lam, tol)), np.inf)
+    determined = half <= relative * max(scale, 1e-300)
+    directions = []
+    for k in range(lam.size):
+        v = vec[:, k] * (1 if vec[np.argmax(np.abs(vec[:, k])), k] >= 0 else -1)
+        load = [(kept_names[i], float(v[i])) for i in np.argsort(-np.abs(v))
+                if abs(v[i]) >= LOADING]
+        directions.append({"eigenvalue": float(lam[k]), "half_width": float(half[k]),
+                           "determined": bool(determined[k]),
+                           "loadings": [{"term": n, "weight": w} for n, w in load]})
+    # per coefficient: sqrt of (I⁻¹)_ii over the eigenbasis; infinite where the
+    # coefficient takes part (a loading above NOISE) in a direction without curvature
+    flat = lam <= tol
+    inv = 1.0 / np.maximum(lam, tol)
+    var = np.where(np.any(flat & (np.abs(vec) > NOISE), axis=1), np.inf,
+                   np.sum(np.where(flat, 0.0, vec ** 2 * inv), axis=1))
+    wald = Z95 * np.sqrt(var)
+    out: dict[str, Any] = {
+        "method": "observed Fisher information (Hessian of the NLL at the fit)",
+        "finite": True, "relative": relative, "names": kept_names,
+        "free_directions": int(t.size), "determined_directions": int(np.sum(determined)),
+        "directions": directions,
+        "confounds": [d["loadings"] for d in directions
+                      if not d["determined"] and len(d["loadings"]) >= 2],
+        "wald_low": (t - wald).tolist(), "wald_high": (t + wald).tolist(),
+        "scale": scale,
+    }
+    if scale > 0:  # the rule up to its scale, and the scale's own interval
+        u = t / scale
+        proj = vec.T @ u
+        s_var = (math.inf if np.any(flat & (np.abs(proj) > NOISE))
+                 else float(np.sum(np.where(flat, 0.0, proj ** 2 * inv))))
+        out["normalised"] = u.tolist()
+        out["scale_half_width"] = Z95 * math.sqrt(s_var)
+    if truth is not None:
+        tv = np.asarray(truth, np.float64)[keep]
+        inside = (t - wald <= tv) & (tv <= t + wald)
+        out["truth_inside_wald"] = int(np.sum(inside))
+    return out
+
+
+def describe(report: dict[str, Any]) -> list[str]:
+    """Plain-text lines of an :func:`identifiability` report (what the command line
+    prints)."""
+    if not report.get("finite", False):
+        return ["identifiability: the likelihood's curvature at the fit is not finite; "
+                "no Wald analysis"]
+    lines = [f"identifiability ({report['method']}): {report['determined_directions']} of "
+             f"{report['free_directions']} directions determined (95% Wald half-width "
+             f"<= {report['relative']:.0%} of |θ| = {report['scale']:.3g})"]
+    if "scale_half_width" in report:
+        lines.append(f"  scale |θ| = {report['scale']:.3g} ± {report['scale_half_width']:.2g}"
+                     f" (95%); the rule up to its scale is θ / |θ|")
+    for c in report["confounds"]:
+        combo = " ".join(f"{w:+.2f}·{t}" for t, w in (
+            (d["term"], d["weight"]) for d in c))
+        lines.append(f"  confound: {combo} is not determined (these terms stand in for "
+                     f"one another in these data)")
+    undet = [d for d in report["directions"] if not d["determined"] and len(d["loadings"]) < 2]
+    for d in undet:
+        if d["loadings"]:
+            lines.append(f"  undetermined: {d['loadings'][0]['term']} (half-width "
+                         f"{d['half_width']:.2g})")
+    return lines
+
+
+__all__ = ["Z95", "describe", "identifiability", "observed_information"]

@@ -1,0 +1,87 @@
+"""Identifiability from the observed information: Wald intervals equal least squares'
+standard errors on a linear Gaussian model, a confound (two collinear terms) is found and
+named, an unconstrained coefficient gets an infinite interval, the scale's interval."""
+
+import math
+
+import numpy as np
+import pytest
+
+from metaplastic.analysis.identifiability import Z95, describe, identifiability
+
+
+def _linear(x: np.ndarray, sigma: float, seed: int = 0):
+    """Least squares on y = X θ + N(0, σ²): (θ̂, information X'X / σ², θ_true)."""
+    rng = np.random.default_rng(seed)
+    truth = np.array([1.0, -0.5, 0.25])[: x.shape[1]]
+    y = x @ truth + sigma * rng.standard_normal(x.shape[0])
+    fit = np.linalg.lstsq(x, y, rcond=None)[0]
+    return fit, x.T @ x / sigma ** 2, truth
+
+
+def test_wald_intervals_are_least_squares_standard_errors():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((200, 3))
+    fit, info, truth = _linear(x, 0.3)
+    rep = identifiability(fit, info, ["a", "b", "c"], [True] * 3, truth=truth)
+    se = 0.3 * np.sqrt(np.diag(np.linalg.inv(x.T @ x)))
+    np.testing.assert_allclose(rep["wald_high"], fit + Z95 * se, rtol=1e-9)
+    np.testing.assert_allclose(rep["wald_low"], fit - Z95 * se, rtol=1e-9)
+    assert rep["determined_directions"] == rep["free_directions"] == 3
+    assert rep["confounds"] == []
+    assert rep["truth_inside_wald"] == 3
+    # eigenvalues largest first, half-widths z / sqrt(eigenvalue)
+    lam = [d["eigenvalue"] for d in rep["directions"]]
+    assert lam == sorted(lam, reverse=True)
+    for d in rep["directions"]:
+        assert d["half_width"] == pytest.approx(Z95 / math.sqrt(d["eigenvalue"]))
+
+
+def test_two_collinear_terms_are_a_confound_and_the_third_is_determined():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal(300)
+    x = np.stack([a, a + 1e-7 * rng.standard_normal(300), rng.standard_normal(300)], 1)
+    fit, info, _ = _linear(x, 0.1)
+    rep = identifiability(fit, info, ["x·r", "r", "x"], [True] * 3)
+    assert rep["determined_directions"] == 2  # a + b and c
+    (confound,) = rep["confounds"]
+    assert {d["term"] for d in confound} == {"x·r", "r"}
+    w = {d["term"]: d["weight"] for d in confound}
+    assert w["x·r"] == pytest.approx(-w["r"], abs=1e-3)  # a − b is free
+    # the confounded coefficients' intervals are wide, the third's is narrow
+    width = np.subtract(rep["wald_high"], rep["wald_low"])
+    assert width[0] > 100 * width[2] and width[1] > 100 * width[2]
+    text = "\n".join(describe(rep))
+    assert "2 of 3 directions determined" in text and "confound" in text
+    assert "x·r" in text and "r" in text
+
+
+def test_a_coefficient_the_data_never_touch_has_an_infinite_interval():
+    info = np.diag([400.0, 0.0, 900.0])
+    rep = identifiability([1.0, 0.3, -2.0], info, ["a", "b", "c"], [True] * 3)
+    assert rep["wald_high"][1] == math.inf and rep["wald_low"][1] == -math.inf
+    assert rep["wald_high"][0] == pytest.approx(1.0 + Z95 / 20)
+    assert rep["determined_directions"] == 2
+    assert any("undetermined: b" in line for line in describe(rep))
+
+
+def test_only_free_coefficients_are_analysed_and_the_scale_has_its_interval():
+    info = np.diag([4.0, 1e6, 16.0])
+    rep = identifiability([3.0, 7.0, 4.0], info, ["a", "fixed", "c"], [True, False, True])
+    assert rep["names"] == ["a", "c"] and rep["free_directions"] == 2
+    assert rep["scale"] == pytest.approx(5.0)
+    np.testing.assert_allclose(rep["normalised"], [0.6, 0.8])
+    # var(|θ|) = u' I⁻¹ u = 0.36 / 4 + 0.64 / 16
+    assert rep["scale_half_width"] == pytest.approx(Z95 * math.sqrt(0.36 / 4 + 0.64 / 16))
+
+
+def test_a_non_finite_curvature_is_reported_not_analysed():
+    rep = identifiability([1.0, 2.0], np.array([[np.nan, 0], [0, 1.0]]), ["a", "b"],
+                          [True, True])
+    assert rep["finite"] is False
+    assert "not finite" in describe(rep)[0]
+
+
+def test_bad_relative_threshold_is_refused():
+    with pytest.raises(ValueError, match="relative"):
+        identifiability([1.0], np.eye(1), ["a"], [True], relative=0.0)
