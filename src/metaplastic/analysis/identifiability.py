@@ -47,6 +47,8 @@ Z95 = 1.959963984540054
 LOADING = 0.3
 #: loadings below this on a direction without curvature are the eigensolver's rounding
 NOISE = 1e-6
+#: confounds printed (the least determined first); every one is in the report
+MAX_SHOWN = 3
 
 
 def observed_information(objective: Any, theta: Any, indices, key: Array,
@@ -115,8 +117,10 @@ def identifiability(coefficients, information, names: list[str], free: list[bool
         load = [(kept_names[i], float(v[i])) for i in np.argsort(-np.abs(v))
                 if abs(v[i]) >= LOADING]
         directions.append({"eigenvalue": float(lam[k]), "half_width": float(half[k]),
-                           "determined": bool(determined[k]),
+                           "determined": bool(determined[k]), "value": float(v @ t),
                            "loadings": [{"term": n, "weight": w} for n, w in load]})
+        if truth is not None:
+            directions[-1]["truth"] = float(v @ np.asarray(truth, np.float64)[keep])
     # per coefficient: sqrt of (I⁻¹)_ii over the eigenbasis; infinite where the
     # coefficient takes part (a loading above NOISE) in a direction without curvature
     flat = lam <= tol
@@ -129,7 +133,7 @@ def identifiability(coefficients, information, names: list[str], free: list[bool
         "finite": True, "relative": relative, "names": kept_names,
         "free_directions": int(t.size), "determined_directions": int(np.sum(determined)),
         "directions": directions,
-        "confounds": [d["loadings"] for d in directions
+        "confounds": [d["loadings"] for d in reversed(directions)  # the flattest first
                       if not d["determined"] and len(d["loadings"]) >= 2],
         "wald_low": (t - wald).tolist(), "wald_high": (t + wald).tolist(),
         "scale": scale,
@@ -141,10 +145,15 @@ def identifiability(coefficients, information, names: list[str], free: list[bool
                  else float(np.sum(np.where(flat, 0.0, proj ** 2 * inv))))
         out["normalised"] = u.tolist()
         out["scale_half_width"] = Z95 * math.sqrt(s_var)
+    out["wald_width_median"] = float(np.median(2 * wald))
     if truth is not None:
         tv = np.asarray(truth, np.float64)[keep]
         inside = (t - wald <= tv) & (tv <= t + wald)
         out["truth_inside_wald"] = int(np.sum(inside))
+        # the identifiable set: along every determined direction, the truth within its
+        # half-width of the fit (the undetermined directions say nothing)
+        off = np.abs(vec.T @ (tv - t))
+        out["truth_inside_determined"] = int(np.sum(determined & (off <= half)))
     return out
 
 
@@ -157,14 +166,30 @@ def describe(report: dict[str, Any]) -> list[str]:
     lines = [f"identifiability ({report['method']}): {report['determined_directions']} of "
              f"{report['free_directions']} directions determined (95% Wald half-width "
              f"<= {report['relative']:.0%} of |θ| = {report['scale']:.3g})"]
+    for d in [d for d in report["directions"] if d["determined"]][:MAX_SHOWN + 2]:
+        combo = " ".join(f"{x['weight']:+.2f}·{x['term']}" for x in d["loadings"]) or \
+            "(spread over many terms)"
+        truth = f" (truth {d['truth']:+.3g})" if "truth" in d else ""
+        lines.append(f"  determined: {combo} = {d['value']:+.3g} ± {d['half_width']:.2g}"
+                     f"{truth}")
+    negative = sum(d["eigenvalue"] < 0 for d in report["directions"])
+    if negative:
+        lines.append(f"  {negative} direction(s) of negative curvature: the fit is not at a "
+                     f"minimum of the likelihood along them (an L1 penalty, or the fit "
+                     f"not finished); undetermined, so every coefficient that takes part "
+                     f"in them has an unbounded Wald interval")
     if "scale_half_width" in report:
         lines.append(f"  scale |θ| = {report['scale']:.3g} ± {report['scale_half_width']:.2g}"
                      f" (95%); the rule up to its scale is θ / |θ|")
-    for c in report["confounds"]:
+    shown = report["confounds"][:MAX_SHOWN]
+    for c in shown:
         combo = " ".join(f"{w:+.2f}·{t}" for t, w in (
             (d["term"], d["weight"]) for d in c))
         lines.append(f"  confound: {combo} is not determined (these terms stand in for "
                      f"one another in these data)")
+    if len(report["confounds"]) > len(shown):
+        lines.append(f"  ... and {len(report['confounds']) - len(shown)} more confounds "
+                     f"(recovery.json: identifiability)")
     undet = [d for d in report["directions"] if not d["determined"] and len(d["loadings"]) < 2]
     for d in undet:
         if d["loadings"]:

@@ -182,9 +182,28 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
         ident = out["identifiability"]
         for line in describe(ident):
             console.print(escape(line))
+        if ident.get("finite"):
+            t = Table(title="coefficients, Wald 95% intervals from the observed information "
+                            "(local: see --bootstrap)")
+            truth = coef.get("truth_values")
+            free = [i for i, f in enumerate(coef["free"]) if f]
+            for col in ("term", "inferred", "Wald 95%", *(["truth"] if truth is not None
+                                                          else [])):
+                t.add_column(col)
+            for j in sorted(range(len(free)), key=lambda j: -abs(coef["inferred"][free[j]])):
+                lo, hi = ident["wald_low"][j], ident["wald_high"][j]
+                cells = [ident["names"][j], f"{coef['inferred'][free[j]]:+.3f}",
+                         f"[{lo:+.3g}, {hi:+.3g}]"]
+                if truth is not None:
+                    cells.append(f"{truth[free[j]]:+.3g}")
+                t.add_row(*cells)
+            console.print(t)
         if "truth_inside_wald" in ident:
             console.print(f"  the truth lies inside {ident['truth_inside_wald']} of the "
-                          f"{ident['free_directions']} Wald intervals")
+                          f"{ident['free_directions']} Wald intervals (median width "
+                          f"{ident['wald_width_median']:.3g}) and within the interval "
+                          f"along {ident['truth_inside_determined']} of the "
+                          f"{ident['determined_directions']} determined directions")
     path = out.get("l1_path")
     if path:
         for lam, m, se in zip(path["l1"], path["cv_loss"], path["cv_se"], strict=True):
