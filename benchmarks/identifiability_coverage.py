@@ -1,0 +1,132 @@
+"""Do the identifiability report's intervals cover the truth as often as they say?
+
+    python benchmarks/identifiability_coverage.py [--presets infer-reward-behaviour
+        infer-oja-activity] [--datasets 20] [--out benchmarks/results/identifiability_coverage.json]
+
+For each preset (a fit to simulated recordings, so the true rule is known) and each of
+``--datasets`` simulated data sets (``task.simulate.seed = k``, fit seed ``k``): the
+preset's fit as shipped (``metaplastic run PRESET --no-eval``, all in this process so the
+programs compile once), then the identifiability report of ``metaplastic recover``
+(:mod:`metaplastic.analysis.identifiability`). Recorded per data set: how many directions
+were determined, whether the truth lies within the 95% half-width along each determined
+direction, the half-widths relative to |θ|, the directions of negative curvature, and
+how many per-coefficient Wald intervals are finite and cover the truth.
+
+Coverage = (determined directions whose interval holds the truth) / (determined
+directions), over all data sets; a 95% interval should give about 0.95. The widths are
+reported beside it, so that a set cannot pass by being unbounded (an undetermined
+direction is not counted: it claims nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).parent / "results" / "identifiability_coverage.json"
+
+
+def one(preset: str, k: int, out: Path) -> dict:
+    from metaplastic.cli import main
+    from metaplastic.experiments.rule_recovery import analyse
+    from metaplastic.experiments.rundir import RunDir
+
+    target = out / f"{preset}-{k}"
+    t0 = time.perf_counter()
+    rc = main(["run", preset, "--no-eval", "--out", str(target), "--set",
+               f"task.simulate.seed={k}", "--set", f"seed={k}"])
+    if rc != 0:
+        return {"dataset": k, "error": f"run exited {rc}"}
+    (run,) = [d for d in target.iterdir() if d.is_dir()]
+    rec = analyse(RunDir(run), progress=False)
+    ident = rec["identifiability"]
+    det = [d for d in ident["directions"] if d["determined"]]
+    lo, hi = np.array(ident["wald_low"], float), np.array(ident["wald_high"], float)
+    free = np.flatnonzero(rec["coefficients"]["free"])
+    truth = np.asarray(rec["coefficients"]["truth_values"], float)[free]
+    finite = np.isfinite(lo) & np.isfinite(hi)
+    return {
+        "dataset": k, "seconds": round(time.perf_counter() - t0, 1),
+        "free": ident["free_directions"], "determined": len(det),
+        "covered": [abs(d["value"] - d["truth"]) <= d["half_width"] for d in det],
+        "relative_half_widths": [d["half_width"] / ident["scale"] for d in det],
+        "negative_curvature": sum(d["eigenvalue"] < 0 for d in ident["directions"]),
+        "wald_finite": int(finite.sum()),
+        "wald_finite_covering": int(np.sum(finite & (lo <= truth) & (truth <= hi))),
+        "cosine": rec["coefficients"].get("cosine"),
+    }
+
+
+def summarise(rows: list[dict]) -> dict:
+    ok = [r for r in rows if "error" not in r]
+    covered = [c for r in ok for c in r["covered"]]
+    widths = [w for r in ok for w in r["relative_half_widths"]]
+    n = len(covered)
+    p = float(np.mean(covered)) if n else float("nan")
+    return {
+        "datasets": len(rows), "failed": len(rows) - len(ok),
+        "determined_directions": n,
+        "determined_per_dataset": [r["determined"] for r in ok],
+        "coverage": p,
+        # Wilson 95% interval of the coverage
+        "coverage_ci95": _wilson(sum(covered), n),
+        "datasets_truth_inside_every_determined": sum(all(r["covered"]) for r in ok),
+        "median_relative_half_width": float(np.median(widths)) if widths else None,
+        "max_relative_half_width": float(np.max(widths)) if widths else None,
+        "negative_curvature_per_dataset": [r["negative_curvature"] for r in ok],
+        "wald_finite_per_dataset": [r["wald_finite"] for r in ok],
+        "wald_finite_coverage": (sum(r["wald_finite_covering"] for r in ok)
+                                 / max(sum(r["wald_finite"] for r in ok), 1)),
+    }
+
+
+def _wilson(k: int, n: int, z: float = 1.959963984540054) -> list[float]:
+    if n == 0:
+        return [float("nan"), float("nan")]
+    p = k / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(mid - half), float(mid + half)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", nargs="+",
+                   default=["infer-reward-behaviour", "infer-oja-activity"])
+    p.add_argument("--datasets", type=int, default=20)
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args()
+    if args.datasets < 1:
+        p.error("--datasets must be >= 1")
+    results: dict = {"command": "python benchmarks/identifiability_coverage.py "
+                                f"--presets {' '.join(args.presets)} --datasets {args.datasets}",
+                     "machine": f"{platform.machine()}, {platform.processor() or '?'}",
+                     "presets": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets:
+            rows = []
+            for k in range(args.datasets):
+                rows.append(one(preset, k, Path(tmp)))
+                r = rows[-1]
+                print(f"{preset} data set {k}: " + (r.get("error") or
+                      f"{sum(r['covered'])}/{r['determined']} determined directions cover "
+                      f"the truth; {r['negative_curvature']} negative; {r['seconds']} s"),
+                      flush=True)
+            results["presets"][preset] = {"summary": summarise(rows), "datasets": rows}
+            s = results["presets"][preset]["summary"]
+            print(f"{preset}: coverage {s['coverage']:.3f} (95% CI {s['coverage_ci95'][0]:.3f}"
+                  f"-{s['coverage_ci95'][1]:.3f}) over {s['determined_directions']} "
+                  f"determined directions; median half-width "
+                  f"{s['median_relative_half_width']:.3g} |θ|", flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
