@@ -389,3 +389,23 @@ def test_a_fitted_start_run_recovers_and_exports_its_rule(run_dir, tmp_path, cap
     assert main(["export", str(run), "--format", "csv"]) == 0
     rows = (run / "export" / "rule.csv").read_text().strip().splitlines()
     assert len(rows) == 28 and "pre*post" in "".join(rows)
+
+
+def test_a_choice_fit_is_compared_with_rescorla_wagner(tmp_path, capsys):
+    """A fit to simulated choices (the odour task records each trial's reward as
+    ``outcomes``): Rescorla–Wagner fitted to the training choices is a row of every split,
+    its % deviance explained against the same network without plasticity."""
+    assert main(["run", "infer-reward-behaviour", "--set", "meta.steps=8", "--set",
+                 "meta.chunk=4", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    (run,) = list(tmp_path.iterdir())
+    rec = json.loads((run / "recovery.json").read_text())
+    model = rec["behavioural_model"]
+    assert model["model"] == "Rescorla–Wagner" and model["fitted_on"] == "train"
+    assert 0 < model["alpha"] < 1
+    for split in ("train", "heldout"):
+        rows = rec["splits"][split]["rules"]
+        rw = rows["Rescorla–Wagner"]
+        assert 0 < rw["nll"]["mean"] < rows["no plasticity"]["nll"]["mean"]
+        assert -1 < rw["deviance_explained"] < 1
+    assert "Rescorla–Wagner" in text

@@ -110,6 +110,15 @@ class Records(Protocol):
 
 
 @runtime_checkable
+class HasOutcomes(Protocol):
+    """A task whose trials have outcomes an experiment records (e.g. reward 0/1), given
+    back from what a simulation recorded: every trial's choice and modulator (``(N, T)``
+    arrays each)."""
+
+    def outcomes(self, choices: Any, modulators: Any) -> Any: ...
+
+
+@runtime_checkable
 class Simulated(Protocol):
     """A task whose data a config may ask to simulate from a known rule first
     (``task.simulate``): recordings with ground truth."""

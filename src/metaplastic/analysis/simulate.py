@@ -80,7 +80,10 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
            "activity_mask": np.broadcast_to(mask[:, None, :], activity.shape).copy(),
            "rewards": np.array(rewards, np.float32)}
     out |= {f"w0_{l}": np.array(w, np.float32) for l, w in enumerate(w0, start=1)}
-    out |= {k: np.array(v) for k, v in extra.items()}  # e.g. choices, rewards
+    out |= {k: np.array(v) for k, v in extra.items()}  # e.g. choices
+    if isinstance(source, cap.HasOutcomes) and "choices" in out:  # e.g. the trials' rewards
+        out["outcomes"] = np.asarray(source.outcomes(out["choices"], out["rewards"]),
+                                     np.float32)
     if not all(np.all(np.isfinite(v)) for v in out.values()):
         raise ConfigError("simulate: the network's activity diverged (NaN/inf) under this "
                           "rule; lower its eta or the number of steps")

@@ -77,12 +77,17 @@ def _digest(spec: dict) -> str:
         raise ConfigError(f"task.simulate.theta: no θ file at {str(path)!r}") from None
 
 
+#: the version of what a simulation writes (2: the trials' ``outcomes``), part of the cache
+#: key: recordings simulated before a change are simulated again
+LAYOUT = 2
+
+
 def materialise(spec: dict, network_table: dict) -> str:
     """The path of the recordings ``spec`` describes, simulated now if not cached."""
     from metaplastic.analysis.simulate import simulate
 
-    text = json.dumps({"spec": spec, "network": network_table, "theta": _digest(spec)},
-                      sort_keys=True, default=str)
+    text = json.dumps({"spec": spec, "network": network_table, "theta": _digest(spec),
+                       "layout": LAYOUT}, sort_keys=True, default=str)
     path = cache_dir() / "recordings" / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.npz"
     if path.exists():
         return str(path)

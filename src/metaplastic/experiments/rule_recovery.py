@@ -11,6 +11,9 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
 * ``coefficients`` (rules with named terms compared with ``reference``): inferred and true
   coefficients, their cosine and R², and with ``bootstrap = B`` a 95% percentile interval
   of every coefficient over B refits on resampled training trajectories;
+* ``behavioural_model`` (binary choices with recorded ``outcomes``): Rescorla–Wagner
+  fitted to the training trajectories' choices (:mod:`metaplastic.analysis.behaviour`),
+  scored in ``splits`` beside the rule as the row ``Rescorla–Wagner``;
 * ``identifiability`` (rules with named terms): which directions of the coefficients the
   training trajectories determine, the confounds, Wald intervals and the rule up to its
   scale, from the observed Fisher information at the fit
@@ -37,7 +40,7 @@ from jax.flatten_util import ravel_pytree
 from metaplastic import capabilities as cap
 from metaplastic import streams
 from metaplastic._stats import mean_ci
-from metaplastic.analysis import identifiability
+from metaplastic.analysis import behaviour, identifiability
 from metaplastic.analysis import recovery_scores as recovery
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import recordings
@@ -86,7 +89,11 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
     out: dict[str, Any] = {"fit": task.fit, "trajectories": {s: int(v.size)
                                                              for s, v in splits.items()}}
     say(0, None, "scoring every trajectory once")
-    out["splits"] = {s: _score(objective, theta, idx, key, truth, rule)
+    behavioural = _behavioural_model(task, splits["train"])
+    if behavioural is not None:
+        out["behavioural_model"] = {"model": "Rescorla–Wagner", "fitted_on": "train",
+                                    **behavioural.as_dict()}
+    out["splits"] = {s: _score(objective, theta, idx, key, truth, rule, behavioural)
                      for s, idx in splits.items() if idx.size}
     # the synapses' rule within θ (without e.g. a fitted start or learned neurons)
     def own(t):
@@ -168,13 +175,31 @@ def _truth(cfg, network) -> tuple | None:
     return net, rule, theta
 
 
-def _score(objective, theta, idx, key, truth, rule) -> dict[str, Any]:
+def _behavioural_model(task, train) -> behaviour.RescorlaWagner | None:
+    """Rescorla–Wagner fitted to the training trajectories' choices, where the recordings
+    hold binary choices and the trials' outcomes; None otherwise."""
+    d = task._data
+    if task.fit != "choices" or "outcomes" not in d or not train.size or \
+            not np.all(np.isin(d["choices"], (0, 1))):
+        return None
+    return behaviour.fit(*_behaviour_arrays(d, train))
+
+
+def _behaviour_arrays(d, idx) -> tuple:
+    return d["inputs"][idx], d["choices"][idx], d["outcomes"][idx], d["lengths"][idx]
+
+
+def _score(objective, theta, idx, key, truth, rule, behavioural=None) -> dict[str, Any]:
     task = objective.task
     lengths = np.asarray(task._data["lengths"])[idx]
     rows = {"inferred": recovery.per_trajectory(objective, theta, idx, key)}
     if truth is not None:
         net, t_rule, t_theta = truth
         rows["truth"] = recovery.per_trajectory(objective, t_theta, idx, key, net, t_rule)
+    if behavioural is not None:
+        nll = behaviour.nll_per_trajectory(behavioural,
+                                           *_behaviour_arrays(task._data, idx))
+        rows["Rescorla–Wagner"] = {"loss": nll, "nll": nll}
     rows["no plasticity"] = recovery.per_trajectory(objective, theta, idx, key,
                                                     rule=recovery.Frozen(rule))
     out: dict[str, Any] = {"trajectories": int(idx.size), "rules": {}}

@@ -10,7 +10,8 @@ trials, ``choice · (reward − expected)`` (0 when the odour is refused), the e
 running mean of the rewards of accepted trials (``baseline_rate`` per trial), so a rule
 ``dw ∝ pre · modulator`` learns to accept the better odour of each block. The task keeps
 every trial's choice (:meth:`record`); :func:`metaplastic.analysis.simulate.simulate` records it
-with the modulator as ``rewards``. As a meta-learning task its loss is minus the mean
+with the modulator as ``rewards`` and each trial's reward as ``outcomes``
+(:meth:`outcomes`). As a meta-learning task its loss is minus the mean
 reward.
 """
 
@@ -112,6 +113,23 @@ class OdourChoiceTask(Task):
     def record(self, instance, env: OdourState) -> dict[str, Array]:
         """What an experiment records of one episode: every trial's choice."""
         return {"choices": env.choices.astype(jnp.int32)}
+
+    def outcomes(self, choices, modulators) -> np.ndarray:
+        """Every trial's reward (0 on refused trials), ``(N, T)``, from the recorded
+        choices and modulators: on an accepted trial the modulator is ``reward −
+        expected``, the expectation following the same running mean as :meth:`transition`
+        (rewards are 0 or 1, so rounding undoes float rounding). Recovered after the
+        simulation rather than returned by it, so that the simulated recordings stay
+        what they were bit for bit."""
+        c = np.asarray(choices, np.float32)
+        m = np.asarray(modulators, np.float32)
+        expected = np.full(c.shape[0], 0.5, np.float32)
+        out = np.zeros_like(m)
+        for t in range(c.shape[1]):
+            reward = c[:, t] * np.round(m[:, t] + expected)
+            out[:, t] = reward
+            expected = expected + np.float32(self.baseline_rate) * c[:, t] * (reward - expected)
+        return out
 
     def loss(self, instance, state: NetState, env: OdourState, network=None) -> Array:
         return -jnp.mean(env.rewards)

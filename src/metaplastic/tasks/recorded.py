@@ -22,6 +22,10 @@ Recording file (``.npz``, no object arrays), ``N`` trajectories of at most ``T``
                    (n_out,)
 ``choices``        (N, T) int           the choice at every step (0/1, or 0..n_out-1)
 ``rewards``        (N, T) float         the modulator at every step (default 0)
+``outcomes``       (N, T) float         what the experiment recorded of each trial's
+                                        outcome (e.g. reward 0/1; not used by the fit:
+                                        behavioural models such as Rescorla–Wagner
+                                        are fitted to it for comparison)
 ``update_mask``    (N, T) 0/1           1 where the synapses update (default: every
                                         step; e.g. only at a trial's last step)
 ``w0_<l>``         (N, out, in) float   layer l's weights at the start (l = 1, 2, ...;
@@ -54,7 +58,7 @@ FITS = ("activity", "choices")
 SPLITS = ("train", "heldout", "all")
 INITIAL = ("recorded", "drawn", "fitted")
 KEYS = ("inputs", "lengths", "activity", "activity_mask", "choices", "rewards",
-        "update_mask")
+        "outcomes", "update_mask")
 
 
 @functools.cache
@@ -85,7 +89,8 @@ def load(path: str) -> dict[str, np.ndarray]:
     if "activity" not in data and "choices" not in data:
         raise ConfigError(f"recordings {path!r} hold nothing to fit: neither 'activity' "
                           f"nor 'choices'")
-    want = {"lengths": (n,), "choices": (n, t), "rewards": (n, t), "update_mask": (n, t)}
+    want = {"lengths": (n,), "choices": (n, t), "rewards": (n, t), "outcomes": (n, t),
+            "update_mask": (n, t)}
     if "activity" in data:
         a = data["activity"]
         if a.ndim != 3 or a.shape[:2] != (n, t):
