@@ -50,6 +50,7 @@ def test_likelihood_by_hand():
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+@pytest.mark.tier2  # a maximum-likelihood fit from 18 starts (~10 s)
 def test_parameters_are_recovered_from_its_own_choices():
     x, c, o, n = _rw_data(16, 200, alpha=0.3, beta=5.0, bias=-1.0, v0=0.5, seed=1)
     fit = behaviour.fit(x, c, o, n)

@@ -29,7 +29,8 @@ def test_wald_intervals_are_least_squares_standard_errors():
     np.testing.assert_allclose(rep["wald_low"], fit - Z95 * se, rtol=1e-9)
     assert rep["determined_directions"] == rep["free_directions"] == 3
     assert rep["confounds"] == []
-    assert rep["truth_inside_wald"] == 3
+    assert rep["truth_inside_wald"] == rep["truth_inside_bounded_wald"] == 3
+    assert rep["wald_bounded"] == 3
     # eigenvalues largest first, half-widths z / sqrt(eigenvalue)
     lam = [d["eigenvalue"] for d in rep["directions"]]
     assert lam == sorted(lam, reverse=True)
@@ -61,7 +62,7 @@ def test_a_coefficient_the_data_never_touch_has_an_infinite_interval():
     rep = identifiability([1.0, 0.3, -2.0], info, ["a", "b", "c"], [True] * 3)
     assert rep["wald_high"][1] == math.inf and rep["wald_low"][1] == -math.inf
     assert rep["wald_high"][0] == pytest.approx(1.0 + Z95 / 20)
-    assert rep["determined_directions"] == 2
+    assert rep["determined_directions"] == 2 and rep["wald_bounded"] == 2
     assert any("undetermined: b" in line for line in describe(rep))
 
 
@@ -85,3 +86,21 @@ def test_a_non_finite_curvature_is_reported_not_analysed():
 def test_bad_relative_threshold_is_refused():
     with pytest.raises(ValueError, match="relative"):
         identifiability([1.0], np.eye(1), ["a"], [True], relative=0.0)
+
+
+def test_intervals_centre_on_the_one_step_estimate_when_given_the_gradient():
+    """A fit short of the maximum of a quadratic NLL: one Newton step along the
+    determined directions lands on the maximum, and the intervals centre there; an
+    undetermined direction takes no step."""
+    info = np.diag([100.0, 400.0, 1e-20])
+    mle = np.array([1.0, -2.0, 0.5])
+    fit = np.array([0.9, -1.8, 0.7])  # short of the MLE (e.g. L1 shrinkage)
+    grad = info @ (fit - mle)  # the gradient of ½ (θ − mle)' I (θ − mle)
+    rep = identifiability(fit, info, ["a", "b", "c"], [True] * 3, gradient=grad)
+    assert rep["centre"] == "one-step"
+    np.testing.assert_allclose(rep["estimate"][:2], mle[:2])
+    assert rep["estimate"][2] == pytest.approx(0.7)  # undetermined: left where it was
+    assert rep["wald_low"][0] == pytest.approx(1.0 - Z95 / 10)
+    assert any("one-step" in line for line in describe(rep))
+    plain = identifiability(fit, info, ["a", "b", "c"], [True] * 3)
+    assert plain["centre"] == "fit" and plain["estimate"] == pytest.approx(fit.tolist())

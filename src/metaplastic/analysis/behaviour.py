@@ -31,10 +31,12 @@ from metaplastic.errors import ConfigError
 
 Array = jax.Array
 
-#: starting points of the fit: (logit alpha, beta, bias, v0)
-STARTS = ((-2.0, 1.0, 0.0, 0.5), (0.0, 3.0, 0.0, 0.5), (-1.0, 6.0, -1.0, 0.0),
-          (1.0, 1.0, 0.0, 0.0))
-STEPS, LR = 600, 0.05
+#: starting points of the fit, (logit alpha, beta, bias, v0): a grid over alpha (0.05,
+#: 0.27, 0.73), beta (1, 5, 15) and bias (0, −5); the likelihood can keep rising slowly
+#: as beta grows with the bias (nearly deterministic choices), so the fit runs long
+STARTS = tuple((a, b, c, 0.5) for a in (-3.0, -1.0, 1.0) for b in (1.0, 5.0, 15.0)
+               for c in (0.0, -5.0))
+STEPS, LR = 2000, 0.1
 
 
 @dataclass(frozen=True)

@@ -187,23 +187,26 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
                             "(local: see --bootstrap)")
             truth = coef.get("truth_values")
             free = [i for i, f in enumerate(coef["free"]) if f]
-            for col in ("term", "inferred", "Wald 95%", *(["truth"] if truth is not None
-                                                          else [])):
+            step = ident.get("centre") == "one-step"
+            for col in ("term", "inferred", *(["one-step"] if step else []), "Wald 95%",
+                        *(["truth"] if truth is not None else [])):
                 t.add_column(col)
             for j in sorted(range(len(free)), key=lambda j: -abs(coef["inferred"][free[j]])):
                 lo, hi = ident["wald_low"][j], ident["wald_high"][j]
                 cells = [ident["names"][j], f"{coef['inferred'][free[j]]:+.3f}",
+                         *([f"{ident['estimate'][j]:+.3f}"] if step else []),
                          f"[{lo:+.3g}, {hi:+.3g}]"]
                 if truth is not None:
                     cells.append(f"{truth[free[j]]:+.3g}")
                 t.add_row(*cells)
             console.print(t)
         if "truth_inside_wald" in ident:
-            console.print(f"  the truth lies inside {ident['truth_inside_wald']} of the "
-                          f"{ident['free_directions']} Wald intervals (median width "
-                          f"{ident['wald_width_median']:.3g}) and within the interval "
-                          f"along {ident['truth_inside_determined']} of the "
-                          f"{ident['determined_directions']} determined directions")
+            console.print(f"the truth lies within the interval along "
+                          f"{ident['truth_inside_determined']} of the "
+                          f"{ident['determined_directions']} determined directions; "
+                          f"{ident['wald_bounded']} of the {ident['free_directions']} "
+                          f"coefficients' Wald intervals are bounded, "
+                          f"{ident['truth_inside_bounded_wald']} of them hold the truth")
     path = out.get("l1_path")
     if path:
         for lam, m, se in zip(path["l1"], path["cv_loss"], path["cv_se"], strict=True):

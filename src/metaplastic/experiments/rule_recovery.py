@@ -111,12 +111,12 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
         out["coefficients"] = ref
     if ref is not None and vector is None:  # θ's own entries are the named terms
         say(0, None, "observed information at the fit (identifiability)")
-        coefs, info, n_obs = identifiability.observed_information(
+        coefs, info, n_obs, grad = identifiability.observed_information(
             objective, theta, splits["train"], jax.random.fold_in(key, 3), own,
             lambda t, part: with_synapses_part(rule, t, part))
         out["identifiability"] = {**identifiability.identifiability(
-            coefs, info, ref["names"], ref["free"], truth=ref.get("truth_values")),
-            "observations": n_obs}
+            coefs, info, ref["names"], ref["free"], truth=ref.get("truth_values"),
+            gradient=grad), "observations": n_obs}
     k_init, run_key = run_keys(cfg)
     theta0 = rule.init(k_init, network.shapes)
     if bootstrap:
