@@ -55,6 +55,16 @@ def test_every_trajectory_is_scored_once_in_order(fit):
     assert per["loss"].shape == (3,)
 
 
+def test_weight_r2_is_undefined_when_the_truth_never_changes_its_weights(fit):
+    """A truth without plasticity leaves no weight change to explain: NaN, not the
+    −1e33 a floor under the denominator gave."""
+    task, net = fit["task"], fit["net"]
+    truth = (net, recovery.Frozen(fit["oja"]), fit["theta_true"])
+    r2 = recovery.trajectory_r2(task, (net, fit["rule"], fit["theta"]), truth, [0, 1],
+                                jax.random.key(0))
+    assert np.isnan(r2["weights"]) and np.isfinite(r2["activity"])
+
+
 def test_deviance_explained_by_hand():
     # two trajectories of 10 and 30 choices; mean NLLs 0.2/0.4 against a null of 0.6/0.5
     want = 1 - (10 * 0.2 + 30 * 0.4) / (10 * 0.6 + 30 * 0.5)
@@ -411,3 +421,17 @@ def test_a_choice_fit_is_compared_with_rescorla_wagner(tmp_path, capsys):
         assert 0 < rw["nll"]["mean"] < rows["no plasticity"]["nll"]["mean"]
         assert -1 < rw["deviance_explained"] < 1
     assert "Rescorla–Wagner" in text
+
+
+def test_an_undefined_weight_r2_is_drawn_as_such(run_dir, tmp_path):
+    """recovery.json keeps an undefined R² as null: the figure says "undefined"."""
+    import shutil
+
+    from metaplastic.report.recovery_plots import plot_recovery
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    data = json.loads((copy / "recovery.json").read_text())
+    data["splits"]["heldout"]["weight_r2"] = None
+    (copy / "recovery.json").write_text(json.dumps(data))
+    assert (copy / "recovery.png") in plot_recovery(copy)

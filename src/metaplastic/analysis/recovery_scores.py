@@ -114,7 +114,9 @@ def trajectory_r2(task: RecordedTask, fitted: tuple, truth: tuple, indices,
     """R² of ``fitted``'s weight changes and output activity against ``truth``'s (each a
     ``(network, rule, θ)``) replayed on the trajectories ``indices``: ``weights`` over the
     plastic layers' changes from the start (see the module), ``activity`` over the
-    output layer's activity at every step (for a choice network: the choice logit)."""
+    output layer's activity at every step (for a choice network: the choice logit). NaN
+    where the truth leaves nothing to explain (its weights never change, or its activity
+    is constant): an R² is undefined there, not a huge negative number."""
     def run(piece, inst, k):
         network, rule, theta = piece
         _, _, (ws, y) = trace(network, rule, theta, task, inst, k,
@@ -136,9 +138,13 @@ def trajectory_r2(task: RecordedTask, fitted: tuple, truth: tuple, indices,
     y_true, live = np.asarray(y_true, np.float64), np.asarray(live, bool)
     values = y_true[np.broadcast_to(live, y_true.shape)]
     y_tot = float(np.sum((values - values.mean()) ** 2))
-    return {"weights": float(1.0 - np.sum(np.asarray(res, np.float64))
-                             / max(float(np.sum(tot)), 1e-30)),
-            "activity": float(1.0 - np.sum(np.asarray(y_res, np.float64)) / max(y_tot, 1e-30))}
+    tot = float(np.sum(np.asarray(tot, np.float64)))
+
+    def r2(residual: float, total: float) -> float:  # NaN: nothing to explain
+        return float(1.0 - residual / total) if total > 1e-24 else float("nan")
+
+    return {"weights": r2(float(np.sum(np.asarray(res, np.float64))), tot),
+            "activity": r2(float(np.sum(np.asarray(y_res, np.float64))), y_tot)}
 
 
 def bootstrap_pools(indices, n: int, key: Array) -> np.ndarray:

@@ -117,8 +117,11 @@ def _trajectories(ax, held: dict, fit: str) -> None:
     else:
         ax.set_xticks([])
         ax.set_ylabel("activity R² (mean, 95% CI over trajectories)")
-    extra = (f", R² vs truth: weight changes {held['weight_r2']:.3f}, output "
-             f"{held['activity_r2']:.3f}" if "weight_r2" in held else "")
+    def r2(v) -> str:  # None/NaN in the file: the truth left nothing to explain
+        return f"{v:.3f}" if isinstance(v, int | float) and np.isfinite(v) else "undefined"
+
+    extra = (f", R² vs truth: weight changes {r2(held['weight_r2'])}, output "
+             f"{r2(held['activity_r2'])}" if "weight_r2" in held else "")
     ax.set_title(f"held-out trajectories ({held['trajectories']}){extra}", fontsize=10)
     ax.legend(fontsize=8)
 
