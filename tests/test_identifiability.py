@@ -104,3 +104,27 @@ def test_intervals_centre_on_the_one_step_estimate_when_given_the_gradient():
     assert any("one-step" in line for line in describe(rep))
     plain = identifiability(fit, info, ["a", "b", "c"], [True] * 3)
     assert plain["centre"] == "fit" and plain["estimate"] == pytest.approx(fit.tolist())
+
+
+@pytest.mark.parametrize("after, centre", [(0.5, "one-step"), (2.0, "fit")])
+def test_the_one_step_estimate_is_kept_only_where_it_lowers_the_nll(monkeypatch, after,
+                                                                    centre):
+    """report(): the Newton step is taken when it lowers the NLL; where it raises it (the
+    likelihood far from quadratic) the intervals stay around the fit, and say why."""
+    from metaplastic.analysis import identifiability as ident
+
+    info = np.diag([100.0, 400.0])
+    fit = np.array([0.9, -1.8])
+
+    def fake(*args):
+        return fit, info, 50.0, np.array([-10.0, 80.0]), \
+            lambda c: 1.0 if np.allclose(c, fit) else after
+
+    monkeypatch.setattr(ident, "_information", fake)
+    rep = ident.report(None, None, [0], None, None, None, ["a", "b"], [True, True])
+    assert rep["centre"] == centre
+    assert ("one_step_refused" in rep) == (centre == "fit")
+    if centre == "fit":
+        assert "raised the NLL from 1 to 2" in rep["one_step_refused"]
+        assert any("intervals around the fit" in line for line in describe(rep))
+    assert rep["information"] == info.tolist() and rep["observations"] == 50.0

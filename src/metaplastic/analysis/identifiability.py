@@ -59,6 +59,35 @@ def observed_information(objective: Any, theta: Any, indices, key: Array,
     them (see the module) from the trajectories ``indices``, the number of recorded
     observations (choices, or activity entries) and the NLL's gradient at the fit.
     ``put(theta, part)`` rebuilds θ around new coefficients."""
+    coefs, info, n, grad, _ = _information(objective, theta, indices, key, get, put)
+    return coefs, info, n, grad
+
+
+def report(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any], Any],
+           put: Callable[[Any, Any], Any], names: list[str], free: list[bool],
+           truth=None, relative: float = 0.1) -> dict[str, Any]:
+    """The whole report of a fit (what ``metaplastic recover`` writes): the observed
+    information, and the intervals around the one-step estimate — unless that step does
+    not lower the NLL (the likelihood is not near quadratic there: a step from far off),
+    when they stay around the fit and ``one_step_refused`` says why. The information
+    matrix and gradient over the free coefficients are kept in the report."""
+    coefs, info, n, grad, nll = _information(objective, theta, indices, key, get, put)
+    out = identifiability(coefs, info, names, free, relative, truth, gradient=grad)
+    if out.get("centre") == "one-step":
+        stepped = coefs.copy()
+        stepped[np.flatnonzero(np.asarray(free, bool))] = out["estimate"]
+        before, after = nll(coefs), nll(stepped)
+        if not after < before:
+            out = identifiability(coefs, info, names, free, relative, truth)
+            out["one_step_refused"] = (f"the Newton step raised the NLL from {before:.6g} "
+                                       f"to {after:.6g}")
+    keep = np.flatnonzero(np.asarray(free, bool))
+    return {**out, "observations": n,
+            "information": info[np.ix_(keep, keep)].tolist(),
+            "gradient": grad[keep].tolist()}
+
+
+def _information(objective, theta, indices, key, get, put):
     task = check_recorded(objective)
     flat0, unravel = ravel_pytree(get(theta))
     idx = jnp.asarray(np.asarray(indices), jnp.int32)
@@ -87,7 +116,12 @@ def observed_information(objective: Any, theta: Any, indices, key: Array,
 
     info = np.asarray(jax.jit(jax.hessian(nll))(flat0), np.float64)
     grad = np.asarray(jax.jit(jax.grad(nll))(flat0), np.float64)
-    return np.asarray(flat0, np.float64), 0.5 * (info + info.T), n, grad
+    value = jax.jit(nll)
+
+    def nll_at(coefficients) -> float:
+        return float(value(jnp.asarray(coefficients, flat0.dtype)))
+
+    return np.asarray(flat0, np.float64), 0.5 * (info + info.T), n, grad, nll_at
 
 
 def identifiability(coefficients, information, names: list[str], free: list[bool],
@@ -197,6 +231,8 @@ def describe(report: dict[str, Any]) -> list[str]:
         lines.append(f"  scale |θ| = {report['estimate_scale']:.3g} ± "
                      f"{report['scale_half_width']:.2g} (95%); the rule up to its scale is "
                      f"θ / |θ|")
+    if report.get("one_step_refused"):
+        lines.append(f"  intervals around the fit: {report['one_step_refused']}")
     if report.get("centre") == "one-step":
         lines.append("  intervals around the one-step (Newton) estimate θ − I⁻¹g along the "
                      "determined directions: the fit itself (L1, stopped early) is not the "
@@ -218,4 +254,4 @@ def describe(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["Z95", "describe", "identifiability", "observed_information"]
+__all__ = ["Z95", "describe", "identifiability", "observed_information", "report"]

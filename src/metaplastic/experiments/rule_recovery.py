@@ -111,16 +111,10 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
         out["coefficients"] = ref
     if ref is not None and vector is None:  # θ's own entries are the named terms
         say(0, None, "observed information at the fit (identifiability)")
-        free_idx = np.flatnonzero(ref["free"])
-        coefs, info, n_obs, grad = identifiability.observed_information(
+        out["identifiability"] = identifiability.report(
             objective, theta, splits["train"], jax.random.fold_in(key, 3), own,
-            lambda t, part: with_synapses_part(rule, t, part))
-        out["identifiability"] = {**identifiability.identifiability(
-            coefs, info, ref["names"], ref["free"], truth=ref.get("truth_values"),
-            gradient=grad), "observations": n_obs,
-            # over the free coefficients: what the report was computed from
-            "information": info[np.ix_(free_idx, free_idx)].tolist(),
-            "gradient": grad[free_idx].tolist()}
+            lambda t, part: with_synapses_part(rule, t, part), ref["names"], ref["free"],
+            truth=ref.get("truth_values"))
     k_init, run_key = run_keys(cfg)
     theta0 = rule.init(k_init, network.shapes)
     if bootstrap:
