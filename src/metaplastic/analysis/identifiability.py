@@ -102,24 +102,28 @@ def _information(objective, theta, indices, key, get, put):
 
         return jax.vmap(one)(idx, keys)
 
-    env = jax.jit(envs)(flat0)
-    if task.fit == "choices":
-        n = float(np.sum(np.asarray(env.n_choices)))
+    choices = task.fit == "choices"
 
-        def nll(flat):
-            return jnp.sum(envs(flat).nll)
-    else:
-        n = float(np.sum(np.asarray(env.n)))
+    def core(flat):  # (NLL / observations for activity, observations)
+        env = envs(flat)
+        if choices:
+            return jnp.sum(env.nll), jnp.sum(env.n_choices)
+        return 0.5 * jnp.log(jnp.sum(env.sse)), jnp.sum(env.n)
 
-        def nll(flat):
-            return 0.5 * n * jnp.log(jnp.sum(envs(flat).sse))
+    def grad_and_aux(flat):
+        (_, n), g = jax.value_and_grad(core, has_aux=True)(flat)
+        return g, (g, n)
 
-    info = np.asarray(jax.jit(jax.hessian(nll))(flat0), np.float64)
-    grad = np.asarray(jax.jit(jax.grad(nll))(flat0), np.float64)
-    value = jax.jit(nll)
+    # the Hessian, the gradient and the count of observations in one program
+    hess, (g, n) = jax.jit(jax.jacfwd(grad_and_aux, has_aux=True))(flat0)
+    n = float(n)
+    scale = 1.0 if choices else n  # activity: the profile NLL is (N/2) log SSE
+    info = scale * np.asarray(hess, np.float64)
+    grad = scale * np.asarray(g, np.float64)
+    value = jax.jit(lambda flat: core(flat)[0])
 
     def nll_at(coefficients) -> float:
-        return float(value(jnp.asarray(coefficients, flat0.dtype)))
+        return scale * float(value(jnp.asarray(coefficients, flat0.dtype)))
 
     return np.asarray(flat0, np.float64), 0.5 * (info + info.T), n, grad, nll_at
 
