@@ -23,6 +23,7 @@ Nothing here trusts names or comments; every check runs the real computation wit
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -169,39 +170,78 @@ def _first_foreign(grads, pairs, shape) -> str | None:
 
 
 # ------------------------------------------------------------------ no weight transport
+def _transport_probe(network: Network) -> Callable:
+    """One compiled program for every draw of :func:`check_weight_transport`: ``(weights,
+    feedback, x, e_out, cotangents) -> (grads, errors, errors with the forward weights'
+    signs flipped)``, where ``grads[l-1]`` holds d(<error at hidden layer l, its
+    cotangent>)/d(W_k) for every layer k.
+
+    d(error at layer l)/d(W_k) is zero exactly when its product with every cotangent is;
+    one random cotangent per layer finds a non-zero Jacobian with probability 1, in the
+    memory of one gradient (the whole Jacobian of a 784-170-130-100-70-47 network took
+    3.7 GB). One program, not one per operation (the eager version compiled ~30 small
+    programs: 2-5 s of a run's start-up), and every random number is drawn by NumPy and
+    passed in (random-number code took most of the program's compile time)."""
+
+    def probe(weights, feedback, x, e_out, cots):
+        # the network's own start for everything but the random parts, which are given:
+        # the unused draws of ``init`` are dropped before XLA compiles
+        state = network.init(jax.random.key(0), weights)._replace(feedback=feedback)
+        act, state = network.run(state, x)
+
+        def errs(weights):
+            return network.errors(NetState(weights, state.feedback), act, e_out)
+
+        same, vjp = jax.vjp(errs, state.weights)
+        grads = []
+        for l in range(1, network.n_layers):
+            cot = [jnp.zeros_like(e) for e in same]
+            cot[l] = cots[l - 1]
+            grads.append(vjp(type(same)(cot) if isinstance(same, tuple) else cot)[0])
+        return grads, same, errs(tuple(-w for w in state.weights))
+
+    return jax.jit(probe)
+
+
+def _transport_draw(network: Network, rng: np.random.Generator) -> tuple:
+    """Random arguments of :func:`_transport_probe`'s program, drawn by NumPy: forward and
+    feedback weights at the network's scale, an input, an output error and one cotangent
+    per hidden layer's error."""
+    def normal(like, scale=1.0):
+        return jnp.asarray(scale * rng.standard_normal(like.shape), like.dtype)
+
+    state = jax.eval_shape(network.init, jax.random.key(0))
+    weights = tuple(normal(w, network.weight_scale(l)) for l, w in enumerate(state.weights))
+    feedback = jax.tree.map(lambda b: normal(b, 1.0 / max(b.shape[-1], 1) ** 0.5),
+                            state.feedback)
+    x = jnp.asarray(rng.standard_normal(network.sizes[0]), jnp.float32)
+    e_out = jnp.asarray(rng.standard_normal(network.sizes[-1]), jnp.float32)
+    errors = jax.eval_shape(lambda w, b, x, e: network.errors(
+        NetState(w, b), network.run(network.init(jax.random.key(0), w)._replace(feedback=b),
+                                    x)[0], e), weights, feedback, x, e_out)
+    cots = tuple(normal(errors[l]) for l in range(1, network.n_layers))
+    return weights, feedback, x, e_out, cots
+
+
 def check_weight_transport(network: Network, key: jax.Array, *, draws: int = 2) -> CheckResult:
     """The errors reaching each layer must not depend on the forward weights (activities
     held fixed)."""
     if network.n_layers < 2:
         return CheckResult("no_weight_transport", True, "a single plastic layer: the only "
                            "error is the task's, at the output; no feedback pathway")
+    probe = _transport_probe(network)
+    seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
     for d in range(draws):
-        k_net, k_x, k_e = jax.random.split(jax.random.fold_in(key, d), 3)
-        state = network.init(k_net)
-        act, state = network.run(state, jax.random.normal(k_x, (network.sizes[0],)))
-        e_out = jax.random.normal(k_e, (network.sizes[-1],))
-
-        def errs(weights, state=state, act=act, e_out=e_out):
-            return network.errors(NetState(weights, state.feedback), act, e_out)
-
-        # d(error at layer l)/d(W_k) is zero exactly when its product with every
-        # cotangent is; one random cotangent per layer finds a non-zero Jacobian with
-        # probability 1, in the memory of one gradient (the whole Jacobian of a
-        # 784-170-130-100-70-47 network took 3.7 GB)
-        same, vjp = jax.vjp(errs, state.weights)
-        draw = np.random.default_rng([*np.asarray(jax.random.key_data(k_e)).ravel(), d])
-        for l in range(1, network.n_layers):  # hidden layers' errors
-            cot = [jnp.zeros_like(e) for e in same]
-            cot[l] = jnp.asarray(draw.standard_normal(np.shape(same[l])), same[l].dtype)
-            for k, g in enumerate(vjp(type(same)(cot) if isinstance(same, tuple)
-                                      else cot)[0]):
+        grads, same, flipped = probe(*_transport_draw(network,
+                                                      np.random.default_rng([*seed, d])))
+        for l, per_weight in enumerate(grads, start=1):  # hidden layers' errors
+            for k, g in enumerate(per_weight):
                 if np.any(np.asarray(g) != 0):
                     return CheckResult(
                         "no_weight_transport", False,
                         f"the error at hidden layer {l} depends on forward weights W{k + 1} "
                         f"(feedback = {network.feedback!r} reads the forward weights)")
-        flipped = errs(tuple(-w for w in state.weights))  # signs read (zero derivative)
-        for l in range(1, network.n_layers):
+        for l in range(1, network.n_layers):  # signs read (zero derivative)
             if not np.array_equal(np.asarray(flipped[l]), np.asarray(same[l])):
                 return CheckResult(
                     "no_weight_transport", False,
@@ -224,17 +264,18 @@ def check_online(network: Network, rule: Rule, theta: Any, task: Task, key: jax.
     """Carried state and XLA working memory of ``length`` inner steps, for two lengths."""
     k_inst, k_net = jax.random.split(key)
 
-    @jax.jit  # one program for the task and the carry (not one per operation)
     def start(k_inst, k_net):
         instance = task.sample(k_inst)
         return instance, initial_carry(network, rule, theta, task, instance, k_net)
 
-    instance, carry = start(k_inst, k_net)
+    # shapes only: the programs are compiled for their memory, never run, so nothing
+    # computes a task or a carry (that was a program of its own, 1-1.5 s)
+    instance, carry = jax.eval_shape(start, k_inst, k_net)
     sizes = []
     for n in lengths:
-        fn = jax.jit(lambda c, n=n: advance(network, rule, theta, task, instance, c, n))
-        compiled = fn.lower(carry).compile()
-        out = jax.eval_shape(fn, carry)
+        fn = jax.jit(lambda inst, c, n=n: advance(network, rule, theta, task, inst, c, n))
+        compiled = fn.lower(instance, carry).compile()
+        out = jax.eval_shape(fn, instance, carry)
         temp = compiled.memory_analysis().temp_size_in_bytes
         sizes.append((_bytes(out), temp))
     (c1, t1), (c2, t2) = sizes
