@@ -159,25 +159,27 @@ class MLPRule(Rule):
         signals drawn N(0, 1) (w: N(0, 0.5²)); deterministic given ``key``."""
         import optax
 
-        k = jax.random.split(key, 6)
-        s = LocalSignals(jax.random.normal(k[0], (samples,)), jax.random.normal(k[1], (samples,)),
-                         0.5 * jax.random.normal(k[2], (samples,)),
-                         jax.random.normal(k[3], (samples,)), jax.random.normal(k[4], (samples,)),
-                         jax.random.normal(k[5], (samples,)))
-        y = target(s)
         act = ACTIVATIONS[self.activation]
         opt = optax.adam(lr)
 
-        def loss(t):
-            return jnp.mean((apply_mlp(t["mlp"], _stack(s, self.inputs), act)[..., 0] - y) ** 2)
+        def fitted(theta, key):  # one program: the draws, the target and every step
+            k = jax.random.split(key, 6)
+            s = LocalSignals(*(jax.random.normal(k[i], (samples,)) for i in range(6)))
+            s = s._replace(w=0.5 * s.w)
+            y = target(s)
 
-        def step(carry, _):
-            t, o = carry
-            u, o = opt.update(jax.grad(loss)(t), o)
-            return (optax.apply_updates(t, u), o), None
+            def loss(t):
+                return jnp.mean((apply_mlp(t["mlp"], _stack(s, self.inputs), act)[..., 0]
+                                 - y) ** 2)
 
-        return jax.jit(lambda t: jax.lax.scan(step, (t, opt.init(t)), None,
-                                              length=steps)[0][0])(theta)
+            def step(carry, _):
+                t, o = carry
+                u, o = opt.update(jax.grad(loss)(t), o)
+                return (optax.apply_updates(t, u), o), None
+
+            return jax.lax.scan(step, (theta, opt.init(theta)), None, length=steps)[0][0]
+
+        return jax.jit(fitted)(theta, key)
 
     def synapse(self, theta, s: LocalSignals) -> Array:
         act = ACTIVATIONS[self.activation]
