@@ -1,6 +1,7 @@
 # make demo : create .venv, install, meta-train Oja's rule on built-in data
 # make test : create .venv if needed, install, run the fast test suite
-# make test-tier2 : tests that spawn processes or check whole presets (CI runs both tiers)
+# make test-tier2 : tests that spawn processes or check whole presets (CI runs both tiers;
+#                   it installs Brian2 into .venv-brian2 for the export's tests)
 # make test-slow : the full reproduction tests (minutes)
 # make test-oldest : the fast suite in .venv-oldest, the oldest versions pyproject.toml allows
 # make test-mujoco : installs the optional MuJoCo Playground and tests the mujoco task
@@ -27,8 +28,18 @@ XDIST := -n auto --dist loadscope
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not tier2 and not mujoco" $(XDIST) --durations=15
 
-test-tier2: $(STAMP)
-	$(PY) -m pytest -q -m "tier2 and not mujoco" $(XDIST) --durations=10
+# Brian2 for the export's tests, in an environment of its own: Brian2 2.9, the last
+# release for Python 3.11, fails to import with NumPy >= 2.4, which .venv may have
+BRIAN2_VENV ?= .venv-brian2
+BRIAN2_STAMP := $(BRIAN2_VENV)/.installed
+$(BRIAN2_STAMP):
+	$(PYTHON) -m venv $(BRIAN2_VENV)
+	$(BRIAN2_VENV)/bin/python -m pip install --quiet "brian2>=2.7" "numpy<2.4"
+	touch $(BRIAN2_STAMP)
+
+test-tier2: $(STAMP) $(BRIAN2_STAMP)
+	METAPLASTIC_BRIAN2_PYTHON=$(abspath $(BRIAN2_VENV))/bin/python \
+		$(PY) -m pytest -q -m "tier2 and not mujoco" $(XDIST) --durations=10
 
 test-slow: $(STAMP)
 	METAPLASTIC_TEST_XLA_OPT=default $(PY) -m pytest -q -m slow

@@ -6,8 +6,9 @@ log-likelihood of the training trajectories with respect to the rule's own coeff
 replay:
 
 * choices: the summed negative log-likelihood of every recorded choice;
-* activity: the Gaussian likelihood with the noise variance profiled out,
-  ``(N / 2) log SSE`` over the ``N`` recorded entries, whose Hessian at the fit is
+* spike counts (``observation = "poisson"``): the summed Poisson NLL of every count;
+* activity (Gaussian, or calcium ΔF/F): the Gaussian likelihood with the noise variance
+  profiled out, ``(N / 2) log SSE`` over the ``N`` recorded entries, whose Hessian at the fit is
   ``N H_SSE / (2 SSE)`` (no noise level needs to be known).
 
 Its eigenvectors are directions in coefficient space and ``z / sqrt(eigenvalue)`` the
@@ -102,13 +103,11 @@ def _information(objective, theta, indices, key, get, put):
 
         return jax.vmap(one)(idx, keys)
 
-    choices = task.fit == "choices"
+    profiled = task.profiled
 
-    def core(flat):  # (NLL / observations for activity, observations)
-        env = envs(flat)
-        if choices:
-            return jnp.sum(env.nll), jnp.sum(env.n_choices)
-        return 0.5 * jnp.log(jnp.sum(env.sse)), jnp.sum(env.n)
+    def core(flat):  # (NLL, or NLL / observations when profiled; observations)
+        value, n = task.likelihood(envs(flat))
+        return (0.5 * jnp.log(value) if profiled else value), n
 
     def grad_and_aux(flat):
         (_, n), g = jax.value_and_grad(core, has_aux=True)(flat)
@@ -117,7 +116,7 @@ def _information(objective, theta, indices, key, get, put):
     # the Hessian, the gradient and the count of observations in one program
     hess, (g, n) = jax.jit(jax.jacfwd(grad_and_aux, has_aux=True))(flat0)
     n = float(n)
-    scale = 1.0 if choices else n  # activity: the profile NLL is (N/2) log SSE
+    scale = n if profiled else 1.0  # Gaussian noise: the profile NLL is (N/2) log SSE
     info = scale * np.asarray(hess, np.float64)
     grad = scale * np.asarray(g, np.float64)
     value = jax.jit(lambda flat: core(flat)[0])

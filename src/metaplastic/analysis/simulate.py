@@ -23,8 +23,16 @@ from metaplastic.meta.memory import available, gib
 from metaplastic.network import Network
 from metaplastic.tasks.base import Task
 
+OBSERVATIONS = ("gaussian", "poisson", "calcium")
 
-def _check(n: int, record: float, noise: float, network: Network) -> None:
+
+def _check(n: int, record: float, noise: float, network: Network,
+           observation: str = "gaussian", calcium_tau: float = 10.0) -> None:
+    if observation not in OBSERVATIONS:
+        raise ConfigError(f"observation must be one of {', '.join(OBSERVATIONS)}, got "
+                          f"{observation!r}")
+    if not calcium_tau > 0:
+        raise ConfigError(f"calcium_tau must be positive (steps), got {calcium_tau}")
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 1_000_000:
         raise ConfigError(f"trajectories must be an integer in [1, 1000000], got {n!r}")
     if not 0.0 < record <= 1.0:
@@ -38,13 +46,17 @@ def _check(n: int, record: float, noise: float, network: Network) -> None:
 
 
 def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key: jax.Array,
-             *, record: float = 1.0, noise: float = 0.0) -> dict[str, np.ndarray]:
+             *, record: float = 1.0, noise: float = 0.0, observation: str = "gaussian",
+             calcium_tau: float = 10.0) -> dict[str, np.ndarray]:
     """Recordings of ``n`` trajectories (arrays by the names of the recordings layout).
 
     ``record``: fraction of the output neurons recorded (at least one), drawn per
     trajectory; ``noise``: Gaussian measurement noise, its SD this fraction of the clean
-    activity's SD over all trajectories."""
-    _check(n, record, noise, network)
+    signal's SD over all trajectories. ``observation`` (as :mod:`metaplastic.tasks.recorded`
+    fits them): ``"gaussian"`` records the activity; ``"poisson"`` spike counts drawn with
+    mean softplus(activity) (``noise`` unused); ``"calcium"`` ΔF/F, the activity filtered
+    by an indicator decaying over ``calcium_tau`` steps."""
+    _check(n, record, noise, network, observation, calcium_tau)
     steps = source.n_steps
     # what the recordings hold: per step the input, the activity (a float64 copy with
     # noise, its mask) and the modulator, about 4 copies of it in all on the way
@@ -67,8 +79,18 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
         jax.random.split(key, n))
     activity = np.asarray(activity, np.float64)
     k_noise, k_mask = jax.random.split(jax.random.fold_in(key, 1))
+    if observation == "calcium":  # the indicator: c_t = exp(-1/tau) c_{t-1} + y_t
+        decay, ca = np.exp(-1.0 / calcium_tau), np.zeros_like(activity[:, 0])
+        for t in range(activity.shape[1]):
+            ca = decay * ca + activity[:, t]
+            activity[:, t] = ca
     sd = float(np.std(activity)) or 1.0
-    noisy = activity + noise * sd * np.asarray(jax.random.normal(k_noise, activity.shape))
+    if observation == "poisson":  # counts, drawn by NumPy from a seed of the key
+        rate = np.logaddexp(0.0, activity)  # softplus
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(k_noise)).ravel())
+        noisy = rng.poisson(rate).astype(np.float64)
+    else:
+        noisy = activity + noise * sd * np.asarray(jax.random.normal(k_noise, activity.shape))
     n_out = activity.shape[-1]
     kept = max(1, int(round(record * n_out)))
     order = np.argsort(np.asarray(jax.random.uniform(k_mask, (n, n_out))), axis=1)

@@ -155,15 +155,18 @@ def parser() -> argparse.ArgumentParser:
                                        "coefficient (csv, json), the update (sympy, latex)")
     ex.add_argument("run", help="run directory")
     ex.add_argument("--format", nargs="+", default=["csv", "json", "sympy", "latex"],
-                    choices=["csv", "json", "sympy", "latex", "nir"],
+                    choices=["csv", "json", "sympy", "latex", "nir", "brian2"],
                     help="nir: the spiking network after one inner episode with the "
-                         "learned rule, in the neuromorphic exchange format")
+                         "learned rule, in the neuromorphic exchange format; brian2: the "
+                         "network and the rule as a runnable Brian2 script with one "
+                         "episode's inputs, run and compared with the library's weights "
+                         "when Brian2 is installed")
     ex.add_argument("--latex-threshold", type=float, default=0.0, metavar="X",
                     help="LaTeX: leave out terms below X times the largest coefficient "
                          "(default 0: every term)")
     ex.add_argument("--task-seed", type=int, default=None,
-                    help="nir: the seed of the task the network learns before export "
-                         "(default: the run's seed)")
+                    help="nir, brian2: the seed of the task the network learns in the "
+                         "exported episode (default: the run's seed)")
     ex.set_defaults(func=analyses.cmd_export)
 
     sm = sub.add_parser("simulate", help="write the recordings a config's task.simulate "

@@ -82,15 +82,18 @@ def cmd_compare(args) -> int:
 def cmd_export(args) -> int:
     """The run's rule written out whole into RUN/export/ (sympy and latex also printed);
     also the formula ``metaplastic explain`` distilled, when the run has one; ``nir``: the
-    spiking network after learning."""
-    from metaplastic.experiments.run_analyses import export_nir, export_rule
+    spiking network after learning; ``brian2``: the network and rule as a Brian2 script,
+    run and compared with the library when Brian2 is installed."""
+    from metaplastic.analysis.brian2_export import brian2_python
+    from metaplastic.experiments.run_analyses import export_brian2, export_nir, export_rule
 
     _, cfg, run = _open(args.run, "export")
-    formats = [f for f in args.format if f != "nir"]
+    formats = [f for f in args.format if f not in ("nir", "brian2")]
     if not 0 <= args.latex_threshold < 1:
         raise ConfigError(f"--latex-threshold must be in [0, 1), got {args.latex_threshold}")
     pieces, theta, written = export_rule(run, cfg, formats, check_nir="nir" in args.format,
-                                         latex_threshold=args.latex_threshold)
+                                         latex_threshold=args.latex_threshold,
+                                         check_brian2="brian2" in args.format)
     first_text = next((f for f in formats if f in ("sympy", "latex")), None)
     for w in written:
         if w.fmt in ("sympy", "latex"):
@@ -98,11 +101,27 @@ def cmd_export(args) -> int:
                 console.print("distilled by metaplastic explain:")
             console.print(w.text.rstrip(), markup=False, soft_wrap=True)
     paths = [w.path for w in written]
+    seed = cfg.seed if args.task_seed is None else args.task_seed
     if "nir" in args.format:
-        seed = cfg.seed if args.task_seed is None else args.task_seed
         trip = export_nir(cfg, pieces, theta, seed, run.path / "export")
         _print_round_trip(trip)
         paths += [trip.path, trip.check]
+    if "brian2" in args.format:
+        with console.status("writing the Brian2 script and running it..."):
+            script, inputs, done = export_brian2(cfg, pieces, theta, seed,
+                                                 run.path / "export", str(run.path))
+        paths += [script, inputs]
+        if done is None:
+            console.print(f"[yellow]note:[/] Brian2 is not installed for "
+                          f"{brian2_python()}, so the script was not run (`pip install "
+                          f"brian2`, or set METAPLASTIC_BRIAN2_PYTHON to a Python with it; "
+                          f"then `python {script}`)", soft_wrap=True)
+        else:
+            console.print(f"Brian2 (task seed {seed}, {done.steps} steps): weights within "
+                          f"{done.max_abs:.3g} of the library's after every step "
+                          f"({done.relative:.2g} of the largest weight, {done.max_weight:.3g}"
+                          f"); Brian2 ran for {done.seconds:.1f} s")
+            paths.append(script.parent / "brian2_check.json")
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 

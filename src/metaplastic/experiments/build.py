@@ -41,6 +41,12 @@ def build_task(cfg: RunConfig, **overrides: Any) -> Task:
         if not isinstance(spec, dict):
             raise ConfigError(f"task.simulate must be a table, got {spec!r}")
         opts["path"] = materialise(spec, cfg.network)
+    if "nwb" in opts and sections.simulates(cfg.task["name"]):  # recordings from NWB files
+        from metaplastic.experiments.recordings import from_nwb
+
+        if opts.get("path"):
+            raise ConfigError("task.path and task.nwb are both set: choose one")
+        opts["path"] = from_nwb(opts.pop("nwb"))
     return tasks.make(cfg.task["name"], **opts)
 
 

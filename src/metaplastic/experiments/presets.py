@@ -647,6 +647,31 @@ def infer_oja_activity() -> RunConfig:
     )
 
 
+def _infer_oja_observed(name: str, observation: str, doc_extra: dict) -> RunConfig:
+    """``infer-oja-activity`` with the output neurons observed another way (simulated and
+    fitted with the same observation model)."""
+    base = infer_oja_activity()
+    simulate = {**base.task["simulate"], "observation": observation, **doc_extra}
+    task = {**base.task, "simulate": simulate, "observation": observation,
+            **{k: v for k, v in doc_extra.items() if k == "calcium_tau"}}
+    return dataclasses.replace(base, name=name, task=task)
+
+
+def infer_oja_spikes() -> RunConfig:
+    """``infer-oja-activity`` recorded as spike counts: each recorded neuron's count per
+    step is Poisson with mean softplus(its rate), and the rule is fitted by the counts'
+    Poisson likelihood (``task.observation = "poisson"``)."""
+    return _infer_oja_observed("infer-oja-spikes", "poisson", {})
+
+
+def infer_oja_calcium() -> RunConfig:
+    """``infer-oja-activity`` recorded by calcium imaging: ΔF/F of an indicator that
+    integrates each neuron's rate and decays over 10 steps, with Gaussian noise of 10% of
+    its SD; the rule is fitted through the same indicator model
+    (``task.observation = "calcium"``)."""
+    return _infer_oja_observed("infer-oja-calcium", "calcium", {"calcium_tau": 10.0})
+
+
 #: the polynomial's terms in w^2 (over pre, modulator, w): held at zero in the published
 #: setting's 18-term rule (w to degree 1), where the w^2 terms let weights blow up
 W_SQUARED = [term_name(a, b, 2, variables=("pre", "modulator", "w"))
@@ -702,7 +727,8 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "mlpp-emnist-local": mlpp_emnist_local,
     "mixture-fewshot": mixture_fewshot, "stdp-pca": stdp_pca,
     "spiking-homeostasis": spiking_homeostasis, "spiking-digits": spiking_digits,
-    "infer-oja-activity": infer_oja_activity, "infer-reward-behaviour": infer_reward_behaviour,
+    "infer-oja-activity": infer_oja_activity, "infer-oja-spikes": infer_oja_spikes,
+    "infer-oja-calcium": infer_oja_calcium, "infer-reward-behaviour": infer_reward_behaviour,
 }
 
 

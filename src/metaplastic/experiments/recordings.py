@@ -14,7 +14,10 @@ table gives the same file, bitwise)::
 a table ``{name = ..., eta = ...}``; ``theta``: a θ file for that rule instead (e.g. a
 run's ``theta.npz``: recordings of a learned rule); ``source``: the task whose inputs are recorded;
 ``network``: the network table (default: the run's); ``outputs``: output neurons (default:
-the source task's).
+the source task's); ``observation``: what is recorded of the output neurons —
+``"gaussian"`` (their activity with ``noise``), ``"poisson"`` (spike counts) or
+``"calcium"`` (ΔF/F with ``noise``, indicator decay ``calcium_tau`` steps), as
+:mod:`metaplastic.tasks.recorded` models them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from metaplastic.errors import ConfigError
 from metaplastic.experiments import sections
 
 KEYS = ("rule", "theta", "source", "network", "outputs", "trajectories", "record", "noise",
-        "seed")
+        "seed", "observation", "calcium_tau")
 
 
 def cache_dir() -> Path:
@@ -94,7 +97,30 @@ def materialise(spec: dict, network_table: dict) -> str:
     rule, theta, network, source = truth(spec, network_table)
     data = simulate(network, rule, theta, source, int(spec.get("trajectories", 32)),
                     jax.random.key(int(spec.get("seed", 0))),
-                    record=float(spec.get("record", 1.0)), noise=float(spec.get("noise", 0.0)))
+                    record=float(spec.get("record", 1.0)), noise=float(spec.get("noise", 0.0)),
+                    observation=str(spec.get("observation", "gaussian")),
+                    calcium_tau=float(spec.get("calcium_tau", 10.0)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **data)
+    os.replace(tmp, path)  # whole or absent: two runs may race
+    return str(path)
+
+
+def from_nwb(spec: dict) -> str:
+    """The path of the recordings read from the NWB file(s) ``spec`` (``task.nwb``:
+    :mod:`metaplastic.tasks.nwb`) describes, read now (through pynwb) unless the same
+    files, by contents, were read with the same table before."""
+    from metaplastic.tasks import nwb
+
+    spec = nwb.check_spec(spec)
+    digests = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in spec["files"]]
+    text = json.dumps({"nwb": {**spec, "files": digests}, "layout": LAYOUT},
+                      sort_keys=True, default=str)
+    path = cache_dir() / "recordings" / f"nwb-{hashlib.sha256(text.encode()).hexdigest()[:20]}.npz"
+    if path.exists():
+        return str(path)
+    data = nwb.read(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, **data)

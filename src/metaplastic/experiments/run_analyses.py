@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 
 from metaplastic import capabilities
-from metaplastic.analysis import export, neuromorphic
+from metaplastic.analysis import brian2_export, export, neuromorphic
 from metaplastic.analysis.explain import check_options, collect, distil, heatmaps
 from metaplastic.errors import ConfigError
 from metaplastic.experiments.build import build
 from metaplastic.experiments.rule_runs import run_theta
 from metaplastic.experiments.rundir import RunDir
 from metaplastic.rules.composed import synapses_part
-from metaplastic.streams import EXPLAIN, stream_key
+from metaplastic.streams import EPISODE, EXPLAIN, stream_key
 
 SUFFIX = {"csv": ".csv", "json": ".json", "sympy": "_sympy.txt",
           "sympy_full": "_sympy_full.txt", "latex": ".tex"}
@@ -54,15 +54,18 @@ class Written:
 
 
 def export_rule(run: RunDir, cfg: Any, formats: list[str], check_nir: bool = False,
-                latex_threshold: float = 0.0):
+                latex_threshold: float = 0.0, check_brian2: bool = False):
     """The run's rule written out whole (the synapses' own rule: a fitted start or learned
     neurons stay in theta.npz), and explain's formula when the run has one, into
-    ``RUN/export/``. ``check_nir``: refuse a network NIR cannot take before anything is
-    written. Returns ``(pieces, theta, [Written])``."""
+    ``RUN/export/``. ``check_nir``, ``check_brian2``: refuse a network or rule NIR or the
+    Brian2 script cannot take before anything is written. Returns ``(pieces, theta,
+    [Written])``."""
     pieces = build(cfg)
     theta = run_theta(run, pieces)
     if check_nir:
         neuromorphic.check_exportable(pieces.network)
+    if check_brian2:
+        brian2_export.check_exportable(pieces.network, *synapses_part(pieces.rule, theta))
     path = run.path / "explain.json"
     explained = run.read_json("explain.json") if path.exists() else None
     texts: dict[tuple[str, str], str] = {}
@@ -85,6 +88,22 @@ def export_rule(run: RunDir, cfg: Any, formats: list[str], check_nir: bool = Fal
         written.append(Written(what, fmt, out / f"{what}{SUFFIX[fmt]}", text))
         written[-1].path.write_text(text)
     return pieces, theta, written
+
+
+def export_brian2(cfg: Any, pieces, theta, seed: int, out: Path, source: str,
+                  check: bool = True):
+    """brian2_model.py and brian2_inputs.npz (one inner episode of the task drawn with
+    ``seed``, as the command line's other exports draw it), then — with ``check`` and
+    Brian2 installed — the script run and its weights compared with the library's.
+    Returns ``(script, inputs, Comparison or None)``."""
+    import jax
+
+    k_task, k_net = jax.random.split(stream_key(seed, EPISODE))
+    instance = pieces.task.sample(k_task)
+    script, inputs = brian2_export.write(out, pieces.network, pieces.rule, theta,
+                                         pieces.task, instance, k_net, source)
+    done = brian2_export.compare(out) if check and brian2_export.brian2_available() else None
+    return script, inputs, done
 
 
 @dataclass

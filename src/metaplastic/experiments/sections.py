@@ -212,7 +212,8 @@ def parse_meta(table: dict) -> MetaSection:
 def check_piece(kind: str, table: dict) -> None:
     """A ``[task]`` or ``[rule]`` table checked at load: a known name (or an importable
     ``"module:Class"``), known options of the right types. (``task.simulate`` is taken
-    by a task that declares it: recordings simulated first.)"""
+    by a task that declares it: recordings simulated first; so is ``task.nwb``: recordings
+    read from NWB files, :mod:`metaplastic.tasks.nwb`.)"""
     from metaplastic.errors import check_kwargs
 
     name = table.get("name")
@@ -220,8 +221,14 @@ def check_piece(kind: str, table: dict) -> None:
         raise ConfigError(f"[{kind}] needs a 'name' (a string), got {name!r}")
     entry = registry.entry(kind, name)
     opts = {k: v for k, v in table.items() if k != "name"}
-    if "simulate" in opts and kind == "task" and simulates(name):
-        opts.pop("simulate")
+    if kind == "task" and simulates(name):  # recordings simulated or read from NWB first
+        if "simulate" in opts and "nwb" in opts:
+            raise ConfigError("task.simulate and task.nwb are both set: choose one")
+        opts.pop("simulate", None)
+        if "nwb" in opts:
+            from metaplastic.tasks.nwb import check_spec
+
+            check_spec(opts.pop("nwb"))
     check_kwargs(kind, name, opts, entry.options())
     _coerce(entry, opts, f"{kind} {name!r}")
 

@@ -12,6 +12,21 @@ the loss is the mismatch along the whole unroll:
 * ``fit = "choices"``: mean negative log-likelihood of the choices, the output read as
   the logit of choosing 1 (one output) or as logits over the options (several).
 
+What the recorded activity is, for ``fit = "activity"`` (``observation``):
+
+* ``"gaussian"`` (default): the output neurons' activity plus Gaussian noise of one
+  variance (rates, or any signal measured linearly);
+* ``"poisson"``: spike counts per step, Poisson with mean ``softplus(y)`` for the output
+  ``y``. The loss is the Poisson negative log-likelihood per recorded entry, measured from
+  the data's saturated model and in units of the null model's (every neuron at the data
+  set's mean count): 0 = every count predicted exactly, 1 = no better than the mean;
+* ``"calcium"``: ΔF/F of a calcium indicator, a linear-nonlinear model of the output:
+  the neuron's rate ``y`` (its activation is the nonlinearity) drives the indicator
+  ``c_t = exp(-1/calcium_tau) c_{t-1} + y_t`` (``calcium_tau`` in steps: GCaMP6s decays in
+  about 1–2 s), observed as ``c_t`` plus Gaussian noise; the loss is the normalised MSE of
+  ΔF/F. (A trajectory starts with ``c = 0``; a gain or baseline of the indicator is the
+  output weights' and bias's to absorb.)
+
 Recording file (``.npz``, no object arrays), ``N`` trajectories of at most ``T`` steps:
 
 =================  ===================  ===============================================
@@ -40,6 +55,7 @@ after it). ``split`` picks the trajectories a task draws from: ``"train"`` the f
 from __future__ import annotations
 
 import functools
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +71,7 @@ from metaplastic.tasks.base import Task
 
 Array = jax.Array
 FITS = ("activity", "choices")
+OBSERVATIONS = ("gaussian", "poisson", "calcium")
 SPLITS = ("train", "heldout", "all")
 INITIAL = ("recorded", "drawn", "fitted")
 KEYS = ("inputs", "lengths", "activity", "activity_mask", "choices", "rewards",
@@ -132,8 +149,9 @@ class RecordedState(NamedTuple):
     n: Array  # recorded entries compared
     s1: Array  # their sum and sum of squares (for R²)
     s2: Array
-    nll: Array  # choices: negative log-likelihood so far
+    nll: Array  # choices (or Poisson counts): negative log-likelihood so far
     n_choices: Array
+    ca: Array  # (n_out,) the calcium indicator (observation = "calcium"; else zeros)
 
 
 @dataclass(frozen=True)
@@ -147,6 +165,9 @@ class RecordedTask(Task):
     #: "recorded" (w0_<l> in the file), "drawn" (by the network, per trajectory) or
     #: "fitted" (one start for every trajectory, fitted with the rule: θ["w0"])
     initial: str = "recorded"
+    #: what the recorded activity is (module docstring): "gaussian", "poisson", "calcium"
+    observation: str = "gaussian"
+    calcium_tau: float = 10.0  # the indicator's decay, in steps (observation = "calcium")
     score = "r2"
     study = "inference"  # a config of recordings is an inference run (rule recovery)
     simulates = True  # task.simulate: recordings simulated from a known rule first
@@ -161,10 +182,23 @@ class RecordedTask(Task):
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if not 0.0 <= self.heldout < 1.0:
             raise ConfigError(f"heldout must be a fraction in [0, 1), got {self.heldout}")
+        if self.observation not in OBSERVATIONS:
+            raise ConfigError(f"observation must be one of {', '.join(OBSERVATIONS)}, got "
+                              f"{self.observation!r}")
+        if self.observation != "gaussian" and self.fit != "activity":
+            raise ConfigError(f"observation = {self.observation!r} describes recorded "
+                              f"activity: it needs fit = 'activity'")
+        if not self.calcium_tau > 0:
+            raise ConfigError(f"calcium_tau must be positive (steps), got {self.calcium_tau}")
         if self.initial not in INITIAL:
             raise ConfigError(f"initial must be one of {', '.join(INITIAL)}, got "
                               f"{self.initial!r}")
         data = self._data
+        if self.observation == "poisson" and "activity" in data:
+            counts = data["activity"][data["activity_mask"] > 0]
+            if counts.size and (counts.min() < 0 or not np.all(counts == np.round(counts))):
+                raise ConfigError(f"observation = 'poisson' needs spike counts (whole "
+                                  f"numbers >= 0) in {self.path!r}'s activity")
         if self.fit not in data and not (self.fit == "activity" and "activity" in data):
             raise ConfigError(f"fit = {self.fit!r} but {self.path!r} holds no {self.fit!r}")
         if self.initial == "recorded" and not any(k.startswith("w0_") for k in data):
@@ -215,6 +249,22 @@ class RecordedTask(Task):
         m = d["activity_mask"] > 0
         return float(max(np.var(d["activity"][m]), 1e-12)) if m.any() else 1.0
 
+    @functools.cached_property
+    def _poisson(self) -> tuple[float, float]:
+        """Per recorded entry, the Poisson NLL of the saturated model (every count its own
+        mean) and of the null model (the data set's mean count), over the whole data set."""
+        d = self._data
+        k = d["activity"][d["activity_mask"] > 0].astype(np.float64)
+        if not k.size:
+            return 0.0, 1.0
+        log_factorial = np.vectorize(math.lgamma)(k + 1)
+
+        def nll(mean):
+            return float(np.mean(mean - k * np.log(np.maximum(mean, 1e-12)) + log_factorial))
+
+        sat, null = nll(k), nll(np.full_like(k, max(k.mean(), 1e-12)))
+        return sat, max(null - sat, 1e-12)
+
     def instance_ids(self) -> np.ndarray:
         """The split's trajectories: an evaluation scores each once."""
         return self.indices
@@ -255,7 +305,8 @@ class RecordedTask(Task):
 
     def reset(self, instance, key: Array) -> RecordedState:
         z = jnp.zeros((), jnp.float32)
-        return RecordedState(jnp.zeros((), jnp.int32), z, z, z, z, z, z)
+        return RecordedState(jnp.zeros((), jnp.int32), z, z, z, z, z, z,
+                             jnp.zeros((self.n_out,), jnp.float32))
 
     def _now(self, instance, env):
         return jnp.minimum(env.t, self.n_steps - 1)
@@ -272,25 +323,59 @@ class RecordedTask(Task):
     def learns(self, instance, env) -> Array:
         return (env.t < instance.length) & (instance.learn[self._now(instance, env)] > 0)
 
+    def predicted(self, env: RecordedState, y: Array) -> tuple[Array, Array]:
+        """``(what the recording should show for output y, the indicator after it)``: y
+        (gaussian), the Poisson mean softplus(y), or ΔF/F of the calcium indicator."""
+        if self.observation == "poisson":
+            return jax.nn.softplus(y), env.ca
+        if self.observation == "calcium":
+            ca = jnp.exp(-1.0 / self.calcium_tau) * env.ca + y
+            return ca, ca
+        return y, env.ca
+
     def transition(self, instance, env: RecordedState, y: Array) -> RecordedState:
         t = self._now(instance, env)
         live = (env.t < instance.length).astype(jnp.float32)
         m = instance.mask[t] * live
         obs = instance.activity[t]
-        c = instance.choices[t]
-        if y.shape[-1] == 1:
-            logp = jax.nn.log_sigmoid(jnp.where(c > 0, y[0], -y[0]))
+        pred, ca = self.predicted(env, y)
+        if self.observation == "poisson":  # the counts' NLL (their log k! included)
+            nll = jnp.sum(m * (pred - obs * jnp.log(jnp.maximum(pred, 1e-12))
+                               + jax.lax.lgamma(obs + 1.0)))
+            n_nll = jnp.sum(m)
         else:
-            logp = jax.nn.log_softmax(y)[c]
+            c = instance.choices[t]
+            if y.shape[-1] == 1:
+                logp = jax.nn.log_sigmoid(jnp.where(c > 0, y[0], -y[0]))
+            else:
+                logp = jax.nn.log_softmax(y)[c]
+            nll, n_nll = -live * logp, live
         return RecordedState(
-            env.t + 1, env.sse + jnp.sum(m * (y - obs) ** 2), env.n + jnp.sum(m),
+            env.t + 1, env.sse + jnp.sum(m * (pred - obs) ** 2), env.n + jnp.sum(m),
             env.s1 + jnp.sum(m * obs), env.s2 + jnp.sum(m * obs ** 2),
-            env.nll - live * logp, env.n_choices + live)
+            env.nll + nll, env.n_choices + n_nll, ca * live)
 
     def loss(self, instance, state: NetState, env: RecordedState, network=None) -> Array:
+        if self.fit == "activity" and self.observation == "poisson":
+            sat, scale = self._poisson
+            return (env.nll / jnp.maximum(env.n_choices, 1.0) - sat) / scale
         if self.fit == "activity":
             return env.sse / jnp.maximum(env.n, 1.0) / self._scale
         return env.nll / jnp.maximum(env.n_choices, 1.0)
+
+    @property
+    def profiled(self) -> bool:
+        """Whether :meth:`likelihood` gives a summed squared error of Gaussian noise of
+        unknown variance (whose profile NLL is ``(N/2) log SSE``), not an NLL."""
+        return self.fit == "activity" and self.observation != "poisson"
+
+    def likelihood(self, env: RecordedState) -> tuple[Array, Array]:
+        """``(value, observations)`` summed over ``env`` (any leading axes): the negative
+        log-likelihood of the choices or counts, or the squared error where
+        :attr:`profiled`."""
+        if self.profiled:
+            return jnp.sum(env.sse), jnp.sum(env.n)
+        return jnp.sum(env.nll), jnp.sum(env.n_choices)
 
     def metrics(self, instance, state: NetState, env: RecordedState,
                 network=None) -> dict[str, Array]:
@@ -299,6 +384,8 @@ class RecordedTask(Task):
         out = {"nll": env.nll / jnp.maximum(env.n_choices, 1.0)}
         if self.fit == "activity":
             out = {"r2": 1.0 - env.sse / jnp.maximum(sst, 1e-12), "mse": env.sse / n}
+            if self.observation == "poisson":
+                out["nll"] = env.nll / jnp.maximum(env.n_choices, 1.0)
         return out
 
     def check_network(self, network: Network) -> None:
