@@ -82,6 +82,22 @@ def test_steps_after_a_trajectory_ends_do_not_count(tmp_path, truth):
     assert np.all(loss < 1e-5)
 
 
+def test_burn_in_steps_are_learned_from_but_not_compared(tmp_path, truth):
+    """Garbage in the first ``burn_in`` steps' activity costs nothing; the weights still
+    learn through them (the replay from the recorded start is exact afterwards)."""
+    net, oja, theta, source = truth
+    data = simulate(net, oja, theta, source, N, jax.random.key(3))
+    data["activity"][:, :10] += 50.0
+    path = _write(tmp_path, data, "burn.npz")
+    loss, _ = _losses(path, net, oja, theta, burn_in=10)
+    assert np.all(loss < 1e-5)
+    loss0, _ = _losses(path, net, oja, theta)
+    assert np.all(loss0 > 1.0)
+    for bad in (-1, STEPS, 2.5):
+        with pytest.raises(ConfigError, match="burn_in"):
+            mp.tasks.make("recorded", path=path, burn_in=bad)
+
+
 @pytest.mark.parametrize("change, words", [
     (lambda d: d.pop("inputs"), "need 'inputs'"),
     (lambda d: d.pop("activity"), "nothing to fit"),

@@ -48,7 +48,9 @@ Recording file (``.npz``, no object arrays), ``N`` trajectories of at most ``T``
 =================  ===================  ===============================================
 
 Trajectories shorter than ``T`` stop at their length (nothing is learned or compared
-after it). ``split`` picks the trajectories a task draws from: ``"train"`` the first
+after it). ``burn_in`` steps at the start of every trajectory are replayed and learned
+from but not compared: where the starting weights are not recorded (``initial =
+"drawn"``), the time a rule needs to forget its start. ``split`` picks the trajectories a task draws from: ``"train"`` the first
 ``1 - heldout`` of them, ``"heldout"`` the rest (for evaluation), ``"all"``.
 """
 
@@ -168,6 +170,9 @@ class RecordedTask(Task):
     #: what the recorded activity is (module docstring): "gaussian", "poisson", "calcium"
     observation: str = "gaussian"
     calcium_tau: float = 10.0  # the indicator's decay, in steps (observation = "calcium")
+    #: the first steps of every trajectory, replayed and learned from but not compared:
+    #: with starts that are not recorded ("drawn"), the time for the rule to forget them
+    burn_in: int = 0
     score = "r2"
     study = "inference"  # a config of recordings is an inference run (rule recovery)
     simulates = True  # task.simulate: recordings simulated from a known rule first
@@ -188,6 +193,13 @@ class RecordedTask(Task):
         if self.observation != "gaussian" and self.fit != "activity":
             raise ConfigError(f"observation = {self.observation!r} describes recorded "
                               f"activity: it needs fit = 'activity'")
+        if not isinstance(self.burn_in, int) or isinstance(self.burn_in, bool) or \
+                self.burn_in < 0:
+            raise ConfigError(f"burn_in must be a whole number of steps >= 0, got "
+                              f"{self.burn_in!r}")
+        if self.burn_in >= self.n_steps:
+            raise ConfigError(f"burn_in ({self.burn_in}) leaves nothing of the recordings' "
+                              f"{self.n_steps} steps to compare")
         if not self.calcium_tau > 0:
             raise ConfigError(f"calcium_tau must be positive (steps), got {self.calcium_tau}")
         if self.initial not in INITIAL:
@@ -336,7 +348,9 @@ class RecordedTask(Task):
     def transition(self, instance, env: RecordedState, y: Array) -> RecordedState:
         t = self._now(instance, env)
         live = (env.t < instance.length).astype(jnp.float32)
-        m = instance.mask[t] * live
+        # compared: a live step after the burn-in (the indicator runs from the start)
+        live_after = live * (env.t >= self.burn_in) if self.burn_in else live
+        m = instance.mask[t] * live_after
         obs = instance.activity[t]
         pred, ca = self.predicted(env, y)
         if self.observation == "poisson":  # the counts' NLL (their log k! included)
@@ -349,7 +363,7 @@ class RecordedTask(Task):
                 logp = jax.nn.log_sigmoid(jnp.where(c > 0, y[0], -y[0]))
             else:
                 logp = jax.nn.log_softmax(y)[c]
-            nll, n_nll = -live * logp, live
+            nll, n_nll = -live_after * logp, live_after
         return RecordedState(
             env.t + 1, env.sse + jnp.sum(m * (pred - obs) ** 2), env.n + jnp.sum(m),
             env.s1 + jnp.sum(m * obs), env.s2 + jnp.sum(m * obs ** 2),

@@ -1,0 +1,111 @@
+"""Recovery when the starting weights were not recorded: how long must trajectories be?
+
+    python benchmarks/unknown_starts.py [--lengths 500 1000 2000 5000] [--seeds 0-2]
+        [--burn-in 100] [--out benchmarks/results/unknown_starts.json]
+
+The ``infer-oja-activity`` setting (recordings simulated per length with
+``task.simulate.source.n_steps``; everything else the preset's), fitted three ways at each
+length: from the **recorded** starts (the preset), from starts **drawn** by the network
+(``task.initial = "drawn"``: the recordings' start distribution, not their values) with
+every step compared, and drawn with the first ``--burn-in`` steps learned from but not
+compared (``task.burn_in``: the time the rule needs to forget its start). Each is
+``metaplastic run infer-oja-activity --seeds S --no-eval`` with those settings (the seeds
+as one program). Scores per seed, from the run's ``recovery.json``: the cosine between
+the inferred and Oja's coefficients, the held-out activity R² (every held-out trajectory
+once; drawn starts are drawn for the held-out trajectories too) and the truth's. A length
+"suffices" when the drawn starts' mean cosine is at least the lower end of the 95% CI of
+the recorded starts' at that length (t-interval over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).parent / "results" / "unknown_starts.json"
+WAYS = {"recorded": [], "drawn": ["task.initial=drawn"],
+        "drawn+burn-in": ["task.initial=drawn", "task.burn_in={burn}"]}
+
+
+def run(length: int, way: str, seeds: str, burn: int, out: Path) -> list[dict]:
+    from metaplastic.cli import main
+
+    sets = [f"task.simulate.source.n_steps={length}",
+            *(s.format(burn=burn) for s in WAYS[way])]
+    args = ["run", "infer-oja-activity", "--seeds", seeds, "--no-eval", "--out", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    t = time.perf_counter()
+    if main(args) != 0:
+        raise SystemExit(f"run failed: {args}")
+    seconds = time.perf_counter() - t
+    rows = []
+    for seed_dir in sorted(next(out.iterdir()).glob("seed-*")):
+        rec = json.loads((seed_dir / "recovery.json").read_text())
+        held = rec["splits"]["heldout"]["rules"]
+        rows.append({"seed": int(seed_dir.name.split("-")[1]),
+                     "cosine": rec["coefficients"]["cosine"],
+                     "heldout_r2": held["inferred"]["r2"]["mean"],
+                     "heldout_r2_truth": held["truth"]["r2"]["mean"],
+                     "seconds_all_seeds": round(seconds, 1)})
+    return rows
+
+
+def ci(values: list[float]) -> tuple[float, float, float]:
+    from scipy import stats
+
+    v = np.asarray(values, float)
+    half = stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 \
+        else float("nan")
+    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lengths", type=int, nargs="+", default=[500, 1000, 2000, 5000])
+    ap.add_argument("--seeds", default="0-2")
+    ap.add_argument("--burn-in", type=int, default=100)
+    ap.add_argument("--ways", nargs="+", default=list(WAYS), choices=list(WAYS))
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    data = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    data.update(machine=f"{platform.machine()}, {platform.processor() or '?'}",
+                command="python benchmarks/unknown_starts.py " + " ".join(
+                    f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                    for k, v in vars(args).items() if k != "out"),
+                burn_in=args.burn_in)
+    results = data.setdefault("results", {})
+    for length in args.lengths:
+        for way in args.ways:
+            key = f"{length}/{way}"
+            if key in results:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                rows = run(length, way, args.seeds, args.burn_in, Path(tmp))
+            cos = ci([r["cosine"] for r in rows])
+            results[key] = {"length": length, "way": way, "seeds": rows,
+                            "cosine_mean_ci": cos,
+                            "heldout_r2_mean": float(np.mean([r["heldout_r2"] for r in rows]))}
+            print(f"{key}: cosine {cos[0]:.4f} [{cos[1]:.4f}, {cos[2]:.4f}], held-out R² "
+                  f"{results[key]['heldout_r2_mean']:.4f}", flush=True)
+            args.out.write_text(json.dumps(data, indent=1) + "\n")
+    for length in args.lengths:
+        rec = results.get(f"{length}/recorded")
+        if not rec:
+            continue
+        for way in ("drawn", "drawn+burn-in"):
+            other = results.get(f"{length}/{way}")
+            if other:
+                lo = rec["cosine_mean_ci"][1]  # as good as recorded starts, within their CI
+                other["as_good_within_ci"] = bool(other["cosine_mean_ci"][0] >= lo)
+    args.out.write_text(json.dumps(data, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
