@@ -20,7 +20,9 @@ Registered names:
 * ``mlp`` — a small MLP shared by every synapse maps its local signals to dw;
 * ``neuron-mlp`` — per-neuron MLPs set each neuron's plasticity factors (BLUR-like);
 * ``recurrent`` — a GRU cell shared by every synapse, with a hidden state per synapse;
-* ``three-factor`` — an STDP eligibility trace per synapse times a broadcast modulator.
+* ``three-factor`` — an STDP eligibility trace per synapse times a broadcast modulator;
+* ``bcm`` — Hebbian change gated by a sliding threshold (a running mean of post²): the
+  ground truth outside the polynomial family for rule inference.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from metaplastic.registry import options as _options
 from metaplastic.registry import register
 from metaplastic.rules.adam import OnlineAdam
 from metaplastic.rules.base import Rule
+from metaplastic.rules.bcm import BCM
 from metaplastic.rules.hebbian import HebbianABCD, StaticWeights
 from metaplastic.rules.mlp import MLPRule, NeuronMLP, RecurrentRule
 from metaplastic.rules.polynomial import NAMED, PolynomialRule, term_name
@@ -61,6 +64,7 @@ register("rule", "mlp", MLPRule)
 register("rule", "neuron-mlp", NeuronMLP)
 register("rule", "recurrent", RecurrentRule)
 register("rule", "three-factor", ThreeFactor)
+register("rule", "bcm", BCM)
 
 
 
