@@ -110,6 +110,15 @@ class Records(Protocol):
 
 
 @runtime_checkable
+class ObservesLayers(Protocol):
+    """A task that sees every layer's rates after a step, not only the output's
+    (recordings of hidden neurons): the inner loop calls ``transition_layers(instance,
+    env, rates)`` (rates of layers 0..L) instead of ``transition(instance, env, output)``."""
+
+    def transition_layers(self, instance: Any, env: Any, rates: tuple) -> Any: ...
+
+
+@runtime_checkable
 class HasOutcomes(Protocol):
     """A task whose trials have outcomes an experiment records (e.g. reward 0/1), given
     back from what a simulation recorded: every trial's choice and modulator (``(N, T)``

@@ -79,7 +79,10 @@ def make_step_detail(network: Network, rule: Rule, theta: Any, task: Task, insta
                     fb_coef, src, act.rates[l + 1], b), 0.0)
                 for l, (b, src) in enumerate(zip(state.feedback,
                                                  network.feedback_sources(errs), strict=True))))
-        env = task.transition(instance, env, act.rates[-1])
+        if isinstance(task, cap.ObservesLayers):  # recordings of hidden neurons too
+            env = task.transition_layers(instance, env, act.rates)
+        else:
+            env = task.transition(instance, env, act.rates[-1])
         carry = (state._replace(weights=tuple(weights)), tuple(new_rule_state), env)
         if reference is not None:
             ref = reference.signals(state, act, e_out, modulator)

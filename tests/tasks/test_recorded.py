@@ -203,3 +203,43 @@ def test_a_fitted_start_is_part_of_theta_and_is_learned(tmp_path, truth):
     first, last = _losses(path, net, pieces.rule, theta0, initial="fitted")[0], \
         _losses(path, net, pieces.rule, result.theta, initial="fitted")[0]
     assert last.mean() < 0.5 * first.mean()
+
+
+def test_hidden_layers_recorded_in_part_are_compared_too(tmp_path):
+    """A 5-4-3 network learning under Oja's rule in both layers: clean recordings of the
+    output and of half the hidden neurons replay exactly under the truth; garbage in a
+    recorded hidden neuron costs, in an unrecorded one (simulated, not compared) not."""
+    source = mp.tasks.make("pca", n_in=5, n_steps=60, scale_range=[0.5, 2.0])
+    net = mp.Network(sizes=(5, 4, 3))
+    oja = mp.rules.make("oja", eta=0.02)
+    theta = oja.init(jax.random.key(0), net.shapes)
+    data = simulate(net, oja, theta, source, N, jax.random.key(3), hidden=True, record=0.5)
+    assert data["activity_1"].shape == (N, 60, 4)
+    assert np.all(data["activity_mask_1"].sum(axis=2) == 2)
+    path = _write(tmp_path, data, "hidden.npz")
+    task = mp.tasks.make("recorded", path=path, split="all")
+    assert task.hidden_layers == (1,)
+    loss, _ = _losses(path, net, oja, theta)
+    assert np.all(loss < 1e-5)
+    hebb = mp.rules.make("hebb", eta=0.02)
+    loss_h, _ = _losses(path, net, hebb, hebb.init(jax.random.key(0), net.shapes))
+    assert np.all(loss_h > 1e-3)
+    bad = dict(data)
+    recorded = bad["activity_mask_1"][0, 0] > 0
+    for which, costs in ((np.flatnonzero(recorded)[0], True),
+                         (np.flatnonzero(~recorded)[0], False)):
+        bad["activity_1"] = data["activity_1"].copy()
+        bad["activity_1"][0, :, which] += 5.0
+        loss_b, _ = _losses(_write(tmp_path, bad, f"bad{which}.npz"), net, oja, theta)
+        assert (loss_b[0] > 1e-3) == costs and np.all(loss_b[1:] < 1e-5)
+    # a network without that hidden layer, and misshaped hidden arrays: one message each
+    with pytest.raises(ConfigError, match="hidden layer 1 of 4"):
+        mp.tasks.make("recorded", path=path).check_network(mp.Network(sizes=(5, 6, 3)))
+    for change, words in ((dict(activity_1=data["activity_1"][:, :5]), "activity_1 must be"),
+                          (dict(activity_mask_2=np.ones(3)), "without the activity"),
+                          (dict(activity_1_x=np.ones(3)), "unknown array")):
+        with pytest.raises(ConfigError, match=words):
+            mp.tasks.make("recorded", path=_write(tmp_path, {**data, **change},
+                                                  f"bad-{words[:8]}.npz"))
+    with pytest.raises(ConfigError, match="Gaussian activity"):
+        mp.tasks.make("recorded", path=path, observation="calcium")

@@ -47,7 +47,7 @@ def _check(n: int, record: float, noise: float, network: Network,
 
 def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key: jax.Array,
              *, record: float = 1.0, noise: float = 0.0, observation: str = "gaussian",
-             calcium_tau: float = 10.0) -> dict[str, np.ndarray]:
+             calcium_tau: float = 10.0, hidden: bool = False) -> dict[str, np.ndarray]:
     """Recordings of ``n`` trajectories (arrays by the names of the recordings layout).
 
     ``record``: fraction of the output neurons recorded (at least one), drawn per
@@ -55,7 +55,9 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
     signal's SD over all trajectories. ``observation`` (as :mod:`metaplastic.tasks.recorded`
     fits them): ``"gaussian"`` records the activity; ``"poisson"`` spike counts drawn with
     mean softplus(activity) (``noise`` unused); ``"calcium"`` ΔF/F, the activity filtered
-    by an indicator decaying over ``calcium_tau`` steps."""
+    by an indicator decaying over ``calcium_tau`` steps. ``hidden``: the hidden layers are
+    recorded too (``activity_<l>``, Gaussian noise and a recorded fraction ``record`` per
+    layer and trajectory, drawn apart from the output's)."""
     _check(n, record, noise, network, observation, calcium_tau)
     steps = source.n_steps
     # what the recordings hold: per step the input, the activity (a float64 copy with
@@ -71,11 +73,12 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
         k_task, k_net = jax.random.split(k)
         instance = source.sample(k_task)
         start, end, xs = trace(network, rule, theta, source, instance, k_net,
-                               lambda s: (s[0].pre, s[-1].post, s[0].modulator))
+                               lambda s: (s[0].pre, s[-1].post, s[0].modulator,
+                                          tuple(x.post for x in s[:-1]) if hidden else ()))
         extra = source.record(instance, end[2]) if isinstance(source, cap.Records) else {}
         return xs, start[0].weights, extra
 
-    (inputs, activity, rewards), w0, extra = jax.jit(jax.vmap(one))(
+    (inputs, activity, rewards, layers), w0, extra = jax.jit(jax.vmap(one))(
         jax.random.split(key, n))
     activity = np.asarray(activity, np.float64)
     k_noise, k_mask = jax.random.split(jax.random.fold_in(key, 1))
@@ -102,6 +105,18 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
            "activity_mask": np.broadcast_to(mask[:, None, :], activity.shape).copy(),
            "rewards": np.array(rewards, np.float32)}
     out |= {f"w0_{l}": np.array(w, np.float32) for l, w in enumerate(w0, start=1)}
+    for l, clean in enumerate(layers, start=1):  # hidden layers: their own draws
+        clean = np.asarray(clean, np.float64)
+        k_n, k_m = jax.random.split(jax.random.fold_in(key, 100 + l))
+        sd_l = float(np.std(clean)) or 1.0
+        width = clean.shape[-1]
+        kept_l = max(1, int(round(record * width)))
+        order_l = np.argsort(np.asarray(jax.random.uniform(k_m, (n, width))), axis=1)
+        mask_l = np.zeros((n, width), np.float32)
+        np.put_along_axis(mask_l, order_l[:, :kept_l], 1.0, axis=1)
+        out[f"activity_{l}"] = (clean + noise * sd_l * np.asarray(
+            jax.random.normal(k_n, clean.shape))).astype(np.float32)
+        out[f"activity_mask_{l}"] = np.broadcast_to(mask_l[:, None, :], clean.shape).copy()
     out |= {k: np.array(v) for k, v in extra.items()}  # e.g. choices
     if isinstance(source, cap.HasOutcomes) and "choices" in out:  # e.g. the trials' rewards
         out["outcomes"] = np.asarray(source.outcomes(out["choices"], out["rewards"]),

@@ -17,7 +17,8 @@ run's ``theta.npz``: recordings of a learned rule); ``source``: the task whose i
 the source task's); ``observation``: what is recorded of the output neurons —
 ``"gaussian"`` (their activity with ``noise``), ``"poisson"`` (spike counts) or
 ``"calcium"`` (ΔF/F with ``noise``, indicator decay ``calcium_tau`` steps), as
-:mod:`metaplastic.tasks.recorded` models them.
+:mod:`metaplastic.tasks.recorded` models them; ``hidden = true``: the hidden layers are
+recorded too, with the same noise and recorded fraction.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from metaplastic.errors import ConfigError
 from metaplastic.experiments import sections
 
 KEYS = ("rule", "theta", "source", "network", "outputs", "trajectories", "record", "noise",
-        "seed", "observation", "calcium_tau")
+        "seed", "observation", "calcium_tau", "hidden")
 
 
 def cache_dir() -> Path:
@@ -99,7 +100,8 @@ def materialise(spec: dict, network_table: dict) -> str:
                     jax.random.key(int(spec.get("seed", 0))),
                     record=float(spec.get("record", 1.0)), noise=float(spec.get("noise", 0.0)),
                     observation=str(spec.get("observation", "gaussian")),
-                    calcium_tau=float(spec.get("calcium_tau", 10.0)))
+                    calcium_tau=float(spec.get("calcium_tau", 10.0)),
+                    hidden=bool(spec.get("hidden", False)))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, **data)

@@ -45,19 +45,25 @@ Recording file (``.npz``, no object arrays), ``N`` trajectories of at most ``T``
                                         step; e.g. only at a trial's last step)
 ``w0_<l>``         (N, out, in) float   layer l's weights at the start (l = 1, 2, ...;
                                         default: drawn by the network)
+``activity_<l>``   (N, T, n_l) float    observed activity of hidden layer l (the neurons
+                                        that weight matrix l feeds, l = 1..L-1);
+                                        ``activity_mask_<l>`` as for the output
+                                        (partially recorded: the rest is simulated)
 =================  ===================  ===============================================
 
 Trajectories shorter than ``T`` stop at their length (nothing is learned or compared
 after it). ``burn_in`` steps at the start of every trajectory are replayed and learned
 from but not compared: where the starting weights are not recorded (``initial =
-"drawn"``), the time a rule needs to forget its start. ``split`` picks the trajectories a task draws from: ``"train"`` the first
-``1 - heldout`` of them, ``"heldout"`` the rest (for evaluation), ``"all"``.
+"drawn"``), the time a rule needs to forget its start. ``split`` picks the trajectories a
+task draws from: ``"train"`` the first ``1 - heldout`` of them, ``"heldout"`` the rest
+(for evaluation), ``"all"``.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,10 +97,12 @@ def load(path: str) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ConfigError(f"cannot read recordings {path!r} as .npz without object arrays: "
                           f"{type(e).__name__}: {e}") from None
-    unknown = sorted(k for k in data if k not in KEYS and not k.startswith("w0_"))
+    unknown = sorted(k for k in data if k not in KEYS and not k.startswith("w0_")
+                     and not re.fullmatch(r"activity(_mask)?_[1-9][0-9]*", k))
     if unknown:
         raise ConfigError(f"recordings {path!r}: unknown array(s) {unknown}; the layout "
-                          f"has {', '.join(KEYS)}, w0_1, w0_2, ...")
+                          f"has {', '.join(KEYS)}, w0_1, w0_2, ..., activity_1, "
+                          f"activity_mask_1, ...")
     kinds = {k: v.dtype for k, v in data.items() if v.dtype.kind not in "biuf"}
     if kinds:
         raise ConfigError(f"recordings {path!r}: arrays must hold numbers; "
@@ -125,6 +133,20 @@ def load(path: str) -> dict[str, np.ndarray]:
             raise ConfigError(f"recordings {path!r}: {k} must be {shape}, got {data[k].shape}")
     if "update_mask" in data and not np.isin(data["update_mask"], (0, 1)).all():
         raise ConfigError(f"recordings {path!r}: update_mask must hold only 0 and 1")
+    for k in sorted(k for k in data if re.fullmatch(r"activity_[1-9][0-9]*", k)):
+        a = data[k]
+        if a.ndim != 3 or a.shape[:2] != (n, t):
+            raise ConfigError(f"recordings {path!r}: {k} must be ({n}, {t}, n_{k[9:]}), got "
+                              f"{a.shape}")
+        mask = data.get(f"activity_mask_{k[9:]}", np.ones(a.shape[-1]))
+        if mask.shape not in (a.shape, a.shape[-1:]):
+            raise ConfigError(f"recordings {path!r}: activity_mask_{k[9:]} must be {a.shape} "
+                              f"or ({a.shape[-1]},), got {mask.shape}")
+        data[f"activity_mask_{k[9:]}"] = np.broadcast_to(mask, a.shape).astype(np.float32)
+    stray = [k for k in data if re.fullmatch(r"activity_mask_[1-9][0-9]*", k)
+             and f"activity_{k[14:]}" not in data]
+    if stray:
+        raise ConfigError(f"recordings {path!r}: {stray} without the activity they mask")
     lengths = data.setdefault("lengths", np.full(n, t))
     if not np.all((lengths >= 1) & (lengths <= t)):
         raise ConfigError(f"recordings {path!r}: lengths must be in [1, {t}]")
@@ -143,6 +165,7 @@ class RecordedInstance(NamedTuple):
     rewards: Array  # (T,)
     learn: Array  # (T,) 1 where the synapses update
     w0: tuple  # per layer (out, in), or () when drawn by the network
+    hidden: tuple = ()  # per recorded hidden layer: ((T, n_l) activity, (T, n_l) mask)
 
 
 class RecordedState(NamedTuple):
@@ -154,6 +177,8 @@ class RecordedState(NamedTuple):
     nll: Array  # choices (or Poisson counts): negative log-likelihood so far
     n_choices: Array
     ca: Array  # (n_out,) the calcium indicator (observation = "calcium"; else zeros)
+    hsse: Array = 0.0  # hidden layers: squared error, each layer's over its variance
+    hn: Array = 0.0  # hidden layers: recorded entries compared
 
 
 @dataclass(frozen=True)
@@ -200,6 +225,10 @@ class RecordedTask(Task):
         if self.burn_in >= self.n_steps:
             raise ConfigError(f"burn_in ({self.burn_in}) leaves nothing of the recordings' "
                               f"{self.n_steps} steps to compare")
+        if self.hidden_layers and (self.fit != "activity" or self.observation != "gaussian"):
+            raise ConfigError(f"{self.path!r} records hidden layers {list(self.hidden_layers)}:"
+                              f" they are compared as Gaussian activity, with fit = "
+                              f"'activity' and observation = 'gaussian' only")
         if not self.calcium_tau > 0:
             raise ConfigError(f"calcium_tau must be positive (steps), got {self.calcium_tau}")
         if self.initial not in INITIAL:
@@ -304,7 +333,26 @@ class RecordedTask(Task):
                                                           jnp.float32),
             get("choices", (t,), jnp.int32), get("rewards", (t,), jnp.float32),
             jnp.asarray(d["update_mask"], jnp.float32)[i] if "update_mask" in d
-            else jnp.ones((t,), jnp.float32), w0)
+            else jnp.ones((t,), jnp.float32), w0,
+            tuple((jnp.asarray(d[f"activity_{l}"], jnp.float32)[i],
+                   jnp.asarray(d[f"activity_mask_{l}"], jnp.float32)[i])
+                  for l in self.hidden_layers))
+
+    @property
+    def hidden_layers(self) -> tuple[int, ...]:
+        """The hidden layers whose activity was recorded (``activity_<l>``), in order."""
+        return tuple(sorted(int(k[9:]) for k in self._data
+                            if re.fullmatch(r"activity_[1-9][0-9]*", k)))
+
+    @functools.cached_property
+    def _hidden_scale(self) -> tuple[float, ...]:
+        """Each recorded hidden layer's activity variance (its squared error's unit)."""
+        d = self._data
+        out = []
+        for l in self.hidden_layers:
+            m = d[f"activity_mask_{l}"] > 0
+            out.append(float(max(np.var(d[f"activity_{l}"][m]), 1e-12)) if m.any() else 1.0)
+        return tuple(out)
 
     @property
     def fits_start(self) -> bool:
@@ -318,7 +366,7 @@ class RecordedTask(Task):
     def reset(self, instance, key: Array) -> RecordedState:
         z = jnp.zeros((), jnp.float32)
         return RecordedState(jnp.zeros((), jnp.int32), z, z, z, z, z, z,
-                             jnp.zeros((self.n_out,), jnp.float32))
+                             jnp.zeros((self.n_out,), jnp.float32), z, z)
 
     def _now(self, instance, env):
         return jnp.minimum(env.t, self.n_steps - 1)
@@ -367,12 +415,31 @@ class RecordedTask(Task):
         return RecordedState(
             env.t + 1, env.sse + jnp.sum(m * (pred - obs) ** 2), env.n + jnp.sum(m),
             env.s1 + jnp.sum(m * obs), env.s2 + jnp.sum(m * obs ** 2),
-            env.nll + nll, env.n_choices + n_nll, ca * live)
+            env.nll + nll, env.n_choices + n_nll, ca * live, env.hsse, env.hn)
+
+    def transition_layers(self, instance, env: RecordedState, rates: tuple) -> RecordedState:
+        """:meth:`transition` on the output, and the recorded hidden layers compared with
+        their rates (each layer's squared error in units of its activity's variance)."""
+        new = self.transition(instance, env, rates[-1])
+        if not self.hidden_layers:
+            return new
+        t = self._now(instance, env)
+        live = (env.t < instance.length).astype(jnp.float32)
+        live = live * (env.t >= self.burn_in) if self.burn_in else live
+        hsse, hn = env.hsse, env.hn
+        for l, scale, (act, mask) in zip(self.hidden_layers, self._hidden_scale,
+                                         instance.hidden, strict=True):
+            m = mask[t] * live
+            hsse = hsse + jnp.sum(m * (rates[l] - act[t]) ** 2) / scale
+            hn = hn + jnp.sum(m)
+        return new._replace(hsse=hsse, hn=hn)
 
     def loss(self, instance, state: NetState, env: RecordedState, network=None) -> Array:
         if self.fit == "activity" and self.observation == "poisson":
             sat, scale = self._poisson
             return (env.nll / jnp.maximum(env.n_choices, 1.0) - sat) / scale
+        if self.fit == "activity" and self.hidden_layers:  # every recorded layer, pooled
+            return (env.sse / self._scale + env.hsse) / jnp.maximum(env.n + env.hn, 1.0)
         if self.fit == "activity":
             return env.sse / jnp.maximum(env.n, 1.0) / self._scale
         return env.nll / jnp.maximum(env.n_choices, 1.0)
@@ -387,6 +454,9 @@ class RecordedTask(Task):
         """``(value, observations)`` summed over ``env`` (any leading axes): the negative
         log-likelihood of the choices or counts, or the squared error where
         :attr:`profiled`."""
+        if self.profiled and self.hidden_layers:  # each layer in units of its variance
+            return (jnp.sum(env.sse) / self._scale + jnp.sum(env.hsse),
+                    jnp.sum(env.n) + jnp.sum(env.hn))
         if self.profiled:
             return jnp.sum(env.sse), jnp.sum(env.n)
         return jnp.sum(env.nll), jnp.sum(env.n_choices)
@@ -406,6 +476,11 @@ class RecordedTask(Task):
         if network.sizes[0] != self.n_in or network.sizes[-1] != self.n_out:
             raise ConfigError(f"the recordings need a network {self.n_in} -> ... -> "
                               f"{self.n_out}; got sizes {network.sizes}")
+        for l in self.hidden_layers:
+            width = int(self._data[f"activity_{l}"].shape[-1])
+            if not l < network.n_layers or network.sizes[l] != width:
+                raise ConfigError(f"the recordings hold hidden layer {l} of {width} neurons; "
+                                  f"the network's sizes are {network.sizes}")
         d = self._data
         layers = sorted(int(k[3:]) for k in d if k.startswith("w0_"))
         if self.initial != "drawn" and layers:
