@@ -99,6 +99,19 @@ def test_roi_dff_and_a_whole_session_without_trials(tmp_path):
                                                      -t[50:100].mean()], rtol=1e-6)
 
 
+def test_a_hidden_layer_from_a_series(tmp_path):
+    """Spike counts for the output, ΔF/F of 3 ROIs for hidden layer 1 (averaged per bin)."""
+    path = _file(tmp_path / "h.nwb")
+    d = nwb_reader.read({"files": [path], "bin": 0.1, "inputs": "odour", "activity": "units",
+                         "hidden": {"1": "dff"}})
+    assert d["activity_1"].shape == (2, 10, 3)
+    t = np.arange(200) / RATE
+    np.testing.assert_allclose(d["activity_1"][1, 2], [m := t[120:130].mean(), 2 * m, -m],
+                               rtol=1e-6)
+    with pytest.raises(ConfigError, match="hidden layers"):
+        nwb_reader.check_spec({"files": [path], "bin": 0.1, "hidden": {"x": "dff"}})
+
+
 def test_trials_as_steps_for_behaviour(tmp_path):
     path = _file(tmp_path / "c.nwb")
     d = nwb_reader.read({"files": [path], "steps": "trials", "inputs": ["cue"],

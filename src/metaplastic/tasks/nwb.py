@@ -11,6 +11,8 @@ Two ways to make steps of a recording (``steps``):
   ``observation = "poisson"``) — or the name of a ``RoiResponseSeries``/``TimeSeries`` of
   ΔF/F or rates, averaged per bin (``observation = "calcium"`` or ``"gaussian"``). An
   optional ``rewards`` series (the neuromodulator every synapse receives) is summed per bin.
+  ``hidden = {"1" = "series", ...}`` maps series of rates or ΔF/F to hidden layers
+  (``activity_1``, ...: compared as Gaussian activity), averaged per bin.
   Trajectories are the rows of the ``trials`` table (``trials = true``, the default when
   there is one) or each whole file.
 * ``"trials"`` — one step per row of the ``trials`` table, one trajectory per file: the
@@ -34,7 +36,7 @@ from metaplastic.errors import ConfigError
 
 STEPS = ("bins", "trials")
 OPTIONS = ("files", "steps", "bin", "inputs", "activity", "rewards", "choices", "outcomes",
-           "trials", "units")
+           "trials", "units", "hidden")
 
 
 def _pynwb():
@@ -64,6 +66,12 @@ def check_spec(spec: dict) -> dict:
     if out["steps"] not in STEPS:
         raise ConfigError(f"task.nwb.steps must be one of {', '.join(STEPS)}, got "
                           f"{out['steps']!r}")
+    hidden = out.get("hidden", {})
+    if not isinstance(hidden, dict) or not all(
+            str(k).isdigit() and int(k) >= 1 and isinstance(v, str) for k, v in hidden.items()):
+        raise ConfigError(f"task.nwb.hidden maps hidden layers (1, 2, ...) to series names, "
+                          f"e.g. {{\"1\" = \"dff_kc\"}}; got {hidden!r}")
+    out["hidden"] = {int(k): v for k, v in hidden.items()}
     if out["steps"] == "bins":
         b = out.get("bin")
         if not isinstance(b, int | float) or isinstance(b, bool) or not b > 0:
@@ -199,6 +207,8 @@ def _by_bins(nwb, spec: dict, problems: list[str]) -> list[dict[str, np.ndarray]
     observed = (None if spec.get("activity") in (None, "units")
                 else _find(nwb, spec["activity"], "activity", problems))
     rewards = _find(nwb, spec["rewards"], "rewards", problems) if spec.get("rewards") else None
+    hidden = {l: _find(nwb, name, f"hidden layer {l}", problems)
+              for l, name in sorted(spec.get("hidden", {}).items())}
     intervals = _trial_intervals(nwb, spec.get("trials"), problems)
     if problems:
         return []
@@ -220,6 +230,8 @@ def _by_bins(nwb, spec: dict, problems: list[str]) -> list[dict[str, np.ndarray]
             traj["activity"] = counts
         if rewards is not None:
             traj["rewards"] = _binned(rewards, start, width, n, "sum")[:, 0]
+        for l, series in hidden.items():
+            traj[f"activity_{l}"] = _binned(series, start, width, n, "mean")
         out.append(traj)
     return out
 
@@ -249,7 +261,7 @@ def _by_trials(nwb, spec: dict, problems: list[str]) -> list[dict[str, np.ndarra
     for key in ("choices", "rewards", "outcomes"):
         if spec.get(key):
             traj[key] = _column(nwb, spec[key], key, problems)
-    if spec.get("activity"):
+    if spec.get("activity") or spec.get("hidden"):
         problems.append("steps = 'trials' reads behaviour: activity is read with "
                         "steps = 'bins'")
     if problems:
