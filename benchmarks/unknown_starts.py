@@ -9,7 +9,7 @@ length: from the **recorded** starts (the preset), from starts **drawn** by the 
 (``task.initial = "drawn"``: the recordings' start distribution, not their values) with
 every step compared, and drawn with the first ``--burn-in`` steps learned from but not
 compared (``task.burn_in``: the time the rule needs to forget its start). Each is
-``metaplastic run infer-oja-activity --seeds S --no-eval`` with those settings (the seeds
+``metaplastic run infer-oja-activity --seeds S`` with those settings (the seeds
 as one program). Scores per seed, from the run's ``recovery.json``: the cosine between
 the inferred and Oja's coefficients, the held-out activity R² (every held-out trajectory
 once; drawn starts are drawn for the held-out trajectories too) and the truth's. A length
@@ -38,7 +38,7 @@ def run(length: int, way: str, seeds: str, burn: int, out: Path) -> list[dict]:
 
     sets = [f"task.simulate.source.n_steps={length}",
             *(s.format(burn=burn) for s in WAYS[way])]
-    args = ["run", "infer-oja-activity", "--seeds", seeds, "--no-eval", "--out", str(out)]
+    args = ["run", "infer-oja-activity", "--seeds", seeds, "--out", str(out)]
     for s in sets:
         args += ["--set", s]
     t = time.perf_counter()
