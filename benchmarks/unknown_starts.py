@@ -1,18 +1,19 @@
 """Recovery when the starting weights were not recorded: how long must trajectories be?
 
     python benchmarks/unknown_starts.py [--lengths 500 1000 2000 5000] [--seeds 0-2]
-        [--burn-in 100] [--out benchmarks/results/unknown_starts.json]
+        [--burn-in 100] [--steps 400] [--out benchmarks/results/unknown_starts.json]
 
 The ``infer-oja-activity`` setting (recordings simulated per length with
 ``task.simulate.source.n_steps``; everything else the preset's), fitted three ways at each
-length: from the **recorded** starts (the preset), from starts **drawn** by the network
-(``task.initial = "drawn"``: the recordings' start distribution, not their values) with
-every step compared, and drawn with the first ``--burn-in`` steps learned from but not
-compared (``task.burn_in``: the time the rule needs to forget its start). Each is
-``metaplastic run infer-oja-activity --seeds S`` with those settings (the seeds
-as one program). Scores per seed, from the run's ``recovery.json``: the cosine between
-the inferred and Oja's coefficients, the held-out activity R² (every held-out trajectory
-once; drawn starts are drawn for the held-out trajectories too) and the truth's. A length
+length, each with ``--steps`` meta-steps (the preset's Adam; fewer than its 1000, the same
+for every way): from the **recorded** starts (the preset's); from starts **drawn** by the
+network (``task.initial = "drawn"``: the recordings' start distribution, not their
+values) with every step compared; and drawn with the first ``--burn-in`` steps learned
+from but not compared (``task.burn_in``: the time the rule needs to forget its start).
+Each is ``metaplastic run infer-oja-activity --seeds S`` with those settings (the seeds as
+one program). Scores per seed, from the run's ``recovery.json``: the cosine between the
+inferred and Oja's coefficients, the held-out activity R² (every held-out trajectory once;
+drawn starts are drawn for the held-out trajectories too) and the truth's. A length
 "suffices" when the drawn starts' mean cosine is at least the lower end of the 95% CI of
 the recorded starts' at that length (t-interval over seeds).
 """
@@ -33,10 +34,10 @@ WAYS = {"recorded": [], "drawn": ["task.initial=drawn"],
         "drawn+burn-in": ["task.initial=drawn", "task.burn_in={burn}"]}
 
 
-def run(length: int, way: str, seeds: str, burn: int, out: Path) -> list[dict]:
+def run(length: int, way: str, seeds: str, burn: int, out: Path, steps: int) -> list[dict]:
     from metaplastic.cli import main
 
-    sets = [f"task.simulate.source.n_steps={length}",
+    sets = [f"task.simulate.source.n_steps={length}", f"meta.steps={steps}",
             *(s.format(burn=burn) for s in WAYS[way])]
     args = ["run", "infer-oja-activity", "--seeds", seeds, "--out", str(out)]
     for s in sets:
@@ -71,6 +72,9 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[500, 1000, 2000, 5000])
     ap.add_argument("--seeds", default="0-2")
     ap.add_argument("--burn-in", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=400,
+                    help="meta-steps of every fit (the preset: 1000; the comparison is "
+                         "between ways at equal steps)")
     ap.add_argument("--ways", nargs="+", default=list(WAYS), choices=list(WAYS))
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -87,7 +91,7 @@ def main() -> None:
             if key in results:
                 continue
             with tempfile.TemporaryDirectory() as tmp:
-                rows = run(length, way, args.seeds, args.burn_in, Path(tmp))
+                rows = run(length, way, args.seeds, args.burn_in, Path(tmp), args.steps)
             cos = ci([r["cosine"] for r in rows])
             results[key] = {"length": length, "way": way, "seeds": rows,
                             "cosine_mean_ci": cos,
