@@ -435,3 +435,32 @@ def test_an_undefined_weight_r2_is_drawn_as_such(run_dir, tmp_path):
     data["splits"]["heldout"]["weight_r2"] = None
     (copy / "recovery.json").write_text(json.dumps(data))
     assert (copy / "recovery.png") in plot_recovery(copy)
+
+
+def test_a_truth_outside_the_family_is_not_confused_with_the_reference(tmp_path, capsys):
+    """Recordings of BCM (a sliding threshold: no polynomial over this step's signals) and
+    `reference = "oja"`: the coefficients are compared with Oja's and labelled so; no
+    interval is scored against them as if they were the truth."""
+    cfg = tmp_path / "bcm.toml"
+    cfg.write_text(
+        'name = "infer-bcm"\nreference = "oja"\n'
+        '[task]\nname = "recorded"\nheldout = 0.25\n'
+        '[task.simulate]\nrule = {name = "bcm", eta = 0.05}\n'
+        'source = {name = "pca", n_in = 5, n_steps = 40}\n'
+        'outputs = 2\ntrajectories = 8\nnoise = 0.05\nseed = 0\n'
+        '[rule]\nname = "polynomial"\neta = 0.05\n'
+        '[meta]\nsteps = 4\nchunk = 2\ntasks_per_step = 2\nlr = 0.02\n'
+        '[eval]\ntasks = 2\nbaselines = []\n')
+    out = tmp_path / "runs"
+    assert main(["run", str(cfg), "--out", str(out), "--no-eval"]) == 0
+    (run,) = list(out.iterdir())
+    capsys.readouterr()
+    assert main(["recover", str(run)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads((run / "recovery.json").read_text())
+    coef = data["coefficients"]
+    assert coef["reference"] == "oja" and coef["is_truth"] is False
+    assert "truth" in data["splits"]["heldout"]["rules"]  # BCM's own replay is the truth row
+    ident = data["identifiability"]
+    assert not any(k.startswith("truth") for k in ident), sorted(ident)
+    assert "oja (not the truth)" in printed

@@ -15,7 +15,7 @@ from metaplastic.cli import main
     (["run", "missing.toml"], "does not exist"),
     (["eval", "/nonexistent/run"], "not a run directory"),
     (["run", "oja", "--set", "rule.name=ojaa"], "unknown rule 'ojaa'"),
-    (["run", "oja", "--set", "reference=bcm"], "unknown rule 'bcm'"),
+    (["run", "oja", "--set", "reference=bienenstock"], "unknown rule 'bienenstock'"),
     (["run", "oja", "--set", "eval.baselines=['hebb', 'stpd']"], "unknown rule 'stpd'"),
     (["run", "oja", "--set", "eval.vary={n_inputs = [3]}"], "unknown option(s) 'n_inputs'"),
     (["run", "oja", "--seeds", "4-2"], "--seeds takes seeds >= 0"),

@@ -166,7 +166,7 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
                         f"coefficients, bootstrap 95% CI ({coef['bootstrap']} refits on "
                         f"resampled training trajectories, "
                         f"{coef.get('distinct_resamples', '?')} distinct)")
-        for col in ("term", "inferred", "95% CI", *(["truth"] if coef["truth_values"]
+        for col in ("term", "inferred", "95% CI", *([_compared(coef)] if coef["truth_values"]
                                                     is not None else [])):
             t.add_column(col)
         for i in order:
@@ -192,7 +192,7 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
             free = [i for i, f in enumerate(coef["free"]) if f]
             step = ident.get("centre") == "one-step"
             for col in ("term", "inferred", *(["one-step"] if step else []), "Wald 95%",
-                        *(["truth"] if truth is not None else [])):
+                        *([_compared(coef)] if truth is not None else [])):
                 t.add_column(col)
             for j in sorted(range(len(free)), key=lambda j: -abs(coef["inferred"][free[j]])):
                 lo, hi = ident["wald_low"][j], ident["wald_high"][j]
@@ -227,3 +227,7 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
                   + "".join(f", {p.name}" for p in drawn))
 
 
+def _compared(coef: dict) -> str:
+    """The column of the coefficients an inferred rule is compared with: the simulation's
+    own ("truth"), or ``reference``'s where the truth is outside the fitted family."""
+    return "truth" if coef.get("is_truth", True) else f"{coef.get('reference')} (not the truth)"

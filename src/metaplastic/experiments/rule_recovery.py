@@ -114,7 +114,7 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
         out["identifiability"] = identifiability.report(
             objective, theta, splits["train"], jax.random.fold_in(key, 3), own,
             lambda t, part: with_synapses_part(rule, t, part), ref["names"], ref["free"],
-            truth=ref.get("truth_values"))
+            truth=_truth_values(ref))
     k_init, run_key = run_keys(cfg)
     theta0 = rule.init(k_init, network.shapes)
     if bootstrap:
@@ -147,7 +147,7 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
                 f"{possible}): percentile intervals from so few are not reliable (they "
                 f"can exclude the truth or collapse); record more trajectories",
                 stacklevel=2)
-        if ref.get("truth_values") is not None:
+        if _truth_values(ref) is not None:
             inside = (lo <= ref["truth_values"]) & (ref["truth_values"] <= hi)
             ref["truth_inside_ci"] = int(np.sum(inside[np.asarray(ref["free"])]))
     if any(not (v >= 0 and math.isfinite(v)) for v in l1):
@@ -232,9 +232,20 @@ def _reference(cfg, rule, network, theta, truth) -> dict[str, Any] | None:
                 cap.term_names(ref) != names:
             continue
         values = _in_units_of(ref, ref_theta, cap.eta(rule))
-        out.update(_agreement(flat, values), reference=label, truth_values=values)
+        out.update(_agreement(flat, values), reference=label, truth_values=values,
+                   is_truth=label == TRUTH)
         break
     return out
+
+
+#: the label of the simulation's own rule among the rules an inferred one is compared with
+TRUTH = "simulated truth"
+
+
+def _truth_values(ref: dict):
+    """The compared coefficients when they are the simulation's own (not ``reference``'s,
+    compared where the truth is outside the fitted family); else None."""
+    return ref.get("truth_values") if ref.get("is_truth", True) else None
 
 
 def _candidates(cfg, network, truth) -> list[tuple]:
@@ -242,7 +253,7 @@ def _candidates(cfg, network, truth) -> list[tuple]:
     then ``reference``'s."""
     out = []
     if truth is not None:
-        out.append(("simulated truth", truth[1], truth[2]))
+        out.append((TRUTH, truth[1], truth[2]))
     if cfg.reference:
         ref = build_rule(cfg, cfg.reference)
         out.append((cfg.reference, ref, ref.init(jax.random.key(0), network.shapes)))
@@ -320,7 +331,7 @@ def _compare(got: np.ndarray, comparator, eta: float, kind: str) -> dict[str, An
     names = list(poly.term_names)
     return {"kind": kind, "names": names, "free": [True] * len(names),
             "inferred": got.tolist(), "reference": label, "truth_values": values,
-            **_agreement(got, values)}
+            "is_truth": label == TRUTH, **_agreement(got, values)}
 
 
 def _l1_path(objective, outer, theta0, run_key, train, strengths, folds, key, say, own):

@@ -86,7 +86,9 @@ def _coefficients(ax, coef: dict) -> None:
         ax.plot(x, got[order], "o", color="C0", label="inferred")
     if truth is not None:
         ax.plot(x, truth[order], "_", color="k", markersize=14, mew=2,
-                label=f"truth ({coef.get('reference', 'reference')})")
+                label=(f"truth ({coef.get('reference', 'reference')})"
+                       if coef.get("is_truth", True) else
+                       f"{coef.get('reference')} (the truth is outside the family)"))
     ax.axhline(0.0, color="0.7", lw=0.8)
     ax.set_xticks(x, [names[i] for i in order], rotation=70, fontsize=7)
     title = ("the rule read out onto these terms" if coef.get("kind") == "readout"
