@@ -62,7 +62,17 @@ def test_weight_r2_is_undefined_when_the_truth_never_changes_its_weights(fit):
     truth = (net, recovery.Frozen(fit["oja"]), fit["theta_true"])
     r2 = recovery.trajectory_r2(task, (net, fit["rule"], fit["theta"]), truth, [0, 1],
                                 jax.random.key(0))
-    assert np.isnan(r2["weights"]) and np.isfinite(r2["activity"])
+    assert np.isnan(r2["weights"]) and np.isfinite(r2["activity"]) and not r2["diverged"]
+
+
+def test_a_fitted_rule_whose_replay_diverges_is_said_so(fit):
+    """NaN too, but for its own reason: not "the truth's weights never change"."""
+    task, net = fit["task"], fit["net"]
+    hebb = mp.rules.make("hebb", eta=50.0)
+    truth = (net, fit["oja"], fit["theta_true"])
+    r2 = recovery.trajectory_r2(task, (net, hebb, hebb.init(jax.random.key(0), net.shapes)),
+                                truth, [0, 1], jax.random.key(0))
+    assert r2["diverged"] and np.isnan(r2["weights"]) and np.isnan(r2["activity"])
 
 
 def test_deviance_explained_by_hand():

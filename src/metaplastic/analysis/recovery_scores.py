@@ -116,7 +116,8 @@ def trajectory_r2(task: RecordedTask, fitted: tuple, truth: tuple, indices,
     plastic layers' changes from the start (see the module), ``activity`` over the
     output layer's activity at every step (for a choice network: the choice logit). NaN
     where the truth leaves nothing to explain (its weights never change, or its activity
-    is constant): an R² is undefined there, not a huge negative number."""
+    is constant): an R² is undefined there, not a huge negative number; NaN too, with
+    ``diverged`` True, where the fitted rule's replay is not finite."""
     def run(piece, inst, k):
         network, rule, theta = piece
         _, _, (ws, y) = trace(network, rule, theta, task, inst, k,
@@ -143,8 +144,13 @@ def trajectory_r2(task: RecordedTask, fitted: tuple, truth: tuple, indices,
     def r2(residual: float, total: float) -> float:  # NaN: nothing to explain
         return float(1.0 - residual / total) if total > 1e-24 else float("nan")
 
-    return {"weights": r2(float(np.sum(np.asarray(res, np.float64))), tot),
-            "activity": r2(float(np.sum(np.asarray(y_res, np.float64))), y_tot)}
+    res = float(np.sum(np.asarray(res, np.float64)))
+    y_res = float(np.sum(np.asarray(y_res, np.float64)))
+    diverged = not (math.isfinite(res) and math.isfinite(y_res))
+    return {"weights": float("nan") if diverged else r2(res, tot),
+            "activity": float("nan") if diverged else r2(y_res, y_tot),
+            # NaN for another reason: the fitted rule's replay is not finite
+            "diverged": diverged}
 
 
 def bootstrap_pools(indices, n: int, key: Array) -> np.ndarray:

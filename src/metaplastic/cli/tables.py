@@ -142,12 +142,15 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
     console.print(table)
     for split, data in out["splits"].items():
         if "weight_r2" in data:
-            def r2(v, why):
+            def r2(v, why, data=data):
                 ok = isinstance(v, int | float) and math.isfinite(v)
-                return f"{v:.3f}" if ok else f"undefined (the truth's {why})"
-            console.print(f"against the truth, {split}: weight-change R² "
-                          f"[bold]{r2(data['weight_r2'], 'weights never change')}[/], "
-                          f"output-activity R² {r2(data['activity_r2'], 'activity is constant')}")
+                if data.get("replay_diverged"):
+                    why = "inferred rule's replay diverged: not finite"
+                return f"{v:.3f}" if ok else f"undefined (the {why})"
+            weights = r2(data["weight_r2"], "truth's weights never change")
+            activity = r2(data["activity_r2"], "truth's activity is constant")
+            console.print(f"against the truth, {split}: weight-change R² [bold]{weights}[/], "
+                          f"output-activity R² {activity}")
     coef = out.get("coefficients", {})
     if "cosine" in coef:
         who = ("the simulated truth" if coef["reference"] == "simulated truth"

@@ -213,6 +213,8 @@ def _score(objective, theta, idx, key, truth, rule, behavioural=None) -> dict[st
     if truth is not None:
         r2 = recovery.trajectory_r2(task, (objective.network, rule, theta), truth, idx, key)
         out["weight_r2"], out["activity_r2"] = r2["weights"], r2["activity"]
+        if r2["diverged"]:
+            out["replay_diverged"] = True
     return out
 
 
