@@ -9,7 +9,9 @@ length, each with ``--steps`` meta-steps (the preset's Adam; fewer than its 1000
 for every way): from the **recorded** starts (the preset's); from starts **drawn** by the
 network (``task.initial = "drawn"``: the recordings' start distribution, not their
 values) with every step compared; and drawn with the first ``--burn-in`` steps learned
-from but not compared (``task.burn_in``: the time the rule needs to forget its start).
+from but not compared (``task.burn_in``: the time the rule needs to forget its start);
+and a start **fitted per trajectory** from its own recordings (``task.initial =
+"fitted_each"``, nothing held out).
 Each is ``metaplastic run infer-oja-activity --seeds S`` with those settings (the seeds as
 one program). Scores per seed, from the run's ``recovery.json``: the cosine between the
 inferred and Oja's coefficients, the held-out activity R² (every held-out trajectory once;
@@ -31,7 +33,10 @@ import numpy as np
 
 OUT = Path(__file__).parent / "results" / "unknown_starts.json"
 WAYS = {"recorded": [], "drawn": ["task.initial=drawn"],
-        "drawn+burn-in": ["task.initial=drawn", "task.burn_in={burn}"]}
+        "drawn+burn-in": ["task.initial=drawn", "task.burn_in={burn}"],
+        # a start per trajectory, fitted from its own recordings: nothing is held out
+        "fitted-each": ["task.initial=fitted_each", "task.heldout=0",
+                        'eval.variants=[{label = "training trajectories"}]']}
 
 
 def run(length: int, way: str, seeds: str, burn: int, out: Path, steps: int) -> list[dict]:
@@ -49,11 +54,14 @@ def run(length: int, way: str, seeds: str, burn: int, out: Path, steps: int) -> 
     rows = []
     for seed_dir in sorted(next(out.iterdir()).glob("seed-*")):
         rec = json.loads((seed_dir / "recovery.json").read_text())
-        held = rec["splits"]["heldout"]["rules"]
+        held = rec["splits"].get("heldout", {}).get("rules")
+        train = rec["splits"]["train"]["rules"]
         rows.append({"seed": int(seed_dir.name.split("-")[1]),
                      "cosine": rec["coefficients"]["cosine"],
-                     "heldout_r2": held["inferred"]["r2"]["mean"],
-                     "heldout_r2_truth": held["truth"]["r2"]["mean"],
+                     "heldout_r2": held["inferred"]["r2"]["mean"] if held else None,
+                     "heldout_r2_truth": held["truth"]["r2"]["mean"] if held else None,
+                     "train_r2": train["inferred"]["r2"]["mean"],
+                     "train_r2_truth": train["truth"]["r2"]["mean"],
                      "seconds_all_seeds": round(seconds, 1)})
     return rows
 
@@ -93,17 +101,19 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 rows = run(length, way, args.seeds, args.burn_in, Path(tmp), args.steps)
             cos = ci([r["cosine"] for r in rows])
+            held = [r["heldout_r2"] for r in rows if r["heldout_r2"] is not None]
             results[key] = {"length": length, "way": way, "seeds": rows,
                             "cosine_mean_ci": cos,
-                            "heldout_r2_mean": float(np.mean([r["heldout_r2"] for r in rows]))}
-            print(f"{key}: cosine {cos[0]:.4f} [{cos[1]:.4f}, {cos[2]:.4f}], held-out R² "
-                  f"{results[key]['heldout_r2_mean']:.4f}", flush=True)
+                            "heldout_r2_mean": float(np.mean(held)) if held else None,
+                            "train_r2_mean": float(np.mean([r["train_r2"] for r in rows]))}
+            print(f"{key}: cosine {cos[0]:.4f} [{cos[1]:.4f}, {cos[2]:.4f}], training R² "
+                  f"{results[key]['train_r2_mean']:.4f}", flush=True)
             args.out.write_text(json.dumps(data, indent=1) + "\n")
     for length in args.lengths:
         rec = results.get(f"{length}/recorded")
         if not rec:
             continue
-        for way in ("drawn", "drawn+burn-in"):
+        for way in ("drawn", "drawn+burn-in", "fitted-each"):
             other = results.get(f"{length}/{way}")
             if other:
                 lo = rec["cosine_mean_ci"][1]  # as good as recorded starts, within their CI

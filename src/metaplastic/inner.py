@@ -116,6 +116,8 @@ def initial_carry(network: Network, rule: Rule, theta: Any, task: Task, instance
     """``(state, rule_state, env)`` before the first step: weights drawn with ``key``,
     unless the rule's θ holds them (static weights) or the task gives them (recordings)."""
     weights = rule.initial_weights(theta)
+    if weights is not None and task.fits_start:  # a start per instance: the task picks
+        weights = task.start_of(instance, weights)
     if weights is None and isinstance(task, cap.HasInitialWeights):
         weights = task.initial_weights(instance)
     state = network.init(key, weights, neuron_params(rule, theta))

@@ -243,3 +243,29 @@ def test_hidden_layers_recorded_in_part_are_compared_too(tmp_path):
                                                   f"bad-{words[:8]}.npz"))
     with pytest.raises(ConfigError, match="Gaussian activity"):
         mp.tasks.make("recorded", path=path, observation="calcium")
+
+
+def test_a_start_per_trajectory_replays_each_from_its_own(tmp_path, truth):
+    """initial = "fitted_each": θ["w0"] holds one start per trajectory and each
+    trajectory replays from its own — with θ's starts set to the recorded ones the replay
+    is exact, with the starts of another trajectory it is not. Held-out trajectories
+    (whose starts nothing would fit) are refused."""
+    from metaplastic.rules.composed import WithFittedStart, compose
+
+    net, oja, theta, source = truth
+    data = simulate(net, oja, theta, source, N, jax.random.key(3))
+    recorded = data.pop("w0_1")
+    path = _write(tmp_path, data, "each.npz")
+    task = mp.tasks.make("recorded", path=path, initial="fitted_each", heldout=0.0)
+    rule = compose(oja, net, task)
+    assert isinstance(rule, WithFittedStart) and rule.count == N
+    theta0 = rule.init(jax.random.key(1), net.shapes)
+    assert theta0["w0"][0].shape == (N, *net.shapes[0])
+    exact = {"rule": theta, "w0": (recorded,)}  # NumPy, as θ comes from a file
+    loss, r2 = _losses(path, net, rule, exact, initial="fitted_each", heldout=0.0)
+    np.testing.assert_allclose(r2, 1.0, atol=1e-5)
+    shifted = {"rule": theta, "w0": (jnp.asarray(np.roll(recorded, 1, axis=0)),)}
+    loss_s, _ = _losses(path, net, rule, shifted, initial="fitted_each", heldout=0.0)
+    assert np.all(loss_s > 1e-3)
+    with pytest.raises(ConfigError, match="heldout = 0"):
+        mp.tasks.make("recorded", path=path, initial="fitted_each", heldout=0.2)

@@ -26,7 +26,6 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -84,8 +83,7 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
     theta = run_theta(run, pieces)
     key = streams.stream_key(cfg.seed, streams.RECOVERY)
     truth = _truth(cfg, network)
-    splits = {s: np.asarray(dataclasses.replace(task, split=s).indices)
-              for s in ("train", "heldout")}
+    splits = {s: np.asarray(task.split_indices(s)) for s in ("train", "heldout")}
     out: dict[str, Any] = {"fit": task.fit, "trajectories": {s: int(v.size)
                                                              for s, v in splits.items()}}
     say(0, None, "scoring every trajectory once")

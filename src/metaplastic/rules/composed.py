@@ -108,12 +108,18 @@ class WithFittedStart(Composed):
 
     rule: Rule
     network: Any
+    #: starts held: 1 (shared), or one per trajectory (leading axis; the task picks one)
+    count: int = 1
     SUFFIX = "fitted-start"
 
     def init(self, key: Array, shapes=None) -> dict:
         k_rule, k_start = jax.random.split(key)
-        return {"rule": self.rule.init(k_rule, shapes),
-                "w0": tuple(self.network.init(k_start).weights)}
+        if self.count == 1:
+            return {"rule": self.rule.init(k_rule, shapes),
+                    "w0": tuple(self.network.init(k_start).weights)}
+        starts = jax.vmap(lambda k: self.network.init(k).weights)(
+            jax.random.split(k_start, self.count))
+        return {"rule": self.rule.init(k_rule, shapes), "w0": tuple(starts)}
 
     def initial_weights(self, theta):
         return tuple(theta["w0"])
@@ -191,5 +197,5 @@ def compose(rule: Rule, network: Any, task: Any) -> Rule:
     if network.feedback_plasticity == "learned":  # the feedback synapses' rule in θ
         rule = WithPlasticFeedback(rule, network.feedback_start, network.feedback_decay)
     if task.fits_start:  # the initial weights fitted with the rule (recordings)
-        rule = WithFittedStart(rule, network)
+        rule = WithFittedStart(rule, network, task.fitted_starts)
     return rule

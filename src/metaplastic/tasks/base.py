@@ -90,6 +90,17 @@ class Task:
         recordings without the weights each trajectory started from)."""
         return False
 
+    @property
+    def fitted_starts(self) -> int:
+        """How many fitted starts θ holds (``fits_start``): 1 (shared), or one per
+        instance, which :meth:`start_of` picks from."""
+        return 1
+
+    def start_of(self, instance: Any, weights: tuple) -> tuple:
+        """The initial weights of ``instance`` among θ's fitted ones (as given when θ holds
+        one start)."""
+        return weights
+
     def instance_ids(self) -> np.ndarray | None:
         """A task with a finite set of instances (recorded trajectories) returns their ids
         for :meth:`instance`: an evaluation then scores each exactly once instead of

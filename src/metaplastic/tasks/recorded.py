@@ -81,7 +81,7 @@ Array = jax.Array
 FITS = ("activity", "choices")
 OBSERVATIONS = ("gaussian", "poisson", "calcium")
 SPLITS = ("train", "heldout", "all")
-INITIAL = ("recorded", "drawn", "fitted")
+INITIAL = ("recorded", "drawn", "fitted", "fitted_each")
 KEYS = ("inputs", "lengths", "activity", "activity_mask", "choices", "rewards",
         "outcomes", "update_mask")
 
@@ -166,6 +166,7 @@ class RecordedInstance(NamedTuple):
     learn: Array  # (T,) 1 where the synapses update
     w0: tuple  # per layer (out, in), or () when drawn by the network
     hidden: tuple = ()  # per recorded hidden layer: ((T, n_l) activity, (T, n_l) mask)
+    index: Array = 0  # the trajectory's place in the file
 
 
 class RecordedState(NamedTuple):
@@ -189,8 +190,9 @@ class RecordedTask(Task):
     fit: str = "activity"
     split: str = "train"
     heldout: float = 0.2
-    #: "recorded" (w0_<l> in the file), "drawn" (by the network, per trajectory) or
-    #: "fitted" (one start for every trajectory, fitted with the rule: θ["w0"])
+    #: "recorded" (w0_<l> in the file), "drawn" (by the network, per trajectory),
+    #: "fitted" (one start for every trajectory, fitted with the rule: θ["w0"]) or
+    #: "fitted_each" (a start per trajectory, each fitted with the rule from its own data)
     initial: str = "recorded"
     #: what the recorded activity is (module docstring): "gaussian", "poisson", "calcium"
     observation: str = "gaussian"
@@ -242,6 +244,11 @@ class RecordedTask(Task):
                                   f"numbers >= 0) in {self.path!r}'s activity")
         if self.fit not in data and not (self.fit == "activity" and "activity" in data):
             raise ConfigError(f"fit = {self.fit!r} but {self.path!r} holds no {self.fit!r}")
+        if self.initial == "fitted_each" and self.heldout > 0:
+            raise ConfigError("initial = 'fitted_each' fits every trajectory's start from that "
+                              "trajectory's own recordings: a held-out trajectory would start "
+                              "where nothing was fitted; set task.heldout = 0 (and judge the "
+                              "rule by its coefficients and the training fit)")
         if self.initial == "recorded" and not any(k.startswith("w0_") for k in data):
             raise ConfigError(f"initial = 'recorded' but {self.path!r} holds no w0_1, ...; "
                               f"set task.initial = 'drawn' or 'fitted'")
@@ -261,10 +268,14 @@ class RecordedTask(Task):
 
     @property
     def indices(self) -> np.ndarray:
+        return self.split_indices(self.split)
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """The trajectories of ``split`` (of :data:`SPLITS`; possibly none)."""
         n = self.n_trajectories
         cut = n - int(round(self.heldout * n))
         return {"train": np.arange(cut), "heldout": np.arange(cut, n),
-                "all": np.arange(n)}[self.split]
+                "all": np.arange(n)}[split]
 
     @property
     def n_in(self) -> int:
@@ -336,7 +347,8 @@ class RecordedTask(Task):
             else jnp.ones((t,), jnp.float32), w0,
             tuple((jnp.asarray(d[f"activity_{l}"], jnp.float32)[i],
                    jnp.asarray(d[f"activity_mask_{l}"], jnp.float32)[i])
-                  for l in self.hidden_layers))
+                  for l in self.hidden_layers),
+            jnp.asarray(i, jnp.int32))
 
     @property
     def hidden_layers(self) -> tuple[int, ...]:
@@ -356,7 +368,19 @@ class RecordedTask(Task):
 
     @property
     def fits_start(self) -> bool:
-        return self.initial == "fitted"
+        return self.initial in ("fitted", "fitted_each")
+
+    @property
+    def fitted_starts(self) -> int:
+        """How many starts θ holds: one per trajectory of the file ("fitted_each"), or
+        one shared by all."""
+        return self.n_trajectories if self.initial == "fitted_each" else 1
+
+    def start_of(self, instance: RecordedInstance, weights: tuple) -> tuple:
+        """This trajectory's start among θ's per-trajectory starts ("fitted_each")."""
+        if self.initial != "fitted_each":
+            return weights
+        return tuple(jnp.asarray(w)[instance.index] for w in weights)
 
     def initial_weights(self, instance: RecordedInstance):
         """The recorded initial weights of this trajectory, or None (drawn). A rule with
