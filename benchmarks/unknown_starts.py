@@ -17,7 +17,8 @@ one program). Scores per seed, from the run's ``recovery.json``: the cosine betw
 inferred and Oja's coefficients, the held-out activity R² (every held-out trajectory once;
 drawn starts are drawn for the held-out trajectories too) and the truth's. A length
 "suffices" when the drawn starts' mean cosine is at least the lower end of the 95% CI of
-the recorded starts' at that length (t-interval over seeds).
+the recorded starts' at that length (t-interval over the seeds that did not diverge; a
+seed whose run stopped is counted as diverged, not dropped silently).
 """
 
 from __future__ import annotations
@@ -48,11 +49,15 @@ def run(length: int, way: str, seeds: str, burn: int, out: Path, steps: int) -> 
     for s in sets:
         args += ["--set", s]
     t = time.perf_counter()
-    if main(args) != 0:
-        raise SystemExit(f"run failed: {args}")
+    code = main(args)  # not 0 where a seed diverged: counted, not fatal
     seconds = time.perf_counter() - t
     rows = []
     for seed_dir in sorted(next(out.iterdir()).glob("seed-*")):
+        status = json.loads((seed_dir / "summary.json").read_text()).get("status", "?")
+        if status != "finished" or not (seed_dir / "recovery.json").is_file():
+            rows.append({"seed": int(seed_dir.name.split("-")[1]), "status": status,
+                         "exit": code})
+            continue
         rec = json.loads((seed_dir / "recovery.json").read_text())
         held = rec["splits"].get("heldout", {}).get("rules")
         train = rec["splits"]["train"]["rules"]
@@ -100,14 +105,17 @@ def main() -> None:
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 rows = run(length, way, args.seeds, args.burn_in, Path(tmp), args.steps)
-            cos = ci([r["cosine"] for r in rows])
-            held = [r["heldout_r2"] for r in rows if r["heldout_r2"] is not None]
+            done = [r for r in rows if "cosine" in r]
+            cos = ci([r["cosine"] for r in done])
+            held = [r["heldout_r2"] for r in done if r["heldout_r2"] is not None]
             results[key] = {"length": length, "way": way, "seeds": rows,
+                            "diverged": len(rows) - len(done),
                             "cosine_mean_ci": cos,
                             "heldout_r2_mean": float(np.mean(held)) if held else None,
-                            "train_r2_mean": float(np.mean([r["train_r2"] for r in rows]))}
+                            "train_r2_mean": float(np.mean([r["train_r2"] for r in done]))}
             print(f"{key}: cosine {cos[0]:.4f} [{cos[1]:.4f}, {cos[2]:.4f}], training R² "
-                  f"{results[key]['train_r2_mean']:.4f}", flush=True)
+                  f"{results[key]['train_r2_mean']:.4f}, {len(rows) - len(done)} of "
+                  f"{len(rows)} seeds diverged", flush=True)
             args.out.write_text(json.dumps(data, indent=1) + "\n")
     for length in args.lengths:
         rec = results.get(f"{length}/recorded")
