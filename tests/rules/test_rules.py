@@ -112,7 +112,7 @@ def test_every_registered_rule_updates_a_layer(name):
 
 
 def test_unknown_rule_name_lists_valid_names():
-    valid = ("valid rules: abcd, adam, anti-hebb, hebb, layer-rates, mlp, neuron-mlp, oja, "
+    valid = ("valid rules: abcd, adam, anti-hebb, bcm, hebb, layer-rates, mlp, neuron-mlp, oja, "
              "polynomial, recurrent")
     with pytest.raises(ConfigError, match=valid):
         rules.make("ojaa")
