@@ -37,7 +37,7 @@ WAYS = {"recorded": [], "drawn": ["task.initial=drawn"],
         "drawn+burn-in": ["task.initial=drawn", "task.burn_in={burn}"],
         # a start per trajectory, fitted from its own recordings: nothing is held out
         "fitted-each": ["task.initial=fitted_each", "task.heldout=0",
-                        'eval.variants=[{label = "training trajectories"}]']}
+                        'eval.variants=[{{label = "training trajectories"}}]']}
 
 
 def run(length: int, way: str, seeds: str, burn: int, out: Path, steps: int) -> list[dict]:
