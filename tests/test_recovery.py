@@ -101,7 +101,8 @@ def test_frozen_rule_leaves_the_weights_where_they_started(fit):
 def test_trajectory_r2_is_one_for_the_truth_and_lower_for_hebb(fit):
     truth = (fit["net"], fit["oja"], fit["theta_true"])
     same = recovery.trajectory_r2(fit["task"], truth, truth, [0, 1, 2], jax.random.key(0))
-    assert same == {"weights": pytest.approx(1.0), "activity": pytest.approx(1.0)}
+    assert same == {"weights": pytest.approx(1.0), "activity": pytest.approx(1.0),
+                    "diverged": False}
     hebb = mp.rules.make("hebb", eta=0.05)
     got = recovery.trajectory_r2(fit["task"], (fit["net"], hebb,
                                                hebb.init(jax.random.key(0),
