@@ -93,13 +93,15 @@ def test_nothing_is_written_for_a_network_it_cannot_express(recording, tmp_path)
 
 
 @pytest.mark.tier2  # runs Brian2 in a fresh process
-@pytest.mark.skipif(not b2x.brian2_available(), reason="brian2 is a dev extra")
 @pytest.mark.parametrize("plastic", [(), (2,)], ids=["every-layer", "output-only"])
 def test_brian2_learns_what_the_library_learns(recording, tmp_path, plastic):
     """Two layers (tanh hidden, linear output), a modulated rule, steps that do not learn:
     Brian2's weights after every step equal the library's to float32 rounding."""
     import dataclasses
 
+    assert b2x.brian2_available(), (f"Brian2 cannot be imported by {b2x.brian2_python()}: "
+                                    f"`make test-tier2` builds .venv-brian2 and points "
+                                    f"METAPLASTIC_BRIAN2_PYTHON at it")
     net = dataclasses.replace(NET, plastic=plastic)
     rule, theta = _rule(seed=1)
     script, _ = b2x.write(tmp_path, net, rule, theta, recording, recording.instance(0),

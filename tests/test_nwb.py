@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 
 import jax
 import numpy as np
+import pynwb  # a dev dependency: make test installs it
 import pytest
 
 import metaplastic as mp
 from metaplastic.errors import ConfigError
 from metaplastic.tasks import nwb as nwb_reader
-
-pynwb = pytest.importorskip("pynwb", reason="pynwb is a dev extra (make test installs it)")
 
 RATE = 100.0  # Hz of the stimulus and ΔF/F series
 SPIKES = [[0.05, 0.06, 0.31, 1.25], [0.95, 1.5, 1.51, 1.52]]  # two units
@@ -170,17 +169,24 @@ def _recordings(tmp_path, activity, name="r.npz"):
     return str(path)
 
 
+def _replayed(task, i):
+    """Trajectory ``i`` replayed at θ = 0 of the polynomial (no plasticity): the instance,
+    the unroll and the output at every step (float64)."""
+    net = mp.Network(sizes=(3, 2))
+    rule = mp.rules.make("polynomial")
+    theta = rule.init(jax.random.key(0), net.shapes)
+    inst = task.instance(i)
+    out = mp.inner.unroll(net, rule, theta, task, inst, key=jax.random.key(0))
+    y = np.asarray(jax.vmap(lambda x: net.forward(out.state.weights, x).rates[-1])(
+        inst.inputs), np.float64)  # the same weights throughout
+    return inst, out, y
+
+
 def test_poisson_counts_loss_is_the_nll_from_the_saturated_model(tmp_path):
     counts = np.random.default_rng(1).poisson(2.0, (2, 20, 2)).astype(np.float64)
     task = mp.tasks.make("recorded", path=_recordings(tmp_path, counts), initial="drawn",
                          observation="poisson", split="all", heldout=0.0)
-    net = mp.Network(sizes=(3, 2))
-    rule = mp.rules.make("polynomial")
-    theta = rule.init(jax.random.key(0), net.shapes)
-    inst = task.instance(0)
-    out = mp.inner.unroll(net, rule, theta, task, inst, key=jax.random.key(0))
-    y = np.asarray(jax.vmap(lambda x: net.forward(out.state.weights, x).rates[-1])(
-        inst.inputs), np.float64)  # no plasticity at θ = 0: the same weights throughout
+    inst, out, y = _replayed(task, 0)
     lam = np.logaddexp(0, y)
     import math
 
@@ -200,13 +206,7 @@ def test_calcium_is_the_rate_through_the_indicator(tmp_path):
     dff = np.random.default_rng(2).standard_normal((2, 15, 2))
     task = mp.tasks.make("recorded", path=_recordings(tmp_path, dff), initial="drawn",
                          observation="calcium", calcium_tau=4.0, split="all", heldout=0.0)
-    net = mp.Network(sizes=(3, 2))
-    rule = mp.rules.make("polynomial")
-    theta = rule.init(jax.random.key(0), net.shapes)
-    inst = task.instance(1)
-    out = mp.inner.unroll(net, rule, theta, task, inst, key=jax.random.key(0))
-    y = np.asarray(jax.vmap(lambda x: net.forward(out.state.weights, x).rates[-1])(
-        inst.inputs), np.float64)
+    _, out, y = _replayed(task, 1)
     ca, sse = np.zeros(2), 0.0
     for t in range(15):
         ca = np.exp(-1 / 4.0) * ca + y[t]

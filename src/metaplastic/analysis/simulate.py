@@ -45,6 +45,17 @@ def _check(n: int, record: float, noise: float, network: Network,
                           "inputs could not be replayed; use rate neurons")
 
 
+def _recorded(key: jax.Array, record: float, shape: tuple) -> np.ndarray:
+    """The recording mask of ``shape`` (trajectories, steps, neurons): a random
+    ``record`` fraction of the neurons (at least one) per trajectory, at every step."""
+    n, _, width = shape
+    kept = max(1, int(round(record * width)))
+    order = np.argsort(np.asarray(jax.random.uniform(key, (n, width))), axis=1)
+    mask = np.zeros((n, width), np.float32)
+    np.put_along_axis(mask, order[:, :kept], 1.0, axis=1)
+    return np.broadcast_to(mask[:, None, :], shape).copy()
+
+
 def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key: jax.Array,
              *, record: float = 1.0, noise: float = 0.0, observation: str = "gaussian",
              calcium_tau: float = 10.0, hidden: bool = False) -> dict[str, np.ndarray]:
@@ -94,29 +105,19 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
         noisy = rng.poisson(rate).astype(np.float64)
     else:
         noisy = activity + noise * sd * np.asarray(jax.random.normal(k_noise, activity.shape))
-    n_out = activity.shape[-1]
-    kept = max(1, int(round(record * n_out)))
-    order = np.argsort(np.asarray(jax.random.uniform(k_mask, (n, n_out))), axis=1)
-    mask = np.zeros((n, n_out), np.float32)
-    np.put_along_axis(mask, order[:, :kept], 1.0, axis=1)
     out = {"inputs": np.array(inputs, np.float32),
            "lengths": np.full(n, steps, np.int32),
            "activity": noisy.astype(np.float32),
-           "activity_mask": np.broadcast_to(mask[:, None, :], activity.shape).copy(),
+           "activity_mask": _recorded(k_mask, record, activity.shape),
            "rewards": np.array(rewards, np.float32)}
     out |= {f"w0_{l}": np.array(w, np.float32) for l, w in enumerate(w0, start=1)}
     for l, clean in enumerate(layers, start=1):  # hidden layers: their own draws
         clean = np.asarray(clean, np.float64)
         k_n, k_m = jax.random.split(jax.random.fold_in(key, 100 + l))
         sd_l = float(np.std(clean)) or 1.0
-        width = clean.shape[-1]
-        kept_l = max(1, int(round(record * width)))
-        order_l = np.argsort(np.asarray(jax.random.uniform(k_m, (n, width))), axis=1)
-        mask_l = np.zeros((n, width), np.float32)
-        np.put_along_axis(mask_l, order_l[:, :kept_l], 1.0, axis=1)
         out[f"activity_{l}"] = (clean + noise * sd_l * np.asarray(
             jax.random.normal(k_n, clean.shape))).astype(np.float32)
-        out[f"activity_mask_{l}"] = np.broadcast_to(mask_l[:, None, :], clean.shape).copy()
+        out[f"activity_mask_{l}"] = _recorded(k_m, record, clean.shape)
     out |= {k: np.array(v) for k, v in extra.items()}  # e.g. choices
     if isinstance(source, cap.HasOutcomes) and "choices" in out:  # e.g. the trials' rewards
         out["outcomes"] = np.asarray(source.outcomes(out["choices"], out["rewards"]),

@@ -417,11 +417,14 @@ class RecordedTask(Task):
             return ca, ca
         return y, env.ca
 
+    def _compared(self, env: RecordedState, live: Array) -> Array:
+        """1 where this step is compared: a live step after the burn-in."""
+        return live * (env.t >= self.burn_in) if self.burn_in else live
+
     def transition(self, instance, env: RecordedState, y: Array) -> RecordedState:
         t = self._now(instance, env)
         live = (env.t < instance.length).astype(jnp.float32)
-        # compared: a live step after the burn-in (the indicator runs from the start)
-        live_after = live * (env.t >= self.burn_in) if self.burn_in else live
+        live_after = self._compared(env, live)
         m = instance.mask[t] * live_after
         obs = instance.activity[t]
         pred, ca = self.predicted(env, y)
@@ -448,8 +451,7 @@ class RecordedTask(Task):
         if not self.hidden_layers:
             return new
         t = self._now(instance, env)
-        live = (env.t < instance.length).astype(jnp.float32)
-        live = live * (env.t >= self.burn_in) if self.burn_in else live
+        live = self._compared(env, (env.t < instance.length).astype(jnp.float32))
         hsse, hn = env.hsse, env.hn
         for l, scale, (act, mask) in zip(self.hidden_layers, self._hidden_scale,
                                          instance.hidden, strict=True):
