@@ -271,22 +271,29 @@ def evaluate(args, protocol: dict) -> None:
                 results.setdefault(name, {})[strategy] = {"skipped": why}
                 continue
             if strategy == "learned-es":
-                settings = {"untuned": {"sigma": search["sigma"], "lr": None}}
+                settings = {"untuned": {"sigma": search["sigma"], "lr": None, "phi": phi}}
             else:
                 modes = protocol["tuning"]["modes"] if search["role"] == "test" else \
                     ["per_test_search"]
                 settings = {m: chosen(protocol, tuning, name, strategy, m) for m in modes}
             for mode, point in settings.items():
-                runs = []
-                for seed in seeds:
-                    runs.append(run_one(protocol, search, strategy, seed, point["sigma"],
-                                        point["lr"], gens, EVAL_STREAM, curve=True))
-                    print(f"{name} {strategy} {mode} seed {seed}: {runs[-1]['final']:.4g} "
-                          f"({runs[-1]['seconds']:.0f} s)", flush=True)
-                results.setdefault(name, {}).setdefault(strategy, {})[mode] = {
-                    "setting": point, "runs": runs,
-                    "budget": gens * (search["population"] + 1)}
-                out.write_text(json.dumps(data, indent=1) + "\n")
+                entry = {"setting": point, "runs": [],
+                         "budget": gens * (search["population"] + 1)}
+                before = results.get(name, {}).get(strategy, {}).get(mode)
+                if before and not args.redo and {k: before.get(k) for k in entry
+                                                 if k != "runs"} == \
+                        {k: v for k, v in entry.items() if k != "runs"}:
+                    # a rerun continues: the seeds done with the same setting are kept
+                    entry["runs"] = before["runs"][:len(seeds)]
+                results.setdefault(name, {}).setdefault(strategy, {})[mode] = entry
+                for seed in seeds[len(entry["runs"]):]:
+                    entry["runs"].append(run_one(protocol, search, strategy, seed,
+                                                 point["sigma"], point["lr"], gens,
+                                                 EVAL_STREAM, curve=True))
+                    print(f"{name} {strategy} {mode} seed {seed}: "
+                          f"{entry['runs'][-1]['final']:.4g} "
+                          f"({entry['runs'][-1]['seconds']:.0f} s)", flush=True)
+                    out.write_text(json.dumps(data, indent=1) + "\n")
     print(table(protocol, data))
 
 
@@ -392,7 +399,7 @@ def main() -> None:
     ap.add_argument("--phi", default="", help="a phi.npz from selection-meta (default: "
                                               "the shipped φ)")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--redo", action="store_true", help="tune grid points already done")
+    ap.add_argument("--redo", action="store_true", help="redo tuning grid points and evaluation seeds already done")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.out is None:
