@@ -5,6 +5,8 @@ statistics).
     python benchmarks/learned_es_protocol.py tune [--searches ...] [--strategies ...]
     python benchmarks/learned_es_protocol.py evaluate [--searches ...] [--phi PATH]
     python benchmarks/learned_es_protocol.py table
+    python benchmarks/learned_es_protocol.py develop --phi PATH   # φ on the development
+                  searches, tuning seeds, against the best tuned strategy (never a test search)
     ... --quick   a smoke run: 2 seeds, 1 tuning seed, a fifth of the generations, a
                   corner of the grid, written to --out (default /tmp), never to results
 
@@ -271,7 +273,8 @@ def evaluate(args, protocol: dict) -> None:
                 results.setdefault(name, {})[strategy] = {"skipped": why}
                 continue
             if strategy == "learned-es":
-                settings = {"untuned": {"sigma": search["sigma"], "lr": None, "phi": phi}}
+                settings = {"untuned": {"sigma": search["sigma"], "lr": None, "phi": phi,
+                                        "options": args.learned}}
             else:
                 modes = protocol["tuning"]["modes"] if search["role"] == "test" else \
                     ["per_test_search"]
@@ -295,6 +298,33 @@ def evaluate(args, protocol: dict) -> None:
                           f"({entry['runs'][-1]['seconds']:.0f} s)", flush=True)
                     out.write_text(json.dumps(data, indent=1) + "\n")
     print(table(protocol, data))
+
+
+def develop(args, protocol: dict) -> None:
+    """A φ on the development searches (only: the protocol lets them steer φ's design),
+    on the tuning seeds and the tuning stream, beside the best tuned hand-designed
+    strategy's mean there (``learned_es_tuning.json``). Writes nothing to results."""
+    tuning = json.loads((RESULTS / "learned_es_tuning.json").read_text())["results"]
+    seeds = protocol["tuning"]["seeds"][:1 if args.quick else None]
+    rows = []
+    for name, search, _, gens in searches(args, protocol):
+        if search["role"] != "development":
+            raise SystemExit(f"`develop` runs development searches only; {name!r} is a "
+                             f"test search (evaluated once, by `evaluate`)")
+        finals = [run_one(protocol, search, "learned-es", seed, search["sigma"], None, gens,
+                          TUNE_STREAM, curve=False)["final"] for seed in seeds]
+        best = {}
+        for strategy, grid_rows in tuning.get(name, {}).items():
+            ok = [v["mean"] for v in grid_rows.values() if v["mean"] is not None]
+            if ok:
+                best[strategy] = (max if search["direction"] == "maximise" else min)(ok)
+        top = (max if search["direction"] == "maximise" else min)(best, key=best.get)
+        rows.append((name, float(np.mean(finals)), finals, top, best[top]))
+        print(f"{name}: learned ES {np.mean(finals):.4g} {np.round(finals, 4).tolist()}; "
+              f"best tuned {top} {best[top]:.4g}", flush=True)
+    if args.out and not args.quick and args.out.resolve() != RESULTS.resolve():
+        (args.out / "develop.json").write_text(json.dumps(
+            {"phi": args.phi or "shipped", "options": args.learned, "rows": rows}, indent=1) + "\n")
 
 
 def paired(protocol: dict, data: dict, name: str) -> dict | None:
@@ -391,15 +421,19 @@ def machine() -> dict:
 def main() -> None:
     protocol = load_protocol()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=("tune", "evaluate", "table"))
+    ap.add_argument("phase", choices=("tune", "evaluate", "table", "develop"))
     ap.add_argument("--searches", nargs="+", choices=list(protocol["searches"]),
                     default=list(protocol["searches"]))
     ap.add_argument("--strategies", nargs="+", choices=list(STRATEGIES),
                     default=list(STRATEGIES))
     ap.add_argument("--phi", default="", help="a phi.npz from selection-meta (default: "
                                               "the shipped φ)")
+    ap.add_argument("--learned", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="options of the learned ES (e.g. sigma_floor=0.3); recorded with "
+                         "its results")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--redo", action="store_true", help="redo tuning grid points and evaluation seeds already done")
+    ap.add_argument("--redo", action="store_true",
+                    help="redo tuning grid points and evaluation seeds already done")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.out is None:
@@ -407,6 +441,11 @@ def main() -> None:
     if args.quick and args.out.resolve() == RESULTS.resolve():
         raise SystemExit("--quick never writes to benchmarks/results: pass another --out")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.phase == "develop" and args.searches == list(protocol["searches"]):
+        args.searches = [s["name"] for s in protocol["development"]]
+    for kv in args.learned:
+        k, _, v = kv.partition("=")
+        STRATEGIES["learned-es"] = {**STRATEGIES["learned-es"], k: float(v)}
     if args.phi:
         STRATEGIES["learned-es"] = {**STRATEGIES["learned-es"], "phi": args.phi}
     if args.phase == "table":
@@ -415,7 +454,7 @@ def main() -> None:
         return
     jax.config.update("jax_compilation_cache_dir",
                       str(Path.home() / ".cache" / "metaplastic" / "jax"))
-    (tune if args.phase == "tune" else evaluate)(args, protocol)
+    {"tune": tune, "evaluate": evaluate, "develop": develop}[args.phase](args, protocol)
 
 
 if __name__ == "__main__":

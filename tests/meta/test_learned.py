@@ -197,3 +197,56 @@ def test_meta_meta_memory_is_bounded_by_recomputing_generations():
     # bytes kept per generation: the carried state only, against every intermediate
     assert (long - short) < (stored_long - stored_short) / 8
     assert stored_long > 3 * stored_short and long < stored_long / 5
+
+
+def test_sigma_floor_holds_the_scale_and_only_that():
+    """With a floor, no dimension's scale goes below floor x σ0; above it the network's
+    decision stands (the same update as without the floor)."""
+    phi = selection.load_phi()
+    eps = selection.perturbations(jax.random.key(0), 8, 5)
+    fit = jnp.sum(eps ** 2, axis=1)
+    s = selection.init_search(5, 0.2)
+    s = s._replace(log_sigma=s.log_sigma.at[0].set(jnp.log(0.2 * 0.31)))  # just above
+    free = selection.update(phi, s, jnp.zeros(5), eps, fit, jnp.float32(0.5))
+    held = selection.update(phi, s, jnp.zeros(5), eps, fit, jnp.float32(0.5), 0.3)
+    np.testing.assert_allclose(held[0], free[0])  # the mean moves the same
+    floor = np.log(0.2 * 0.3)
+    assert np.all(np.asarray(held[1].log_sigma) >= floor - 1e-6)
+    above = np.asarray(free[1].log_sigma) >= floor
+    np.testing.assert_allclose(np.asarray(held[1].log_sigma)[above],
+                               np.asarray(free[1].log_sigma)[above])
+    assert not above.all()  # the case is exercised: some dimension was held
+    # deployed: on a sphere the scale shrinks freely but stops at the floor
+    es = mp.meta.LearnedES(population=16, steps=60, sigma=0.5, chunk=30, sigma_floor=0.1)
+    res = es.run(_sq, {"x": jnp.zeros(4)}, key=jax.random.key(0))
+    assert 0.05 * 0.99 <= res.history[-1]["es_sigma"] <= 0.06
+    with pytest.raises(ConfigError, match="sigma_floor"):
+        mp.meta.LearnedES(sigma_floor=1.5)
+
+
+def test_late_weighting_counts_later_generations_more():
+    """``weighting = "late"`` weighs generation t by t: the loss equals the t-weighted
+    mean of the search curves (recomputed here from the same draws), which differs from
+    the uniform mean of the same curves."""
+    spec = {"name": "quadratic", "dim": 3, "population": 6, "instances": 2}
+    late = metameta.SelectionObjective(problems=(spec,), generations=8, weighting="late")
+    uniform = metameta.SelectionObjective(problems=(spec,), generations=8)
+    phi = selection.init_phi(jax.random.key(0), hidden=4)
+    key = jax.random.key(7)
+    problem, pop, inst = late._made[0]
+    k_params, k_run = jax.random.split(jax.random.fold_in(key, 0))
+    params = jax.vmap(problem.sample)(jax.random.split(k_params, inst))
+    w = np.arange(1, 9)
+    weighted, plain = [], []
+    for j, k in enumerate(jax.random.split(k_run, inst)):
+        p = jax.tree.map(lambda x, j=j: x[j], params)
+        curve, f0 = metameta.search_curve(phi, problem, p, k, population=pop,
+                                          generations=8, sigma_range=late.sigma_range)
+        logs = np.log(np.maximum(np.asarray(curve) / float(f0), late.floor))
+        weighted.append(np.sum(w * logs) / w.sum())
+        plain.append(np.mean(logs))
+    np.testing.assert_allclose(float(late(phi, key)[0]), np.mean(weighted), rtol=1e-4)
+    np.testing.assert_allclose(float(uniform(phi, key)[0]), np.mean(plain), rtol=1e-4)
+    assert abs(np.mean(weighted) - np.mean(plain)) > 1e-3
+    with pytest.raises(ConfigError, match="weighting"):
+        metameta.SelectionObjective(weighting="end")

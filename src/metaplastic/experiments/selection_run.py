@@ -67,6 +67,8 @@ class SelectionConfig:
     generations: int = 100
     sigma_range: tuple = (0.01, 0.3)
     hidden: int = 16
+    #: how the meta-meta loss averages the generations ("uniform" or "late": ∝ t)
+    weighting: str = "uniform"
     meta: dict = field(default_factory=lambda: dict(steps=400, lr=3e-3, schedule="cosine",
                                                     clip=1.0, chunk=25, max_nan_skips=50))
     study: str = KIND
@@ -84,7 +86,8 @@ class SelectionConfig:
         self.outer()
 
     def objective(self) -> SelectionObjective:
-        return SelectionObjective(self.problems, self.generations, self.sigma_range)
+        return SelectionObjective(self.problems, self.generations, self.sigma_range,
+                                  weighting=self.weighting)
 
     def outer(self) -> MetaGradient:
         return MetaGradient(**coerce_kwargs(MetaGradient, dict(self.meta),

@@ -49,6 +49,8 @@ class LearnedES(PopulationEvaluation, OuterLoop):
 
     #: the selection network: "" for the shipped one, or a .npz file of φ
     phi: str = ""
+    #: > 0: no dimension's scale falls below this share of ``sigma`` (0: φ alone decides)
+    sigma_floor: float = 0.0
     #: the kind of search, for ``metaplastic check``
     kind = "learned-evolutionary"
 
@@ -57,6 +59,9 @@ class LearnedES(PopulationEvaluation, OuterLoop):
         if self.antithetic and self.population % 2:
             raise ConfigError(f"antithetic sampling needs an even population, got "
                               f"{self.population} (or set antithetic = false)")
+        if not 0 <= self.sigma_floor < 1:
+            raise ConfigError(f"sigma_floor is a share of sigma in [0, 1), got "
+                              f"{self.sigma_floor}")
         selection.load_phi(self.phi or None)  # a clear error now, not inside the run
 
     def selection_network(self) -> dict[str, Array]:
@@ -88,7 +93,8 @@ class LearnedES(PopulationEvaluation, OuterLoop):
         fit, ok, inner = self.evaluate_generation(objective, jax.vmap(unravel)(members),
                                                   k_eval, state.inner)
         progress = state.search.t.astype(jnp.float32) / self.steps
-        new_flat, search, info = selection.update(phi, state.search, flat, eps, fit, progress)
+        new_flat, search, info = selection.update(phi, state.search, flat, eps, fit, progress,
+                                                   self.sigma_floor)
         # the new mean on whole episodes (for the log); a step whose mean diverges is
         # not taken (the mean and the search state stay)
         value, aux = objective(unravel(new_flat), k_eval)

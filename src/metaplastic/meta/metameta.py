@@ -253,8 +253,14 @@ class SelectionObjective(WholeEpisodes):
     #: worth nothing to a rule search (and would reward collapsing the scale)
     floor: float = 1e-3
     remat: bool = True  # recompute generations in the backward pass (bounded memory)
+    #: how the generations' normalised log-fitness is averaged: "uniform" (every
+    #: generation alike: anytime performance) or "late" (generation t weighs ∝ t: what a
+    #: search ends with counts most, as a rule search's final mean is what it returns)
+    weighting: str = "uniform"
 
     def __post_init__(self):
+        if self.weighting not in ("uniform", "late"):
+            raise ConfigError(f"weighting must be 'uniform' or 'late', got {self.weighting!r}")
         if self.generations < 1:
             raise ConfigError(f"generations must be >= 1, got {self.generations}")
         if not self.problems:
@@ -278,7 +284,11 @@ class SelectionObjective(WholeEpisodes):
                                          generations=self.generations,
                                          sigma_range=tuple(self.sigma_range),
                                          remat=self.remat)
-                return jnp.mean(jnp.log(jnp.maximum(curve / f0, self.floor)))
+                logs = jnp.log(jnp.maximum(curve / f0, self.floor))
+                if self.weighting == "late":
+                    w = jnp.arange(1, self.generations + 1, dtype=logs.dtype)
+                    return jnp.sum(w * logs) / jnp.sum(w)
+                return jnp.mean(logs)
 
             out.append(jax.vmap(one)(params, jax.random.split(k_run, inst)))
         return out

@@ -180,9 +180,11 @@ def dim_features(search: SearchState, y_hat: Array, v: Array, paths: Array,
 
 
 def update(phi: dict, search: SearchState, mean: Array, eps: Array, fitness: Array,
-           progress: Array) -> tuple[Array, SearchState, dict]:
+           progress: Array, sigma_floor: float = 0.0) -> tuple[Array, SearchState, dict]:
     """One generation's selection and variation: the new mean and search state from the
-    members' perturbations ``eps`` (N, D) and their fitness (N,), minimised and finite."""
+    members' perturbations ``eps`` (N, D) and their fitness (N,), minimised and finite.
+    ``sigma_floor`` > 0: no dimension's scale falls below that share of its initial one
+    (φ still moves σ above it)."""
     w = recombination_weights(phi, fitness)
     n_eff = 1.0 / jnp.sum(w ** 2)
     y = w @ eps
@@ -205,9 +207,12 @@ def update(phi: dict, search: SearchState, mean: Array, eps: Array, fitness: Arr
     sigma = jnp.exp(search.log_sigma)
     step = sigma * (gain * y + momentum * paths[0] / jnp.sqrt(n_eff))
     d_log_sigma = 0.5 * jnp.tanh(out[:, 2])
-    new = SearchState(search.log_sigma + d_log_sigma, paths, search.log_sigma0, search.t + 1,
+    log_sigma = search.log_sigma + d_log_sigma
+    if sigma_floor:
+        log_sigma = jnp.maximum(log_sigma, search.log_sigma0 + np.log(sigma_floor))
+    new = SearchState(log_sigma, paths, search.log_sigma0, search.t + 1,
                       best, worst)
     info = {"n_eff": n_eff, "step_gain": jnp.mean(gain), "momentum": jnp.mean(momentum),
-            "d_log_sigma": jnp.mean(d_log_sigma),
+            "d_log_sigma": jnp.mean(log_sigma - search.log_sigma),
             "sigma": jnp.exp(jnp.mean(new.log_sigma))}
     return mean + step, new, info
