@@ -278,7 +278,8 @@ def evaluate(args, protocol: dict) -> None:
             else:
                 modes = protocol["tuning"]["modes"] if search["role"] == "test" else \
                     ["per_test_search"]
-                settings = {m: chosen(protocol, tuning, name, strategy, m) for m in modes}
+                settings = {m: chosen(protocol, tuning, name, strategy, m) for m in modes
+                            if m in args.modes}
             for mode, point in settings.items():
                 entry = {"setting": point, "runs": [],
                          "budget": gens * (search["population"] + 1)}
@@ -431,6 +432,10 @@ def main() -> None:
     ap.add_argument("--learned", nargs="+", default=[], metavar="KEY=VALUE",
                     help="options of the learned ES (e.g. sigma_floor=0.3); recorded with "
                          "its results")
+    ap.add_argument("--modes", nargs="+", choices=protocol["tuning"]["modes"],
+                    default=protocol["tuning"]["modes"],
+                    help="the tuning modes to evaluate (default: both, as the protocol "
+                         "reports)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--redo", action="store_true",
                     help="redo tuning grid points and evaluation seeds already done")
