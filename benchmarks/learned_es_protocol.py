@@ -163,6 +163,29 @@ def run_one(protocol: dict, search: dict, strategy: str, seed: int, sigma: float
     return out
 
 
+def selection_overhead(search: dict, strategy: str, sigma: float, lr: float | None,
+                       generations: int = 60, chunk: int = 10) -> float:
+    """Seconds per generation of ``strategy``'s own work (sampling, selection, the update
+    of the mean and scale) at the search's θ size and population: the same outer loop run
+    on a cheap objective of θ (a sum of squares, vmapped over members like any
+    objective), median over chunks after the first (compiled) one."""
+    from metaplastic.experiments.build import build
+    from metaplastic.meta import driver
+
+    cfg = config(search, strategy, 0, sigma, lr, generations, chunk)
+    pieces = build(cfg)
+    theta0 = pieces.rule.init(jax.random.key(0), pieces.network.shapes)
+
+    def cheap(theta, key):
+        loss = sum(jax.numpy.sum(x ** 2) for x in jax.tree.leaves(theta))
+        return loss, {"task_loss": loss}
+
+    stamps = [time.perf_counter()]
+    driver.run(pieces.outer, cheap, theta0, key=jax.random.key(1), progress=False,
+               checkpoint=lambda state: stamps.append(time.perf_counter()))
+    return float(np.median(np.diff(stamps[2:]))) / chunk
+
+
 def grid(protocol: dict, strategy: str, quick: bool) -> list[tuple[float, float | None]]:
     t = protocol["tuning"]
     sigmas, lrs = t["sigma"], t["lr"]
@@ -290,6 +313,8 @@ def evaluate(args, protocol: dict) -> None:
                     # a rerun continues: the seeds done with the same setting are kept
                     entry["runs"] = before["runs"][:len(seeds)]
                 results.setdefault(name, {}).setdefault(strategy, {})[mode] = entry
+                if before and "overhead_s_per_generation" in before and entry["runs"]:
+                    entry["overhead_s_per_generation"] = before["overhead_s_per_generation"]
                 for seed in seeds[len(entry["runs"]):]:
                     entry["runs"].append(run_one(protocol, search, strategy, seed,
                                                  point["sigma"], point["lr"], gens,
@@ -297,6 +322,10 @@ def evaluate(args, protocol: dict) -> None:
                     print(f"{name} {strategy} {mode} seed {seed}: "
                           f"{entry['runs'][-1]['final']:.4g} "
                           f"({entry['runs'][-1]['seconds']:.0f} s)", flush=True)
+                    out.write_text(json.dumps(data, indent=1) + "\n")
+                if "overhead_s_per_generation" not in entry:
+                    entry["overhead_s_per_generation"] = selection_overhead(
+                        search, strategy, point["sigma"], point["lr"])
                     out.write_text(json.dumps(data, indent=1) + "\n")
     print(table(protocol, data))
 
@@ -369,11 +398,13 @@ def table(protocol: dict, data: dict) -> str:
     from metaplastic._stats import mean_ci
 
     lines = ["| search | strategy | tuning | setting | final score (mean ± 95% CI) | "
-             "evaluations | s / generation |", "|---|---|---|---|---|---|---|"]
+             "evaluations | s / generation | selection s / generation |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, by in data["results"].items():
         for strategy, modes in by.items():
             if "skipped" in modes:
-                lines.append(f"| {name} | {strategy} | | not run: {modes['skipped']} | | | |")
+                lines.append(f"| {name} | {strategy} | | not run: {modes['skipped']} | | | "
+                             f"| |")
                 continue
             for mode, v in modes.items():
                 m, h, _ = mean_ci([r["final"] for r in v["runs"]])
@@ -388,8 +419,10 @@ def table(protocol: dict, data: dict) -> str:
                 setting = f"σ {v['setting']['sigma']}" + (
                     f", lr {v['setting']['lr']}" if v["setting"].get("lr") else "")
                 spg = np.median([r["seconds_per_generation"] for r in v["runs"]])
+                over = v.get("overhead_s_per_generation")
+                over = "" if over is None else f"{over:.4f}"
                 lines.append(f"| {name} | {strategy} | {mode} | {setting}{edge}{setting_note} | "
-                             f"{m:.4g} ± {h:.2g} | {ev}{flag} | {spg:.3f} |")
+                             f"{m:.4g} ± {h:.2g} | {ev}{flag} | {spg:.3f} | {over} |")
     tests = [s["name"] for s in protocol["test"] if s["name"] in data["results"]]
     rows = {n: paired(protocol, data, n) for n in tests}
     for mode in protocol["tuning"]["modes"]:
