@@ -69,6 +69,8 @@ class SelectionConfig:
     hidden: int = 16
     #: how the meta-meta loss averages the generations ("uniform" or "late": ∝ t)
     weighting: str = "uniform"
+    #: the learned ES's sigma_floor in the unrolled searches (deploy φ with the same)
+    sigma_floor: float = 0.0
     meta: dict = field(default_factory=lambda: dict(steps=400, lr=3e-3, schedule="cosine",
                                                     clip=1.0, chunk=25, max_nan_skips=50))
     study: str = KIND
@@ -87,7 +89,7 @@ class SelectionConfig:
 
     def objective(self) -> SelectionObjective:
         return SelectionObjective(self.problems, self.generations, self.sigma_range,
-                                  weighting=self.weighting)
+                                  weighting=self.weighting, sigma_floor=self.sigma_floor)
 
     def outer(self) -> MetaGradient:
         return MetaGradient(**coerce_kwargs(MetaGradient, dict(self.meta),

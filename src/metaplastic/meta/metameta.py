@@ -212,7 +212,7 @@ def make_problem(spec: dict) -> tuple[Any, int, int]:
 
 def search_curve(phi: dict, problem: Any, params: dict, key: Array, *, population: int,
                  generations: int, sigma_range: tuple[float, float],
-                 remat: bool = True) -> tuple[Array, Array]:
+                 remat: bool = True, sigma_floor: float = 0.0) -> tuple[Array, Array]:
     """The learned ES on one problem instance: ``(f(m_t) for t = 1..G, f(m_0))``; with
     ``remat`` every generation is recomputed in the backward pass (``jax.checkpoint``):
     only the carried mean and search state are stored per generation."""
@@ -232,7 +232,8 @@ def search_curve(phi: dict, problem: Any, params: dict, key: Array, *, populatio
         fit, ok = finite_fitness(fit, 1.0)
         fit = jnp.where(jnp.any(ok), fit, 0.0)
         new_m, new_s, _ = selection.update(phi, s, m, eps, fit,
-                                           s.t.astype(jnp.float32) / generations)
+                                           s.t.astype(jnp.float32) / generations,
+                                           sigma_floor)
         m, s = select(jnp.any(ok), (new_m, new_s), (m, s))
         return (m, s), problem.value(params, m)
 
@@ -257,8 +258,13 @@ class SelectionObjective(WholeEpisodes):
     #: generation alike: anytime performance) or "late" (generation t weighs ∝ t: what a
     #: search ends with counts most, as a rule search's final mean is what it returns)
     weighting: str = "uniform"
+    #: the learned ES's ``sigma_floor`` in the unrolled searches (deploy φ with the same)
+    sigma_floor: float = 0.0
 
     def __post_init__(self):
+        if not 0 <= self.sigma_floor < 1:
+            raise ConfigError(f"sigma_floor is a share of the initial scale in [0, 1), got "
+                              f"{self.sigma_floor}")
         if self.weighting not in ("uniform", "late"):
             raise ConfigError(f"weighting must be 'uniform' or 'late', got {self.weighting!r}")
         if self.generations < 1:
@@ -283,7 +289,8 @@ class SelectionObjective(WholeEpisodes):
                 curve, f0 = search_curve(phi, problem, p, k, population=pop,
                                          generations=self.generations,
                                          sigma_range=tuple(self.sigma_range),
-                                         remat=self.remat)
+                                         remat=self.remat,
+                                         sigma_floor=self.sigma_floor)
                 logs = jnp.log(jnp.maximum(curve / f0, self.floor))
                 if self.weighting == "late":
                     w = jnp.arange(1, self.generations + 1, dtype=logs.dtype)
