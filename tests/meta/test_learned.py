@@ -250,9 +250,11 @@ def test_late_weighting_counts_later_generations_more():
     assert abs(np.mean(weighted) - np.mean(plain)) > 1e-3
     with pytest.raises(ConfigError, match="weighting"):
         metameta.SelectionObjective(weighting="end")
-    # the unrolled searches run with the deployed floor when one is set
+    # the unrolled searches run with the deployed floor when one is set (the shipped φ
+    # shrinks the scale; φ at initialisation leaves it)
     floored = metameta.SelectionObjective(problems=(spec,), generations=8, sigma_floor=0.9)
-    v = float(floored(phi, key)[0])
-    assert np.isfinite(v) and abs(v - float(uniform(phi, key)[0])) > 1e-4
+    shipped = selection.load_phi()
+    v = float(floored(shipped, key)[0])
+    assert np.isfinite(v) and abs(v - float(uniform(shipped, key)[0])) > 1e-4
     with pytest.raises(ConfigError, match="sigma_floor"):
         metameta.SelectionObjective(sigma_floor=1.0)
