@@ -38,6 +38,27 @@ def _rule(seed=0):
 NET = mp.Network(sizes=(6, 5, 3), activation="tanh", output_activation="linear")
 
 
+def _spiking_rule(seed=2, scale=0.005):
+    """A random degree-1 polynomial of spikes, spike traces and the weight."""
+    rule = mp.rules.make("polynomial", eta=0.05,
+                         variables=["pre", "post", "pre_trace", "post_trace", "w"], degree=1)
+    coef = np.shape(rule.init(jax.random.key(0), [(1, 1)])["coef"])
+    return rule, {"coef": np.asarray(scale * np.random.default_rng(seed).standard_normal(coef),
+                                     np.float32)}
+
+
+def _spiking_net():
+    from metaplastic.neurons.lif import LIFNeuron
+    from metaplastic.spiking import SpikingNetwork
+
+    # ALIF with refractoriness: every piece of the neuron's step is exercised
+    return SpikingNetwork(sizes=(6, 4, 3), rate=0.3, neuron_model=LIFNeuron(
+        tau_mem=10.0, threshold=0.5, refractory=2, beta=0.2))
+
+
+SPIKING = _spiking_net()
+
+
 def test_the_update_is_the_rules_equation_in_brian2_names():
     rule = mp.rules.make("oja", eta=0.01)
     theta = rule.init(jax.random.key(0), [(1, 1)])
@@ -67,7 +88,10 @@ def test_what_cannot_be_expressed_is_refused_in_one_message():
     from metaplastic.spiking import SpikingNetwork
 
     spiking = SpikingNetwork(sizes=(3, 2), neuron_model=LIFNeuron())
-    assert "spiking" in b2x.unsupported(spiking, rule, theta)[0]
+    assert b2x.unsupported(spiking, rule, theta) == []  # LIF networks are exported
+    traces, t_theta = _spiking_rule()
+    assert "traces come from spiking neurons" in b2x.unsupported(NET, traces, t_theta)[0]
+    assert b2x.unsupported(SPIKING, traces, t_theta) == []
     mlp = mp.rules.make("mlp")
     assert "explain" in b2x.unsupported(NET, mlp, mlp.init(jax.random.key(0), NET.shapes))[0]
 
@@ -112,4 +136,46 @@ def test_brian2_learns_what_the_library_learns(recording, tmp_path, plastic):
     lib = np.load(tmp_path / b2x.INPUTS)
     moved = max(float(np.max(np.abs(lib[f"w_{l}"][-1] - lib[f"w0_{l}"]))) for l in (1, 2))
     assert moved > 1e-2  # the weights did change: the comparison compares learning
+    assert done.relative < 1e-5, done
+
+
+def test_a_spiking_episode_records_every_layers_spikes(recording):
+    """A LIF network's recorded episode: the input spikes (0/1) as the inputs, every
+    layer's spikes, the weights after every step; the script steps LIF neurons."""
+    rule, theta = _spiking_rule()
+    data = b2x.record(SPIKING, rule, theta, recording, recording.instance(0),
+                      jax.random.key(5))
+    assert set(np.unique(data["x"])) <= {0.0, 1.0} and data["x"].sum() > 0
+    for l, n in ((1, 4), (2, 3)):
+        assert data[f"spikes_{l}"].shape == (STEPS, n)
+        assert set(np.unique(data[f"spikes_{l}"])) <= {0.0, 1.0}
+    text = b2x.script(SPIKING, rule, theta, "test")
+    for piece in ("I_post = w * s_pre : 1 (summed)", "trace = DECAY * trace + s",
+                  "refr = s * REFRACTORY", "trace_pre", "trace_post"):
+        assert piece in text, piece
+
+
+@pytest.mark.tier2  # runs Brian2 in a fresh process
+def test_brian2_spikes_and_learns_what_the_library_does(tmp_path_factory):
+    """Two ALIF layers with refractoriness, a rule of spikes and spike traces, 300 steps:
+    Brian2's spikes equal the library's at every step and neuron, and its weights after
+    every step equal the library's to float32 rounding."""
+    assert b2x.brian2_available(), (f"Brian2 cannot be imported by {b2x.brian2_python()}: "
+                                    f"`make test-tier2` builds .venv-brian2 and points "
+                                    f"METAPLASTIC_BRIAN2_PYTHON at it")
+    rng = np.random.default_rng(0)
+    tmp = tmp_path_factory.mktemp("spiking")
+    np.savez(tmp / "rec.npz", inputs=rng.standard_normal((1, 300, 6)).astype(np.float32),
+             activity=rng.standard_normal((1, 300, 3)).astype(np.float32))
+    task = mp.tasks.make("recorded", path=str(tmp / "rec.npz"), initial="drawn",
+                         split="all")
+    rule, theta = _spiking_rule()
+    b2x.write(tmp / "out", SPIKING, rule, theta, task, task.instance(0), jax.random.key(5),
+              "test")
+    done = b2x.compare(tmp / "out")
+    lib = np.load(tmp / "out" / b2x.INPUTS)
+    assert done.spikes > 20 and lib["spikes_2"].sum() > 0  # both layers spiked
+    assert done.spike_mismatches == 0, done
+    moved = max(float(np.max(np.abs(lib[f"w_{l}"][-1] - lib[f"w0_{l}"]))) for l in (1, 2))
+    assert moved > 1e-2
     assert done.relative < 1e-5, done

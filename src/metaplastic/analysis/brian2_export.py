@@ -68,6 +68,9 @@ ACTIVATIONS = {
 }
 #: the signals a synapse reads -> their names in Brian2's synaptic equations
 SIGNALS = {"pre": "r_pre", "post": "r_post", "w": "w", "modulator": "modulator(t)"}
+#: ... in a spiking network: the spikes (0/1) this step and the spike traces after it
+SPIKING_SIGNALS = {"pre": "s_pre", "post": "s_post", "w": "w", "modulator": "modulator(t)",
+                   "pre_trace": "trace_pre", "post_trace": "trace_post"}
 SCRIPT, INPUTS, OUTPUTS = "brian2_model.py", "brian2_inputs.npz", "brian2_weights.npz"
 #: the library's weights after every step are kept for the comparison up to this many
 #: numbers (steps x synapses); a longer episode is refused with the number
@@ -86,9 +89,11 @@ def unsupported(network: Any, rule: Any, theta: Any) -> list[str]:
     from metaplastic.analysis import export
 
     out = []
-    if network.spiking or network.neuron_model is not None:
-        out.append("neurons other than instantaneous rate neurons (spiking or learned "
-                   "neurons)")
+    if network.spiking:
+        if not _lif(network):
+            out.append("spiking neurons other than the library's LIF/ALIF neurons")
+    elif network.neuron_model is not None:
+        out.append("neurons other than instantaneous rate or LIF neurons (learned neurons)")
     elif network.tau is not None:
         out.append(f"rate neurons with a time constant (network.tau = {network.tau})")
     else:
@@ -113,12 +118,30 @@ def unsupported(network: Any, rule: Any, theta: Any) -> list[str]:
         out.append(f"the rule {rule.family!r} carries a state of its own between steps")
     read = sorted({str(s) for l in range(network.n_layers) for s in export.expression(
         rule, rule.layer_theta(theta, l), digits=export.FULL)[0].free_symbols} - {"eta"})
-    other = [s for s in read if s not in SIGNALS]
+    names = signal_names(network)
+    other = [s for s in read if s not in names]
     if other:
         out.append(f"the rule reads {', '.join(other)} (exported: the signals "
-                   f"{', '.join(SIGNALS)}; errors come through a feedback pathway and "
-                   f"traces from spikes, which the script does not build)")
+                   f"{', '.join(names)}; errors come through a feedback pathway, which "
+                   f"the script does not build"
+                   + ("" if network.spiking else ", and traces come from spiking neurons")
+                   + ")")
     return out
+
+
+def _lif(network: Any) -> bool:
+    """Whether every layer of a spiking ``network`` is the library's LIF/ALIF neuron and
+    it keeps spike traces (what the script writes out)."""
+    from metaplastic.neurons.lif import LIFNeuron
+    from metaplastic.spiking import SpikingNetwork
+
+    return isinstance(network, SpikingNetwork) and all(
+        type(network.neuron(l)) is LIFNeuron for l in range(1, network.n_layers + 1))
+
+
+def signal_names(network: Any) -> dict[str, str]:
+    """The signals a synapse of ``network`` can read -> their names in Brian2."""
+    return SPIKING_SIGNALS if network.spiking else SIGNALS
 
 
 def check_exportable(network: Any, rule: Any, theta: Any) -> None:
@@ -128,9 +151,9 @@ def check_exportable(network: Any, rule: Any, theta: Any) -> None:
         raise ConfigError("the Brian2 export cannot express: " + "; ".join(bad))
 
 
-def update_equation(rule: Any, theta: Any) -> str:
+def update_equation(rule: Any, theta: Any, names: dict[str, str] = SIGNALS) -> str:
     """The rule's ``dw`` (θ's coefficients at full precision, ``eta`` as a number) in
-    Brian2's names."""
+    Brian2's names (``names``: :data:`SIGNALS`, or :data:`SPIKING_SIGNALS`)."""
     import sympy
 
     from metaplastic.analysis import export
@@ -139,15 +162,16 @@ def update_equation(rule: Any, theta: Any) -> str:
     t = sympy.Symbol("t")
     subs = {sympy.Symbol(k): sympy.Float(v, export.FULL) for k, v in consts.items()}
     subs |= {sympy.Symbol(k): (sympy.Function("modulator")(t) if k == "modulator"
-                               else sympy.Symbol(v)) for k, v in SIGNALS.items()}
+                               else sympy.Symbol(v)) for k, v in names.items()}
     return sympy.sstr(expr.xreplace(subs), full_prec=True)
 
 
 def record(network: Any, rule: Any, theta: Any, task: Any, instance: Any,
            key: jax.Array) -> dict[str, np.ndarray]:
-    """One inner episode as the script replays it: inputs, modulator, ``live``, the
-    initial weights (``w0_1``...) and the weights after every step (``w_1``: steps x
-    n_out x n_in ...)."""
+    """One inner episode as the script replays it: inputs (a spiking network's: the input
+    spikes), modulator, ``live``, the initial weights (``w0_1``...), the weights after
+    every step (``w_1``: steps x n_out x n_in ...) and, in a spiking network, every
+    layer's spikes (``spikes_1``: steps x n_out ...)."""
     steps = task.n_steps
     synapses = sum(int(np.prod(s)) for s in network.shapes)
     if steps * synapses > MAX_RECORDED:
@@ -163,18 +187,21 @@ def record(network: Any, rule: Any, theta: Any, task: Any, instance: Any,
         def body(carry, _):
             carry, signals, _, live = step(carry)
             return carry, (signals[0].pre, jnp.asarray(signals[0].modulator, jnp.float32),
-                           jnp.asarray(live, jnp.float32), carry[0].weights)
+                           jnp.asarray(live, jnp.float32), carry[0].weights,
+                           tuple(s.post for s in signals))
 
-        _, (x, mod, live, weights) = jax.lax.scan(body, start, None, length=steps)
-        return start[0].weights, x, mod, live, weights
+        _, (x, mod, live, weights, post) = jax.lax.scan(body, start, None, length=steps)
+        return start[0].weights, x, mod, live, weights, post
 
-    w0, x, mod, live, weights = jax.device_get(run(key))
+    w0, x, mod, live, weights, post = jax.device_get(run(key))
     out = {"steps": np.asarray(steps), "x": np.asarray(x, np.float64),
            "modulator": np.broadcast_to(np.asarray(mod, np.float64), (steps,)).copy(),
            "live": np.broadcast_to(np.asarray(live, np.float64), (steps,)).copy()}
     for l, (a, b) in enumerate(zip(w0, weights, strict=True), start=1):
         out[f"w0_{l}"] = np.asarray(a, np.float64)
         out[f"w_{l}"] = np.asarray(b, np.float32)
+        if network.spiking:  # every layer's spikes, compared with Brian2's
+            out[f"spikes_{l}"] = np.asarray(post[l - 1], np.float32)
     return out
 
 
@@ -182,12 +209,18 @@ def script(network: Any, rule: Any, theta: Any, source: str) -> str:
     """The Brian2 script's text (reads ``brian2_inputs.npz`` beside it, writes
     ``brian2_weights.npz``)."""
     sizes = network.sizes
+    kind, body = (("spiking (LIF)", _spiking_layers) if network.spiking
+                  else ("rate", _rate_layers))
+    order = ("currents summed in layer order (start slot), each layer's LIF update\n"
+             "(voltage, spike, reset, refractoriness, adaptation, spike trace), then"
+             if network.spiking else
+             "currents summed in layer order (start slot), rates r = f(I), then")
     lines = [
-        f'"""{network.n_layers}-layer rate network {"-".join(map(str, sizes))} learning '
+        f'"""{network.n_layers}-layer {kind} network {"-".join(map(str, sizes))} learning '
         f'by the rule of {source}.',
         "",
         "Written by `metaplastic export --format brian2`. One clock step is one inner step",
-        "of the library: currents summed in layer order (start slot), rates r = f(I), then",
+        f"of the library: {order}",
         "every plastic synapse changes by dw (end slot). Inputs and the modulator are",
         f'replayed from {INPUTS}; the weights after every step go to {OUTPUTS}."""',
         "from pathlib import Path",
@@ -207,6 +240,89 @@ def script(network: Any, rule: Any, theta: Any, source: str) -> str:
         "",
         f"# the learned rule: {' '.join(rule.formula(theta).split())}",
         "",
+        *body(network, rule, theta),
+        "",
+        "net = b2.Network(*layers, *synapses, *monitors"
+        + (", *spike_monitors)" if network.spiking else ")"),
+        "net.run(STEPS * dt)",
+        "out = {}",
+        "for l, (syn, mon) in enumerate(zip(synapses, monitors), start=1):",
+        '    w = np.zeros((STEPS, *data[f"w0_{l}"].shape))',
+        "    w[:, syn.j[:], syn.i[:]] = np.asarray(mon.w).T",
+        '    out[f"w_{l}"] = w',
+        *(["for l, mon in enumerate(spike_monitors, start=1):",
+           '    out[f"spikes_{l}"] = np.asarray(mon.s).T'] if network.spiking else []),
+        f'np.savez(HERE / "{OUTPUTS}", **out)',
+        f'print("wrote", HERE / "{OUTPUTS}")',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _plasticity(network: Any, rule: Any, theta: Any, l: int) -> list[str]:
+    """Layer ``l``'s synapse update (when plastic) and the monitor of its weights."""
+    lines = []
+    if network.learns(l - 1):
+        dw = update_equation(rule, rule.layer_theta(theta, l - 1), signal_names(network))
+        lines.append(f'syn.run_regularly("w += live(t) * ({dw})", when="end", order={l})')
+    return lines + ['monitors.append(b2.StateMonitor(syn, "w", record=True, when="end", '
+                    'order=100))', "synapses.append(syn)"]
+
+
+def _spiking_layers(network: Any, rule: Any, theta: Any) -> list[str]:
+    """LIF layers as the library steps them (:meth:`LIFNeuron.step`), the input spikes
+    replayed, every layer's spike trace after the step (what the rule reads)."""
+    sizes, decay = network.sizes, repr(network.trace_decay)
+    lines = [
+        f"DECAY = {decay}  # spike traces: trace <- DECAY * trace + spike",
+        f'layers = [b2.NeuronGroup({sizes[0]}, """s : 1',
+        'trace : 1""", name="layer0")]  # the input spikes, replayed',
+        'layers[0].run_regularly("""s = x(t, i)',
+        'trace = DECAY * trace + s""", when="start", order=0)',
+        "synapses, monitors, spike_monitors = [], [], []",
+    ]
+    for l in range(1, network.n_layers + 1):
+        n = network.neuron(l)
+        reset = ("v = v - s * THRESHOLD" if n.reset == "subtract" else "v = v * (1 - s)")
+        lines += [
+            "",
+            f"# layer {l}: {sizes[l]} LIF neurons (tau_mem {n.tau_mem}, threshold "
+            f"{n.threshold}, reset {n.reset!r}, refractory {n.refractory} steps, beta "
+            f"{n.beta}), {'plastic' if network.learns(l - 1) else 'fixed'} synapses from "
+            f"layer {l - 1}",
+            f'layers.append(b2.NeuronGroup({sizes[l]}, """I : 1',
+            "v : 1", "refr : 1", "a : 1", "s : 1", "trace : 1", "free : 1",
+            'ALPHA : 1 (shared, constant)', 'RHO : 1 (shared, constant)',
+            'THRESHOLD : 1 (shared, constant)', 'BETA : 1 (shared, constant)',
+            f'REFRACTORY : 1 (shared, constant)""", name="layer{l}"))',
+            f"layers[{l}].ALPHA, layers[{l}].RHO = {n.alpha!r}, {n.rho!r}",
+            f"layers[{l}].THRESHOLD, layers[{l}].BETA = {float(n.threshold)!r}, "
+            f"{float(n.beta)!r}",
+            f"layers[{l}].REFRACTORY = {int(n.refractory)}",
+            f"syn = b2.Synapses(layers[{l - 1}], layers[{l}], "
+            f'"""w : 1',
+            f'I_post = w * s_pre : 1 (summed)""", name="synapses{l}")',
+            "syn.connect()",
+            f'syn.w = data["w0_{l}"][syn.j[:], syn.i[:]]  # W[post, pre]',
+            f'syn.summed_updaters["I_post"].when, syn.summed_updaters["I_post"].order = '
+            f'"start", {2 * l - 1}',
+            f'layers[{l}].run_regularly("""free = int(refr == 0)',
+            "v = free * (ALPHA * v + I)",
+            "s = free * int(v - (THRESHOLD + BETA * a) >= 0)",
+            reset,
+            "refr = s * REFRACTORY + (1 - s) * clip(refr - 1, 0, inf)",
+            "a = RHO * a + s",
+            f'trace = DECAY * trace + s""", when="start", order={2 * l})',
+            f'spike_monitors.append(b2.StateMonitor(layers[{l}], "s", record=True, '
+            f'when="end", order=100))',
+            *_plasticity(network, rule, theta, l),
+        ]
+    return lines
+
+
+def _rate_layers(network: Any, rule: Any, theta: Any) -> list[str]:
+    """Instantaneous rate layers: currents summed, ``r = f(I)``."""
+    sizes = network.sizes
+    lines = [
         f'layers = [b2.NeuronGroup({sizes[0]}, "r = x(t, i) : 1", name="layer0")]',
         "synapses, monitors = [], []",
     ]
@@ -226,27 +342,9 @@ def script(network: Any, rule: Any, theta: Any, source: str) -> str:
             f'syn.w = data["w0_{l}"][syn.j[:], syn.i[:]]  # W[post, pre]',
             f'syn.summed_updaters["I_post"].when, syn.summed_updaters["I_post"].order = '
             f'"start", {l}',
+            *_plasticity(network, rule, theta, l),
         ]
-        if plastic:
-            dw = update_equation(rule, rule.layer_theta(theta, l - 1))
-            lines.append(f'syn.run_regularly("w += live(t) * ({dw})", when="end", '
-                         f"order={l})")
-        lines += ['monitors.append(b2.StateMonitor(syn, "w", record=True, when="end", '
-                  'order=100))',
-                  "synapses.append(syn)"]
-    lines += [
-        "",
-        "net = b2.Network(*layers, *synapses, *monitors)",
-        "net.run(STEPS * dt)",
-        "out = {}",
-        "for l, (syn, mon) in enumerate(zip(synapses, monitors), start=1):",
-        '    w = np.zeros((STEPS, *data[f"w0_{l}"].shape))',
-        "    w[:, syn.j[:], syn.i[:]] = np.asarray(mon.w).T",
-        '    out[f"w_{l}"] = w',
-        f'np.savez(HERE / "{OUTPUTS}", **out)',
-        f'print("wrote", HERE / "{OUTPUTS}")',
-    ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write(out: Path, network: Any, rule: Any, theta: Any, task: Any, instance: Any,
@@ -270,12 +368,17 @@ def write(out: Path, network: Any, rule: Any, theta: Any, task: Any, instance: A
 @dataclass
 class Comparison:
     """Brian2's weights against the library's over one episode: the largest absolute
-    difference, the largest weight, and their ratio (``relative``)."""
+    difference, the largest weight, and their ratio (``relative``); in a spiking network
+    also the spikes."""
 
     steps: int
     max_abs: float
     max_weight: float
     seconds: float
+    #: a spiking network: the library's spikes over the episode (every layer), and the
+    #: (step, neuron) pairs where Brian2's spike differs from the library's
+    spikes: int | None = None
+    spike_mismatches: int | None = None
 
     @property
     def relative(self) -> float:
@@ -284,7 +387,8 @@ class Comparison:
     def to_json(self) -> dict:
         return {"steps": self.steps, "max_abs_difference": self.max_abs,
                 "max_abs_weight": self.max_weight, "relative": self.relative,
-                "brian2_seconds": self.seconds}
+                "brian2_seconds": self.seconds, "spikes": self.spikes,
+                "spike_mismatches": self.spike_mismatches}
 
 
 def brian2_python() -> str:
@@ -337,6 +441,10 @@ def compare(out: Path, timeout: float = 600.0) -> Comparison:
     keys = sorted(k for k in lib.files if k.startswith("w_"))
     max_abs = max(float(np.max(np.abs(lib[k].astype(np.float64) - b2[k]))) for k in keys)
     max_w = max(float(np.max(np.abs(lib[k]))) for k in keys)
-    result = Comparison(int(lib["steps"]), max_abs, max_w, round(seconds, 2))
+    spikes = sorted(k for k in lib.files if k.startswith("spikes_"))
+    result = Comparison(int(lib["steps"]), max_abs, max_w, round(seconds, 2),
+                        spikes=int(sum(np.sum(lib[k]) for k in spikes)) if spikes else None,
+                        spike_mismatches=int(sum(np.sum(lib[k] != b2[k]) for k in spikes))
+                        if spikes else None)
     (out / "brian2_check.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result

@@ -121,6 +121,10 @@ def cmd_export(args) -> int:
                           f"{done.max_abs:.3g} of the library's after every step "
                           f"({done.relative:.2g} of the largest weight, {done.max_weight:.3g}"
                           f"); Brian2 ran for {done.seconds:.1f} s")
+            if done.spikes is not None:
+                console.print(f"spikes: {done.spikes} in the library's episode, "
+                              f"{done.spike_mismatches} (step, neuron) pairs where "
+                              f"Brian2's differ")
             paths.append(script.parent / "brian2_check.json")
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
