@@ -13,7 +13,7 @@ What is written (``RUN/export/``):
 * ``brian2_inputs.npz`` — what the task gave the network in one inner episode: the inputs
   (``x``, steps × inputs), the neuromodulatory signal (``modulator``), whether each step
   learns (``live``), the initial weights, and the library's own weights after every step
-  (for the comparison).
+  (for the comparison); in a spiking network also every layer's spikes.
 
 **The discretisation is the library's** (:func:`metaplastic.inner.make_step_detail`): one
 clock step is one inner step. Within a step, every layer's current is summed from the
@@ -27,11 +27,14 @@ is exact as long as Brian2's network does what the library's did, which is what 
 comparison checks.
 
 **What is exported**: rate networks (instantaneous rate neurons of the activations in
-:data:`ACTIVATIONS`, any depth, fixed layers allowed) with rules of named terms
-(``polynomial``, ``termpool``, ...) that read ``pre``, ``post``, ``w`` and the modulator.
-Anything else — errors through a feedback pathway (``e_pre``, ``e_post``), spike traces,
-rule state, neurons with a time constant, update bounds, normalisation, Dale's law — is
-refused with one message that names every piece, before anything is written.
+:data:`ACTIVATIONS`, any depth, fixed layers allowed) and spiking networks of the
+library's LIF/ALIF neurons (input spikes replayed; each layer stepped as
+:meth:`~metaplastic.neurons.lif.LIFNeuron.step` steps it, spike traces after the step),
+with rules of named terms (``polynomial``, ``termpool``, ...) that read ``pre``, ``post``,
+``w``, the modulator and, in a spiking network, ``pre_trace`` and ``post_trace``.
+Anything else — errors through a feedback pathway (``e_pre``, ``e_post``), rule state,
+learned neurons, rate neurons with a time constant, update bounds, normalisation, Dale's
+law — is refused with one message that names every piece, before anything is written.
 
 **Tolerance** (checked by :func:`compare`): Brian2 computes in float64, the library in
 float32, so the weights agree to float32 rounding that accumulates over the episode; the
