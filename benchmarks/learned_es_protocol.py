@@ -455,7 +455,10 @@ def machine() -> dict:
 def main() -> None:
     protocol = load_protocol()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=("tune", "evaluate", "table", "develop"))
+    ap.add_argument("phase", choices=("tune", "evaluate", "table", "develop", "merge"))
+    ap.add_argument("--from", dest="source", default="",
+                    help="merge: the --out of another evaluate whose entries are taken "
+                         "where they have more seeds")
     ap.add_argument("--searches", nargs="+", choices=list(protocol["searches"]),
                     default=list(protocol["searches"]))
     ap.add_argument("--strategies", nargs="+", choices=list(STRATEGIES),
@@ -479,6 +482,10 @@ def main() -> None:
     if args.quick and args.out.resolve() == RESULTS.resolve():
         raise SystemExit("--quick never writes to benchmarks/results: pass another --out")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.phase == "evaluate" and args.out.resolve() != RESULTS.resolve() and not (
+            args.out / "learned_es_tuning.json").exists() and not args.quick:
+        (args.out / "learned_es_tuning.json").write_bytes(
+            (RESULTS / "learned_es_tuning.json").read_bytes())  # the committed tuning
     if args.phase == "develop" and args.searches == list(protocol["searches"]):
         args.searches = [s["name"] for s in protocol["development"]]
     for kv in args.learned:
@@ -486,6 +493,23 @@ def main() -> None:
         STRATEGIES["learned-es"] = {**STRATEGIES["learned-es"], k: float(v)}
     if args.phi:
         STRATEGIES["learned-es"] = {**STRATEGIES["learned-es"], "phi": args.phi}
+    if args.phase == "merge":  # results evaluated in another --out (a parallel process)
+        if not args.source:
+            raise SystemExit("merge needs --from DIR (another evaluate's --out)")
+        theirs = json.loads((Path(args.source) / "learned_es_protocol.json").read_text())
+        if theirs.get("protocol_sha256") != sha256(PROTOCOL):
+            raise SystemExit(f"{args.source} was evaluated under another protocol file")
+        data, results = opened(args.out / "learned_es_protocol.json")
+        for name, by in theirs["results"].items():
+            for strategy, modes in by.items():
+                mine = results.setdefault(name, {}).setdefault(strategy, {})
+                for mode, entry in modes.items():
+                    if mode not in mine or len(entry.get("runs", [])) > len(
+                            mine[mode].get("runs", [])):
+                        mine[mode] = entry
+        (args.out / "learned_es_protocol.json").write_text(json.dumps(data, indent=1) + "\n")
+        print(f"merged {args.source} into {args.out}")
+        return
     if args.phase == "table":
         data = json.loads((args.out / "learned_es_protocol.json").read_text())
         print(table(protocol, data))
