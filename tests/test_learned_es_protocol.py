@@ -4,6 +4,8 @@ fixed before φ is trained, so a mistake in it cannot be repaired after looking.
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from metaplastic.experiments import presets
 from metaplastic.experiments.build import build_task
 from metaplastic.experiments.selection_run import PROBLEMS
@@ -29,6 +31,7 @@ def test_the_protocol_names_held_out_searches_that_build():
         build_task(cfg, **s["fresh"])  # the fresh-task score's overrides are valid
 
 
+@pytest.mark.tier2  # spawns the benchmark script
 def test_merge_takes_the_entry_with_more_seeds(tmp_path):
     """Results of a parallel evaluate (another --out) merge into the main file: an entry
     the main file lacks is added, one with more seeds replaces a shorter one, a shorter
