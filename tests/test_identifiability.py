@@ -128,3 +128,89 @@ def test_the_one_step_estimate_is_kept_only_where_it_lowers_the_nll(monkeypatch,
         assert "raised the NLL from 1 to 2" in rep["one_step_refused"]
         assert any("intervals around the fit" in line for line in describe(rep))
     assert rep["information"] == info.tolist() and rep["observations"] == 50.0
+
+
+class _NLL:
+    """A synthetic NLL with the interface the profile reads: a call and ``curvature``."""
+
+    def __init__(self, f, grad, hess):
+        self.f, self.grad, self.hess = f, grad, hess
+
+    def __call__(self, c):
+        return float(self.f(np.asarray(c, np.float64)))
+
+    def curvature(self, c):
+        c = np.asarray(c, np.float64)
+        return self.hess(c), self.grad(c)
+
+
+def test_the_profile_of_a_quadratic_likelihood_is_the_wald_interval():
+    from metaplastic.analysis.identifiability import profile_from
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((100, 3))
+    x[:, 1] = x[:, 0] + 0.3 * rng.standard_normal(100)  # correlated: the others matter
+    sigma = 0.5
+    y = x @ np.array([1.0, -0.5, 0.25]) + sigma * rng.standard_normal(100)
+    fit = np.linalg.lstsq(x, y, rcond=None)[0]
+    info = x.T @ x / sigma ** 2
+    nll = _NLL(lambda c: 0.5 * np.sum((y - x @ c) ** 2) / sigma ** 2,
+               lambda c: -x.T @ (y - x @ c) / sigma ** 2, lambda c: info)
+    rows = profile_from(fit, info, nll, ["a", "b", "c"], [True] * 3, directions=3)
+    assert len(rows) == 3
+    for r in rows:  # exact for a quadratic: the same half-width both sides
+        assert r["low"] == pytest.approx(r["value"] - r["wald_half_width"], rel=1e-3)
+        assert r["high"] == pytest.approx(r["value"] + r["wald_half_width"], rel=1e-3)
+    lam = [r["eigenvalue"] for r in rows]
+    assert lam == sorted(lam)  # the least determined first
+
+
+def test_a_skewed_likelihood_gives_an_asymmetric_profile_interval():
+    """Poisson counts with a log link, few counts: the profile interval of the intercept
+    direction is wider above than below, as the exact profile (scipy) says, where the
+    Wald interval is symmetric."""
+    from scipy.optimize import minimize_scalar
+
+    from metaplastic.analysis.identifiability import describe_profile, profile_from
+
+    z = np.linspace(-1, 1, 8)
+    x = np.stack([np.ones_like(z), z], 1)
+    counts = np.array([0, 1, 0, 2, 1, 0, 3, 2], float)
+
+    def f(c):
+        eta = x @ c
+        return float(np.sum(np.exp(eta) - counts * eta))
+
+    grad = lambda c: x.T @ (np.exp(x @ c) - counts)  # noqa: E731
+    hess = lambda c: x.T @ (np.exp(x @ c)[:, None] * x)  # noqa: E731
+    fit = np.array([0.0, 0.0])
+    for _ in range(50):  # the maximum likelihood by Newton
+        fit = fit - np.linalg.solve(hess(fit), grad(fit))
+    info = hess(fit)
+    nll = _NLL(f, grad, hess)
+    (r,) = profile_from(fit, info, nll, ["1", "z"], [True, True], directions=1)
+    u = np.linalg.eigh(info)[1][:, 0]
+    u = u * (1 if u[np.argmax(np.abs(u))] >= 0 else -1)
+    v = np.linalg.eigh(info)[1][:, 1]
+
+    def exact(t):  # the profile NLL at u·c = t, minimised over v (scipy)
+        base = fit + (t - u @ fit) * u
+        return minimize_scalar(lambda s: f(base + s * v)).fun - f(fit)
+
+    for end in (r["low"], r["high"]):
+        assert exact(end) == pytest.approx(1.920729, abs=0.05)  # up to the grid's chords
+    assert (r["high"] - r["value"]) / (r["value"] - r["low"]) > 1.1 or \
+        (r["value"] - r["low"]) / (r["high"] - r["value"]) > 1.1  # asymmetric
+    assert "profile likelihood" in describe_profile([r])[0]
+
+
+def test_a_direction_the_data_do_not_bound_has_an_open_profile_interval():
+    from metaplastic.analysis.identifiability import describe_profile, profile_from
+
+    info = np.diag([100.0, 0.0])  # b never touches the likelihood
+    nll = _NLL(lambda c: 50.0 * (c[0] - 1.0) ** 2, lambda c: np.array([100 * (c[0] - 1), 0]),
+               lambda c: info)
+    (r,) = profile_from([1.0, 0.5], info, nll, ["a", "b"], [True, True], directions=1)
+    assert r["loadings"][0]["term"] == "b"
+    assert r["low"] is None and r["high"] is None
+    assert "unbounded" in describe_profile([r])[0]

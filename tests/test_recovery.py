@@ -272,8 +272,17 @@ def test_recovery_reports_its_progress_step_by_step(run_dir):
 
 def test_recover_bootstrap_and_l1_path(run_dir, capsys):
     assert main(["recover", str(run_dir), "--bootstrap", "6", "--l1", "0", "1e-3",
-                 "--folds", "2"]) == 0
+                 "--folds", "2", "--profile", "1"]) == 0
     text = capsys.readouterr().out
+    # the profile likelihood along the least determined direction: its minimum at the
+    # refitted centre, the truth placed against its interval
+    (prof,) = json.loads((run_dir / "recovery.json").read_text())["identifiability"]["profile"]
+    finite = [x for x in prof["delta_nll"] if isinstance(x, float)]  # a diverged replay:
+    assert min(finite) == 0 and 0.0 in prof["grid"] and len(prof["grid"]) >= 13  # "inf"
+    lams = [d["eigenvalue"] for d in json.loads((run_dir / "recovery.json").read_text())[
+        "identifiability"]["directions"] if isinstance(d["eigenvalue"], float)]
+    assert prof["eigenvalue"] <= min(lams) + 1e-9 * max(map(abs, lams))  # the flattest
+    assert "truth" in prof and "profile likelihood of" in text
     assert "bootstrap 95% CI" in text and "cross-validated loss" in text
     assert "identifiability (observed Fisher information" in text
     assert "directions determined" in text and "Wald intervals are bounded" in text

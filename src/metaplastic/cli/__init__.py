@@ -144,6 +144,9 @@ def parser() -> argparse.ArgumentParser:
     rc.add_argument("--bootstrap", type=int, default=0, metavar="B",
                     help="refit on B resamples of the training trajectories for a 95%% "
                          "interval of every coefficient (default 0: none)")
+    rc.add_argument("--profile", type=int, default=0, metavar="K",
+                    help="the profile likelihood along the K least determined directions "
+                         "of the observed information (Newton refits; default 0: none)")
     rc.add_argument("--l1", type=float, nargs="+", default=None, metavar="STRENGTH",
                     help="L1 strengths to refit with, each cross-validated over folds of "
                          "the training trajectories (e.g. --l1 0 1e-4 1e-3 1e-2)")

@@ -181,7 +181,8 @@ def cmd_recover(args) -> int:
     _, _, run = _open(args.run, "recover")
     warn_if_unfinished(run)
     enable_compile_cache()
-    print_recovery(run, bootstrap=args.bootstrap, l1=tuple(args.l1 or ()), folds=args.folds)
+    print_recovery(run, bootstrap=args.bootstrap, l1=tuple(args.l1 or ()), folds=args.folds,
+                   profile=args.profile)
     return 0
 
 

@@ -118,13 +118,14 @@ def print_compare(summaries: list[dict]) -> None:
         console.print(held)
 
 
-def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> None:
+def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
+                   profile: int = 0) -> None:
     from metaplastic.experiments.rule_recovery import analyse
     from metaplastic.progress import bar
     from metaplastic.report.recovery_plots import plot_recovery
 
     with bar("rule recovery", None, console=console) as update:  # with the time left
-        out = analyse(run, bootstrap=bootstrap, l1=l1, folds=folds,
+        out = analyse(run, bootstrap=bootstrap, l1=l1, folds=folds, profile=profile,
                       progress=lambda done, total, what: update(done, escape(what), total))
     fit = out["fit"]
     table = Table(title="every trajectory scored once (mean ± 95% CI over trajectories)")
@@ -183,10 +184,10 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0) -> N
             console.print(f"the truth lies inside {coef['truth_inside_ci']} of the "
                           f"{len(free)} intervals")
     if "identifiability" in out:
-        from metaplastic.analysis.identifiability import describe
+        from metaplastic.analysis.identifiability import describe, describe_profile
 
         ident = out["identifiability"]
-        for line in describe(ident):
+        for line in describe(ident) + describe_profile(ident.get("profile", [])):
             console.print(escape(line))
         if ident.get("finite"):
             t = Table(title="coefficients, Wald 95% intervals from the observed information "

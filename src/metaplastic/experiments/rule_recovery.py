@@ -62,24 +62,29 @@ MIN_DISTINCT = 20
 
 
 def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), folds: int = 0,
+            profile: int = 0,
             progress: Callable[[int, int | None, str], None] | bool | None = None
             ) -> dict[str, Any]:
     """Everything above for the run in ``run``; writes ``recovery.json`` and returns it.
+    ``profile = K``: the profile likelihood along the K least determined directions
+    (:func:`metaplastic.analysis.identifiability.profile`).
     ``progress(done, total, what)`` follows the work (the library's one progress contract,
     :mod:`metaplastic.progress`: refits report every chunk of meta-steps); ``None``: a
     bar on a terminal, ``False``: silent."""
     with reporting(progress, "rule recovery") as report:
-        return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None))
+        return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None), profile)
 
 
 def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
-             say: Callable[[int, int | None, str], None]) -> dict[str, Any]:
+             say: Callable[[int, int | None, str], None], profile: int = 0) -> dict[str, Any]:
     cfg = run.config()
     pieces = build(cfg)
     objective, rule, network = pieces.objective, pieces.rule, pieces.network
     task = recovery.check_recorded(objective)
     if bootstrap < 0 or bootstrap > 10_000:
         raise ConfigError(f"--bootstrap must be in [0, 10000] resamples, got {bootstrap}")
+    if not isinstance(profile, int) or profile < 0:
+        raise ConfigError(f"--profile must be a number of directions >= 0, got {profile}")
     theta = run_theta(run, pieces)
     key = streams.stream_key(cfg.seed, streams.RECOVERY)
     truth = _truth(cfg, network)
@@ -109,10 +114,20 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
         out["coefficients"] = ref
     if ref is not None and vector is None:  # θ's own entries are the named terms
         say(0, None, "observed information at the fit (identifiability)")
+        put = lambda t, part: with_synapses_part(rule, t, part)  # noqa: E731
         out["identifiability"] = identifiability.report(
-            objective, theta, splits["train"], jax.random.fold_in(key, 3), own,
-            lambda t, part: with_synapses_part(rule, t, part), ref["names"], ref["free"],
-            truth=_truth_values(ref))
+            objective, theta, splits["train"], jax.random.fold_in(key, 3), own, put,
+            ref["names"], ref["free"], truth=_truth_values(ref))
+        if profile:
+            what = f"profile likelihood along {profile} direction(s) (Newton refits)"
+            say(0, None, what)
+            out["identifiability"]["profile"] = identifiability.profile(
+                objective, theta, splits["train"], jax.random.fold_in(key, 3), own, put,
+                ref["names"], ref["free"], directions=profile,
+                progress=lambda d, t: say(d, t, what), truth=_truth_values(ref))
+    elif profile:
+        raise ConfigError("--profile follows the likelihood along directions of named "
+                          "coefficients: this run's rule has none")
     k_init, run_key = run_keys(cfg)
     theta0 = rule.init(k_init, network.shapes)
     if bootstrap:
