@@ -149,7 +149,9 @@ def run_one(protocol: dict, search: dict, strategy: str, seed: int, sigma: float
     score = scorer(search, cfg, protocol["evaluation"]["fresh_tasks"])
     key = jax.random.key(stream + seed)
     skipped = sum(bool(r.get("skipped")) for r in res.history)
-    evaluations = len(res.history) * (search["population"] + 1) + (
+    # every generation run counts, those of a chunk the safeguards undid and re-ran too
+    run_generations = max(len(res.history), (len(stamps) - 1) * every)
+    evaluations = run_generations * (search["population"] + 1) + (
         skipped if strategy == "learned-es" else 0)
     out = {"final": score(res.theta, key), "stopped": stopped, "evaluations": evaluations,
            "rejected_steps": skipped, "seconds": wall,
@@ -394,6 +396,14 @@ def holm(pvalues: dict) -> dict:
     return out
 
 
+def counted(protocol: dict, search: dict, run: dict) -> int:
+    """The fitness evaluations a run spent: its own count, or — for results written
+    before chunks the safeguards undid and re-ran were counted — its scored chunks."""
+    every = protocol["evaluation"]["score_every"]
+    chunks = len(run.get("curve", [])) * every * (search["population"] + 1)
+    return max(int(run["evaluations"]), chunks + int(run.get("rejected_steps", 0)))
+
+
 def table(protocol: dict, data: dict) -> str:
     from metaplastic._stats import mean_ci
 
@@ -408,7 +418,8 @@ def table(protocol: dict, data: dict) -> str:
                 continue
             for mode, v in modes.items():
                 m, h, _ = mean_ci([r["final"] for r in v["runs"]])
-                ev = int(np.max([r["evaluations"] for r in v["runs"]]))
+                ev = int(np.max([counted(protocol, protocol["searches"][name], r)
+                                 for r in v["runs"]]))
                 stops = sum(r.get("stopped") is not None for r in v["runs"])
                 if stops:
                     setting_note = f" ({stops} seed(s) stopped by the safeguards)"
@@ -437,6 +448,57 @@ def table(protocol: dict, data: dict) -> str:
             lines.append(f"| {n} | {r['best']} | {r['difference']:+.4g} ± {r['ci95']:.2g} "
                          f"| {r['p']:.3g} | {adj[n]:.3g} |")
     return "\n".join(lines)
+
+
+def plot(protocol: dict, data: dict, path: Path, mode: str = "per_test_search") -> None:
+    """Fitness vs evaluations: per test search, the search mean's generalising score every
+    ``score_every`` generations (mean over seeds, 95% t band) of the learned ES and every
+    tuned hand-designed strategy (``mode``'s tuning)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    names = [s["name"] for s in protocol["test"] if s["name"] in data["results"]]
+    if not names:
+        return
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        search = protocol["searches"][name]
+        for strategy, modes in data["results"][name].items():
+            entry = modes.get("untuned" if strategy == "learned-es" else mode)
+            if not entry or not entry.get("runs") or "curve" not in entry["runs"][0]:
+                continue
+            # a seed stopped by the safeguards keeps its last θ: its score carried forward
+            longest = max(entry["runs"], key=lambda r: len(r["curve"]))
+            x = np.asarray(longest["curve_evaluations"], float)
+            curves = np.array([[float(v) for v in r["curve"]]
+                               + [float(r["curve"][-1]) if r["curve"] else np.nan]
+                               * (x.size - len(r["curve"])) for r in entry["runs"]])
+            m = np.nanmean(curves, 0)
+            n = np.sum(np.isfinite(curves), 0)
+            half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nanstd(
+                curves, 0, ddof=1) / np.sqrt(np.maximum(n, 1))
+            learned = strategy == "learned-es"
+            ax.plot(x, m, lw=2.2 if learned else 1.2, color="black" if learned else None,
+                    label=f"{strategy} ({len(curves)} seeds)")
+            ax.fill_between(x, m - half, m + half, alpha=0.15,
+                            color="black" if learned else None)
+        if search["metric"] == "loss":
+            ax.set_yscale("log")
+        ax.set_title(f"{name} (test)", fontsize=10)
+        ax.set_xlabel("fitness evaluations")
+        ax.set_ylabel(f"{search['metric']} of the mean on fresh tasks"
+                      + (" (lower is better)" if search["direction"] == "minimise" else ""),
+                      fontsize=8)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def generations(search: dict, quick: bool) -> int:
@@ -472,6 +534,8 @@ def main() -> None:
                     default=protocol["tuning"]["modes"],
                     help="the tuning modes to evaluate (default: both, as the protocol "
                          "reports)")
+    ap.add_argument("--figure", default="",
+                    help="table: also draw fitness vs evaluations on the test searches here")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--redo", action="store_true",
                     help="redo tuning grid points and evaluation seeds already done")
@@ -513,6 +577,9 @@ def main() -> None:
     if args.phase == "table":
         data = json.loads((args.out / "learned_es_protocol.json").read_text())
         print(table(protocol, data))
+        if args.figure:
+            plot(protocol, data, Path(args.figure))
+            print(f"wrote {args.figure}")
         return
     jax.config.update("jax_compilation_cache_dir",
                       str(Path.home() / ".cache" / "metaplastic" / "jax"))
