@@ -463,8 +463,12 @@ def plot(protocol: dict, data: dict, path: Path, mode: str = "per_test_search") 
     names = [s["name"] for s in protocol["test"] if s["name"] in data["results"]]
     if not names:
         return
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=True):
+    cols = min(3, len(names))
+    rows = -(-(len(names) + 1) // cols)  # a free panel for the legend
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.5 * rows), squeeze=False)
+    flat = list(axes.ravel())
+    colours = {}
+    for ax, name in zip(flat, names, strict=False):
         search = protocol["searches"][name]
         for strategy, modes in data["results"][name].items():
             entry = modes.get("untuned" if strategy == "learned-es" else mode)
@@ -481,10 +485,11 @@ def plot(protocol: dict, data: dict, path: Path, mode: str = "per_test_search") 
             half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nanstd(
                 curves, 0, ddof=1) / np.sqrt(np.maximum(n, 1))
             learned = strategy == "learned-es"
-            ax.plot(x, m, lw=2.2 if learned else 1.2, color="black" if learned else None,
+            colour = "black" if learned else colours.setdefault(
+                strategy, f"C{len(colours)}")
+            ax.plot(x, m, lw=2.2 if learned else 1.2, color=colour,
                     label=f"{strategy} ({len(curves)} seeds)")
-            ax.fill_between(x, m - half, m + half, alpha=0.15,
-                            color="black" if learned else None)
+            ax.fill_between(x, m - half, m + half, alpha=0.12, color=colour)
         if search["metric"] == "loss":
             ax.set_yscale("log")
         ax.set_title(f"{name} (test)", fontsize=10)
@@ -493,10 +498,15 @@ def plot(protocol: dict, data: dict, path: Path, mode: str = "per_test_search") 
                       + (" (lower is better)" if search["direction"] == "minimise" else ""),
                       fontsize=8)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8,
-               frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    seen = {}
+    for ax in flat[:len(names)]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab.split(" (")[0], (h, lab))
+    for ax in flat[len(names):]:
+        ax.axis("off")
+    flat[len(names)].legend(*zip(*seen.values(), strict=True), loc="center", fontsize=9,
+                            frameon=False, title=f"tuning: {mode}; mean, 95% CI band")
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
