@@ -312,6 +312,10 @@ def describe_profile(rows: list[dict[str, Any]]) -> list[str]:
                 else f"± {r['wald_half_width']:.2g}")
         truth = (f"; truth {r['truth']:+.3g}, {'inside' if r['truth_inside'] else 'outside'}"
                  if "truth" in r else "")
+        if "profile_minimum" in r and abs(r["profile_minimum"] - r["value"]) > 0.01 * (
+                r["grid_reach"][1] - r["grid_reach"][0]):
+            truth += (f"; the profile's minimum is at {r['profile_minimum']:+.3g}, not at "
+                      f"the fit")
         lines.append(f"  profile likelihood of {combo} = {r['value']:+.3g}: 95% [{lo}, {hi}] "
                      f"(Wald {wald}; grid {r['grid_reach'][0]:+.3g} to "
                      f"{r['grid_reach'][1]:+.3g}{truth})")
