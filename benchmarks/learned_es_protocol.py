@@ -56,6 +56,9 @@ STRATEGIES = {
     "pes": {"outer": "es", "strategy": "pes"},
 }
 HAS_LR = {"openai-es", "openai-es-adam", "snes"}
+#: a final score beyond this many times the search's median score (every strategy's
+#: seeds) is counted as a blow-up in the table (a finite divergence is divergence too)
+BLOWN = 100.0
 
 
 def load_protocol() -> dict:
@@ -410,14 +413,18 @@ def counted(protocol: dict, search: dict, run: dict) -> int:
 def table(protocol: dict, data: dict) -> str:
     from metaplastic._stats import mean_ci
 
-    lines = ["| search | strategy | tuning | setting | final score (mean ± 95% CI) | "
-             "evaluations | s / generation | selection s / generation |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| search | strategy | tuning | setting | final score (mean ± 95% CI) | median | "
+             "blown up | evaluations | s / generation | selection s / generation |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    medians = {n: float(np.median([r["final"] for modes in by.values() for v in
+                                   modes.values() if isinstance(v, dict) and "runs" in v
+                                   for r in v["runs"]]))
+               for n, by in data["results"].items()}
     for name, by in data["results"].items():
         for strategy, modes in by.items():
             if "skipped" in modes:
                 lines.append(f"| {name} | {strategy} | | not run: {modes['skipped']} | | | "
-                             f"| |")
+                             f"| | | |")
                 continue
             for mode, v in modes.items():
                 m, h, _ = mean_ci([r["final"] for r in v["runs"]])
@@ -435,8 +442,12 @@ def table(protocol: dict, data: dict) -> str:
                 spg = np.median([r["seconds_per_generation"] for r in v["runs"]])
                 over = v.get("overhead_s_per_generation")
                 over = "" if over is None else f"{over:.4f}"
+                finals = np.array([r["final"] for r in v["runs"]], float)
+                blown = int(np.sum(~np.isfinite(finals)
+                                   | (np.abs(finals) > BLOWN * max(abs(medians[name]), 1e-12))))
                 lines.append(f"| {name} | {strategy} | {mode} | {setting}{edge}{setting_note} | "
-                             f"{m:.4g} ± {h:.2g} | {ev}{flag} | {spg:.3f} | {over} |")
+                             f"{m:.4g} ± {h:.2g} | {np.median(finals):.4g} | {blown} | "
+                             f"{ev}{flag} | {spg:.3f} | {over} |")
     tests = [s["name"] for s in protocol["test"] if s["name"] in data["results"]]
     rows = {n: paired(protocol, data, n) for n in tests}
     for mode in protocol["tuning"]["modes"]:
@@ -450,7 +461,50 @@ def table(protocol: dict, data: dict) -> str:
             r = rows[n][mode]
             lines.append(f"| {n} | {r['best']} | {r['difference']:+.4g} ± {r['ci95']:.2g} "
                          f"| {r['p']:.3g} | {adj[n]:.3g} |")
+        share = protocol["evaluation"]["reach_share"]
+        lines += ["", f"Evaluations the learned ES needs to reach the best tuned strategy's "
+                  f"final score ({mode}; target: <= {share:.0%} of the budget):", "",
+                  "| search | best tuned (final, seed mean) | reached at | within target |",
+                  "|---|---|---|---|"]
+        for n in tests:
+            r = reach(protocol, data, n, mode)
+            if r:
+                at = "never" if r["share"] is None else f"{r['share']:.0%} of the budget"
+                lines.append(f"| {n} | {r['best']} ({r['target']:.4g}) | {at} | "
+                             f"{'yes' if r['met'] else 'no'} |")
     return "\n".join(lines)
+
+
+def curves_of(entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(evaluations, seeds x points): the scores every ``score_every`` generations; a seed
+    stopped by the safeguards keeps its last θ, so its score is carried forward."""
+    longest = max(entry["runs"], key=lambda r: len(r["curve"]))
+    x = np.asarray(longest["curve_evaluations"], float)
+    return x, np.array([[float(v) for v in r["curve"]]
+                        + [float(r["curve"][-1]) if r["curve"] else np.nan]
+                        * (x.size - len(r["curve"])) for r in entry["runs"]])
+
+
+def reach(protocol: dict, data: dict, name: str, mode: str) -> dict | None:
+    """The protocol's "reaches in <= reach_share of the evaluations": the first scored
+    point where the learned ES's seed-mean score reaches the best tuned strategy's final
+    seed-mean, as a share of the budget (None where it never does)."""
+    by = data["results"].get(name, {})
+    ours = by.get("learned-es", {}).get("untuned")
+    search = protocol["searches"][name]
+    sign = 1.0 if search["direction"] == "maximise" else -1.0
+    finals = {s: np.mean([r["final"] for r in v[mode]["runs"]]) for s, v in by.items()
+              if s != "learned-es" and mode in v and v[mode].get("runs")}
+    if not ours or not finals or "curve" not in ours["runs"][0]:
+        return None
+    best = max(finals, key=lambda s: sign * finals[s])
+    x, c = curves_of(ours)
+    m = np.nanmean(c, 0)
+    hit = np.flatnonzero(sign * m >= sign * finals[best])
+    budget = ours["budget"]
+    share = float(x[hit[0]] / budget) if hit.size else None
+    return {"best": best, "target": float(finals[best]), "share": share,
+            "met": share is not None and share <= protocol["evaluation"]["reach_share"]}
 
 
 def plot(protocol: dict, data: dict, path: Path, mode: str = "per_test_search") -> None:
@@ -477,12 +531,7 @@ def plot(protocol: dict, data: dict, path: Path, mode: str = "per_test_search") 
             entry = modes.get("untuned" if strategy == "learned-es" else mode)
             if not entry or not entry.get("runs") or "curve" not in entry["runs"][0]:
                 continue
-            # a seed stopped by the safeguards keeps its last θ: its score carried forward
-            longest = max(entry["runs"], key=lambda r: len(r["curve"]))
-            x = np.asarray(longest["curve_evaluations"], float)
-            curves = np.array([[float(v) for v in r["curve"]]
-                               + [float(r["curve"][-1]) if r["curve"] else np.nan]
-                               * (x.size - len(r["curve"])) for r in entry["runs"]])
+            x, curves = curves_of(entry)
             m = np.nanmean(curves, 0)
             n = np.sum(np.isfinite(curves), 0)
             half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * np.nanstd(
