@@ -384,7 +384,7 @@ def paired(protocol: dict, data: dict, name: str) -> dict | None:
                  for s, v in by.items() if s != "learned-es" and mode in v}
         if not cands:
             continue
-        best = max(cands, key=lambda s: sign * np.mean(cands[s]))
+        best = max(cands, key=lambda s: _ranked(sign * np.mean(cands[s])))
         diff = sign * (ours - cands[best][:len(ours)])  # > 0: the learned ES is better
         mean, half, n = mean_ci(diff)
         p = float(stats.ttest_1samp(diff, 0.0).pvalue) if n > 1 else float("nan")
@@ -475,6 +475,12 @@ def table(protocol: dict, data: dict) -> str:
     return "\n".join(lines)
 
 
+def _ranked(value: float) -> float:
+    """A seed-mean score for choosing the best strategy: a mean made non-finite by a
+    diverged seed ranks last."""
+    return float(value) if np.isfinite(value) else -math.inf
+
+
 def curves_of(entry: dict) -> tuple[np.ndarray, np.ndarray]:
     """(evaluations, seeds x points): the scores every ``score_every`` generations; a seed
     stopped by the safeguards keeps its last θ, so its score is carried forward."""
@@ -497,7 +503,7 @@ def reach(protocol: dict, data: dict, name: str, mode: str) -> dict | None:
               if s != "learned-es" and mode in v and v[mode].get("runs")}
     if not ours or not finals or "curve" not in ours["runs"][0]:
         return None
-    best = max(finals, key=lambda s: sign * finals[s])
+    best = max(finals, key=lambda s: _ranked(sign * finals[s]))
     x, c = curves_of(ours)
     m = np.nanmean(c, 0)
     hit = np.flatnonzero(sign * m >= sign * finals[best])
