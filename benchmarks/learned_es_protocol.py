@@ -315,9 +315,8 @@ def evaluate(args, protocol: dict) -> None:
                 entry = {"setting": point, "runs": [],
                          "budget": gens * (search["population"] + 1)}
                 before = results.get(name, {}).get(strategy, {}).get(mode)
-                if before and not args.redo and {k: before.get(k) for k in entry
-                                                 if k != "runs"} == \
-                        {k: v for k, v in entry.items() if k != "runs"}:
+                if before and not args.redo and all(before.get(k) == entry[k]
+                                                    for k in ("setting", "budget")):
                     # a rerun continues: the seeds done with the same setting are kept
                     entry["runs"] = before["runs"][:len(seeds)]
                 results.setdefault(name, {}).setdefault(strategy, {})[mode] = entry
@@ -353,10 +352,11 @@ def develop(args, protocol: dict) -> None:
                           TUNE_STREAM, curve=False)["final"] for seed in seeds]
         best = {}
         for strategy, grid_rows in tuning.get(name, {}).items():
-            ok = [v["mean"] for v in grid_rows.values() if v["mean"] is not None]
-            if ok:
-                best[strategy] = (max if search["direction"] == "maximise" else min)(ok)
-        top = (max if search["direction"] == "maximise" else min)(best, key=best.get)
+            if any(v["mean"] is not None for v in grid_rows.values()):
+                label = chosen(protocol, tuning, name, strategy, "per_test_search")["label"]
+                best[strategy] = grid_rows[label]["mean"]
+        sign = 1.0 if search["direction"] == "maximise" else -1.0
+        top = max(best, key=lambda s: sign * best[s])
         rows.append((name, float(np.mean(finals)), finals, top, best[top]))
         print(f"{name}: learned ES {np.mean(finals):.4g} {np.round(finals, 4).tolist()}; "
               f"best tuned {top} {best[top]:.4g}", flush=True)
@@ -380,12 +380,11 @@ def paired(protocol: dict, data: dict, name: str) -> dict | None:
     sign = 1.0 if direction == "maximise" else -1.0
     out = {}
     for mode in protocol["tuning"]["modes"]:
-        cands = {s: np.array([r["final"] for r in v[mode]["runs"]])
-                 for s, v in by.items() if s != "learned-es" and mode in v}
-        if not cands:
+        found = best_tuned(protocol, data, name, mode)
+        if found is None:
             continue
-        best = max(cands, key=lambda s: _ranked(sign * np.mean(cands[s])))
-        diff = sign * (ours - cands[best][:len(ours)])  # > 0: the learned ES is better
+        best, theirs = found
+        diff = sign * (ours - theirs[:len(ours)])  # > 0: the learned ES is better
         mean, half, n = mean_ci(diff)
         p = float(stats.ttest_1samp(diff, 0.0).pvalue) if n > 1 else float("nan")
         out[mode] = {"best": best, "difference": mean, "ci95": half, "n": n, "p": p}
@@ -475,10 +474,24 @@ def table(protocol: dict, data: dict) -> str:
     return "\n".join(lines)
 
 
-def _ranked(value: float) -> float:
-    """A seed-mean score for choosing the best strategy: a mean made non-finite by a
-    diverged seed ranks last."""
-    return float(value) if np.isfinite(value) else -math.inf
+def best_tuned(protocol: dict, data: dict, name: str, mode: str
+               ) -> tuple[str, np.ndarray] | None:
+    """(the hand-designed strategy with the best seed-mean final score on ``name`` under
+    tuning ``mode``, its finals over seeds); a mean made non-finite by a diverged seed
+    ranks last. None where no strategy ran."""
+    sign = 1.0 if protocol["searches"][name]["direction"] == "maximise" else -1.0
+    finals = {s: np.array([r["final"] for r in v[mode]["runs"]], float)
+              for s, v in data["results"].get(name, {}).items()
+              if s != "learned-es" and v.get(mode, {}).get("runs")}
+    if not finals:
+        return None
+
+    def ranked(s):
+        m = sign * np.mean(finals[s])
+        return float(m) if np.isfinite(m) else -math.inf
+
+    best = max(finals, key=ranked)
+    return best, finals[best]
 
 
 def curves_of(entry: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -495,21 +508,19 @@ def reach(protocol: dict, data: dict, name: str, mode: str) -> dict | None:
     """The protocol's "reaches in <= reach_share of the evaluations": the first scored
     point where the learned ES's seed-mean score reaches the best tuned strategy's final
     seed-mean, as a share of the budget (None where it never does)."""
-    by = data["results"].get(name, {})
-    ours = by.get("learned-es", {}).get("untuned")
-    search = protocol["searches"][name]
-    sign = 1.0 if search["direction"] == "maximise" else -1.0
-    finals = {s: np.mean([r["final"] for r in v[mode]["runs"]]) for s, v in by.items()
-              if s != "learned-es" and mode in v and v[mode].get("runs")}
-    if not ours or not finals or "curve" not in ours["runs"][0]:
+    ours = data["results"].get(name, {}).get("learned-es", {}).get("untuned")
+    found = best_tuned(protocol, data, name, mode)
+    if not ours or found is None or "curve" not in ours["runs"][0]:
         return None
-    best = max(finals, key=lambda s: _ranked(sign * finals[s]))
+    best, theirs = found
+    target = float(np.mean(theirs))
+    sign = 1.0 if protocol["searches"][name]["direction"] == "maximise" else -1.0
     x, c = curves_of(ours)
     m = np.nanmean(c, 0)
-    hit = np.flatnonzero(sign * m >= sign * finals[best])
+    hit = np.flatnonzero(sign * m >= sign * target)
     budget = ours["budget"]
     share = float(x[hit[0]] / budget) if hit.size else None
-    return {"best": best, "target": float(finals[best]), "share": share,
+    return {"best": best, "target": target, "share": share,
             "met": share is not None and share <= protocol["evaluation"]["reach_share"]}
 
 
@@ -628,7 +639,11 @@ def main() -> None:
     if args.phase == "merge":  # results evaluated in another --out (a parallel process)
         if not args.source:
             raise SystemExit("merge needs --from DIR (another evaluate's --out)")
-        theirs = json.loads((Path(args.source) / "learned_es_protocol.json").read_text())
+        source = Path(args.source) / "learned_es_protocol.json"
+        if not source.is_file():
+            raise SystemExit(f"{source} does not exist: --from names another evaluate's "
+                             f"--out")
+        theirs = json.loads(source.read_text())
         if theirs.get("protocol_sha256") != sha256(PROTOCOL):
             raise SystemExit(f"{args.source} was evaluated under another protocol file")
         data, results = opened(args.out / "learned_es_protocol.json")

@@ -47,3 +47,22 @@ def layout_problems(fig, legend_share: float = 0.35) -> list[str]:
             label = artist.get_text() if hasattr(artist, "get_text") else "the legend"
             problems.append(f"{str(label)[:40]!r} reaches beyond the figure (cut off)")
     return problems
+
+
+#: a 4-step polynomial fit, the tail of a config of a fit to recordings in the tests
+FAST_FIT = ('[rule]\nname = "polynomial"\neta = 0.05\n'
+            '[meta]\nsteps = 4\nchunk = 2\ntasks_per_step = 2\nlr = 0.02\n'
+            '[eval]\ntasks = 2\nbaselines = []\n')
+
+
+def run_fit(tmp_path, head: str, name: str):
+    """``metaplastic run`` of a config ``head`` + :data:`FAST_FIT` (written to
+    ``tmp_path/name.toml``) without evaluation; its run directory."""
+    from metaplastic.cli import main
+
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(head + FAST_FIT)
+    out = tmp_path / "runs"
+    assert main(["run", str(cfg), "--out", str(out), "--no-eval"]) == 0
+    (run,) = list(out.iterdir())
+    return run

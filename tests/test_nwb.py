@@ -11,6 +11,7 @@ import pynwb  # a dev dependency: make test installs it
 import pytest
 
 import metaplastic as mp
+from helpers import run_fit
 from metaplastic.errors import ConfigError
 from metaplastic.tasks import nwb as nwb_reader
 
@@ -256,18 +257,11 @@ def test_nwb_to_run_to_recover_to_brian2(tmp_path, monkeypatch, capsys):
     rec = simulate(net, oja, oja.init(jax.random.key(0), net.shapes), source, 6,
                    jax.random.key(1), noise=0.05, observation="calcium", calcium_tau=5.0)
     nwb_file = _nwb_of(rec, tmp_path / "session.nwb", 0.05)
-    cfg = tmp_path / "nwb.toml"
-    cfg.write_text(
-        'name = "from-nwb"\n'
-        '[task]\nname = "recorded"\nheldout = 0.34\ninitial = "fitted"\n'
-        'observation = "calcium"\ncalcium_tau = 5.0\n'
-        f'nwb = {{files = ["{nwb_file}"], bin = 0.05, inputs = "stim", activity = "dff"}}\n'
-        '[rule]\nname = "polynomial"\neta = 0.05\n'
-        '[meta]\nsteps = 4\nchunk = 2\ntasks_per_step = 2\nlr = 0.02\n'
-        '[eval]\ntasks = 2\nbaselines = []\n')
-    out = tmp_path / "runs"
-    assert main(["run", str(cfg), "--out", str(out), "--no-eval"]) == 0
-    (run,) = list(out.iterdir())
+    run = run_fit(tmp_path, 'name = "from-nwb"\n'
+                  '[task]\nname = "recorded"\nheldout = 0.34\ninitial = "fitted"\n'
+                  'observation = "calcium"\ncalcium_tau = 5.0\n'
+                  f'nwb = {{files = ["{nwb_file}"], bin = 0.05, inputs = "stim", '
+                  f'activity = "dff"}}\n', "nwb")
     assert main(["recover", str(run)]) == 0
     rec_json = json.loads((run / "recovery.json").read_text())
     assert rec_json["trajectories"] == {"train": 4, "heldout": 2}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import metaplastic as mp
+from helpers import run_fit
 from metaplastic.analysis import recovery_scores as recovery
 from metaplastic.analysis.simulate import simulate
 from metaplastic.cli import main
@@ -461,19 +462,11 @@ def test_a_truth_outside_the_family_is_not_confused_with_the_reference(tmp_path,
     """Recordings of BCM (a sliding threshold: no polynomial over this step's signals) and
     `reference = "oja"`: the coefficients are compared with Oja's and labelled so; no
     interval is scored against them as if they were the truth."""
-    cfg = tmp_path / "bcm.toml"
-    cfg.write_text(
-        'name = "infer-bcm"\nreference = "oja"\n'
-        '[task]\nname = "recorded"\nheldout = 0.25\n'
-        '[task.simulate]\nrule = {name = "bcm", eta = 0.05}\n'
-        'source = {name = "pca", n_in = 5, n_steps = 40}\n'
-        'outputs = 2\ntrajectories = 8\nnoise = 0.05\nseed = 0\n'
-        '[rule]\nname = "polynomial"\neta = 0.05\n'
-        '[meta]\nsteps = 4\nchunk = 2\ntasks_per_step = 2\nlr = 0.02\n'
-        '[eval]\ntasks = 2\nbaselines = []\n')
-    out = tmp_path / "runs"
-    assert main(["run", str(cfg), "--out", str(out), "--no-eval"]) == 0
-    (run,) = list(out.iterdir())
+    run = run_fit(tmp_path, 'name = "infer-bcm"\nreference = "oja"\n'
+                  '[task]\nname = "recorded"\nheldout = 0.25\n'
+                  '[task.simulate]\nrule = {name = "bcm", eta = 0.05}\n'
+                  'source = {name = "pca", n_in = 5, n_steps = 40}\n'
+                  'outputs = 2\ntrajectories = 8\nnoise = 0.05\nseed = 0\n', "bcm")
     capsys.readouterr()
     assert main(["recover", str(run)]) == 0
     printed = capsys.readouterr().out

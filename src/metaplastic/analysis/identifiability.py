@@ -113,8 +113,10 @@ def _information(objective, theta, indices, key, get, put):
         (_, n), g = jax.value_and_grad(core, has_aux=True)(flat)
         return g, (g, n)
 
-    # the Hessian, the gradient and the count of observations in one program
-    hess, (g, n) = jax.jit(jax.jacfwd(grad_and_aux, has_aux=True))(flat0)
+    # the Hessian, the gradient and the count of observations in one program (compiled
+    # once: the profile likelihood evaluates it at other coefficients too)
+    program = jax.jit(jax.jacfwd(grad_and_aux, has_aux=True))
+    hess, (g, n) = program(flat0)
     n = float(n)
     scale = n if profiled else 1.0  # Gaussian noise: the profile NLL is (N/2) log SSE
     info = scale * np.asarray(hess, np.float64)
@@ -123,8 +125,6 @@ def _information(objective, theta, indices, key, get, put):
 
     def nll_at(coefficients) -> float:
         return scale * float(value(jnp.asarray(coefficients, flat0.dtype)))
-
-    program = jax.jit(jax.jacfwd(grad_and_aux, has_aux=True))
 
     def curvature_at(coefficients) -> tuple[np.ndarray, np.ndarray]:
         """(information, gradient) at other coefficients: the same compiled program."""
