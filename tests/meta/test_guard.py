@@ -64,6 +64,24 @@ def test_a_start_of_zero_waits_for_the_first_positive_value():
     assert bool(g.step(state, {"loss": 0.5, "grad_norm": 1.0, "w_max": 30.0}, active, 1.0)[1])
 
 
+def test_the_weights_start_is_never_below_the_initial_weights():
+    """A first θ that shrank every weight to ~0 (spiking-homeostasis: w_max 2.3e-5 after
+    learning, initial weights ~0.5) made ordinary weights of later steps (0.04) a blow-up
+    and stopped searches: the start is the larger of w_max and the initial w0_max."""
+    g, active = Guard(), jnp.asarray(True)
+    first = {"loss": 1.0, "grad_norm": 1.0, "w_max": 2.3e-5, "w0_max": 0.5}
+    state, blown = g.step(g.init(THETA0), first, active, 1.0)
+    assert not blown and float(state.ref[2]) == pytest.approx(0.5)
+    later = {"loss": 1.0, "grad_norm": 1.0, "w0_max": 0.5}
+    assert not bool(g.step(state, {**later, "w_max": 0.04}, active, 1.0)[1])
+    assert not bool(g.step(state, {**later, "w_max": 400.0}, active, 1.0)[1])
+    assert bool(g.step(state, {**later, "w_max": 600.0}, active, 1.0)[1])  # > 1000 x 0.5
+    # where learning grows the weights, the first w_max stays the start (bound unchanged)
+    state, _ = g.step(g.init(THETA0), {**first, "w_max": 3.0}, active, 1.0)
+    assert float(state.ref[2]) == pytest.approx(3.0)
+    assert bool(g.step(state, {**later, "w_max": 3.1e3}, active, 1.0)[1])
+
+
 def test_rollback_cuts_the_step_and_the_run_then_converges():
     result = SGD.run(quadratic, THETA0, key=jax.random.key(0))
     assert len(result.rollbacks) == 1, result.rollbacks

@@ -14,7 +14,9 @@ driver (:mod:`metaplastic.meta.driver`) does about it.
     (towards worse: maximising loops compare the other way),
   - the meta-gradient's norm above ``grad_bound · start``,
   - the weights' magnitude after inner learning (``w_max``: the largest |w| of a task's
-    network, averaged over the step's tasks) above ``weight_bound · start``.
+    network, averaged over the step's tasks) above ``weight_bound · start``, where the
+    start is the larger of the first meta-step's ``w_max`` and its initial weights'
+    (``w0_max``, where the objective reports it), as for an episode.
 
   Every meta-step record says ``blowup`` (true/false).
 
@@ -116,11 +118,17 @@ class Guard:
              sign: float) -> tuple[GuardState, Array]:
         """(state with the start values recorded, whether this step blew up)."""
         vals = self.values(metrics)
+        # the weights' start is their largest magnitude after the first meta-step's inner
+        # learning, or before it (``w0_max``, the initial weights) where that is larger: a
+        # first θ that shrinks every weight to ~0 (spiking-homeostasis: 2e-5 against initial
+        # weights of ~0.5) must not make ordinary weights of later steps a blow-up
+        start = vals.at[2].set(jnp.fmax(vals[2], jnp.asarray(
+            metrics.get("w0_max", jnp.nan), jnp.float32)))
         # a start of 0 gives no scale for a bound relative to it (weights that all
         # collapsed to 0 in the first meta-step, a zero gradient): the first positive
         # value is the start instead (the loss's bound has its own floor of 1)
-        usable = jnp.isfinite(vals) & ((vals > 0) | (jnp.arange(len(BOUNDED)) == 0))
-        ref = jnp.where(jnp.isnan(g.ref) & usable & active, vals, g.ref)
+        usable = jnp.isfinite(start) & ((start > 0) | (jnp.arange(len(BOUNDED)) == 0))
+        ref = jnp.where(jnp.isnan(g.ref) & usable & active, start, g.ref)
         signed = vals.at[0].multiply(sign)
         over = jnp.isfinite(signed) & (signed > self.limits(ref, sign))  # NaN ref: False
         return g._replace(ref=ref), active & jnp.any(over)
