@@ -9,7 +9,10 @@ into spikes by an encoder:
   ``clip(rate * (1 + gain * x_i), 0, 1)`` per step;
 * ``latency`` — at the start of every window of ``window`` steps the input is latched and
   input ``i`` spikes once, ``round((window - 1) * (1 - sigmoid(gain * x_i)))`` steps into the
-  window (larger inputs spike earlier).
+  window (larger inputs spike earlier);
+* ``spikes`` — the input already is spike trains (recorded presynaptic spikes: 0/1, or
+  counts, per step), passed on unchanged: recordings of a spiking network
+  (:mod:`metaplastic.tasks.recorded`) replay the very input spikes that were recorded.
 
 Every neuron (inputs included) keeps an exponential spike trace
 ``trace <- exp(-dt / tau_trace) * trace + spike``; the traces reach the synapses as
@@ -32,7 +35,7 @@ from metaplastic.network import NetState, Network
 from metaplastic.neurons.lif import LIFNeuron, LIFState
 
 Array = jax.Array
-ENCODERS = ("poisson", "latency")
+ENCODERS = ("poisson", "latency", "spikes")
 
 
 class SpikingState(NamedTuple):
@@ -78,7 +81,9 @@ class SpikingNetwork(Network):
         return base._replace(neurons=neurons)
 
     def encode(self, neurons: SpikingState, x: Array) -> tuple[Array, SpikingState]:
-        """0/1 input spikes for the real-valued input ``x``."""
+        """0/1 input spikes for the real-valued input ``x`` (``spikes``: ``x`` itself)."""
+        if self.encoder == "spikes":
+            return x, neurons
         key, sub = jax.random.split(jax.random.wrap_key_data(neurons.key))
         neurons = neurons._replace(key=jax.random.key_data(key))
         if self.encoder == "poisson":

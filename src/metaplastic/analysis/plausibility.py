@@ -15,7 +15,8 @@ Nothing here trusts names or comments; every check runs the real computation wit
 * ``dale`` — each neuron's outgoing weights keep one sign through learning: checked on the
   weights of real inner-loop runs at several points in time.
 * ``spikes_only`` — neurons communicate only by 0/1 spikes: the values each hidden layer
-  sends to the next, over random inputs, are all 0 or 1.
+  sends to the next, over random inputs (the task's own, for a network that takes its
+  input as spikes), are all 0 or 1.
 
 :func:`check` runs the constraints asked for and returns one :class:`CheckResult` each.
 """
@@ -39,6 +40,7 @@ from metaplastic.network import NetState, Network
 from metaplastic.registry import register
 from metaplastic.rules.base import Rule
 from metaplastic.signals import NAMES, SIDES, numpy_signals, own_index
+from metaplastic.spiking import SpikingNetwork
 from metaplastic.tasks.base import Task
 
 CONSTRAINTS = ("locality", "no_weight_transport", "online", "dale", "spikes_only")
@@ -322,13 +324,29 @@ def check_dale(network: Network, rule: Rule, theta: Any, task: Task, key: jax.Ar
 
 
 # -------------------------------------------------------------------------- spikes only
-def check_spikes(network: Network, key: jax.Array, *, steps: int = 20) -> CheckResult:
+def check_spikes(network: Network, key: jax.Array, *, steps: int = 20,
+                 task: Task | None = None) -> CheckResult:
     """What every plastic layer receives (the input layer's output included) must be 0 or 1,
-    over ``steps`` time steps of random inputs."""
+    over ``steps`` time steps of random inputs; for a network that passes its input on as
+    spikes (``encoder = "spikes"``), of ``task``'s own inputs (e.g. recorded spike
+    trains: whether they are spikes is the data's property, not the network's)."""
     state = network.init(key)
+    given = isinstance(network, SpikingNetwork) and network.encoder == "spikes"
+    if given and task is None:
+        return CheckResult("spikes_only", False, "the network passes its input on as spikes "
+                           "(encoder 'spikes'): checking it needs the task's inputs")
+    if given:
+        k_task, k_env = jax.random.split(jax.random.fold_in(key, 1))
+        instance = task.sample(k_task)
+        env = task.reset(instance, k_env)
     for t in range(steps):
-        x = jax.random.normal(jax.random.fold_in(key, t), (network.sizes[0],))
+        if given:
+            x, _ = task.observe(instance, env)
+        else:
+            x = jax.random.normal(jax.random.fold_in(key, t), (network.sizes[0],))
         act, state = network.run(state, x)
+        if given:
+            env = task.transition(instance, env, act.rates[-1])
         for l in range(network.n_layers):
             r = np.asarray(act.rates[l])
             bad = r[(r != 0) & (r != 1)]
@@ -339,8 +357,9 @@ def check_spikes(network: Network, key: jax.Array, *, steps: int = 20) -> CheckR
                 return CheckResult("spikes_only", False,
                                    f"{sender} sends {float(bad[0]):.3g} to layer {l + 1} "
                                    f"({kind})")
+    inputs = "the task's inputs" if given else "random inputs"
     return CheckResult("spikes_only", True, f"every value any layer receives over {steps} "
-                       f"steps of random inputs is 0 or 1")
+                       f"steps of {inputs} is 0 or 1")
 
 
 def _locality(network, rule, theta, task, key):
@@ -383,7 +402,7 @@ def _weight_transport(network, rule, theta, task, key):
 
 
 def _spikes(network, rule, theta, task, key):
-    return check_spikes(network, key)
+    return check_spikes(network, key, task=task)
 
 
 register("check", "locality", _locality)

@@ -2,9 +2,10 @@
 
 :func:`simulate` runs ``n`` trajectories of a network learning online under ``rule`` with
 ``theta`` on inputs from a source task (PCA inputs, ...), and returns what an experiment
-would record, in the layout of :mod:`metaplastic.tasks.recorded`: the inputs, the output
-layer's activity with measurement noise and a recording mask (a random subset of the
-output neurons per trajectory), the modulator as ``rewards``, and the initial weights.
+would record, in the layout of :mod:`metaplastic.tasks.recorded`: the inputs (a spiking
+network's: its input spikes), the output layer's activity (or spikes) with measurement
+noise and a recording mask (a random subset of the output neurons per trajectory), the
+modulator as ``rewards``, and the initial weights.
 Fitting a rule to these recordings (task ``recorded``) and comparing the inferred θ with
 ``theta`` measures recovery where the answer is known.
 """
@@ -23,7 +24,7 @@ from metaplastic.meta.memory import available, gib
 from metaplastic.network import Network
 from metaplastic.tasks.base import Task
 
-OBSERVATIONS = ("gaussian", "poisson", "calcium")
+OBSERVATIONS = ("gaussian", "poisson", "calcium", "spikes")
 
 
 def _check(n: int, record: float, noise: float, network: Network,
@@ -40,9 +41,14 @@ def _check(n: int, record: float, noise: float, network: Network,
                           f"(0, 1], got {record}")
     if not noise >= 0.0:
         raise ConfigError(f"noise (relative to the activity's SD) must be >= 0, got {noise}")
-    if cap.spiking(network):
-        raise ConfigError("simulate: spiking networks re-encode their input, so recorded "
-                          "inputs could not be replayed; use rate neurons")
+    if cap.spiking(network) != (observation == "spikes"):
+        raise ConfigError("simulate: observation = 'spikes' records a spiking network's "
+                          "output spikes, and a spiking network's output is recorded as "
+                          f"spikes; got observation = {observation!r} for a "
+                          f"{'spiking' if cap.spiking(network) else 'rate'} network")
+    if observation == "spikes" and noise:
+        raise ConfigError(f"simulate: spike trains are recorded as they are (noise = 0), "
+                          f"got noise = {noise}")
 
 
 def _recorded(key: jax.Array, record: float, shape: tuple) -> np.ndarray:
@@ -66,10 +72,16 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
     signal's SD over all trajectories. ``observation`` (as :mod:`metaplastic.tasks.recorded`
     fits them): ``"gaussian"`` records the activity; ``"poisson"`` spike counts drawn with
     mean softplus(activity) (``noise`` unused); ``"calcium"`` ΔF/F, the activity filtered
-    by an indicator decaying over ``calcium_tau`` steps. ``hidden``: the hidden layers are
+    by an indicator decaying over ``calcium_tau`` steps; ``"spikes"`` (spiking networks
+    only) the output neurons' spikes as they are. A spiking network's ``inputs`` are the
+    input spikes its encoder made, so that a network with ``encoder = "spikes"`` replays
+    exactly those. ``hidden``: the hidden layers are
     recorded too (``activity_<l>``, Gaussian noise and a recorded fraction ``record`` per
     layer and trajectory, drawn apart from the output's)."""
     _check(n, record, noise, network, observation, calcium_tau)
+    if hidden and observation == "spikes":
+        raise ConfigError("simulate: hidden layers are recorded as Gaussian activity; a "
+                          "spiking network's hidden spikes are not (set hidden = false)")
     steps = source.n_steps
     # what the recordings hold: per step the input, the activity (a float64 copy with
     # noise, its mask) and the modulator, about 4 copies of it in all on the way

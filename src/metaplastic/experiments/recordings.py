@@ -23,6 +23,7 @@ recorded too, with the same noise and recorded fraction.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -68,6 +69,18 @@ def truth(spec: dict, network_table: dict) -> tuple[Any, Any, Any, Any]:
     else:
         theta = rule.init(jax.random.key(0), network.shapes)
     return rule, theta, network, source
+
+
+def replaying(network):
+    """The network that made simulated recordings, as it replays them: a spiking network's
+    recorded inputs are the spikes its encoder made (:func:`~metaplastic.analysis.simulate.
+    simulate`), so its replay passes them on (``encoder = "spikes"``) instead of drawing
+    spikes anew."""
+    from metaplastic.spiking import SpikingNetwork
+
+    if isinstance(network, SpikingNetwork) and network.encoder != "spikes":
+        return dataclasses.replace(network, encoder="spikes")
+    return network
 
 
 def _digest(spec: dict) -> str:

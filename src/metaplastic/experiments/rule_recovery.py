@@ -183,7 +183,7 @@ def _truth(cfg, network) -> tuple | None:
     rule, theta, net, _ = recordings.truth(spec, cfg.network)
     if net.shapes != network.shapes:
         return None
-    return net, rule, theta
+    return recordings.replaying(net), rule, theta
 
 
 def _behavioural_model(task, train) -> behaviour.RescorlaWagner | None:

@@ -26,6 +26,16 @@ What the recorded activity is, for ``fit = "activity"`` (``observation``):
   about 1–2 s), observed as ``c_t`` plus Gaussian noise; the loss is the normalised MSE of
   ΔF/F. (A trajectory starts with ``c = 0``; a gain or baseline of the indicator is the
   output weights' and bias's to absorb.)
+* ``"spikes"``: spike trains (0/1, or counts, per step), compared as van Rossum (2001)
+  compares them: both the recorded and the network's output spikes are filtered by an
+  exponential kernel, ``f_t = exp(-1/spike_tau) f_{t-1} + s_t`` (``spike_tau`` in steps),
+  and the loss is the normalised MSE of the filtered trains. For a spiking network (its
+  spike is the output, surrogate gradients pass through it), with the recorded input
+  spikes replayed as they were (``network.encoder = "spikes"``): the simulated truth,
+  replayed, matches the recordings exactly. A rate network fitted to spike trains is a
+  rate model of them (its output filtered the same way). Its R² (``r2``) is 1 − that
+  loss: in units of the whole data set's variance, since a trajectory whose recorded
+  neurons hardly fire has almost no variance of its own.
 
 Recording file (``.npz``, no object arrays), ``N`` trajectories of at most ``T`` steps:
 
@@ -79,7 +89,7 @@ from metaplastic.tasks.base import Task
 
 Array = jax.Array
 FITS = ("activity", "choices")
-OBSERVATIONS = ("gaussian", "poisson", "calcium")
+OBSERVATIONS = ("gaussian", "poisson", "calcium", "spikes")
 SPLITS = ("train", "heldout", "all")
 INITIAL = ("recorded", "drawn", "fitted", "fitted_each")
 KEYS = ("inputs", "lengths", "activity", "activity_mask", "choices", "rewards",
@@ -197,6 +207,7 @@ class RecordedTask(Task):
     #: what the recorded activity is (module docstring): "gaussian", "poisson", "calcium"
     observation: str = "gaussian"
     calcium_tau: float = 10.0  # the indicator's decay, in steps (observation = "calcium")
+    spike_tau: float = 10.0  # the van Rossum kernel's decay, in steps (observation = "spikes")
     #: the first steps of every trajectory, replayed and learned from but not compared:
     #: with starts that are not recorded ("drawn"), the time for the rule to forget them
     burn_in: int = 0
@@ -231,17 +242,19 @@ class RecordedTask(Task):
             raise ConfigError(f"{self.path!r} records hidden layers {list(self.hidden_layers)}:"
                               f" they are compared as Gaussian activity, with fit = "
                               f"'activity' and observation = 'gaussian' only")
-        if not self.calcium_tau > 0:
-            raise ConfigError(f"calcium_tau must be positive (steps), got {self.calcium_tau}")
+        for name in ("calcium_tau", "spike_tau"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive (steps), got "
+                                  f"{getattr(self, name)}")
         if self.initial not in INITIAL:
             raise ConfigError(f"initial must be one of {', '.join(INITIAL)}, got "
                               f"{self.initial!r}")
         data = self._data
-        if self.observation == "poisson" and "activity" in data:
+        if self.observation in ("poisson", "spikes") and "activity" in data:
             counts = data["activity"][data["activity_mask"] > 0]
             if counts.size and (counts.min() < 0 or not np.all(counts == np.round(counts))):
-                raise ConfigError(f"observation = 'poisson' needs spike counts (whole "
-                                  f"numbers >= 0) in {self.path!r}'s activity")
+                raise ConfigError(f"observation = {self.observation!r} needs spike counts "
+                                  f"(whole numbers >= 0) in {self.path!r}'s activity")
         if self.fit not in data and not (self.fit == "activity" and "activity" in data):
             raise ConfigError(f"fit = {self.fit!r} but {self.path!r} holds no {self.fit!r}")
         if self.initial == "fitted_each" and self.heldout > 0:
@@ -292,6 +305,27 @@ class RecordedTask(Task):
     def n_steps(self) -> int:
         return int(self._data["inputs"].shape[1])
 
+    @property
+    def _decay(self) -> float:
+        """The per-step decay of the filter the observation model applies (calcium's
+        indicator, or the spike trains' van Rossum kernel)."""
+        return math.exp(-1.0 / (self.spike_tau if self.observation == "spikes"
+                                else self.calcium_tau))
+
+    @functools.cached_property
+    def _activity(self) -> np.ndarray | None:
+        """The recorded activity as it is compared: spike trains filtered by the van Rossum
+        kernel (``observation = "spikes"``), else as recorded; None when not recorded."""
+        d = self._data
+        if "activity" not in d:
+            return None
+        if self.observation != "spikes":
+            return d["activity"]
+        out = np.asarray(d["activity"], np.float64).copy()
+        for t in range(1, out.shape[1]):
+            out[:, t] += self._decay * out[:, t - 1]
+        return out.astype(np.float32)
+
     @functools.cached_property
     def _scale(self) -> float:
         """The recorded activity's variance over the whole data set (the MSE's unit)."""
@@ -299,7 +333,7 @@ class RecordedTask(Task):
         if "activity" not in d:
             return 1.0
         m = d["activity_mask"] > 0
-        return float(max(np.var(d["activity"][m]), 1e-12)) if m.any() else 1.0
+        return float(max(np.var(self._activity[m]), 1e-12)) if m.any() else 1.0
 
     @functools.cached_property
     def _poisson(self) -> tuple[float, float]:
@@ -330,6 +364,7 @@ class RecordedTask(Task):
         """Trajectory ``i`` (an index into the file)."""
         d = self._data
         t, n_out = self.n_steps, self.n_out
+        d = {**d, "activity": self._activity} if "activity" in d else d
         get = lambda k, shape, dtype: (jnp.asarray(d[k], dtype)[i] if k in d  # noqa: E731
                                        else jnp.zeros(shape, dtype))
         w0 = ()
@@ -408,12 +443,13 @@ class RecordedTask(Task):
         return (env.t < instance.length) & (instance.learn[self._now(instance, env)] > 0)
 
     def predicted(self, env: RecordedState, y: Array) -> tuple[Array, Array]:
-        """``(what the recording should show for output y, the indicator after it)``: y
-        (gaussian), the Poisson mean softplus(y), or ΔF/F of the calcium indicator."""
+        """``(what the recording should show for output y, the filter after it)``: y
+        (gaussian), the Poisson mean softplus(y), ΔF/F of the calcium indicator, or the
+        spike train filtered by the van Rossum kernel."""
         if self.observation == "poisson":
             return jax.nn.softplus(y), env.ca
-        if self.observation == "calcium":
-            ca = jnp.exp(-1.0 / self.calcium_tau) * env.ca + y
+        if self.observation in ("calcium", "spikes"):
+            ca = self._decay * env.ca + y
             return ca, ca
         return y, env.ca
 
@@ -492,7 +528,11 @@ class RecordedTask(Task):
         n = jnp.maximum(env.n, 1.0)
         sst = env.s2 - env.s1 ** 2 / n
         out = {"nll": env.nll / jnp.maximum(env.n_choices, 1.0)}
-        if self.fit == "activity":
+        if self.fit == "activity" and self.observation == "spikes":
+            # in units of the data set's variance: a trajectory whose recorded neurons
+            # hardly fire has almost none of its own (an R² of -1e14 says nothing)
+            out = {"r2": 1.0 - env.sse / n / self._scale, "mse": env.sse / n}
+        elif self.fit == "activity":
             out = {"r2": 1.0 - env.sse / jnp.maximum(sst, 1e-12), "mse": env.sse / n}
             if self.observation == "poisson":
                 out["nll"] = env.nll / jnp.maximum(env.n_choices, 1.0)
@@ -502,6 +542,15 @@ class RecordedTask(Task):
         if network.sizes[0] != self.n_in or network.sizes[-1] != self.n_out:
             raise ConfigError(f"the recordings need a network {self.n_in} -> ... -> "
                               f"{self.n_out}; got sizes {network.sizes}")
+        from metaplastic.spiking import SpikingNetwork
+
+        if network.spiking and self.fit == "activity" and self.observation != "spikes":
+            raise ConfigError(f"a spiking network's output is spike trains: fit them with "
+                              f"task.observation = 'spikes', not {self.observation!r}")
+        if isinstance(network, SpikingNetwork) and network.encoder == "poisson":
+            raise ConfigError("a Poisson encoder would draw input spikes anew instead of "
+                              "replaying the recorded input: set network.encoder = 'spikes' "
+                              "(the recordings' inputs are spike trains) or 'latency'")
         for l in self.hidden_layers:
             width = int(self._data[f"activity_{l}"].shape[-1])
             if not l < network.n_layers or network.sizes[l] != width:
