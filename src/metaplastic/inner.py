@@ -12,6 +12,7 @@ so recording does not grow with the unroll either beyond ``n_steps / record_ever
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -159,18 +160,26 @@ def _runner(network: Network, rule: Rule, theta: Any, task: Task, instance: Any,
 
 
 def trace(network: Network, rule: Rule, theta: Any, task: Task, instance: Any, key: Array,
-          what) -> tuple[Any, Any, Any]:
+          what, tick: Callable[[Array], Any] | None = None,
+          every: int = 1) -> tuple[Any, Any, Any]:
     """One inner episode of ``task.n_steps`` steps with ``what(signals)`` of every step
     stacked (for figures and simulated recordings): ``(carry before, carry after,
-    records)``. Keeps the per-step records, so for recording, not for long meta-training."""
+    records)``. Keeps the per-step records, so for recording, not for long meta-training.
+    ``tick``: called on the host with the number of steps done, every ``every`` steps
+    (progress from inside the compiled loop; it changes nothing computed)."""
     start = initial_carry(network, rule, theta, task, instance, key)
     step = make_step_detail(network, rule, theta, task, instance)
 
-    def body(carry, _):
+    def body(carry, t):
         carry, signals, _, _ = step(carry)
+        if tick is not None:
+            done = t + 1
+            jax.lax.cond((done % every == 0) | (done == task.n_steps),
+                         lambda: jax.debug.callback(tick, done), lambda: None)
         return carry, what(signals)
 
-    end, records = jax.lax.scan(body, start, None, length=task.n_steps)
+    xs = None if tick is None else jnp.arange(task.n_steps)
+    end, records = jax.lax.scan(body, start, xs, length=task.n_steps)
     return start, end, records
 
 

@@ -3,6 +3,7 @@
 Every long call takes ``progress=``: a callable the call reports to — ``progress(done,
 total, what)`` (evaluation, ``rule_runs.evaluate_run``: every tuning point and table cell;
 rule recovery, ``rule_recovery.analyse``: its refits, meta-step by meta-step;
+simulated recordings, ``analysis.simulate.simulate``: steps, from inside the compiled loop;
 ``outer.run``: the records of each chunk instead) — ``False`` for silence, or ``None``
 (the default): a bar
 on the terminal when one is attached (stderr is a TTY and ``METAPLASTIC_PROGRESS`` is not

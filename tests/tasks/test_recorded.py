@@ -269,3 +269,26 @@ def test_a_start_per_trajectory_replays_each_from_its_own(tmp_path, truth):
     assert np.all(loss_s > 1e-3)
     with pytest.raises(ConfigError, match="heldout = 0"):
         mp.tasks.make("recorded", path=path, initial="fitted_each", heldout=0.2)
+
+
+def test_simulation_reports_its_progress_and_computes_the_same_numbers():
+    """A simulation reports the steps done (all trajectories at once) from inside its
+    compiled loop, ending at the last step; reporting changes no number."""
+    net = mp.Network(sizes=(5, 3))
+    oja = mp.rules.make("oja", eta=0.05)
+    theta = oja.init(jax.random.key(0), net.shapes)
+    source = mp.tasks.make("pca", n_in=5, n_steps=250)
+    calls = []
+    seen = simulate(net, oja, theta, source, 3, jax.random.key(1), noise=0.1,
+                    progress=lambda done, total, what: calls.append((done, total, what)))
+    quiet = simulate(net, oja, theta, source, 3, jax.random.key(1), noise=0.1,
+                     progress=False)
+    done = [d for d, _, _ in calls]
+    assert max(done) == 250 and len(done) == len(set(done))  # up to the last step, once
+    assert {(t, w) for _, t, w in calls} == {(250, "3 trajectories")}
+    assert 10 <= len(calls) <= 126  # every ~1% of the steps
+    assert seen.keys() == quiet.keys()
+    for k in seen:
+        assert np.array_equal(seen[k], quiet[k]), k
+    with pytest.raises(ConfigError, match="progress must be"):
+        simulate(net, oja, theta, source, 3, jax.random.key(1), progress="yes")

@@ -22,6 +22,7 @@ from metaplastic.errors import ConfigError
 from metaplastic.inner import trace
 from metaplastic.meta.memory import available, gib
 from metaplastic.network import Network
+from metaplastic.progress import reporting
 from metaplastic.tasks.base import Task
 
 OBSERVATIONS = ("gaussian", "poisson", "calcium", "spikes")
@@ -64,7 +65,8 @@ def _recorded(key: jax.Array, record: float, shape: tuple) -> np.ndarray:
 
 def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key: jax.Array,
              *, record: float = 1.0, noise: float = 0.0, observation: str = "gaussian",
-             calcium_tau: float = 10.0, hidden: bool = False) -> dict[str, np.ndarray]:
+             calcium_tau: float = 10.0, hidden: bool = False,
+             progress: Any = None) -> dict[str, np.ndarray]:
     """Recordings of ``n`` trajectories (arrays by the names of the recordings layout).
 
     ``record``: fraction of the output neurons recorded (at least one), drawn per
@@ -77,7 +79,9 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
     input spikes its encoder made, so that a network with ``encoder = "spikes"`` replays
     exactly those. ``hidden``: the hidden layers are
     recorded too (``activity_<l>``, Gaussian noise and a recorded fraction ``record`` per
-    layer and trajectory, drawn apart from the output's)."""
+    layer and trajectory, drawn apart from the output's). ``progress``: the library's
+    progress argument (:mod:`metaplastic.progress`): steps simulated, every trajectory at
+    once, reported from inside the compiled loop (the numbers are the same either way)."""
     _check(n, record, noise, network, observation, calcium_tau)
     if hidden and observation == "spikes":
         raise ConfigError("simulate: hidden layers are recorded as Gaussian activity; a "
@@ -92,17 +96,27 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
                           f"{gib(need)}, more than half of the {gib(have)} of {what}; "
                           f"simulate fewer or shorter trajectories")
 
-    def one(k):
-        k_task, k_net = jax.random.split(k)
-        instance = source.sample(k_task)
-        start, end, xs = trace(network, rule, theta, source, instance, k_net,
-                               lambda s: (s[0].pre, s[-1].post, s[0].modulator,
-                                          tuple(x.post for x in s[:-1]) if hidden else ()))
-        extra = source.record(instance, end[2]) if isinstance(source, cap.Records) else {}
-        return xs, start[0].weights, extra
+    def run(report):
+        tick = None if report is None else (
+            lambda done: report(int(done), steps, f"{n} trajectories"))
 
-    (inputs, activity, rewards, layers), w0, extra = jax.jit(jax.vmap(one))(
-        jax.random.split(key, n))
+        def one(k):
+            k_task, k_net = jax.random.split(k)
+            instance = source.sample(k_task)
+            start, end, xs = trace(network, rule, theta, source, instance, k_net,
+                                   lambda s: (s[0].pre, s[-1].post, s[0].modulator,
+                                              tuple(x.post for x in s[:-1]) if hidden
+                                              else ()),
+                                   tick=tick, every=max(1, steps // 100))
+            extra = source.record(instance, end[2]) if isinstance(source, cap.Records) \
+                else {}
+            return xs, start[0].weights, extra
+
+        out = jax.jit(jax.vmap(one))(jax.random.split(key, n))
+        return jax.block_until_ready(out)
+
+    with reporting(progress, "simulating") as report:
+        (inputs, activity, rewards, layers), w0, extra = run(report)
     activity = np.asarray(activity, np.float64)
     k_noise, k_mask = jax.random.split(jax.random.fold_in(key, 1))
     if observation == "calcium":  # the indicator: c_t = exp(-1/tau) c_{t-1} + y_t

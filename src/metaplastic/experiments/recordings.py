@@ -99,8 +99,9 @@ def _digest(spec: dict) -> str:
 LAYOUT = 2
 
 
-def materialise(spec: dict, network_table: dict) -> str:
-    """The path of the recordings ``spec`` describes, simulated now if not cached."""
+def materialise(spec: dict, network_table: dict, progress: Any = None) -> str:
+    """The path of the recordings ``spec`` describes, simulated now if not cached
+    (``progress``: as :func:`~metaplastic.analysis.simulate.simulate`'s)."""
     from metaplastic.analysis.simulate import simulate
 
     text = json.dumps({"spec": spec, "network": network_table, "theta": _digest(spec),
@@ -114,7 +115,7 @@ def materialise(spec: dict, network_table: dict) -> str:
                     record=float(spec.get("record", 1.0)), noise=float(spec.get("noise", 0.0)),
                     observation=str(spec.get("observation", "gaussian")),
                     calcium_tau=float(spec.get("calcium_tau", 10.0)),
-                    hidden=bool(spec.get("hidden", False)))
+                    hidden=bool(spec.get("hidden", False)), progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, **data)
