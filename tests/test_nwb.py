@@ -88,6 +88,31 @@ def test_spikes_are_counted_per_bin_within_each_trial(tmp_path):
     assert d["rewards"].sum() == 1.5
 
 
+def test_presynaptic_units_as_input_spikes(tmp_path):
+    """`inputs = "units"`: the presynaptic rows' spike counts are the inputs (for a spiking
+    network replaying them), `units` the output rows; a row in both, or no rows named, is
+    one message."""
+    path = _file(tmp_path / "s.nwb")
+    d = nwb_reader.read({"files": [path], "bin": 0.1, "inputs": "units", "input_units": [1],
+                         "activity": "units", "units": [0]})
+    assert d["inputs"].shape == (2, 10, 1) and d["activity"].shape == (2, 10, 1)
+    both = nwb_reader.read({"files": [path], "bin": 0.1, "inputs": "odour",
+                            "activity": "units"})
+    np.testing.assert_array_equal(d["inputs"][..., 0], both["activity"][..., 1])
+    np.testing.assert_array_equal(d["activity"][..., 0], both["activity"][..., 0])
+    assert d["inputs"].sum() == len(SPIKES[1])  # 0.95, 1.5, 1.51, 1.52 s: all in trials
+    with pytest.raises(ConfigError) as e:
+        nwb_reader.read({"files": [path], "bin": 0.1, "inputs": "units",
+                         "input_units": [0, 1], "activity": "units", "units": [1]})
+    assert "rows [1] are in both input_units and units" in str(e.value)
+    with pytest.raises(ConfigError, match="input_units"):
+        nwb_reader.read({"files": [path], "bin": 0.1, "inputs": "units",
+                         "activity": "dff"})
+    with pytest.raises(ConfigError, match=r"task.nwb.input_units: \[7\] are not rows"):
+        nwb_reader.read({"files": [path], "bin": 0.1, "inputs": "units",
+                         "input_units": [7], "activity": "dff"})
+
+
 def test_roi_dff_and_a_whole_session_without_trials(tmp_path):
     path = _file(tmp_path / "b.nwb", trials=False)
     d = nwb_reader.read({"files": [path, path], "bin": 0.5, "inputs": "stimulus/odour",

@@ -13,6 +13,10 @@ Two ways to make steps of a recording (``steps``):
   optional ``rewards`` series (the neuromodulator every synapse receives) is summed per bin.
   ``hidden = {"1" = "series", ...}`` maps series of rates or ΔF/F to hidden layers
   (``activity_1``, ...: compared as Gaussian activity), averaged per bin.
+  ``inputs = "units"`` takes the inputs from the ``Units`` table too: the spike counts
+  per bin of the rows ``input_units`` (presynaptic neurons), for a spiking network that
+  replays them (``network.encoder = "spikes"``); ``units`` then names the output rows,
+  and the two may not share a row.
   Trajectories are the rows of the ``trials`` table (``trials = true``, the default when
   there is one) or each whole file.
 * ``"trials"`` — one step per row of the ``trials`` table, one trajectory per file: the
@@ -36,7 +40,7 @@ from metaplastic.errors import ConfigError
 
 STEPS = ("bins", "trials")
 OPTIONS = ("files", "steps", "bin", "inputs", "activity", "rewards", "choices", "outcomes",
-           "trials", "units", "hidden")
+           "trials", "units", "input_units", "hidden")
 
 
 def _pynwb():
@@ -161,15 +165,19 @@ def _binned(ts, start: float, width: float, n_bins: int, how: str) -> np.ndarray
 
 
 def _spike_counts(nwb, start: float, width: float, n_bins: int, units,
-                  problems: list[str]) -> np.ndarray | None:
+                  problems: list[str], key: str = "units") -> np.ndarray | None:
+    """Spike counts per bin of the rows ``units`` (None: all) of the Units table (rows
+    named by ``task.nwb.<key>``)."""
     if nwb.units is None or "spike_times" not in nwb.units.colnames:
-        problems.append("activity = 'units': the file has no Units table with spike_times")
+        what = "inputs" if key == "input_units" else "activity"
+        problems.append(f"{what} = 'units': the file has no Units table with spike_times")
         return None
     n = len(nwb.units)
     chosen = list(range(n)) if units is None else list(units)
     bad = [u for u in chosen if not (isinstance(u, int) and 0 <= u < n)]
     if bad:
-        problems.append(f"task.nwb.units: {bad} are not rows of the Units table (0..{n - 1})")
+        problems.append(f"task.nwb.{key}: {bad} are not rows of the Units table "
+                        f"(0..{n - 1})")
         return None
     out = np.zeros((n_bins, len(chosen)))
     for c, u in enumerate(chosen):
@@ -203,7 +211,19 @@ def _by_bins(nwb, spec: dict, problems: list[str]) -> list[dict[str, np.ndarray]
     if not spec.get("activity"):
         problems.append("task.nwb.activity: 'units' (spike counts) or the name of a series "
                         "of ΔF/F or rates")
-    inputs = _find(nwb, spec["inputs"], "inputs", problems) if spec.get("inputs") else None
+    spiking_in = spec.get("inputs") == "units"
+    if spiking_in and not spec.get("input_units"):
+        problems.append("task.nwb.inputs = 'units': name the presynaptic rows of the Units "
+                        "table in task.nwb.input_units")
+    if spiking_in and spec.get("activity") == "units":
+        shared = sorted(set(spec.get("input_units") or ()) & set(spec.get("units") or ()))
+        if not spec.get("units"):
+            problems.append("task.nwb: inputs and activity are both 'units': name the "
+                            "output rows in task.nwb.units")
+        elif shared:
+            problems.append(f"task.nwb: rows {shared} are in both input_units and units")
+    inputs = (_find(nwb, spec["inputs"], "inputs", problems)
+              if spec.get("inputs") and not spiking_in else None)
     observed = (None if spec.get("activity") in (None, "units")
                 else _find(nwb, spec["activity"], "activity", problems))
     rewards = _find(nwb, spec["rewards"], "rewards", problems) if spec.get("rewards") else None
@@ -220,7 +240,14 @@ def _by_bins(nwb, spec: dict, problems: list[str]) -> list[dict[str, np.ndarray]
     out = []
     for start, stop in intervals:
         n = max(int(np.floor((stop - start) / width + 1e-9)), 1)
-        traj = {"inputs": _binned(inputs, start, width, n, "mean")}
+        if spiking_in:
+            spikes = _spike_counts(nwb, start, width, n, spec.get("input_units"), problems,
+                                   "input_units")
+            if spikes is None:
+                return []
+            traj = {"inputs": spikes}
+        else:
+            traj = {"inputs": _binned(inputs, start, width, n, "mean")}
         if observed is not None:
             traj["activity"] = _binned(observed, start, width, n, "mean")
         else:
