@@ -185,3 +185,45 @@ def test_spike_recordings_to_run_to_recover_to_brian2(recorded, tmp_path, monkey
         assert check["spike_mismatches"] == 0 and check["spikes"] > 0, check
     else:
         assert "not installed" in printed
+
+
+@pytest.mark.tier2  # trains from an NWB file of spike times in a fresh process
+def test_spike_times_in_an_nwb_file_to_a_fit(recorded, tmp_path, monkeypatch):
+    """Simulated input and output spikes written as an NWB session's Units (spike times,
+    the trajectories as trials) → `metaplastic run` with a spiking network replaying the
+    presynaptic units → the same input spikes as simulated, and a fit that runs."""
+    from datetime import UTC, datetime
+
+    import pynwb
+    from pynwb import NWBFile
+
+    from helpers import run_fit
+    from metaplastic.tasks.recorded import load
+
+    rec, _, _, _ = recorded
+    n, t, n_in = rec["inputs"].shape
+    bin_s = 0.001
+    f = NWBFile(session_description="simulated spikes", identifier="spikes",
+                session_start_time=datetime(2026, 1, 1, tzinfo=UTC))
+    trains = np.concatenate([rec["inputs"], rec["activity"]], axis=2).reshape(n * t, -1)
+    for u in range(trains.shape[1]):  # a spike at the middle of its bin
+        f.add_unit(spike_times=(np.flatnonzero(trains[:, u]) + 0.5) * bin_s)
+    for k in range(n):
+        f.add_trial(start_time=k * t * bin_s, stop_time=(k + 1) * t * bin_s)
+    path = tmp_path / "spikes.nwb"
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(f)
+    monkeypatch.setenv("METAPLASTIC_CACHE", str(tmp_path / "cache"))
+    run = run_fit(tmp_path, 'name = "stdp-from-nwb"\n'
+                  '[task]\nname = "recorded"\nobservation = "spikes"\ninitial = "drawn"\n'
+                  'heldout = 0.25\n'
+                  f'nwb = {{files = ["{path}"], bin = {bin_s}, inputs = "units", '
+                  f'input_units = {list(range(n_in))}, activity = "units", '
+                  f'units = [{n_in}, {n_in + 1}]}}\n'
+                  '[network]\nneuron = "lif"\ntau_mem = 10.0\nthreshold = 0.5\n'
+                  'tau_trace = 10.0\nencoder = "spikes"\n', "nwb-spikes")
+    (cached,) = (tmp_path / "cache" / "recordings").glob("nwb-*.npz")
+    data = load(str(cached))
+    np.testing.assert_array_equal(data["inputs"], rec["inputs"])
+    np.testing.assert_array_equal(data["activity"], rec["activity"])
+    assert (run / "theta.npz").is_file()
