@@ -1,7 +1,8 @@
 """Do the identifiability report's intervals cover the truth as often as they say?
 
     python benchmarks/identifiability_coverage.py [--presets infer-reward-behaviour
-        infer-oja-activity] [--datasets 20] [--out benchmarks/results/identifiability_coverage.json]
+        infer-oja-activity] [--datasets 20] [--profile K]
+        [--out benchmarks/results/identifiability_coverage.json]
 
 For each preset (a fit to simulated recordings, so the true rule is known) and each of
 ``--datasets`` simulated data sets (``task.simulate.seed = k``, fit seed ``k``): the
@@ -19,6 +20,10 @@ Coverage = (determined directions whose interval holds the truth) / (determined
 directions), over all data sets; a 95% interval should give about 0.95. The widths are
 reported beside it, so that a set cannot pass by being unbounded (an undetermined
 direction is not counted: it claims nothing).
+
+``--profile K`` adds the profile likelihood's intervals along the K least determined
+directions (``metaplastic recover --profile K``): their coverage over the intervals
+bounded on both sides, and how many were left unbounded (at least that wide: no claim).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 OUT = Path(__file__).parent / "results" / "identifiability_coverage.json"
 
 
-def one(preset: str, k: int, out: Path) -> dict:
+def one(preset: str, k: int, out: Path, profile: int = 0) -> dict:
     from metaplastic.analysis.identifiability import identifiability
     from metaplastic.cli import main
     from metaplastic.experiments.rule_recovery import analyse
@@ -48,7 +53,7 @@ def one(preset: str, k: int, out: Path) -> dict:
     if rc != 0:
         return {"dataset": k, "error": f"run exited {rc}"}
     (run,) = [d for d in target.iterdir() if d.is_dir()]
-    rec = analyse(RunDir(run), progress=False)
+    rec = analyse(RunDir(run), progress=False, profile=profile)
     ident, coef = rec["identifiability"], rec["coefficients"]
     free = np.flatnonzero(coef["free"])
     names = [coef["names"][i] for i in free]
@@ -74,7 +79,29 @@ def one(preset: str, k: int, out: Path) -> dict:
             "wald_finite": int(finite.sum()),
             "wald_finite_covering": int(np.sum(finite & (lo <= truth) & (truth <= hi))),
         }
+    if profile:
+        rows = ident["profile"]
+        bounded = [r for r in rows if r["low"] is not None and r["high"] is not None]
+        out["profile"] = {
+            "directions": len(rows), "bounded": len(bounded),
+            "covered": [bool(r["truth_inside"]) for r in bounded],
+            "unbounded_covering": sum(bool(r["truth_inside"]) for r in rows
+                                      if r not in bounded),
+            "relative_widths": [(r["high"] - r["low"]) / max(float(np.linalg.norm(fit)),
+                                                            1e-12) for r in bounded]}
     return out
+
+
+def summarise_profile(rows: list[dict]) -> dict:
+    ok = [r["profile"] for r in rows if "profile" in r]
+    covered = [c for r in ok for c in r["covered"]]
+    widths = [w for r in ok for w in r["relative_widths"]]
+    return {"datasets": len(ok), "directions": sum(r["directions"] for r in ok),
+            "bounded": len(covered), "coverage": float(np.mean(covered)) if covered else None,
+            "coverage_ci95": _wilson(sum(covered), len(covered)),
+            "unbounded": sum(r["directions"] - r["bounded"] for r in ok),
+            "median_relative_width": float(np.median(widths)) if widths else None,
+            "datasets_truth_inside_every_bounded": sum(all(r["covered"]) for r in ok)}
 
 
 def summarise(rows: list[dict], centre: str) -> dict:
@@ -115,19 +142,22 @@ def main() -> None:
     p.add_argument("--presets", nargs="+",
                    default=["infer-reward-behaviour", "infer-oja-activity"])
     p.add_argument("--datasets", type=int, default=20)
+    p.add_argument("--profile", type=int, default=0,
+                   help="also the profile likelihood along this many directions")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     if args.datasets < 1:
         p.error("--datasets must be >= 1")
     results: dict = {"command": "python benchmarks/identifiability_coverage.py "
-                                f"--presets {' '.join(args.presets)} --datasets {args.datasets}",
+                                f"--presets {' '.join(args.presets)} --datasets {args.datasets}"
+                                + (f" --profile {args.profile}" if args.profile else ""),
                      "machine": f"{platform.machine()}, {platform.processor() or '?'}",
                      "presets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             rows = []
             for k in range(args.datasets):
-                rows.append(one(preset, k, Path(tmp)))
+                rows.append(one(preset, k, Path(tmp), args.profile))
                 r = rows[-1]
                 print(f"{preset} data set {k}: " + (r.get("error") or "; ".join(
                       f"{c}: {sum(r[c]['covered'])}/{r[c]['determined']} determined "
@@ -136,7 +166,15 @@ def main() -> None:
             results["presets"][preset] = {
                 "summary": {c: summarise(rows, c) for c in ("fit", "one-step")},
                 "datasets": rows}
-            for c, s in results["presets"][preset]["summary"].items():
+            if args.profile:
+                prof = summarise_profile(rows)
+                results["presets"][preset]["summary"]["profile"] = prof
+                print(f"{preset}, profile intervals: coverage {prof['coverage']} "
+                      f"(95% CI {prof['coverage_ci95']}) over {prof['bounded']} bounded of "
+                      f"{prof['directions']}; median width {prof['median_relative_width']} "
+                      f"|θ|", flush=True)
+            for c in ("fit", "one-step"):
+                s = results["presets"][preset]["summary"][c]
                 print(f"{preset}, intervals around the {c}: coverage {s['coverage']:.3f} "
                       f"(95% CI {s['coverage_ci95'][0]:.3f}-{s['coverage_ci95'][1]:.3f}) "
                       f"over {s['determined_directions']} determined directions; median "
