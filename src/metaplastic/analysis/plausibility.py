@@ -330,25 +330,40 @@ def check_spikes(network: Network, key: jax.Array, *, steps: int = 20,
     over ``steps`` time steps of random inputs; for a network that passes its input on as
     spikes (``encoder = "spikes"``), of ``task``'s own inputs (e.g. recorded spike
     trains: whether they are spikes is the data's property, not the network's)."""
-    state = network.init(key)
     given = isinstance(network, SpikingNetwork) and network.encoder == "spikes"
     if given and task is None:
         return CheckResult("spikes_only", False, "the network passes its input on as spikes "
                            "(encoder 'spikes'): checking it needs the task's inputs")
-    if given:
-        k_task, k_env = jax.random.split(jax.random.fold_in(key, 1))
-        instance = task.sample(k_task)
-        env = task.reset(instance, k_env)
-    for t in range(steps):
+    # random inputs drawn by NumPy (a random-number program costs more to compile than
+    # this check runs); every step in one compiled scan
+    seed = np.asarray(jax.random.key_data(key)).ravel()
+    xs = None if given else np.random.default_rng(seed).standard_normal(
+        (steps, network.sizes[0])).astype(np.float32)
+
+    def run(key, xs):
+        state = network.init(key)
         if given:
-            x, _ = task.observe(instance, env)
+            k_task, k_env = jax.random.split(jax.random.fold_in(key, 1))
+            instance = task.sample(k_task)
+            env = task.reset(instance, k_env)
         else:
-            x = jax.random.normal(jax.random.fold_in(key, t), (network.sizes[0],))
-        act, state = network.run(state, x)
-        if given:
-            env = task.transition(instance, env, act.rates[-1])
+            instance = env = None
+
+        def body(carry, x):
+            state, env = carry
+            if given:
+                x, _ = task.observe(instance, env)
+            act, state = network.run(state, x)
+            if given:
+                env = task.transition(instance, env, act.rates[-1])
+            return (state, env), act.rates
+
+        return jax.lax.scan(body, (state, env), xs, length=steps)[1]
+
+    rates = [np.asarray(r) for r in jax.jit(run)(key, xs)]  # per layer: (steps, n)
+    for t in range(steps):
         for l in range(network.n_layers):
-            r = np.asarray(act.rates[l])
+            r = rates[l][t]
             bad = r[(r != 0) & (r != 1)]
             if bad.size:
                 sender = "the input layer" if l == 0 else f"layer {l}"
