@@ -66,3 +66,23 @@ def run_fit(tmp_path, head: str, name: str):
     assert main(["run", str(cfg), "--out", str(out), "--no-eval"]) == 0
     (run,) = list(out.iterdir())
     return run
+
+
+def recover_then_brian2(run, capsys) -> tuple[dict, dict | None, str]:
+    """``metaplastic recover RUN`` then ``metaplastic export RUN --format brian2``: (its
+    recovery.json, its brian2_check.json — None where Brian2 is not installed — and the
+    export's printed text, whitespace collapsed)."""
+    import json
+
+    from metaplastic.analysis import brian2_export
+    from metaplastic.cli import main
+
+    assert main(["recover", str(run)]) == 0
+    recovery = json.loads((run / "recovery.json").read_text())
+    capsys.readouterr()
+    assert main(["export", str(run), "--format", "brian2"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert (run / "export" / brian2_export.SCRIPT).is_file()
+    check = (json.loads((run / "export" / "brian2_check.json").read_text())
+             if brian2_export.brian2_available() else None)
+    return recovery, check, printed

@@ -11,7 +11,7 @@ import pynwb  # a dev dependency: make test installs it
 import pytest
 
 import metaplastic as mp
-from helpers import run_fit
+from helpers import recover_then_brian2, run_fit
 from metaplastic.errors import ConfigError
 from metaplastic.tasks import nwb as nwb_reader
 
@@ -269,11 +269,7 @@ def test_nwb_to_run_to_recover_to_brian2(tmp_path, monkeypatch, capsys):
     """Calcium recordings of Oja's rule in an NWB file → `metaplastic run` (the start
     fitted: NWB holds no weights) → `recover` → `export --format brian2` → Brian2's
     weights over one episode equal the library's."""
-    import json
-
-    from metaplastic.analysis import brian2_export
     from metaplastic.analysis.simulate import simulate
-    from metaplastic.cli import main
 
     monkeypatch.setenv("METAPLASTIC_CACHE", str(tmp_path / "cache"))
     net = mp.Network(sizes=(5, 3))
@@ -287,16 +283,10 @@ def test_nwb_to_run_to_recover_to_brian2(tmp_path, monkeypatch, capsys):
                   'observation = "calcium"\ncalcium_tau = 5.0\n'
                   f'nwb = {{files = ["{nwb_file}"], bin = 0.05, inputs = "stim", '
                   f'activity = "dff"}}\n', "nwb")
-    assert main(["recover", str(run)]) == 0
-    rec_json = json.loads((run / "recovery.json").read_text())
+    rec_json, check, printed = recover_then_brian2(run, capsys)
     assert rec_json["trajectories"] == {"train": 4, "heldout": 2}
     assert rec_json["identifiability"]["observations"] == 4 * 40 * 3
-    capsys.readouterr()
-    assert main(["export", str(run), "--format", "brian2"]) == 0
-    printed = " ".join(capsys.readouterr().out.split())
-    assert (run / "export" / brian2_export.SCRIPT).is_file()
-    if brian2_export.brian2_available():
-        check = json.loads((run / "export" / "brian2_check.json").read_text())
+    if check is not None:
         assert check["steps"] == 40 and check["relative"] < 1e-5, check
         assert "weights within" in printed
     else:

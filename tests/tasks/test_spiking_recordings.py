@@ -159,11 +159,7 @@ def test_spike_recordings_to_run_to_recover_to_brian2(recorded, tmp_path, monkey
     """Simulated spike trains of STDP → `metaplastic run` (a spiking network replaying
     the input spikes, observation 'spikes') → `recover` → `export --format brian2` →
     Brian2's weights and spikes over one episode equal the library's."""
-    import json
-
-    from helpers import run_fit
-    from metaplastic.analysis import brian2_export
-    from metaplastic.cli import main
+    from helpers import recover_then_brian2, run_fit
 
     _, path, _, _ = recorded
     monkeypatch.setenv("METAPLASTIC_CACHE", str(tmp_path / "cache"))
@@ -172,15 +168,10 @@ def test_spike_recordings_to_run_to_recover_to_brian2(recorded, tmp_path, monkey
                   'heldout = 0.25\n'
                   '[network]\nneuron = "lif"\ntau_mem = 10.0\nthreshold = 0.5\n'
                   'tau_trace = 10.0\nencoder = "spikes"\n', "spikes")
-    assert main(["recover", str(run)]) == 0
-    rec_json = json.loads((run / "recovery.json").read_text())
+    rec_json, check, printed = recover_then_brian2(run, capsys)
     assert rec_json["trajectories"] == {"train": 3, "heldout": 1}
     assert rec_json["identifiability"]["observations"] == 3 * 150 * 2
-    capsys.readouterr()
-    assert main(["export", str(run), "--format", "brian2"]) == 0
-    printed = " ".join(capsys.readouterr().out.split())
-    if brian2_export.brian2_available():
-        check = json.loads((run / "export" / "brian2_check.json").read_text())
+    if check is not None:
         assert check["steps"] == 150 and check["relative"] < 1e-5, check
         assert check["spike_mismatches"] == 0 and check["spikes"] > 0, check
     else:

@@ -306,11 +306,10 @@ class RecordedTask(Task):
         return int(self._data["inputs"].shape[1])
 
     @property
-    def _decay(self) -> float:
-        """The per-step decay of the filter the observation model applies (calcium's
+    def _tau(self) -> float:
+        """The time constant (steps) of the filter the observation model applies (calcium's
         indicator, or the spike trains' van Rossum kernel)."""
-        return math.exp(-1.0 / (self.spike_tau if self.observation == "spikes"
-                                else self.calcium_tau))
+        return self.spike_tau if self.observation == "spikes" else self.calcium_tau
 
     @functools.cached_property
     def _activity(self) -> np.ndarray | None:
@@ -323,7 +322,7 @@ class RecordedTask(Task):
             return d["activity"]
         out = np.asarray(d["activity"], np.float64).copy()
         for t in range(1, out.shape[1]):
-            out[:, t] += self._decay * out[:, t - 1]
+            out[:, t] += math.exp(-1.0 / self.spike_tau) * out[:, t - 1]
         return out.astype(np.float32)
 
     @functools.cached_property
@@ -449,7 +448,7 @@ class RecordedTask(Task):
         if self.observation == "poisson":
             return jax.nn.softplus(y), env.ca
         if self.observation in ("calcium", "spikes"):
-            ca = self._decay * env.ca + y
+            ca = jnp.exp(-1.0 / self._tau) * env.ca + y
             return ca, ca
         return y, env.ca
 
