@@ -24,6 +24,13 @@ direction is not counted: it claims nothing).
 ``--profile K`` adds the profile likelihood's intervals along the K least determined
 directions (``metaplastic recover --profile K``): their coverage over the intervals
 bounded on both sides, and how many were left unbounded (at least that wide: no claim).
+
+``--mle`` (with ``--profile``) asks whether the intervals fall short because the fit is
+not the likelihood's maximum: per data set the training NLL of the fit and of the truth,
+then damped Newton steps (the exact Hessian; a step kept only where it lowers the NLL;
+up to 40) from the fit towards the maximum, and the same profile intervals around the
+point they reach (``mle`` in the JSON: its NLL, gradient norm and smallest curvature,
+and its profile coverage beside the fit's).
 """
 
 from __future__ import annotations
@@ -40,7 +47,63 @@ import numpy as np
 OUT = Path(__file__).parent / "results" / "identifiability_coverage.json"
 
 
-def one(preset: str, k: int, out: Path, profile: int = 0) -> dict:
+#: damped Newton steps of ``--mle`` (from the fit towards the likelihood's maximum)
+MLE_STEPS = 40
+
+
+def towards_maximum(coefs: np.ndarray, nll, keep: np.ndarray) -> tuple[np.ndarray, float]:
+    """Damped Newton (Levenberg–Marquardt on the exact Hessian, the damping at least the
+    most negative curvature) from ``coefs`` over the coordinates ``keep``: a step is kept
+    only where it lowers ``nll``; ``(coefficients reached, their NLL)``."""
+    x, f, damping = coefs.copy(), nll(coefs), 1e-3
+    for _ in range(MLE_STEPS):
+        h, g = nll.curvature(x)
+        hk, gk = h[np.ix_(keep, keep)], g[keep]
+        floor = max(0.0, -float(np.min(np.linalg.eigvalsh(hk))))
+        size = max(1.0, float(np.max(np.abs(hk))))
+        for _ in range(12):
+            trial = x.copy()
+            trial[keep] -= np.linalg.solve(hk + (floor + damping * size) * np.eye(keep.size),
+                                           gk)
+            ft = nll(trial)
+            if np.isfinite(ft) and ft < f:
+                x, f, damping = trial, ft, max(damping / 3, 1e-9)
+                break
+            damping *= 4
+        else:
+            break
+    return x, f
+
+
+def _mle_profile(store: dict):
+    """A stand-in for :func:`identifiability.profile_from` that also profiles around the
+    point :func:`towards_maximum` reaches (kept in ``store``) and returns the fit's rows."""
+    from metaplastic.analysis import identifiability as ident
+
+    original = ident.profile_from
+
+    def profile_from(coefs, info, nll, names, free, directions=2, newton=6, progress=None,
+                     truth=None):
+        coefs = np.asarray(coefs, np.float64)
+        keep = np.flatnonzero(np.asarray(free, bool))
+        top, f_top = towards_maximum(coefs, nll, keep)
+        h, g = nll.curvature(top)
+        rows = original(top, h, nll, names, free, directions, newton, None, truth)
+        bounded = [r for r in rows if r["low"] is not None and r["high"] is not None]
+        store.update({
+            "nll_fit": nll(coefs), "nll_truth": None if truth is None else nll(
+                np.asarray(truth, np.float64)), "nll_mle": f_top,
+            "mle_grad_norm": float(np.linalg.norm(g[keep])),
+            "mle_min_curvature": float(np.min(np.linalg.eigvalsh(h[np.ix_(keep, keep)]))),
+            "mle_bounded": len(bounded),
+            "mle_covered": [bool(r["truth_inside"]) for r in bounded]})
+        return original(coefs, info, nll, names, free, directions, newton, progress, truth)
+
+    return original, profile_from
+
+
+def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False) -> dict:
+    from metaplastic.analysis import identifiability as ident
     from metaplastic.analysis.identifiability import identifiability
     from metaplastic.cli import main
     from metaplastic.experiments.rule_recovery import analyse
@@ -53,7 +116,14 @@ def one(preset: str, k: int, out: Path, profile: int = 0) -> dict:
     if rc != 0:
         return {"dataset": k, "error": f"run exited {rc}"}
     (run,) = [d for d in target.iterdir() if d.is_dir()]
-    rec = analyse(RunDir(run), progress=False, profile=profile)
+    store: dict = {}
+    if mle:
+        original, ident.profile_from = _mle_profile(store)
+    try:
+        rec = analyse(RunDir(run), progress=False, profile=profile)
+    finally:
+        if mle:
+            ident.profile_from = original
     ident, coef = rec["identifiability"], rec["coefficients"]
     free = np.flatnonzero(coef["free"])
     names = [coef["names"][i] for i in free]
@@ -89,7 +159,21 @@ def one(preset: str, k: int, out: Path, profile: int = 0) -> dict:
                                       if r not in bounded),
             "relative_widths": [(r["high"] - r["low"]) / max(float(np.linalg.norm(fit)),
                                                             1e-12) for r in bounded]}
+    if store:
+        out["mle"] = store
     return out
+
+
+def summarise_mle(rows: list[dict]) -> dict:
+    ok = [r for r in rows if "mle" in r]
+    fit = [c for r in ok for c in r["profile"]["covered"]]
+    top = [c for r in ok for c in r["mle"]["mle_covered"]]
+    return {"datasets": len(ok),
+            "fit_below_truth": sum(r["mle"]["nll_fit"] < r["mle"]["nll_truth"] for r in ok),
+            "nll_truth_minus_fit": [r["mle"]["nll_truth"] - r["mle"]["nll_fit"] for r in ok],
+            "nll_fit_minus_mle": [r["mle"]["nll_fit"] - r["mle"]["nll_mle"] for r in ok],
+            "profile_coverage_fit": [sum(fit), len(fit)],
+            "profile_coverage_mle": [sum(top), len(top)]}
 
 
 def summarise_profile(rows: list[dict]) -> dict:
@@ -144,20 +228,26 @@ def main() -> None:
     p.add_argument("--datasets", type=int, default=20)
     p.add_argument("--profile", type=int, default=0,
                    help="also the profile likelihood along this many directions")
+    p.add_argument("--mle", action="store_true",
+                   help="with --profile: also the profile around the likelihood's maximum "
+                        "(damped Newton from the fit), and the NLLs of fit and truth")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     if args.datasets < 1:
         p.error("--datasets must be >= 1")
+    if args.mle and not args.profile:
+        p.error("--mle needs --profile K")
     results: dict = {"command": "python benchmarks/identifiability_coverage.py "
                                 f"--presets {' '.join(args.presets)} --datasets {args.datasets}"
-                                + (f" --profile {args.profile}" if args.profile else ""),
+                                + (f" --profile {args.profile}" if args.profile else "")
+                                + (" --mle" if args.mle else ""),
                      "machine": f"{platform.machine()}, {platform.processor() or '?'}",
                      "presets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             rows = []
             for k in range(args.datasets):
-                rows.append(one(preset, k, Path(tmp), args.profile))
+                rows.append(one(preset, k, Path(tmp), args.profile, args.mle))
                 r = rows[-1]
                 print(f"{preset} data set {k}: " + (r.get("error") or "; ".join(
                       f"{c}: {sum(r[c]['covered'])}/{r[c]['determined']} determined "
@@ -173,6 +263,13 @@ def main() -> None:
                       f"(95% CI {prof['coverage_ci95']}) over {prof['bounded']} bounded of "
                       f"{prof['directions']}; median width {prof['median_relative_width']} "
                       f"|θ|", flush=True)
+            if args.mle:
+                top = summarise_mle(rows)
+                results["presets"][preset]["summary"]["mle"] = top
+                print(f"{preset}: the fit's training NLL below the truth's on "
+                      f"{top['fit_below_truth']} of {top['datasets']} data sets; profile "
+                      f"coverage around the fit {top['profile_coverage_fit']}, around the "
+                      f"maximum {top['profile_coverage_mle']}", flush=True)
             for c in ("fit", "one-step"):
                 s = results["presets"][preset]["summary"][c]
                 print(f"{preset}, intervals around the {c}: coverage {s['coverage']:.3f} "

@@ -269,7 +269,8 @@ class HasShapes(Protocol):
 
 @runtime_checkable
 class NanPolicy(Protocol):
-    """An outer loop that says what a non-finite meta-step does: "skip" or "stop"."""
+    """An outer loop that says what a non-finite meta-step does: "skip", "stop" or
+    "rollback" (a streak of them undone as a blow-up is)."""
 
     on_nan: str
 

@@ -251,3 +251,43 @@ def test_evaluation_flags_the_finite_blow_ups_of_real_presets(preset):
         stats = summarise(per_task)
         assert np.all(np.isfinite(per_task["loss"]))  # finite: NaN checks alone miss it
         assert (stats["diverged"] >= 2) if blows_up else (stats["diverged"] == 0), rule
+
+
+class Cliff(WholeEpisodes):
+    """Two tasks, the first pulling θ towards 2, the second towards 0.5; the second
+    diverges (its loss and gradient NaN, as an inner learning that blew up) wherever
+    θ > 1. Together they have their minimum at 1.4 / 2.2 = 0.636. From θ = 0, SGD at lr 1
+    jumps to 1.4 in one step and stays past 1 (the first task's gradient alone pulls it
+    on); at 0.3 × that step size θ converges to 0.636 from below."""
+
+    def __call__(self, theta, key):
+        x = theta["x"]
+        first = 0.1 * jnp.sum((x - 2.0) ** 2)
+        second = jnp.where(jnp.all(x <= 1.0), jnp.sum((x - 0.5) ** 2), jnp.nan)
+        nonfinite = (~jnp.isfinite(second)).astype(jnp.float32) / 2
+        return first + jnp.nan_to_num(second, nan=0.0), {"nonfinite": nonfinite}
+
+    def value_and_grad(self, theta, key):
+        (value, aux), g = jax.value_and_grad(self, has_aux=True)(theta, key)
+        return value, aux, g
+
+
+def test_on_nan_rollback_undoes_a_streak_of_diverging_steps():
+    cliff, theta0 = Cliff(), {"x": jnp.zeros(1)}
+    kw = dict(steps=30, lr=1.0, optimizer="sgd", clip=0, chunk=10, max_nan_skips=5)
+    with pytest.raises(NonFiniteError, match="meta-step 2 .*meta-steps in a row diverged"):
+        mp.MetaGradient(**kw).run(cliff, theta0, key=jax.random.key(0))  # "skip": stops
+    result = mp.MetaGradient(on_nan="rollback", **kw).run(cliff, theta0,
+                                                          key=jax.random.key(0))
+    assert len(result.rollbacks) == 1, result.rollbacks
+    event = result.rollbacks[0]
+    assert event["back_to_step"] == 0 and event["step_size_scale"] == pytest.approx(0.3)
+    assert "50% of its tasks diverged" in event["why"] and "in a row" in event["why"]
+    assert int(result.state.step) == 30 and not any(r["diverged"] for r in result.history)
+    assert float(result.theta["x"][0]) == pytest.approx(1.4 / 2.2, abs=1e-3)
+    # rollbacks spent: the run stops as diverged, saying what diverged
+    with pytest.raises(NonFiniteError, match="NaN/inf from meta-step 2 on: 50% of its "
+                                             "tasks diverged.*max_rollbacks = 0.*meta-step 0, "
+                                             "before the streak"):
+        mp.MetaGradient(on_nan="rollback", **kw).run(cliff, theta0, key=jax.random.key(0),
+                                                     guard=Guard(max_rollbacks=0))

@@ -640,7 +640,7 @@ def infer_oja_activity() -> RunConfig:
                            "noise": 0.1, "seed": 0}},
         rule={"name": "polynomial", "eta": 0.01},
         meta=dict(steps=1000, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
-                  l1=1e-4),
+                  l1=1e-4, on_nan="rollback"),
         eval=EvalConfig(tasks=32, variants=(
             {"label": "training trajectories"},
             {"label": "held-out trajectories", "split": "heldout"}),
@@ -718,7 +718,7 @@ def infer_stdp_spikes() -> RunConfig:
         network={**lif, "encoder": "spikes"},
         rule=_stdp_family(eta=0.01),
         meta=dict(steps=600, tasks_per_step=8, lr=0.1, schedule="cosine", clip=1.0,
-                  checkpoint=True, chunk=10),
+                  checkpoint=True, chunk=10, on_nan="rollback"),
         eval=EvalConfig(tasks=18, variants=(
             {"label": "training trajectories"},
             {"label": "held-out trajectories", "split": "heldout"}),
@@ -762,7 +762,7 @@ terms, as published), from θ = 0, by
         rule={"name": "polynomial", "variables": ["pre", "modulator", "w"], "degree": 2,
               "eta": 0.5, "exclude": W_SQUARED},
         meta=dict(steps=300, tasks_per_step=6, lr=1e-2, schedule="cosine", clip=1.0,
-                  l1=1e-3),
+                  l1=1e-3, on_nan="rollback"),
         eval=EvalConfig(tasks=20, variants=(
             {"label": "training trajectories"},
             {"label": "held-out trajectories", "split": "heldout"}),

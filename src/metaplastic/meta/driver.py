@@ -12,7 +12,11 @@ divergence streak, the outer loop's own state) — so a run resumes from it exac
 Non-finite values: the outer loop keeps its own state where a step was not finite and
 reports ``diverged``; with ``on_nan = "stop"``, or after ``max_nan_skips`` meta-steps in a
 row with diverging tasks, the run stops with a :class:`~metaplastic.errors.NonFiniteError`
-that carries the partial result. Finite blow-ups (beyond bounds relative to the run's
+that carries the partial result. With ``on_nan = "rollback"`` such a streak that began
+within a chunk is undone as a blow-up is (the chunk rolled back, the step size cut; the
+run stops once ``max_rollbacks`` are spent): a θ from which some tasks diverge is often
+where one step too large led, and the meta-gradient of the other tasks does not lead
+back out of it. Finite blow-ups (beyond bounds relative to the run's
 start), rollbacks and keep-best θ: the :class:`~metaplastic.meta.guard.Guard`.
 """
 
@@ -406,6 +410,7 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
     put = restack if many else (lambda tree, i, one: one)
     sign = cap.sign(outer)
     total = jnp.asarray(outer.steps, jnp.int32)
+    nan_rollback = cap.on_nan(outer) == "rollback"
 
     def running(s: RunState) -> np.ndarray:
         return np.atleast_1d(jax.device_get((s.step < outer.steps) & ~s.stopped))
@@ -433,9 +438,15 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
                     continue
                 records, one = records_of(get(metrics, i)), get(state, i)
                 blown = [rec for rec in records if rec.get("blowup")]
+                why = None
+                if not blown and nan_rollback and _nan_streak_within(
+                        one, get(before, i), outer.max_nan_skips):
+                    blown = [rec for rec in records if rec["diverged"]]
+                    why = (f"{_what_diverged(blown[0])}, {int(one.nan_streak)} meta-steps "
+                           f"in a row (meta.max_nan_skips = {outer.max_nan_skips})")
                 if blown:  # undo the chunk: roll back, or stop once rollbacks are spent
                     one, err = _blown_up(guard, get(before, i), one, blown[0], records,
-                                         sign, r, progress, i)
+                                         sign, r, progress, i, why)
                     state = put(state, i, one)
                     if err is not None:
                         errors[i] = err
@@ -467,15 +478,24 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
     return state
 
 
+def _nan_streak_within(after: RunState, before: RunState, max_streak: int) -> bool:
+    """Whether a chunk ended ``max_streak`` or more meta-steps into a streak of diverging
+    steps that began within it (``on_nan = "rollback"``: one to undo; a streak that began
+    in an earlier chunk has nothing left to roll back to, and stops the run as with
+    ``"skip"``)."""
+    return int(after.nan_streak) >= max_streak and int(before.nan_streak) == 0
+
+
 def _blown_up(guard: Guard, before: RunState, after: RunState, first: dict,
               records: list[dict], sign: float, result: MetaResult,
               progress: Callable[[int, list], None] | None,
-              i: int) -> tuple[RunState, NonFiniteError | None]:
-    """A chunk of one run with a blown-up meta-step: ``(state, None)`` rolled back to
-    ``before`` with the step size cut, or — rollbacks spent — ``(before stopped, error)``
-    with the chunk's records (flagged) kept in the history."""
+              i: int, nan: str | None = None) -> tuple[RunState, NonFiniteError | None]:
+    """A chunk of one run with a blown-up meta-step — or, with ``nan`` (what diverged, in
+    words), a streak of diverging steps under ``on_nan = "rollback"`` — : ``(state,
+    None)`` rolled back to ``before`` with the step size cut, or — rollbacks spent —
+    ``(before stopped, error)`` with the chunk's records (flagged) kept in the history."""
     ref = np.asarray(jax.device_get(after.guard.ref)).tolist()
-    what = guard.describe(first, ref, sign)
+    what = nan or guard.describe(first, ref, sign)
     taken = int(before.guard.rollbacks)
     if taken < guard.max_rollbacks:
         g = before.guard
@@ -493,14 +513,20 @@ def _blown_up(guard: Guard, before: RunState, after: RunState, first: dict,
     stopped = before._replace(stopped=jnp.ones_like(before.stopped),
                               guard=before.guard._replace(ref=after.guard.ref))
     result.state = stopped
-    err = NonFiniteError(
-        f"meta-training blew up at meta-step {first['step']}: {what}"
-        + (f", after {taken} rollback(s) (meta.max_rollbacks = {guard.max_rollbacks})"
-           if guard.max_rollbacks else " (meta.max_rollbacks = 0: no rollback)")
-        + f". θ was kept at meta-step {int(before.step)}, the last chunk within the bounds. "
-        f"Try a smaller meta learning rate (lr), meta.task_loss_clip, bounded rule outputs "
-        f"(network.update_bound_w), or looser bounds (meta.loss_bound, meta.grad_bound, "
-        f"meta.weight_bound) if this growth is expected.")
+    spent = (f", after {taken} rollback(s) (meta.max_rollbacks = {guard.max_rollbacks})"
+             if guard.max_rollbacks else " (meta.max_rollbacks = 0: no rollback)")
+    if nan:
+        message = (f"inner learning produced NaN/inf from meta-step {first['step']} on: {what}"
+                   f"{spent}. θ was kept at meta-step {int(before.step)}, before the streak. "
+                   f"Try a smaller meta learning rate (lr), a smaller rule learning rate "
+                   f"(eta), gradient clipping (clip), or more rollbacks (meta.max_rollbacks).")
+    else:
+        message = (f"meta-training blew up at meta-step {first['step']}: {what}{spent}. θ was "
+                   f"kept at meta-step {int(before.step)}, the last chunk within the bounds. "
+                   f"Try a smaller meta learning rate (lr), meta.task_loss_clip, bounded rule "
+                   f"outputs (network.update_bound_w), or looser bounds (meta.loss_bound, "
+                   f"meta.grad_bound, meta.weight_bound) if this growth is expected.")
+    err = NonFiniteError(message)
     err.result = result
     return stopped, err
 

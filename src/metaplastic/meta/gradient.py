@@ -11,7 +11,10 @@ dropped from that step's meta-gradient and counted (``nonfinite``, ``diverged`` 
 metrics); if every task blew up, the step is skipped — θ and the optimiser state keep
 their last finite values. θ never becomes NaN. With ``on_nan="stop"``, or after
 ``max_nan_skips`` meta-steps in a row with diverging tasks, the run stops with a
-:class:`~metaplastic.errors.NonFiniteError` that carries the partial result.
+:class:`~metaplastic.errors.NonFiniteError` that carries the partial result; with
+``on_nan="rollback"`` such a streak is undone as a blow-up is (the chunk rolled back, the
+step size cut: :mod:`metaplastic.meta.driver`), and the run stops only once the
+rollbacks are spent.
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ class MetaGradient(OuterLoop):
             )
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if self.on_nan not in ("skip", "stop"):
-            raise ConfigError(f"on_nan must be 'skip' or 'stop', got {self.on_nan!r}")
+        if self.on_nan not in ("skip", "stop", "rollback"):
+            raise ConfigError(f"on_nan must be 'skip', 'stop' or 'rollback', got "
+                              f"{self.on_nan!r}")
         for name in ("steps", "chunk", "max_nan_skips"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
