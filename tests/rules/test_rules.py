@@ -93,6 +93,23 @@ def test_formula_matches_the_code():
     assert float(dw[0, 0]) == pytest.approx(0.1 * (-2 * post**2 * w + 0.5 * pre * post), rel=1e-5)
 
 
+def test_excluded_terms_are_not_printed_or_exported_whatever_theta_holds():
+    """An evolution strategy moves every entry of θ, the excluded terms' too; those act
+    as 0 (the rule masks them), so the equation printed and the table exported must say
+    0: an ES fit of infer-stdp-spikes printed 26 terms that did nothing."""
+    from metaplastic.analysis import export
+
+    rule = rules.make("polynomial", eta=0.1, exclude=["post^2*w"])
+    coef = np.zeros((3, 3, 3), np.float32)
+    coef[1, 1, 0], coef[0, 2, 1] = 0.5, -2.0  # the second is excluded
+    s = layer_signals(jnp.array([0.7]), jnp.array([-1.3]), jnp.array([[0.4]]))
+    dw, _ = rule.update({"coef": coef}, s, ())
+    assert float(dw[0, 0]) == pytest.approx(0.1 * 0.5 * 0.7 * -1.3, rel=1e-5)
+    assert rule.formula({"coef": coef}) == "dw = eta * (+0.5 pre*post),  eta = 0.1"
+    rows = {r["term"]: r["coefficient"] for r in export.table(rule, {"coef": coef})}
+    assert rows["post^2*w"] == 0.0 and rows["pre*post"] == 0.5
+
+
 def test_init_noise_is_seeded():
     rule = rules.make("polynomial", init_noise=0.1)
     a = rule.init(jax.random.key(3))["coef"]

@@ -236,7 +236,7 @@ def _reference(cfg, rule, network, theta, truth) -> dict[str, Any] | None:
     the simulation's own rule and θ when it is of the fitted family, else ``reference``'s
     (each scaled by its rule's eta relative to the fitted rule's)."""
     names = cap.term_names(rule)
-    flat = np.asarray(ravel_pytree(theta)[0], np.float64)
+    flat = _acting(rule, theta)
     if not names or flat.size != len(names):
         return None
     free = cap.free_terms(rule)
@@ -275,10 +275,18 @@ def _candidates(cfg, network, truth) -> list[tuple]:
     return out
 
 
+def _acting(rule, theta) -> np.ndarray:
+    """θ's coefficient of every named term as it acts, raveled (an excluded term's is 0
+    whatever θ holds there: an evolution strategy moves every entry); θ raveled for a
+    rule that does not compute its terms' values."""
+    if isinstance(rule, cap.HasTermValues):
+        return np.ravel(np.asarray(rule.term_coefficients(theta), np.float64))
+    return np.asarray(ravel_pytree(theta)[0], np.float64)
+
+
 def _in_units_of(rule, theta, eta: float) -> np.ndarray:
     """``rule``'s coefficients times its eta over ``eta`` (the fitted rule's)."""
-    return (np.asarray(ravel_pytree(theta)[0], np.float64)
-            * cap.eta(rule) / eta)
+    return _acting(rule, theta) * cap.eta(rule) / eta
 
 
 def _agreement(got: np.ndarray, want: np.ndarray) -> dict[str, float]:

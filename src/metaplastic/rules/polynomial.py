@@ -142,8 +142,10 @@ class PolynomialRule(Rule):
         return [term_name(*t, variables=self.variables) for t in self.terms]
 
     def term_coefficients(self, theta):
-        """θ's coefficient of every term, in the order of :attr:`term_names`."""
-        return theta["coef"]
+        """θ's coefficient of every term, in the order of :attr:`term_names`: the
+        coefficient that acts (an excluded term's is 0 whatever θ holds there: an
+        evolution strategy moves every entry of θ)."""
+        return self._masked(theta["coef"])
 
     def term_values(self, s) -> list:
         """Every term's value for one synapse's signals ``s`` (any numbers with ``*`` and
@@ -219,7 +221,7 @@ class PolynomialRule(Rule):
     def formula(self, theta, max_terms: int = 6, rel_tol: float = 0.05) -> str:
         """``dw = eta * (+0.98 pre*post - 1.01 post^2*w + ...)`` with the largest terms."""
         theta = self.checked(theta)
-        coef = np.asarray(theta["coef"]).reshape(-1)
+        coef = np.asarray(self.term_coefficients(theta)).reshape(-1)
         # largest first; ties (e.g. Oja's +1/-1) in order of total degree
         terms = self.terms
         order = sorted(range(coef.size),
