@@ -67,8 +67,20 @@ def run(length: int, way: str, seeds: str, burn: int, out: Path, steps: int) -> 
                      "heldout_r2_truth": held["truth"]["r2"]["mean"] if held else None,
                      "train_r2": train["inferred"]["r2"]["mean"],
                      "train_r2_truth": train["truth"]["r2"]["mean"],
+                     # rollbacks of the safeguards (meta.on_nan = "rollback": a streak
+                     # of diverging fits undone with the step size cut)
+                     "rollbacks": _rollbacks(seed_dir),
                      "seconds_all_seeds": round(seconds, 1)})
     return rows
+
+
+def _rollbacks(run: Path) -> list[int]:
+    """The meta-steps at which a seed's run was rolled back (summary.json's guard)."""
+    try:
+        guard = json.loads((run / "summary.json").read_text()).get("guard") or {}
+    except (OSError, ValueError):
+        return []
+    return [int(e["at_step"]) for e in guard.get("events", [])]
 
 
 def ci(values: list[float]) -> tuple[float, float, float]:

@@ -117,7 +117,24 @@ def test_too_many_nan_steps_in_a_row_stop_the_run():
             obj, rule.init(jax.random.key(0)), key=jax.random.key(0))
 
 
+def test_warmup_raises_the_step_size_linearly_then_follows_the_schedule():
+    outer = mp.MetaGradient(steps=100, lr=0.01, schedule="cosine", warmup=10, optimizer="sgd",
+                            clip=0)
+    opt, theta = outer.transform(), {"x": jnp.zeros(())}
+    state, sizes = opt.init(theta), []
+    for _ in range(12):
+        update, state = opt.update({"x": jnp.ones(())}, state)
+        sizes.append(-float(update["x"]))
+    np.testing.assert_allclose(sizes[:11], 0.001 + 0.0009 * np.arange(11), rtol=1e-4)
+    assert 0.0099 < sizes[11] < 0.01  # then the cosine decay, over the other 90 steps
+    # without warmup the transformation is the one it always was
+    plain = mp.MetaGradient(steps=100, lr=0.01, schedule="cosine", optimizer="sgd", clip=0)
+    update, _ = plain.transform().update({"x": jnp.ones(())}, plain.transform().init(theta))
+    assert -float(update["x"]) == pytest.approx(0.01)
+
+
 @pytest.mark.parametrize("kw, msg", [({"optimizer": "lion2"}, "unknown optimizer"),
+                                     ({"warmup": 600}, "warmup"), ({"warmup": -1}, "warmup"),
                                      ({"on_nan": "ignore"}, "on_nan"),
                                      ({"steps": 0}, "steps"), ({"lr": 0.0}, "lr"),
                                      ({"schedule": "linear"}, "schedule")])

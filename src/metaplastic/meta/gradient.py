@@ -48,6 +48,11 @@ class MetaGradient(OuterLoop):
     steps: int = 600
     lr: float = 3e-3
     schedule: str = "constant"  # or "cosine": decays lr to lr/10 over `steps`
+    #: meta-steps over which the step size rises linearly from lr / warmup to lr (then the
+    #: schedule, over the remaining steps); 0: none. Adam's first steps move every
+    #: coefficient by about lr whatever its gradient: over long unrolls that first move
+    #: alone can take θ where inner learning diverges
+    warmup: int = 0
     optimizer: str = "adam"
     clip: float | None = 1.0  # global gradient-norm clip; None or 0 disables
     on_nan: str = "skip"  # "skip" diverged tasks (and all-diverged steps), or "stop" the run
@@ -76,6 +81,9 @@ class MetaGradient(OuterLoop):
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup < self.steps:
+            raise ConfigError(f"warmup must be a number of meta-steps in [0, steps = "
+                              f"{self.steps}), got {self.warmup}")
         if self.clip is not None and not self.clip >= 0:
             raise ConfigError(f"clip (the gradient-norm limit) must be >= 0 (0 or none: no "
                               f"clipping), got {self.clip}")
@@ -98,7 +106,11 @@ class MetaGradient(OuterLoop):
     def transform(self) -> optax.GradientTransformation:
         lr = self.lr
         if self.schedule == "cosine":
-            lr = optax.cosine_decay_schedule(self.lr, self.steps, alpha=0.1)
+            lr = optax.cosine_decay_schedule(self.lr, self.steps - self.warmup, alpha=0.1)
+        if self.warmup:
+            rise = optax.linear_schedule(self.lr / self.warmup, self.lr, self.warmup)
+            lr = optax.join_schedules([rise, lr if callable(lr) else (lambda _: self.lr)],
+                                      [self.warmup])
         opt = OPTIMIZERS[self.optimizer](lr)
         return optax.chain(optax.clip_by_global_norm(self.clip), opt) if self.clip else opt
 
