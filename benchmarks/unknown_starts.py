@@ -1,7 +1,8 @@
 """Recovery when the starting weights were not recorded: how long must trajectories be?
 
     python benchmarks/unknown_starts.py [--lengths 500 1000 2000 5000] [--seeds 0-2]
-        [--burn-in 100] [--steps 400] [--out benchmarks/results/unknown_starts.json]
+        [--burn-in 100] [--steps 400] [--set KEY=VALUE ...]
+        [--out benchmarks/results/unknown_starts.json]
 
 The ``infer-oja-activity`` setting (recordings simulated per length with
 ``task.simulate.source.n_steps``; everything else the preset's), fitted three ways at each
@@ -40,11 +41,12 @@ WAYS = {"recorded": [], "drawn": ["task.initial=drawn"],
                         'eval.variants=[{{label = "training trajectories"}}]']}
 
 
-def run(length: int, way: str, seeds: str, burn: int, out: Path, steps: int) -> list[dict]:
+def run(length: int, way: str, seeds: str, burn: int, out: Path, steps: int,
+        extra: tuple[str, ...] = ()) -> list[dict]:
     from metaplastic.cli import main
 
     sets = [f"task.simulate.source.n_steps={length}", f"meta.steps={steps}",
-            *(s.format(burn=burn) for s in WAYS[way])]
+            *(s.format(burn=burn) for s in WAYS[way]), *extra]
     args = ["run", "infer-oja-activity", "--seeds", seeds, "--out", str(out)]
     for s in sets:
         args += ["--set", s]
@@ -101,13 +103,16 @@ def main() -> None:
                     help="meta-steps of every fit (the preset: 1000; the comparison is "
                          "between ways at equal steps)")
     ap.add_argument("--ways", nargs="+", default=list(WAYS), choices=list(WAYS))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config change for every fit (e.g. meta.warmup=25)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     data = json.loads(args.out.read_text()) if args.out.is_file() else {}
     data.update(machine=f"{platform.machine()}, {platform.processor() or '?'}",
                 command="python benchmarks/unknown_starts.py " + " ".join(
+                    " ".join(f"--set {x}" for x in v) if k == "set" else
                     f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                    for k, v in vars(args).items() if k != "out"),
+                    for k, v in vars(args).items() if k != "out" and v != []),
                 burn_in=args.burn_in)
     results = data.setdefault("results", {})
     for length in args.lengths:
@@ -116,7 +121,8 @@ def main() -> None:
             if key in results:
                 continue
             with tempfile.TemporaryDirectory() as tmp:
-                rows = run(length, way, args.seeds, args.burn_in, Path(tmp), args.steps)
+                rows = run(length, way, args.seeds, args.burn_in, Path(tmp), args.steps,
+                           tuple(args.set))
             done = [r for r in rows if "cosine" in r]
             cos = ci([r["cosine"] for r in done])
             held = [r["heldout_r2"] for r in done if r["heldout_r2"] is not None]

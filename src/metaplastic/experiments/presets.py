@@ -626,7 +626,9 @@ def infer_oja_activity() -> RunConfig:
     rule, from θ = 0, is fitted by meta-gradients through the whole replay to the recorded
     activity (normalised MSE); the recovered coefficients are compared with Oja's, and
     the fitted rule predicts the activity of held-out trajectories (R²) beside the true
-    rule and Hebb's."""
+    rule and Hebb's. A streak of fits that diverge on some trajectories is rolled back
+    with the step size cut (``meta.on_nan = "rollback"``, as in every ``infer-*``
+    preset)."""
     return RunConfig(
         name="infer-oja-activity",
         seed=0,
