@@ -291,3 +291,58 @@ def test_on_nan_rollback_undoes_a_streak_of_diverging_steps():
                                              "before the streak"):
         mp.MetaGradient(on_nan="rollback", **kw).run(cliff, theta0, key=jax.random.key(0),
                                                      guard=Guard(max_rollbacks=0))
+
+
+def test_on_nan_rollback_undoes_a_streak_that_began_chunks_earlier():
+    """A streak that began in an earlier chunk (here at meta-step 2 of chunks of 4) is
+    rolled back from where it began: the chunks since then were held back, reported and
+    checkpointed never (a run that only skipped stopped 'at meta-step 5', the first
+    diverged step of its last chunk, although the streak began at 2)."""
+    cliff, theta0 = Cliff(), {"x": jnp.zeros(1)}
+    kw = dict(steps=30, lr=1.0, optimizer="sgd", clip=0, chunk=4, max_nan_skips=5)
+    with pytest.raises(NonFiniteError, match="from meta-step 2 on .*7 meta-steps in a row"):
+        mp.MetaGradient(**kw).run(cliff, theta0, key=jax.random.key(0), progress=False)
+    seen, saved = [], []
+    result = mp.MetaGradient(on_nan="rollback", **kw).run(
+        cliff, theta0, key=jax.random.key(0), progress=seen.extend,
+        checkpoint=lambda s: saved.append(int(s.step)))
+    (event,) = result.rollbacks
+    assert event["at_step"] == 2 and event["back_to_step"] == 0
+    assert "7 meta-steps in a row" in event["why"]
+    # every step reported once, in order, none of the undone ones
+    assert [r["step"] for r in seen] == list(range(1, 31))
+    assert [r["step"] for r in result.history] == list(range(1, 31))
+    assert not any(r["diverged"] for r in seen) and saved[0] == 0 and saved[-1] == 30
+    assert float(result.theta["x"][0]) == pytest.approx(1.4 / 2.2, abs=1e-3)
+
+
+class Band(WholeEpisodes):
+    """θ moves from 0 towards 3; a second task diverges while 0.5 < θ < 0.9, which SGD at
+    lr 0.1 crosses in two steps (θ = 0.58, 0.82): a short streak that ends by itself."""
+
+    def __call__(self, theta, key):
+        x = theta["x"]
+        inside = jnp.any((x > 0.5) & (x < 0.9))
+        second = jnp.where(inside, jnp.nan, 0.01 * jnp.sum((x - 3.0) ** 2))
+        return (0.5 * jnp.sum((x - 3.0) ** 2) + jnp.nan_to_num(second, nan=0.0),
+                {"nonfinite": inside.astype(jnp.float32) / 2})
+
+    def value_and_grad(self, theta, key):
+        (value, aux), g = jax.value_and_grad(self, has_aux=True)(theta, key)
+        return value, aux, g
+
+
+def test_on_nan_rollback_commits_a_short_streak_once_it_ends():
+    seen, saved = [], []
+    outer = mp.MetaGradient(on_nan="rollback", steps=9, lr=0.1, optimizer="sgd", clip=0,
+                            chunk=3, max_nan_skips=5)
+    result = outer.run(Band(), {"x": jnp.zeros(1)}, key=jax.random.key(0),
+                       progress=seen.extend, checkpoint=lambda s: saved.append(int(s.step)))
+    assert not result.rollbacks
+    assert [r["step"] for r in seen] == list(range(1, 10))
+    assert [r["step"] for r in seen if r["diverged"]] == [3, 4]
+    assert saved == [6, 9]  # the chunk that ended inside the streak was held back
+    skip = mp.MetaGradient(steps=9, lr=0.1, optimizer="sgd", clip=0, chunk=3,
+                           max_nan_skips=5).run(Band(), {"x": jnp.zeros(1)},
+                                                key=jax.random.key(0), progress=False)
+    np.testing.assert_array_equal(result.theta["x"], skip.theta["x"])  # the same run

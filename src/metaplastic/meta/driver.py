@@ -12,11 +12,12 @@ divergence streak, the outer loop's own state) — so a run resumes from it exac
 Non-finite values: the outer loop keeps its own state where a step was not finite and
 reports ``diverged``; with ``on_nan = "stop"``, or after ``max_nan_skips`` meta-steps in a
 row with diverging tasks, the run stops with a :class:`~metaplastic.errors.NonFiniteError`
-that carries the partial result. With ``on_nan = "rollback"`` such a streak that began
-within a chunk is undone as a blow-up is (the chunk rolled back, the step size cut; the
-run stops once ``max_rollbacks`` are spent): a θ from which some tasks diverge is often
-where one step too large led, and the meta-gradient of the other tasks does not lead
-back out of it. Finite blow-ups (beyond bounds relative to the run's
+that carries the partial result. With ``on_nan = "rollback"`` such a streak is undone as
+a blow-up is (back to the state before it began, the step size cut; the run stops once
+``max_rollbacks`` are spent): a θ from which some tasks diverge is often where one step
+too large led, and the meta-gradient of the other tasks does not lead back out of it.
+The chunks since a streak began are held back (not reported, not checkpointed) until it
+ends or is undone. Finite blow-ups (beyond bounds relative to the run's
 start), rollbacks and keep-best θ: the :class:`~metaplastic.meta.guard.Guard`.
 """
 
@@ -411,6 +412,7 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
     sign = cap.sign(outer)
     total = jnp.asarray(outer.steps, jnp.int32)
     nan_rollback = cap.on_nan(outer) == "rollback"
+    held: dict[int, tuple[RunState, list[dict[str, Any]]]] = {}
 
     def running(s: RunState) -> np.ndarray:
         return np.atleast_1d(jax.device_get((s.step < outer.steps) & ~s.stopped))
@@ -437,21 +439,33 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
                 if not live[i]:
                     continue
                 records, one = records_of(get(metrics, i)), get(state, i)
+                # on_nan = "rollback": the chunks since a streak of diverging steps began
+                # are held back (not reported, not checkpointed) until it ends (then
+                # committed together) or reaches max_nan_skips (then undone from where it
+                # began, however many chunks back)
+                start, earlier = held.pop(i, (get(before, i), []))
+                records = earlier + records
                 blown = [rec for rec in records if rec.get("blowup")]
                 why = None
-                if not blown and nan_rollback and _nan_streak_within(
-                        one, get(before, i), outer.max_nan_skips):
-                    blown = [rec for rec in records if rec["diverged"]]
-                    why = (f"{_what_diverged(blown[0])}, {int(one.nan_streak)} meta-steps "
-                           f"in a row (meta.max_nan_skips = {outer.max_nan_skips})")
-                if blown:  # undo the chunk: roll back, or stop once rollbacks are spent
-                    one, err = _blown_up(guard, get(before, i), one, blown[0], records,
+                streak = int(one.nan_streak)
+                if not blown and nan_rollback and streak >= outer.max_nan_skips and \
+                        int(start.nan_streak) == 0:
+                    began = _streak_start(records, streak)
+                    blown = [rec for rec in records if rec["step"] >= began]
+                    why = (f"{_what_diverged(blown[0])}, {streak} meta-steps in a row "
+                           f"(meta.max_nan_skips = {outer.max_nan_skips})")
+                if blown:  # undo the chunk(s): roll back, or stop once rollbacks are spent
+                    one, err = _blown_up(guard, start, one, blown[0], records,
                                          sign, r, progress, i, why)
                     state = put(state, i, one)
                     if err is not None:
                         errors[i] = err
                     elif checkpoint is not None:
                         checkpoint(i, one)
+                    continue
+                if nan_rollback and 0 < streak and int(start.nan_streak) == 0 and \
+                        int(one.step) < outer.steps:
+                    held[i] = (start, records)
                     continue
                 if guard.keep_best:
                     one = _keep_best(guard, outer, objective, one, get(key, i), sign)
@@ -478,12 +492,10 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
     return state
 
 
-def _nan_streak_within(after: RunState, before: RunState, max_streak: int) -> bool:
-    """Whether a chunk ended ``max_streak`` or more meta-steps into a streak of diverging
-    steps that began within it (``on_nan = "rollback"``: one to undo; a streak that began
-    in an earlier chunk has nothing left to roll back to, and stops the run as with
-    ``"skip"``)."""
-    return int(after.nan_streak) >= max_streak and int(before.nan_streak) == 0
+def _streak_start(records: list[dict[str, Any]], streak: int) -> int:
+    """The meta-step at which the streak of ``streak`` diverging steps that ends the
+    (active) ``records`` began."""
+    return int(records[-1]["step"]) - streak + 1
 
 
 def _blown_up(guard: Guard, before: RunState, after: RunState, first: dict,
@@ -600,9 +612,14 @@ def check_divergence(records, streak: int, max_streak: int, stopped: bool,
     if not bad or not (stopped or streak >= max_streak):
         return
     first = bad[0]
-    why = "on_nan = 'stop'" if stopped else f"{streak} meta-steps in a row diverged"
+    if stopped:
+        when, why = f"at meta-step {first['step']}", "on_nan = 'stop'"
+    else:  # the streak may have begun in an earlier chunk than these records'
+        began = _streak_start(records, streak)
+        first = next((rec for rec in records if rec["step"] == began), first)
+        when, why = f"from meta-step {began} on", f"{streak} meta-steps in a row diverged"
     err = NonFiniteError(
-        f"inner learning produced NaN/inf at meta-step {first['step']} "
+        f"inner learning produced NaN/inf {when} "
         f"({_what_diverged(first)}; {why}). θ was kept at its last finite value. Try a "
         f"smaller rule learning rate (eta), a smaller meta learning rate (lr), gradient "
         f"clipping (clip), or fewer inner steps."
