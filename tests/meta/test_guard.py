@@ -288,7 +288,7 @@ def test_on_nan_rollback_undoes_a_streak_of_diverging_steps():
     # rollbacks spent: the run stops as diverged, saying what diverged
     with pytest.raises(NonFiniteError, match="NaN/inf from meta-step 2 on: 50% of its "
                                              "tasks diverged.*max_rollbacks = 0.*meta-step 0, "
-                                             "before the streak"):
+                                             "where the last chunk"):
         mp.MetaGradient(on_nan="rollback", **kw).run(cliff, theta0, key=jax.random.key(0),
                                                      guard=Guard(max_rollbacks=0))
 

@@ -529,7 +529,8 @@ def _blown_up(guard: Guard, before: RunState, after: RunState, first: dict,
              if guard.max_rollbacks else " (meta.max_rollbacks = 0: no rollback)")
     if nan:
         message = (f"inner learning produced NaN/inf from meta-step {first['step']} on: {what}"
-                   f"{spent}. θ was kept at meta-step {int(before.step)}, before the streak. "
+                   f"{spent}. θ was kept at meta-step {int(before.step)}, where the last chunk "
+                   f"that did not end inside a streak ended. "
                    f"Try a smaller meta learning rate (lr), a smaller rule learning rate "
                    f"(eta), gradient clipping (clip), or more rollbacks (meta.max_rollbacks).")
     else:
