@@ -464,8 +464,9 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
                         checkpoint(i, one)
                     continue
                 if nan_rollback and 0 < streak and int(start.nan_streak) == 0 and \
-                        int(one.step) < outer.steps:
-                    held[i] = (start, records)
+                        int(one.step) < outer.steps and \
+                        outer.truncation_at(int(one.step)) == now:  # (no rollback across
+                    held[i] = (start, records)  # a new truncation length's fresh problems)
                     continue
                 if guard.keep_best:
                     one = _keep_best(guard, outer, objective, one, get(key, i), sign)
