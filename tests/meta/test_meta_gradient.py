@@ -141,3 +141,21 @@ def test_warmup_raises_the_step_size_linearly_then_follows_the_schedule():
 def test_bad_outer_loop_config(kw, msg):
     with pytest.raises(ConfigError, match=msg):
         mp.MetaGradient(**kw)
+
+
+def test_on_nan_rollback_does_not_hold_a_streak_across_a_new_truncation_length():
+    """Every task explodes from θ0 on: with one truncation length the streak is rolled
+    back (to step 0, where it explodes again) until the rollbacks are spent; with a new
+    length after the first chunk (fresh inner problems) nothing is held across the
+    switch, and the run stops as with "skip" instead of restoring an older length's
+    state."""
+    rule, obj = _exploding()
+    kw = dict(steps=12, chunk=4, max_nan_skips=6, on_nan="rollback", truncation=100)
+    with pytest.raises(NonFiniteError, match="from meta-step 1 on: .*max_rollbacks = 3"):
+        mp.MetaGradient(**kw).run(obj, rule.init(jax.random.key(0)), key=jax.random.key(0),
+                                  progress=False)
+    with pytest.raises(NonFiniteError, match="from meta-step 1 on .*in a row diverged") as e:
+        mp.MetaGradient(truncation_schedule=[[4, 150]], **kw).run(
+            obj, rule.init(jax.random.key(0)), key=jax.random.key(0), progress=False)
+    assert not e.value.result.rollbacks
+    assert [r["truncation"] for r in e.value.result.history] == [100] * 4 + [150] * 4
