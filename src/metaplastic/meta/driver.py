@@ -448,8 +448,8 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
                 blown = [rec for rec in records if rec.get("blowup")]
                 why = None
                 streak = int(one.nan_streak)
-                if not blown and nan_rollback and streak >= outer.max_nan_skips and \
-                        int(start.nan_streak) == 0:
+                undoable = nan_rollback and int(start.nan_streak) == 0  # began after start
+                if not blown and undoable and streak >= outer.max_nan_skips:
                     began = _streak_start(records, streak)
                     blown = [rec for rec in records if rec["step"] >= began]
                     why = (f"{_what_diverged(blown[0])}, {streak} meta-steps in a row "
@@ -463,8 +463,7 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
                     elif checkpoint is not None:
                         checkpoint(i, one)
                     continue
-                if nan_rollback and 0 < streak and int(start.nan_streak) == 0 and \
-                        int(one.step) < outer.steps and \
+                if undoable and 0 < streak and int(one.step) < outer.steps and \
                         outer.truncation_at(int(one.step)) == now:  # (no rollback across
                     held[i] = (start, records)  # a new truncation length's fresh problems)
                     continue

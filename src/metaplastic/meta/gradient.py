@@ -12,7 +12,7 @@ metrics); if every task blew up, the step is skipped — θ and the optimiser st
 their last finite values. θ never becomes NaN. With ``on_nan="stop"``, or after
 ``max_nan_skips`` meta-steps in a row with diverging tasks, the run stops with a
 :class:`~metaplastic.errors.NonFiniteError` that carries the partial result; with
-``on_nan="rollback"`` such a streak is undone as a blow-up is (the chunk rolled back, the
+``on_nan="rollback"`` such a streak is undone as a blow-up is (back to before it, the
 step size cut: :mod:`metaplastic.meta.driver`), and the run stops only once the
 rollbacks are spent.
 """
@@ -55,7 +55,9 @@ class MetaGradient(OuterLoop):
     warmup: int = 0
     optimizer: str = "adam"
     clip: float | None = 1.0  # global gradient-norm clip; None or 0 disables
-    on_nan: str = "skip"  # "skip" diverged tasks (and all-diverged steps), or "stop" the run
+    #: "skip" diverged tasks (and all-diverged steps), "stop" the run, or "rollback" a
+    #: streak of max_nan_skips diverging steps (:mod:`metaplastic.meta.driver`)
+    on_nan: str = "skip"
     max_nan_skips: int = 20
     chunk: int = 25
     #: truncated unrolls: meta-update every ``truncation`` inner steps (0: whole episodes)
