@@ -271,6 +271,58 @@ def test_a_start_per_trajectory_replays_each_from_its_own(tmp_path, truth):
         mp.tasks.make("recorded", path=path, initial="fitted_each", heldout=0.2)
 
 
+def test_start_steps_begin_fitted_starts_at_the_early_least_squares_fit(tmp_path, truth):
+    """task.start_steps = K: each recorded neuron's fitted start begins at the least-squares
+    fit of its first K steps (close to the recorded start: the rule has barely moved it),
+    per trajectory or pooled; an unrecorded neuron keeps the network's draw; a start the
+    data cannot give (a hidden layer, a nonlinear output, no Gaussian activity) is one
+    message."""
+    from metaplastic.rules.composed import compose
+
+    net, _, _, source = truth
+    slow = mp.rules.make("oja", eta=1e-4)  # the weights hardly move in K steps
+    data = simulate(net, slow, slow.init(jax.random.key(0), net.shapes), source, N,
+                    jax.random.key(3), record=0.67)
+    recorded, mask = data.pop("w0_1"), data["activity_mask"][:, 0] > 0
+    assert mask.any() and not mask.all()
+    path = _write(tmp_path, data, "early.npz")
+
+    def starts(**kw):
+        task = mp.tasks.make("recorded", path=path, initial="fitted_each", heldout=0.0, **kw)
+        return np.asarray(compose(slow, net, task).init(jax.random.key(1),
+                                                        net.shapes)["w0"][0])
+
+    drawn, early = starts(), starts(start_steps=40)
+    err = np.linalg.norm(early - recorded, axis=-1) / np.linalg.norm(recorded, axis=-1)
+    err_drawn = np.linalg.norm(drawn - recorded, axis=-1) / np.linalg.norm(recorded, axis=-1)
+    assert err[mask].max() < 0.01 and err_drawn[mask].min() > 0.3
+    np.testing.assert_array_equal(early[~mask], drawn[~mask])  # nothing to fit them from
+    # one start for all (recordings from one common start): the pooled fit finds it
+    from metaplastic.rules.composed import WithFittedStart
+
+    w_star = 0.5 * np.asarray(jax.random.normal(jax.random.key(7), net.shapes[0]))
+    common = simulate(net, WithFittedStart(slow, net), {
+        "rule": slow.init(jax.random.key(0), net.shapes), "w0": (w_star,)}, source, N,
+        jax.random.key(4), record=0.67)
+    del common["w0_1"]
+    shared = mp.tasks.make("recorded", path=_write(tmp_path, common, "common.npz"),
+                           initial="fitted", heldout=0.0, start_steps=40)
+    pooled = np.asarray(compose(slow, net, shared).init(jax.random.key(1),
+                                                        net.shapes)["w0"][0])
+    assert pooled.shape == net.shapes[0]
+    np.testing.assert_allclose(pooled, w_star, atol=0.01)
+    for kw, words in ((dict(initial="recorded"), "needs initial"),
+                      (dict(start_steps=-1), "whole number"),
+                      (dict(start_steps=STEPS + 1), "longer than")):
+        with pytest.raises(ConfigError, match=words):
+            mp.tasks.make("recorded", path=path, **{"initial": "fitted", "start_steps": 5,
+                                                    **kw})
+    task = mp.tasks.make("recorded", path=path, initial="fitted", start_steps=5)
+    for other in (mp.Network(sizes=(5, 4, 3)), mp.Network(sizes=(5, 3), activation="tanh")):
+        with pytest.raises(ConfigError, match="one layer of linear rate"):
+            task.check_network(other)
+
+
 def test_simulation_reports_its_progress_and_computes_the_same_numbers():
     """A simulation reports the steps done (all trajectories at once) from inside its
     compiled loop, ending at the last step; reporting changes no number."""

@@ -110,16 +110,20 @@ class WithFittedStart(Composed):
     network: Any
     #: starts held: 1 (shared), or one per trajectory (leading axis; the task picks one)
     count: int = 1
+    #: the task whose data may set the starts' first value (``task.start_estimate``)
+    task: Any = None
     SUFFIX = "fitted-start"
 
     def init(self, key: Array, shapes=None) -> dict:
         k_rule, k_start = jax.random.split(key)
         if self.count == 1:
-            return {"rule": self.rule.init(k_rule, shapes),
-                    "w0": tuple(self.network.init(k_start).weights)}
-        starts = jax.vmap(lambda k: self.network.init(k).weights)(
-            jax.random.split(k_start, self.count))
-        return {"rule": self.rule.init(k_rule, shapes), "w0": tuple(starts)}
+            starts = tuple(self.network.init(k_start).weights)
+        else:
+            starts = tuple(jax.vmap(lambda k: self.network.init(k).weights)(
+                jax.random.split(k_start, self.count)))
+        if self.task is not None:
+            starts = tuple(self.task.start_estimate(self.network, starts))
+        return {"rule": self.rule.init(k_rule, shapes), "w0": starts}
 
     def initial_weights(self, theta):
         return tuple(theta["w0"])
@@ -197,5 +201,5 @@ def compose(rule: Rule, network: Any, task: Any) -> Rule:
     if network.feedback_plasticity == "learned":  # the feedback synapses' rule in θ
         rule = WithPlasticFeedback(rule, network.feedback_start, network.feedback_decay)
     if task.fits_start:  # the initial weights fitted with the rule (recordings)
-        rule = WithFittedStart(rule, network, task.fitted_starts)
+        rule = WithFittedStart(rule, network, task.fitted_starts, task)
     return rule

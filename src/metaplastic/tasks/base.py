@@ -96,6 +96,11 @@ class Task:
         instance, which :meth:`start_of` picks from."""
         return 1
 
+    def start_estimate(self, network: Network, draw: tuple) -> tuple:
+        """The fitted starts' first value (``fits_start``): ``draw``, the network's, unless
+        the task estimates them from its data."""
+        return draw
+
     def start_of(self, instance: Any, weights: tuple) -> tuple:
         """The initial weights of ``instance`` among θ's fitted ones (as given when θ holds
         one start)."""

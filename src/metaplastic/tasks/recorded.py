@@ -64,7 +64,11 @@ Recording file (``.npz``, no object arrays), ``N`` trajectories of at most ``T``
 Trajectories shorter than ``T`` stop at their length (nothing is learned or compared
 after it). ``burn_in`` steps at the start of every trajectory are replayed and learned
 from but not compared: where the starting weights are not recorded (``initial =
-"drawn"``), the time a rule needs to forget its start. ``split`` picks the trajectories a
+"drawn"``), the time a rule needs to forget its start. Fitted starts (``initial =
+"fitted"`` or ``"fitted_each"``) begin at the network's draw, or with ``start_steps = K``
+at the least-squares fit of each recorded output neuron's activity over the first ``K``
+steps to the inputs (a one-layer linear network, Gaussian activity: where the rule has
+barely moved the weights yet). ``split`` picks the trajectories a
 task draws from: ``"train"`` the first ``1 - heldout`` of them, ``"heldout"`` the rest
 (for evaluation), ``"all"``.
 """
@@ -211,6 +215,10 @@ class RecordedTask(Task):
     #: the first steps of every trajectory, replayed and learned from but not compared:
     #: with starts that are not recorded ("drawn"), the time for the rule to forget them
     burn_in: int = 0
+    #: with a fitted start: 0 begins it at the network's draw; K > 0 at the least-squares
+    #: fit of every recorded output neuron's activity over the first K steps to the inputs
+    #: (per trajectory for "fitted_each", pooled over the training ones for "fitted")
+    start_steps: int = 0
     score = "r2"
     study = "inference"  # a config of recordings is an inference run (rule recovery)
     simulates = True  # task.simulate: recordings simulated from a known rule first
@@ -238,6 +246,20 @@ class RecordedTask(Task):
         if self.burn_in >= self.n_steps:
             raise ConfigError(f"burn_in ({self.burn_in}) leaves nothing of the recordings' "
                               f"{self.n_steps} steps to compare")
+        if not isinstance(self.start_steps, int) or isinstance(self.start_steps, bool) or \
+                self.start_steps < 0:
+            raise ConfigError(f"start_steps must be a whole number of steps >= 0, got "
+                              f"{self.start_steps!r}")
+        if self.start_steps and (self.initial not in ("fitted", "fitted_each")
+                                 or self.fit != "activity" or self.observation != "gaussian"):
+            raise ConfigError(f"start_steps = {self.start_steps} estimates fitted starts from "
+                              f"recorded Gaussian activity: it needs initial = 'fitted' or "
+                              f"'fitted_each', fit = 'activity' and observation = 'gaussian' "
+                              f"(got initial = {self.initial!r}, fit = {self.fit!r}, "
+                              f"observation = {self.observation!r})")
+        if self.start_steps > self.n_steps:
+            raise ConfigError(f"start_steps ({self.start_steps}) is longer than the "
+                              f"recordings' {self.n_steps} steps")
         if self.hidden_layers and (self.fit != "activity" or self.observation != "gaussian"):
             raise ConfigError(f"{self.path!r} records hidden layers {list(self.hidden_layers)}:"
                               f" they are compared as Gaussian activity, with fit = "
@@ -416,6 +438,40 @@ class RecordedTask(Task):
             return weights
         return tuple(jnp.asarray(w)[instance.index] for w in weights)
 
+    def start_estimate(self, network: Network, draw: tuple) -> tuple:
+        """The fitted starts' first value: ``draw`` (the network's), or with
+        ``start_steps = K`` each recorded output neuron's weights replaced by the ridge
+        least-squares fit of its recorded activity over the first K steps (where recorded)
+        to the inputs: one start per trajectory ("fitted_each"; ``draw`` then has a leading
+        axis of trajectories) or one over the training trajectories ("fitted"). A neuron
+        with fewer recorded steps than inputs keeps its draw."""
+        if not self.start_steps:
+            return draw
+        d = self._data
+        k = self.start_steps
+        x = d["inputs"][:, :k].astype(np.float64)
+        y = d["activity"][:, :k].astype(np.float64)
+        m = d["activity_mask"][:, :k] > 0 if "activity_mask" in d else np.ones(y.shape, bool)
+        live = np.arange(k)[None, :] < d["lengths"][:, None] if "lengths" in d else \
+            np.ones(x.shape[:2], bool)
+        m = m & live[:, :, None]
+        shape = tuple(jnp.shape(draw[0]))  # (N, out, in) or (out, in)
+        est, fitted = np.zeros(shape, np.float32), np.zeros(shape, bool)
+        groups = [[i] for i in range(len(x))] if self.initial == "fitted_each" \
+            else [list(self.split_indices("train"))]
+        for g, rows in enumerate(groups):
+            at = (g,) if len(shape) == 3 else ()
+            for o in range(y.shape[-1]):
+                sel = m[rows, :, o]
+                if sel.sum() < x.shape[-1]:
+                    continue  # too few recorded steps to determine the neuron's weights
+                xs, ys = x[rows][sel], y[rows, :, o][sel]
+                gram = xs.T @ xs
+                ridge = 1e-3 * np.trace(gram) / len(gram) + 1e-12
+                est[at + (o,)] = np.linalg.solve(gram + ridge * np.eye(len(gram)), xs.T @ ys)
+                fitted[at + (o,)] = True
+        return (jnp.where(fitted, est, draw[0]),)
+
     def initial_weights(self, instance: RecordedInstance):
         """The recorded initial weights of this trajectory, or None (drawn). A rule with
         a fitted start (``initial = "fitted"``) starts from its own θ["w0"] instead."""
@@ -555,6 +611,14 @@ class RecordedTask(Task):
             if not l < network.n_layers or network.sizes[l] != width:
                 raise ConfigError(f"the recordings hold hidden layer {l} of {width} neurons; "
                                   f"the network's sizes are {network.sizes}")
+        if self.start_steps and (network.n_layers != 1 or network.stateful
+                                 or network.spiking or network.output_activation not in
+                                 (None, "linear") or network.activation != "linear"):
+            raise ConfigError(f"start_steps estimates the start by least squares of the "
+                              f"output on the input: it needs one layer of linear rate "
+                              f"neurons without state (network.hidden = [], activation = "
+                              f"'linear'); got sizes {network.sizes}, activation "
+                              f"{network.output_activation or network.activation!r}")
         d = self._data
         layers = sorted(int(k[3:]) for k in d if k.startswith("w0_"))
         if self.initial != "drawn" and layers:
