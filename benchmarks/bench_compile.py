@@ -17,6 +17,15 @@ Peak RSS is the child's VmHWM at the first record. Import time is the child's ow
 import JAX and the command line.
 
 Writes benchmarks/results/compile.json (``--out``) and prints a Markdown table.
+
+    python benchmarks/bench_compile.py --threefry [--rounds 2] [--presets ...]
+
+compares the two lowerings of JAX's threefry random-number hash on the CPU
+(``METAPLASTIC_THREEFRY=rolled``: JAX's own, a loop over the hash's rounds; ``unrolled``:
+the library's default, :mod:`metaplastic.xla`): every preset started cold and warm with
+each, the lowerings alternating within each round, into
+benchmarks/results/compile_threefry.json, with the medians' ratios (unrolled / rolled) of
+the compile seconds, the time to the first meta-step and the time per meta-step.
 """
 
 from __future__ import annotations
@@ -97,11 +106,12 @@ def _hwm(pid: int) -> float | None:
     return None
 
 
-def measure(preset: str, cache: Path, timeout: float) -> dict:
-    """One start of ``preset`` with the persistent cache at ``cache``."""
+def measure(preset: str, cache: Path, timeout: float, env_extra: dict | None = None) -> dict:
+    """One start of ``preset`` with the persistent cache at ``cache`` (``env_extra``: more
+    environment variables for the child)."""
     with tempfile.TemporaryDirectory() as tmp:
         out, events = Path(tmp) / "runs", Path(tmp) / "events.json"
-        env = {**os.environ, "METAPLASTIC_CACHE_DIR": str(cache)}
+        env = {**os.environ, "METAPLASTIC_CACHE_DIR": str(cache), **(env_extra or {})}
         start = time.time()
         proc = subprocess.Popen(
             [sys.executable, __file__, "--child", str(events), "run", preset, "--no-eval",
@@ -182,6 +192,56 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+LOWERINGS = ("rolled", "unrolled")
+COMPARED = ("backend_compile_s", "to_first_meta_step_s", "meta_step_s")
+
+
+def threefry(names: list[str], rounds: int, timeout: float, out: Path) -> dict:
+    """Each preset cold and warm under each threefry lowering, alternating, ``rounds``
+    times; medians and their ratios (unrolled / rolled)."""
+    import statistics
+
+    results = json.loads(out.read_text())["presets"] if out.exists() else {}
+    for name in names:
+        runs = {m: {"cold": [], "warm": []} for m in LOWERINGS}
+        for _ in range(rounds):
+            for mode in LOWERINGS:
+                with tempfile.TemporaryDirectory() as cache:
+                    env = {"METAPLASTIC_THREEFRY": mode}
+                    runs[mode]["cold"].append(measure(name, Path(cache), timeout, env))
+                    runs[mode]["warm"].append(measure(name, Path(cache), timeout, env))
+        summary = {}
+        for which in ("cold", "warm"):
+            for key in COMPARED:
+                med = {}
+                for mode in LOWERINGS:
+                    vals = [r[key] for r in runs[mode][which] if r.get(key) is not None]
+                    med[mode] = statistics.median(vals) if vals else None
+                ratio = (round(med["unrolled"] / med["rolled"], 3)
+                         if med["rolled"] and med["unrolled"] is not None else None)
+                summary[f"{which}/{key}"] = {**med, "ratio": ratio}
+            for mode in LOWERINGS:
+                summary[f"{which}/programs/{mode}"] = [r.get("programs")
+                                                       for r in runs[mode][which]]
+        results[name] = {"runs": runs, "summary": summary}
+        print(name, json.dumps(summary), flush=True)
+        out.write_text(json.dumps({
+            "machine": f"{platform.processor() or platform.machine()}, "
+                       f"{os.cpu_count()} cores",
+            "command": "python benchmarks/bench_compile.py " + " ".join(sys.argv[1:]),
+            "presets": results}, indent=1) + "\n")
+    rows = ["| preset | cache | compile s rolled → unrolled (ratio) | to 1st meta-step s "
+            "(ratio) | per meta-step s (ratio) |", "|---" * 5 + "|"]
+    for name in names:
+        sm = results[name]["summary"]
+        for which in ("cold", "warm"):
+            cells = [f"{sm[f'{which}/{k}']['rolled']} → {sm[f'{which}/{k}']['unrolled']} "
+                     f"({sm[f'{which}/{k}']['ratio']})" for k in COMPARED]
+            rows.append(f"| {name} | {which} | " + " | ".join(cells) + " |")
+    print("\n".join(rows))
+    return results
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         sys.exit(child(sys.argv[2], sys.argv[3:]))
@@ -189,9 +249,17 @@ def main() -> None:
     p.add_argument("--presets", nargs="*", default=None, help="default: every preset")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds to wait for a run's second record")
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--threefry", action="store_true",
+                   help="compare JAX's threefry lowering with the library's (see above)")
+    p.add_argument("--rounds", type=int, default=2, help="with --threefry")
     args = p.parse_args()
     names = args.presets or presets()
+    if args.threefry:
+        threefry(names, args.rounds, args.timeout,
+                 args.out or OUT.with_name("compile_threefry.json"))
+        return
+    args.out = args.out or OUT
     results = json.loads(args.out.read_text())["presets"] if args.out.exists() else {}
     for name in names:
         with tempfile.TemporaryDirectory() as cache:

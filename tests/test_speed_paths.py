@@ -100,6 +100,47 @@ def test_library_compiler_options_change_no_number(small_pca, oja_theta):
     np.testing.assert_allclose(tuned[2]["coef"], plain[2]["coef"], rtol=1e-5, atol=1e-7)
 
 
+def _draws(key):
+    """Every kind of threefry use: splits, fold-ins, and draws of several distributions,
+    odd and even sizes, one key and a vmapped batch of them."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    many = jax.random.split(jax.random.fold_in(k1, 7), 5)
+    return {"normal": jax.random.normal(k1, (7, 3)), "uniform": jax.random.uniform(k2, (9,)),
+            "bernoulli": jax.random.bernoulli(k3, 0.3, (11,)),
+            "randint": jax.random.randint(k2, (5,), 0, 100),
+            "permutation": jax.random.permutation(k3, 13),
+            "vmapped": jax.vmap(lambda k: jax.random.normal(k, (4,)))(many),
+            "bits": jax.random.key_data(many)}
+
+
+def test_threefry_unrolled_on_the_cpu_gives_the_same_bits():
+    """The library lowers threefry without its loop over rounds on the CPU (fewer kernels,
+    shorter compiles): every random draw is bitwise what JAX's own lowering gives, for
+    typed and raw keys, and a program compiled with it has fewer fusions."""
+    from metaplastic import xla
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("the unrolled lowering is registered for the CPU only")
+    assert xla.THREEFRY_UNROLLED  # the installed JAX has the pieces it needs
+    keys = (jax.random.key(3), jax.random.PRNGKey(3))
+
+    def compiled(unrolled):
+        assert xla.threefry_lowering(unrolled)
+        f = jax.jit(lambda k: _draws(k))  # a new function: lowered afresh
+        return [f(k) for k in keys], f.lower(keys[0]).compile().as_text()
+
+    try:
+        rolled, rolled_hlo = compiled(False)
+        unrolled, unrolled_hlo = compiled(True)
+    finally:
+        xla.threefry_lowering(True)
+    for a, b in zip(rolled, unrolled, strict=True):
+        for name in a:
+            np.testing.assert_array_equal(np.asarray(b[name]), np.asarray(a[name]),
+                                          err_msg=name)
+    assert unrolled_hlo.count(" while(") < rolled_hlo.count(" while(")
+
+
 def test_one_task_runs_unbatched_with_the_same_result():
     f = lambda k: {"x": jax.random.normal(k, (3,)), "y": jnp.sum(jax.random.normal(k, (2,)))}  # noqa: E731
     keys = jax.random.split(jax.random.key(0), 1)
