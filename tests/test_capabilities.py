@@ -37,6 +37,9 @@ NOT_PIECES = {
     ("registry.py", "main"): "the __main__ module of a script",
     ("registry.py", "getattr(main, '__spec__', None)"): "the __main__ module of a script",
     ("rules/base.py", "arr"): "an array-like in a θ file (None, a list, an array)",
+    ("xla.py", "module"): "JAX's private threefry module, as this JAX version has it",
+    ("xla.py", "except AttributeError"): "JAX's private lowering registry, as this JAX "
+                                         "version has it",
 }
 
 
