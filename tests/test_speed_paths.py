@@ -110,6 +110,7 @@ def _draws(key):
             "randint": jax.random.randint(k2, (5,), 0, 100),
             "permutation": jax.random.permutation(k3, 13),
             "vmapped": jax.vmap(lambda k: jax.random.normal(k, (4,)))(many),
+            "large": jax.random.uniform(k1, (1 << 20,)),  # kept rolled (UNROLL_BELOW)
             "bits": jax.random.key_data(many)}
 
 
@@ -139,6 +140,18 @@ def test_threefry_unrolled_on_the_cpu_gives_the_same_bits():
             np.testing.assert_array_equal(np.asarray(b[name]), np.asarray(a[name]),
                                           err_msg=name)
     assert unrolled_hlo.count(" while(") < rolled_hlo.count(" while(")
+    # population loops keep JAX's loop (their noise, fused unrolled, is slow): xla.jit
+    # lowers their chunk programs within rolled_threefry, and the same bits come out
+    from metaplastic import capabilities as cap
+    from metaplastic.meta import MetaGradient
+
+    assert not cap.unrolled_random(EvolutionStrategy()) and cap.unrolled_random(
+        MetaGradient())
+    kept = xla.jit(lambda k: _draws(k), unrolled_random=False)
+    assert kept.lower(keys[0]).compile().as_text().count(" while(") == \
+        rolled_hlo.count(" while(")
+    for name, value in kept(keys[0]).items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(rolled[0][name]))
 
 
 def test_one_task_runs_unbatched_with_the_same_result():

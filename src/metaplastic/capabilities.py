@@ -283,6 +283,14 @@ class Differentiates(Protocol):
 
 
 @runtime_checkable
+class RandomLowering(Protocol):
+    """An outer loop that says how its programs' random numbers are lowered on the CPU:
+    ``unrolled_random = False`` keeps JAX's threefry loop (:mod:`metaplastic.xla`)."""
+
+    unrolled_random: bool
+
+
+@runtime_checkable
 class HasOuterKind(Protocol):
     """An outer loop's declared kind (gradient, evolutionary, learned-evolutionary)."""
 
@@ -343,6 +351,10 @@ def on_nan(outer: Any) -> str:
 
 def differentiates(outer: Any) -> bool:
     return isinstance(outer, Differentiates) and bool(outer.differentiates)
+
+
+def unrolled_random(outer: Any) -> bool:
+    return outer.unrolled_random if isinstance(outer, RandomLowering) else True
 
 
 def outer_kind(outer: Any) -> str:

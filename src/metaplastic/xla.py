@@ -15,7 +15,8 @@ Random numbers: JAX lowers its threefry hash (every ``jax.random`` draw, split a
 fold-in) on the CPU as a loop over the hash's rounds, and XLA compiles each such loop into
 several small kernels of its own: most of the kernels of a meta-step program (76 of 219 in
 ``oja``'s). :func:`threefry_lowering` lowers it on the CPU as JAX lowers it for other
-backends, one straight-line computation that fuses with its neighbours: the same bits
+backends (for calls of fewer than :data:`UNROLL_BELOW` outputs), one straight-line
+computation that fuses with its neighbours: the same bits
 (tested), compiled in about 0.6 of the time (``oja``'s meta-step program; measured in
 docs/benchmarks.md). The library installs it when imported (:func:`threefry_lowering`);
 ``METAPLASTIC_THREEFRY=rolled`` keeps JAX's own lowering. It applies to every program
@@ -25,7 +26,10 @@ either way).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
+import math
 import os
 from collections.abc import Callable
 from functools import partial
@@ -43,19 +47,68 @@ def compiler_options() -> dict[str, Any]:
     return dict(CPU_OPTIONS) if jax.default_backend() == "cpu" else {}
 
 
-def jit(fn: Callable, **kwargs) -> Callable:
+def jit(fn: Callable, unrolled_random: bool = True, **kwargs) -> Callable:
     """``jax.jit(fn, **kwargs)`` with :func:`compiler_options` (decided at the call, so
     importing the library still touches no device); in a multi-process run its results
-    are whole on every process (:func:`metaplastic.devices.replicated`)."""
+    are whole on every process (:func:`metaplastic.devices.replicated`).
+    ``unrolled_random=False``: lowered with JAX's own threefry loop (:func:`rolled_threefry`),
+    for programs whose large random draws XLA would otherwise fuse into slow kernels."""
     whole = devices.replicated()
     if whole is not None:
         kwargs.setdefault("out_shardings", whole)
-    return jax.jit(fn, compiler_options=compiler_options(), **kwargs)
+    jitted = jax.jit(fn, compiler_options=compiler_options(), **kwargs)
+    return jitted if unrolled_random else _RolledRandom(jitted)
+
+
+#: set while a program is lowered with JAX's own threefry loop (:func:`rolled_threefry`)
+_ROLLED = contextvars.ContextVar("metaplastic_threefry_rolled", default=False)
+
+
+@contextlib.contextmanager
+def rolled_threefry(rolled: bool = True):
+    """Within: programs lowered for the CPU use JAX's own threefry loop (the same bits).
+    An evolution strategy's population noise, unrolled, is fused by XLA into the
+    antithetic concatenation as one slow kernel (``cartpole-hebbian``: 0.42 → 0.59 s per
+    10 generations), so population loops are lowered this way."""
+    token = _ROLLED.set(rolled)
+    try:
+        yield
+    finally:
+        _ROLLED.reset(token)
+
+
+class _RolledRandom:
+    """A jitted function whose calls and ``lower`` run within :func:`rolled_threefry`
+    (lowering happens at the first call, in the caller's thread)."""
+
+    def __init__(self, jitted: Callable):
+        self.jitted = jitted
+
+    def __call__(self, *args, **kwargs):
+        with rolled_threefry():
+            return self.jitted(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        with rolled_threefry():
+            return self.jitted.lower(*args, **kwargs)
+
+    def __getattr__(self, name: str):  # the rest of the jitted function's interface
+        jitted = self.__dict__.get("jitted")
+        if jitted is None:
+            raise AttributeError(name)
+        return getattr(jitted, name)
+
+
+#: threefry calls of at least this many outputs keep JAX's loop: XLA fuses a large
+#: straight-line hash into its consumers (the ES noise of ``hml-cartpole``, 200 × 44,160,
+#: into its antithetic concatenation: 15 ms rolled, 257 ms unrolled per generation)
+UNROLL_BELOW = 1 << 18
 
 
 def threefry_lowering(unrolled: bool = True) -> bool:
-    """Lower JAX's threefry hash on the CPU unrolled (see the module), or with
-    ``unrolled=False`` as JAX does (a loop over the hash's rounds).
+    """Lower JAX's threefry hash on the CPU unrolled (see the module) for calls of fewer
+    than :data:`UNROLL_BELOW` outputs, or with ``unrolled=False`` as JAX does (a loop over
+    the hash's rounds) for all.
 
     Returns whether that lowering is now registered: False where this JAX version lacks
     the (private) pieces it needs, which leaves JAX as it was."""
@@ -75,9 +128,18 @@ def threefry_lowering(unrolled: bool = True) -> bool:
         if lowering is None or primitive is None or \
                 "use_rolled_loops" not in inspect.signature(lowering).parameters:
             return False
-        mlir.register_lowering(primitive, mlir.lower_fun(
-            partial(lowering, use_rolled_loops=not unrolled), multiple_results=True),
-            platform="cpu")
+        rolled, straight = (mlir.lower_fun(partial(lowering, use_rolled_loops=r),
+                                           multiple_results=True) for r in (True, False))
+
+        def rule(ctx, *args):
+            try:
+                size = math.prod(int(d) for d in ctx.avals_out[0].shape)
+            except (TypeError, ValueError):  # a symbolic shape: JAX's own
+                size = UNROLL_BELOW
+            fast = unrolled and size < UNROLL_BELOW and not _ROLLED.get()
+            return (straight if fast else rolled)(ctx, *args)
+
+        mlir.register_lowering(primitive, rule, platform="cpu")
     except (ImportError, AttributeError, TypeError, ValueError):
         return False
     return True

@@ -15,7 +15,7 @@ here) and end a generation the same way (:meth:`PopulationEvaluation.generation`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,9 @@ class PopulationEvaluation:
     """Evaluation of a population of θ (a pytree with a leading member axis), and the
     options every population loop shares (checked by :meth:`check_population_options`)."""
 
+    #: the chunk programs keep JAX's threefry loop (:func:`metaplastic.xla.rolled_threefry`:
+    #: the population's noise, unrolled, is fused into one slow kernel)
+    unrolled_random: ClassVar[bool] = False
     population: int = 16
     steps: int = 100
     #: the initial scale of the search distribution (every dimension)
