@@ -19,7 +19,7 @@ from metaplastic import _startup
 _startup.install()  # the command line: a stop while loading is said, not a traceback
 
 from metaplastic import neurons, registry, rules, tasks
-from metaplastic import xla as _xla  # noqa: F401  (imported: threefry lowered unrolled)
+from metaplastic import xla as _xla  # noqa: F401  (METAPLASTIC_THREEFRY=unrolled)
 from metaplastic._version import __version__
 from metaplastic.errors import ConfigError, MetaplasticError, NonFiniteError, ShapeError
 from metaplastic.inner import unroll

@@ -14,14 +14,16 @@ programs and gets their whole results.
 Random numbers: JAX lowers its threefry hash (every ``jax.random`` draw, split and
 fold-in) on the CPU as a loop over the hash's rounds, and XLA compiles each such loop into
 several small kernels of its own: most of the kernels of a meta-step program (76 of 219 in
-``oja``'s). :func:`threefry_lowering` lowers it on the CPU as JAX lowers it for other
-backends (for calls of fewer than :data:`UNROLL_BELOW` outputs), one straight-line
-computation that fuses with its neighbours: the same bits
-(tested), compiled in about 0.6 of the time (``oja``'s meta-step program; measured in
-docs/benchmarks.md). The library installs it when imported (:func:`threefry_lowering`);
-``METAPLASTIC_THREEFRY=rolled`` keeps JAX's own lowering. It applies to every program
-the process lowers for the CPU afterwards, the user's own included (the same numbers
-either way).
+``oja``'s). With ``METAPLASTIC_THREEFRY=unrolled`` the library lowers it on the CPU as JAX
+lowers it for other backends (:func:`threefry_lowering`; for calls of fewer than
+:data:`UNROLL_BELOW` outputs, and not in population loops: :func:`rolled_threefry`), one
+straight-line computation that fuses with its neighbours: the same random bits (tested),
+``oja``'s meta-step program compiled in 0.56 of the time (docs/benchmarks.md). It is not
+the default: the other fusions round some neighbouring arithmetic differently, and a
+meta-training run, chaotic, then ends elsewhere (``stdp-pca`` seed 0: 0.791 instead of
+the published 0.724), so the published numbers rest on JAX's own lowering. Set, it
+applies to every program the process lowers for the CPU afterwards, the user's own
+included.
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ def threefry_lowering(unrolled: bool = True) -> bool:
     return True
 
 
-#: whether this process lowers threefry unrolled on the CPU (:func:`threefry_lowering`;
-#: ``METAPLASTIC_THREEFRY=rolled`` keeps JAX's own)
-THREEFRY_UNROLLED = os.environ.get("METAPLASTIC_THREEFRY", "unrolled") != "rolled" \
+#: whether this process lowers threefry unrolled on the CPU (:func:`threefry_lowering`:
+#: with ``METAPLASTIC_THREEFRY=unrolled``; otherwise JAX's own lowering, untouched)
+THREEFRY_UNROLLED = os.environ.get("METAPLASTIC_THREEFRY", "") == "unrolled" \
     and threefry_lowering(True)
