@@ -239,17 +239,14 @@ class RecordedTask(Task):
         if self.observation != "gaussian" and self.fit != "activity":
             raise ConfigError(f"observation = {self.observation!r} describes recorded "
                               f"activity: it needs fit = 'activity'")
-        if not isinstance(self.burn_in, int) or isinstance(self.burn_in, bool) or \
-                self.burn_in < 0:
-            raise ConfigError(f"burn_in must be a whole number of steps >= 0, got "
-                              f"{self.burn_in!r}")
+        for name in ("burn_in", "start_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name} must be a whole number of steps >= 0, got "
+                                  f"{value!r}")
         if self.burn_in >= self.n_steps:
             raise ConfigError(f"burn_in ({self.burn_in}) leaves nothing of the recordings' "
                               f"{self.n_steps} steps to compare")
-        if not isinstance(self.start_steps, int) or isinstance(self.start_steps, bool) or \
-                self.start_steps < 0:
-            raise ConfigError(f"start_steps must be a whole number of steps >= 0, got "
-                              f"{self.start_steps!r}")
         if self.start_steps and (self.initial not in ("fitted", "fitted_each")
                                  or self.fit != "activity" or self.observation != "gaussian"):
             raise ConfigError(f"start_steps = {self.start_steps} estimates fitted starts from "
@@ -449,12 +446,10 @@ class RecordedTask(Task):
             return draw
         d = self._data
         k = self.start_steps
-        x = d["inputs"][:, :k].astype(np.float64)
+        x = d["inputs"][:, :k].astype(np.float64)  # load() fills the mask and lengths
         y = d["activity"][:, :k].astype(np.float64)
-        m = d["activity_mask"][:, :k] > 0 if "activity_mask" in d else np.ones(y.shape, bool)
-        live = np.arange(k)[None, :] < d["lengths"][:, None] if "lengths" in d else \
-            np.ones(x.shape[:2], bool)
-        m = m & live[:, :, None]
+        live = np.arange(k)[None, :] < d["lengths"][:, None]
+        m = (d["activity_mask"][:, :k] > 0) & live[:, :, None]
         shape = tuple(jnp.shape(draw[0]))  # (N, out, in) or (out, in)
         est, fitted = np.zeros(shape, np.float32), np.zeros(shape, bool)
         groups = [[i] for i in range(len(x))] if self.initial == "fitted_each" \
