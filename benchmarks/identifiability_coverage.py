@@ -25,6 +25,11 @@ direction is not counted: it claims nothing).
 directions (``metaplastic recover --profile K``): their coverage over the intervals
 bounded on both sides, and how many were left unbounded (at least that wide: no claim).
 
+``--parametric B`` adds the parametric bootstrap of ``metaplastic recover --bootstrap B
+--parametric``: B data sets simulated from the fitted rule, each refitted; per free
+coefficient, whether its basic interval (the one reported) and, as the ablation, its
+percentile interval hold the truth, and their widths relative to |θ|.
+
 ``--mle`` (with ``--profile``) asks whether the intervals fall short because the fit is
 not the likelihood's maximum: per data set the training NLL of the fit and of the truth,
 then damped Newton steps (the exact Hessian; a step kept only where it lowers the NLL;
@@ -102,7 +107,8 @@ def _mle_profile(store: dict):
     return original, profile_from
 
 
-def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False) -> dict:
+def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False,
+        parametric: int = 0) -> dict:
     from metaplastic.analysis import identifiability as ident
     from metaplastic.analysis.identifiability import identifiability
     from metaplastic.cli import main
@@ -120,7 +126,8 @@ def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False) -> 
     if mle:
         original, ident.profile_from = _mle_profile(store)
     try:
-        rec = analyse(RunDir(run), progress=False, profile=profile)
+        rec = analyse(RunDir(run), progress=False, profile=profile,
+                      bootstrap=parametric, parametric=bool(parametric))
     finally:
         if mle:
             ident.profile_from = original
@@ -159,8 +166,38 @@ def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False) -> 
                                       if r not in bounded),
             "relative_widths": [(r["high"] - r["low"]) / max(float(np.linalg.norm(fit)),
                                                             1e-12) for r in bounded]}
+    if parametric:
+        scale = max(float(np.linalg.norm(fit)), 1e-12)
+        out["parametric"] = {"refits": parametric,
+                             "refits_diverged": coef["refits_diverged"],
+                             "names": names, "truth": truth.tolist()}
+        for kind, (lo_k, hi_k) in {"basic": ("ci_low", "ci_high"),
+                                   "percentile": ("percentile_low", "percentile_high")
+                                   }.items():
+            lo = np.asarray(coef[lo_k], float)[free]
+            hi = np.asarray(coef[hi_k], float)[free]
+            out["parametric"][kind] = {
+                "covered": ((lo <= truth) & (truth <= hi)).tolist(),
+                "relative_widths": ((hi - lo) / scale).tolist()}
     if store:
         out["mle"] = store
+    return out
+
+
+def summarise_parametric(rows: list[dict]) -> dict:
+    ok = [r["parametric"] for r in rows if "parametric" in r]
+    out = {"datasets": len(ok), "refits_diverged": sum(r["refits_diverged"] for r in ok)}
+    for kind in ("basic", "percentile"):
+        covered = [c for r in ok for c in r[kind]["covered"]]
+        widths = [w for r in ok for w in r[kind]["relative_widths"]]
+        # the coefficient the truth makes largest (Oja's pre*post, x·r's pre*modulator)
+        top = [r[kind]["covered"][int(np.argmax(np.abs(r["truth"])))] for r in ok]
+        out[kind] = {"intervals": len(covered),
+                     "coverage": float(np.mean(covered)) if covered else None,
+                     "coverage_ci95": _wilson(sum(covered), len(covered)),
+                     "median_relative_width": float(np.median(widths)) if widths else None,
+                     "largest_true_term_covered": [sum(top), len(top)],
+                     "datasets_truth_inside_every": sum(all(r[kind]["covered"]) for r in ok)}
     return out
 
 
@@ -231,8 +268,13 @@ def main() -> None:
     p.add_argument("--mle", action="store_true",
                    help="with --profile: also the profile around the likelihood's maximum "
                         "(damped Newton from the fit), and the NLLs of fit and truth")
+    p.add_argument("--parametric", type=int, default=0, metavar="B",
+                   help="also the parametric bootstrap's intervals (B refits on data sets "
+                        "simulated from the fitted rule)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
+    if args.parametric < 0:
+        p.error("--parametric must be >= 0 refits")
     if args.datasets < 1:
         p.error("--datasets must be >= 1")
     if args.mle and not args.profile:
@@ -240,14 +282,17 @@ def main() -> None:
     results: dict = {"command": "python benchmarks/identifiability_coverage.py "
                                 f"--presets {' '.join(args.presets)} --datasets {args.datasets}"
                                 + (f" --profile {args.profile}" if args.profile else "")
-                                + (" --mle" if args.mle else ""),
+                                + (" --mle" if args.mle else "")
+                                + (f" --parametric {args.parametric}" if args.parametric
+                                   else ""),
                      "machine": f"{platform.machine()}, {platform.processor() or '?'}",
                      "presets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             rows = []
             for k in range(args.datasets):
-                rows.append(one(preset, k, Path(tmp), args.profile, args.mle))
+                rows.append(one(preset, k, Path(tmp), args.profile, args.mle,
+                                args.parametric))
                 r = rows[-1]
                 print(f"{preset} data set {k}: " + (r.get("error") or "; ".join(
                       f"{c}: {sum(r[c]['covered'])}/{r[c]['determined']} determined "
@@ -263,6 +308,15 @@ def main() -> None:
                       f"(95% CI {prof['coverage_ci95']}) over {prof['bounded']} bounded of "
                       f"{prof['directions']}; median width {prof['median_relative_width']} "
                       f"|θ|", flush=True)
+            if args.parametric:
+                par = summarise_parametric(rows)
+                results["presets"][preset]["summary"]["parametric"] = par
+                for kind in ("basic", "percentile"):
+                    print(f"{preset}, parametric bootstrap ({kind} intervals): coverage "
+                          f"{par[kind]['coverage']} (95% CI {par[kind]['coverage_ci95']}) over "
+                          f"{par[kind]['intervals']} coefficients; median width "
+                          f"{par[kind]['median_relative_width']} |θ|; the largest true term "
+                          f"covered on {par[kind]['largest_true_term_covered']}", flush=True)
             if args.mle:
                 top = summarise_mle(rows)
                 results["presets"][preset]["summary"]["mle"] = top

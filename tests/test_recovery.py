@@ -300,6 +300,66 @@ def test_recover_bootstrap_and_l1_path(run_dir, capsys):
     assert (run_dir / "l1_path.png").exists()
 
 
+def test_parametric_bootstrap_refits_data_simulated_from_the_fitted_rule(run_dir, capsys):
+    """--parametric: B data sets simulated from the fitted rule as task.simulate made the
+    recordings, each refitted; the basic interval is the refits' percentile interval
+    reflected about the fit, and no warning about too few distinct resamples."""
+    assert main(["recover", str(run_dir), "--bootstrap", "5", "--parametric"]) == 0
+    text = capsys.readouterr().out
+    assert "simulated from the fitted rule, basic interval" in text and "not reliable" \
+        not in text
+    coef = json.loads((run_dir / "recovery.json").read_text())["coefficients"]
+    assert coef["bootstrap"] == 5 and coef["bootstrap_kind"] == "parametric"
+    lo, hi = np.array(coef["ci_low"]), np.array(coef["ci_high"])
+    p_lo, p_hi = np.array(coef["percentile_low"]), np.array(coef["percentile_high"])
+    got = np.array(coef["inferred"])
+    assert np.all(lo <= hi) and np.any(hi > lo) and coef["refits_diverged"] == 0
+    np.testing.assert_allclose(lo, 2 * got - p_hi, atol=1e-6)
+    np.testing.assert_allclose(hi, 2 * got - p_lo, atol=1e-6)
+    assert "distinct_resamples" not in coef and 0 <= coef["truth_inside_ci"] <= 27
+
+
+def test_parametric_data_sets_are_the_fitted_rules_recordings(run_dir, tmp_path):
+    """The simulated sets replay under the fitted θ as well as the measurement noise (5%)
+    allows, and worse under the truth (Oja's rule) that made the run's own recordings."""
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.rule_recovery import simulated_sets
+    from metaplastic.experiments.rule_runs import run_theta
+    from metaplastic.experiments.rundir import RunDir
+
+    run = RunDir(run_dir)
+    pieces = build(run.config())
+    theta = run_theta(run, pieces)
+    objective, pools = simulated_sets(run.config(), pieces.objective, theta, 3, 4,
+                                      jax.random.key(5), tmp_path)
+    assert pools.shape == (4, 3) and sorted(pools.ravel()) == list(range(12))
+    idx = pools.ravel()
+    own = recovery.per_trajectory(objective, theta, idx, jax.random.key(0))["r2"]
+    oja = mp.rules.make("oja", eta=0.05)
+    other = recovery.per_trajectory(objective, oja.init(jax.random.key(0), ((2, 5),)), idx,
+                                    jax.random.key(0), rule=oja)["r2"]
+    assert np.all(own > 0.98) and np.mean(other) < np.mean(own) - 0.01
+
+
+def test_parametric_bootstrap_refuses_what_it_cannot_simulate(run_dir, tmp_path, capsys):
+    assert main(["recover", str(run_dir), "--parametric"]) == 2
+    assert "--bootstrap B" in capsys.readouterr().out
+    rec = tmp_path / "rec.npz"  # the run's recordings as a file: no task that made them
+    from metaplastic.experiments.build import build
+    from metaplastic.experiments.rundir import RunDir
+
+    np.savez(rec, **build(RunDir(run_dir).config()).objective.task._data)
+    cfg = tmp_path / "file.toml"
+    cfg.write_text(f'name = "infer-file"\n[task]\nname = "recorded"\npath = "{rec}"\n'
+                   '[rule]\nname = "polynomial"\neta = 0.05\n'
+                   '[meta]\nsteps = 2\nchunk = 2\ntasks_per_step = 2\nlr = 0.02\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "runs"), "--no-eval"]) == 0
+    (run,) = list((tmp_path / "runs").iterdir())
+    capsys.readouterr()
+    assert main(["recover", str(run), "--bootstrap", "2", "--parametric"]) == 2
+    assert "task.simulate.source" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, message", [
     (["--bootstrap", "-1"], "--bootstrap"),
     (["--l1", "-1"], "--l1"),

@@ -144,6 +144,10 @@ def parser() -> argparse.ArgumentParser:
     rc.add_argument("--bootstrap", type=int, default=0, metavar="B",
                     help="refit on B resamples of the training trajectories for a 95%% "
                          "interval of every coefficient (default 0: none)")
+    rc.add_argument("--parametric", action="store_true",
+                    help="with --bootstrap B: refit on B data sets simulated from the "
+                         "fitted rule as task.simulate made the recordings (a parametric "
+                         "bootstrap; basic intervals), instead of resampled trajectories")
     rc.add_argument("--profile", type=int, default=0, metavar="K",
                     help="the profile likelihood along the K least determined directions "
                          "of the observed information (Newton refits; default 0: none)")

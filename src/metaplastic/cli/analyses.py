@@ -182,7 +182,7 @@ def cmd_recover(args) -> int:
     warn_if_unfinished(run)
     enable_compile_cache()
     print_recovery(run, bootstrap=args.bootstrap, l1=tuple(args.l1 or ()), folds=args.folds,
-                   profile=args.profile)
+                   profile=args.profile, parametric=args.parametric)
     return 0
 
 

@@ -119,13 +119,14 @@ def print_compare(summaries: list[dict]) -> None:
 
 
 def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
-                   profile: int = 0) -> None:
+                   profile: int = 0, parametric: bool = False) -> None:
     from metaplastic.experiments.rule_recovery import analyse
     from metaplastic.progress import bar
     from metaplastic.report.recovery_plots import plot_recovery
 
     with bar("rule recovery", None, console=console) as update:  # with the time left
         out = analyse(run, bootstrap=bootstrap, l1=l1, folds=folds, profile=profile,
+                      parametric=parametric,
                       progress=lambda done, total, what: update(done, escape(what), total))
     fit = out["fit"]
     table = Table(title="every trajectory scored once (mean ± 95% CI over trajectories)")
@@ -166,10 +167,14 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
     if "ci_low" in coef:
         free = [i for i, f in enumerate(coef["free"]) if f]
         order = sorted(free, key=lambda i: -abs(coef["inferred"][i]))
+        how = (f"data sets simulated from the fitted rule, basic interval; "
+               f"{coef['refits_diverged']} diverged"
+               if coef.get("bootstrap_kind") == "parametric" else
+               f"resampled training trajectories, {coef.get('distinct_resamples', '?')} "
+               f"distinct")
         t = Table(title=f"{'read-out ' if coef.get('kind') == 'readout' else ''}"
                         f"coefficients, bootstrap 95% CI ({coef['bootstrap']} refits on "
-                        f"resampled training trajectories, "
-                        f"{coef.get('distinct_resamples', '?')} distinct)")
+                        f"{how})")
         for col in ("term", "inferred", "95% CI", *([_compared(coef)] if coef["truth_values"]
                                                     is not None else [])):
             t.add_column(col)

@@ -9,8 +9,12 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
   explained against the non-plastic network (choices), R² of the weight changes against
   the truth (simulated recordings);
 * ``coefficients`` (rules with named terms compared with ``reference``): inferred and true
-  coefficients, their cosine and R², and with ``bootstrap = B`` a 95% percentile interval
-  of every coefficient over B refits on resampled training trajectories;
+  coefficients, their cosine and R², and with ``bootstrap = B`` a 95% interval of every
+  coefficient over B refits: on resampled training trajectories (percentile interval),
+  or with ``parametric = True`` on B data sets simulated from the fitted rule as the
+  run's recordings were simulated from the truth (``task.simulate``; basic interval
+  ``2θ̂ − q``, which corrects the fit's own bias — the L1 penalty, a fit stopped short —
+  where the percentile interval would double it);
 * ``behavioural_model`` (binary choices with recorded ``outcomes``): Rescorla–Wagner
   fitted to the training trajectories' choices (:mod:`metaplastic.analysis.behaviour`),
   scored in ``splits`` beside the rule as the row ``Rescorla–Wagner``;
@@ -26,9 +30,12 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import tempfile
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -62,21 +69,25 @@ MIN_DISTINCT = 20
 
 
 def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), folds: int = 0,
-            profile: int = 0,
+            profile: int = 0, parametric: bool = False,
             progress: Callable[[int, int | None, str], None] | bool | None = None
             ) -> dict[str, Any]:
     """Everything above for the run in ``run``; writes ``recovery.json`` and returns it.
     ``profile = K``: the profile likelihood along the K least determined directions
-    (:func:`metaplastic.analysis.identifiability.profile`).
+    (:func:`metaplastic.analysis.identifiability.profile`). ``parametric``: the
+    ``bootstrap`` refits are on data simulated from the fitted rule
+    (:func:`simulated_sets`), not on resampled trajectories.
     ``progress(done, total, what)`` follows the work (the library's one progress contract,
     :mod:`metaplastic.progress`: refits report every chunk of meta-steps); ``None``: a
     bar on a terminal, ``False``: silent."""
     with reporting(progress, "rule recovery") as report:
-        return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None), profile)
+        return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None), profile,
+                        parametric)
 
 
 def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
-             say: Callable[[int, int | None, str], None], profile: int = 0) -> dict[str, Any]:
+             say: Callable[[int, int | None, str], None], profile: int = 0,
+             parametric: bool = False) -> dict[str, Any]:
     cfg = run.config()
     pieces = build(cfg)
     objective, rule, network = pieces.objective, pieces.rule, pieces.network
@@ -85,6 +96,9 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
         raise ConfigError(f"--bootstrap must be in [0, 10000] resamples, got {bootstrap}")
     if not isinstance(profile, int) or profile < 0:
         raise ConfigError(f"--profile must be a number of directions >= 0, got {profile}")
+    if parametric and not bootstrap:
+        raise ConfigError("--parametric says how the --bootstrap's data sets are made: "
+                          "give --bootstrap B (e.g. 20) with it")
     theta = run_theta(run, pieces)
     key = streams.stream_key(cfg.seed, streams.RECOVERY)
     truth = _truth(cfg, network)
@@ -135,32 +149,20 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
             raise ConfigError("--bootstrap gives intervals of named coefficients: this "
                               "run's rule has none, and no polynomial reference (the "
                               "simulation's rule or `reference`) to read it out onto")
-        what = f"{bootstrap} refits on resampled training trajectories (meta-steps)"
-        say(0, pieces.outer.steps, what)
-        pools = recovery.bootstrap_pools(splits["train"], bootstrap,
-                                         jax.random.fold_in(key, 1))
-        thetas, _ = recovery.refit(objective, pieces.outer, theta0, pools,
-                                   np.full(bootstrap, pools.shape[1]), run_key,
-                                   progress=lambda d, t: say(d, t, what))
-        if vector is None:
-            flat = np.asarray(jax.vmap(lambda t: ravel_pytree(own(t))[0])(thetas),
-                              np.float64)
-        else:
-            flat = np.stack([vector(jax.tree.map(lambda x, b=b: x[b], thetas))
-                             for b in range(bootstrap)])
-        lo, hi = recovery.percentile_ci(flat)
-        distinct = recovery.distinct_resamples(pools)
-        possible = recovery.possible_resamples(int(splits["train"].size))
-        ref.update(bootstrap=bootstrap, ci_low=lo.tolist(), ci_high=hi.tolist(),
-                   distinct_resamples=distinct, possible_resamples=possible)
-        if distinct < MIN_DISTINCT or distinct < bootstrap / 2:
+        ref.update(_bootstrap(cfg, pieces, theta, theta0, run_key, splits["train"],
+                              bootstrap, parametric, key, say, own, vector))
+        if not parametric and (ref["distinct_resamples"] < MIN_DISTINCT
+                               or ref["distinct_resamples"] < bootstrap / 2):
             warnings.warn(
-                f"the bootstrap's {bootstrap} resamples hold only {distinct} distinct sets "
-                f"of trajectories ({splits['train'].size} training trajectories allow "
-                f"{possible}): percentile intervals from so few are not reliable (they "
-                f"can exclude the truth or collapse); record more trajectories",
+                f"the bootstrap's {bootstrap} resamples hold only "
+                f"{ref['distinct_resamples']} distinct sets of trajectories "
+                f"({splits['train'].size} training trajectories allow "
+                f"{ref['possible_resamples']}): percentile intervals from so few are not "
+                f"reliable (they can exclude the truth or collapse); record more "
+                f"trajectories, or simulate data sets from the fitted rule (--parametric)",
                 stacklevel=2)
         if _truth_values(ref) is not None:
+            lo, hi = np.asarray(ref["ci_low"]), np.asarray(ref["ci_high"])
             inside = (lo <= ref["truth_values"]) & (ref["truth_values"] <= hi)
             ref["truth_inside_ci"] = int(np.sum(inside[np.asarray(ref["free"])]))
     if any(not (v >= 0 and math.isfinite(v)) for v in l1):
@@ -173,6 +175,85 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
             out["l1_path"]["kept_terms"] = [ref["names"][i] for i in out["l1_path"]["kept"]]
     run.write_json(FILE, out)
     return out
+
+
+def _bootstrap(cfg, pieces, theta, theta0, run_key, train, count: int, parametric: bool,
+               key, say, own, vector) -> dict[str, Any]:
+    """The ``count`` refits of ``--bootstrap`` and the intervals they give (the entries
+    added to ``coefficients``)."""
+    objective, outer = pieces.objective, pieces.outer
+    kind = ("data sets simulated from the fitted rule" if parametric
+            else "resampled training trajectories")
+    what = f"{count} refits on {kind} (meta-steps)"
+    with tempfile.TemporaryDirectory(prefix="metaplastic-parametric-") as folder:
+        if parametric:
+            say(0, None, f"simulating {count} data sets from the fitted rule")
+            objective, pools = simulated_sets(cfg, objective, theta, int(train.size), count,
+                                              jax.random.fold_in(key, 4), Path(folder))
+        else:
+            pools = recovery.bootstrap_pools(train, count, jax.random.fold_in(key, 1))
+        say(0, outer.steps, what)
+        thetas, _ = recovery.refit(objective, outer, theta0, pools,
+                                   np.full(count, pools.shape[1]), run_key,
+                                   progress=lambda d, t: say(d, t, what))
+    if vector is None:
+        flat = np.asarray(jax.vmap(lambda t: ravel_pytree(own(t))[0])(thetas), np.float64)
+        centre = np.asarray(ravel_pytree(own(theta))[0], np.float64)
+    else:
+        flat = np.stack([vector(jax.tree.map(lambda x, b=b: x[b], thetas))
+                         for b in range(count)])
+        centre = np.asarray(vector(theta), np.float64)
+    lo, hi = recovery.percentile_ci(flat)
+    if not parametric:
+        return {"bootstrap": count, "bootstrap_kind": "resampled", "interval": "percentile",
+                "ci_low": lo.tolist(), "ci_high": hi.tolist(),
+                "distinct_resamples": recovery.distinct_resamples(pools),
+                "possible_resamples": recovery.possible_resamples(int(train.size))}
+    finite = np.all(np.isfinite(flat), axis=1)
+    return {"bootstrap": count, "bootstrap_kind": "parametric", "interval": "basic",
+            # basic interval: the refits' spread around the fit, reflected about it
+            "ci_low": (2 * centre - hi).tolist(), "ci_high": (2 * centre - lo).tolist(),
+            "percentile_low": lo.tolist(), "percentile_high": hi.tolist(),
+            "refits_diverged": int(count - finite.sum())}
+
+
+def simulated_sets(cfg, objective, theta, n: int, count: int, key,
+                   folder: Path) -> tuple[Any, np.ndarray]:
+    """``count`` data sets of ``n`` trajectories each, simulated from the fitted rule (θ)
+    as the run's recordings were simulated from the truth: ``task.simulate``'s source
+    task, network, recorded fraction, noise and observation model; the starts drawn by
+    the network. Written to ``folder``; returns the run's objective over them and the
+    trajectory indices of every set, ``(count, n)`` (pools for
+    :func:`~metaplastic.analysis.recovery_scores.refit`)."""
+    from metaplastic.analysis.simulate import simulate
+
+    spec = cfg.task.get("simulate")
+    if not isinstance(spec, dict):
+        raise ConfigError("--parametric simulates new data sets from the fitted rule, which "
+                          "needs the task that made the recordings' inputs "
+                          "(task.simulate.source); this run's recordings come from a file: "
+                          "use --bootstrap without --parametric (resampled trajectories)")
+    rule = objective.rule
+    part_rule, part_theta = synapses_part(rule, theta)
+    if part_rule is not rule:
+        raise ConfigError(f"--parametric simulates from a rule of the synapses alone; this "
+                          f"run's rule ({type(rule).__name__}) also fits a start or neurons "
+                          f"(use --bootstrap without --parametric)")
+    _, _, network, source = recordings.truth(spec, cfg.network)
+    if n * count > 1_000_000:
+        raise ConfigError(f"--parametric: {count} data sets of {n} trajectories are too "
+                          f"many to simulate at once; give a smaller --bootstrap")
+    data = simulate(network, part_rule, part_theta, source, n * count, key,
+                    record=float(spec.get("record", 1.0)),
+                    noise=float(spec.get("noise", 0.0)),
+                    observation=str(spec.get("observation", "gaussian")),
+                    calcium_tau=float(spec.get("calcium_tau", 10.0)),
+                    hidden=bool(spec.get("hidden", False)))
+    path = folder / f"simulated-{count}x{n}.npz"
+    np.savez(path, **data)
+    task = dataclasses.replace(objective.task, path=str(path), split="train", heldout=0.0)
+    return (dataclasses.replace(objective, task=task),
+            np.arange(n * count, dtype=np.int32).reshape(count, n))
 
 
 def _truth(cfg, network) -> tuple | None:

@@ -80,7 +80,8 @@ def _coefficients(ax, coef: dict) -> None:
         lo, hi = np.asarray(coef["ci_low"], float), np.asarray(coef["ci_high"], float)
         # a percentile interval need not contain the estimate: drawn as its own bar
         ax.vlines(x, lo[order], hi[order], color="C0", lw=2, alpha=0.5,
-                  label=f"bootstrap 95% CI ({coef['bootstrap']} refits)")
+                  label=f"{'parametric ' if coef.get('bootstrap_kind') == 'parametric' else ''}"
+                        f"bootstrap 95% CI ({coef['bootstrap']} refits)")
         ax.plot(x, got[order], "o", color="C0", label="inferred")
     else:
         ax.plot(x, got[order], "o", color="C0", label="inferred")
