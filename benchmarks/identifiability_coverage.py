@@ -15,7 +15,9 @@ how many per-coefficient Wald intervals are finite and cover the truth.
 
 Both centres of the intervals are scored from the same information matrix (a clean
 ablation): the fit itself, and the report as shipped — around the one-step (Newton)
-estimate, unless that step raised the NLL (then around the fit; counted).
+estimate, unless that step raised the NLL: then no interval is claimed (withheld;
+counted, and scored as ``refused-at-fit``, the intervals around the fit on those data
+sets alone, to show what withholding leaves out).
 Coverage = (determined directions whose interval holds the truth) / (determined
 directions), over all data sets; a 95% interval should give about 0.95. The widths are
 reported beside it, so that a set cannot pass by being unbounded (an undetermined
@@ -142,10 +144,13 @@ def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False,
     # the same information: intervals centred on the fit, and the report as shipped
     # (around the one-step estimate unless that step raised the NLL)
     out["one_step_refused"] = "one_step_refused" in ident
+    out["withheld"] = bool(ident.get("intervals_withheld"))
     for centre in ("fit", "one-step"):
         rep = (ident if centre == "one-step" else
                identifiability(fit, info, names, [True] * len(names), truth=truth))
         det = [d for d in rep["directions"] if d["determined"]]
+        if centre == "one-step" and out["withheld"]:
+            det = []  # no interval claimed
         lo, hi = np.array(rep["wald_low"], float), np.array(rep["wald_high"], float)
         finite = np.isfinite(lo) & np.isfinite(hi)
         out[centre] = {
@@ -226,6 +231,8 @@ def summarise_profile(rows: list[dict]) -> dict:
 
 
 def summarise(rows: list[dict], centre: str) -> dict:
+    if centre == "refused-at-fit":  # what withholding leaves out: the fit's intervals there
+        rows, centre = [r for r in rows if r.get("withheld")], "fit"
     ok = [r[centre] for r in rows if "error" not in r]
     covered = [c for r in ok for c in r["covered"]]
     widths = [w for r in ok for w in r["relative_half_widths"]]
@@ -234,9 +241,11 @@ def summarise(rows: list[dict], centre: str) -> dict:
     return {
         "centre": centre, "datasets": len(rows), "failed": len(rows) - len(ok),
         "one_step_refused": sum(r.get("one_step_refused", False) for r in rows),
+        "withheld": sum(r.get("withheld", False) for r in rows),
         "determined_directions": n,
         "determined_per_dataset": [r["determined"] for r in ok],
         "coverage": p,
+        "covered": int(sum(covered)),
         # Wilson 95% interval of the coverage
         "coverage_ci95": _wilson(sum(covered), n),
         "datasets_truth_inside_every_determined": sum(all(r["covered"]) for r in ok),
@@ -299,7 +308,8 @@ def main() -> None:
                       f"directions cover the truth" for c in ("fit", "one-step"))
                       + f"; {r.get('seconds')} s"), flush=True)
             results["presets"][preset] = {
-                "summary": {c: summarise(rows, c) for c in ("fit", "one-step")},
+                "summary": {c: summarise(rows, c)
+                            for c in ("fit", "one-step", "refused-at-fit")},
                 "datasets": rows}
             if args.profile:
                 prof = summarise_profile(rows)
@@ -324,8 +334,10 @@ def main() -> None:
                       f"{top['fit_below_truth']} of {top['datasets']} data sets; profile "
                       f"coverage around the fit {top['profile_coverage_fit']}, around the "
                       f"maximum {top['profile_coverage_mle']}", flush=True)
-            for c in ("fit", "one-step"):
+            for c in ("fit", "one-step", "refused-at-fit"):
                 s = results["presets"][preset]["summary"][c]
+                if not s["determined_directions"]:
+                    continue
                 print(f"{preset}, intervals around the {c}: coverage {s['coverage']:.3f} "
                       f"(95% CI {s['coverage_ci95'][0]:.3f}-{s['coverage_ci95'][1]:.3f}) "
                       f"over {s['determined_directions']} determined directions; median "

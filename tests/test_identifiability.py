@@ -110,7 +110,8 @@ def test_intervals_centre_on_the_one_step_estimate_when_given_the_gradient():
 def test_the_one_step_estimate_is_kept_only_where_it_lowers_the_nll(monkeypatch, after,
                                                                     centre):
     """report(): the Newton step is taken when it lowers the NLL; where it raises it (the
-    likelihood far from quadratic) the intervals stay around the fit, and say why."""
+    likelihood far from quadratic: the fit may be in another optimum) no interval is
+    claimed — every one unbounded, the truth counted inside none — and it says why."""
     from metaplastic.analysis import identifiability as ident
 
     info = np.diag([100.0, 400.0])
@@ -121,12 +122,21 @@ def test_the_one_step_estimate_is_kept_only_where_it_lowers_the_nll(monkeypatch,
             lambda c: 1.0 if np.allclose(c, fit) else after
 
     monkeypatch.setattr(ident, "_information", fake)
-    rep = ident.report(None, None, [0], None, None, None, ["a", "b"], [True, True])
+    rep = ident.report(None, None, [0], None, None, None, ["a", "b"], [True, True],
+                       truth=[0.9, -1.8])
     assert rep["centre"] == centre
-    assert ("one_step_refused" in rep) == (centre == "fit")
+    assert ("one_step_refused" in rep) == (centre == "fit") == \
+        rep.get("intervals_withheld", False)
     if centre == "fit":
         assert "raised the NLL from 1 to 2" in rep["one_step_refused"]
-        assert any("intervals around the fit" in line for line in describe(rep))
+        lines = describe(rep)
+        assert any("no interval is claimed" in line for line in lines)
+        assert not any(line.strip().startswith("determined:") for line in lines)
+        assert rep["wald_bounded"] == 0 and rep["truth_inside_determined"] == 0
+        assert np.all(np.isinf(rep["wald_low"])) and rep["scale_half_width"] == np.inf
+        assert rep["determined_directions"] == 2  # what the curvature says stays
+    else:
+        assert rep["wald_bounded"] == 2
     assert rep["information"] == info.tolist() and rep["observations"] == 50.0
 
 

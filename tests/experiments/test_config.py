@@ -28,7 +28,7 @@ def test_int_is_accepted_for_float():
 @pytest.mark.parametrize("assignment, msg", [
     ("meta.stepz=3", r"meta: unknown option\(s\) 'stepz'; valid options: .*steps"),
     ("meta.steps=1.5", "meta.steps must be an integer"),
-    ("meta.checkpoint=maybe", "meta.checkpoint must be true or false"),
+    ("meta.checkpoint=maybe", "meta.checkpoint must be true, false or \"auto\""),
     ("network.hidden=3", "network.hidden must be a list"),
     ("colour=red", r"config: unknown option\(s\) 'colour'"),
     ("nosection.x=1", "'nosection' is not a section"),

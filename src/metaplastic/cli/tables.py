@@ -194,7 +194,7 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
         ident = out["identifiability"]
         for line in describe(ident) + describe_profile(ident.get("profile", [])):
             console.print(escape(line))
-        if ident.get("finite"):
+        if ident.get("finite") and not ident.get("intervals_withheld"):
             t = Table(title="coefficients, Wald 95% intervals from the observed information "
                             "(local: see --bootstrap)")
             truth = coef.get("truth_values")
@@ -212,7 +212,7 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
                     cells.append(f"{truth[free[j]]:+.3g}")
                 t.add_row(*cells)
             console.print(t)
-        if "truth_inside_wald" in ident:
+        if "truth_inside_wald" in ident and not ident.get("intervals_withheld"):
             console.print(f"the truth lies within the interval along "
                           f"{ident['truth_inside_determined']} of the "
                           f"{ident['determined_directions']} determined directions; "

@@ -58,6 +58,8 @@ def train(study: studies.Study, cfg: Any, run: RunDir,
     start = Start(study, cfg, run, built, resume)
     status, result = "finished", None
     try:
+        start.bound_memory()
+        built = start.built  # with checkpointing switched on where memory needs it
         result = built.outer.run(built.objective, start.theta0, key=start.key,
                                  progress=start.on_chunk(progress), state=start.state,
                                  checkpoint=run.save_checkpoint, guard=start.guard)
@@ -88,6 +90,9 @@ def train_seeds(study: studies.Study, cfgs: list[Any], runs: list[RunDir],
     starts = [Start(study, cfg, run, built, resume) for cfg, run in zip(cfgs, runs, strict=True)]
     results, status = None, "finished"
     try:
+        for s in starts:  # every seed decides alike: the same program and budget
+            s.bound_memory()
+        built = starts[0].built
         results = run_seeds(
             built.outer, built.objective, [s.theta0 for s in starts],
             [s.key for s in starts], batching=batching,
@@ -137,6 +142,18 @@ def config_changes(study: studies.Study, cfg: Any, run: RunDir) -> list[str]:
             if flat_start.get(k) != flat_now.get(k)]
 
 
+def _stores_unroll(built: Any) -> bool:
+    """Whether the run's meta-gradient backpropagates through stored unrolls (what
+    ``meta.checkpoint`` changes): an outer loop that differentiates, on objectives that
+    unroll in reverse mode without checkpointing."""
+    from metaplastic import capabilities as cap
+
+    parts = cap.parts(built.objective)
+    return cap.differentiates(built.outer) and bool(parts) and all(
+        isinstance(p, cap.Unrolled) and p.grad_mode == "reverse" and not p.checkpoint
+        for p in parts)
+
+
 def _finite(theta: Any) -> bool:
     return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(theta))
 
@@ -182,11 +199,64 @@ class Start:
             before = saved.get("before", ["constraints"])
             self.kept = {k: v for k, v in saved.items() if k in before}
         else:  # the study's checks, and the configuration as it started (resume compares)
+            # the memory budget read now (a bad METAPLASTIC_MEMORY_BUDGET stops the run
+            # here), used by bound_memory once the first chunk's program is compiled
+            from metaplastic.meta import memory
+
+            self.checkpointed = study.checkpointed(cfg)
+            self.budget = memory.budget() if self.checkpointed is not None else (0, "")
             # while the first chunk's program compiles in the background
             driver.precompile(built.outer, built.objective, self.theta0, self.key, self.guard)
             self.kept = {**study.before(cfg, built, self.theta0, run),
                          "config_at_start": study.to_dict(cfg)}
         self.started = time.perf_counter()
+
+    def bound_memory(self) -> None:
+        """``meta.checkpoint = "auto"`` (the default) on a meta-gradient run that stores its
+        unroll, started afresh: once the first chunk's program is compiled, its size by
+        XLA's memory analysis against the memory budget
+        (:func:`metaplastic.meta.memory.budget`); over it, the run switches checkpointing
+        on (``meta.checkpoint = true``: every inner step recomputed in the backward pass)
+        and saves that in ``config.toml``, so that a resume computes as the run began.
+        What was measured and decided goes into the summary (``memory``); nothing is done
+        with checkpointing set, another outer loop or gradient mode, or on a resume."""
+        if self.resume:
+            return
+        bound = self._bound_memory()
+        if bound:
+            self.kept = {**self.kept, "memory": bound,
+                         "config_at_start": self.study.to_dict(self.cfg)}
+
+    def _bound_memory(self) -> dict:
+        from metaplastic.meta import memory
+
+        built = self.built
+        if self.checkpointed is None or not _stores_unroll(built):
+            return {}
+        limit, what = self.budget
+        need = driver.first_chunk_memory(built.outer, built.objective, self.theta0,
+                                         self.key, self.guard)
+        if need is None or not limit:
+            return {}
+        out = {"checkpoint": "auto", "program_bytes": need, "budget_bytes": limit,
+               "budget": what, "switched_on": need > limit}
+        if need > limit:
+            import warnings
+
+            warnings.warn(f"the meta-step program would hold {memory.gib(need)} at once, "
+                          f"more than the budget of {memory.gib(limit)} ({what}): "
+                          f"checkpointing is switched on (meta.checkpoint = true, saved in "
+                          f"config.toml: every inner step is recomputed in the backward "
+                          f"pass, slower but within memory; set meta.checkpoint = false "
+                          f"to keep the stored unroll)", stacklevel=2)
+            self.cfg = self.checkpointed
+            self.built = self.study.build(self.cfg)
+            studies.save(self.study, self.cfg, self.run.path / "config.toml")
+            driver.precompile(self.built.outer, self.built.objective, self.theta0,
+                              self.key, self.guard)
+            out["program_bytes_checkpointed"] = driver.first_chunk_memory(
+                self.built.outer, self.built.objective, self.theta0, self.key, self.guard)
+        return out
 
     def on_chunk(self, progress: Callable[[list], None] | None) -> Callable[[list], None]:
         # wall-clock seconds of meta-training at each record (``wall_s``; a resumed run

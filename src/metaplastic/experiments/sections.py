@@ -178,6 +178,10 @@ class MetaSection:
     outer_options: dict
     guard_options: dict = dataclasses.field(default_factory=dict)
     mixture: dict = dataclasses.field(default_factory=dict)
+    #: ``meta.checkpoint = "auto"`` (the default): the objective is built without
+    #: checkpointing, and a run switches it on when its meta-step program would need more
+    #: than its memory budget (:mod:`metaplastic.experiments.memory_bound`)
+    auto_checkpoint: bool = True
 
     def build_outer(self):
         return registry.make("outer", self.outer, **self.outer_options)
@@ -194,7 +198,12 @@ def parse_meta(table: dict) -> MetaSection:
 
     outer = table.get("outer", "gradient")
     groups, others, entry = _meta_groups(outer)
-    parts = _split(table, "meta", groups, others, ("outer",))
+    auto = table.get("checkpoint", AUTO) == AUTO
+    if isinstance(table.get("checkpoint"), str) and not auto:
+        raise ConfigError(f"meta.checkpoint must be true, false or \"auto\", got "
+                          f"{table['checkpoint']!r}")
+    parts = _split({k: v for k, v in table.items() if not (k == "checkpoint" and auto)},
+                   "meta", groups, others, ("outer",))
     from metaplastic.meta.guard import Guard
     from metaplastic.meta.mixture import Mixture
 
@@ -204,8 +213,13 @@ def parse_meta(table: dict) -> MetaSection:
     Guard(**guard)  # its checks, at load
     mixture = coerce_kwargs(Mixture, parts["mixture"], "meta")
     head = {"outer": outer} if "outer" in table else {}
+    head |= {"checkpoint": AUTO} if table.get("checkpoint") == AUTO else {}
     return MetaSection(head | objective | guard | mixture | outer_options, outer, objective,
-                       outer_options, guard, mixture)
+                       outer_options, guard, mixture, auto)
+
+
+#: ``meta.checkpoint``'s default: checkpointing switched on only where memory needs it
+AUTO = "auto"
 
 
 # ---------------------------------------------------------------------- task and rule

@@ -49,6 +49,11 @@ class RuleStudy(Study):
     def init(self, cfg, built, key):
         return built.rule.init(key, built.network.shapes)
 
+    def checkpointed(self, cfg):
+        if not cfg.meta_section.auto_checkpoint:
+            return None
+        return config.override(cfg, ["meta.checkpoint=true"])
+
     def guard(self, cfg):
         return cfg.meta_section.build_guard()
 

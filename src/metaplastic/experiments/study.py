@@ -87,6 +87,14 @@ class Study:
     def init(self, cfg: Any, built: Any, key: Any) -> Any:
         raise NotImplementedError
 
+    def checkpointed(self, cfg: Any) -> Any | None:
+        """``cfg`` with the meta-gradient's unroll checkpointed (recomputed in the backward
+        pass instead of stored), where the configuration leaves that to the memory budget
+        (a rule study's ``meta.checkpoint = "auto"``, the default); None where it does not.
+        The lifecycle switches to it when the first meta-step's program would hold more
+        than the budget (:meth:`metaplastic.experiments.lifecycle.Start.bound_memory`)."""
+        return None
+
     def guard(self, cfg: Any) -> Any:
         """The safeguards of its meta-training (a :class:`~metaplastic.meta.guard.Guard`:
         divergence bounds, rollback, keep-best θ); the defaults unless it has options."""

@@ -230,6 +230,23 @@ def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
         _in_background(val, compile_validator)
 
 
+def first_chunk_memory(outer: Any, objective: Any, theta0: Any, key: Array,
+                       guard: Guard = DEFAULT_GUARD) -> int | None:
+    """Bytes the first chunk's program of ``run(outer, objective, theta0, key=key,
+    guard=guard)`` holds at once by XLA's memory analysis (arguments, outputs and
+    temporaries, less what outputs reuse of arguments), or None where the backend has no
+    analysis. The program is the one the run executes: compiled by :func:`precompile` in
+    the background (waited for here) or now, and then not compiled again."""
+    fn = _compiled(chunk_fn(outer, objective, outer.truncation_at(0), "", guard))
+    state = init(outer, objective, check_theta0(objective, theta0), key)
+    analysis = fn.lower(state, key, jnp.asarray(outer.steps, jnp.int32)).compile() \
+        .memory_analysis()
+    if analysis is None:
+        return None
+    return int(analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
+               + analysis.output_size_in_bytes - analysis.alias_size_in_bytes)
+
+
 def _in_background(fn: Callable, compile_fn: Callable[[], None]) -> None:
     """Run ``compile_fn`` (which compiles ``fn``) in its own thread; :func:`_compiled`
     waits for it. A failure is left for the run, which compiles ``fn`` again and reports

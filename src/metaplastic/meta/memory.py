@@ -97,6 +97,32 @@ def available() -> tuple[int, str]:
     return int(ram), "RAM"
 
 
+#: the environment variable that sets :func:`budget` (bytes, or e.g. "2GiB", "500MiB")
+BUDGET_VARIABLE = "METAPLASTIC_MEMORY_BUDGET"
+_UNITS = {"": 1, "B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40,
+          "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def budget() -> tuple[int, str]:
+    """(bytes, what) one program of a run may hold before the run economises (e.g.
+    ``meta.checkpoint = "auto"`` recomputes the unroll instead of storing it): half of
+    :func:`available`, or ``$METAPLASTIC_MEMORY_BUDGET``; 0 where neither is known."""
+    text = os.environ.get(BUDGET_VARIABLE, "").strip()
+    if text:
+        unit = text.lstrip("0123456789.eE+- ")
+        number, unit = text[:len(text) - len(unit)], unit.strip().upper()
+        try:
+            value = float(number) * _UNITS[unit]
+        except (ValueError, KeyError):
+            raise ConfigError(f"{BUDGET_VARIABLE} must be a size such as 2GiB, 500MiB or "
+                              f"a number of bytes, got {text!r}") from None
+        if not value > 0:
+            raise ConfigError(f"{BUDGET_VARIABLE} must be positive, got {text!r}")
+        return int(value), f"{BUDGET_VARIABLE}={text}"
+    have, what = available()
+    return have // 2, f"half the {gib(have)} of {what}"
+
+
 def gib(n: float) -> str:
     return f"{n / 2**30:.3g} GiB" if n >= 2**26 else f"{n / 2**20:.3g} MiB"
 
