@@ -235,9 +235,18 @@ def first_chunk_memory(outer: Any, objective: Any, theta0: Any, key: Array,
     """Bytes the first chunk's program of ``run(outer, objective, theta0, key=key,
     guard=guard)`` holds at once by XLA's memory analysis (arguments, outputs and
     temporaries, less what outputs reuse of arguments), or None where the backend has no
-    analysis. The program is the one the run executes: compiled by :func:`precompile` in
-    the background (waited for here) or now, and then not compiled again."""
-    fn = _compiled(chunk_fn(outer, objective, outer.truncation_at(0), "", guard))
+    analysis, or where the run would not share the program (an unhashable piece, a
+    multi-process run: measuring it would compile it twice). The program is the one the
+    run executes: compiled by :func:`precompile` in the background (waited for here) or
+    now, and then not compiled again."""
+    from metaplastic import devices
+
+    if devices.replicated() is not None:
+        return None
+    try:
+        fn = _compiled(_cached_chunk_fn(outer, objective, outer.truncation_at(0), "", guard))
+    except TypeError:
+        return None
     state = init(outer, objective, check_theta0(objective, theta0), key)
     analysis = fn.lower(state, key, jnp.asarray(outer.steps, jnp.int32)).compile() \
         .memory_analysis()
