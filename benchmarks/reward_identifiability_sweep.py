@@ -61,6 +61,7 @@ def one_setting(fitted: int, block_trials: int, seeds: str, out: Path,
             "seed": int(rec.parent.name.split("-")[1]),
             "determined": ident["determined_directions"],
             "truth_inside_determined": ident.get("truth_inside_determined"),
+            "withheld": bool(ident.get("intervals_withheld")),
             "xr": coef["inferred"][names.index("pre*modulator")],
             "cosine": coef["cosine"],
             "deviance_inferred": held["inferred"]["deviance_explained"],
@@ -79,7 +80,8 @@ def table(rows: list[dict]) -> str:
         rs = sorted((r for r in rows if (r["fitted"], r["choices_per_trajectory"])
                      == (fitted, choices)), key=lambda r: r["seed"])
         det = ", ".join(str(r["determined"]) for r in rs)
-        inside = ", ".join(str(r["truth_inside_determined"]) for r in rs)
+        inside = ", ".join("withheld" if r.get("withheld") else
+                           str(r["truth_inside_determined"]) for r in rs)
         xr = ", ".join(format(r["xr"], "+.2f") for r in rs)
         cos = ", ".join(format(r["cosine"], ".2f") for r in rs)
         dev = 100 * np.mean([r["deviance_inferred"] for r in rs])

@@ -104,6 +104,10 @@ def test_intervals_centre_on_the_one_step_estimate_when_given_the_gradient():
     assert any("one-step" in line for line in describe(rep))
     plain = identifiability(fit, info, ["a", "b", "c"], [True] * 3)
     assert plain["centre"] == "fit" and plain["estimate"] == pytest.approx(fit.tolist())
+    # nothing determined: no step to take, so none to refuse (a report that the step
+    # "raised the NLL from x to x" would not be true)
+    flat = identifiability(fit, info * 1e-9, ["a", "b", "c"], [True] * 3, gradient=grad)
+    assert flat["determined_directions"] == 0 and flat["centre"] == "fit"
 
 
 @pytest.mark.parametrize("after, centre", [(0.5, "one-step"), (2.0, "fit")])

@@ -351,7 +351,8 @@ def identifiability(coefficients, information, names: list[str], free: list[bool
     half = np.where(lam > tol, Z95 / np.sqrt(np.maximum(lam, tol)), np.inf)
     determined = half <= relative * max(scale, 1e-300)
     fit = t
-    if g is not None and np.all(np.isfinite(g)):  # the one-step estimate
+    # the one-step estimate (none without a determined direction to step along)
+    if g is not None and np.all(np.isfinite(g)) and np.any(determined):
         coef = np.where(determined, (vec.T @ g) / np.where(determined, lam, 1.0), 0.0)
         t = t - vec @ coef
     directions = []
