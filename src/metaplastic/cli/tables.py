@@ -194,9 +194,11 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
         ident = out["identifiability"]
         for line in describe(ident) + describe_profile(ident.get("profile", [])):
             console.print(escape(line))
-        if ident.get("finite") and not ident.get("intervals_withheld"):
+        withheld = bool(ident.get("intervals_withheld"))
+        if ident.get("finite"):
             t = Table(title="coefficients, Wald 95% intervals from the observed information "
-                            "(local: see --bootstrap)")
+                            + ("(withheld: see above)" if withheld else
+                               "(local: see --bootstrap)"))
             truth = coef.get("truth_values")
             free = [i for i, f in enumerate(coef["free"]) if f]
             step = ident.get("centre") == "one-step"
@@ -207,7 +209,7 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
                 lo, hi = ident["wald_low"][j], ident["wald_high"][j]
                 cells = [ident["names"][j], f"{coef['inferred'][free[j]]:+.3f}",
                          *([f"{ident['estimate'][j]:+.3f}"] if step else []),
-                         f"[{lo:+.3g}, {hi:+.3g}]"]
+                         "withheld" if withheld else f"[{lo:+.3g}, {hi:+.3g}]"]
                 if truth is not None:
                     cells.append(f"{truth[free[j]]:+.3g}")
                 t.add_row(*cells)
