@@ -66,6 +66,22 @@ class HasSparsePart(Protocol):
 
 
 @runtime_checkable
+class HoldsEntries(Protocol):
+    """A rule some of whose θ entries do not act (a polynomial's excluded terms: held at
+    zero). ``held(θ)`` is a pytree like θ, True where an entry does not act; an evolution
+    strategy leaves those entries out of its search."""
+
+    def held(self, theta: Any) -> Any: ...
+
+
+@runtime_checkable
+class HasRule(Protocol):
+    """An objective of one rule (``Objective.rule``)."""
+
+    rule: Any
+
+
+@runtime_checkable
 class HasNeuronParams(Protocol):
     """A rule whose θ also holds the neurons' learned parameters φ."""
 
@@ -391,6 +407,11 @@ def feedback_params(rule: Any, theta: Any) -> Any:
 def neuron_params(rule: Any, theta: Any) -> Any:
     """Learned neurons' parameters within θ (rules that hold them), else ()."""
     return rule.neuron_params(theta) if isinstance(rule, HasNeuronParams) else ()
+
+
+def held(rule: Any, theta: Any) -> Any:
+    """Where θ's entries do not act (:class:`HoldsEntries`), or None: every one acts."""
+    return rule.held(theta) if isinstance(rule, HoldsEntries) else None
 
 
 def sparse_part(rule: Any, theta: Any) -> Any:

@@ -109,3 +109,33 @@ def test_antithetic_needs_an_even_population():
     with pytest.raises(ConfigError, match="even population"):
         mp.meta.EvolutionStrategy(strategy="open_es", population=7)
     mp.meta.EvolutionStrategy(strategy="open_es", population=7, antithetic=False)
+
+
+@pytest.mark.parametrize("outer", [
+    mp.meta.EvolutionStrategy(strategy="cma_es", population=8, steps=6, sigma=0.1, chunk=3),
+    mp.meta.EvolutionStrategy(strategy="open_es", population=8, steps=6, sigma=0.1, chunk=3),
+    mp.meta.LearnedES(population=8, steps=6, sigma=0.1, chunk=3),
+], ids=["cma_es", "open_es", "learned-es"])
+def test_a_population_searches_only_the_terms_that_act(small_pca, outer):
+    """Excluded polynomial terms do not act: every population loop leaves them out of its
+    search (8 of the 27 searched here) and they keep their start in the mean; the
+    others move."""
+    from metaplastic.meta.population import searched
+
+    task, net, _, _ = small_pca
+    keep = ["pre*post", "post^2*w", "pre", "post", "w", "pre*w", "post*w", "1"]
+    rule = mp.rules.make("polynomial", eta=0.03)
+    excluded = [n for n in rule.term_names if n not in keep]
+    rule = mp.rules.make("polynomial", eta=0.03, exclude=excluded)
+    objective = mp.Objective(task, net, rule, tasks_per_step=2)
+    theta0 = {"coef": jnp.full((3, 3, 3), 0.01)}  # held entries: not zero, to see them stay
+    space = searched(objective, theta0)
+    assert space.index is not None and space.index.size == len(keep)
+    res = outer.run(objective, theta0, key=jax.random.key(3))
+    coef = np.ravel(np.asarray(res.theta["coef"]))
+    free = np.asarray(rule.free_terms)
+    np.testing.assert_array_equal(coef[~free], np.float32(0.01))
+    assert np.all(coef[free] != np.float32(0.01))
+    # a rule without exclusions: θ searched whole, as evosax takes it
+    assert searched(mp.Objective(task, net, mp.rules.make("polynomial"), tasks_per_step=2),
+                    theta0).index is None

@@ -358,7 +358,7 @@ def _candidates(cfg, network, truth) -> list[tuple]:
 
 def _acting(rule, theta) -> np.ndarray:
     """θ's coefficient of every named term as it acts, raveled (an excluded term's is 0
-    whatever θ holds there: an evolution strategy moves every entry); θ raveled for a
+    whatever θ holds there: a θ file may hold anything in its place); θ raveled for a
     rule that does not compute its terms' values."""
     if isinstance(rule, cap.HasTermValues):
         return np.ravel(np.asarray(rule.term_coefficients(theta), np.float64))

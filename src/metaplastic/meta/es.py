@@ -37,7 +37,7 @@ from metaplastic import capabilities as cap
 from metaplastic.errors import ConfigError, unknown_name
 from metaplastic.meta.gradient import OPTIMIZERS
 from metaplastic.meta.outer import OuterLoop
-from metaplastic.meta.population import PopulationEvaluation
+from metaplastic.meta.population import PopulationEvaluation, searched
 from metaplastic.meta.segments import as_objective, select
 
 Array = jax.Array
@@ -171,9 +171,12 @@ class EvolutionStrategy(PopulationEvaluation, OuterLoop):
 
     def init(self, objective: Any, theta0: Any, key: Array) -> ESState:
         k_init, _ = jax.random.split(key)
-        es, params = self.make(theta0, objective.n_steps if self.truncation else None)
-        es_state = es.init(k_init, theta0, params)
-        return self.restart(objective, ESState(es_state, es.get_mean(es_state)), k_init)
+        space = searched(objective, theta0)  # without the entries that do not act
+        start = space.vector(theta0)
+        es, params = self.make(start, objective.n_steps if self.truncation else None)
+        es_state = es.init(k_init, start, params)
+        mean = space.theta(es.get_mean(es_state), theta0)
+        return self.restart(objective, ESState(es_state, mean), k_init)
 
     def theta(self, state: ESState) -> Any:
         return state.mean
@@ -189,15 +192,19 @@ class EvolutionStrategy(PopulationEvaluation, OuterLoop):
 
     def step(self, objective: Any, state: ESState, key: Array, t: Array):
         """One generation: ask, evaluate every member on the same tasks, tell."""
-        es, params = self.make(state.mean, objective.n_steps if self.truncation else None)
+        space = searched(objective, state.mean)
+        es, params = self.make(space.vector(state.mean),
+                               objective.n_steps if self.truncation else None)
         _, k_run = jax.random.split(key)
         k_ask, k_eval, k_tell = jax.random.split(jax.random.fold_in(k_run, t), 3)
         pop, asked = es.ask(k_ask, state.es_state, params)
-        fit, ok, inner = self.evaluate_generation(objective, pop, k_eval, state.inner)
+        members = pop if space.index is None else \
+            jax.vmap(lambda v: space.theta(v, state.mean))(pop)
+        fit, ok, inner = self.evaluate_generation(objective, members, k_eval, state.inner)
         told, _ = es.tell(k_tell, pop, fit, asked, params)
         keep = jnp.any(ok)  # a generation where every member diverged changes nothing
         es_state = select(keep, told, state.es_state)
-        mean = es.get_mean(es_state)
+        mean = space.theta(es.get_mean(es_state), state.mean)
         value, aux = objective(mean, k_eval)  # the mean on whole episodes, for the log
         return self.generation(state, ESState(es_state, mean), keep, inner, fit, ok, value,
                                aux)

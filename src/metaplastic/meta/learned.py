@@ -31,7 +31,7 @@ from jax.flatten_util import ravel_pytree
 from metaplastic.errors import ConfigError
 from metaplastic.meta import selection
 from metaplastic.meta.outer import OuterLoop
-from metaplastic.meta.population import PopulationEvaluation
+from metaplastic.meta.population import PopulationEvaluation, searched
 from metaplastic.meta.segments import select
 
 Array = jax.Array
@@ -68,7 +68,9 @@ class LearnedES(PopulationEvaluation, OuterLoop):
         return selection.load_phi(self.phi or None)
 
     def init(self, objective: Any, theta0: Any, key: Array) -> LearnedESState:
-        flat, _ = ravel_pytree(theta0)
+        # the entries of θ that act (a polynomial's excluded terms are not searched)
+        space = searched(objective, theta0)
+        flat = ravel_pytree(theta0)[0] if space.index is None else space.vector(theta0)
         search = selection.init_search(flat.shape[0], self.sigma)
         k_init, _ = jax.random.split(key)
         return self.restart(objective, LearnedESState(theta0, search), k_init)
@@ -86,6 +88,12 @@ class LearnedES(PopulationEvaluation, OuterLoop):
         """One generation: sample, evaluate (values only), select and vary by φ."""
         phi = self.selection_network()
         flat, unravel = ravel_pytree(state.mean)
+        space = searched(objective, state.mean)
+        if space.index is not None:  # search the entries that act; the others stay
+            flat = space.vector(state.mean)
+
+            def unravel(v, like=state.mean):
+                return space.theta(v, like)
         _, k_run = jax.random.split(key)
         k_ask, k_eval = jax.random.split(jax.random.fold_in(k_run, t))
         eps = selection.perturbations(k_ask, self.population, flat.shape[0], self.antithetic)

@@ -19,7 +19,10 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
 
+from metaplastic import capabilities as cap
 from metaplastic import devices
 from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
@@ -36,6 +39,41 @@ def finite_fitness(values: Array, sign: float) -> tuple[Array, Array]:
     ok = jnp.isfinite(fit)
     worst = jnp.max(jnp.where(ok, fit, -jnp.inf))
     return jnp.where(ok, fit, worst), ok
+
+
+@dataclass(frozen=True)
+class Searched:
+    """What a population loop varies of θ: every entry (``index`` None: θ itself, as
+    evosax takes it), or — where the rule holds some entries (a polynomial's excluded
+    terms, :class:`~metaplastic.capabilities.HoldsEntries`) — a vector of the others;
+    the held ones keep their values in every member and in the mean."""
+
+    index: Any = None  # positions in θ raveled that are searched
+
+    def vector(self, theta: Any) -> Any:
+        """θ as the search sees it."""
+        return theta if self.index is None else ravel_pytree(theta)[0][self.index]
+
+    def theta(self, searched: Any, like: Any) -> Any:
+        """θ with its searched entries from ``searched`` (the others as in ``like``)."""
+        if self.index is None:
+            return searched
+        flat, unravel = ravel_pytree(like)
+        return unravel(flat.at[self.index].set(searched))
+
+
+def searched(objective: Any, theta: Any) -> Searched:
+    """The entries of θ that act for the objective's rule (the rules of a mixture's parts
+    share θ: every part's must act)."""
+    masks = [cap.held(p.rule, theta) for p in cap.parts(objective)
+             if isinstance(p, cap.HasRule)]
+    masks = [m for m in masks if m is not None]
+    if not masks:
+        return Searched()
+    flat = [np.concatenate([np.ravel(np.asarray(x, bool)) for x in jax.tree.leaves(m)])
+            for m in masks]
+    held_any = np.logical_or.reduce(flat)
+    return Searched(np.flatnonzero(~held_any)) if held_any.any() else Searched()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import numpy as np
 
 from metaplastic import capabilities as cap
 from metaplastic.rules import feedback
@@ -49,6 +50,13 @@ class Composed(Rule):
 
     def layer_theta(self, theta, layer: int):
         return self.rule.layer_theta(theta["rule"], layer)
+
+    def held(self, theta):
+        """The synapses' rule's entries that do not act (its
+        :class:`~metaplastic.capabilities.HoldsEntries`); every other entry acts."""
+        out = jax.tree.map(lambda x: np.zeros(np.shape(x), bool), theta)
+        inner = cap.held(self.rule, theta["rule"])
+        return out if inner is None else {**out, "rule": inner}
 
     def init_state(self, shape):
         return self.rule.init_state(shape)

@@ -119,6 +119,10 @@ class PolynomialRule(Rule):
         then get no gradient at all and stay at zero)."""
         return self._masked(theta["coef"])
 
+    def held(self, theta):
+        """The excluded terms' coefficients (they do not act: :meth:`_masked`)."""
+        return {"coef": ~np.array(self.free_terms).reshape(np.shape(theta["coef"]))}
+
     @property
     def free_terms(self) -> list[bool]:
         """Per term (order of :attr:`term_names`): whether it is fitted (not excluded)."""
@@ -143,8 +147,8 @@ class PolynomialRule(Rule):
 
     def term_coefficients(self, theta):
         """θ's coefficient of every term, in the order of :attr:`term_names`: the
-        coefficient that acts (an excluded term's is 0 whatever θ holds there: an
-        evolution strategy moves every entry of θ)."""
+        coefficient that acts (an excluded term's is 0 whatever θ holds there: a θ
+        file may hold anything in its place)."""
         return self._masked(theta["coef"])
 
     def term_values(self, s) -> list:
