@@ -63,8 +63,8 @@ class Searched:
 
 
 def searched(objective: Any, theta: Any) -> Searched:
-    """The entries of θ that act for the objective's rule (the rules of a mixture's parts
-    share θ: every part's must act)."""
+    """The entries of θ that act for the objective's rule: for a mixture (its parts share
+    θ), those that act for any part's rule."""
     masks = [cap.held(p.rule, theta) for p in cap.parts(objective)
              if isinstance(p, cap.HasRule)]
     masks = [m for m in masks if m is not None]
@@ -72,8 +72,8 @@ def searched(objective: Any, theta: Any) -> Searched:
         return Searched()
     flat = [np.concatenate([np.ravel(np.asarray(x, bool)) for x in jax.tree.leaves(m)])
             for m in masks]
-    held_any = np.logical_or.reduce(flat)
-    return Searched(np.flatnonzero(~held_any)) if held_any.any() else Searched()
+    held_by_all = np.logical_and.reduce(flat)
+    return Searched(np.flatnonzero(~held_by_all)) if held_by_all.any() else Searched()
 
 
 @dataclass(frozen=True)
