@@ -214,7 +214,7 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
                     cells.append(f"{truth[free[j]]:+.3g}")
                 t.add_row(*cells)
             console.print(t)
-        if "truth_inside_wald" in ident and not ident.get("intervals_withheld"):
+        if "truth_inside_wald" in ident and not withheld:
             console.print(f"the truth lies within the interval along "
                           f"{ident['truth_inside_determined']} of the "
                           f"{ident['determined_directions']} determined directions; "

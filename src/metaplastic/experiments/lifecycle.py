@@ -243,17 +243,16 @@ class Start:
         if need > limit:
             import warnings
 
+            self.cfg = self.checkpointed
+            self.built = self.study.build(self.cfg)
+            studies.save(self.study, self.cfg, self.run.path / "config.toml")
             warnings.warn(f"the meta-step program would hold {memory.gib(need)} at once, "
                           f"more than the budget of {memory.gib(limit)} ({what}): "
                           f"checkpointing is switched on (meta.checkpoint = true, saved in "
                           f"config.toml: every inner step is recomputed in the backward "
                           f"pass, slower but within memory; set meta.checkpoint = false "
                           f"to keep the stored unroll)", stacklevel=2)
-            self.cfg = self.checkpointed
-            self.built = self.study.build(self.cfg)
-            studies.save(self.study, self.cfg, self.run.path / "config.toml")
-            driver.precompile(self.built.outer, self.built.objective, self.theta0,
-                              self.key, self.guard)
+            # compiled here, the program the run then executes
             out["program_bytes_checkpointed"] = driver.first_chunk_memory(
                 self.built.outer, self.built.objective, self.theta0, self.key, self.guard)
         return out

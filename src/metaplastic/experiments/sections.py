@@ -180,7 +180,7 @@ class MetaSection:
     mixture: dict = dataclasses.field(default_factory=dict)
     #: ``meta.checkpoint = "auto"`` (the default): the objective is built without
     #: checkpointing, and a run switches it on when its meta-step program would need more
-    #: than its memory budget (:mod:`metaplastic.experiments.memory_bound`)
+    #: than its memory budget (:meth:`metaplastic.experiments.lifecycle.Start.bound_memory`)
     auto_checkpoint: bool = True
 
     def build_outer(self):

@@ -215,11 +215,7 @@ def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
     except TypeError:
         return
 
-    def compile_first_chunk() -> None:
-        state = init(outer, objective, check_theta0(objective, theta0), key)
-        fn.lower(state, key, jnp.asarray(outer.steps, jnp.int32)).compile()
-
-    _in_background(fn, compile_first_chunk)
+    _in_background(fn, lambda: _first_chunk_compiled(fn, outer, objective, theta0, key))
     if guard.keep_best:  # the validation program, compiled beside the chunk's
         val = validator(objective)
 
@@ -247,13 +243,19 @@ def first_chunk_memory(outer: Any, objective: Any, theta0: Any, key: Array,
         fn = _compiled(_cached_chunk_fn(outer, objective, outer.truncation_at(0), "", guard))
     except TypeError:
         return None
-    state = init(outer, objective, check_theta0(objective, theta0), key)
-    analysis = fn.lower(state, key, jnp.asarray(outer.steps, jnp.int32)).compile() \
-        .memory_analysis()
+    analysis = _first_chunk_compiled(fn, outer, objective, theta0, key).memory_analysis()
     if analysis is None:
         return None
     return int(analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
                + analysis.output_size_in_bytes - analysis.alias_size_in_bytes)
+
+
+def _first_chunk_compiled(fn: Callable, outer: Any, objective: Any, theta0: Any,
+                          key: Array) -> Any:
+    """``fn`` (a chunk program) compiled for the run's first chunk (shared with the run:
+    its call then compiles nothing)."""
+    state = init(outer, objective, check_theta0(objective, theta0), key)
+    return fn.lower(state, key, jnp.asarray(outer.steps, jnp.int32)).compile()
 
 
 def _in_background(fn: Callable, compile_fn: Callable[[], None]) -> None:
