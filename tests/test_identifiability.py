@@ -125,7 +125,7 @@ def test_the_one_step_estimate_is_kept_only_where_it_lowers_the_nll(monkeypatch,
         return fit, info, 50.0, np.array([-10.0, 80.0]), \
             lambda c: 1.0 if np.allclose(c, fit) else after
 
-    monkeypatch.setattr(ident, "_information", fake)
+    monkeypatch.setattr(ident, "likelihood", fake)
     rep = ident.report(None, None, [0], None, None, None, ["a", "b"], [True, True],
                        truth=[0.9, -1.8])
     assert rep["centre"] == centre
@@ -228,3 +228,68 @@ def test_a_direction_the_data_do_not_bound_has_an_open_profile_interval():
     assert r["loadings"][0]["term"] == "b"
     assert r["low"] is None and r["high"] is None
     assert "unbounded" in describe_profile([r])[0]
+
+
+def _linear_gaussian(rng, x, coefs, sigma):
+    """A data set simulated from ``coefs`` and its least-squares fit, information, NLL."""
+    y = x @ coefs + sigma * rng.standard_normal(x.shape[0])
+    fit = np.linalg.lstsq(x, y, rcond=None)[0]
+    info = x.T @ x / sigma ** 2
+    nll = _NLL(lambda c: 0.5 * np.sum((y - x @ c) ** 2) / sigma ** 2,
+               lambda c: -x.T @ (y - x @ c) / sigma ** 2, lambda c: info)
+    return fit, info, nll
+
+
+def test_the_profile_rise_of_a_quadratic_likelihood_is_half_its_squared_distance():
+    """Along each eigen-direction u (eigenvalue λ) the profile NLL of a quadratic rises
+    by λ (u·(target − fit))² / 2 at the target, whatever the other directions do."""
+    from metaplastic.analysis.identifiability import profile_rise
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((60, 3))
+    x[:, 1] = x[:, 0] + 0.3 * rng.standard_normal(60)
+    fit, info, nll = _linear_gaussian(rng, x, np.array([1.0, -0.5, 0.25]), 0.5)
+    target = fit + np.array([0.3, -0.2, 0.1])
+    rises = profile_rise(fit, info, nll, [True] * 3, target, directions=3)
+    lam, vec = np.linalg.eigh(info)
+    np.testing.assert_allclose(rises, 0.5 * lam * (vec.T @ (target - fit)) ** 2, rtol=1e-6)
+    # a coefficient held fixed (not free) is not a direction
+    assert profile_rise(fit, info, nll, [True, False, True], target, directions=9).shape == (2,)
+
+
+def test_a_threshold_calibrated_where_chi_squared_holds_is_chi_squared():
+    """Data sets simulated from known coefficients of a linear-Gaussian model: the profile
+    rise at them is χ²₁ / 2 exactly, so the calibrated threshold comes out near
+    PROFILE_95 (1.92); and a profile interval at threshold c is sqrt(c / 1.92) times the
+    Wald half-width."""
+    from metaplastic.analysis.identifiability import (
+        PROFILE_95,
+        calibrated_threshold,
+        profile_from,
+        profile_rise,
+    )
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((40, 3))
+    truth = np.array([1.0, -0.5, 0.25])
+    rises = []
+    for _ in range(400):
+        fit, info, nll = _linear_gaussian(rng, x, truth, 0.5)
+        rises.append(profile_rise(fit, info, nll, [True] * 3, truth, directions=3))
+    c = calibrated_threshold(rises)
+    assert c == pytest.approx(PROFILE_95, rel=0.15)
+    (r,) = profile_from(fit, info, nll, list("abc"), [True] * 3, directions=1,
+                        threshold=4 * PROFILE_95)
+    assert r["threshold"] == 4 * PROFILE_95
+    assert r["high"] - r["value"] == pytest.approx(2 * r["wald_half_width"], rel=1e-3)
+    assert r["value"] - r["low"] == pytest.approx(2 * r["wald_half_width"], rel=1e-3)
+
+
+def test_a_calibration_with_too_many_diverged_refits_bounds_nothing():
+    from metaplastic.analysis.identifiability import calibrated_threshold
+
+    assert calibrated_threshold([1.0] * 90 + [np.inf] * 10) == np.inf
+    assert calibrated_threshold([1.0] * 97 + [np.inf] * 3) == 1.0
+    assert calibrated_threshold(np.arange(1, 101, dtype=float)) == 95.0
+    with pytest.raises(ValueError, match="no profile rises"):
+        calibrated_threshold([])

@@ -3,6 +3,7 @@ R², the null model, resampled refits (the training pool gives the run's own θ)
 bootstrap, and `metaplastic recover` end to end on a small simulated fit."""
 
 import json
+import math
 
 import jax
 import numpy as np
@@ -317,6 +318,36 @@ def test_parametric_bootstrap_refits_data_simulated_from_the_fitted_rule(run_dir
     np.testing.assert_allclose(lo, 2 * got - p_hi, atol=1e-6)
     np.testing.assert_allclose(hi, 2 * got - p_lo, atol=1e-6)
     assert "distinct_resamples" not in coef and 0 <= coef["truth_inside_ci"] <= 27
+
+
+def test_calibrated_profile_intervals_use_the_simulated_threshold(run_dir, capsys):
+    """--profile K --calibrate B: B data sets simulated from the fitted rule, refitted; the
+    profile intervals bound the 95% quantile of the rises at the fitted rule on them, and
+    the report says so; the profile with that threshold is the one written."""
+    from metaplastic.analysis import identifiability as ident
+
+    assert main(["recover", str(run_dir), "--profile", "2", "--calibrate", "4"]) == 0
+    text = capsys.readouterr().out
+    data = json.loads((run_dir / "recovery.json").read_text())["identifiability"]
+    cal, rows = data["profile_calibration"], data["profile"]
+    assert cal["data_sets"] == 4 and cal["directions"] == 2 and cal["refits_diverged"] == 0
+    assert cal["rises"]["count"] == 8 and cal["rises"]["infinite"] == 0
+    assert cal["chi2_threshold"] == ident.PROFILE_95
+    assert 0 < cal["threshold"] < math.inf and cal["threshold"] != ident.PROFILE_95
+    assert cal["rises"]["q50"] <= cal["threshold"]
+    assert len(rows) == 2 and all(r["threshold"] == cal["threshold"] for r in rows)
+    # an end of an interval lies where the profile rose by the calibrated threshold
+    for r in rows:
+        inside = [d for t, d in zip(r["grid"], r["delta_nll"], strict=True)
+                  if isinstance(d, float) and r["low"] is not None and r["high"] is not None
+                  and r["low"] <= r["value"] + t <= r["high"]]
+        assert all(d <= cal["threshold"] + 1e-9 for d in inside)
+    assert "calibrated on 4 data sets simulated from the fitted rule" in text
+
+
+def test_calibration_needs_a_profile(run_dir, capsys):
+    assert main(["recover", str(run_dir), "--calibrate", "3"]) == 2
+    assert "--profile K" in capsys.readouterr().out
 
 
 def test_parametric_data_sets_are_the_fitted_rules_recordings(run_dir, tmp_path):

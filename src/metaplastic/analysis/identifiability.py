@@ -60,7 +60,7 @@ def observed_information(objective: Any, theta: Any, indices, key: Array,
     them (see the module) from the trajectories ``indices``, the number of recorded
     observations (choices, or activity entries) and the NLL's gradient at the fit.
     ``put(theta, part)`` rebuilds θ around new coefficients."""
-    coefs, info, n, grad, _ = _information(objective, theta, indices, key, get, put)
+    coefs, info, n, grad, _ = likelihood(objective, theta, indices, key, get, put)
     return coefs, info, n, grad
 
 
@@ -73,7 +73,7 @@ def report(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any],
     stopped in another optimum), when no interval is claimed (:func:`withheld`;
     ``one_step_refused`` says why). The information matrix and gradient over the free
     coefficients are kept in the report."""
-    coefs, info, n, grad, nll = _information(objective, theta, indices, key, get, put)
+    coefs, info, n, grad, nll = likelihood(objective, theta, indices, key, get, put)
     out = identifiability(coefs, info, names, free, relative, truth, gradient=grad)
     if out.get("centre") == "one-step":
         stepped = coefs.copy()
@@ -89,7 +89,12 @@ def report(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any],
             "gradient": grad[keep].tolist()}
 
 
-def _information(objective, theta, indices, key, get, put):
+def likelihood(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any], Any],
+               put: Callable[[Any, Any], Any]) -> tuple:
+    """``(coefficients, information, observations, gradient, nll)`` of a fit on the
+    trajectories ``indices``: :func:`observed_information`'s four and ``nll(coefficients)
+    -> float``, the negative log-likelihood at other coefficients, with
+    ``nll.curvature(coefficients) -> (information, gradient)`` (one compiled program)."""
     task = check_recorded(objective)
     flat0, unravel = ravel_pytree(get(theta))
     idx = jnp.asarray(np.asarray(indices), jnp.int32)
@@ -150,81 +155,49 @@ def profile(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any]
             put: Callable[[Any, Any], Any], names: list[str], free: list[bool],
             directions: int = 2, newton: int = 6,
             progress: Callable[[int, int], None] | None = None,
-            truth=None) -> list[dict[str, Any]]:
+            truth=None, threshold: float = PROFILE_95) -> list[dict[str, Any]]:
     """The **profile likelihood** along the ``directions`` least determined
     eigen-directions ``u`` of the observed information (those with the widest Wald
     intervals): at each ``t`` of a grid, the NLL minimised over every other free
     direction with the coefficients held at ``θ̂ + t u`` (damped Newton steps with the
     exact Hessian, the same compiled program as the information), minus its minimum. The
     profile 95% interval holds the ``t`` whose profile NLL is within
-    :data:`PROFILE_95` of the minimum; unlike the Wald interval it follows the
-    likelihood where it is not quadratic, and an end the grid does not reach is reported
-    as ``None`` (at least that far: the data do not bound it)."""
-    coefs, info, _, _, nll = _information(objective, theta, indices, key, get, put)
-    return profile_from(coefs, info, nll, names, free, directions, newton, progress, truth)
+    :data:`PROFILE_95` (or ``threshold``) of the minimum; unlike the Wald interval it
+    follows the likelihood where it is not quadratic, and an end the grid does not reach
+    is reported as ``None`` (at least that far: the data do not bound it)."""
+    coefs, info, _, _, nll = likelihood(objective, theta, indices, key, get, put)
+    return profile_from(coefs, info, nll, names, free, directions, newton, progress, truth,
+                        threshold)
 
 
 def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
                  directions: int = 2, newton: int = 6,
                  progress: Callable[[int, int], None] | None = None,
-                 truth=None) -> list[dict[str, Any]]:
+                 truth=None, threshold: float = PROFILE_95) -> list[dict[str, Any]]:
     """:func:`profile` from the fit's coefficients, their information matrix and
     ``nll(coefficients) -> float`` with ``nll.curvature(coefficients) -> (information,
     gradient)``. ``truth`` (simulated recordings): every row also holds the truth along
-    its direction and whether the profile interval holds it."""
-    coefs = np.asarray(coefs, np.float64)
-    info = np.asarray(info, np.float64)
-    keep = np.flatnonzero(np.asarray(free, bool))
-    lam, vec = np.linalg.eigh(info[np.ix_(keep, keep)])
+    its direction and whether the profile interval holds it. ``threshold``: the rise of
+    the profile NLL that bounds the interval (:data:`PROFILE_95`, χ²'s; or one
+    calibrated by simulation, :func:`calibrated_threshold`)."""
+    along = _Along(coefs, info, nll, free, newton)
+    coefs, keep, lam = along.coefs, along.keep, along.lam
     scale = max(float(np.linalg.norm(coefs[keep])), 1e-12)
     tol = max(float(np.max(np.abs(lam))), 1e-300) * 1e-12
-    chosen = np.argsort(lam)[:max(0, min(directions, lam.size))]  # the flattest first
+    chosen = along.flattest(directions)
     total = len(chosen) * (2 * len(PROFILE_GRID) + 1)
     done, out = 0, []
 
-    def embed(x_free):
-        full = coefs.copy()
-        full[keep] = x_free
-        return full
-
-    def minimise(x, others):
-        """Newton steps over the span of ``others`` from ``x`` (free coordinates)."""
-        f = nll(embed(x))
-        if not np.isfinite(f):  # the replay diverged here: no likelihood to follow
-            return x, math.inf
-        for _ in range(newton):
-            h, g = nll.curvature(embed(x))
-            hc = others.T @ h[np.ix_(keep, keep)] @ others
-            gc = others.T @ g[keep]
-            if not (np.all(np.isfinite(hc)) and np.all(np.isfinite(gc))):
-                break  # curvature lost (a replay near divergence): keep the best so far
-            low = float(np.min(np.linalg.eigvalsh(hc))) if hc.size else 0.0
-            damp = max(0.0, -low) + 1e-8 * max(1.0, float(np.max(np.abs(hc), initial=0.0)))
-            step = -np.linalg.solve(hc + damp * np.eye(hc.shape[0]), gc) if hc.size else gc
-            for _ in range(6):  # backtracking: a step must lower the NLL
-                trial = x + others @ step
-                ft = nll(embed(trial))
-                if np.isfinite(ft) and ft < f:
-                    x, f = trial, ft
-                    break
-                step = step / 2
-            else:
-                break
-        return x, f
-
     for k in chosen:
-        u = vec[:, k]
-        u = u * (1 if u[np.argmax(np.abs(u))] >= 0 else -1)
-        others = np.delete(vec, k, axis=1)
+        u, others = along.direction(k)
         wald = Z95 / math.sqrt(lam[k]) if lam[k] > tol else math.inf
         unit = min(wald, scale)
-        centre, f0 = minimise(coefs[keep].copy(), others)
+        centre, f0 = along.minimise(coefs[keep].copy(), others)
         t_hat = float(u @ centre)
         points = {0.0: (f0, centre)}
 
         def at(t, start, u=u, centre=centre, others=others):
-            x = start + (t - float(u @ (start - centre))) * u  # hold u·(x − centre) at t
-            return minimise(x, others)
+            return along.at(t, start, u, centre, others)
 
         for sign in (1, -1):
             x = centre.copy()
@@ -240,7 +213,7 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
         for side in (1, -1):  # refine each crossing by bisection between grid points
             ts = np.array(sorted(points))
             delta = np.array([points[t][0] - base for t in ts])
-            end = _crossing(ts, delta, side)
+            end = _crossing(ts, delta, side, threshold)
             if end is None:
                 continue
             start = float(ts[int(np.argmin(np.where(np.isfinite(delta), delta, np.inf)))])
@@ -255,7 +228,7 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
                 mid = 0.5 * (inner + outer)
                 x, f = at(mid, points[inner][1])
                 points[mid] = (f, x)
-                if np.isfinite(f) and f - base <= PROFILE_95:
+                if np.isfinite(f) and f - base <= threshold:
                     inner = mid
                 else:
                     outer = mid
@@ -263,11 +236,11 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
         base = min(f for f, _ in points.values())  # a refinement may have found lower
         delta = np.array([points[t][0] - base for t in ts])
 
-        low, high = _crossing(ts, delta, -1), _crossing(ts, delta, 1)
+        low, high = _crossing(ts, delta, -1, threshold), _crossing(ts, delta, 1, threshold)
         load = [{"term": names[keep[i]], "weight": float(u[i])} for i in np.argsort(-np.abs(u))
                 if abs(u[i]) >= LOADING]
         out.append({"eigenvalue": float(lam[k]), "loadings": load,
-                    "value": t_hat, "wald_half_width": wald,
+                    "value": t_hat, "wald_half_width": wald, "threshold": float(threshold),
                     "grid": ts.tolist(), "delta_nll": delta.tolist(),
                     "profile_minimum": t_hat + float(ts[int(np.argmin(
                         np.where(np.isfinite(delta), delta, np.inf)))]),
@@ -282,9 +255,104 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
     return out
 
 
-def _crossing(ts: np.ndarray, delta: np.ndarray, side: int) -> float | None:
+class _Along:
+    """The profile NLL of a fit: its free coordinates, the eigen-directions of their
+    information, and the NLL minimised over every direction but one by damped Newton
+    steps (the exact Hessian; a step kept only where it lowers the NLL)."""
+
+    def __init__(self, coefs, info, nll: Callable, free, newton: int):
+        self.coefs = np.asarray(coefs, np.float64)
+        info = np.asarray(info, np.float64)
+        self.keep = np.flatnonzero(np.asarray(free, bool))
+        self.lam, self.vec = np.linalg.eigh(info[np.ix_(self.keep, self.keep)])
+        self.nll, self.newton = nll, newton
+
+    def flattest(self, directions: int) -> np.ndarray:
+        """The ``directions`` least determined directions' indices, the flattest first."""
+        return np.argsort(self.lam)[:max(0, min(directions, self.lam.size))]
+
+    def direction(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(u, others)``: the k-th eigen-direction, its largest loading positive, and
+        the rest of the basis."""
+        u = self.vec[:, k]
+        u = u * (1 if u[np.argmax(np.abs(u))] >= 0 else -1)
+        return u, np.delete(self.vec, k, axis=1)
+
+    def embed(self, x_free: np.ndarray) -> np.ndarray:
+        full = self.coefs.copy()
+        full[self.keep] = x_free
+        return full
+
+    def minimise(self, x: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, float]:
+        """Newton steps over the span of ``others`` from ``x`` (free coordinates)."""
+        nll, keep = self.nll, self.keep
+        f = nll(self.embed(x))
+        if not np.isfinite(f):  # the replay diverged here: no likelihood to follow
+            return x, math.inf
+        for _ in range(self.newton):
+            h, g = nll.curvature(self.embed(x))
+            hc = others.T @ h[np.ix_(keep, keep)] @ others
+            gc = others.T @ g[keep]
+            if not (np.all(np.isfinite(hc)) and np.all(np.isfinite(gc))):
+                break  # curvature lost (a replay near divergence): keep the best so far
+            low = float(np.min(np.linalg.eigvalsh(hc))) if hc.size else 0.0
+            damp = max(0.0, -low) + 1e-8 * max(1.0, float(np.max(np.abs(hc), initial=0.0)))
+            step = -np.linalg.solve(hc + damp * np.eye(hc.shape[0]), gc) if hc.size else gc
+            for _ in range(6):  # backtracking: a step must lower the NLL
+                trial = x + others @ step
+                ft = nll(self.embed(trial))
+                if np.isfinite(ft) and ft < f:
+                    x, f = trial, ft
+                    break
+                step = step / 2
+            else:
+                break
+        return x, f
+
+    def at(self, t: float, start: np.ndarray, u: np.ndarray, centre: np.ndarray,
+           others: np.ndarray) -> tuple[np.ndarray, float]:
+        """The profile at ``u·(x − centre) = t``, minimised from ``start``."""
+        x = start + (t - float(u @ (start - centre))) * u
+        return self.minimise(x, others)
+
+
+def profile_rise(coefs, info, nll: Callable, free: list[bool], target,
+                 directions: int = 2, newton: int = 6) -> np.ndarray:
+    """How far the profile NLL rises at ``target`` (coefficients) above its minimum
+    along each of the ``directions`` least determined directions of a fit, as
+    :func:`profile_from` follows it there: the statistic a profile interval bounds.
+    On a data set simulated from known coefficients, evaluated at them, its quantiles
+    calibrate the threshold (:func:`calibrated_threshold`). ``inf`` where the replay
+    diverged at the target."""
+    along = _Along(coefs, info, nll, free, newton)
+    target = np.asarray(target, np.float64)[along.keep]
+    rises = []
+    for k in along.flattest(directions):
+        u, others = along.direction(k)
+        centre, f0 = along.minimise(along.coefs[along.keep].copy(), others)
+        _, f = along.at(float(u @ (target - centre)), centre, u, centre, others)
+        rises.append(f - min(f0, f) if np.isfinite(f) and np.isfinite(f0) else math.inf)
+    return np.asarray(rises, np.float64)
+
+
+def calibrated_threshold(rises, level: float = 0.95) -> float:
+    """The profile-NLL rise that holds the truth in a fraction ``level`` of simulated
+    data sets: the ``level`` quantile of :func:`profile_rise` at the simulating
+    coefficients, pooled over data sets and directions (the smallest rise that at least
+    ``level`` of them do not exceed). χ² with one degree of freedom gives
+    :data:`PROFILE_95` where the likelihood is near quadratic and its maximum near the
+    truth; an over-fitted likelihood needs more. ``inf`` (every interval unbounded)
+    when more than ``1 − level`` of the rises are infinite."""
+    rises = np.asarray(rises, np.float64).ravel()
+    if rises.size == 0:
+        raise ValueError("no profile rises to calibrate a threshold from")
+    return float(np.quantile(rises, level, method="inverted_cdf"))
+
+
+def _crossing(ts: np.ndarray, delta: np.ndarray, side: int,
+              threshold: float = PROFILE_95) -> float | None:
     """The first ``t`` on one side (``side`` ±1) of the profile's minimum where ``delta``
-    rises past :data:`PROFILE_95` above it (linearly interpolated; a non-finite NLL counts
+    rises past ``threshold`` above it (linearly interpolated; a non-finite NLL counts
     as past); None where it never does on the grid."""
     m = int(np.nanargmin(np.where(np.isfinite(delta), delta, np.inf)))  # from the minimum
     order = np.arange(m, ts.size) if side > 0 else np.arange(m, -1, -1)
@@ -292,18 +360,26 @@ def _crossing(ts: np.ndarray, delta: np.ndarray, side: int) -> float | None:
     for i in order[1:]:
         if not np.isfinite(delta[i]):
             return float(ts[i])
-        if delta[i] > PROFILE_95:
+        if delta[i] > threshold:
             a, b = delta[prev], delta[i]
-            frac = (PROFILE_95 - a) / (b - a) if b != a else 1.0
+            frac = (threshold - a) / (b - a) if b != a else 1.0
             return float(ts[prev] + frac * (ts[i] - ts[prev]))
         prev = i
     return None
 
 
-def describe_profile(rows: list[dict[str, Any]]) -> list[str]:
+def describe_profile(rows: list[dict[str, Any]],
+                     calibration: dict[str, Any] | None = None) -> list[str]:
     """Plain-text lines of :func:`profile` (what ``metaplastic recover --profile``
-    prints)."""
+    prints); ``calibration``: the threshold's calibration (``recover --calibrate``)."""
     lines = []
+    if rows and calibration is not None:
+        c = calibration
+        lines.append(
+            f"profile intervals: the NLL rises by at most {c['threshold']:.3g} within them, "
+            f"calibrated on {c['data_sets']} data sets simulated from the fitted rule and "
+            f"refitted ({c['refits_diverged']} diverged; χ² with one degree of freedom "
+            f"would give {c['chi2_threshold']:.3g})")
     for r in rows:
         combo = " ".join(f"{x['weight']:+.2f}·{x['term']}" for x in r["loadings"]) or \
             "(spread over many terms)"
@@ -478,5 +554,6 @@ def describe(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["PROFILE_95", "Z95", "describe", "describe_profile", "identifiability",
-           "observed_information", "profile", "profile_from", "report", "withheld"]
+__all__ = ["PROFILE_95", "Z95", "calibrated_threshold", "describe", "describe_profile",
+           "identifiability", "likelihood", "observed_information", "profile",
+           "profile_from", "profile_rise", "report", "withheld"]

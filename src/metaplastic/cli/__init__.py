@@ -151,6 +151,11 @@ def parser() -> argparse.ArgumentParser:
     rc.add_argument("--profile", type=int, default=0, metavar="K",
                     help="the profile likelihood along the K least determined directions "
                          "of the observed information (Newton refits; default 0: none)")
+    rc.add_argument("--calibrate", type=int, default=0, metavar="B",
+                    help="with --profile K: the profile intervals' threshold calibrated on "
+                         "B data sets simulated from the fitted rule and refitted (the 95%% "
+                         "quantile of the profile's rise at the fitted rule), instead of "
+                         "chi-squared's (default 0: chi-squared)")
     rc.add_argument("--l1", type=float, nargs="+", default=None, metavar="STRENGTH",
                     help="L1 strengths to refit with, each cross-validated over folds of "
                          "the training trajectories (e.g. --l1 0 1e-4 1e-3 1e-2)")

@@ -182,7 +182,8 @@ def cmd_recover(args) -> int:
     warn_if_unfinished(run)
     enable_compile_cache()
     print_recovery(run, bootstrap=args.bootstrap, l1=tuple(args.l1 or ()), folds=args.folds,
-                   profile=args.profile, parametric=args.parametric)
+                   profile=args.profile, parametric=args.parametric,
+                   calibrate=args.calibrate)
     return 0
 
 

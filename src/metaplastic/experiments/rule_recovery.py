@@ -21,7 +21,11 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
 * ``identifiability`` (rules with named terms): which directions of the coefficients the
   training trajectories determine, the confounds, Wald intervals and the rule up to its
   scale, from the observed Fisher information at the fit
-  (:mod:`metaplastic.analysis.identifiability`);
+  (:mod:`metaplastic.analysis.identifiability`); with ``profile = K`` the profile
+  likelihood's intervals along the K least determined directions, their threshold χ²'s
+  or, with ``calibrate = B``, calibrated on B data sets simulated from the fitted rule
+  and refitted (``profile_calibration``: a parametric bootstrap of the profile
+  likelihood ratio);
 * ``l1_path`` (with ``l1 = [...]``): for every L1 strength, the cross-validated loss over
   folds of the training trajectories (each held-out fold scored once), the coefficients
   fitted on all training trajectories, the strength chosen (the largest within one
@@ -30,6 +34,7 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import tempfile
@@ -66,28 +71,33 @@ KEEP_SHARE = 0.05
 
 #: fewer distinct bootstrap resamples than this: the intervals are said to be unreliable
 MIN_DISTINCT = 20
+#: fewer profile rises than this (``--calibrate B`` × directions) give a warning: their
+#: 95% quantile rests on the largest few
+MIN_RISES = 100
 
 
 def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), folds: int = 0,
-            profile: int = 0, parametric: bool = False,
+            profile: int = 0, parametric: bool = False, calibrate: int = 0,
             progress: Callable[[int, int | None, str], None] | bool | None = None
             ) -> dict[str, Any]:
     """Everything above for the run in ``run``; writes ``recovery.json`` and returns it.
     ``profile = K``: the profile likelihood along the K least determined directions
     (:func:`metaplastic.analysis.identifiability.profile`). ``parametric``: the
     ``bootstrap`` refits are on data simulated from the fitted rule
-    (:func:`simulated_sets`), not on resampled trajectories.
+    (:func:`simulated_sets`), not on resampled trajectories. ``calibrate = B`` (with
+    ``profile``): the profile intervals' threshold calibrated on B data sets simulated from
+    the fitted rule and refitted (:func:`_calibration`), instead of χ²'s.
     ``progress(done, total, what)`` follows the work (the library's one progress contract,
     :mod:`metaplastic.progress`: refits report every chunk of meta-steps); ``None``: a
     bar on a terminal, ``False``: silent."""
     with reporting(progress, "rule recovery") as report:
         return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None), profile,
-                        parametric)
+                        parametric, calibrate)
 
 
 def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
              say: Callable[[int, int | None, str], None], profile: int = 0,
-             parametric: bool = False) -> dict[str, Any]:
+             parametric: bool = False, calibrate: int = 0) -> dict[str, Any]:
     cfg = run.config()
     pieces = build(cfg)
     objective, rule, network = pieces.objective, pieces.rule, pieces.network
@@ -96,6 +106,12 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
         raise ConfigError(f"--bootstrap must be in [0, 10000] resamples, got {bootstrap}")
     if not isinstance(profile, int) or profile < 0:
         raise ConfigError(f"--profile must be a number of directions >= 0, got {profile}")
+    if not isinstance(calibrate, int) or calibrate < 0 or calibrate > 10_000:
+        raise ConfigError(f"--calibrate must be in [0, 10000] simulated data sets, got "
+                          f"{calibrate}")
+    if calibrate and not profile:
+        raise ConfigError("--calibrate sets the threshold of the profile likelihood's "
+                          "intervals: give --profile K (e.g. 18) with it")
     if parametric and not bootstrap:
         raise ConfigError("--parametric says how the --bootstrap's data sets are made: "
                           "give --bootstrap B (e.g. 20) with it")
@@ -133,12 +149,29 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
             objective, theta, splits["train"], jax.random.fold_in(key, 3), own, put,
             ref["names"], ref["free"], truth=_truth_values(ref))
         if profile:
+            threshold = identifiability.PROFILE_95
+            if calibrate:
+                k_init, run_key = run_keys(cfg)
+                calibration = _calibration(
+                    cfg, pieces, theta, rule.init(k_init, network.shapes), run_key,
+                    int(splits["train"].size), calibrate, key, say, own, put,
+                    ref["free"], profile)
+                threshold = calibration["threshold"]
+                out["identifiability"]["profile_calibration"] = calibration
+                if calibration["rises"]["count"] < MIN_RISES:
+                    warnings.warn(
+                        f"the calibration's threshold is the 95% quantile of only "
+                        f"{calibration['rises']['count']} profile rises ({calibrate} data "
+                        f"sets × {calibration['directions']} directions): too few for a "
+                        f"steady quantile; give --calibrate B with B × K >= {MIN_RISES}",
+                        stacklevel=2)
             what = f"profile likelihood along {profile} direction(s) (Newton refits)"
             say(0, None, what)
             out["identifiability"]["profile"] = identifiability.profile(
                 objective, theta, splits["train"], jax.random.fold_in(key, 3), own, put,
                 ref["names"], ref["free"], directions=profile,
-                progress=lambda d, t: say(d, t, what), truth=_truth_values(ref))
+                progress=lambda d, t: say(d, t, what), truth=_truth_values(ref),
+                threshold=threshold)
     elif profile:
         raise ConfigError("--profile follows the likelihood along directions of named "
                           "coefficients: this run's rule has none")
@@ -185,13 +218,12 @@ def _bootstrap(cfg, pieces, theta, theta0, run_key, train, count: int, parametri
     kind = ("data sets simulated from the fitted rule" if parametric
             else "resampled training trajectories")
     what = f"{count} refits on {kind} (meta-steps)"
-    with tempfile.TemporaryDirectory(prefix="metaplastic-parametric-") as folder:
-        if parametric:
-            say(0, None, f"simulating {count} data sets from the fitted rule")
-            objective, pools = simulated_sets(cfg, objective, theta, int(train.size), count,
-                                              jax.random.fold_in(key, 4), Path(folder))
-        else:
-            pools = recovery.bootstrap_pools(train, count, jax.random.fold_in(key, 1))
+    if parametric:
+        with _simulated_refits(cfg, pieces, theta, theta0, run_key, int(train.size), count,
+                               jax.random.fold_in(key, 4), say) as refits:
+            thetas = refits[2]
+    else:
+        pools = recovery.bootstrap_pools(train, count, jax.random.fold_in(key, 1))
         say(0, outer.steps, what)
         thetas, _ = recovery.refit(objective, outer, theta0, pools,
                                    np.full(count, pools.shape[1]), run_key,
@@ -215,6 +247,62 @@ def _bootstrap(cfg, pieces, theta, theta0, run_key, train, count: int, parametri
             "ci_low": (2 * centre - hi).tolist(), "ci_high": (2 * centre - lo).tolist(),
             "percentile_low": lo.tolist(), "percentile_high": hi.tolist(),
             "refits_diverged": int(count - finite.sum())}
+
+
+@contextlib.contextmanager
+def _simulated_refits(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, say):
+    """Within: ``(objective, pools, thetas)`` — ``count`` data sets of ``n`` trajectories
+    simulated from the fitted rule (:func:`simulated_sets`, in a folder removed on exit),
+    the objective over them, each set's trajectory indices and the run's fit repeated on
+    each (θ with a leading axis over sets)."""
+    outer = pieces.outer
+    with tempfile.TemporaryDirectory(prefix="metaplastic-parametric-") as folder:
+        say(0, None, f"simulating {count} data sets from the fitted rule")
+        objective, pools = simulated_sets(cfg, pieces.objective, theta, n, count, key,
+                                          Path(folder))
+        what = f"{count} refits on data sets simulated from the fitted rule (meta-steps)"
+        say(0, outer.steps, what)
+        thetas, _ = recovery.refit(objective, outer, theta0, pools,
+                                   np.full(count, pools.shape[1]), run_key,
+                                   progress=lambda d, t: say(d, t, what))
+        yield objective, pools, thetas
+
+
+def _calibration(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, say, own,
+                 put, free, directions: int) -> dict[str, Any]:
+    """The profile intervals' threshold, calibrated by simulation (a parametric bootstrap
+    of the profile likelihood ratio): ``count`` data sets simulated from the fitted rule,
+    each refitted as the run was fitted; on each, how far the profile NLL rises at the
+    fitted rule (there the truth) along its ``directions`` least determined directions
+    (:func:`~metaplastic.analysis.identifiability.profile_rise`); the threshold is the
+    95% quantile of those rises, pooled (:func:`~metaplastic.analysis.identifiability.
+    calibrated_threshold`). A refit that diverged counts as an infinite rise."""
+    centre = np.asarray(ravel_pytree(own(theta))[0], np.float64)
+    rises, diverged = [], 0
+    with _simulated_refits(cfg, pieces, theta, theta0, run_key, n, count,
+                           jax.random.fold_in(key, 5), say) as (objective, pools, thetas):
+        what = "profile rise at the fitted rule on each simulated data set"
+        for b in range(count):
+            say(b, count, what)
+            refitted = jax.tree.map(lambda x, b=b: x[b], thetas)
+            coefs, info, _, _, nll = identifiability.likelihood(
+                objective, refitted, pools[b], jax.random.fold_in(key, 3), own, put)
+            keep = np.asarray(free, bool)
+            if not (np.all(np.isfinite(coefs)) and np.all(np.isfinite(info[np.ix_(keep, keep)]))):
+                diverged += 1
+                rises.append(np.full(min(directions, int(keep.sum())), math.inf))
+                continue
+            rises.append(identifiability.profile_rise(coefs, info, nll, free, centre,
+                                                      directions))
+        say(count, count, what)
+    pooled = np.concatenate(rises)
+    threshold = identifiability.calibrated_threshold(pooled)
+    finite = pooled[np.isfinite(pooled)]
+    return {"data_sets": count, "directions": directions, "refits_diverged": diverged,
+            "threshold": threshold, "chi2_threshold": identifiability.PROFILE_95,
+            "rises": {"count": int(pooled.size), "infinite": int(pooled.size - finite.size),
+                      **{f"q{q}": float(np.quantile(finite, q / 100)) if finite.size else None
+                         for q in (50, 90, 95, 99)}}}
 
 
 def simulated_sets(cfg, objective, theta, n: int, count: int, key,
