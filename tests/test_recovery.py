@@ -393,6 +393,7 @@ def test_parametric_bootstrap_refuses_what_it_cannot_simulate(run_dir, tmp_path,
 
 @pytest.mark.parametrize("args, message", [
     (["--bootstrap", "-1"], "--bootstrap"),
+    (["--profile", "1", "--calibrate", "-1"], "--calibrate"),
     (["--l1", "-1"], "--l1"),
     (["--l1", "0", "1e-3", "--folds", "9"], "--folds"),
 ])

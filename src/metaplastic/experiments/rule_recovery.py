@@ -317,20 +317,22 @@ def simulated_sets(cfg, objective, theta, n: int, count: int, key,
 
     spec = cfg.task.get("simulate")
     if not isinstance(spec, dict):
-        raise ConfigError("--parametric simulates new data sets from the fitted rule, which "
-                          "needs the task that made the recordings' inputs "
-                          "(task.simulate.source); this run's recordings come from a file: "
-                          "use --bootstrap without --parametric (resampled trajectories)")
+        raise ConfigError("--parametric and --calibrate simulate new data sets from the "
+                          "fitted rule, which needs the task that made the recordings' "
+                          "inputs (task.simulate.source); this run's recordings come from a "
+                          "file: use --bootstrap without --parametric (resampled "
+                          "trajectories), and --profile with χ²'s threshold")
     rule = objective.rule
     part_rule, part_theta = synapses_part(rule, theta)
     if part_rule is not rule:
-        raise ConfigError(f"--parametric simulates from a rule of the synapses alone; this "
-                          f"run's rule ({type(rule).__name__}) also fits a start or neurons "
-                          f"(use --bootstrap without --parametric)")
+        raise ConfigError(f"--parametric and --calibrate simulate from a rule of the "
+                          f"synapses alone; this run's rule ({type(rule).__name__}) also "
+                          f"fits a start or neurons (use --bootstrap without --parametric, "
+                          f"and --profile with χ²'s threshold)")
     _, _, network, source = recordings.truth(spec, cfg.network)
     if n * count > 1_000_000:
-        raise ConfigError(f"--parametric: {count} data sets of {n} trajectories are too "
-                          f"many to simulate at once; give a smaller --bootstrap")
+        raise ConfigError(f"{count} simulated data sets of {n} trajectories are too many "
+                          f"to simulate at once; give a smaller --bootstrap or --calibrate")
     data = simulate(network, part_rule, part_theta, source, n * count, key,
                     record=float(spec.get("record", 1.0)),
                     noise=float(spec.get("noise", 0.0)),
