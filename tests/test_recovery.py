@@ -343,6 +343,7 @@ def test_calibrated_profile_intervals_use_the_simulated_threshold(run_dir, capsy
                   and r["low"] <= r["value"] + t <= r["high"]]
         assert all(d <= cal["threshold"] + 1e-9 for d in inside)
     assert "calibrated on 4 data sets simulated from the fitted rule" in text
+    assert "only 8 profile rises" in text  # 4 sets × 2 directions: said to be too few
 
 
 def test_calibration_needs_a_profile(run_dir, capsys):
