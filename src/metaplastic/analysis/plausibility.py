@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic import capabilities as cap
-from metaplastic import registry
+from metaplastic import registry, xla
 from metaplastic.errors import ConfigError, MetaplasticError
 from metaplastic.inner import advance, initial_carry
 from metaplastic.network import NetState, Network
@@ -276,7 +276,7 @@ def check_online(network: Network, rule: Rule, theta: Any, task: Task, key: jax.
     sizes = []
     for n in lengths:
         fn = jax.jit(lambda inst, c, n=n: advance(network, rule, theta, task, inst, c, n))
-        compiled = fn.lower(instance, carry).compile()
+        compiled = xla.compile_for_analysis(fn.lower(instance, carry))
         out = jax.eval_shape(fn, instance, carry)
         temp = compiled.memory_analysis().temp_size_in_bytes
         sizes.append((_bytes(out), temp))
