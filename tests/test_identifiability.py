@@ -279,8 +279,12 @@ def test_a_threshold_calibrated_where_chi_squared_holds_is_chi_squared():
     c = calibrated_threshold(rises)
     assert c == pytest.approx(PROFILE_95, rel=0.15)
     (r,) = profile_from(fit, info, nll, list("abc"), [True] * 3, directions=1,
-                        threshold=4 * PROFILE_95)
+                        threshold=4 * PROFILE_95, truth=truth)
     assert r["threshold"] == 4 * PROFILE_95
+    # the rise at the truth: λ (u·(truth − fit))² / 2, inside exactly when ≤ the threshold
+    assert r["truth_rise"] == pytest.approx(
+        0.5 * r["eigenvalue"] * (r["truth"] - r["value"]) ** 2, rel=1e-6)
+    assert r["truth_inside"] == (r["truth_rise"] <= 4 * PROFILE_95)
     assert r["high"] - r["value"] == pytest.approx(2 * r["wald_half_width"], rel=1e-3)
     assert r["value"] - r["low"] == pytest.approx(2 * r["wald_half_width"], rel=1e-3)
 

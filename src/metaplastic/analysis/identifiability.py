@@ -252,6 +252,11 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
             out[-1]["truth"] = tv
             out[-1]["truth_inside"] = bool((low is None or t_hat + low <= tv)
                                            and (high is None or tv <= t_hat + high))
+            # how far the profile rises at the truth (the statistic the interval bounds):
+            # inside exactly when at most the threshold, where the profile has one valley
+            _, f_truth = at(tv - t_hat, centre)
+            out[-1]["truth_rise"] = (max(0.0, f_truth - base) if np.isfinite(f_truth)
+                                     else math.inf)
     return out
 
 

@@ -300,6 +300,8 @@ def _calibration(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, s
     finite = pooled[np.isfinite(pooled)]
     return {"data_sets": count, "directions": directions, "refits_diverged": diverged,
             "threshold": threshold, "chi2_threshold": identifiability.PROFILE_95,
+            # every set's rises, its directions the flattest first (inf: diverged)
+            "rises_per_set": [r.tolist() for r in rises],
             "rises": {"count": int(pooled.size), "infinite": int(pooled.size - finite.size),
                       **{f"q{q}": float(np.quantile(finite, q / 100)) if finite.size else None
                          for q in (50, 90, 95, 99)}}}
