@@ -374,21 +374,17 @@ def main() -> None:
                 "summary": {c: summarise(rows, c)
                             for c in ("fit", "one-step", "refused-at-fit")},
                 "datasets": rows}
-            if args.profile:
-                prof = summarise_profile(rows)
-                results["presets"][preset]["summary"]["profile"] = prof
-                print(f"{preset}, profile intervals: coverage {prof['coverage']} "
+            for which, on in (("profile", args.profile), ("calibrated", args.calibrate)):
+                if not on:
+                    continue
+                prof = summarise_profile(rows, which)
+                results["presets"][preset]["summary"][which] = prof
+                at = (f" at the calibrated threshold (median "
+                      f"{np.median(prof['thresholds']):.3g})" if which == "calibrated" else "")
+                print(f"{preset}, profile intervals{at}: coverage {prof['coverage']} "
                       f"(95% CI {prof['coverage_ci95']}) over {prof['bounded']} bounded of "
-                      f"{prof['directions']}; median width {prof['median_relative_width']} "
-                      f"|θ|", flush=True)
-            if args.calibrate:
-                cal = summarise_profile(rows, "calibrated")
-                results["presets"][preset]["summary"]["calibrated"] = cal
-                print(f"{preset}, profile intervals at the calibrated threshold (median "
-                      f"{np.median(cal['thresholds']):.3g}): coverage {cal['coverage']} "
-                      f"(95% CI {cal['coverage_ci95']}) over {cal['bounded']} bounded of "
-                      f"{cal['directions']}; every interval {cal['every_interval_coverage']}; "
-                      f"median width {cal['median_relative_width']} |θ|", flush=True)
+                      f"{prof['directions']}; every interval {prof['every_interval_coverage']};"
+                      f" median width {prof['median_relative_width']} |θ|", flush=True)
             if args.calibrate:
                 ways = summarise_thresholds(rows)
                 results["presets"][preset]["summary"]["threshold_rules"] = ways

@@ -332,6 +332,7 @@ def test_calibrated_profile_intervals_use_the_simulated_threshold(run_dir, capsy
     cal, rows = data["profile_calibration"], data["profile"]
     assert cal["data_sets"] == 4 and cal["directions"] == 2 and cal["refits_diverged"] == 0
     assert cal["rises"]["count"] == 8 and cal["rises"]["infinite"] == 0
+    assert [len(r) for r in cal["rises_per_set"]] == [2, 2, 2, 2]  # every set's, kept
     assert cal["chi2_threshold"] == ident.PROFILE_95
     assert 0 < cal["threshold"] < math.inf and cal["threshold"] != ident.PROFILE_95
     assert cal["rises"]["q50"] <= cal["threshold"]

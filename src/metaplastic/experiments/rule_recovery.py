@@ -132,6 +132,8 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
     def own(t):
         return synapses_part(rule, t)[1]
 
+    k_init, run_key = run_keys(cfg)  # the run's start and key: what every refit repeats
+    theta0 = rule.init(k_init, network.shapes)
     ref = _reference(cfg, synapses_part(rule, theta)[0], network, own(theta), truth)
     vector = None  # θ -> the vector compared with the truth (named rules: θ itself)
     if ref is None:
@@ -151,9 +153,8 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
         if profile:
             threshold = identifiability.PROFILE_95
             if calibrate:
-                k_init, run_key = run_keys(cfg)
                 calibration = _calibration(
-                    cfg, pieces, theta, rule.init(k_init, network.shapes), run_key,
+                    cfg, pieces, theta, theta0, run_key,
                     int(splits["train"].size), calibrate, key, say, own, put,
                     ref["free"], profile)
                 threshold = calibration["threshold"]
@@ -175,8 +176,6 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
     elif profile:
         raise ConfigError("--profile follows the likelihood along directions of named "
                           "coefficients: this run's rule has none")
-    k_init, run_key = run_keys(cfg)
-    theta0 = rule.init(k_init, network.shapes)
     if bootstrap:
         if ref is None:
             raise ConfigError("--bootstrap gives intervals of named coefficients: this "
