@@ -125,7 +125,7 @@ def check_locality(network: Network, rule: Rule, theta: Any, key: jax.Array, *,
             return dw[j, i], sum(own, jnp.zeros(()))
 
         # one program per layer for both θ: θ is an argument, not a constant
-        grads = jax.jit(jax.vmap(
+        grads = xla.once(jax.vmap(
             lambda t, s, st, j, i: tuple(
                 jax.grad(lambda a, b, k=k: outputs(t, a, b, j, i)[k], argnums=(0, 1))(s, st)
                 for k in (0, 1)),
@@ -202,7 +202,7 @@ def _transport_probe(network: Network) -> Callable:
             grads.append(vjp(type(same)(cot) if isinstance(same, tuple) else cot)[0])
         return grads, same, errs(tuple(-w for w in state.weights))
 
-    return jax.jit(probe)
+    return xla.once(probe)
 
 
 def _transport_draw(network: Network, rng: np.random.Generator) -> tuple:
@@ -296,8 +296,8 @@ def check_dale(network: Network, rule: Rule, theta: Any, task: Task, key: jax.Ar
         k_inst, k_net = jax.random.split(jax.random.fold_in(key, t))
         instance = task.sample(k_inst)
         carry = initial_carry(network, rule, theta, task, instance, k_net)
-        run = jax.jit(lambda c, instance=instance: advance(network, rule, theta, task,
-                                                           instance, c, seg))
+        run = xla.once(lambda c, instance=instance: advance(network, rule, theta, task,
+                                                            instance, c, seg))
         signs = [None] * network.n_layers
         for p in range(points + 1):
             for l, w in enumerate(carry[0].weights):
@@ -360,7 +360,7 @@ def check_spikes(network: Network, key: jax.Array, *, steps: int = 20,
 
         return jax.lax.scan(body, (state, env), xs, length=steps)[1]
 
-    rates = [np.asarray(r) for r in jax.jit(run)(key, xs)]  # per layer: (steps, n)
+    rates = [np.asarray(r) for r in xla.once(run)(key, xs)]  # per layer: (steps, n)
     for t in range(steps):
         for l in range(network.n_layers):
             r = rates[l][t]

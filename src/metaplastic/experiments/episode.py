@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metaplastic import streams
+from metaplastic import streams, xla
 from metaplastic.capabilities import HasLayerStatistics
 from metaplastic.experiments.build import build_rule
 from metaplastic.experiments.config import RunConfig
@@ -69,7 +69,7 @@ def _cached(make: Callable[..., Callable], *pieces) -> Callable:
 
 def _curves_fn(task, network, rule, every: int) -> Callable:
     objective = Objective(task, network, rule)
-    return jax.jit(lambda theta, keys: jax.vmap(
+    return xla.once(lambda theta, keys: jax.vmap(
         lambda k: objective.episode(theta, k, record_every=every)[2])(keys))
 
 
@@ -80,7 +80,7 @@ def _weights_fn(task, network, rule) -> Callable:
         instance = task.sample(k_task)
         before = initial_carry(network, rule, theta, task, instance, k_net)[0].weights
         return before, unroll(network, rule, theta, task, instance, key=k_net).state.weights
-    return jax.jit(run)
+    return xla.once(run)
 
 
 def _curves(task, network, rule, theta, keys, every: int) -> dict[str, np.ndarray]:
@@ -94,7 +94,7 @@ def _spikes(task, network, rule, theta, key) -> tuple[np.ndarray, ...]:
     def spikes(signals):
         return tuple(s.astype(jnp.uint8) for s in (signals[0].pre, *(s.post for s in signals)))
 
-    @jax.jit
+    @xla.once
     def run(theta, key):
         k_task, k_net = jax.random.split(key)
         return trace(network, rule, theta, task, task.sample(k_task), k_net, spikes)[2]
@@ -132,7 +132,7 @@ def stdp_window(rule, theta, decay: float, w: float, window: int = WINDOW,
         c0 = (jnp.zeros(()), jnp.zeros(()), rule.init_state((1, 1)), jnp.zeros(()))
         return jax.lax.scan(body, c0, jnp.stack([pre, post], axis=1))[0][3]
 
-    return np.asarray(jax.jit(jax.vmap(one))(jnp.arange(-window, window + 1)))
+    return np.asarray(xla.once(jax.vmap(one))(jnp.arange(-window, window + 1)))
 
 
 def record(cfg: RunConfig, pieces, theta, theta0) -> dict[str, np.ndarray]:
@@ -201,7 +201,7 @@ def after_learning(cfg: RunConfig, pieces, theta, seed: int, steps: int | None =
     weights = unroll(network, pieces.rule, theta, task, instance, key=k_net).state.weights
     steps = task.n_steps if steps is None else steps
 
-    @jax.jit
+    @xla.once
     def frozen(weights):
         state = network.init(k_net, weights)
         env = task.reset(instance, jax.random.fold_in(k_net, 1))

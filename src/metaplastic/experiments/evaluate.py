@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metaplastic import capabilities as cap
-from metaplastic import streams
+from metaplastic import streams, xla
 from metaplastic._stats import mean_ci
 from metaplastic.errors import ConfigError
 from metaplastic.meta.guard import Guard, episode_diverged
@@ -26,7 +26,7 @@ def eval_key(seed: int) -> jax.Array:
     return streams.stream_key(seed, streams.EVAL)
 
 
-@partial(jax.jit, static_argnums=0)
+@partial(xla.once, static_argnums=0)
 def _evaluate(objective: Objective, theta: Any, keys: jax.Array,
               ids: jax.Array | None = None) -> dict:
     def one(k, i):
@@ -118,5 +118,5 @@ def coefficient_cosine(a, b) -> float:
 
 def cosine_to_reference(theta, reference_theta) -> float:
     def leaves(t):
-        return jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(t)])
+        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])
     return coefficient_cosine(leaves(theta), leaves(reference_theta))

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from metaplastic import streams
@@ -135,7 +136,7 @@ def summary(cfg: RunConfig, pieces, theta, hist: list[dict]) -> dict[str, Any]:
             out["reference_cosine"] = cosine_to_reference(theta, ref_theta)
             flat = ravel_pytree(ref_theta)[0]
             if flat.size <= driver.THETA_LOG_MAX:  # for the coefficient plot
-                out["reference_theta"] = [float(v) for v in flat]
+                out["reference_theta"] = [float(v) for v in np.asarray(flat)]
         else:
             out["reference_note"] = (
                 f"θ of rule {rule.family!r} is not comparable with {cfg.reference!r}'s "

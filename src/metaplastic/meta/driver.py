@@ -370,7 +370,7 @@ def check_theta0(objective: Any, theta0: Any) -> Any:
         theta0 = objective.conform(theta0, what="θ0")
     try:
         leaves = jax.tree.leaves(theta0)
-        finite = all(bool(jnp.all(jnp.isfinite(jnp.asarray(x)))) for x in leaves)
+        finite = all(bool(np.all(np.isfinite(np.asarray(x)))) for x in leaves)
     except TypeError:
         raise ConfigError(f"θ0 must be a pytree of arrays, got {repr(theta0)[:60]}") from None
     if theta0 is None or not leaves:
@@ -443,11 +443,12 @@ def host_loop(outer: Any, objective: Any, key: Array, state: RunState,
     nan_rollback = cap.on_nan(outer) == "rollback"
     held: dict[int, tuple[RunState, list[dict[str, Any]]]] = {}
 
-    def running(s: RunState) -> np.ndarray:
-        return np.atleast_1d(jax.device_get((s.step < outer.steps) & ~s.stopped))
+    def running(s: RunState) -> np.ndarray:  # on the host: no program compiled
+        step, stopped = jax.device_get((s.step, s.stopped))
+        return np.atleast_1d((step < outer.steps) & ~stopped)
 
     chunks: dict[int, Callable] = {}
-    length = outer.truncation_at(int(jnp.max(state.step)))
+    length = outer.truncation_at(int(np.max(jax.device_get(state.step))))
     while running(state).any():
         live = running(state)
         at = int(np.max(np.where(live, np.atleast_1d(jax.device_get(state.step)), 0)))

@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
@@ -157,8 +158,12 @@ def episode_diverged(loss: Array, w_max: Array, w0_max: Array,
                      weight_bound: float = Guard.weight_bound) -> Array:
     """Whether one inner episode diverged: a non-finite loss or weights, or weights whose
     largest magnitude grew beyond ``weight_bound`` × their initial largest magnitude (the
-    same bound as meta-training's, relative to the episode's own start)."""
-    return ~jnp.isfinite(loss) | ~jnp.isfinite(w_max) | (w_max > weight_bound * w0_max)
+    same bound as meta-training's, relative to the episode's own start). NumPy arrays
+    are judged by NumPy (no program compiled), JAX arrays and tracers by JAX."""
+    on_host = all(isinstance(a, np.ndarray | np.generic | int | float)
+                  for a in (loss, w_max, w0_max))
+    xp = np if on_host else jnp
+    return ~xp.isfinite(loss) | ~xp.isfinite(w_max) | (w_max > weight_bound * w0_max)
 
 
 def guard_fields() -> list[str]:
