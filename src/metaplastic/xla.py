@@ -67,8 +67,8 @@ def compile_for_analysis(lowered: Any) -> Any:
 #: for programs run once or a few times per process (a held-out evaluation, the recorded
 #: episode, a check): LLVM's optimisation of machine code at level 1 instead of XLA's
 #: default 2. Measured on 17 presets' held-out evaluation programs (docs/benchmarks.md):
-#: compiled in 0.35–0.63 of the time (median 0.55; the 0.3 s programs of ``infer-*``
-#: unchanged), run at 0.82–1.18× the speed; per-task results bitwise the same on 12, and
+#: compiled in 0.34–0.64 of the time (median 0.55; the 0.4 s programs of ``infer-*``
+#: unchanged), run at 0.84–1.19× the speed; per-task results bitwise the same on 12, and
 #: on the others LLVM's vectorisation rounds some sums differently: the means moved by at
 #: most 2.3e-6 of their 95% CI. Meta-training's programs, run thousands of times and
 #: chaotic (a last-digit change ends elsewhere), keep the default
