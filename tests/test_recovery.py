@@ -207,6 +207,36 @@ def test_observed_information_is_the_hessian_of_the_profile_nll(fit):
         assert slope == pytest.approx(grad[i], rel=0.05, abs=0.05 * h * info[i, i])
 
 
+def test_one_likelihood_program_serves_every_set_of_trajectories(fit):
+    """θ, the trajectories and their keys are arguments of the shared programs: two sets
+    of the same size compile one program, and each gets its own numbers (its own count
+    of observations and NLL, as the replay gives them); release_compiled drops it."""
+    from metaplastic.analysis import identifiability as ident
+
+    obj, theta, task = fit["objective"], fit["theta"], fit["task"]
+    train = np.asarray(task.indices)
+    ident.release_compiled()
+    firsts, lasts = train[:2], train[-2:]
+    def get(t):
+        return t
+
+    def put(t, part):
+        return part
+
+    out = [ident.likelihood(obj, theta, idx, jax.random.key(0), get, put)
+           for idx in (firsts, lasts)]
+    assert ident._curvature._cache_size() == 1
+    for idx, (coefs, _, n, _, nll) in zip((firsts, lasts), out, strict=True):
+        envs = [unroll(fit["net"], fit["rule"], theta, task, task.instance(int(i)),
+                       key=jax.random.key(9)).env for i in idx]
+        sse, count = sum(float(e.sse) for e in envs), sum(float(e.n) for e in envs)
+        assert n == count
+        assert nll(coefs) == pytest.approx(0.5 * n * np.log(sse), rel=1e-4)
+    assert not np.allclose(out[0][1], out[1][1])
+    ident.release_compiled()
+    assert ident._curvature._cache_size() == 0
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, fit):
     """A `metaplastic run` of a small simulated fit (the CLI's own run directory)."""

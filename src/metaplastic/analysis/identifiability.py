@@ -89,52 +89,74 @@ def report(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any],
             "gradient": grad[keep].tolist()}
 
 
+def _core(objective: Any, get: Callable, put: Callable, flat, theta, idx, keys):
+    """(NLL, or its log-form ``0.5 log SSE`` when the task profiles out the noise;
+    observations) of the coefficients ``flat`` on the trajectories ``idx``."""
+    task = objective.task
+    _, unravel = ravel_pytree(get(theta))
+    th = put(theta, unravel(flat))
+
+    def one(i, k):
+        return unroll(objective.network, objective.rule, th, task, task.instance(i),
+                      key=k).env
+
+    value, n = task.likelihood(jax.vmap(one)(idx, keys))
+    return (0.5 * jnp.log(value) if task.profiled else value), n
+
+
+def _grad_and_aux(objective, get, put, flat, theta, idx, keys):
+    (_, n), g = jax.value_and_grad(_core, argnums=3, has_aux=True)(
+        objective, get, put, flat, theta, idx, keys)
+    return g, (g, n)
+
+
+#: the Hessian, the gradient and the count of observations in one program, and the NLL
+#: alone in another; θ, the trajectories and their keys are arguments, so one pair of
+#: programs serves every fit of a ``recover`` (the fit's report, its profile and every
+#: simulated set of ``--calibrate``: each compiled anew took about 4 s, the computation
+#: milliseconds)
+_curvature = jax.jit(jax.jacfwd(_grad_and_aux, argnums=3, has_aux=True),
+                     static_argnums=(0, 1, 2))
+_value = jax.jit(lambda objective, get, put, *args: _core(objective, get, put, *args)[0],
+                 static_argnums=(0, 1, 2))
+
+
+def release_compiled() -> None:
+    """Drop the shared likelihood programs, and with them the objectives (and their
+    recordings) they were compiled for: ``recover`` calls this when it is done."""
+    _curvature.clear_cache()
+    _value.clear_cache()
+
+
 def likelihood(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any], Any],
                put: Callable[[Any, Any], Any]) -> tuple:
     """``(coefficients, information, observations, gradient, nll)`` of a fit on the
     trajectories ``indices``: :func:`observed_information`'s four and ``nll(coefficients)
     -> float``, the negative log-likelihood at other coefficients, with
-    ``nll.curvature(coefficients) -> (information, gradient)`` (one compiled program)."""
+    ``nll.curvature(coefficients) -> (information, gradient)`` (one compiled program,
+    shared by every call with the same objective, ``get``, ``put`` and shapes)."""
     task = check_recorded(objective)
-    flat0, unravel = ravel_pytree(get(theta))
+    flat0, _ = ravel_pytree(get(theta))
     idx = jnp.asarray(np.asarray(indices), jnp.int32)
     keys = jax.random.split(key, idx.shape[0])
+    pieces = (objective, get, put)
 
-    def envs(flat):
-        th = put(theta, unravel(flat))
+    def curvature(flat):
+        return _curvature(*pieces, flat, theta, idx, keys)
 
-        def one(i, k):
-            return unroll(objective.network, objective.rule, th, task, task.instance(i),
-                          key=k).env
-
-        return jax.vmap(one)(idx, keys)
-
-    profiled = task.profiled
-
-    def core(flat):  # (NLL, or NLL / observations when profiled; observations)
-        value, n = task.likelihood(envs(flat))
-        return (0.5 * jnp.log(value) if profiled else value), n
-
-    def grad_and_aux(flat):
-        (_, n), g = jax.value_and_grad(core, has_aux=True)(flat)
-        return g, (g, n)
-
-    # the Hessian, the gradient and the count of observations in one program (compiled
-    # once: the profile likelihood evaluates it at other coefficients too)
-    program = jax.jit(jax.jacfwd(grad_and_aux, has_aux=True))
-    hess, (g, n) = program(flat0)
+    hess, (g, n) = curvature(flat0)
     n = float(n)
-    scale = n if profiled else 1.0  # Gaussian noise: the profile NLL is (N/2) log SSE
+    scale = n if task.profiled else 1.0  # Gaussian noise: the profile NLL is (N/2) log SSE
     info = scale * np.asarray(hess, np.float64)
     grad = scale * np.asarray(g, np.float64)
-    value = jax.jit(lambda flat: core(flat)[0])
 
     def nll_at(coefficients) -> float:
-        return scale * float(value(jnp.asarray(coefficients, flat0.dtype)))
+        return scale * float(_value(*pieces, jnp.asarray(coefficients, flat0.dtype), theta,
+                                    idx, keys))
 
     def curvature_at(coefficients) -> tuple[np.ndarray, np.ndarray]:
         """(information, gradient) at other coefficients: the same compiled program."""
-        h, (g_, _) = program(jnp.asarray(coefficients, flat0.dtype))
+        h, (g_, _) = curvature(jnp.asarray(coefficients, flat0.dtype))
         h = scale * np.asarray(h, np.float64)
         return 0.5 * (h + h.T), scale * np.asarray(g_, np.float64)
 

@@ -91,8 +91,11 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     :mod:`metaplastic.progress`: refits report every chunk of meta-steps); ``None``: a
     bar on a terminal, ``False``: silent."""
     with reporting(progress, "rule recovery") as report:
-        return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None), profile,
-                        parametric, calibrate)
+        try:
+            return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None), profile,
+                            parametric, calibrate)
+        finally:  # the programs shared by this run's fits, and the data they hold
+            identifiability.release_compiled()
 
 
 def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
