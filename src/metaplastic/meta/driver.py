@@ -187,17 +187,21 @@ def _chunk_fn(outer: Any, objective: Any, length: int, seeds: str = "",
 
 _cached_chunk_fn = functools.lru_cache(maxsize=16)(_chunk_fn)
 
-#: first-chunk programs being compiled in the background (:func:`precompile`), by program
-_compiling: dict[Callable, threading.Thread] = {}
+#: programs being compiled in the background (:func:`precompile`): each one's event is
+#: set when its compilation has ended
+_compiling: dict[Callable, threading.Event] = {}
 
 
 def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
                guard: Guard = DEFAULT_GUARD) -> None:
     """Start compiling the first chunk's program of ``run(outer, objective, theta0,
     key=key, guard=guard)`` in a background thread, and with ``guard.keep_best`` the
-    validation program in another, while the caller does other work (a run's constraint
-    checks: small programs of their own), so that on two or more cores the compilations
-    overlap. ``run`` waits for them instead of compiling the programs a second time.
+    validation program after it in the same thread, while the caller does other work (a
+    run's constraint checks: small programs of their own). XLA's CPU compiler already
+    keeps about 1.7 cores busy, so the validation program, first needed after the first
+    chunk, is compiled after the chunk's program instead of beside it (beside it, it
+    slowed the chunk's). ``run`` waits for each program instead of compiling it a second
+    time.
     Nothing is started for a program that cannot be shared (an unhashable piece: ``run``
     compiles its own) or in a multi-process run.
 
@@ -208,22 +212,23 @@ def precompile(outer: Any, objective: Any, theta0: Any, key: Array,
 
     if devices.replicated() is not None:
         return
-    for done in [f for f, t in _compiling.items() if not t.is_alive()]:
+    for done in [f for f, e in _compiling.items() if e.is_set()]:
         del _compiling[done]  # runs that ended before their first chunk (a failed check)
     try:
         fn = _cached_chunk_fn(outer, objective, outer.truncation_at(0), "", guard)
     except TypeError:
         return
 
-    _in_background(fn, lambda: _first_chunk_compiled(fn, outer, objective, theta0, key))
-    if guard.keep_best:  # the validation program, compiled beside the chunk's
+    jobs = [(fn, lambda: _first_chunk_compiled(fn, outer, objective, theta0, key))]
+    if guard.keep_best:  # the validation program, compiled after the chunk's
         val = validator(objective)
 
         def compile_validator() -> None:
             state = init(outer, objective, check_theta0(objective, theta0), key)
             val.lower(outer.theta(state.outer), key, jnp.asarray(0, jnp.int32)).compile()
 
-        _in_background(val, compile_validator)
+        jobs.append((val, compile_validator))
+    _in_background(jobs)
 
 
 def first_chunk_memory(outer: Any, objective: Any, theta0: Any, key: Array,
@@ -258,29 +263,35 @@ def _first_chunk_compiled(fn: Callable, outer: Any, objective: Any, theta0: Any,
     return fn.lower(state, key, jnp.asarray(outer.steps, jnp.int32)).compile()
 
 
-def _in_background(fn: Callable, compile_fn: Callable[[], None]) -> None:
-    """Run ``compile_fn`` (which compiles ``fn``) in its own thread; :func:`_compiled`
-    waits for it. A failure is left for the run, which compiles ``fn`` again and reports
-    the error."""
-    if fn in _compiling:
+def _in_background(jobs: list[tuple[Callable, Callable[[], None]]]) -> None:
+    """Run each ``compile_fn`` (which compiles its ``fn``) in turn, in one thread;
+    :func:`_compiled` waits for a program's own compilation only. A failure is left for
+    the run, which compiles ``fn`` again and reports the error."""
+    jobs = [(fn, compile_fn) for fn, compile_fn in jobs if fn not in _compiling]
+    if not jobs:
         return
+    ended = {fn: threading.Event() for fn, _ in jobs}
 
     def target() -> None:
-        try:
-            compile_fn()
-        except Exception:  # noqa: BLE001  the run compiles it again and reports the error
-            pass
+        for fn, compile_fn in jobs:
+            try:
+                if not threading.main_thread().is_alive():
+                    continue  # the process is exiting (Ctrl-C, a failed check): no more
+                compile_fn()
+            except Exception:  # noqa: BLE001  the run compiles it again and reports it
+                pass
+            finally:
+                ended[fn].set()
 
-    thread = threading.Thread(target=target, name="metaplastic-precompile")
-    _compiling[fn] = thread
-    thread.start()
+    _compiling.update(ended)
+    threading.Thread(target=target, name="metaplastic-precompile").start()
 
 
 def _compiled(fn: Callable) -> Callable:
     """``fn``, once a background compilation of it (:func:`precompile`) has ended."""
-    thread = _compiling.get(fn)
-    if thread is not None:
-        thread.join()
+    ended = _compiling.get(fn)
+    if ended is not None:
+        ended.wait()
         _compiling.pop(fn, None)
     return fn
 

@@ -1,0 +1,64 @@
+"""How many cores XLA's CPU compiler keeps busy: a preset's meta-step program compiled
+once, its wall and CPU seconds (this process's CPU time while it compiles).
+
+    python benchmarks/compile_threads.py [--presets oja mlp-digits] [--out F]
+
+One fresh process per preset, the persistent compilation cache off; JSON to
+benchmarks/results/compile_threads.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).parent / "results" / "compile_threads.json"
+
+CHILD = r"""
+import json, os, sys, time
+os.environ["METAPLASTIC_CACHE_DIR"] = "off"
+import jax, jax.numpy as jnp
+from metaplastic.experiments.build import build
+from metaplastic.experiments.study import presets
+from metaplastic.meta import driver
+_, make = presets()[sys.argv[1]]
+cfg = make()
+p = build(cfg)
+theta = p.rule.init(jax.random.key(0), p.network.shapes)
+key = jax.random.key(1)
+fn = driver._chunk_fn(p.outer, p.objective, p.outer.truncation_at(0), "",
+                      cfg.meta_section.build_guard())
+lowered = fn.lower(driver.init(p.outer, p.objective, theta, key), key,
+                   jnp.asarray(p.outer.steps, jnp.int32))
+wall, cpu = time.perf_counter(), time.process_time()
+lowered.compile()
+wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+print(json.dumps({"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                  "cores_busy": round(cpu / wall, 2)}))
+"""
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", nargs="+", default=["oja", "mlp-digits"])
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args()
+    out: dict = {"command": "python benchmarks/compile_threads.py --presets "
+                            + " ".join(args.presets),
+                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "presets": {}}
+    for preset in args.presets:
+        done = subprocess.run([sys.executable, "-c", CHILD, preset], capture_output=True,
+                              text=True, check=True)
+        out["presets"][preset] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(preset, out["presets"][preset], flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
