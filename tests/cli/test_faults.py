@@ -46,6 +46,23 @@ def test_an_interrupt_before_the_first_chunk_says_so_and_resumes_from_step_0(
     assert [r["step"] for r in RunDir(cut).metrics()] == list(range(1, 21))
 
 
+def test_an_exit_that_waits_for_a_compilation_says_so(tmp_path, capsys, monkeypatch):
+    """A process stopped while the first chunk's program still compiles in the background
+    waits for it at exit (XLA cannot stop one midway): the user is told, not left with a
+    silent wait; with nothing compiling, nothing is said."""
+    import threading
+
+    from metaplastic.meta import driver
+
+    compiling = threading.Event()
+    monkeypatch.setitem(driver._compiling, "a program", compiling)
+    assert main(["run", "oja", "--set", "meta.lr=nan", "--out", str(tmp_path)]) == 2
+    assert "waiting for a compilation in progress to end" in _out(capsys)
+    compiling.set()
+    assert main(["run", "oja", "--set", "meta.lr=nan", "--out", str(tmp_path)]) == 2
+    assert "waiting for a compilation" not in _out(capsys)
+
+
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
 def test_non_finite_numbers_in_a_config_are_refused_at_load(value, tmp_path, capsys):
     assert main(["run", "oja", "--set", f"meta.lr={value}", "--out", str(tmp_path)]) == 2

@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     args = parser().parse_args(argv)
     if not multi_process(args):
-        return _dispatch(args)
+        rc = _dispatch(args)
+        _say_if_compiling()
+        return rc
     # several processes: this one is watched by a parent process (a lost peer is one
     # message); a process that stops early leaves at once, so that its peers learn it
     # from the closed connection instead of waiting for it at JAX's shutdown barrier
@@ -261,6 +263,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(rc)
     return rc
+
+
+def _say_if_compiling() -> None:
+    """A process stopped early (Ctrl-C, a failed check) while the first chunk's program
+    compiles in the background waits for it at exit: say so, instead of hanging silently."""
+    driver = sys.modules.get("metaplastic.meta.driver")  # not imported: nothing compiles
+    if driver is not None and driver.compiling_in_background():
+        console.print("[yellow]note:[/] waiting for a compilation in progress to end "
+                      "before exiting (XLA cannot stop one midway)")
 
 
 def _dispatch(args) -> int:

@@ -287,6 +287,12 @@ def _in_background(jobs: list[tuple[Callable, Callable[[], None]]]) -> None:
     threading.Thread(target=target, name="metaplastic-precompile").start()
 
 
+def compiling_in_background() -> bool:
+    """Whether a program started by :func:`precompile` is still being compiled (a
+    process that exits now waits for it)."""
+    return any(not ended.is_set() for ended in _compiling.values())
+
+
 def _compiled(fn: Callable) -> Callable:
     """``fn``, once a background compilation of it (:func:`precompile`) has ended."""
     ended = _compiling.get(fn)
