@@ -126,9 +126,9 @@ def test_run_once_programs_compile_lazily_with_their_options(small_pca, oja_thet
     compiled = episode.lower(objective, oja_theta, key).compile()
     np.testing.assert_array_equal(compiled(oja_theta, key)[0], loss)
     if jax.default_backend() == "cpu":
-        assert episode.jitted._cache_size() == 1
+        assert episode._cache_size() == 1
     episode.clear_cache()
-    assert episode.jitted._cache_size() == 0
+    assert episode._cache_size() == 0
 
 
 def _draws(key):

@@ -99,6 +99,11 @@ class _Once:
         if self._jitted is not None:
             self._jitted.clear_cache()
 
+    def __getattr__(self, name: str):  # the rest of the jitted function's interface
+        if name in ("fn", "kwargs", "_jitted"):  # not set yet (a copy being made)
+            raise AttributeError(name)
+        return getattr(self.jitted, name)
+
 
 def once(fn: Callable | None = None, **kwargs) -> Any:
     """``jax.jit`` for a program that runs once or a few times (:data:`ONCE_OPTIONS`);
