@@ -44,9 +44,14 @@ from metaplastic import devices
 CPU_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
 
+def _on_this_backend(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` (XLA's CPU options, all of them) on the CPU; none elsewhere."""
+    return dict(options) if jax.default_backend() == "cpu" else {}
+
+
 def compiler_options() -> dict[str, Any]:
     """The XLA options the library compiles its loops with on the current backend."""
-    return dict(CPU_OPTIONS) if jax.default_backend() == "cpu" else {}
+    return _on_this_backend(CPU_OPTIONS)
 
 
 #: for programs compiled only to read XLA's analysis of them (memory), never run: LLVM's
@@ -59,9 +64,7 @@ def compile_for_analysis(lowered: Any) -> Any:
     """``lowered.compile()`` for a program that is analysed and never run: on the CPU with
     :data:`ANALYSIS_OPTIONS` (the same memory analysis, measured in 0.6–0.75 of the
     time); elsewhere as it is."""
-    if jax.default_backend() != "cpu":
-        return lowered.compile()
-    return lowered.compile(compiler_options=ANALYSIS_OPTIONS)
+    return lowered.compile(compiler_options=_on_this_backend(ANALYSIS_OPTIONS))
 
 
 #: for programs run once or a few times per process (a held-out evaluation, the recorded
@@ -85,21 +88,18 @@ class _Once:
     @property
     def jitted(self) -> Callable:
         if self._jitted is None:
-            options = ONCE_OPTIONS if jax.default_backend() == "cpu" else {}
-            self._jitted = jax.jit(self.fn, compiler_options=options, **self.kwargs)
+            self._jitted = jax.jit(self.fn, compiler_options=_on_this_backend(ONCE_OPTIONS),
+                                   **self.kwargs)
         return self._jitted
 
     def __call__(self, *args, **kwargs):
         return self.jitted(*args, **kwargs)
 
-    def lower(self, *args, **kwargs):
-        return self.jitted.lower(*args, **kwargs)
-
-    def clear_cache(self) -> None:
+    def clear_cache(self) -> None:  # (nothing to clear before the first call)
         if self._jitted is not None:
             self._jitted.clear_cache()
 
-    def __getattr__(self, name: str):  # the rest of the jitted function's interface
+    def __getattr__(self, name: str):  # the rest of the jitted function's interface: lower, ...
         if name in ("fn", "kwargs", "_jitted"):  # not set yet (a copy being made)
             raise AttributeError(name)
         return getattr(self.jitted, name)
