@@ -301,9 +301,10 @@ class Differentiates(Protocol):
 @runtime_checkable
 class RandomLowering(Protocol):
     """An outer loop that says how its programs' random numbers are lowered on the CPU:
-    ``unrolled_random = False`` keeps JAX's threefry loop (:mod:`metaplastic.xla`)."""
+    ``threefry``, one of :data:`metaplastic.xla.THREEFRY_MODES` or "" for the process's
+    default (:mod:`metaplastic.xla`)."""
 
-    unrolled_random: bool
+    threefry: str
 
 
 @runtime_checkable
@@ -369,8 +370,8 @@ def differentiates(outer: Any) -> bool:
     return isinstance(outer, Differentiates) and bool(outer.differentiates)
 
 
-def unrolled_random(outer: Any) -> bool:
-    return outer.unrolled_random if isinstance(outer, RandomLowering) else True
+def threefry(outer: Any) -> str:
+    return outer.threefry if isinstance(outer, RandomLowering) else ""
 
 
 def outer_kind(outer: Any) -> str:

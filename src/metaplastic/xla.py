@@ -14,16 +14,19 @@ programs and gets their whole results.
 Random numbers: JAX lowers its threefry hash (every ``jax.random`` draw, split and
 fold-in) on the CPU as a loop over the hash's rounds, and XLA compiles each such loop into
 several small kernels of its own: most of the kernels of a meta-step program (76 of 219 in
-``oja``'s). With ``METAPLASTIC_THREEFRY=unrolled`` the library lowers it on the CPU as JAX
-lowers it for other backends (:func:`threefry_lowering`; for calls of fewer than
-:data:`UNROLL_BELOW` outputs, and not in population loops: :func:`rolled_threefry`), one
-straight-line computation that fuses with its neighbours: the same random bits (tested),
-``oja``'s meta-step program compiled in 0.56 of the time (docs/benchmarks.md). It is not
-the default: the other fusions round some neighbouring arithmetic differently, and a
-meta-training run, chaotic, then ends elsewhere (``stdp-pca`` seed 0: 0.791 instead of
-the published 0.724), so the published numbers rest on JAX's own lowering. Set, it
-applies to every program the process lowers for the CPU afterwards, the user's own
-included.
+``oja``'s). Lowered unrolled (:func:`threefry_lowering`), as JAX lowers it for other
+backends, it is one straight-line computation that fuses with its neighbours: the same
+random bits (tested), ``oja``'s meta-step program compiled in 0.56 of the time
+(docs/benchmarks.md). It is a choice per program (:data:`THREEFRY_MODES`, :func:`jit`'s
+and :func:`once`'s ``threefry``): programs run once (:func:`once`) take it by default;
+a meta-training run takes it where its config says ``meta.threefry = "unrolled"``
+(``oja`` does) — not by default, because the other fusions round some neighbouring
+arithmetic differently and a meta-training run, chaotic, then ends elsewhere
+(``stdp-pca`` seed 0: 0.791 instead of the published 0.724): the published numbers of the
+other presets rest on JAX's own lowering. Population loops keep JAX's loop (their noise,
+fused unrolled, is slow), and so do draws of :data:`UNROLL_BELOW` outputs or more.
+``METAPLASTIC_THREEFRY=unrolled`` (or ``rolled``) sets the process's default for every
+program that does not choose, the user's own included.
 """
 
 from __future__ import annotations
@@ -80,10 +83,12 @@ ONCE_OPTIONS = {"xla_backend_optimization_level": 1}
 
 class _Once:
     """``jax.jit(fn, **kwargs)`` with :data:`ONCE_OPTIONS` on the CPU, created at the first
-    call or ``lower`` (so that defining one at import touches no device)."""
+    call or ``lower`` (so that defining one at import touches no device); called and
+    lowered with threefry lowered as ``threefry`` says (:func:`threefry_mode`)."""
 
-    def __init__(self, fn: Callable, kwargs: dict[str, Any]):
+    def __init__(self, fn: Callable, kwargs: dict[str, Any], threefry: str = "unrolled"):
         self.fn, self.kwargs, self._jitted = fn, kwargs, None
+        self.threefry = _checked_mode(threefry)
 
     @property
     def jitted(self) -> Callable:
@@ -93,69 +98,95 @@ class _Once:
         return self._jitted
 
     def __call__(self, *args, **kwargs):
-        return self.jitted(*args, **kwargs)
+        with threefry_mode(self.threefry):
+            return self.jitted(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        with threefry_mode(self.threefry):
+            return self.jitted.lower(*args, **kwargs)
 
     def clear_cache(self) -> None:  # (nothing to clear before the first call)
         if self._jitted is not None:
             self._jitted.clear_cache()
 
     def __getattr__(self, name: str):  # the rest of the jitted function's interface: lower, ...
-        if name in ("fn", "kwargs", "_jitted"):  # not set yet (a copy being made)
+        if name in ("fn", "kwargs", "_jitted", "threefry"):  # not set yet (a copy)
             raise AttributeError(name)
         return getattr(self.jitted, name)
 
 
-def once(fn: Callable | None = None, **kwargs) -> Any:
-    """``jax.jit`` for a program that runs once or a few times (:data:`ONCE_OPTIONS`);
-    usable as a decorator, also as ``@partial(once, static_argnums=0)``."""
+def once(fn: Callable | None = None, threefry: str = "unrolled", **kwargs) -> Any:
+    """``jax.jit`` for a program that runs once or a few times (:data:`ONCE_OPTIONS`,
+    threefry unrolled: measured in docs/benchmarks.md); usable as a decorator, also as
+    ``@partial(once, static_argnums=0)``."""
     if fn is None:
-        return partial(once, **kwargs)
-    return _Once(fn, kwargs)
+        return partial(once, threefry=threefry, **kwargs)
+    return _Once(fn, kwargs, threefry)
 
 
-def jit(fn: Callable, unrolled_random: bool = True, **kwargs) -> Callable:
+def jit(fn: Callable, threefry: str = "", **kwargs) -> Callable:
     """``jax.jit(fn, **kwargs)`` with :func:`compiler_options` (decided at the call, so
     importing the library still touches no device); in a multi-process run its results
-    are whole on every process (:func:`metaplastic.devices.replicated`).
-    ``unrolled_random=False``: lowered with JAX's own threefry loop (:func:`rolled_threefry`),
-    for programs whose large random draws XLA would otherwise fuse into slow kernels."""
+    are whole on every process (:func:`metaplastic.devices.replicated`). ``threefry``:
+    how its random numbers are lowered on the CPU (:data:`THREEFRY_MODES`; "": the
+    process's default)."""
     whole = devices.replicated()
     if whole is not None:
         kwargs.setdefault("out_shardings", whole)
     jitted = jax.jit(fn, compiler_options=compiler_options(), **kwargs)
-    return jitted if unrolled_random else _RolledRandom(jitted)
+    return _InMode(jitted, _checked_mode(threefry)) if threefry else jitted
 
 
-#: set while a program is lowered with JAX's own threefry loop (:func:`rolled_threefry`)
-_ROLLED = contextvars.ContextVar("metaplastic_threefry_rolled", default=False)
+#: how a program's threefry hash is lowered on the CPU: "rolled" (JAX's own loop over the
+#: hash's rounds) or "unrolled" (straight-line code; the same bits); "" in a config or
+#: :func:`jit`: the process's default (:data:`DEFAULT_MODE`)
+THREEFRY_MODES = ("rolled", "unrolled")
+
+
+def _checked_mode(mode: str) -> str:
+    if mode not in ("", *THREEFRY_MODES):
+        raise ValueError(f"threefry must be one of {', '.join(THREEFRY_MODES)} (or '' for "
+                         f"the process's default), got {mode!r}")
+    return mode
+
+
+#: the lowering of the program being lowered (:func:`threefry_mode`); "": the default
+_MODE = contextvars.ContextVar("metaplastic_threefry", default="")
 
 
 @contextlib.contextmanager
-def rolled_threefry(rolled: bool = True):
-    """Within: programs lowered for the CPU use JAX's own threefry loop (the same bits).
-    An evolution strategy's population noise, unrolled, is fused by XLA into the
-    antithetic concatenation as one slow kernel (``cartpole-hebbian``: 0.42 → 0.59 s per
-    10 generations), so population loops are lowered this way."""
-    token = _ROLLED.set(rolled)
+def threefry_mode(mode: str):
+    """Within: programs lowered for the CPU lower threefry as ``mode`` says (one of
+    :data:`THREEFRY_MODES`; "" leaves the surrounding choice). "unrolled" registers the
+    library's lowering rule on first use (where this JAX version allows it; otherwise
+    JAX's own stays, the same bits)."""
+    if mode == "unrolled":
+        _registered()
+    token = _MODE.set(mode or _MODE.get())
     try:
         yield
     finally:
-        _ROLLED.reset(token)
+        _MODE.reset(token)
 
 
-class _RolledRandom:
-    """A jitted function whose calls and ``lower`` run within :func:`rolled_threefry`
+def rolled_threefry():
+    """Within: JAX's own threefry loop (see :func:`threefry_mode`)."""
+    return threefry_mode("rolled")
+
+
+class _InMode:
+    """A jitted function whose calls and ``lower`` run within :func:`threefry_mode`
     (lowering happens at the first call, in the caller's thread)."""
 
-    def __init__(self, jitted: Callable):
-        self.jitted = jitted
+    def __init__(self, jitted: Callable, mode: str):
+        self.jitted, self.threefry = jitted, mode
 
     def __call__(self, *args, **kwargs):
-        with rolled_threefry():
+        with threefry_mode(self.threefry):
             return self.jitted(*args, **kwargs)
 
     def lower(self, *args, **kwargs):
-        with rolled_threefry():
+        with threefry_mode(self.threefry):
             return self.jitted.lower(*args, **kwargs)
 
     def __getattr__(self, name: str):  # the rest of the jitted function's interface
@@ -172,9 +203,11 @@ UNROLL_BELOW = 1 << 18
 
 
 def threefry_lowering(unrolled: bool = True) -> bool:
-    """Lower JAX's threefry hash on the CPU unrolled (see the module) for calls of fewer
-    than :data:`UNROLL_BELOW` outputs, or with ``unrolled=False`` as JAX does (a loop over
-    the hash's rounds) for all.
+    """Register the library's lowering of JAX's threefry hash on the CPU: unrolled (see
+    the module) for calls of fewer than :data:`UNROLL_BELOW` outputs in programs lowered
+    in "unrolled" mode (:func:`threefry_mode`), and, where no program chose, as the
+    process's default says; JAX's loop over the hash's rounds otherwise. ``unrolled``:
+    the process's default (:data:`DEFAULT_MODE`).
 
     Returns whether that lowering is now registered: False where this JAX version lacks
     the (private) pieces it needs, which leaves JAX as it was."""
@@ -202,16 +235,33 @@ def threefry_lowering(unrolled: bool = True) -> bool:
                 size = math.prod(int(d) for d in ctx.avals_out[0].shape)
             except (TypeError, ValueError):  # a symbolic shape: JAX's own
                 size = UNROLL_BELOW
-            fast = unrolled and size < UNROLL_BELOW and not _ROLLED.get()
+            fast = size < UNROLL_BELOW and (_MODE.get() or DEFAULT_MODE) == "unrolled"
             return (straight if fast else rolled)(ctx, *args)
 
         mlir.register_lowering(primitive, rule, platform="cpu")
     except (ImportError, AttributeError, TypeError, ValueError):
         return False
+    global DEFAULT_MODE
+    DEFAULT_MODE = "unrolled" if unrolled else "rolled"
     return True
 
 
-#: whether this process lowers threefry unrolled on the CPU (:func:`threefry_lowering`:
-#: with ``METAPLASTIC_THREEFRY=unrolled``; otherwise JAX's own lowering, untouched)
+#: the lowering of programs that do not choose one (:func:`threefry_mode`):
+#: ``METAPLASTIC_THREEFRY=unrolled`` makes it "unrolled"; otherwise JAX's own
+DEFAULT_MODE = "rolled"
+_REGISTERED: list[bool] = []
+
+
+def _registered() -> bool:
+    """Whether the library's lowering rule is registered (registering it, with the
+    process's default unchanged, on the first call)."""
+    if not _REGISTERED:
+        _REGISTERED.append(threefry_lowering(DEFAULT_MODE == "unrolled"))
+    return _REGISTERED[0]
+
+
+#: whether this process lowers threefry unrolled by default (``METAPLASTIC_THREEFRY``)
 THREEFRY_UNROLLED = os.environ.get("METAPLASTIC_THREEFRY", "") == "unrolled" \
     and threefry_lowering(True)
+if THREEFRY_UNROLLED:
+    _REGISTERED.append(True)

@@ -80,7 +80,9 @@ def _weights_fn(task, network, rule) -> Callable:
         instance = task.sample(k_task)
         before = initial_carry(network, rule, theta, task, instance, k_net)[0].weights
         return before, unroll(network, rule, theta, task, instance, key=k_net).state.weights
-    return xla.once(run)
+    # JAX's threefry loop: unrolled, this one program compiled in 2.2x the time (the
+    # ``oja`` demo: 1.45-1.49 s against 0.64-0.67 s, docs/benchmarks.md)
+    return xla.once(run, threefry="rolled")
 
 
 def _curves(task, network, rule, theta, keys, every: int) -> dict[str, np.ndarray]:

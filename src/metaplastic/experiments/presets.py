@@ -17,7 +17,9 @@ def oja() -> RunConfig:
     One linear neuron, 10 inputs from random Gaussians (overall variance drawn in
     [0.5, 2] per task), 1000 online steps at eta = 0.01; 27-term polynomial rule; Adam with
     a cosine-decayed learning rate, gradient clipping and L1 sparsity. Evaluated on fresh
-    covariances with 10 and with 25 inputs.
+    covariances with 10 and with 25 inputs. Its meta-step program lowers threefry unrolled
+    (``meta.threefry``, :mod:`metaplastic.xla`): the demo's, compiled in about 0.6 of
+    the time; its published numbers were measured so.
     """
     return RunConfig(
         name="oja",
@@ -28,7 +30,7 @@ def oja() -> RunConfig:
               "scale_range": [0.5, 2.0]},
         rule={"name": "polynomial", "eta": 0.01},
         meta=dict(steps=1000, tasks_per_step=8, lr=1e-2, schedule="cosine", clip=1.0,
-                        l1=1e-3),
+                  l1=1e-3, threefry="unrolled"),
         eval=EvalConfig(tasks=100, vary={"n_in": [10, 25]}, baselines=("oja", "hebb")),
     )
 

@@ -176,13 +176,13 @@ def _chunk_fn(outer: Any, objective: Any, length: int, seeds: str = "",
     def run_chunk(state, key, total):
         return jax.lax.scan(lambda s, _: step(s, key, total), state, None, length=outer.chunk)
 
-    fast = cap.unrolled_random(outer)  # threefry's lowering (metaplastic.xla)
+    mode = cap.threefry(outer)  # threefry's lowering (metaplastic.xla)
     if seeds == "loop":
         return xla.jit(lambda st, k, total: jax.lax.map(
-            lambda a: run_chunk(a[0], a[1], total), (st, k)), unrolled_random=fast)
+            lambda a: run_chunk(a[0], a[1], total), (st, k)), threefry=mode)
     if seeds == "vmap":
-        return xla.jit(jax.vmap(run_chunk, in_axes=(0, 0, None)), unrolled_random=fast)
-    return xla.jit(run_chunk, unrolled_random=fast)
+        return xla.jit(jax.vmap(run_chunk, in_axes=(0, 0, None)), threefry=mode)
+    return xla.jit(run_chunk, threefry=mode)
 
 
 _cached_chunk_fn = functools.lru_cache(maxsize=16)(_chunk_fn)

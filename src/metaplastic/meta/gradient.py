@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metaplastic import xla
 from metaplastic._fields import check_fields
 from metaplastic.errors import ConfigError
 from metaplastic.meta.outer import OuterLoop
@@ -64,6 +65,13 @@ class MetaGradient(OuterLoop):
     truncation: int = 0
     #: ``((from_step, length), ...)``: the truncation length from meta-step ``from_step`` on
     truncation_schedule: tuple = ()
+    #: how the meta-step program's random numbers are lowered on the CPU
+    #: (:data:`metaplastic.xla.THREEFRY_MODES`): "unrolled" compiles faster (``oja``'s
+    #: meta-step program in about 0.6 of the time) and draws the same numbers, but rounds
+    #: some arithmetic beside them differently, so a run takes another path than with
+    #: "rolled" (JAX's own); "": the process's default (``METAPLASTIC_THREEFRY``, else
+    #: "rolled")
+    threefry: str = ""
     differentiates = True  # (a class constant: not an option)
     kind = "gradient"  # for metaplastic check (meta.outer.measure_kind)
 
@@ -73,6 +81,9 @@ class MetaGradient(OuterLoop):
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
             )
+        if self.threefry not in ("", *xla.THREEFRY_MODES):
+            raise ConfigError(f"threefry must be one of {', '.join(xla.THREEFRY_MODES)} (or "
+                              f"'' for the process's default), got {self.threefry!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.on_nan not in ("skip", "stop", "rollback"):

@@ -81,9 +81,9 @@ class PopulationEvaluation:
     """Evaluation of a population of θ (a pytree with a leading member axis), and the
     options every population loop shares (checked by :meth:`check_population_options`)."""
 
-    #: the chunk programs keep JAX's threefry loop (:func:`metaplastic.xla.rolled_threefry`:
+    #: the chunk programs keep JAX's threefry loop (:func:`metaplastic.xla.threefry_mode`:
     #: the population's noise, unrolled, is fused into one slow kernel)
-    unrolled_random: ClassVar[bool] = False
+    threefry: ClassVar[str] = "rolled"
     population: int = 16
     steps: int = 100
     #: the initial scale of the search distribution (every dimension)
