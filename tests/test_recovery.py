@@ -377,6 +377,29 @@ def test_calibrated_profile_intervals_use_the_simulated_threshold(run_dir, capsy
     assert "only 8 profile rises" in text  # 4 sets × 2 directions: said to be too few
 
 
+def test_calibration_at_the_bias_corrected_rule(run_dir, capsys):
+    """--calibrate-at bias-corrected: B refits of data simulated from the fit estimate its
+    bias; the B calibration sets are simulated from the fit minus that bias, and the
+    profile's rises are measured there (so they differ from those at the fit)."""
+    assert main(["recover", str(run_dir), "--profile", "2", "--calibrate", "4"]) == 0
+    at_fit = json.loads((run_dir / "recovery.json").read_text())
+    capsys.readouterr()
+    assert main(["recover", str(run_dir), "--profile", "2", "--calibrate", "4",
+                 "--calibrate-at", "bias-corrected"]) == 0
+    text = capsys.readouterr().out
+    data = json.loads((run_dir / "recovery.json").read_text())
+    cal = data["identifiability"]["profile_calibration"]
+    assert at_fit["identifiability"]["profile_calibration"]["at"] == "fit"
+    assert cal["at"] == "bias-corrected" and cal["bias"]["refits"] == 4
+    n_free = len(data["coefficients"]["inferred"])
+    assert len(cal["bias"]["vector"]) == n_free and cal["bias"]["refits_diverged"] == 0
+    assert 0 < cal["bias"]["relative"] < 1 and math.isfinite(cal["threshold"])
+    assert cal["rises_per_set"] != at_fit["identifiability"]["profile_calibration"][
+        "rises_per_set"]
+    assert "minus its bias estimated from 4 more refits" in " ".join(text.split())
+    assert "not available" not in text  # no dtype warning
+
+
 def test_calibration_needs_a_profile(run_dir, capsys):
     assert main(["recover", str(run_dir), "--calibrate", "3"]) == 2
     assert "--profile K" in capsys.readouterr().out

@@ -93,17 +93,12 @@ class _Once:
     @property
     def jitted(self) -> Callable:
         if self._jitted is None:
-            self._jitted = jax.jit(self.fn, compiler_options=_on_this_backend(ONCE_OPTIONS),
-                                   **self.kwargs)
+            self._jitted = _InMode(jax.jit(self.fn, compiler_options=_on_this_backend(
+                ONCE_OPTIONS), **self.kwargs), self.threefry)
         return self._jitted
 
     def __call__(self, *args, **kwargs):
-        with threefry_mode(self.threefry):
-            return self.jitted(*args, **kwargs)
-
-    def lower(self, *args, **kwargs):
-        with threefry_mode(self.threefry):
-            return self.jitted.lower(*args, **kwargs)
+        return self.jitted(*args, **kwargs)
 
     def clear_cache(self) -> None:  # (nothing to clear before the first call)
         if self._jitted is not None:
@@ -134,7 +129,7 @@ def jit(fn: Callable, threefry: str = "", **kwargs) -> Callable:
     if whole is not None:
         kwargs.setdefault("out_shardings", whole)
     jitted = jax.jit(fn, compiler_options=compiler_options(), **kwargs)
-    return _InMode(jitted, _checked_mode(threefry)) if threefry else jitted
+    return _InMode(jitted, threefry) if _checked_mode(threefry) else jitted
 
 
 #: how a program's threefry hash is lowered on the CPU: "rolled" (JAX's own loop over the
@@ -167,11 +162,6 @@ def threefry_mode(mode: str):
         yield
     finally:
         _MODE.reset(token)
-
-
-def rolled_threefry():
-    """Within: JAX's own threefry loop (see :func:`threefry_mode`)."""
-    return threefry_mode("rolled")
 
 
 class _InMode:

@@ -402,9 +402,13 @@ def describe_profile(rows: list[dict[str, Any]],
     lines = []
     if rows and calibration is not None:
         c = calibration
+        bias = c.get("bias")
+        where = ("the fitted rule" if bias is None else
+                 f"the fitted rule minus its bias estimated from {bias['refits']} more "
+                 f"refits (|bias| = {bias['relative']:.2g} of |θ|)")
         lines.append(
             f"profile intervals: the NLL rises by at most {c['threshold']:.3g} within them, "
-            f"calibrated on {c['data_sets']} data sets simulated from the fitted rule and "
+            f"calibrated on {c['data_sets']} data sets simulated from {where} and "
             f"refitted ({c['refits_diverged']} diverged; χ² with one degree of freedom "
             f"would give {c['chi2_threshold']:.3g})")
     for r in rows:

@@ -156,6 +156,10 @@ def parser() -> argparse.ArgumentParser:
                          "B data sets simulated from the fitted rule and refitted (the 95%% "
                          "quantile of the profile's rise at the fitted rule), instead of "
                          "chi-squared's (default 0: chi-squared)")
+    rc.add_argument("--calibrate-at", default="fit", choices=("fit", "bias-corrected"),
+                    help="with --calibrate B: simulate from the fitted rule (default), or "
+                         "from the fitted rule minus the mean bias of B refits of data "
+                         "simulated from it (B more refits)")
     rc.add_argument("--l1", type=float, nargs="+", default=None, metavar="STRENGTH",
                     help="L1 strengths to refit with, each cross-validated over folds of "
                          "the training trajectories (e.g. --l1 0 1e-4 1e-3 1e-2)")

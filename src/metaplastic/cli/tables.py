@@ -119,7 +119,8 @@ def print_compare(summaries: list[dict]) -> None:
 
 
 def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
-                   profile: int = 0, parametric: bool = False, calibrate: int = 0) -> None:
+                   profile: int = 0, parametric: bool = False, calibrate: int = 0,
+                   calibrate_at: str = "fit") -> None:
     from metaplastic.experiments.rule_recovery import analyse
     from metaplastic.progress import bar
     from metaplastic.report.recovery_plots import plot_recovery
@@ -127,6 +128,7 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
     with bar("rule recovery", None, console=console) as update:  # with the time left
         out = analyse(run, bootstrap=bootstrap, l1=l1, folds=folds, profile=profile,
                       parametric=parametric, calibrate=calibrate,
+                      calibrate_at=calibrate_at,
                       progress=lambda done, total, what: update(done, escape(what), total))
     fit = out["fit"]
     table = Table(title="every trajectory scored once (mean ± 95% CI over trajectories)")

@@ -25,7 +25,8 @@ What it holds (the statistics are :mod:`metaplastic.analysis.recovery_scores`'s)
   likelihood's intervals along the K least determined directions, their threshold χ²'s
   or, with ``calibrate = B``, calibrated on B data sets simulated from the fitted rule
   and refitted (``profile_calibration``: a parametric bootstrap of the profile
-  likelihood ratio);
+  likelihood ratio), or with ``calibrate_at = "bias-corrected"`` on B data sets simulated
+  from the fitted rule moved by the refits' mean bias (2B refits);
 * ``l1_path`` (with ``l1 = [...]``): for every L1 strength, the cross-validated loss over
   folds of the training trajectories (each held-out fold scored once), the coefficients
   fitted on all training trajectories, the strength chosen (the largest within one
@@ -71,6 +72,9 @@ KEEP_SHARE = 0.05
 
 #: fewer distinct bootstrap resamples than this: the intervals are said to be unreliable
 MIN_DISTINCT = 20
+#: where ``--calibrate`` simulates from: the fitted rule, or the fitted rule minus the mean
+#: bias of refits of data simulated from it
+CALIBRATE_AT = ("fit", "bias-corrected")
 #: fewer profile rises than this (``--calibrate B`` × directions) give a warning: their
 #: 95% quantile rests on the largest few
 MIN_RISES = 100
@@ -78,6 +82,7 @@ MIN_RISES = 100
 
 def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), folds: int = 0,
             profile: int = 0, parametric: bool = False, calibrate: int = 0,
+            calibrate_at: str = "fit",
             progress: Callable[[int, int | None, str], None] | bool | None = None
             ) -> dict[str, Any]:
     """Everything above for the run in ``run``; writes ``recovery.json`` and returns it.
@@ -86,21 +91,25 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     ``bootstrap`` refits are on data simulated from the fitted rule
     (:func:`simulated_sets`), not on resampled trajectories. ``calibrate = B`` (with
     ``profile``): the profile intervals' threshold calibrated on B data sets simulated from
-    the fitted rule and refitted (:func:`_calibration`), instead of χ²'s.
+    the fitted rule and refitted (:func:`_calibration`), instead of χ²'s; with
+    ``calibrate_at = "bias-corrected"`` simulated instead from the fitted rule minus the
+    mean bias of B refits of data simulated from it (the fit's bias estimated by
+    simulation, as a bootstrap bias correction; B more refits).
     ``progress(done, total, what)`` follows the work (the library's one progress contract,
     :mod:`metaplastic.progress`: refits report every chunk of meta-steps); ``None``: a
     bar on a terminal, ``False``: silent."""
     with reporting(progress, "rule recovery") as report:
         try:
             return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None), profile,
-                            parametric, calibrate)
+                            parametric, calibrate, calibrate_at)
         finally:  # the programs shared by this run's fits, and the data they hold
             identifiability.release_compiled()
 
 
 def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
              say: Callable[[int, int | None, str], None], profile: int = 0,
-             parametric: bool = False, calibrate: int = 0) -> dict[str, Any]:
+             parametric: bool = False, calibrate: int = 0,
+             calibrate_at: str = "fit") -> dict[str, Any]:
     cfg = run.config()
     pieces = build(cfg)
     objective, rule, network = pieces.objective, pieces.rule, pieces.network
@@ -112,6 +121,9 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
     if not isinstance(calibrate, int) or calibrate < 0 or calibrate > 10_000:
         raise ConfigError(f"--calibrate must be in [0, 10000] simulated data sets, got "
                           f"{calibrate}")
+    if calibrate_at not in CALIBRATE_AT:
+        raise ConfigError(f"--calibrate-at must be one of {', '.join(CALIBRATE_AT)}, got "
+                          f"{calibrate_at!r}")
     if calibrate and not profile:
         raise ConfigError("--calibrate sets the threshold of the profile likelihood's "
                           "intervals: give --profile K (e.g. 18) with it")
@@ -159,7 +171,7 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
                 calibration = _calibration(
                     cfg, pieces, theta, theta0, run_key,
                     int(splits["train"].size), calibrate, key, say, own, put,
-                    ref["free"], profile)
+                    ref["free"], profile, calibrate_at)
                 threshold = calibration["threshold"]
                 out["identifiability"]["profile_calibration"] = calibration
                 if calibration["rises"]["count"] < MIN_RISES:
@@ -271,14 +283,21 @@ def _simulated_refits(cfg, pieces, theta, theta0, run_key, n: int, count: int, k
 
 
 def _calibration(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, say, own,
-                 put, free, directions: int) -> dict[str, Any]:
+                 put, free, directions: int, at: str = "fit") -> dict[str, Any]:
     """The profile intervals' threshold, calibrated by simulation (a parametric bootstrap
     of the profile likelihood ratio): ``count`` data sets simulated from the fitted rule,
     each refitted as the run was fitted; on each, how far the profile NLL rises at the
     fitted rule (there the truth) along its ``directions`` least determined directions
     (:func:`~metaplastic.analysis.identifiability.profile_rise`); the threshold is the
     95% quantile of those rises, pooled (:func:`~metaplastic.analysis.identifiability.
-    calibrated_threshold`). A refit that diverged counts as an infinite rise."""
+    calibrated_threshold`). A refit that diverged counts as an infinite rise. ``at =
+    "bias-corrected"``: simulated from the fitted rule minus the refits' mean bias
+    (:func:`_bias_corrected`) instead, and the rises measured there."""
+    extra: dict[str, Any] = {"at": at}
+    if at == "bias-corrected":
+        theta, extra["bias"] = _bias_corrected(cfg, pieces, theta, theta0, run_key, n,
+                                               count, jax.random.fold_in(key, 7), say, own,
+                                               put)
     centre = np.asarray(ravel_pytree(own(theta))[0], np.float64)
     rises, diverged = [], 0
     with _simulated_refits(cfg, pieces, theta, theta0, run_key, n, count,
@@ -301,12 +320,36 @@ def _calibration(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, s
     threshold = identifiability.calibrated_threshold(pooled)
     finite = pooled[np.isfinite(pooled)]
     return {"data_sets": count, "directions": directions, "refits_diverged": diverged,
-            "threshold": threshold, "chi2_threshold": identifiability.PROFILE_95,
+            **extra, "threshold": threshold, "chi2_threshold": identifiability.PROFILE_95,
             # every set's rises, its directions the flattest first (inf: diverged)
             "rises_per_set": [r.tolist() for r in rises],
             "rises": {"count": int(pooled.size), "infinite": int(pooled.size - finite.size),
                       **{f"q{q}": float(np.quantile(finite, q / 100)) if finite.size else None
                          for q in (50, 90, 95, 99)}}}
+
+
+def _bias_corrected(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, say,
+                    own, put) -> tuple[Any, dict[str, Any]]:
+    """``theta`` minus the fit's bias estimated by simulation: ``count`` data sets simulated
+    from ``theta`` and refitted as the run was; bias = the refits' mean (finite ones) minus
+    ``theta``, in the synapses' own coefficients. Returns (the corrected θ, a record)."""
+    own_theta = own(theta)
+    flat32, unravel = ravel_pytree(own_theta)
+    flat = np.asarray(flat32, np.float64)
+    with _simulated_refits(cfg, pieces, theta, theta0, run_key, n, count, key,
+                           say) as (_, _, thetas):
+        refits = np.asarray(jax.vmap(lambda t: ravel_pytree(own(t))[0])(thetas), np.float64)
+    finite = np.all(np.isfinite(refits), axis=1)
+    if not finite.any():
+        raise ConfigError("every refit of the data sets simulated from the fitted rule "
+                          "diverged: no bias to correct (calibrate at the fit instead)")
+    bias = refits[finite].mean(axis=0) - flat
+    corrected = put(theta, unravel(jax.numpy.asarray(flat - bias, flat32.dtype)))
+    scale = max(float(np.linalg.norm(flat)), 1e-12)
+    return corrected, {"refits": count, "refits_diverged": int(count - finite.sum()),
+                       "norm": float(np.linalg.norm(bias)),
+                       "relative": float(np.linalg.norm(bias) / scale),
+                       "vector": bias.tolist()}
 
 
 def simulated_sets(cfg, objective, theta, n: int, count: int, key,

@@ -81,8 +81,9 @@ class PopulationEvaluation:
     """Evaluation of a population of θ (a pytree with a leading member axis), and the
     options every population loop shares (checked by :meth:`check_population_options`)."""
 
-    #: the chunk programs keep JAX's threefry loop (:func:`metaplastic.xla.threefry_mode`:
-    #: the population's noise, unrolled, is fused into one slow kernel)
+    #: the chunk programs keep JAX's threefry loop (:func:`metaplastic.xla.threefry_mode`):
+    #: the population's noise, unrolled, is fused by XLA into the antithetic concatenation
+    #: as one slow kernel (``cartpole-hebbian``: 0.42 → 0.59 s per 10 generations)
     threefry: ClassVar[str] = "rolled"
     population: int = 16
     steps: int = 100
