@@ -222,9 +222,14 @@ def test_speed_options_are_checked_in_the_config():
     # (meta.population_batch is an ES option: inert for a gradient run, like any option of
     # another registered outer loop, so that switching meta.outer is one key)
     for bad in (["meta.early_exit=10"], ["meta.grad_mode=forward", "meta.truncation=100"],
-                ["meta.population_bach=4"]):
+                ["meta.population_bach=4"], ["meta.threefry=fast"]):
         with pytest.raises(ConfigError):
             build(config.override(cfg, bad))
+    # the demo's meta-step lowers threefry unrolled; the other presets keep the default
+    from metaplastic import capabilities as cap
+    assert cap.threefry(build(cfg).outer) == "unrolled"
+    assert cap.threefry(build(config.override(cfg, ["meta.threefry=rolled"])).outer) == "rolled"
+    assert cap.threefry(build(presets.get("fa-digits")).outer) == ""
     hml = presets.get("hml-cartpole")
     assert hml.meta["population"] == 200 and hml.network["hidden"] == (128, 64)
     mlpp = build(presets.get("mlpp-emnist-shape"))
