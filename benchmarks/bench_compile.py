@@ -20,9 +20,11 @@ Writes benchmarks/results/compile.json (``--out``) and prints a Markdown table.
 
     python benchmarks/bench_compile.py --threefry [--rounds 2] [--presets ...]
 
-compares the two lowerings of JAX's threefry random-number hash on the CPU
-(``METAPLASTIC_THREEFRY=rolled``: JAX's own, a loop over the hash's rounds, the default;
-``unrolled``: the library's straight-line lowering, :mod:`metaplastic.xla`): every
+compares the two lowerings of JAX's threefry random-number hash on the CPU as the
+process's default (``METAPLASTIC_THREEFRY=rolled``: JAX's own, a loop over the hash's
+rounds; ``unrolled``: the library's straight-line lowering, :mod:`metaplastic.xla`;
+programs that choose their own — those run once, and a run whose config sets
+``meta.threefry``, as ``oja``'s does — keep their choice): every
 preset started cold and warm with each, the lowerings alternating within each round, into
 benchmarks/results/compile_threefry.json, with the medians' ratios (unrolled / rolled) of
 the compile seconds, the time to the first meta-step and the time per meta-step.

@@ -1,7 +1,8 @@
 """Do the identifiability report's intervals cover the truth as often as they say?
 
     python benchmarks/identifiability_coverage.py [--presets infer-reward-behaviour
-        infer-oja-activity] [--datasets 20] [--profile K [--calibrate B]]
+        infer-oja-activity] [--datasets 20] [--first K] [--profile K [--calibrate B
+        [--calibrate-at fit|bias-corrected]]]
         [--out benchmarks/results/identifiability_coverage.json]
 
 For each preset (a fit to simulated recordings, so the true rule is known) and each of
@@ -332,6 +333,9 @@ def main() -> None:
     p.add_argument("--presets", nargs="+",
                    default=["infer-reward-behaviour", "infer-oja-activity"])
     p.add_argument("--datasets", type=int, default=20)
+    p.add_argument("--first", type=int, default=0, metavar="K",
+                   help="the first data set's simulation seed (default 0): data sets K, "
+                        "K+1, ... (a fresh set of data sets for a held-out check)")
     p.add_argument("--profile", type=int, default=0,
                    help="also the profile likelihood along this many directions")
     p.add_argument("--mle", action="store_true",
@@ -350,12 +354,15 @@ def main() -> None:
     args = p.parse_args()
     if args.parametric < 0:
         p.error("--parametric must be >= 0 refits")
+    if args.first < 0:
+        p.error("--first must be >= 0")
     if args.datasets < 1:
         p.error("--datasets must be >= 1")
     if (args.mle or args.calibrate) and not args.profile:
         p.error("--mle and --calibrate need --profile K")
     results: dict = {"command": "python benchmarks/identifiability_coverage.py "
                                 f"--presets {' '.join(args.presets)} --datasets {args.datasets}"
+                                + (f" --first {args.first}" if args.first else "")
                                 + (f" --profile {args.profile}" if args.profile else "")
                                 + (" --mle" if args.mle else "")
                                 + (f" --parametric {args.parametric}" if args.parametric
@@ -369,7 +376,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             rows = []
-            for k in range(args.datasets):
+            for k in range(args.first, args.first + args.datasets):
                 rows.append(one(preset, k, Path(tmp), args.profile, args.mle,
                                 args.parametric, args.calibrate, args.calibrate_at))
                 r = rows[-1]
