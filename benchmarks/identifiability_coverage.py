@@ -2,7 +2,7 @@
 
     python benchmarks/identifiability_coverage.py [--presets infer-reward-behaviour
         infer-oja-activity] [--datasets 20] [--first K] [--profile K [--calibrate B
-        [--calibrate-at fit|bias-corrected]]]
+        [--calibrate-at bias-corrected|fit]]]
         [--out benchmarks/results/identifiability_coverage.json]
 
 For each preset (a fit to simulated recordings, so the true rule is known) and each of
@@ -37,9 +37,9 @@ percentile interval hold the truth, and their widths relative to |θ|.
 the threshold ``metaplastic recover --calibrate B`` calibrates: B data sets simulated from
 the fitted rule and refitted, the 95% quantile of the profile NLL's rise at the fitted rule
 on them (instead of χ²'s 1.92); its coverage, widths and unbounded intervals beside the
-χ² profile's: one change, scored on the same data sets. ``--calibrate-at bias-corrected``
-simulates those B data sets from the fitted rule minus the mean bias of B more refits
-(``metaplastic recover --calibrate-at bias-corrected``).
+χ² profile's: one change, scored on the same data sets. By default (as ``metaplastic
+recover``) those B data sets are simulated from the fitted rule minus the mean bias of B
+more refits; ``--calibrate-at fit`` simulates them from the fitted rule itself.
 
 ``--mle`` (with ``--profile``) asks whether the intervals fall short because the fit is
 not the likelihood's maximum: per data set the training NLL of the fit and of the truth,
@@ -119,7 +119,8 @@ def _mle_profile(store: dict):
 
 
 def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False,
-        parametric: int = 0, calibrate: int = 0, calibrate_at: str = "fit") -> dict:
+        parametric: int = 0, calibrate: int = 0,
+        calibrate_at: str = "bias-corrected") -> dict:
     from metaplastic.analysis import identifiability as ident
     from metaplastic.analysis.identifiability import identifiability
     from metaplastic.cli import main
@@ -348,8 +349,10 @@ def main() -> None:
                    help="with --profile: also the profile intervals at the threshold "
                         "calibrated on B data sets simulated from the fitted rule "
                         "(metaplastic recover --calibrate B), on the same fits")
-    p.add_argument("--calibrate-at", default="fit", choices=("fit", "bias-corrected"),
-                   help="with --calibrate: where the calibration simulates from")
+    p.add_argument("--calibrate-at", default="bias-corrected",
+                   choices=("bias-corrected", "fit"),
+                   help="with --calibrate: where the calibration simulates from (as "
+                        "metaplastic recover --calibrate-at)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     if args.parametric < 0:
@@ -370,7 +373,7 @@ def main() -> None:
                                 + (f" --calibrate {args.calibrate}" if args.calibrate
                                    else "")
                                 + (f" --calibrate-at {args.calibrate_at}"
-                                   if args.calibrate_at != "fit" else ""),
+                                   if args.calibrate else ""),
                      "machine": f"{platform.machine()}, {platform.processor() or '?'}",
                      "presets": {}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -153,13 +153,14 @@ def parser() -> argparse.ArgumentParser:
                          "of the observed information (Newton refits; default 0: none)")
     rc.add_argument("--calibrate", type=int, default=0, metavar="B",
                     help="with --profile K: the profile intervals' threshold calibrated on "
-                         "B data sets simulated from the fitted rule and refitted (the 95%% "
-                         "quantile of the profile's rise at the fitted rule), instead of "
-                         "chi-squared's (default 0: chi-squared)")
-    rc.add_argument("--calibrate-at", default="fit", choices=("fit", "bias-corrected"),
-                    help="with --calibrate B: simulate from the fitted rule (default), or "
-                         "from the fitted rule minus the mean bias of B refits of data "
-                         "simulated from it (B more refits)")
+                         "B data sets simulated from the fitted rule corrected for its bias "
+                         "and refitted (the 95%% quantile of the profile's rise there), "
+                         "instead of chi-squared's (default 0: chi-squared)")
+    rc.add_argument("--calibrate-at", default="bias-corrected",
+                    choices=("bias-corrected", "fit"),
+                    help="with --calibrate B: simulate from the fitted rule minus the mean "
+                         "bias of B refits of data simulated from it (default; 2B refits), "
+                         "or from the fitted rule itself (B refits)")
     rc.add_argument("--l1", type=float, nargs="+", default=None, metavar="STRENGTH",
                     help="L1 strengths to refit with, each cross-validated over folds of "
                          "the training trajectories (e.g. --l1 0 1e-4 1e-3 1e-2)")

@@ -120,7 +120,7 @@ def print_compare(summaries: list[dict]) -> None:
 
 def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
                    profile: int = 0, parametric: bool = False, calibrate: int = 0,
-                   calibrate_at: str = "fit") -> None:
+                   calibrate_at: str = "bias-corrected") -> None:
     from metaplastic.experiments.rule_recovery import analyse
     from metaplastic.progress import bar
     from metaplastic.report.recovery_plots import plot_recovery
