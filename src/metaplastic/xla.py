@@ -43,6 +43,7 @@ from typing import Any
 import jax
 
 from metaplastic import devices
+from metaplastic.errors import ConfigError
 
 CPU_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
@@ -88,7 +89,7 @@ class _Once:
 
     def __init__(self, fn: Callable, kwargs: dict[str, Any], threefry: str = "unrolled"):
         self.fn, self.kwargs, self._jitted = fn, kwargs, None
-        self.threefry = _checked_mode(threefry)
+        self.threefry = checked_mode(threefry)
 
     @property
     def jitted(self) -> Callable:
@@ -129,7 +130,7 @@ def jit(fn: Callable, threefry: str = "", **kwargs) -> Callable:
     if whole is not None:
         kwargs.setdefault("out_shardings", whole)
     jitted = jax.jit(fn, compiler_options=compiler_options(), **kwargs)
-    return _InMode(jitted, threefry) if _checked_mode(threefry) else jitted
+    return _InMode(jitted, threefry) if checked_mode(threefry) else jitted
 
 
 #: how a program's threefry hash is lowered on the CPU: "rolled" (JAX's own loop over the
@@ -138,10 +139,11 @@ def jit(fn: Callable, threefry: str = "", **kwargs) -> Callable:
 THREEFRY_MODES = ("rolled", "unrolled")
 
 
-def _checked_mode(mode: str) -> str:
+def checked_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`THREEFRY_MODES` or "", else a ConfigError."""
     if mode not in ("", *THREEFRY_MODES):
-        raise ValueError(f"threefry must be one of {', '.join(THREEFRY_MODES)} (or '' for "
-                         f"the process's default), got {mode!r}")
+        raise ConfigError(f"threefry must be one of {', '.join(THREEFRY_MODES)} (or '' for "
+                          f"the process's default), got {mode!r}")
     return mode
 
 

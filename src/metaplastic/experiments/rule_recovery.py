@@ -283,7 +283,7 @@ def _simulated_refits(cfg, pieces, theta, theta0, run_key, n: int, count: int, k
 
 
 def _calibration(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, say, own,
-                 put, free, directions: int, at: str = "fit") -> dict[str, Any]:
+                 put, free, directions: int, at: str) -> dict[str, Any]:
     """The profile intervals' threshold, calibrated by simulation (a parametric bootstrap
     of the profile likelihood ratio): ``count`` data sets simulated from the fitted rule,
     each refitted as the run was fitted; on each, how far the profile NLL rises at the

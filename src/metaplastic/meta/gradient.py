@@ -81,9 +81,7 @@ class MetaGradient(OuterLoop):
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"
             )
-        if self.threefry not in ("", *xla.THREEFRY_MODES):
-            raise ConfigError(f"threefry must be one of {', '.join(xla.THREEFRY_MODES)} (or "
-                              f"'' for the process's default), got {self.threefry!r}")
+        xla.checked_mode(self.threefry)
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.on_nan not in ("skip", "stop", "rollback"):
