@@ -99,12 +99,15 @@ def _mle_profile(store: dict):
     original = ident.profile_from
 
     def profile_from(coefs, info, nll, names, free, directions=2, newton=6, progress=None,
-                     truth=None):
+                     truth=None, threshold=ident.PROFILE_95, terms=()):
+        if terms:  # a coefficient's own profile: only around the fit
+            return original(coefs, info, nll, names, free, directions, newton, progress,
+                            truth, threshold, terms)
         coefs = np.asarray(coefs, np.float64)
         keep = np.flatnonzero(np.asarray(free, bool))
         top, f_top = towards_maximum(coefs, nll, keep)
         h, g = nll.curvature(top)
-        rows = original(top, h, nll, names, free, directions, newton, None, truth)
+        rows = original(top, h, nll, names, free, directions, newton, None, truth, threshold)
         bounded = [r for r in rows if r["low"] is not None and r["high"] is not None]
         store.update({
             "nll_fit": nll(coefs), "nll_truth": None if truth is None else nll(
@@ -113,14 +116,15 @@ def _mle_profile(store: dict):
             "mle_min_curvature": float(np.min(np.linalg.eigvalsh(h[np.ix_(keep, keep)]))),
             "mle_bounded": len(bounded),
             "mle_covered": [bool(r["truth_inside"]) for r in bounded]})
-        return original(coefs, info, nll, names, free, directions, newton, progress, truth)
+        return original(coefs, info, nll, names, free, directions, newton, progress, truth,
+                        threshold)
 
     return original, profile_from
 
 
 def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False,
         parametric: int = 0, calibrate: int = 0,
-        calibrate_at: str = "bias-corrected") -> dict:
+        calibrate_at: str = "bias-corrected", profile_terms: tuple[str, ...] = ()) -> dict:
     from metaplastic.analysis import identifiability as ident
     from metaplastic.analysis.identifiability import identifiability
     from metaplastic.cli import main
@@ -139,7 +143,8 @@ def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False,
         original, ident.profile_from = _mle_profile(store)
     try:
         rec = analyse(RunDir(run), progress=False, profile=profile,
-                      bootstrap=parametric, parametric=bool(parametric))
+                      bootstrap=parametric, parametric=bool(parametric),
+                      profile_terms=profile_terms)
     finally:
         if mle:
             ident.profile_from = original
@@ -173,15 +178,27 @@ def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False,
         }
     if profile:
         out["profile"] = _profile_record(ident["profile"], fit)
+    if profile_terms:
+        out["profile_terms"] = _profile_record(ident["profile_terms"], fit)
     if calibrate:  # the same data set and fit: only the profile's threshold changes
         again = analyse(RunDir(run), progress=False, profile=profile, calibrate=calibrate,
-                        calibrate_at=calibrate_at)
+                        calibrate_at=calibrate_at, profile_terms=profile_terms)
         cal = again["identifiability"]
-        out["calibrated"] = {**_profile_record(cal["profile"], fit),
-                             "calibration": cal["profile_calibration"],
-                             # per direction (the flattest first): the profile's rise at
-                             # the truth, for scoring other threshold rules offline
-                             "truth_rises": [r["truth_rise"] for r in cal["profile"]]}
+        if profile:
+            out["calibrated"] = {**_profile_record(cal["profile"], fit),
+                                 "calibration": cal["profile_calibration"],
+                                 # per direction (the flattest first): the profile's rise
+                                 # at the truth, for scoring other threshold rules offline
+                                 "truth_rises": [r["truth_rise"] for r in cal["profile"]]}
+        if profile_terms:
+            calibration = cal["profile_calibration"]
+            out["calibrated_terms"] = {
+                **_profile_record(cal["profile_terms"], fit),
+                "calibration": {**calibration["terms"],
+                                **{k: calibration[k] for k in ("at", "bias", "data_sets",
+                                                               "refits_diverged")
+                                   if k in calibration}},
+                "truth_rises": [r["truth_rise"] for r in cal["profile_terms"]]}
     if parametric:
         scale = max(float(np.linalg.norm(fit)), 1e-12)
         out["parametric"] = {"refits": parametric,
@@ -204,7 +221,11 @@ def _profile_record(rows: list[dict], fit: np.ndarray) -> dict:
     """One data set's profile intervals: how many are bounded, which hold the truth, and
     their widths relative to |θ|."""
     bounded = [r for r in rows if r["low"] is not None and r["high"] is not None]
-    return {"directions": len(rows), "bounded": len(bounded),
+    terms = {} if not rows or "term" not in rows[0] else {  # a coefficient's own interval
+        "by_term": {r["term"]: {"bounded": r in bounded, "inside": bool(r["truth_inside"]),
+                                "value": r["value"], "truth": r["truth"], "low": r["low"],
+                                "high": r["high"]} for r in rows}}
+    return {**terms, "directions": len(rows), "bounded": len(bounded),
             "covered": [bool(r["truth_inside"]) for r in bounded],
             "unbounded_covering": sum(bool(r["truth_inside"]) for r in rows
                                       if r not in bounded),
@@ -289,7 +310,19 @@ def summarise_profile(rows: list[dict], which: str = "profile") -> dict:
                                         / max(sum(r["directions"] for r in ok), 1)),
             **({"thresholds": [r["calibration"]["threshold"] for r in ok],
                 "refits_diverged": sum(r["calibration"]["refits_diverged"] for r in ok)}
-               if which == "calibrated" else {})}
+               if which.startswith("calibrated") else {}),
+            **({"by_term": _by_term(ok)} if ok and "by_term" in ok[0] else {})}
+
+
+def _by_term(ok: list[dict]) -> dict:
+    """Per coefficient, over the data sets: how often its own interval was bounded, and
+    held the truth (bounded, or on an unbounded interval's open side)."""
+    names = list(ok[0]["by_term"])
+    return {n: {"bounded": sum(r["by_term"][n]["bounded"] for r in ok),
+                "inside": sum(r["by_term"][n]["inside"] for r in ok),
+                "inside_bounded": sum(r["by_term"][n]["inside"] and r["by_term"][n]["bounded"]
+                                      for r in ok),
+                "datasets": len(ok)} for n in names}
 
 
 def summarise(rows: list[dict], centre: str) -> dict:
@@ -345,9 +378,12 @@ def main() -> None:
     p.add_argument("--parametric", type=int, default=0, metavar="B",
                    help="also the parametric bootstrap's intervals (B refits on data sets "
                         "simulated from the fitted rule)")
+    p.add_argument("--profile-terms", nargs="+", default=(), metavar="TERM",
+                   help="also each named coefficient's own profile interval (metaplastic "
+                        "recover --profile-terms; 'all': every free one)")
     p.add_argument("--calibrate", type=int, default=0, metavar="B",
-                   help="with --profile: also the profile intervals at the threshold "
-                        "calibrated on B data sets simulated from the fitted rule "
+                   help="with --profile or --profile-terms: also the profile intervals "
+                        "at the threshold calibrated on B data sets simulated from the fitted rule "
                         "(metaplastic recover --calibrate B), on the same fits")
     p.add_argument("--calibrate-at", default="bias-corrected",
                    choices=("bias-corrected", "fit"),
@@ -361,12 +397,16 @@ def main() -> None:
         p.error("--first must be >= 0")
     if args.datasets < 1:
         p.error("--datasets must be >= 1")
-    if (args.mle or args.calibrate) and not args.profile:
-        p.error("--mle and --calibrate need --profile K")
+    if args.mle and not args.profile:
+        p.error("--mle needs --profile K")
+    if args.calibrate and not (args.profile or args.profile_terms):
+        p.error("--calibrate needs --profile K or --profile-terms")
     results: dict = {"command": "python benchmarks/identifiability_coverage.py "
                                 f"--presets {' '.join(args.presets)} --datasets {args.datasets}"
                                 + (f" --first {args.first}" if args.first else "")
                                 + (f" --profile {args.profile}" if args.profile else "")
+                                + (f" --profile-terms {' '.join(args.profile_terms)}"
+                                   if args.profile_terms else "")
                                 + (" --mle" if args.mle else "")
                                 + (f" --parametric {args.parametric}" if args.parametric
                                    else "")
@@ -381,7 +421,8 @@ def main() -> None:
             rows = []
             for k in range(args.first, args.first + args.datasets):
                 rows.append(one(preset, k, Path(tmp), args.profile, args.mle,
-                                args.parametric, args.calibrate, args.calibrate_at))
+                                args.parametric, args.calibrate, args.calibrate_at,
+                                tuple(args.profile_terms)))
                 r = rows[-1]
                 print(f"{preset} data set {k}: " + (r.get("error") or "; ".join(
                       f"{c}: {sum(r[c]['covered'])}/{r[c]['determined']} determined "
@@ -391,18 +432,24 @@ def main() -> None:
                 "summary": {c: summarise(rows, c)
                             for c in ("fit", "one-step", "refused-at-fit")},
                 "datasets": rows}
-            for which, on in (("profile", args.profile), ("calibrated", args.calibrate)):
+            terms = bool(args.profile_terms)
+            for which, on in (("profile", args.profile),
+                              ("calibrated", args.calibrate and args.profile),
+                              ("profile_terms", terms),
+                              ("calibrated_terms", args.calibrate and terms)):
                 if not on:
                     continue
                 prof = summarise_profile(rows, which)
                 results["presets"][preset]["summary"][which] = prof
                 at = (f" at the calibrated threshold (median "
-                      f"{np.median(prof['thresholds']):.3g})" if which == "calibrated" else "")
-                print(f"{preset}, profile intervals{at}: coverage {prof['coverage']} "
+                      f"{np.median(prof['thresholds']):.3g})"
+                      if which.startswith("calibrated") else "")
+                kind = " of coefficients" if which.endswith("terms") else ""
+                print(f"{preset}, profile intervals{kind}{at}: coverage {prof['coverage']} "
                       f"(95% CI {prof['coverage_ci95']}) over {prof['bounded']} bounded of "
                       f"{prof['directions']}; every interval {prof['every_interval_coverage']};"
                       f" median width {prof['median_relative_width']} |θ|", flush=True)
-            if args.calibrate:
+            if args.calibrate and args.profile:
                 ways = summarise_thresholds(rows)
                 results["presets"][preset]["summary"]["threshold_rules"] = ways
                 print(f"{preset}, threshold rules scored offline: " + "; ".join(

@@ -179,6 +179,49 @@ def test_the_profile_of_a_quadratic_likelihood_is_the_wald_interval():
     assert lam == sorted(lam)  # the least determined first
 
 
+def test_a_coefficients_own_profile_of_a_quadratic_is_its_wald_interval():
+    """--profile-terms: a coefficient held at each value, every other refitted. For a
+    quadratic likelihood its interval is θ_i ± 1.96 sqrt((I⁻¹)_ii) — wider than the
+    information along its axis alone would say when the coefficients are correlated —
+    and its rise at a target is (target_i − θ_i)² / (2 (I⁻¹)_ii)."""
+    from metaplastic.analysis.identifiability import (
+        Z95,
+        describe_profile,
+        profile_from,
+        profile_rise,
+    )
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((100, 3))
+    x[:, 1] = x[:, 0] + 0.3 * rng.standard_normal(100)  # correlated: the others matter
+    fit, info, nll = _linear_gaussian(rng, x, np.array([1.0, -0.5, 0.25]), 0.5)
+    truth = np.array([1.0, -0.5, 0.25])
+    rows = profile_from(fit, info, nll, ["a", "b", "c"], [True] * 3, directions=0,
+                        terms=[1, 0], truth=truth)
+    cov = np.linalg.inv(info)
+    assert [r["term"] for r in rows] == ["b", "a"] and [r["eigenvalue"] for r in rows] == \
+        [None, None]
+    for r, i in zip(rows, (1, 0), strict=True):
+        half = Z95 * np.sqrt(cov[i, i])
+        assert r["value"] == pytest.approx(fit[i]) and r["wald_half_width"] == \
+            pytest.approx(half)
+        assert r["low"] == pytest.approx(fit[i] - half, rel=1e-3)
+        assert r["high"] == pytest.approx(fit[i] + half, rel=1e-3)
+        assert half > 2 * Z95 / np.sqrt(info[i, i])  # the correlation widens it
+        assert r["truth"] == truth[i]
+        assert r["truth_inside"] == bool(abs(truth[i] - fit[i]) <= half)
+    assert "the coefficient of b" in describe_profile(rows)[0]
+    target = fit + np.array([0.3, -0.2, 0.1])
+    rises = profile_rise(fit, info, nll, [True] * 3, target, directions=1, terms=[2])
+    lam, vec = np.linalg.eigh(info)
+    assert rises.shape == (2,)
+    assert rises[0] == pytest.approx(0.5 * lam[0] * (vec[:, 0] @ (target - fit)) ** 2)
+    assert rises[1] == pytest.approx(0.1 ** 2 / (2 * cov[2, 2]), rel=1e-6)
+    with pytest.raises(ValueError, match="not free"):
+        profile_from(fit, info, nll, ["a", "b", "c"], [True, False, True], directions=0,
+                     terms=[1])
+
+
 def test_a_skewed_likelihood_gives_an_asymmetric_profile_interval():
     """Poisson counts with a log link, few counts: the profile interval of the intercept
     direction is wider above than below, as the exact profile (scipy) says, where the

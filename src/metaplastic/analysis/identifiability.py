@@ -29,8 +29,8 @@ Wald intervals are local (a quadratic approximation at the fit): bootstrap inter
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -177,7 +177,8 @@ def profile(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any]
             put: Callable[[Any, Any], Any], names: list[str], free: list[bool],
             directions: int = 2, newton: int = 6,
             progress: Callable[[int, int], None] | None = None,
-            truth=None, threshold: float = PROFILE_95) -> list[dict[str, Any]]:
+            truth=None, threshold: float = PROFILE_95,
+            terms: Sequence[int] = ()) -> list[dict[str, Any]]:
     """The **profile likelihood** along the ``directions`` least determined
     eigen-directions ``u`` of the observed information (those with the widest Wald
     intervals): at each ``t`` of a grid, the NLL minimised over every other free
@@ -186,16 +187,20 @@ def profile(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any]
     profile 95% interval holds the ``t`` whose profile NLL is within
     :data:`PROFILE_95` (or ``threshold``) of the minimum; unlike the Wald interval it
     follows the likelihood where it is not quadratic, and an end the grid does not reach
-    is reported as ``None`` (at least that far: the data do not bound it)."""
+    is reported as ``None`` (at least that far: the data do not bound it). ``terms``
+    (indices of free coefficients): after the directions, the classical profile of each
+    of those coefficients on its own — the coefficient held at each value, every other
+    free coefficient refitted (rows with ``"term"``)."""
     coefs, info, _, _, nll = likelihood(objective, theta, indices, key, get, put)
     return profile_from(coefs, info, nll, names, free, directions, newton, progress, truth,
-                        threshold)
+                        threshold, terms)
 
 
 def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
                  directions: int = 2, newton: int = 6,
                  progress: Callable[[int, int], None] | None = None,
-                 truth=None, threshold: float = PROFILE_95) -> list[dict[str, Any]]:
+                 truth=None, threshold: float = PROFILE_95,
+                 terms: Sequence[int] = ()) -> list[dict[str, Any]]:
     """:func:`profile` from the fit's coefficients, their information matrix and
     ``nll(coefficients) -> float`` with ``nll.curvature(coefficients) -> (information,
     gradient)``. ``truth`` (simulated recordings): every row also holds the truth along
@@ -203,16 +208,14 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
     the profile NLL that bounds the interval (:data:`PROFILE_95`, χ²'s; or one
     calibrated by simulation, :func:`calibrated_threshold`)."""
     along = _Along(coefs, info, nll, free, newton)
-    coefs, keep, lam = along.coefs, along.keep, along.lam
+    coefs, keep = along.coefs, along.keep
     scale = max(float(np.linalg.norm(coefs[keep])), 1e-12)
-    tol = max(float(np.max(np.abs(lam))), 1e-300) * 1e-12
-    chosen = along.flattest(directions)
-    total = len(chosen) * (2 * len(PROFILE_GRID) + 1)
+    axes = along.axes(directions, terms, names)
+    total = len(axes) * (2 * len(PROFILE_GRID) + 1)
     done, out = 0, []
 
-    for k in chosen:
-        u, others = along.direction(k)
-        wald = Z95 / math.sqrt(lam[k]) if lam[k] > tol else math.inf
+    for axis in axes:
+        u, others, wald = axis.u, axis.others, axis.wald
         unit = min(wald, scale)
         centre, f0 = along.minimise(coefs[keep].copy(), others)
         t_hat = float(u @ centre)
@@ -261,7 +264,8 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
         low, high = _crossing(ts, delta, -1, threshold), _crossing(ts, delta, 1, threshold)
         load = [{"term": names[keep[i]], "weight": float(u[i])} for i in np.argsort(-np.abs(u))
                 if abs(u[i]) >= LOADING]
-        out.append({"eigenvalue": float(lam[k]), "loadings": load,
+        out.append({**({} if axis.term is None else {"term": axis.term}),
+                    "eigenvalue": axis.eigenvalue, "loadings": load,
                     "value": t_hat, "wald_half_width": wald, "threshold": float(threshold),
                     "grid": ts.tolist(), "delta_nll": delta.tolist(),
                     "profile_minimum": t_hat + float(ts[int(np.argmin(
@@ -282,6 +286,26 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
     return out
 
 
+class _Axis(NamedTuple):
+    """One line a profile follows, in the free coordinates."""
+
+    u: np.ndarray  # its unit vector
+    others: np.ndarray  # the rest of an orthonormal basis: what is refitted along it
+    wald: float  # the 95% Wald half-width along it (inf without curvature)
+    eigenvalue: float | None  # the information's along an eigen-direction
+    term: str | None  # a coefficient's own axis (None: an eigen-direction)
+
+
+def _coordinate_variance(lam: np.ndarray, vec: np.ndarray, tol: float) -> np.ndarray:
+    """``(I⁻¹)_ii`` of every coordinate from the information's eigen-decomposition;
+    infinite where the coordinate takes part (a loading above :data:`NOISE`) in a
+    direction without curvature (eigenvalue at most ``tol``)."""
+    flat = lam <= tol
+    inv = 1.0 / np.maximum(lam, tol)
+    return np.where(np.any(flat & (np.abs(vec) > NOISE), axis=1), np.inf,
+                    np.sum(np.where(flat, 0.0, vec ** 2 * inv), axis=1))
+
+
 class _Along:
     """The profile NLL of a fit: its free coordinates, the eigen-directions of their
     information, and the NLL minimised over every direction but one by damped Newton
@@ -294,16 +318,30 @@ class _Along:
         self.lam, self.vec = np.linalg.eigh(info[np.ix_(self.keep, self.keep)])
         self.nll, self.newton = nll, newton
 
-    def flattest(self, directions: int) -> np.ndarray:
-        """The ``directions`` least determined directions' indices, the flattest first."""
-        return np.argsort(self.lam)[:max(0, min(directions, self.lam.size))]
-
-    def direction(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(u, others)``: the k-th eigen-direction, its largest loading positive, and
-        the rest of the basis."""
-        u = self.vec[:, k]
-        u = u * (1 if u[np.argmax(np.abs(u))] >= 0 else -1)
-        return u, np.delete(self.vec, k, axis=1)
+    def axes(self, directions: int, terms: Sequence[int] = (),
+             names: list[str] | None = None) -> list[_Axis]:
+        """What a profile follows: the ``directions`` least determined eigen-directions
+        (the flattest first), then the axis of each coefficient in ``terms`` (indices
+        into the full coefficient vector; each must be free)."""
+        lam, vec = self.lam, self.vec
+        tol = max(float(np.max(np.abs(lam), initial=0.0)), 1e-300) * 1e-12
+        out = []
+        for k in np.argsort(lam)[:max(0, min(directions, lam.size))]:
+            u = vec[:, k] * (1 if vec[np.argmax(np.abs(vec[:, k])), k] >= 0 else -1)
+            out.append(_Axis(u, np.delete(vec, k, axis=1),
+                             Z95 / math.sqrt(lam[k]) if lam[k] > tol else math.inf,
+                             float(lam[k]), None))
+        position = {int(i): j for j, i in enumerate(self.keep)}
+        variance = _coordinate_variance(lam, vec, tol)
+        eye = np.eye(self.keep.size)
+        for i in terms:
+            if int(i) not in position:
+                raise ValueError(f"coefficient {i} is not free: its profile is not defined")
+            j = position[int(i)]
+            out.append(_Axis(eye[:, j], np.delete(eye, j, axis=1),
+                             Z95 * math.sqrt(variance[j]), None,
+                             str(i) if names is None else names[int(i)]))
+        return out
 
     def embed(self, x_free: np.ndarray) -> np.ndarray:
         full = self.coefs.copy()
@@ -344,18 +382,19 @@ class _Along:
 
 
 def profile_rise(coefs, info, nll: Callable, free: list[bool], target,
-                 directions: int = 2, newton: int = 6) -> np.ndarray:
+                 directions: int = 2, newton: int = 6,
+                 terms: Sequence[int] = ()) -> np.ndarray:
     """How far the profile NLL rises at ``target`` (coefficients) above its minimum
-    along each of the ``directions`` least determined directions of a fit, as
-    :func:`profile_from` follows it there: the statistic a profile interval bounds.
-    On a data set simulated from known coefficients, evaluated at them, its quantiles
-    calibrate the threshold (:func:`calibrated_threshold`). ``inf`` where the replay
-    diverged at the target."""
+    along each of the ``directions`` least determined directions of a fit, then along
+    each coefficient of ``terms`` on its own, as :func:`profile_from` follows it there:
+    the statistic a profile interval bounds. On a data set simulated from known
+    coefficients, evaluated at them, its quantiles calibrate the threshold
+    (:func:`calibrated_threshold`). ``inf`` where the replay diverged at the target."""
     along = _Along(coefs, info, nll, free, newton)
     target = np.asarray(target, np.float64)[along.keep]
     rises = []
-    for k in along.flattest(directions):
-        u, others = along.direction(k)
+    for axis in along.axes(directions, terms):
+        u, others = axis.u, axis.others
         centre, f0 = along.minimise(along.coefs[along.keep].copy(), others)
         _, f = along.at(float(u @ (target - centre)), centre, u, centre, others)
         rises.append(f - min(f0, f) if np.isfinite(f) and np.isfinite(f0) else math.inf)
@@ -406,14 +445,19 @@ def describe_profile(rows: list[dict[str, Any]],
         where = ("the fitted rule" if bias is None else
                  f"the fitted rule minus its bias estimated from {bias['refits']} more "
                  f"refits (|bias| = {bias['relative']:.2g} of |θ|)")
-        lines.append(
-            f"profile intervals: the NLL rises by at most {c['threshold']:.3g} within them, "
-            f"calibrated on {c['data_sets']} data sets simulated from {where} and "
-            f"refitted ({c['refits_diverged']} diverged; χ² with one degree of freedom "
-            f"would give {c['chi2_threshold']:.3g})")
+        for kind, record in (("directions", c), ("coefficients", c.get("terms"))):
+            if record is None or record.get("threshold") is None:
+                continue
+            lines.append(
+                f"profile intervals of {kind}: the NLL rises by at most "
+                f"{record['threshold']:.3g} within them, calibrated on {c['data_sets']} "
+                f"data sets simulated from {where} and refitted ({c['refits_diverged']} "
+                f"diverged; χ² with one degree of freedom would give "
+                f"{c['chi2_threshold']:.3g})")
     for r in rows:
-        combo = " ".join(f"{x['weight']:+.2f}·{x['term']}" for x in r["loadings"]) or \
-            "(spread over many terms)"
+        combo = (f"the coefficient of {r['term']}" if "term" in r else
+                 " ".join(f"{x['weight']:+.2f}·{x['term']}" for x in r["loadings"])
+                 or "(spread over many terms)")
         lo = "unbounded" if r["low"] is None else f"{r['low']:+.3g}"
         hi = "unbounded" if r["high"] is None else f"{r['high']:+.3g}"
         wald = ("unbounded" if not math.isfinite(r["wald_half_width"])
@@ -476,9 +520,7 @@ def identifiability(coefficients, information, names: list[str], free: list[bool
     # coefficient takes part (a loading above NOISE) in a direction without curvature
     flat = lam <= tol
     inv = 1.0 / np.maximum(lam, tol)
-    var = np.where(np.any(flat & (np.abs(vec) > NOISE), axis=1), np.inf,
-                   np.sum(np.where(flat, 0.0, vec ** 2 * inv), axis=1))
-    wald = Z95 * np.sqrt(var)
+    wald = Z95 * np.sqrt(_coordinate_variance(lam, vec, tol))
     out: dict[str, Any] = {
         "method": "observed Fisher information (Hessian of the NLL at the fit)",
         "finite": True, "relative": relative, "names": kept_names,

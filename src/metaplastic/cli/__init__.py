@@ -151,11 +151,16 @@ def parser() -> argparse.ArgumentParser:
     rc.add_argument("--profile", type=int, default=0, metavar="K",
                     help="the profile likelihood along the K least determined directions "
                          "of the observed information (Newton refits; default 0: none)")
+    rc.add_argument("--profile-terms", nargs="+", default=None, metavar="TERM",
+                    help="the profile likelihood of each named coefficient on its own "
+                         "(held at each value, every other coefficient refitted), e.g. "
+                         "--profile-terms 'pre*modulator'; 'all': every free one")
     rc.add_argument("--calibrate", type=int, default=0, metavar="B",
-                    help="with --profile K: the profile intervals' threshold calibrated on "
-                         "B data sets simulated from the fitted rule corrected for its bias "
-                         "and refitted (the 95%% quantile of the profile's rise there), "
-                         "instead of chi-squared's (default 0: chi-squared)")
+                    help="with --profile K (or --profile-terms): the profile intervals' "
+                         "threshold calibrated on B data sets simulated from the fitted "
+                         "rule corrected for its bias and refitted (the 95%% quantile of "
+                         "the profile's rise there), instead of chi-squared's (default 0: "
+                         "chi-squared)")
     rc.add_argument("--calibrate-at", default="bias-corrected",
                     choices=("bias-corrected", "fit"),
                     help="with --calibrate B: simulate from the fitted rule minus the mean "

@@ -183,7 +183,8 @@ def cmd_recover(args) -> int:
     enable_compile_cache()
     print_recovery(run, bootstrap=args.bootstrap, l1=tuple(args.l1 or ()), folds=args.folds,
                    profile=args.profile, parametric=args.parametric,
-                   calibrate=args.calibrate, calibrate_at=args.calibrate_at)
+                   calibrate=args.calibrate, calibrate_at=args.calibrate_at,
+                   profile_terms=tuple(args.profile_terms or ()))
     return 0
 
 

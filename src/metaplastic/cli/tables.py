@@ -120,7 +120,8 @@ def print_compare(summaries: list[dict]) -> None:
 
 def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
                    profile: int = 0, parametric: bool = False, calibrate: int = 0,
-                   calibrate_at: str = "bias-corrected") -> None:
+                   calibrate_at: str = "bias-corrected",
+                   profile_terms: tuple[str, ...] = ()) -> None:
     from metaplastic.experiments.rule_recovery import analyse
     from metaplastic.progress import bar
     from metaplastic.report.recovery_plots import plot_recovery
@@ -128,7 +129,7 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
     with bar("rule recovery", None, console=console) as update:  # with the time left
         out = analyse(run, bootstrap=bootstrap, l1=l1, folds=folds, profile=profile,
                       parametric=parametric, calibrate=calibrate,
-                      calibrate_at=calibrate_at,
+                      calibrate_at=calibrate_at, profile_terms=profile_terms,
                       progress=lambda done, total, what: update(done, escape(what), total))
     fit = out["fit"]
     table = Table(title="every trajectory scored once (mean ± 95% CI over trajectories)")
@@ -194,7 +195,8 @@ def print_recovery(run, bootstrap: int = 0, l1: tuple = (), folds: int = 0,
         from metaplastic.analysis.identifiability import describe, describe_profile
 
         ident = out["identifiability"]
-        for line in describe(ident) + describe_profile(ident.get("profile", []),
+        rows = ident.get("profile", []) + ident.get("profile_terms", [])
+        for line in describe(ident) + describe_profile(rows,
                                                         ident.get("profile_calibration")):
             console.print(escape(line))
         withheld = bool(ident.get("intervals_withheld"))

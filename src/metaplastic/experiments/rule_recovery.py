@@ -82,7 +82,7 @@ MIN_RISES = 100
 
 def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), folds: int = 0,
             profile: int = 0, parametric: bool = False, calibrate: int = 0,
-            calibrate_at: str = "bias-corrected",
+            calibrate_at: str = "bias-corrected", profile_terms: tuple[str, ...] = (),
             progress: Callable[[int, int | None, str], None] | bool | None = None
             ) -> dict[str, Any]:
     """Everything above for the run in ``run``; writes ``recovery.json`` and returns it.
@@ -95,13 +95,17 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
     bias estimated by simulation, as a bootstrap bias correction) and refitted
     (:func:`_calibration`), instead of χ²'s; ``calibrate_at = "fit"``: simulated from the
     fitted rule itself (B refits instead of 2B; coverage measured in docs/inference.md).
+    ``profile_terms``: names of free coefficients (or ``("all",)``) whose own profile
+    likelihood is followed too — the coefficient held, every other refitted
+    (``identifiability.profile_terms``); with ``calibrate``, their threshold is calibrated
+    along their own axes on the same data sets (``profile_calibration.terms``).
     ``progress(done, total, what)`` follows the work (the library's one progress contract,
     :mod:`metaplastic.progress`: refits report every chunk of meta-steps); ``None``: a
     bar on a terminal, ``False``: silent."""
     with reporting(progress, "rule recovery") as report:
         try:
             return _analyse(run, bootstrap, l1, folds, report or (lambda *a: None), profile,
-                            parametric, calibrate, calibrate_at)
+                            parametric, calibrate, calibrate_at, tuple(profile_terms))
         finally:  # the programs shared by this run's fits, and the data they hold
             identifiability.release_compiled()
 
@@ -109,7 +113,8 @@ def analyse(run: RunDir, *, bootstrap: int = 0, l1: tuple[float, ...] = (), fold
 def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
              say: Callable[[int, int | None, str], None], profile: int = 0,
              parametric: bool = False, calibrate: int = 0,
-             calibrate_at: str = "bias-corrected") -> dict[str, Any]:
+             calibrate_at: str = "bias-corrected",
+             profile_terms: tuple[str, ...] = ()) -> dict[str, Any]:
     cfg = run.config()
     pieces = build(cfg)
     objective, rule, network = pieces.objective, pieces.rule, pieces.network
@@ -124,9 +129,9 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
     if calibrate_at not in CALIBRATE_AT:
         raise ConfigError(f"--calibrate-at must be one of {', '.join(CALIBRATE_AT)}, got "
                           f"{calibrate_at!r}")
-    if calibrate and not profile:
+    if calibrate and not (profile or profile_terms):
         raise ConfigError("--calibrate sets the threshold of the profile likelihood's "
-                          "intervals: give --profile K (e.g. 18) with it")
+                          "intervals: give --profile K (e.g. 18) or --profile-terms with it")
     if parametric and not bootstrap:
         raise ConfigError("--parametric says how the --bootstrap's data sets are made: "
                           "give --bootstrap B (e.g. 20) with it")
@@ -165,30 +170,46 @@ def _analyse(run: RunDir, bootstrap: int, l1: tuple[float, ...], folds: int,
         out["identifiability"] = identifiability.report(
             objective, theta, splits["train"], jax.random.fold_in(key, 3), own, put,
             ref["names"], ref["free"], truth=_truth_values(ref))
-        if profile:
-            threshold = identifiability.PROFILE_95
+        terms = _profiled_terms(profile_terms, ref["names"], ref["free"])
+        if profile or terms:
+            ident = out["identifiability"]
+            thresholds = {"directions": identifiability.PROFILE_95,
+                          "terms": identifiability.PROFILE_95}
             if calibrate:
                 calibration = _calibration(
                     cfg, pieces, theta, theta0, run_key,
                     int(splits["train"].size), calibrate, key, say, own, put,
-                    ref["free"], profile, calibrate_at)
-                threshold = calibration["threshold"]
-                out["identifiability"]["profile_calibration"] = calibration
-                if calibration["rises"]["count"] < MIN_RISES:
-                    warnings.warn(
-                        f"the calibration's threshold is the 95% quantile of only "
-                        f"{calibration['rises']['count']} profile rises ({calibrate} data "
-                        f"sets × {calibration['directions']} directions): too few for a "
-                        f"steady quantile; give --calibrate B with B × K >= {MIN_RISES}",
-                        stacklevel=2)
-            what = f"profile likelihood along {profile} direction(s) (Newton refits)"
-            say(0, None, what)
-            out["identifiability"]["profile"] = identifiability.profile(
-                objective, theta, splits["train"], jax.random.fold_in(key, 3), own, put,
-                ref["names"], ref["free"], directions=profile,
-                progress=lambda d, t: say(d, t, what), truth=_truth_values(ref),
-                threshold=threshold)
-    elif profile:
+                    ref["free"], profile, calibrate_at, terms)
+                ident["profile_calibration"] = calibration
+                for kind, record in (("directions", calibration),
+                                     ("terms", calibration.get("terms"))):
+                    if record is None or record["threshold"] is None:
+                        continue
+                    thresholds[kind] = record["threshold"]
+                    if record["rises"]["count"] < MIN_RISES:
+                        warnings.warn(
+                            f"the calibration's threshold of the {kind} is the 95% quantile "
+                            f"of only {record['rises']['count']} profile rises ({calibrate} "
+                            f"data sets × {record['rises']['count'] // calibrate} axes): "
+                            f"too few for a steady quantile; give --calibrate B with B × "
+                            f"axes >= {MIN_RISES}", stacklevel=2)
+            coefs, info, _, _, nll = identifiability.likelihood(
+                objective, theta, splits["train"], jax.random.fold_in(key, 3), own, put)
+            for kind, count in (("directions", profile), ("terms", len(terms))):
+                if not count:
+                    continue
+                what = (f"profile likelihood along {profile} direction(s) (Newton refits)"
+                        if kind == "directions" else
+                        f"profile likelihood of {len(terms)} coefficient(s) (Newton refits)")
+                say(0, None, what)
+                ident["profile" if kind == "directions" else "profile_terms"] = \
+                    identifiability.profile_from(
+                        coefs, info, nll, ref["names"], ref["free"],
+                        directions=profile if kind == "directions" else 0,
+                        progress=lambda d, t, what=what: say(d, t, what),
+                        truth=_truth_values(ref), threshold=thresholds[kind],
+                        terms=terms if kind == "terms" else ())
+    elif profile or profile_terms:
         raise ConfigError("--profile follows the likelihood along directions of named "
                           "coefficients: this run's rule has none")
     if bootstrap:
@@ -282,8 +303,30 @@ def _simulated_refits(cfg, pieces, theta, theta0, run_key, n: int, count: int, k
         yield objective, pools, thetas
 
 
+def _profiled_terms(asked: tuple[str, ...], names: list[str], free: list[bool]) -> list[int]:
+    """The indices of the coefficients ``--profile-terms`` names (``all``: every free
+    one); a ConfigError naming the free terms for an unknown or fixed one."""
+    free_names = [n for n, f in zip(names, free, strict=True) if f]
+    if tuple(asked) == ("all",):
+        return [i for i, f in enumerate(free) if f]
+    out = []
+    for name in asked:
+        if name not in names:
+            raise ConfigError(f"--profile-terms: no term {name!r} in this rule; its free "
+                              f"terms are {', '.join(free_names)} (or 'all')")
+        i = names.index(name)
+        if not free[i]:
+            raise ConfigError(f"--profile-terms: {name!r} is fixed in this fit (no "
+                              f"likelihood to profile); its free terms are "
+                              f"{', '.join(free_names)}")
+        if i not in out:
+            out.append(i)
+    return out
+
+
 def _calibration(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, say, own,
-                 put, free, directions: int, at: str) -> dict[str, Any]:
+                 put, free, directions: int, at: str,
+                 terms: list[int] = ()) -> dict[str, Any]:
     """The profile intervals' threshold, calibrated by simulation (a parametric bootstrap
     of the profile likelihood ratio): ``count`` data sets simulated from the fitted rule,
     each refitted as the run was fitted; on each, how far the profile NLL rises at the
@@ -292,13 +335,18 @@ def _calibration(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, s
     95% quantile of those rises, pooled (:func:`~metaplastic.analysis.identifiability.
     calibrated_threshold`). A refit that diverged counts as an infinite rise. ``at =
     "bias-corrected"``: simulated from the fitted rule minus the refits' mean bias
-    (:func:`_bias_corrected`) instead, and the rises measured there."""
+    (:func:`_bias_corrected`) instead, and the rises measured there. ``terms``: the rises
+    along those coefficients' own axes too, pooled into a threshold of their own
+    (``terms``); the directions' keys stay at the top (``threshold`` None without
+    directions)."""
     extra: dict[str, Any] = {"at": at}
     if at == "bias-corrected":
         theta, extra["bias"] = _bias_corrected(cfg, pieces, theta, theta0, run_key, n,
                                                count, jax.random.fold_in(key, 7), say, own,
                                                put)
     centre = np.asarray(ravel_pytree(own(theta))[0], np.float64)
+    keep = np.asarray(free, bool)
+    axes = min(directions, int(keep.sum())) + len(terms)
     rises, diverged = [], 0
     with _simulated_refits(cfg, pieces, theta, theta0, run_key, n, count,
                            jax.random.fold_in(key, 5), say) as (objective, pools, thetas):
@@ -308,21 +356,30 @@ def _calibration(cfg, pieces, theta, theta0, run_key, n: int, count: int, key, s
             refitted = jax.tree.map(lambda x, b=b: x[b], thetas)
             coefs, info, _, _, nll = identifiability.likelihood(
                 objective, refitted, pools[b], jax.random.fold_in(key, 3), own, put)
-            keep = np.asarray(free, bool)
             if not (np.all(np.isfinite(coefs)) and np.all(np.isfinite(info[np.ix_(keep, keep)]))):
                 diverged += 1
-                rises.append(np.full(min(directions, int(keep.sum())), math.inf))
+                rises.append(np.full(axes, math.inf))
                 continue
             rises.append(identifiability.profile_rise(coefs, info, nll, free, centre,
-                                                      directions))
+                                                      directions, terms=terms))
         say(count, count, what)
-    pooled = np.concatenate(rises)
-    threshold = identifiability.calibrated_threshold(pooled)
+    rises = np.asarray(rises, np.float64).reshape(count, axes)
+    split = axes - len(terms)
+    out = {"data_sets": count, "directions": directions, "refits_diverged": diverged,
+           **extra, "chi2_threshold": identifiability.PROFILE_95,
+           # every set's rises, its directions the flattest first (inf: diverged)
+           **_pooled(rises[:, :split])}
+    if terms:
+        out["terms"] = _pooled(rises[:, split:])
+    return out
+
+
+def _pooled(rises: np.ndarray) -> dict[str, Any]:
+    """The calibrated threshold of one kind of axis from its rises (data sets × axes)."""
+    pooled = rises.ravel()
     finite = pooled[np.isfinite(pooled)]
-    return {"data_sets": count, "directions": directions, "refits_diverged": diverged,
-            **extra, "threshold": threshold, "chi2_threshold": identifiability.PROFILE_95,
-            # every set's rises, its directions the flattest first (inf: diverged)
-            "rises_per_set": [r.tolist() for r in rises],
+    return {"threshold": identifiability.calibrated_threshold(pooled) if pooled.size else None,
+            "rises_per_set": rises.tolist(),
             "rises": {"count": int(pooled.size), "infinite": int(pooled.size - finite.size),
                       **{f"q{q}": float(np.quantile(finite, q / 100)) if finite.size else None
                          for q in (50, 90, 95, 99)}}}
