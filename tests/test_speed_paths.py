@@ -225,9 +225,11 @@ def test_speed_options_are_checked_in_the_config():
                 ["meta.population_bach=4"], ["meta.threefry=fast"]):
         with pytest.raises(ConfigError):
             build(config.override(cfg, bad))
-    # the demo's meta-step lowers threefry unrolled; the other presets keep the default
+    # the demo's and mlp-digits' meta-steps lower threefry unrolled; the other presets
+    # keep the default
     from metaplastic import capabilities as cap
     assert cap.threefry(build(cfg).outer) == "unrolled"
+    assert cap.threefry(build(presets.get("mlp-digits")).outer) == "unrolled"
     assert cap.threefry(build(config.override(cfg, ["meta.threefry=rolled"])).outer) == "rolled"
     assert cap.threefry(build(presets.get("fa-digits")).outer) == ""
     hml = presets.get("hml-cartpole")

@@ -221,8 +221,8 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
         t_hat = float(u @ centre)
         points = {0.0: (f0, centre)}
 
-        def at(t, start, u=u, centre=centre, others=others):
-            return along.at(t, start, u, centre, others)
+        def at(t, start, u=u, centre=centre, others=others, lead=axis.lead):
+            return along.at(t, start, u, centre, others, lead)
 
         for sign in (1, -1):
             x = centre.copy()
@@ -280,7 +280,7 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
                                            and (high is None or tv <= t_hat + high))
             # how far the profile rises at the truth (the statistic the interval bounds):
             # inside exactly when at most the threshold, where the profile has one valley
-            _, f_truth = at(tv - t_hat, centre)
+            _, f_truth = along.reach(axis, tv - t_hat, centre, scale)
             out[-1]["truth_rise"] = (max(0.0, f_truth - base) if np.isfinite(f_truth)
                                      else math.inf)
     return out
@@ -291,6 +291,9 @@ class _Axis(NamedTuple):
 
     u: np.ndarray  # its unit vector
     others: np.ndarray  # the rest of an orthonormal basis: what is refitted along it
+    #: how the quadratic model's profile moves per unit along u: u plus the others'
+    #: compensation (u itself along an eigen-direction, where they do not move)
+    lead: np.ndarray
     wald: float  # the 95% Wald half-width along it (inf without curvature)
     eigenvalue: float | None  # the information's along an eigen-direction
     term: str | None  # a coefficient's own axis (None: an eigen-direction)
@@ -315,7 +318,8 @@ class _Along:
         self.coefs = np.asarray(coefs, np.float64)
         info = np.asarray(info, np.float64)
         self.keep = np.flatnonzero(np.asarray(free, bool))
-        self.lam, self.vec = np.linalg.eigh(info[np.ix_(self.keep, self.keep)])
+        self.info = info[np.ix_(self.keep, self.keep)]
+        self.lam, self.vec = np.linalg.eigh(self.info)
         self.nll, self.newton = nll, newton
 
     def axes(self, directions: int, terms: Sequence[int] = (),
@@ -328,7 +332,7 @@ class _Along:
         out = []
         for k in np.argsort(lam)[:max(0, min(directions, lam.size))]:
             u = vec[:, k] * (1 if vec[np.argmax(np.abs(vec[:, k])), k] >= 0 else -1)
-            out.append(_Axis(u, np.delete(vec, k, axis=1),
+            out.append(_Axis(u, np.delete(vec, k, axis=1), u,
                              Z95 / math.sqrt(lam[k]) if lam[k] > tol else math.inf,
                              float(lam[k]), None))
         position = {int(i): j for j, i in enumerate(self.keep)}
@@ -338,10 +342,21 @@ class _Along:
             if int(i) not in position:
                 raise ValueError(f"coefficient {i} is not free: its profile is not defined")
             j = position[int(i)]
-            out.append(_Axis(eye[:, j], np.delete(eye, j, axis=1),
+            others = np.delete(eye, j, axis=1)
+            out.append(_Axis(eye[:, j], others, eye[:, j] + others @ self._compensation(j),
                              Z95 * math.sqrt(variance[j]), None,
                              str(i) if names is None else names[int(i)]))
         return out
+
+    def _compensation(self, j: int) -> np.ndarray:
+        """How the other free coordinates' optimum moves per unit of coordinate ``j`` in
+        the quadratic model at the fit, ``−H_oo⁺ H_oj``, over the others' directions of
+        positive curvature only (along flat or negative ones the model says nothing)."""
+        h_oo = np.delete(np.delete(self.info, j, axis=0), j, axis=1)
+        h_oj = np.delete(self.info[:, j], j)
+        lam, vec = np.linalg.eigh(h_oo)
+        pos = lam > max(float(np.max(np.abs(lam), initial=0.0)), 1e-300) * 1e-9
+        return -(vec[:, pos] @ ((vec[:, pos].T @ h_oj) / lam[pos]))
 
     def embed(self, x_free: np.ndarray) -> np.ndarray:
         full = self.coefs.copy()
@@ -349,7 +364,8 @@ class _Along:
         return full
 
     def minimise(self, x: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, float]:
-        """Newton steps over the span of ``others`` from ``x`` (free coordinates)."""
+        """Newton steps over the span of ``others`` from ``x`` (free coordinates): a
+        local minimisation, from where the profile's walk left it."""
         nll, keep = self.nll, self.keep
         f = nll(self.embed(x))
         if not np.isfinite(f):  # the replay diverged here: no likelihood to follow
@@ -375,10 +391,31 @@ class _Along:
         return x, f
 
     def at(self, t: float, start: np.ndarray, u: np.ndarray, centre: np.ndarray,
-           others: np.ndarray) -> tuple[np.ndarray, float]:
-        """The profile at ``u·(x − centre) = t``, minimised from ``start``."""
-        x = start + (t - float(u @ (start - centre))) * u
+           others: np.ndarray, lead: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """The profile at ``u·(x − centre) = t``, minimised (:meth:`minimise`) from
+        ``start`` moved along ``lead`` (default ``u``; ``u·lead = 1``) to that value."""
+        x = start + (t - float(u @ (start - centre))) * (u if lead is None else lead)
         return self.minimise(x, others)
+
+    def reach(self, axis: _Axis, t: float, centre: np.ndarray,
+              scale: float) -> tuple[np.ndarray, float]:
+        """The profile at ``t`` along ``axis`` from its centre, as the drawn profile
+        would reach it (the truth's rise, a calibration's: the statistic must be the
+        procedure's own). Along an eigen-direction in one step: to second order the
+        optimum of the other directions does not move with ``t``, so the centre is
+        already a good start. Along a coefficient's own axis the others must move to
+        make up for it (the quadratic model's ``lead`` moves them), and ``t`` is reached
+        through the grid's points on the way, each minimised from the last, as the
+        profile itself is drawn."""
+        x = centre
+        if axis.term is not None:
+            unit = min(axis.wald, scale)
+            for w in PROFILE_GRID:
+                if w * unit >= abs(t):
+                    break
+                x, _ = self.at(math.copysign(w * unit, t), x, axis.u, centre, axis.others,
+                               axis.lead)
+        return self.at(t, x, axis.u, centre, axis.others, axis.lead)
 
 
 def profile_rise(coefs, info, nll: Callable, free: list[bool], target,
@@ -392,11 +429,11 @@ def profile_rise(coefs, info, nll: Callable, free: list[bool], target,
     (:func:`calibrated_threshold`). ``inf`` where the replay diverged at the target."""
     along = _Along(coefs, info, nll, free, newton)
     target = np.asarray(target, np.float64)[along.keep]
+    scale = max(float(np.linalg.norm(along.coefs[along.keep])), 1e-12)
     rises = []
     for axis in along.axes(directions, terms):
-        u, others = axis.u, axis.others
-        centre, f0 = along.minimise(along.coefs[along.keep].copy(), others)
-        _, f = along.at(float(u @ (target - centre)), centre, u, centre, others)
+        centre, f0 = along.minimise(along.coefs[along.keep].copy(), axis.others)
+        _, f = along.reach(axis, float(axis.u @ (target - centre)), centre, scale)
         rises.append(f - min(f0, f) if np.isfinite(f) and np.isfinite(f0) else math.inf)
     return np.asarray(rises, np.float64)
 
