@@ -354,8 +354,9 @@ def mlp_digits() -> RunConfig:
     Same task, network (random feedback) and meta-training budget as ``fa-digits``; the
     evaluation table has the term-pool rule meta-trained with the same budget, backprop,
     FA and DFA (learning rates tuned on meta-training classes). Its meta-step programs
-    lower threefry unrolled (``meta.threefry``, as ``oja``'s): they compiled in about 0.76
-    of the time, bringing its cold start under 15 s; its published table was measured so.
+    lower threefry unrolled (``meta.threefry``, as ``oja``'s): XLA compiled them in about
+    0.8 of the time and the cold start took 0.84 of it (docs/benchmarks.md); its published
+    table was measured so.
     """
     base = fa_digits()
     termpool = {"label": "term-pool (meta-trained)", "meta_train": True,
