@@ -428,6 +428,11 @@ def main() -> None:
                       f"{c}: {sum(r[c]['covered'])}/{r[c]['determined']} determined "
                       f"directions cover the truth" for c in ("fit", "one-step"))
                       + f"; {r.get('seconds')} s"), flush=True)
+                # every data set's record kept as it comes (a long job stopped midway
+                # keeps what it measured; the summaries follow at the end)
+                results["presets"][preset] = {"partial": True, "datasets": rows}
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(results, indent=1) + "\n")
             results["presets"][preset] = {
                 "summary": {c: summarise(rows, c)
                             for c in ("fit", "one-step", "refused-at-fit")},
