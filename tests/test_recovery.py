@@ -428,6 +428,8 @@ def test_a_coefficients_own_profile_interval_calibrated(run_dir, capsys):
     assert main(["recover", str(run_dir), "--profile-terms", "pre*reward"]) == 2
     out = capsys.readouterr().out
     assert "no term 'pre*reward'" in out and "pre*post^2*w" in out
+    assert main(["recover", str(run_dir), "--profile-terms", "all", "pre*post"]) == 2
+    assert "stands alone" in capsys.readouterr().out
 
 
 def test_calibration_needs_a_profile(run_dir, capsys):

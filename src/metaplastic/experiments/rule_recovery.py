@@ -309,6 +309,9 @@ def _profiled_terms(asked: tuple[str, ...], names: list[str], free: list[bool]) 
     free_names = [n for n, f in zip(names, free, strict=True) if f]
     if tuple(asked) == ("all",):
         return [i for i, f in enumerate(free) if f]
+    if "all" in asked and "all" not in names:
+        raise ConfigError("--profile-terms: 'all' (every free coefficient) stands alone; "
+                          "give it or the terms' names")
     out = []
     for name in asked:
         if name not in names:
