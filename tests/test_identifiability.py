@@ -222,6 +222,25 @@ def test_a_coefficients_own_profile_of_a_quadratic_is_its_wald_interval():
                      terms=[1])
 
 
+def test_a_coefficients_profile_interval_is_the_hull_of_the_points_within_it():
+    """A profile that rises past the threshold and falls below it again (a bump, as where
+    a walk stalled): a coefficient's interval runs to the last point within the
+    threshold (so it holds every value the calibration counts as within), an
+    eigen-direction's stops at the first crossing, as published."""
+    from metaplastic.analysis.identifiability import profile_from
+
+    def f(c):  # quadratic about 1 with a bump just above it
+        return float(10 * (c[0] - 1) ** 2 + 5 * np.exp(-((c[0] - 1.219) / 0.03) ** 2))
+
+    info = np.array([[20.0]])
+    nll = _NLL(f, lambda c: np.array([20 * (c[0] - 1)]), lambda c: info)
+    (coef,) = profile_from([1.0], info, nll, ["a"], [True], directions=0, terms=[0])
+    (direction,) = profile_from([1.0], info, nll, ["a"], [True], directions=1)
+    assert coef["high"] == pytest.approx(1 + np.sqrt(0.1920729), abs=0.02)
+    assert direction["high"] < 1.219 < coef["high"]
+    assert coef["low"] == pytest.approx(direction["low"])  # no bump below: the same
+
+
 def test_a_skewed_likelihood_gives_an_asymmetric_profile_interval():
     """Poisson counts with a log link, few counts: the profile interval of the intercept
     direction is wider above than below, as the exact profile (scipy) says, where the

@@ -217,6 +217,9 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
     for axis in axes:
         u, others, wald = axis.u, axis.others, axis.wald
         unit = min(wald, scale)
+        # a coefficient's profile can rise past the threshold and fall below it again
+        # (where the walk stalled): its interval is the hull of the points below it
+        hull = axis.term is not None
         centre, f0 = along.minimise(coefs[keep].copy(), others)
         t_hat = float(u @ centre)
         points = {0.0: (f0, centre)}
@@ -238,7 +241,7 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
         for side in (1, -1):  # refine each crossing by bisection between grid points
             ts = np.array(sorted(points))
             delta = np.array([points[t][0] - base for t in ts])
-            end = _crossing(ts, delta, side, threshold)
+            end = _crossing(ts, delta, side, threshold, hull)
             if end is None:
                 continue
             start = float(ts[int(np.argmin(np.where(np.isfinite(delta), delta, np.inf)))])
@@ -261,7 +264,8 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
         base = min(f for f, _ in points.values())  # a refinement may have found lower
         delta = np.array([points[t][0] - base for t in ts])
 
-        low, high = _crossing(ts, delta, -1, threshold), _crossing(ts, delta, 1, threshold)
+        low = _crossing(ts, delta, -1, threshold, hull)
+        high = _crossing(ts, delta, 1, threshold, hull)
         load = [{"term": names[keep[i]], "weight": float(u[i])} for i in np.argsort(-np.abs(u))
                 if abs(u[i]) >= LOADING]
         out.append({**({} if axis.term is None else {"term": axis.term}),
@@ -453,12 +457,21 @@ def calibrated_threshold(rises, level: float = 0.95) -> float:
 
 
 def _crossing(ts: np.ndarray, delta: np.ndarray, side: int,
-              threshold: float = PROFILE_95) -> float | None:
+              threshold: float = PROFILE_95, hull: bool = False) -> float | None:
     """The first ``t`` on one side (``side`` ±1) of the profile's minimum where ``delta``
     rises past ``threshold`` above it (linearly interpolated; a non-finite NLL counts
-    as past); None where it never does on the grid."""
+    as past); None where it never does on the grid. ``hull``: the last such ``t`` — past
+    the outermost point within the threshold — so that the interval holds every point
+    of the grid whose profile is within it; None where that point is the grid's end."""
     m = int(np.nanargmin(np.where(np.isfinite(delta), delta, np.inf)))  # from the minimum
     order = np.arange(m, ts.size) if side > 0 else np.arange(m, -1, -1)
+    if hull:
+        within = [k for k, i in enumerate(order)
+                  if np.isfinite(delta[i]) and delta[i] <= threshold]
+        last = within[-1]  # the minimum itself is within
+        if last == order.size - 1:
+            return None
+        order = order[last:]
     prev = order[0]
     for i in order[1:]:
         if not np.isfinite(delta[i]):
