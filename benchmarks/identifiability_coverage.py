@@ -233,7 +233,8 @@ def _profile_record(rows: list[dict], fit: np.ndarray) -> dict:
                                                             1e-12) for r in bounded]}
 
 
-def summarise_thresholds(rows: list[dict], level: float = 0.95) -> dict:
+def summarise_thresholds(rows: list[dict], level: float = 0.95,
+                         which: str = "calibrated") -> dict:
     """Other ways to turn the simulated rises into thresholds, scored offline on the same
     data sets: a direction's interval holds the truth when the profile's rise at the truth
     is at most the threshold (exact where the profile has one valley; checked against the
@@ -242,7 +243,7 @@ def summarise_thresholds(rows: list[dict], level: float = 0.95) -> dict:
     pooled but never below χ²'s."""
     from metaplastic.analysis.identifiability import PROFILE_95, calibrated_threshold
 
-    ok = [r["calibrated"] for r in rows if "calibrated" in r]
+    ok = [r[which] for r in rows if which in r]
     rules: dict = {"chi2": [], "pooled": [], "per_rank": [], "pooled_floor_chi2": []}
     agree = total = 0
     for r in ok:
@@ -454,12 +455,16 @@ def main() -> None:
                       f"(95% CI {prof['coverage_ci95']}) over {prof['bounded']} bounded of "
                       f"{prof['directions']}; every interval {prof['every_interval_coverage']};"
                       f" median width {prof['median_relative_width']} |θ|", flush=True)
-            if args.calibrate and args.profile:
-                ways = summarise_thresholds(rows)
-                results["presets"][preset]["summary"]["threshold_rules"] = ways
-                print(f"{preset}, threshold rules scored offline: " + "; ".join(
+            for which, key, on in (("calibrated", "threshold_rules", args.profile),
+                                   ("calibrated_terms", "threshold_rules_terms", terms)):
+                if not (args.calibrate and on):
+                    continue
+                ways = summarise_thresholds(rows, which=which)
+                results["presets"][preset]["summary"][key] = ways
+                print(f"{preset}, threshold rules scored offline ({which}): " + "; ".join(
                       f"{k} {v['coverage']:.3f}" for k, v in ways.items()
-                      if isinstance(v, dict)), flush=True)
+                      if isinstance(v, dict)) + "; offline count = drawn on "
+                      f"{ways['data_sets_where_offline_count_equals_drawn']}", flush=True)
             if args.parametric:
                 par = summarise_parametric(rows)
                 results["presets"][preset]["summary"]["parametric"] = par
