@@ -1,8 +1,8 @@
 """Do the identifiability report's intervals cover the truth as often as they say?
 
     python benchmarks/identifiability_coverage.py [--presets infer-reward-behaviour
-        infer-oja-activity] [--datasets 20] [--first K] [--profile K [--calibrate B
-        [--calibrate-at bias-corrected|fit]]]
+        infer-oja-activity] [--datasets 20] [--first K] [--profile K] [--profile-terms
+        TERM ...|all] [--calibrate B [--calibrate-at bias-corrected|fit]]
         [--out benchmarks/results/identifiability_coverage.json]
 
 For each preset (a fit to simulated recordings, so the true rule is known) and each of
@@ -40,6 +40,12 @@ on them (instead of χ²'s 1.92); its coverage, widths and unbounded intervals b
 χ² profile's: one change, scored on the same data sets. By default (as ``metaplastic
 recover``) those B data sets are simulated from the fitted rule minus the mean bias of B
 more refits; ``--calibrate-at fit`` simulates them from the fitted rule itself.
+
+``--profile-terms`` adds each named coefficient's own profile interval (``metaplastic
+recover --profile-terms``; ``profile_terms``, and ``calibrated_terms`` with
+``--calibrate``): the same coverage, widths and unbounded counts, per term too
+(``by_term``), and the threshold rules scored offline (``threshold_rules_terms``). Every
+data set's record is written as it comes, so a stopped job keeps what it measured.
 
 ``--mle`` (with ``--profile``) asks whether the intervals fall short because the fit is
 not the likelihood's maximum: per data set the training NLL of the fit and of the truth,
