@@ -60,6 +60,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,6 +70,8 @@ import numpy as np
 OUT = Path(__file__).parent / "results" / "identifiability_coverage.json"
 
 
+#: what a stopped job has kept: the file and how many data sets it holds
+KEPT: dict = {"out": None, "datasets": 0}
 #: damped Newton steps of ``--mle`` (from the fit towards the likelihood's maximum)
 MLE_STEPS = 40
 
@@ -141,6 +144,8 @@ def one(preset: str, k: int, out: Path, profile: int = 0, mle: bool = False,
     t0 = time.perf_counter()
     rc = main(["run", preset, "--no-eval", "--out", str(target), "--set",
                f"task.simulate.seed={k}", "--set", f"seed={k}"])
+    if rc in (130, 143):  # the run caught Ctrl-C or SIGTERM: stop the whole job
+        raise KeyboardInterrupt
     if rc != 0:
         return {"dataset": k, "error": f"run exited {rc}"}
     (run,) = [d for d in target.iterdir() if d.is_dir()]
@@ -440,6 +445,7 @@ def main() -> None:
                 results["presets"][preset] = {"partial": True, "datasets": rows}
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(results, indent=1) + "\n")
+                KEPT.update(out=str(args.out), datasets=KEPT["datasets"] + 1)
             results["presets"][preset] = {
                 "summary": {c: summarise(rows, c)
                             for c in ("fit", "one-step", "refused-at-fit")},
@@ -502,4 +508,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # every data set finished so far is in --out already
+        print(f"interrupted: {KEPT['datasets']} finished data set(s) kept in {KEPT['out']} "
+              f"(marked partial, without summaries)" if KEPT["datasets"] else
+              "interrupted before any data set finished: nothing written", file=sys.stderr)
+        sys.exit(130)

@@ -211,12 +211,19 @@ def test_a_coefficients_own_profile_of_a_quadratic_is_its_wald_interval():
         assert r["truth"] == truth[i]
         assert r["truth_inside"] == bool(abs(truth[i] - fit[i]) <= half)
     assert "the coefficient of b" in describe_profile(rows)[0]
+    # the others start where the quadratic model moves them: exact without a Newton step
+    (lead,) = profile_from(fit, info, nll, ["a", "b", "c"], [True] * 3, directions=0,
+                           terms=[1], newton=0)
+    assert lead["low"] == pytest.approx(rows[0]["low"], rel=1e-3)
+    assert lead["high"] == pytest.approx(rows[0]["high"], rel=1e-3)
     target = fit + np.array([0.3, -0.2, 0.1])
     rises = profile_rise(fit, info, nll, [True] * 3, target, directions=1, terms=[2])
     lam, vec = np.linalg.eigh(info)
     assert rises.shape == (2,)
     assert rises[0] == pytest.approx(0.5 * lam[0] * (vec[:, 0] @ (target - fit)) ** 2)
     assert rises[1] == pytest.approx(0.1 ** 2 / (2 * cov[2, 2]), rel=1e-6)
+    assert profile_rise(fit, info, nll, [True] * 3, target, directions=0, newton=0,
+                        terms=[2])[0] == pytest.approx(rises[1], rel=1e-6)
     with pytest.raises(ValueError, match="not free"):
         profile_from(fit, info, nll, ["a", "b", "c"], [True, False, True], directions=0,
                      terms=[1])
