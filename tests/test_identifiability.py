@@ -248,6 +248,33 @@ def test_a_coefficients_profile_interval_is_the_hull_of_the_points_within_it():
     assert coef["low"] == pytest.approx(direction["low"])  # no bump below: the same
 
 
+def test_a_coefficients_profile_that_climbs_steeply_within_a_grid_step_ends_where_it_crosses():
+    """A coefficient flat to second order at the fit (its Wald width infinite, so the grid
+    is in units of |θ|) whose profile climbs as (a − 1)⁴ to 10⁴ times the threshold at
+    the first grid point: the bisection goes on until the bracket is tight and the end
+    lies where the profile crosses, not (as four steps and a straight line put it) 60%
+    of the way there."""
+    from metaplastic.analysis.identifiability import PROFILE_95, profile_from
+
+    def f(c):  # b follows a exactly: the profile of a is 10⁶ (a − 1)⁴
+        return float(1e6 * (c[0] - 1) ** 4 + (c[1] - c[0]) ** 2)
+
+    def grad(c):
+        return np.array([4e6 * (c[0] - 1) ** 3 - 2 * (c[1] - c[0]), 2 * (c[1] - c[0])])
+
+    def hess(c):
+        return np.array([[1.2e7 * (c[0] - 1) ** 2 + 2, -2.0], [-2.0, 2.0]])
+
+    fit = np.array([1.0, 1.0])
+    nll = _NLL(f, grad, hess)
+    (row,) = profile_from(fit, hess(fit), nll, ["a", "b"], [True, True], directions=0,
+                          terms=[0])
+    end = (PROFILE_95 / 1e6) ** 0.25
+    assert row["wald_half_width"] == np.inf
+    assert row["low"] == pytest.approx(1 - end, abs=0.02 * end)
+    assert row["high"] == pytest.approx(1 + end, abs=0.02 * end)
+
+
 def test_a_skewed_likelihood_gives_an_asymmetric_profile_interval():
     """Poisson counts with a log link, few counts: the profile interval of the intercept
     direction is wider above than below, as the exact profile (scipy) says, where the

@@ -171,6 +171,12 @@ PROFILE_95 = 1.920729410347062
 PROFILE_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 #: bisection steps that refine each end of a profile interval between grid points
 PROFILE_BISECT = 4
+#: along a coefficient's own axis, the bisection goes on (up to this many steps) while
+#: the bracket's outer point rises more than :data:`PROFILE_OVERSHOOT` times the
+#: threshold: a profile that climbs steeply within one grid step would otherwise put
+#: the end, linearly interpolated, far inside where the profile crosses
+PROFILE_BISECT_MAX = 16
+PROFILE_OVERSHOOT = 1.25
 
 
 def profile(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any], Any],
@@ -252,7 +258,11 @@ def profile_from(coefs, info, nll: Callable, names: list[str], free: list[bool],
                         key=lambda t, side=side: side * t, default=None)
             if outer is None or outer == inner:
                 continue
-            for _ in range(PROFILE_BISECT):
+            for step in range(PROFILE_BISECT_MAX if hull else PROFILE_BISECT):
+                if step >= PROFILE_BISECT:
+                    rise = points[outer][0] - base
+                    if np.isfinite(rise) and rise <= PROFILE_OVERSHOOT * threshold:
+                        break
                 mid = 0.5 * (inner + outer)
                 x, f = at(mid, points[inner][1])
                 points[mid] = (f, x)
@@ -477,8 +487,10 @@ def _crossing(ts: np.ndarray, delta: np.ndarray, side: int,
         if not np.isfinite(delta[i]):
             return float(ts[i])
         if delta[i] > threshold:
-            a, b = delta[prev], delta[i]
-            frac = (threshold - a) / (b - a) if b != a else 1.0
+            a, b, c = delta[prev], delta[i], threshold
+            if hull:  # the signed root of a rise is near linear where the rise is not
+                a, b, c = math.sqrt(max(a, 0.0)), math.sqrt(b), math.sqrt(c)
+            frac = (c - a) / (b - a) if b != a else 1.0
             return float(ts[prev] + frac * (ts[i] - ts[prev]))
         prev = i
     return None
