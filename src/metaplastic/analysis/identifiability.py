@@ -196,7 +196,10 @@ def profile(objective: Any, theta: Any, indices, key: Array, get: Callable[[Any]
     is reported as ``None`` (at least that far: the data do not bound it). ``terms``
     (indices of free coefficients): after the directions, the classical profile of each
     of those coefficients on its own — the coefficient held at each value, every other
-    free coefficient refitted (rows with ``"term"``)."""
+    free coefficient refitted (rows with ``"term"``); its interval is the hull of the
+    points within the threshold, each end bisected until the bracket's outer point rises
+    at most :data:`PROFILE_OVERSHOOT` times the threshold (up to
+    :data:`PROFILE_BISECT_MAX` steps) and interpolated in the signed root √rise."""
     coefs, info, _, _, nll = likelihood(objective, theta, indices, key, get, put)
     return profile_from(coefs, info, nll, names, free, directions, newton, progress, truth,
                         threshold, terms)
@@ -472,7 +475,8 @@ def _crossing(ts: np.ndarray, delta: np.ndarray, side: int,
     rises past ``threshold`` above it (linearly interpolated; a non-finite NLL counts
     as past); None where it never does on the grid. ``hull``: the last such ``t`` — past
     the outermost point within the threshold — so that the interval holds every point
-    of the grid whose profile is within it; None where that point is the grid's end."""
+    of the grid whose profile is within it; None where that point is the grid's end; the
+    crossing is then interpolated in √rise (near linear where the rise is not)."""
     m = int(np.nanargmin(np.where(np.isfinite(delta), delta, np.inf)))  # from the minimum
     order = np.arange(m, ts.size) if side > 0 else np.arange(m, -1, -1)
     if hull:
