@@ -25,8 +25,12 @@ demo: $(STAMP)
 # two workers (compilation is single-threaded; they share the persistent compile cache)
 XDIST := -n auto --dist loadscope
 
+# the suite compiles its programs cheaply (tests/conftest.py); the tests that compare the
+# bits of differently compiled programs run in a second call, at XLA's default options
+FAST := not slow and not tier2 and not mujoco
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not tier2 and not mujoco" $(XDIST) --durations=15
+	$(PY) -m pytest -q -m "$(FAST) and not xla_defaults" $(XDIST) --durations=15
+	METAPLASTIC_TEST_XLA_OPT=default $(PY) -m pytest -q -m "$(FAST) and xla_defaults" $(XDIST)
 
 # Brian2 for the export's tests, in an environment of its own: Brian2 2.9, the last
 # release for Python 3.11, fails to import with NumPy >= 2.4, which .venv may have
@@ -37,9 +41,12 @@ $(BRIAN2_STAMP):
 	$(BRIAN2_VENV)/bin/python -m pip install --quiet "brian2>=2.7" "numpy<2.4"
 	touch $(BRIAN2_STAMP)
 
+TIER2 := tier2 and not mujoco
 test-tier2: $(STAMP) $(BRIAN2_STAMP)
 	METAPLASTIC_BRIAN2_PYTHON=$(abspath $(BRIAN2_VENV))/bin/python \
-		$(PY) -m pytest -q -m "tier2 and not mujoco" $(XDIST) --durations=10
+		$(PY) -m pytest -q -m "$(TIER2) and not xla_defaults" $(XDIST) --durations=10
+	METAPLASTIC_TEST_XLA_OPT=default METAPLASTIC_BRIAN2_PYTHON=$(abspath $(BRIAN2_VENV))/bin/python \
+		$(PY) -m pytest -q -m "$(TIER2) and xla_defaults" $(XDIST)
 
 test-slow: $(STAMP)
 	METAPLASTIC_TEST_XLA_OPT=default $(PY) -m pytest -q -m slow
@@ -52,7 +59,8 @@ test-oldest: $(STAMP)
 	$(VENV)/bin/uv venv $(OLDEST) --python $(PYTHON) --quiet --allow-existing
 	VIRTUAL_ENV=$(OLDEST) $(VENV)/bin/uv pip install --quiet --resolution lowest-direct -e ".[dev]"
 	$(OLDEST)/bin/python -m metaplastic.cli --version
-	$(OLDEST)/bin/python -m pytest -q -m "not slow and not tier2 and not mujoco" $(XDIST)
+	$(OLDEST)/bin/python -m pytest -q -m "$(FAST) and not xla_defaults" $(XDIST)
+	METAPLASTIC_TEST_XLA_OPT=default $(OLDEST)/bin/python -m pytest -q -m "$(FAST) and xla_defaults" $(XDIST)
 
 # the optional mujoco task family: installs MuJoCo Playground (~500 MB) and runs its tests
 test-mujoco: $(STAMP)

@@ -8,16 +8,26 @@ import os
 from pathlib import Path
 
 # Tests compile some 2,400 small programs (about 90% of the suite's time) and run each
-# briefly: XLA's backend (LLVM) optimisation level 0 instead of its default compiles them
-# about 45% faster and runs them slower (the suite: 191 s at level 1, 169 s at level 0,
-# measured back to back). XLA's own HLO passes (fusion, the library's compiler options)
-# are unchanged, floating-point semantics too (no fast math), and no test times
-# anything. METAPLASTIC_TEST_XLA_OPT=default keeps XLA's level (make test-slow does, for
+# briefly, so they compile them cheaply:
+# - XLA's backend (LLVM) optimisation level 0 instead of its default compiles them about
+#   45% faster and runs them slower (the suite: 191 s at level 1, 169 s at level 0,
+#   measured back to back);
+# - XLA's CPU fusion emitters off (fusions emitted by the older, cheaper path): three
+#   compile-heavy test files with nothing cached took 0.59× the time (49 and 52 s against
+#   83 and 86 s, alternating; 2026-12-07). It rounds some fused arithmetic differently
+#   (a loss moved in its fifth digit), so nothing compares a number computed here with
+#   one published from a run at XLA's defaults.
+# Floating-point semantics are otherwise unchanged (no fast math), and no test times
+# anything. METAPLASTIC_TEST_XLA_OPT=default keeps XLA's defaults (make test-slow does, for
 # the long reproductions). Must precede JAX's backend start.
+TEST_XLA_FLAGS = {"xla_backend_optimization_level": "0",
+                  "xla_cpu_use_fusion_emitters": "false"}
 if os.environ.get("METAPLASTIC_TEST_XLA_OPT", "0") != "default":
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+    for name, value in TEST_XLA_FLAGS.items():
+        if name not in flags:
+            flags = f"{flags} --{name}={value}".strip()
+    os.environ["XLA_FLAGS"] = flags
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -156,6 +156,7 @@ def test_tensorboard_gets_the_evaluation_the_config_and_the_figures(tmp_path):
 
 
 @pytest.mark.tier2
+@pytest.mark.xla_defaults  # one program for the seeds, one per seed: the same bits
 def test_seeds_as_one_program_equal_separate_runs(tmp_path, capsys):
     """--seeds 0-1: one run directory per seed, each θ bitwise the separate run's; then
     the evaluation of each and the comparison across seeds."""

@@ -55,6 +55,7 @@ def _sets(preset: str, extra=()) -> list[str]:
 
 
 @pytest.mark.tier2
+@pytest.mark.xla_defaults  # two processes' programs and one's: the same bits
 @pytest.mark.parametrize("preset, extra", [("oja", []),
                                            ("oja-es", ["meta.population=8"])])
 def test_two_processes_kill_9_resume_equal_one_process(preset, extra, tmp_path):

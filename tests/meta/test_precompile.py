@@ -7,6 +7,7 @@ import threading
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import metaplastic as mp
 from metaplastic import streams
@@ -33,6 +34,7 @@ def _compiles_of_chunks(fn, name="jit(run_chunk)", order=None):
     return out, seen
 
 
+@pytest.mark.xla_defaults  # chunks of 2 and of 1, the same bits
 def test_the_run_uses_the_program_compiled_in_the_background(small_pca):
     _, _, rule, objective = small_pca
     # a configuration no other test compiles (its own program)

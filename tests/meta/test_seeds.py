@@ -32,6 +32,7 @@ def separate(problem):
     return [OUTER.run(objective, t, key=k) for t, k in zip(thetas, keys, strict=True)]
 
 
+@pytest.mark.xla_defaults  # chunked and seed-by-seed programs, the same bits
 def test_seeds_in_turn_equal_separate_runs_bitwise(problem, separate):
     objective, thetas, keys = problem
     seen = []
@@ -66,6 +67,7 @@ def test_a_diverging_seed_stops_alone(problem):
     assert saved == {0: 6, 1: int(results[1].state.step)}
 
 
+@pytest.mark.xla_defaults  # chunked and seed-by-seed programs, the same bits
 def test_resumes_from_per_seed_states(problem, separate):
     """A seed's state (e.g. from its checkpoint) continues as its own run would."""
     objective, thetas, keys = problem
