@@ -5,6 +5,7 @@ one test — or one xdist worker, or an earlier run — is not compiled again.""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 # Tests compile some 2,400 small programs (about 90% of the suite's time) and run each
@@ -20,12 +21,25 @@ from pathlib import Path
 # Floating-point semantics are otherwise unchanged (no fast math), and no test times
 # anything. METAPLASTIC_TEST_XLA_OPT=default keeps XLA's defaults (make test-slow does, for
 # the long reproductions). Must precede JAX's backend start.
-TEST_XLA_FLAGS = {"xla_backend_optimization_level": "0",
-                  "xla_cpu_use_fusion_emitters": "false"}
+# name: (value, the first jaxlib that knows the flag: an unknown one stops XLA at start)
+TEST_XLA_FLAGS = {"xla_backend_optimization_level": ("0", (0, 0, 0)),
+                  "xla_cpu_use_fusion_emitters": ("false", (0, 5, 3))}
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = re.match(r"(\d+)\.(\d+)\.(\d+)", version("jaxlib"))
+    except PackageNotFoundError:
+        return (0, 0, 0)
+    return tuple(int(g) for g in found.groups()) if found else (0, 0, 0)
+
+
 if os.environ.get("METAPLASTIC_TEST_XLA_OPT", "0") != "default":
-    flags = os.environ.get("XLA_FLAGS", "")
-    for name, value in TEST_XLA_FLAGS.items():
-        if name not in flags:
+    flags, jaxlib = os.environ.get("XLA_FLAGS", ""), _jaxlib_version()
+    for name, (value, since) in TEST_XLA_FLAGS.items():
+        if name not in flags and jaxlib >= since:
             flags = f"{flags} --{name}={value}".strip()
     os.environ["XLA_FLAGS"] = flags
 
