@@ -42,11 +42,10 @@ $(BRIAN2_STAMP):
 	touch $(BRIAN2_STAMP)
 
 TIER2 := tier2 and not mujoco
+WITH_BRIAN2 := METAPLASTIC_BRIAN2_PYTHON=$(abspath $(BRIAN2_VENV))/bin/python
 test-tier2: $(STAMP) $(BRIAN2_STAMP)
-	METAPLASTIC_BRIAN2_PYTHON=$(abspath $(BRIAN2_VENV))/bin/python \
-		$(PY) -m pytest -q -m "$(TIER2) and not xla_defaults" $(XDIST) --durations=10
-	METAPLASTIC_TEST_XLA_OPT=default METAPLASTIC_BRIAN2_PYTHON=$(abspath $(BRIAN2_VENV))/bin/python \
-		$(PY) -m pytest -q -m "$(TIER2) and xla_defaults" $(XDIST)
+	$(WITH_BRIAN2) $(PY) -m pytest -q -m "$(TIER2) and not xla_defaults" $(XDIST) --durations=10
+	$(WITH_BRIAN2) METAPLASTIC_TEST_XLA_OPT=default $(PY) -m pytest -q -m "$(TIER2) and xla_defaults" $(XDIST)
 
 test-slow: $(STAMP)
 	METAPLASTIC_TEST_XLA_OPT=default $(PY) -m pytest -q -m slow

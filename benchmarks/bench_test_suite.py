@@ -3,9 +3,9 @@ cache: the suite's speed before and after a change, measured on one machine.
 
     python benchmarks/bench_test_suite.py --before /path/to/old/clone --after . [--rounds 2]
 
-With ``--rounds N`` the two alternate N times (before, after, before, after, ...) and the
-JSON holds every run and the medians' ratio. Each checkout must have its `.venv` installed
-(`make test` once). The test session's
+With ``--rounds N`` the two alternate N times (before, after, before, after, ...); the
+JSON holds every run (lists ``before`` and ``after``) and the medians' ratio. Each
+checkout must have its `.venv` installed (`make test` once). The test session's
 persistent compilation cache is pointed at a fresh temporary folder for each run
 (METAPLASTIC_TEST_CACHE), so nothing compiled earlier is reused. Writes
 benchmarks/results/test_suite.json.
@@ -70,15 +70,20 @@ def main() -> None:
                   f"--{k} {v}" for k, v in (("before", args.before), ("after", args.after),
                                             ("target", args.target),
                                             ("rounds", args.rounds))),
-              "before": runs["before"][0] if args.rounds == 1 else runs["before"],
-              "after": runs["after"][0] if args.rounds == 1 else runs["after"],
+              **runs,
               "median_wall_s": median,
-              "after_over_before": round(median["after"] / median["before"], 3),
+              "after_over_before": (round(median["after"] / median["before"], 3)
+                                    if median["before"] > 0 else None),
               "note": "wall_s includes make's install check; pytest_s is pytest's own time "
                       "(summed over the pytest calls the target makes)"}
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    failed = [f"{k} (exit {r['exit_status']})" for k, v in runs.items() for r in v
+              if r["exit_status"] != 0]
+    if failed:  # a failing suite's time is not the suite's time
+        raise SystemExit(f"make {args.target} failed in: {', '.join(failed)}; the times in "
+                         f"{args.out} are not those of a passing suite")
 
 
 if __name__ == "__main__":
