@@ -1,5 +1,8 @@
 """How many cores XLA's CPU compiler keeps busy: a preset's meta-step program compiled
-once, its wall and CPU seconds (this process's CPU time while it compiles).
+once, its wall and CPU seconds (this process's CPU time while it compiles), and the
+seconds spent tracing and lowering it before (any study's preset: rule runs,
+selection-meta). CPU seconds / the machine's cores bound the compilation's wall time
+from below, whatever the threads.
 
     python benchmarks/compile_threads.py [--presets oja mlp-digits] [--out F]
 
@@ -23,23 +26,24 @@ CHILD = r"""
 import json, os, sys, time
 os.environ["METAPLASTIC_CACHE_DIR"] = "off"
 import jax, jax.numpy as jnp
-from metaplastic.experiments.build import build
 from metaplastic.experiments.study import presets
 from metaplastic.meta import driver
-_, make = presets()[sys.argv[1]]
+study, make = presets()[sys.argv[1]]
 cfg = make()
-p = build(cfg)
-theta = p.rule.init(jax.random.key(0), p.network.shapes)
+built = study.build(cfg, evaluation=False)
 key = jax.random.key(1)
-fn = driver._chunk_fn(p.outer, p.objective, p.outer.truncation_at(0), "",
-                      cfg.meta_section.build_guard())
-lowered = fn.lower(driver.init(p.outer, p.objective, theta, key), key,
-                   jnp.asarray(p.outer.steps, jnp.int32))
+theta = study.init(cfg, built, jax.random.key(0))
+fn = driver._chunk_fn(built.outer, built.objective, built.outer.truncation_at(0), "",
+                      study.guard(cfg))
+wall, cpu = time.perf_counter(), time.process_time()
+lowered = fn.lower(driver.init(built.outer, built.objective, theta, key), key,
+                   jnp.asarray(built.outer.steps, jnp.int32))
+trace_s = time.perf_counter() - wall
 wall, cpu = time.perf_counter(), time.process_time()
 lowered.compile()
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-print(json.dumps({"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-                  "cores_busy": round(cpu / wall, 2)}))
+print(json.dumps({"trace_lower_s": round(trace_s, 2), "wall_s": round(wall, 2),
+                  "cpu_s": round(cpu, 2), "cores_busy": round(cpu / wall, 2)}))
 """
 
 
