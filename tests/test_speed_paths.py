@@ -150,7 +150,9 @@ def test_threefry_lowering_is_chosen_per_program_and_gives_the_same_bits():
     the CPU (fewer kernels, shorter compiles): every random draw is bitwise what JAX's own
     lowering gives, for typed and raw keys. Programs that do not choose keep the
     process's default (JAX's loop here), programs run once (xla.once) take "unrolled",
-    population loops "rolled", and a meta-gradient run what its config says."""
+    population loops "rolled", and a meta-gradient run what its config says. One function
+    jitted in each way gets each way's lowering (JAX caches lowerings by the function and
+    does not see the mode: it reused the first way's before ``xla.in_mode``)."""
     from metaplastic import capabilities as cap
     from metaplastic import xla
     from metaplastic.errors import ConfigError
@@ -161,14 +163,13 @@ def test_threefry_lowering_is_chosen_per_program_and_gives_the_same_bits():
     default = xla.DEFAULT_MODE  # JAX's loop unless METAPLASTIC_THREEFRY=unrolled
     keys = (jax.random.key(3), jax.random.PRNGKey(3))
 
-    def loops(f):
-        return f.lower(keys[0]).compile().as_text().count(" while(")
+    def both(ks):  # one program per way draws from both kinds of key
+        return [_draws(k) for k in ks]
 
-    ways = {"default": xla.jit(lambda k: _draws(k)),
-            "rolled": xla.jit(lambda k: _draws(k), threefry="rolled"),
-            "unrolled": xla.jit(lambda k: _draws(k), threefry="unrolled"),
-            "once": xla.once(lambda k: _draws(k))}
-    draws = {name: [f(k) for k in keys] for name, f in ways.items()}
+    ways = {"default": xla.jit(both), "rolled": xla.jit(both, threefry="rolled"),
+            "unrolled": xla.jit(both, threefry="unrolled"), "once": xla.once(both)}
+    compiled = {name: f.lower(keys).compile() for name, f in ways.items()}
+    draws = {name: c(keys) for name, c in compiled.items()}
     for name in ("default", "unrolled", "once"):
         for a, b in zip(draws["rolled"], draws[name], strict=True):
             for what in a:
@@ -178,7 +179,7 @@ def test_threefry_lowering_is_chosen_per_program_and_gives_the_same_bits():
                     np.testing.assert_allclose(x, y, rtol=1e-6, err_msg=f"{name}: {what}")
                 else:
                     np.testing.assert_array_equal(x, y, err_msg=f"{name}: {what}")
-    counted = {name: loops(f) for name, f in ways.items()}
+    counted = {name: c.as_text().count(" while(") for name, c in compiled.items()}
     assert counted["unrolled"] == counted["once"] < counted["rolled"]
     assert counted["default"] == counted[default]
     assert xla.DEFAULT_MODE == default  # choosing per program left the default alone

@@ -37,7 +37,7 @@ import inspect
 import math
 import os
 from collections.abc import Callable
-from functools import partial
+from functools import partial, wraps
 from typing import Any
 
 import jax
@@ -94,8 +94,9 @@ class _Once:
     @property
     def jitted(self) -> Callable:
         if self._jitted is None:
-            self._jitted = _InMode(jax.jit(self.fn, compiler_options=_on_this_backend(
-                ONCE_OPTIONS), **self.kwargs), self.threefry)
+            self._jitted = _InMode(jax.jit(in_mode(self.fn, self.threefry),
+                                           compiler_options=_on_this_backend(ONCE_OPTIONS),
+                                           **self.kwargs), self.threefry)
         return self._jitted
 
     def __call__(self, *args, **kwargs):
@@ -129,8 +130,10 @@ def jit(fn: Callable, threefry: str = "", **kwargs) -> Callable:
     whole = devices.replicated()
     if whole is not None:
         kwargs.setdefault("out_shardings", whole)
-    jitted = jax.jit(fn, compiler_options=compiler_options(), **kwargs)
-    return _InMode(jitted, threefry) if checked_mode(threefry) else jitted
+    if not checked_mode(threefry):
+        return jax.jit(fn, compiler_options=compiler_options(), **kwargs)
+    return _InMode(jax.jit(in_mode(fn, threefry), compiler_options=compiler_options(),
+                           **kwargs), threefry)
 
 
 #: how a program's threefry hash is lowered on the CPU: "rolled" (JAX's own loop over the
@@ -164,6 +167,28 @@ def threefry_mode(mode: str):
         yield
     finally:
         _MODE.reset(token)
+
+
+def in_mode(fn: Callable, mode: str) -> Callable:
+    """``fn`` as a function of its own for programs lowered in threefry ``mode``: one object
+    per (``fn``, mode), kept on ``fn`` where it takes attributes (a fresh one each time
+    where it does not: a bound method). JAX caches a function's traces and lowerings by the
+    function, and the lowering depends on the mode, which JAX does not see: without this,
+    ``fn`` jitted for one mode after another reused the other's lowering."""
+    if not mode:
+        return fn
+    try:
+        table = fn.__dict__.setdefault("_metaplastic_threefry", {})
+    except AttributeError:
+        table = {}
+    if mode not in table:
+        @wraps(fn)
+        def moded(*args, **kwargs):
+            return fn(*args, **kwargs)
+
+        moded.__dict__.pop("_metaplastic_threefry", None)  # (wraps copied the table)
+        table[mode] = moded
+    return table[mode]
 
 
 class _InMode:
