@@ -344,3 +344,27 @@ def test_simulation_reports_its_progress_and_computes_the_same_numbers():
         assert np.array_equal(seen[k], quiet[k]), k
     with pytest.raises(ConfigError, match="progress must be"):
         simulate(net, oja, theta, source, 3, jax.random.key(1), progress="yes")
+
+
+@pytest.mark.xla_defaults  # a program run once against one compiled at XLA's defaults
+@pytest.mark.parametrize("preset", ["infer-oja-activity", "infer-reward-behaviour"])
+def test_recordings_simulated_by_a_run_once_program_are_those_of_xlas_defaults(
+        preset, monkeypatch):
+    """simulate compiles its program as one run once (LLVM level 1, threefry unrolled):
+    the recordings, which the published fits rest on, are bitwise those of the same
+    program compiled by plain ``jax.jit``."""
+    import metaplastic.analysis.simulate as simulating
+    from metaplastic.experiments import presets, recordings
+
+    cfg = presets.PRESETS[preset]()
+    spec = cfg.task["simulate"]
+    rule, theta, network, source = recordings.truth(spec, cfg.network)
+    key = jax.random.key(int(spec.get("seed", 0)))
+    kw = dict(record=float(spec.get("record", 1.0)), noise=float(spec.get("noise", 0.0)),
+              observation=str(spec.get("observation", "gaussian")))
+    once = simulate(network, rule, theta, source, 4, key, **kw)
+    monkeypatch.setattr(simulating, "_compiled", jax.jit)
+    plain = simulate(network, rule, theta, source, 4, key, **kw)
+    assert set(once) == set(plain)
+    for name in plain:
+        np.testing.assert_array_equal(once[name], plain[name], err_msg=name)

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from metaplastic import capabilities as cap
+from metaplastic import xla
 from metaplastic.errors import ConfigError
 from metaplastic.inner import trace
 from metaplastic.meta.memory import available, gib
@@ -61,6 +62,13 @@ def _recorded(key: jax.Array, record: float, shape: tuple) -> np.ndarray:
     mask = np.zeros((n, width), np.float32)
     np.put_along_axis(mask, order[:, :kept], 1.0, axis=1)
     return np.broadcast_to(mask[:, None, :], shape).copy()
+
+
+#: how the simulation's one program is compiled: as a program run once (LLVM level 1,
+#: threefry unrolled; :func:`metaplastic.xla.once`). The recordings are bitwise those of
+#: XLA's defaults (tested; checked on the five ``infer-*`` presets' recordings at 32 to
+#: 600 trajectories), in 0.53-0.77 of the time (docs/benchmarks.md)
+_compiled = xla.once
 
 
 def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key: jax.Array,
@@ -112,7 +120,7 @@ def simulate(network: Network, rule: Any, theta: Any, source: Task, n: int, key:
                 else {}
             return xs, start[0].weights, extra
 
-        out = jax.jit(jax.vmap(one))(jax.random.split(key, n))
+        out = _compiled(jax.vmap(one))(jax.random.split(key, n))
         return jax.block_until_ready(out)
 
     with reporting(progress, "simulating") as report:
