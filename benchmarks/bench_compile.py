@@ -3,18 +3,19 @@ whole process, memory — with a cold and a warm persistent compilation cache.
 
     python benchmarks/bench_compile.py [--presets oja mixture-fewshot ...] [--timeout 600]
 
-Every preset is started as the command line starts it (``metaplastic run PRESET --no-eval``
-in a fresh process, a fresh output folder) twice: with an empty persistent compilation
-cache (cold: every program compiled on this machine) and again with the cache the cold
-run filled (warm). JAX's own monitoring events (``jax.monitoring``) are recorded in the
-child: every XLA program compiled or read from the cache (``backend_compile``), tracing
-and lowering to MLIR, persistent-cache hits. The parent watches the run's
-``metrics.jsonl``: the first record is written after the first chunk of meta-steps, the
-next after the second; the time to the first meta-step is the first record's time less
-the rest of its chunk (the second chunk's time per meta-step, which compiles nothing, times
-the chunk's other steps). Then the run is stopped with SIGINT (it saves and exits).
-Peak RSS is the child's VmHWM at the first record. Import time is the child's own time to
-import JAX and the command line.
+Every preset is started as the command line starts it (``metaplastic run PRESET --no-
+eval`` in a fresh process, a fresh output folder) twice: with an empty persistent
+compilation cache (cold: every program compiled on this machine) and again with the cache
+the cold run filled (warm); the library's data cache (``METAPLASTIC_CACHE``: simulated
+recordings) likewise, empty for the cold start. JAX's own monitoring events
+(``jax.monitoring``) are recorded in the child: every XLA program compiled or read from
+the cache (``backend_compile``), tracing and lowering to MLIR, persistent-cache hits. The
+parent watches the run's ``metrics.jsonl``: the first record is written after the first
+chunk of meta-steps, the next after the second; the time to the first meta-step is the
+first record's time less the rest of its chunk (the second chunk's time per meta-step,
+which compiles nothing, times the chunk's other steps). Then the run is stopped with
+SIGINT (it saves and exits). Peak RSS is the child's VmHWM at the first record. Import
+time is the child's own time to import JAX and the command line.
 
 Writes benchmarks/results/compile.json (``--out``) and prints a Markdown table.
 
@@ -113,7 +114,11 @@ def measure(preset: str, cache: Path, timeout: float, env_extra: dict | None = N
     environment variables for the child)."""
     with tempfile.TemporaryDirectory() as tmp:
         out, events = Path(tmp) / "runs", Path(tmp) / "events.json"
-        env = {**os.environ, "METAPLASTIC_CACHE_DIR": str(cache), **(env_extra or {})}
+        # the library's data cache (simulated recordings) beside the compilation cache:
+        # empty for the cold start (a user's first run simulates them), kept for the warm
+        data = cache.parent / "data"
+        env = {**os.environ, "METAPLASTIC_CACHE_DIR": str(cache),
+               "METAPLASTIC_CACHE": str(data), **(env_extra or {})}
         start = time.time()
         proc = subprocess.Popen(
             [sys.executable, __file__, "--child", str(events), "run", preset, "--no-eval",
@@ -208,10 +213,10 @@ def threefry(names: list[str], rounds: int, timeout: float, out: Path) -> dict:
         runs = {m: {"cold": [], "warm": []} for m in LOWERINGS}
         for _ in range(rounds):
             for mode in LOWERINGS:
-                with tempfile.TemporaryDirectory() as cache:
-                    env = {"METAPLASTIC_THREEFRY": mode}
-                    runs[mode]["cold"].append(measure(name, Path(cache), timeout, env))
-                    runs[mode]["warm"].append(measure(name, Path(cache), timeout, env))
+                with tempfile.TemporaryDirectory() as tmp:
+                    env, cache = {"METAPLASTIC_THREEFRY": mode}, Path(tmp) / "compile"
+                    runs[mode]["cold"].append(measure(name, cache, timeout, env))
+                    runs[mode]["warm"].append(measure(name, cache, timeout, env))
         summary = {}
         for which in ("cold", "warm"):
             for key in COMPARED:
@@ -264,9 +269,10 @@ def main() -> None:
     args.out = args.out or OUT
     results = json.loads(args.out.read_text())["presets"] if args.out.exists() else {}
     for name in names:
-        with tempfile.TemporaryDirectory() as cache:
-            results[name] = {"cold": measure(name, Path(cache), args.timeout)}
-            results[name]["warm"] = measure(name, Path(cache), args.timeout)
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = Path(tmp) / "compile"  # (and the data cache beside it: measure)
+            results[name] = {"cold": measure(name, cache, args.timeout)}
+            results[name]["warm"] = measure(name, cache, args.timeout)
         print(name, json.dumps(results[name]), flush=True)
         args.out.write_text(json.dumps({
             "machine": f"{platform.processor() or platform.machine()}, "
