@@ -3,8 +3,8 @@ whole process, memory — with a cold and a warm persistent compilation cache.
 
     python benchmarks/bench_compile.py [--presets oja mixture-fewshot ...] [--timeout 600]
 
-Every preset is started as the command line starts it (``metaplastic run PRESET --no-
-eval`` in a fresh process, a fresh output folder) twice: with an empty persistent
+Every preset is started as the command line starts it (``metaplastic run PRESET
+--no-eval`` in a fresh process, a fresh output folder) twice: with an empty persistent
 compilation cache (cold: every program compiled on this machine) and again with the cache
 the cold run filled (warm); the library's data cache (``METAPLASTIC_CACHE``: simulated
 recordings) likewise, empty for the cold start. JAX's own monitoring events
