@@ -67,7 +67,8 @@ def _recorded(key: jax.Array, record: float, shape: tuple) -> np.ndarray:
 #: how the simulation's one program is compiled: as a program run once (LLVM level 1,
 #: threefry unrolled; :func:`metaplastic.xla.once`). The recordings are bitwise those of
 #: XLA's defaults (tested; checked on the five ``infer-*`` presets' recordings at 32 to
-#: 600 trajectories), in 0.53-0.77 of the time (docs/benchmarks.md)
+#: 600 trajectories); it compiles in 0.54-0.75 s instead of 1.25-2.17 s on those presets
+#: (docs/benchmarks.md)
 _compiled = xla.once
 
 
