@@ -14,7 +14,9 @@ parent watches the run's ``metrics.jsonl``: the first record is written after th
 chunk of meta-steps, the next after the second; the time to the first meta-step is the
 first record's time less the rest of its chunk (the second chunk's time per meta-step,
 which compiles nothing, times the chunk's other steps). Then the run is stopped with
-SIGINT (it saves and exits). Peak RSS is the child's VmHWM at the first record. Import
+SIGINT (it saves and exits). Also recorded: when the first chunk's program was ready
+(the end of its compilation; with keep-best the first record also waits for the
+validation program). Peak RSS is the child's VmHWM at the first record. Import
 time is the child's own time to import JAX and the command line.
 
 Writes benchmarks/results/compile.json (``--out``) and prints a Markdown table.
@@ -155,6 +157,10 @@ def measure(preset: str, cache: Path, timeout: float, env_extra: dict | None = N
         per_step = (second - first) / chunk if second else None
         before = [e for e in ev["events"] if e[1] <= first]
         compiles = [e for e in before if e[0] == "backend_compile"]
+        # when the first chunk's program was ready (its compilation's end): the first
+        # meta-step starts then; with keep-best the first record also waits for the
+        # validation program, compiled after it (driver.precompile)
+        ready = [e[1] for e in compiles if e[3] == "jit(run_chunk)"]
         return {
             "load_1min": round(os.getloadavg()[0], 1),
             "import_s": round(ev["imported"] - ev["start"], 2),
@@ -163,6 +169,7 @@ def measure(preset: str, cache: Path, timeout: float, env_extra: dict | None = N
             "chunk": chunk,
             "meta_step_s": None if per_step is None else round(per_step, 3),
             "to_first_meta_step_s": round(first - start - (chunk - 1) * (per_step or 0), 2),
+            "chunk_program_ready_s": round(min(ready) - start, 2) if ready else None,
             "programs": len(compiles),
             "distinct_names": len({e[3] for e in compiles}),
             "backend_compile_s": round(sum(e[2] for e in compiles), 2),
