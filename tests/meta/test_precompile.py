@@ -91,3 +91,25 @@ def test_the_validation_program_compiles_once_after_the_chunk(small_pca):
     got = driver.validate(objective, theta, key, 3)
     assert got == want or abs(got - want) <= abs(np.spacing(np.float32(want)))
     assert got == float(result.state.guard.best_value)
+
+
+@pytest.mark.xla_defaults  # two lowerings of one program, the same bits
+def test_the_validation_program_gives_the_values_of_jaxs_threefry_loop(small_pca):
+    """The validation program lowers threefry unrolled (compiled sooner): its values are
+    bitwise those of the same program with JAX's loop, at several θ and batches."""
+    from metaplastic import xla
+
+    _, _, rule, objective = small_pca
+    key = jax.random.key(8)
+    rolled = xla.jit(driver.validation_value(objective), threefry="rolled")
+    unrolled = driver.validator(objective)
+    for s in range(3):
+        theta = rule.init(jax.random.key(s))
+        theta = jax.tree.map(lambda x, s=s: x + 0.01 * s, theta)
+        for b in range(2):
+            batch = jnp.asarray(b, jnp.int32)
+            np.testing.assert_array_equal(np.asarray(unrolled(theta, key, batch)),
+                                          np.asarray(rolled(theta, key, batch)))
+    args = (theta, key, jnp.asarray(0, jnp.int32))  # and they are two lowerings
+    loops = [f.lower(*args).compile().as_text().count(" while(") for f in (unrolled, rolled)]
+    assert loops[0] < loops[1]

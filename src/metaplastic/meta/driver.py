@@ -412,15 +412,22 @@ def restack(tree: Any, i: int, one: Any) -> Any:
     return jax.tree.map(lambda x, y: x.at[i].set(y), tree, one)
 
 
-@functools.lru_cache(maxsize=8)
-def _validator(objective: Any) -> Callable:
-    """Jitted ``(θ, key, batch) -> value`` of one validation batch: one program whatever
-    the number of batches (the batch index is an argument, not unrolled into it)."""
+def validation_value(objective: Any) -> Callable:
+    """``(θ, key, batch) -> value`` of one validation batch (not compiled)."""
     def value(theta, key, batch):
         key = jax.random.fold_in(jax.random.fold_in(key, streams.VALIDATION), batch)
         return objective(theta, key)[0]
 
-    return xla.jit(value)
+    return value
+
+
+@functools.lru_cache(maxsize=8)
+def _validator(objective: Any) -> Callable:
+    """Jitted :func:`validation_value`: one program whatever the number of batches (the
+    batch index is an argument, not unrolled into it). Threefry unrolled: the same values
+    to the bit as JAX's loop (tested; checked on mixture-fewshot: a whole run's kept θ and
+    validation losses, and 8 values at 4 θ), compiled in 0.70 of the time."""
+    return xla.jit(validation_value(objective), threefry="unrolled")
 
 
 def validator(objective: Any) -> Callable:
