@@ -94,9 +94,8 @@ class _Once:
     @property
     def jitted(self) -> Callable:
         if self._jitted is None:
-            self._jitted = _InMode(jax.jit(in_mode(self.fn, self.threefry),
-                                           compiler_options=_on_this_backend(ONCE_OPTIONS),
-                                           **self.kwargs), self.threefry)
+            self._jitted = _jit_in_mode(self.fn, self.threefry,
+                                        _on_this_backend(ONCE_OPTIONS), self.kwargs)
         return self._jitted
 
     def __call__(self, *args, **kwargs):
@@ -132,8 +131,13 @@ def jit(fn: Callable, threefry: str = "", **kwargs) -> Callable:
         kwargs.setdefault("out_shardings", whole)
     if not checked_mode(threefry):
         return jax.jit(fn, compiler_options=compiler_options(), **kwargs)
-    return _InMode(jax.jit(in_mode(fn, threefry), compiler_options=compiler_options(),
-                           **kwargs), threefry)
+    return _jit_in_mode(fn, threefry, compiler_options(), kwargs)
+
+
+def _jit_in_mode(fn: Callable, mode: str, options: dict[str, Any],
+                 kwargs: dict[str, Any]) -> Callable:
+    """``fn`` jitted with XLA ``options``, lowered and called in threefry ``mode``."""
+    return _InMode(jax.jit(in_mode(fn, mode), compiler_options=options, **kwargs), mode)
 
 
 #: how a program's threefry hash is lowered on the CPU: "rolled" (JAX's own loop over the
