@@ -14,13 +14,13 @@ so that both ways are seen to report the same analysis. Medians and their ratio
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+from _cli import check_presets, last_json, main_of, run_child, write_results
 
 OUT = Path(__file__).parent / "results" / "analysis_compile.json"
 
@@ -50,6 +50,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
+    from metaplastic.experiments.presets import PRESETS  # a rule study's pieces are built
+
+    check_presets(p, args.presets, known=PRESETS)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     out: dict = {"command": "python benchmarks/bench_analysis_compile.py --presets "
                             + " ".join(args.presets) + f" --rounds {args.rounds}",
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
@@ -58,9 +63,9 @@ def main() -> None:
         runs: dict = {"optimised": [], "analysis": []}
         for _ in range(args.rounds):
             for way in runs:
-                r = subprocess.run([sys.executable, "-c", CHILD, preset, way], check=True,
-                                   capture_output=True, text=True)
-                runs[way].append(json.loads(r.stdout.strip().splitlines()[-1]))
+                what = f"{preset}'s online check ({way})"
+                r = run_child([sys.executable, "-c", CHILD, preset, way], what)
+                runs[way].append(last_json(r, what))
         med = {w: statistics.median(x["seconds"] for x in v) for w, v in runs.items()}
         same = len({(x["holds"], x["detail"]) for v in runs.values() for x in v}) == 1
         out["presets"][preset] = {"runs": runs, "median_s": med,
@@ -69,9 +74,8 @@ def main() -> None:
         print(f"{preset}: online check {med['optimised']:.2f} s -> {med['analysis']:.2f} s "
               f"({med['analysis'] / med['optimised']:.2f}); same verdict and bytes: {same}",
               flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    write_results(args.out, out)
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main, "nothing was written")

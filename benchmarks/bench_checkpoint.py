@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import jax
+from _cli import check_presets, main_of, write_results
 
 from metaplastic.experiments import presets
 from metaplastic.experiments.build import build
@@ -35,6 +36,9 @@ def main() -> None:
     ap.add_argument("--preset", default="oja")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    check_presets(ap, [args.preset], known=presets.PRESETS)
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
     pieces = build(presets.get(args.preset))
     k_init, k_meta = jax.random.split(jax.random.key(0))
     theta0 = pieces.rule.init(k_init, pieces.network.shapes)
@@ -74,10 +78,9 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "jax": jax.__version__, "device": jax.devices()[0].device_kind},
     }
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    write_results(OUT, out)
     print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main, "nothing was written")

@@ -46,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _cli import check_presets, known_presets, main_of, results_to_extend, write_results
+
 OUT = Path(__file__).parent / "results" / "compile.json"
 EVENTS = {"/jax/core/compile/backend_compile_duration": "backend_compile",
           "/jax/core/compile/jaxpr_trace_duration": "trace",
@@ -147,12 +149,15 @@ def measure(preset: str, cache: Path, timeout: float, env_extra: dict | None = N
         except subprocess.TimeoutExpired:
             proc.kill()
             tail = proc.communicate()[0]
+        if finished_early and proc.returncode in (130, -signal.SIGINT):
+            raise KeyboardInterrupt  # the run was stopped by Ctrl-C too: stop here
         if not events.exists():
             return {"error": f"no events written (exit {proc.returncode}): {tail[-400:]}"}
         ev = json.loads(events.read_text())
         if first is None:
-            return {"error": f"no metrics record within {timeout:.0f} s (exit "
-                             f"{proc.returncode}): {tail[-400:]}"}
+            when = ("the run ended before its first record" if finished_early
+                    else f"no metrics record within {timeout:.0f} s")
+            return {"error": f"{when} (exit {proc.returncode}): {tail[-400:]}"}
         chunk = lines_first
         per_step = (second - first) / chunk if second else None
         before = [e for e in ev["events"] if e[1] <= first]
@@ -181,14 +186,6 @@ def measure(preset: str, cache: Path, timeout: float, env_extra: dict | None = N
         }
 
 
-def presets() -> list[str]:
-    """Every preset of every study (the rule studies' and ``selection-meta``)."""
-    from metaplastic.experiments import studies  # noqa: F401  (registers the studies)
-    from metaplastic.experiments.study import presets as all_presets
-
-    return list(all_presets())
-
-
 def table(results: dict) -> str:
     rows = ["| preset | cache | import s | to 1st meta-step s | compile s (backend + trace "
             "+ lower) | programs | cache hits | peak RSS MiB |", "|---" * 8 + "|"]
@@ -206,16 +203,37 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+#: what this process has written (said on Ctrl-C)
+WRITTEN: dict = {"out": None, "presets": []}
+
+
+def write(out: Path, results: dict, name: str) -> None:
+    """The results so far, ``name``'s just measured, to ``out``."""
+    write_results(out, {"machine": f"{platform.processor() or platform.machine()}, "
+                                   f"{os.cpu_count()} cores",
+                        "command": "python benchmarks/bench_compile.py "
+                                   + " ".join(sys.argv[1:]),
+                        "presets": results})
+    WRITTEN.update(out=out, presets=[*WRITTEN["presets"], name])
+
+
+def written() -> str:
+    done = WRITTEN["presets"]
+    return (f"{', '.join(done)} measured and written to {WRITTEN['out']}" if done
+            else "no preset was measured whole; nothing was written")
+
+
 LOWERINGS = ("rolled", "unrolled")
 COMPARED = ("backend_compile_s", "to_first_meta_step_s", "meta_step_s")
 
 
-def threefry(names: list[str], rounds: int, timeout: float, out: Path) -> dict:
+def threefry(names: list[str], rounds: int, timeout: float, out: Path,
+             results: dict) -> dict:
     """Each preset cold and warm under each threefry lowering, alternating, ``rounds``
-    times; medians and their ratios (unrolled / rolled)."""
+    times; medians and their ratios (unrolled / rolled), added to ``results`` (those of
+    ``out`` already) and written to ``out`` after each preset."""
     import statistics
 
-    results = json.loads(out.read_text())["presets"] if out.exists() else {}
     for name in names:
         runs = {m: {"cold": [], "warm": []} for m in LOWERINGS}
         for _ in range(rounds):
@@ -239,11 +257,7 @@ def threefry(names: list[str], rounds: int, timeout: float, out: Path) -> dict:
                                                        for r in runs[mode][which]]
         results[name] = {"runs": runs, "summary": summary}
         print(name, json.dumps(summary), flush=True)
-        out.write_text(json.dumps({
-            "machine": f"{platform.processor() or platform.machine()}, "
-                       f"{os.cpu_count()} cores",
-            "command": "python benchmarks/bench_compile.py " + " ".join(sys.argv[1:]),
-            "presets": results}, indent=1) + "\n")
+        write(out, results, name)
     rows = ["| preset | cache | compile s rolled → unrolled (ratio) | to 1st meta-step s "
             "(ratio) | per meta-step s (ratio) |", "|---" * 5 + "|"]
     for name in names:
@@ -268,26 +282,23 @@ def main() -> None:
                    help="compare JAX's threefry lowering with the library's (see above)")
     p.add_argument("--rounds", type=int, default=2, help="with --threefry")
     args = p.parse_args()
-    names = args.presets or presets()
+    names = check_presets(p, args.presets) if args.presets else known_presets()
+    if args.timeout <= 0 or args.rounds < 1:
+        p.error("--timeout must be positive and --rounds at least 1")
+    args.out = args.out or (OUT.with_name("compile_threefry.json") if args.threefry else OUT)
+    results = results_to_extend(p, args.out)
     if args.threefry:
-        threefry(names, args.rounds, args.timeout,
-                 args.out or OUT.with_name("compile_threefry.json"))
+        threefry(names, args.rounds, args.timeout, args.out, results)
         return
-    args.out = args.out or OUT
-    results = json.loads(args.out.read_text())["presets"] if args.out.exists() else {}
     for name in names:
         with tempfile.TemporaryDirectory() as tmp:
             cache = Path(tmp) / "compile"  # (and the data cache beside it: measure)
             results[name] = {"cold": measure(name, cache, args.timeout)}
             results[name]["warm"] = measure(name, cache, args.timeout)
         print(name, json.dumps(results[name]), flush=True)
-        args.out.write_text(json.dumps({
-            "machine": f"{platform.processor() or platform.machine()}, "
-                       f"{os.cpu_count()} cores",
-            "command": "python benchmarks/bench_compile.py " + " ".join(sys.argv[1:]),
-            "presets": results}, indent=1) + "\n")
+        write(args.out, results, name)
     print(table({n: results[n] for n in names}))
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main, written)

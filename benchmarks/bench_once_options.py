@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _cli import check_presets, main_of, write_results
+
 OUT = Path(__file__).parent / "results" / "once_options.json"
 #: the two ways compared: name -> (threefry mode of the lowering, compiler options)
 COMPARE = {"options": {"default": ["rolled", {}],
@@ -102,6 +104,11 @@ def main() -> None:
     p.add_argument("--compare", choices=sorted(COMPARE), default="options")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
+    from metaplastic.experiments import presets  # a rule study's pieces are built
+
+    check_presets(p, args.presets, known=presets.PRESETS)
+    if args.tasks < 1:
+        p.error("--tasks must be at least 1")
     out: dict = {"command": "python benchmarks/bench_once_options.py --presets "
                             + " ".join(args.presets) + f" --tasks {args.tasks}"
                             + f" --compare {args.compare}",
@@ -129,9 +136,8 @@ def main() -> None:
             "bitwise": sum(r["bitwise"] for r in rs), "presets": len(rs),
             "largest_mean_moved_of_ci": max(r["mean_moved_of_ci"] for r in rs)}
         print(out["summary"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    write_results(args.out, out)
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main, "nothing was written")

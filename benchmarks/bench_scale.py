@@ -24,7 +24,6 @@ machinery, not a gain from more hardware.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cli import check_presets, main_of, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "scale.json"
@@ -129,6 +129,9 @@ def main() -> None:
                     choices=["devices", "processes", "seeds"])
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
+    check_presets(ap, [args.preset])
+    if args.steps < 1 or args.seeds < 1:
+        ap.error("--steps and --seeds must be at least 1")
     import jax
 
     result = {"preset": args.preset, "meta_steps": args.steps,
@@ -146,10 +149,9 @@ def main() -> None:
         if "seeds" in args.parts:
             result["seeds"] = seeds_case(args.preset, args.steps, args.seeds, tmp)
             print("seeds", result["seeds"], flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(Path(args.out), result)
     print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main, "nothing was written")

@@ -13,12 +13,12 @@ benchmarks/results/compile_threads.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
+
+from _cli import check_presets, last_json, main_of, run_child, write_results
 
 OUT = Path(__file__).parent / "results" / "compile_threads.json"
 
@@ -52,17 +52,17 @@ def main() -> None:
     p.add_argument("--presets", nargs="+", default=["oja", "mlp-digits"])
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
+    check_presets(p, args.presets)
     out: dict = {"command": "python benchmarks/compile_threads.py --presets "
                             + " ".join(args.presets),
                  "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "presets": {}}
     for preset in args.presets:
-        done = subprocess.run([sys.executable, "-c", CHILD, preset], capture_output=True,
-                              text=True, check=True)
-        out["presets"][preset] = json.loads(done.stdout.strip().splitlines()[-1])
+        what = f"compiling {preset}'s meta-step program"
+        done = run_child([sys.executable, "-c", CHILD, preset], what)
+        out["presets"][preset] = last_json(done, what)
         print(preset, out["presets"][preset], flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    write_results(args.out, out)
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main, "nothing was written")

@@ -58,14 +58,13 @@ and its profile coverage beside the fit's).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _cli import check_presets, main_of, write_results
 
 OUT = Path(__file__).parent / "results" / "identifiability_coverage.json"
 
@@ -413,6 +412,10 @@ def main() -> None:
         p.error("--mle needs --profile K")
     if args.calibrate and not (args.profile or args.profile_terms):
         p.error("--calibrate needs --profile K or --profile-terms")
+    from metaplastic.experiments.presets import PRESETS  # those whose recordings simulate
+
+    check_presets(p, args.presets,
+                  known=[n for n, make in PRESETS.items() if "simulate" in make().task])
     results: dict = {"command": "python benchmarks/identifiability_coverage.py "
                                 f"--presets {' '.join(args.presets)} --datasets {args.datasets}"
                                 + (f" --first {args.first}" if args.first else "")
@@ -443,8 +446,7 @@ def main() -> None:
                 # every data set's record kept as it comes (a long job stopped midway
                 # keeps what it measured; the summaries follow at the end)
                 results["presets"][preset] = {"partial": True, "datasets": rows}
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(results, indent=1) + "\n")
+                write_results(args.out, results)
                 KEPT.update(out=str(args.out), datasets=KEPT["datasets"] + 1)
             results["presets"][preset] = {
                 "summary": {c: summarise(rows, c)
@@ -503,15 +505,15 @@ def main() -> None:
                       f"half-width {s['median_relative_half_width']:.3g} |θ|; per "
                       f"coefficient {s['wald_finite_coverage']:.3f} of the bounded "
                       f"intervals", flush=True)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=1) + "\n")
+            write_results(args.out, results)
+
+
+def kept() -> str:
+    """What a stopped job leaves (every data set finished so far is in --out already)."""
+    return (f"{KEPT['datasets']} finished data set(s) kept in {KEPT['out']} (marked "
+            "partial, without summaries)" if KEPT["datasets"] else
+            "before any data set finished: nothing written")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:  # every data set finished so far is in --out already
-        print(f"interrupted: {KEPT['datasets']} finished data set(s) kept in {KEPT['out']} "
-              f"(marked partial, without summaries)" if KEPT["datasets"] else
-              "interrupted before any data set finished: nothing written", file=sys.stderr)
-        sys.exit(130)
+    main_of(main, kept)
