@@ -10,13 +10,13 @@ Usage: python benchmarks/bench_bandwidth.py [--sizes-mb 0.5 4 8 64 256]
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from _cli import write_results
 
 
 def bandwidth(mb: float, steps: int = 200, repeats: int = 5) -> float:
@@ -45,7 +45,7 @@ def main():
               "gb_per_s": {str(mb): bandwidth(mb) for mb in args.sizes_mb}}
     for mb, gbs in result["gb_per_s"].items():
         print(f"{mb:>6} MB per array: {gbs:6.1f} GB/s")
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(Path(args.out), result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Usage: python benchmarks/bench_cartpole.py [--population 256] [--repeats 7]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from _cli import write_results
 
 import metaplastic as mp
 
@@ -128,7 +128,7 @@ def main():
         "library_over_plain_jax": med / plain_med,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(Path(args.out), result)
     print(f"population {args.population} x {args.steps} steps = {steps_done:.0f} env steps: "
           f"median {1e3 * med:.1f} ms -> {steps_done / med / 1e6:.2f} M env-steps/s "
           f"(compile {compile_s:.1f} s)")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from _cli import write_results
 
 import metaplastic as mp
 
@@ -198,7 +199,7 @@ def main() -> None:
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                     "jax": jax.__version__, "device": jax.devices()[0].device_kind}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(res, indent=2))
+    write_results(OUT, res)
     plot(res)
     print(json.dumps(slopes, indent=2))
     print(f"wrote {OUT} and {FIG}")

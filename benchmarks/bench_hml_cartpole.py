@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import resource
@@ -32,6 +31,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import optax
+from _cli import write_results
 from kernel_profile import print_kernels, top_kernels
 
 from metaplastic.experiments import presets
@@ -258,7 +258,7 @@ def main():
         "target_s": 0.19,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(Path(args.out), result)
     print(f"best: {1e3 * best['median_s']:.1f} ms per generation (target 190 ms); "
           f"library/plain {best['library_over_plain']:.2f}; peak RSS "
           f"{result['peak_rss_mb']:.0f} MB -> {args.out}")

@@ -45,6 +45,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _cli import write_results
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "inference.json"
 EPOCHS, SHORT = 250, 25
@@ -177,7 +179,7 @@ def main() -> None:
             result["theirs_stored"] = {**old, "measured": stored.get("theirs_measured",
                                                                       stored.get("date"))}
             result["ratios_vs_stored"] = ratios(result["ours"], old)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(Path(args.out), result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("ours", "theirs",
                                                                    "theirs_stored")}
                      | {w: {k: v for k, v in result[w].items() if k != "runs"}

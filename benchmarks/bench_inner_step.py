@@ -19,13 +19,13 @@ repeat, then the median. Writes benchmarks/results/inner_step.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import jax
+from _cli import write_results
 
 from metaplastic.experiments import build, config, presets
 from metaplastic.rules.mlp import ACTIVATIONS
@@ -118,7 +118,7 @@ def main() -> None:
                   f"({v['per_update_us']:7.1f} µs per update)  x{v['ratio_to_fa']:.2f} FA  "
                   f"first call {v['first_call_s']:.1f} s", flush=True)
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=1) + "\n")
+    write_results(OUT, out)
     print(f"wrote {OUT}")
 
 

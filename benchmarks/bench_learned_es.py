@@ -44,6 +44,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from _cli import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "learned_es.json"
@@ -264,11 +265,11 @@ def main() -> None:
             results.setdefault(name, {})[strategy] = summarise(runs)
             data["budget"] = budget_ratio(results)
             if not args.quick or args.out:
-                OUT.write_text(json.dumps(data, indent=1) + "\n")
+                write_results(OUT, data)
     data["budget"] = budget_ratio(results)
     print(json.dumps(data["budget"], indent=1))
     if not args.quick or args.out:
-        OUT.write_text(json.dumps(data, indent=1) + "\n")
+        write_results(OUT, data)
         plot(data)
 
 

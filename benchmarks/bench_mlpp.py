@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import resource
@@ -32,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _cli import write_results
 from kernel_profile import print_kernels, top_kernels
 
 from metaplastic import xla
@@ -194,7 +194,7 @@ def main():
         "target_s": 0.090, "target_memory_gb": 1.0,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(Path(args.out), result)
     ratios = ", ".join(f"{m} {r:.2f}" for m, r in ratio.items())
     print(f"library/plain: {ratios}; peak RSS ({', '.join(rows)}) "
           f"{result['peak_rss_mb']:.0f} MB; target 90 ms, 1 GB -> {args.out}")

@@ -15,7 +15,6 @@ Usage: python benchmarks/bench_oja.py [--repeats 7] [--cli] [--out benchmarks/re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from _cli import write_results
 
 import metaplastic as mp
 from metaplastic.experiments import build, presets
@@ -145,7 +145,7 @@ def main():
     if args.cli:
         result["cli"] = bench_cli()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(Path(args.out), result)
     for name, v in result["meta_step"].items():
         print(f"meta-step {name:24s} median {1e3 * v['median_step_s']:8.1f} ms  "
               f"x{v['ratio_to_fast']:.2f}  compile {v['compile_s']:.1f} s  "

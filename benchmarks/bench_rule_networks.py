@@ -14,13 +14,13 @@ Usage: python benchmarks/bench_rule_networks.py [--repeats 5] [--tasks 4]
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import jax
+from _cli import write_results
 
 import metaplastic as mp
 
@@ -73,7 +73,7 @@ def main():
                           "backend": jax.default_backend()},
               "network": list(net.sizes), "inner_steps": task.n_steps,
               "tasks_per_step": args.tasks, "variants": out}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(Path(args.out), result)
 
 
 if __name__ == "__main__":

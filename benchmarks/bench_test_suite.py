@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _cli import write_results
+
 OUT = Path(__file__).parent / "results" / "test_suite.json"
 
 
@@ -77,7 +79,7 @@ def main() -> None:
               "note": "wall_s includes make's install check; pytest_s is pytest's own time "
                       "(summed over the pytest calls the target makes)"}
     args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, result)
     print(json.dumps(result, indent=2))
     failed = [f"{k} (exit {r['exit_status']})" for k, v in runs.items() for r in v
               if r["exit_status"] != 0]

@@ -15,13 +15,14 @@ CPU time spent compiling, not wall time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 import traceback
 from collections import defaultdict
 from pathlib import Path
+
+from _cli import write_results
 
 OUT = Path(__file__).parent / "results" / "demo_compile.json"
 EVENT = "/jax/core/compile/backend_compile_duration"
@@ -68,7 +69,7 @@ def main() -> None:
            "by_site": [{"site": k, **{a: round(b, 3) for a, b in v.items()}}
                        for k, v in table]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    write_results(args.out, out)
     print(f"exit {rc}; {len(records)} programs, {total:.2f} s compiling, {wall:.1f} s wall")
     for k, v in table[:15]:
         print(f"{v['seconds']:6.2f} s  {v['programs']:3d}  {k}")

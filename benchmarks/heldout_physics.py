@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _cli import write_results
+
 from metaplastic.experiments.evaluate import mean_ci
 
 
@@ -69,7 +71,7 @@ def main():
     else:
         results = run_all(args.pair, args.seeds, Path(args.out_dir))
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(out, results)
     print_table(results)
 
 

@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cli import write_results
 from bench_inference import THEIR_SHIMS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -314,7 +315,7 @@ def main() -> None:
                                                for r in result["flyids"].values()]))
                              for m in ("percent_deviance", "r2_weights", "r2_activity")}
     result["mean_over_flyids"] = mean
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    write_results(Path(args.out), result)
     print(json.dumps(mean, indent=1))
 
 

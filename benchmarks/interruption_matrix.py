@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cli import write_results
 
 OUT = Path(__file__).parent / "results" / "interruption_matrix.json"
 STEPS = 60
@@ -252,8 +253,7 @@ def main() -> None:
                     " ", "_"), loop, fault, reference)
                 print(f"{loop:14s} {fault:26s}", row, flush=True)
     args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps({"meta_steps": STEPS, "chunk": 2, "cells": rows},
-                                   indent=2) + "\n")
+    write_results(args.out, {"meta_steps": STEPS, "chunk": 2, "cells": rows})
     print("| outer loop | fault | exit | said | left (summary / metrics / checkpoint) | "
           "resume | θ equals uninterrupted |")
     print("|---|---|---|---|---|---|---|")

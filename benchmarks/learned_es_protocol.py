@@ -37,6 +37,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from _cli import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "benchmarks" / "learned_es_protocol.toml"
@@ -248,7 +249,7 @@ def tune(args, protocol: dict) -> None:
                                "stopped": stopped,
                                "mean": float(np.mean(finals)) if ok else None}
                 print(f"tune {name} {strategy} {label}: {rows[label]['mean']}", flush=True)
-                out.write_text(json.dumps(data, indent=1) + "\n")
+                write_results(out, data)
 
 
 def chosen(protocol: dict, tuning: dict, name: str, strategy: str, mode: str) -> dict:
@@ -329,11 +330,11 @@ def evaluate(args, protocol: dict) -> None:
                     print(f"{name} {strategy} {mode} seed {seed}: "
                           f"{entry['runs'][-1]['final']:.4g} "
                           f"({entry['runs'][-1]['seconds']:.0f} s)", flush=True)
-                    out.write_text(json.dumps(data, indent=1) + "\n")
+                    write_results(out, data)
                 if "overhead_s_per_generation" not in entry:
                     entry["overhead_s_per_generation"] = selection_overhead(
                         search, strategy, point["sigma"], point["lr"])
-                    out.write_text(json.dumps(data, indent=1) + "\n")
+                    write_results(out, data)
     print(table(protocol, data))
 
 
@@ -361,8 +362,8 @@ def develop(args, protocol: dict) -> None:
         print(f"{name}: learned ES {np.mean(finals):.4g} {np.round(finals, 4).tolist()}; "
               f"best tuned {top} {best[top]:.4g}", flush=True)
     if args.out and not args.quick and args.out.resolve() != RESULTS.resolve():
-        (args.out / "develop.json").write_text(json.dumps(
-            {"phi": args.phi or "shipped", "options": args.learned, "rows": rows}, indent=1) + "\n")
+        write_results(args.out / "develop.json",
+                      {"phi": args.phi or "shipped", "options": args.learned, "rows": rows})
 
 
 def paired(protocol: dict, data: dict, name: str) -> dict | None:
@@ -654,7 +655,7 @@ def main() -> None:
                     if mode not in mine or len(entry.get("runs", [])) > len(
                             mine[mode].get("runs", [])):
                         mine[mode] = entry
-        (args.out / "learned_es_protocol.json").write_text(json.dumps(data, indent=1) + "\n")
+        write_results(args.out / "learned_es_protocol.json", data)
         print(f"merged {args.source} into {args.out}")
         return
     if args.phase == "table":

@@ -28,6 +28,8 @@ import argparse
 import json
 from pathlib import Path
 
+from _cli import write_results
+
 from metaplastic._stats import mean_ci
 
 OUT = Path(__file__).parent / "results" / "mixture_ablations.json"
@@ -61,7 +63,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     table = {path.stem: row(json.loads(path.read_text())) for path in args.results}
-    args.out.write_text(json.dumps(table, indent=1))
+    write_results(args.out, table)
 
     def fmt(v: dict, pct: bool = False) -> str:
         k = 100 if pct else 1

@@ -31,6 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _cli import write_results
+
 from metaplastic._stats import mean_ci
 from metaplastic.experiments import presets
 from metaplastic.experiments.config import set_arguments
@@ -83,7 +85,7 @@ def alignment(run: Path, n_tasks: int) -> dict:
             "learned": gradient_alignment(pieces.objective, theta, key, n_tasks),
             "FA": gradient_alignment(fa.objective, fa.rule.init(
                 jax.random.key(0), fa.network.shapes), key, n_tasks)}
-    (run / "alignment.json").write_text(json.dumps(out, indent=1))
+    write_results(run / "alignment.json", out)
     return out
 
 
@@ -238,7 +240,7 @@ def main() -> None:
                 if name == "headline":
                     alignment(run, min(args.tasks or 50, 50))
     result = aggregate(runs)
-    args.out.write_text(json.dumps(result, indent=1))
+    write_results(args.out, result)
     print(f"seeds: {len(runs)}, flagged: {result['flagged']}, rollbacks: "
           f"{[s['rollbacks'] for s in result['seeds']]}")
     for col, out in result["columns"].items():

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from _cli import write_results
 from jax.flatten_util import ravel_pytree
 
 from metaplastic.analysis import recovery_scores as recovery
@@ -137,8 +138,8 @@ def main() -> None:
     if not args.plot_only:
         rows = [r for axis in args.axes for r in run_setting(axis, AXES[axis], args.steps,
                                                              args.replicates)]
-        OUT.write_text(json.dumps({"steps": args.steps, "replicates": args.replicates,
-                                   "jax": jax.__version__, "rows": rows}, indent=1))
+        write_results(OUT, {"steps": args.steps, "replicates": args.replicates,
+                            "jax": jax.__version__, "rows": rows})
     plot(json.loads(OUT.read_text()))
     print(f"wrote {OUT} and {FIG}")
 

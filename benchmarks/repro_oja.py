@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _cli import write_results
+
 from metaplastic.experiments.evaluate import mean_ci
 
 
@@ -44,7 +46,7 @@ def main():
         print(f"seed {seed}: cosine {summary['reference_cosine']:.3f} "
               f"({summary['seconds']:.1f} s)  {summary['formula']}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(per_seed, indent=2) + "\n")
+    write_results(Path(args.out), per_seed)
     print_table(per_seed)
 
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cli import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "reward_identifiability_sweep.json"
@@ -110,9 +111,9 @@ def main() -> None:
             for fitted in args.fitted:
                 out = Path(tmp) / f"{fitted}x{block_trials}"
                 rows += one_setting(fitted, block_trials, args.seeds, out, args.extra)
-                args.out.write_text(json.dumps({"command": " ".join(
+                write_results(args.out, {"command": " ".join(
                     ["python", "benchmarks/reward_identifiability_sweep.py", *sys.argv[1:]]),
-                    "rows": rows}, indent=1) + "\n")
+                    "rows": rows})
                 print(table(rows), flush=True)
 
 

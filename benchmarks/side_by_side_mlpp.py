@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cli import write_results
 
 from metaplastic._stats import mean_ci
 
@@ -323,7 +324,7 @@ def main() -> None:
               "their_code": theirs_source, "mean_query_accuracy": summary,
               "inside_their_ci": inside_theirs(summary), "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(args.out, result)
     plot(runs)
     print(json.dumps({"mean_query_accuracy": {k: {w: v[w]["mean"] if isinstance(v[w], dict)
                                                   else v[w] for w in v}

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import jax
 import numpy as np
+from _cli import write_results
 from jax.flatten_util import ravel_pytree
 
 from metaplastic.experiments import presets
@@ -59,7 +59,7 @@ def main() -> None:
     out = {"command": "python benchmarks/stdp_spikes_landscape.py"
                       + (" --all-terms" if args.all_terms else ""),
            "terms": int(true_vec.size), "trajectories_per_batch": 18, "points": rows}
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    write_results(RESULTS / f"{name}.json", out)
     print(f"wrote benchmarks/results/{name}.json")
 
 

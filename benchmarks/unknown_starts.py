@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _cli import write_results
 
 OUT = Path(__file__).parent / "results" / "unknown_starts.json"
 WAYS = {"recorded": [], "drawn": ["task.initial=drawn"],
@@ -134,7 +135,7 @@ def main() -> None:
             print(f"{key}: cosine {cos[0]:.4f} [{cos[1]:.4f}, {cos[2]:.4f}], training R² "
                   f"{results[key]['train_r2_mean']:.4f}, {len(rows) - len(done)} of "
                   f"{len(rows)} seeds diverged", flush=True)
-            args.out.write_text(json.dumps(data, indent=1) + "\n")
+            write_results(args.out, data)
     for length in args.lengths:
         rec = results.get(f"{length}/recorded")
         if not rec:
@@ -144,7 +145,7 @@ def main() -> None:
             if other:
                 lo = rec["cosine_mean_ci"][1]  # as good as recorded starts, within their CI
                 other["as_good_within_ci"] = bool(other["cosine_mean_ci"][0] >= lo)
-    args.out.write_text(json.dumps(data, indent=1) + "\n")
+    write_results(args.out, data)
 
 
 if __name__ == "__main__":
