@@ -2,6 +2,8 @@
 run uses: compiled once, in the background thread, and the run's numbers are unchanged;
 with keep-best, so is the validation program, one for every validation batch."""
 
+import logging
+import re
 import threading
 
 import jax
@@ -15,23 +17,38 @@ from metaplastic.meta import driver
 from metaplastic.meta.guard import Guard
 
 
+class _Compiles(logging.Handler):
+    """Each XLA compilation (or persistent-cache load) JAX logs: the program's name and
+    the thread it happened in. JAX's log line names the program in every version we
+    support; its monitoring event names it only in later ones (not in 0.5)."""
+
+    FINISHED = re.compile(r"Finished XLA compilation of (\S+) in ")
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.seen: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = self.FINISHED.match(record.getMessage())
+        if found:
+            self.seen.append((found.group(1), record.threadName))
+
+
 def _compiles_of_chunks(fn, name="jit(run_chunk)", order=None):
-    seen = []
-
-    def on(event, duration, **kw):
-        if event != "/jax/core/compile/backend_compile_duration":
-            return
-        if order is not None:
-            order.append((kw.get("fun_name"), threading.current_thread().name))
-        if kw.get("fun_name") == name:
-            seen.append(threading.current_thread().name)
-
-    jax.monitoring.register_event_duration_secs_listener(on)
+    """``fn()``, and the threads in which the program ``name`` was compiled meanwhile
+    (``order``: every compilation's (name, thread) appended, in turn)."""
+    logger, handler = logging.getLogger("jax._src.dispatch"), _Compiles()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
     try:
         out = fn()
     finally:
-        jax.monitoring.unregister_event_duration_listener(on)
-    return out, seen
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    if order is not None:
+        order.extend(handler.seen)
+    return out, [thread for program, thread in handler.seen if program == name]
 
 
 @pytest.mark.xla_defaults  # chunks of 2 and of 1, the same bits
