@@ -2,6 +2,7 @@
 whole process, memory — with a cold and a warm persistent compilation cache.
 
     python benchmarks/bench_compile.py [--presets oja mixture-fewshot ...] [--timeout 600]
+        [--set KEY=VALUE ...] [--out F]
 
 Every preset is started as the command line starts it (``metaplastic run PRESET
 --no-eval`` in a fresh process, a fresh output folder) twice: with an empty persistent
@@ -113,9 +114,10 @@ def _hwm(pid: int) -> float | None:
     return None
 
 
-def measure(preset: str, cache: Path, timeout: float, env_extra: dict | None = None) -> dict:
+def measure(preset: str, cache: Path, timeout: float, env_extra: dict | None = None,
+            sets: tuple[str, ...] = ()) -> dict:
     """One start of ``preset`` with the persistent cache at ``cache`` (``env_extra``: more
-    environment variables for the child)."""
+    environment variables for the child; ``sets``: the run's ``--set`` overrides)."""
     with tempfile.TemporaryDirectory() as tmp:
         out, events = Path(tmp) / "runs", Path(tmp) / "events.json"
         # the library's data cache (simulated recordings) beside the compilation cache:
@@ -126,8 +128,8 @@ def measure(preset: str, cache: Path, timeout: float, env_extra: dict | None = N
         start = time.time()
         proc = subprocess.Popen(
             [sys.executable, __file__, "--child", str(events), "run", preset, "--no-eval",
-             "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+             "--out", str(out), *(a for s in sets for a in ("--set", s))], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first = second = None
         lines_first = 0
         hwm = None
@@ -281,8 +283,22 @@ def main() -> None:
     p.add_argument("--threefry", action="store_true",
                    help="compare JAX's threefry lowering with the library's (see above)")
     p.add_argument("--rounds", type=int, default=2, help="with --threefry")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override for every run, as metaplastic run --set (the results "
+                        "are kept under the preset's name followed by the overrides)")
     args = p.parse_args()
     names = check_presets(p, args.presets) if args.presets else known_presets()
+    if args.set:
+        if args.threefry:
+            p.error("--set is not taken with --threefry")
+        from metaplastic.errors import ConfigError
+        from metaplastic.experiments.study import resolve
+
+        for name in names:
+            try:
+                resolve(name, args.set, None)
+            except ConfigError as e:
+                p.error(f"{name} with --set {' --set '.join(args.set)}: {e}")
     if args.timeout <= 0 or args.rounds < 1:
         p.error("--timeout must be positive and --rounds at least 1")
     args.out = args.out or (OUT.with_name("compile_threefry.json") if args.threefry else OUT)
@@ -290,14 +306,17 @@ def main() -> None:
     if args.threefry:
         threefry(names, args.rounds, args.timeout, args.out, results)
         return
+    labels = []
     for name in names:
+        label = name + "".join(f" --set {s}" for s in args.set)
         with tempfile.TemporaryDirectory() as tmp:
             cache = Path(tmp) / "compile"  # (and the data cache beside it: measure)
-            results[name] = {"cold": measure(name, cache, args.timeout)}
-            results[name]["warm"] = measure(name, cache, args.timeout)
-        print(name, json.dumps(results[name]), flush=True)
-        write(args.out, results, name)
-    print(table({n: results[n] for n in names}))
+            results[label] = {"cold": measure(name, cache, args.timeout, sets=args.set)}
+            results[label]["warm"] = measure(name, cache, args.timeout, sets=args.set)
+        print(label, json.dumps(results[label]), flush=True)
+        write(args.out, results, label)
+        labels.append(label)
+    print(table({n: results[n] for n in labels}))
 
 
 if __name__ == "__main__":
