@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -214,7 +215,7 @@ def write(out: Path, results: dict, name: str) -> None:
     write_results(out, {"machine": f"{platform.processor() or platform.machine()}, "
                                    f"{os.cpu_count()} cores",
                         "command": "python benchmarks/bench_compile.py "
-                                   + " ".join(sys.argv[1:]),
+                                   + shlex.join(sys.argv[1:]),
                         "presets": results})
     WRITTEN.update(out=out, presets=[*WRITTEN["presets"], name])
 
