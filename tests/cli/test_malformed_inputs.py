@@ -46,7 +46,8 @@ DATASETS = {  # name: (make the file in directory d, what the message says)
     "npz 2-d labels": (lambda d: _npz(d, x=X, y=Y.reshape(6, 10)), "1-d array"),
     "npz without y": (lambda d: _npz(d, x=X), "needs arrays 'x' and 'y'"),
     "npz NaN inputs": (lambda d: _npz(d, x=np.full((60, 8), np.nan), y=Y), "NaN or inf"),
-    "npz object arrays": (lambda d: _npz(d, x=np.array([None] * 60), y=Y), "damaged"),
+    "npz object arrays": (lambda d: _npz(d, x=np.array([None] * 60), y=Y),
+                          "object arrays (pickled data), which are never loaded"),
     "IDX gzip cut short": (lambda d: _cut(_idx(d, (X * 255).reshape(60, 2, 4), Y)
                                           / "train-images-idx3-ubyte.gz", lambda n: n // 2),
                            "cannot read IDX file"),

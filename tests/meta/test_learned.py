@@ -123,7 +123,7 @@ def test_phi_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         selection.load_phi(tmp_path / "nope.npz")
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 damaged")
-    with pytest.raises(ConfigError, match="not a readable"):
+    with pytest.raises(ConfigError, match="a damaged .npz archive"):
         selection.load_phi(tmp_path / "bad.npz")
     np.savez(tmp_path / "short.npz", member_gain=np.zeros(2))
     with pytest.raises(ConfigError, match="missing"):

@@ -21,12 +21,12 @@ import json
 import math
 import os
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metaplastic import _npz
 from metaplastic._records import read_json, read_metrics
 from metaplastic.errors import ConfigError
 from metaplastic.experiments import config as config_mod
@@ -118,11 +118,7 @@ def load_theta(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no parameters file at {str(path)!r}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return _unflatten({key: data[key] for key in data.files})
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ConfigError(f"cannot read parameters file {str(path)!r}: {e}") from None
+    return _unflatten(_npz.read(path, "parameters file"))
 
 
 def _jsonable(x: Any) -> Any:
@@ -210,11 +206,10 @@ class RunDir:
         path = self.path / "checkpoint.npz"
         if not path.is_file():
             raise ConfigError(f"{self.path} has no checkpoint.npz to resume from")
+        arrays = _npz.read(path, "the checkpoint to resume from")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
             return state_from_arrays(like, arrays)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        except ValueError as e:
             raise ConfigError(f"cannot resume from {str(path)!r}: {e}") from None
 
     def keep_metrics_until(self, step: int) -> None:

@@ -39,7 +39,6 @@ cheaper and permutation-equivariant by construction.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -47,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import _npz
 from metaplastic.errors import ConfigError
 
 Array = jax.Array
@@ -117,13 +117,9 @@ def load_phi(path: str | Path | None = None) -> dict[str, Array]:
     """φ from a ``.npz`` file (no pickle); ``None``: the shipped one."""
     path = Path(DEFAULT_PHI if path is None else path)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            raw = {k: f[k] for k in f.files}
+        raw = _npz.read(path, "selection network file")
     except FileNotFoundError:
         raise ConfigError(f"selection network file {path} does not exist") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ConfigError(f"selection network file {path} is not a readable .npz of arrays "
-                          f"({type(e).__name__}: {e})") from None
     return check_phi(raw)
 
 

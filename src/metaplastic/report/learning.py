@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +19,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from metaplastic import _npz  # noqa: E402
+from metaplastic.errors import ConfigError  # noqa: E402
 
 FILE = "episode.npz"
 RASTER_STEPS = 300  # steps shown in each raster panel
@@ -242,9 +244,8 @@ def plot_learning(run_path: str | Path) -> list[Path]:
     the file is damaged)."""
     run_path = Path(run_path)
     try:
-        with np.load(run_path / FILE, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        data = _npz.read(run_path / FILE, "episode recording")
+    except (FileNotFoundError, ConfigError):
         return []
     drawn = []
     for name, draw in FIGURES.items():

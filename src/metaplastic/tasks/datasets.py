@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import functools
 import gzip
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from metaplastic import _npz
 from metaplastic.errors import ConfigError, unknown_name
 
 DATASETS = ("digits", "mnist1d", "mnist5k", "shapes", "file")
@@ -158,16 +158,12 @@ def load_file(path: str | Path) -> Dataset:
     if not p.exists():
         raise ConfigError(f"dataset path {str(p)!r} does not exist")
     if p.suffix == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as d:
-                missing = {"x", "y"} - set(d.files)
-                if missing:
-                    raise ConfigError(f"{p}: an .npz dataset needs arrays 'x' and 'y'; "
-                                      f"missing {sorted(missing)} (has {d.files})")
-                x, y = d["x"], d["y"]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ConfigError(f"cannot read dataset {str(p)!r} (damaged or not an .npz "
-                              f"file: {e or type(e).__name__})") from None
+        d = _npz.read(p, "dataset")
+        missing = {"x", "y"} - set(d)
+        if missing:
+            raise ConfigError(f"{p}: an .npz dataset needs arrays 'x' and 'y'; "
+                              f"missing {sorted(missing)} (has {sorted(d)})")
+        x, y = d["x"], d["y"]
         return _checked(p.name, x, y)
     images, labels = _idx_pair(p)
     return _checked(p.name, read_idx(images), read_idx(labels))

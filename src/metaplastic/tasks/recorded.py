@@ -78,7 +78,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -87,6 +86,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metaplastic import _npz
 from metaplastic.errors import ConfigError
 from metaplastic.network import NetState, Network
 from metaplastic.tasks.base import Task
@@ -104,13 +104,9 @@ KEYS = ("inputs", "lengths", "activity", "activity_mask", "choices", "rewards",
 def load(path: str) -> dict[str, np.ndarray]:
     """A recording file, checked against the layout above (one message per problem)."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in f.files}
+        data = _npz.read(path, "recordings")
     except FileNotFoundError:
         raise ConfigError(f"recordings file {path!r} not found") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ConfigError(f"cannot read recordings {path!r} as .npz without object arrays: "
-                          f"{type(e).__name__}: {e}") from None
     unknown = sorted(k for k in data if k not in KEYS and not k.startswith("w0_")
                      and not re.fullmatch(r"activity(_mask)?_[1-9][0-9]*", k))
     if unknown:
