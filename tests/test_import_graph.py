@@ -14,7 +14,7 @@ SRC = Path(mp.__file__).parent
 
 #: layers, lowest first: a module may import its own layer and those below only
 LAYERS = [
-    {"errors", "_stats", "_records", "_fields", "interrupts", "capabilities", "precision",
+    {"errors", "_stats", "_records", "_fields", "_npz", "interrupts", "capabilities", "precision",
      "xla", "devices", "signals", "registry", "streams", "_version", "_startup",
      "activations", "progress"},
     {"neurons", "rules", "network", "spiking", "tasks"},
