@@ -99,3 +99,14 @@ def test_a_misspelt_preset_stops_a_benchmark_before_any_work(tmp_path, script, f
     assert "unknown preset 'ojaa'; valid presets: " in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
+
+
+@pytest.mark.tier2  # a process
+def test_a_wrong_override_stops_bench_compile_before_any_run(tmp_path):
+    out = tmp_path / "out.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_compile.py"), "--presets",
+                           "oja", "--set", "meta.nope=1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "oja with --set meta.nope=1: meta: unknown option(s) 'nope'" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
